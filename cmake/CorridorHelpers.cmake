@@ -1,0 +1,23 @@
+# corridor_cc_test(NAME <name> SRCS <files...> DEPS <libs...> [LABELS <labels...>])
+# Builds one GoogleTest binary and registers every test in it with ctest.
+function(corridor_cc_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  add_executable(${T_NAME} ${T_SRCS})
+  target_link_libraries(${T_NAME} PRIVATE ${T_DEPS} corridor_testing
+                        GTest::gmock GTest::gtest GTest::gtest_main)
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set(props TIMEOUT ${T_TIMEOUT})
+  if(T_LABELS)
+    list(APPEND props LABELS "${T_LABELS}")
+  endif()
+  gtest_discover_tests(${T_NAME}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES ${props})
+  # Tests that start corridord / corridorctl find them here, and test data in the source tree.
+  target_compile_definitions(${T_NAME} PRIVATE
+    CORRIDOR_BIN_DIR="${CMAKE_BINARY_DIR}/bin"
+    CORRIDOR_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+endfunction()
+include(GoogleTest)
