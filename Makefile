@@ -23,7 +23,7 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
-	bash deploy/demo.sh
+	bash deploy/demo.sh $(if $(KEEP),--keep)
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -1,2 +1,168 @@
 #!/usr/bin/env bash
-echo "demo: not yet"
+# The demo federation: a corridor of three organisations on this machine, each
+# with its own PKI, data directory and corridord, using exactly the tooling an
+# operator would (corridorctl pki / roster). Run by `make demo`.
+#
+#   deploy/demo.sh          set up, start, show the federation, then stop it
+#   deploy/demo.sh --keep   leave the nodes running (prints how to reach and stop them)
+#   deploy/demo.sh --stop   stop nodes left running by --keep
+#
+# Every run starts clean: nodes of an earlier run are stopped and demo/ is wiped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BIN=${CORRIDOR_BIN:-build/bin}
+DEMO=${CORRIDOR_DEMO_DIR:-demo}
+FED=corridor.demo
+CTL="$BIN/corridorctl"
+KEEP=0
+case "${1:-}" in
+  --keep) KEEP=1 ;;
+  --stop) ;;
+  "") ;;
+  *) echo "usage: deploy/demo.sh [--keep|--stop]" >&2; exit 2 ;;
+esac
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+stop_nodes() {
+  local any=0
+  for pidfile in "$DEMO"/*/corridord.pid; do
+    [ -f "$pidfile" ] || continue
+    local pid; pid=$(cat "$pidfile")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+      any=1
+    fi
+    rm -f "$pidfile"
+  done
+  return 0
+}
+
+if [ "${1:-}" = "--stop" ]; then
+  stop_nodes
+  echo "demo nodes stopped"
+  exit 0
+fi
+
+for b in corridord corridorctl; do
+  [ -x "$BIN/$b" ] || { echo "demo: $BIN/$b is missing; run 'make demo' (it builds first)" >&2; exit 1; }
+done
+
+stop_nodes
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+
+# A free loopback port: nothing answers on it.
+port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+next_port=$(( 20000 + (RANDOM % 20000) ))
+take_free_port() {  # sets FREE_PORT (no subshell, so ports handed out stay distinct)
+  while ! port_is_free "$next_port"; do next_port=$((next_port + 1)); done
+  FREE_PORT=$next_port; next_port=$((next_port + 1))
+}
+
+# org id | name | country | kind
+ORGS=(
+  "union-sg|Migrant Workers Union legal-aid desk|SG|union"
+  "ministry-id|Ministry of Manpower, migrant worker protection|ID|ministry"
+  "inspectorate-sg|Labour Inspectorate|SG|inspectorate"
+)
+
+say "1. The federation's stewards create their keys (2 of 3 must sign a roster)"
+"$CTL" pki federation --federation "$FED" --out "$DEMO/federation" --stewards 3
+
+say "2. Each organisation creates its CA, node certificate, signing key and users"
+declare -A PORT
+for entry in "${ORGS[@]}"; do
+  IFS='|' read -r org name country kind <<<"$entry"
+  take_free_port; PORT[$org]=$FREE_PORT
+  "$CTL" pki org --federation "$FED" --org "$org" --out "$DEMO/$org"
+  "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name caseworker1 --out "$DEMO/$org/users"
+  "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name auditor1 --out "$DEMO/$org/users"
+done
+
+say "3. The stewards build, sign and co-sign roster version 1"
+"$CTL" roster init --federation "$FED" --out "$DEMO/federation/roster.yaml"
+for entry in "${ORGS[@]}"; do
+  IFS='|' read -r org name country kind <<<"$entry"
+  "$CTL" roster add-member --roster "$DEMO/federation/roster.yaml" --org "$org" --name "$name" \
+    --country "$country" --kind "$kind" --endpoint "127.0.0.1:${PORT[$org]}" --org-dir "$DEMO/$org"
+done
+"$CTL" roster add-agreement --roster "$DEMO/federation/roster.yaml" --id mou-sg-id-2026 \
+  --title "SG-ID memorandum on migrant worker protection" \
+  --parties union-sg,ministry-id,inspectorate-sg --purposes case-referral,fee-recovery,labour-inspection
+"$CTL" roster sign --in "$DEMO/federation/roster.yaml" --key "$DEMO/federation/steward-1.key" \
+  --key-name steward-1 --out "$DEMO/federation/roster.json"
+"$CTL" roster sign --in "$DEMO/federation/roster.json" --key "$DEMO/federation/steward-2.key" \
+  --key-name steward-2 --out "$DEMO/federation/roster.json"
+"$CTL" roster show --in "$DEMO/federation/roster.json"
+
+say "4. Each organisation configures and starts its node"
+for entry in "${ORGS[@]}"; do
+  IFS='|' read -r org name country kind <<<"$entry"
+  dir="$DEMO/$org"
+  cp "$DEMO/federation/roster.json" "$dir/roster.json"
+  {
+    echo "federation: $FED"
+    echo "org: $org"
+    echo "listen: 127.0.0.1:${PORT[$org]}"
+    echo "data_dir: data"
+    echo "tls: {cert_file: node.crt, key_file: node.key, ca_file: ca.crt}"
+    echo "signing_key: {key_id: $(cat "$dir/signing.keyid"), key_file: signing.key}"
+    echo "roster:"
+    echo "  file: roster.json"
+    echo "  threshold: 2"
+    sed 's/^/  /' "$DEMO/federation/stewards.yaml"
+    echo "users:"
+    echo "  caseworker1: {roles: [caseworker]}"
+    echo "  auditor1: {roles: [auditor]}"
+    echo "limits: {peer_probe_interval_seconds: 2}"
+  } >"$dir/node.yaml"
+  "$BIN/corridord" --config "$dir/node.yaml" --check-config
+  "$BIN/corridord" --config "$dir/node.yaml" 2>"$dir/corridord.log" &
+  echo $! >"$dir/corridord.pid"
+  echo "started $org on 127.0.0.1:${PORT[$org]} (pid $!, log $dir/corridord.log)"
+done
+
+cleanup() { [ "$KEEP" = 1 ] || stop_nodes; }
+trap cleanup EXIT
+
+ctl_as() {  # ctl_as ORG USER ARGS...
+  local org=$1 user=$2; shift 2
+  "$CTL" "$@" --node "127.0.0.1:${PORT[$org]}" --cert "$DEMO/$org/users/$user.crt" \
+    --key "$DEMO/$org/users/$user.key" --ca "$DEMO/$org/ca.crt"
+}
+
+say "5. The nodes find each other through the roster and handshake over mutual TLS"
+for entry in "${ORGS[@]}"; do
+  IFS='|' read -r org _ <<<"$entry"
+  ctl_as "$org" caseworker1 health --wait 60 --require-peers
+  echo
+done
+
+say "6. Who does each node think is calling?"
+ctl_as ministry-id caseworker1 whoami
+echo
+ctl_as union-sg auditor1 whoami
+
+if [ "$KEEP" = 1 ]; then
+  say "The federation keeps running"
+  for entry in "${ORGS[@]}"; do
+    IFS='|' read -r org _ <<<"$entry"
+    echo "  $org: 127.0.0.1:${PORT[$org]}  (config $DEMO/$org/node.yaml, log $DEMO/$org/corridord.log)"
+  done
+  cat <<EOT
+
+Talk to a node as one of its users, e.g.:
+  export CORRIDOR_NODE=127.0.0.1:${PORT[union-sg]} CORRIDOR_CA=$DEMO/union-sg/ca.crt
+  export CORRIDOR_CERT=$DEMO/union-sg/users/caseworker1.crt CORRIDOR_KEY=$DEMO/union-sg/users/caseworker1.key
+  $CTL health
+Stop them with:  deploy/demo.sh --stop
+EOT
+else
+  say "Stopping the demo federation (run 'make demo KEEP=1' to leave it running)"
+  stop_nodes
+  echo "all nodes stopped cleanly"
+fi

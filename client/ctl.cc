@@ -1,0 +1,666 @@
+#include "client/ctl.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <functional>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/args.h"
+#include "client/grpc_util.h"
+#include "client/pki.h"
+#include "client/roster.h"
+#include "client/yaml_proto.h"
+#include "corridor/v1/node.grpc.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "ledger/crypto.h"
+
+namespace corridor::ctl {
+namespace {
+
+// Everything a command needs: its options and where to write.
+struct Context {
+  const Args& args;
+  std::ostream& out;
+  std::ostream& err;
+  bool json() const { return args.Has("json"); }
+};
+
+using Handler = std::function<absl::Status(Context&)>;
+
+struct Command {
+  std::vector<std::string> words;
+  std::string usage;  // after the words, e.g. "--in FILE"
+  std::string summary;
+  std::vector<OptionSpec> options;
+  Handler run;
+};
+
+// Options shared by every command that talks to a node.
+std::vector<OptionSpec> ConnectionOptions() {
+  return {
+      {"node", "HOST:PORT", "the node to talk to (env CORRIDOR_NODE)"},
+      {"cert", "FILE", "your certificate (env CORRIDOR_CERT)"},
+      {"key", "FILE", "your private key (env CORRIDOR_KEY)"},
+      {"ca", "FILE", "your org's CA certificate (env CORRIDOR_CA)"},
+      {"server-name", "NAME", "name the node's certificate must carry, if not the host of --node"},
+      {"timeout", "SECONDS", "deadline for each call (default 10)"},
+      {"json", "", "print JSON for scripts instead of tables"},
+  };
+}
+
+std::vector<OptionSpec> With(std::vector<OptionSpec> a, const std::vector<OptionSpec>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+std::string OptionOrEnv(const Args& args, const std::string& name, const char* env) {
+  if (args.Has(name)) return args.Get(name);
+  const char* v = getenv(env);
+  return v == nullptr ? "" : v;
+}
+
+// A connection to the user's node, as the options and environment describe it.
+struct Connection {
+  std::shared_ptr<grpc::Channel> channel;
+  absl::Duration timeout;
+  std::string target;
+
+  std::unique_ptr<grpc::ClientContext> NewContext() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return ctx;
+  }
+};
+
+absl::StatusOr<Connection> Connect(const Args& args) {
+  Connection c;
+  c.target = OptionOrEnv(args, "node", "CORRIDOR_NODE");
+  const std::string cert = OptionOrEnv(args, "cert", "CORRIDOR_CERT");
+  const std::string key = OptionOrEnv(args, "key", "CORRIDOR_KEY");
+  const std::string ca = OptionOrEnv(args, "ca", "CORRIDOR_CA");
+  std::vector<std::string> missing;
+  if (c.target.empty()) missing.push_back("--node (or CORRIDOR_NODE)");
+  if (cert.empty()) missing.push_back("--cert (or CORRIDOR_CERT)");
+  if (key.empty()) missing.push_back("--key (or CORRIDOR_KEY)");
+  if (ca.empty()) missing.push_back("--ca (or CORRIDOR_CA)");
+  if (!missing.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("to reach your node, set ", absl::StrJoin(missing, ", ")));
+  }
+  auto identity = LoadTlsIdentity(cert, key, ca);
+  if (!identity.ok()) return identity.status();
+  int seconds = 10;
+  if (args.Has("timeout") && (!absl::SimpleAtoi(args.Get("timeout"), &seconds) || seconds <= 0)) {
+    return absl::InvalidArgumentError("--timeout must be a positive number of seconds");
+  }
+  c.timeout = absl::Seconds(seconds);
+  c.channel = MakeMutualTlsChannel(*identity, c.target, args.Get("server-name"));
+  return c;
+}
+
+// Explains a failed call in words a person can act on.
+absl::Status Explain(const grpc::Status& s, const Connection& c) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach the node at ", c.target, " (", s.error_message(),
+          "). Is corridord running there, and are --cert/--key/--ca from your org?"));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(
+          absl::StrCat("the node at ", c.target, " did not answer in time"));
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return absl::UnauthenticatedError(
+          absl::StrCat("the node did not accept your certificate: ", s.error_message()));
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return absl::PermissionDeniedError(absl::StrCat("refused: ", s.error_message()));
+    default:
+      return FromGrpcStatus(s);
+  }
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.add_whitespace = true;
+  o.preserve_proto_field_names = true;
+  std::string s;
+  (void)google::protobuf::util::MessageToJsonString(m, &s, o);
+  return s;
+}
+
+std::string RoleName(int r) {
+  std::string n = v1::Role_Name(static_cast<v1::Role>(r));
+  return absl::AsciiStrToLower(absl::StripPrefix(n, "ROLE_"));
+}
+
+std::string PeerStateName(v1::PeerState s) {
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::PeerState_Name(s), "PEER_STATE_"));
+}
+
+// Prints rows as an aligned table.
+void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      std::string cell = r[i];
+      if (i + 1 < r.size()) cell.resize(width[i] + 2, ' ');
+      line += cell;
+    }
+    out << line << "\n";
+  }
+}
+
+// ---- node commands ---------------------------------------------------------
+
+absl::Status RunHealth(Context& c) {
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  int wait_seconds = 0;
+  if (c.args.Has("wait") && !absl::SimpleAtoi(c.args.Get("wait"), &wait_seconds)) {
+    return absl::InvalidArgumentError("--wait must be a number of seconds");
+  }
+  const bool require_peers = c.args.Has("require-peers");
+  const absl::Time give_up = absl::Now() + absl::Seconds(wait_seconds);
+  auto health = grpc::health::v1::Health::NewStub(conn->channel);
+  auto node = v1::NodeService::NewStub(conn->channel);
+  while (true) {
+    grpc::health::v1::HealthCheckResponse hresp;
+    v1::StatusResponse sresp;
+    absl::Status problem;
+    {
+      auto ctx = conn->NewContext();
+      // While waiting, let the call wait for the connection instead of failing fast.
+      if (absl::Now() < give_up) ctx->set_wait_for_ready(true);
+      grpc::Status s = health->Check(ctx.get(), grpc::health::v1::HealthCheckRequest(), &hresp);
+      if (!s.ok()) {
+        problem = Explain(s, *conn);
+      } else if (hresp.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+        problem = absl::UnavailableError("the node is up but not serving");
+      }
+    }
+    if (problem.ok()) {
+      auto ctx = conn->NewContext();
+      grpc::Status s = node->Status(ctx.get(), v1::StatusRequest(), &sresp);
+      if (!s.ok()) problem = Explain(s, *conn);
+    }
+    std::vector<std::string> unhealthy;
+    if (problem.ok()) {
+      for (const auto& p : sresp.peers()) {
+        if (p.state() != v1::PEER_STATE_HEALTHY) unhealthy.push_back(p.org());
+      }
+      if (require_peers && !unhealthy.empty()) {
+        problem = absl::UnavailableError(
+            absl::StrCat("peers not healthy: ", absl::StrJoin(unhealthy, ", ")));
+      }
+    }
+    // A refusal will not change by waiting; anything else might.
+    const bool refused = absl::IsPermissionDenied(problem) || absl::IsUnauthenticated(problem);
+    if (!problem.ok() && !refused && absl::Now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      continue;
+    }
+    if (!problem.ok() && sresp.org().empty()) return problem;
+    if (c.json()) {
+      c.out << ToJson(sresp);
+    } else {
+      c.out << "node " << sresp.org() << " (" << sresp.federation() << ") at " << conn->target
+            << ": serving, roster version " << sresp.roster_version() << "\n";
+      std::vector<std::vector<std::string>> rows = {{"PEER", "ENDPOINT", "STATE", "DETAIL"}};
+      for (const auto& p : sresp.peers()) {
+        rows.push_back({p.org(), p.endpoint(), PeerStateName(p.state()),
+                        p.state() == v1::PEER_STATE_HEALTHY
+                            ? "mutual TLS ok, roster v" + std::to_string(p.peer_roster_version())
+                            : p.last_error()});
+      }
+      PrintTable(c.out, rows);
+    }
+    return problem;
+  }
+}
+
+absl::Status RunWhoami(Context& c) {
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto stub = v1::NodeService::NewStub(conn->channel);
+  auto ctx = conn->NewContext();
+  v1::WhoamiResponse resp;
+  grpc::Status s = stub->Whoami(ctx.get(), v1::WhoamiRequest(), &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+    return absl::OkStatus();
+  }
+  std::vector<std::string> roles;
+  for (int r : resp.roles()) roles.push_back(RoleName(r));
+  c.out << "org:     " << resp.org() << "\n"
+        << "subject: " << resp.subject() << "\n"
+        << "roles:   " << (roles.empty() ? "(none)" : absl::StrJoin(roles, ", ")) << "\n"
+        << "node:    " << resp.node_org() << " in federation " << resp.federation() << "\n";
+  return absl::OkStatus();
+}
+
+// ---- PKI commands ----------------------------------------------------------
+
+absl::Status Require(const Args& args, std::initializer_list<const char*> names) {
+  std::vector<std::string> missing;
+  for (const char* n : names) {
+    if (args.Get(n).empty()) missing.push_back(absl::StrCat("--", n));
+  }
+  if (missing.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("missing ", absl::StrJoin(missing, ", ")));
+}
+
+absl::Status MakeDir(const std::string& dir) {
+  std::string path;
+  for (absl::string_view part : absl::StrSplit(dir, '/')) {
+    path += std::string(part) + "/";
+    if (part.empty()) continue;
+    if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+      return absl::InternalError(absl::StrCat("cannot create directory ", path));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Writes a new file; refuses to overwrite so keys are never lost by accident.
+absl::Status WriteNew(const std::string& path, absl::string_view data, int mode, bool force) {
+  struct stat st;
+  if (!force && stat(path.c_str(), &st) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat(path, " already exists; not overwriting it (use --force to replace)"));
+  }
+  return WriteFileAtomically(path, data, mode);
+}
+
+absl::Status RunPkiFederation(Context& c) {
+  if (auto st = Require(c.args, {"federation", "out"}); !st.ok()) return st;
+  int count = 3;
+  if (c.args.Has("stewards") && (!absl::SimpleAtoi(c.args.Get("stewards"), &count) || count < 1)) {
+    return absl::InvalidArgumentError("--stewards must be a positive number");
+  }
+  const std::string dir = c.args.Get("out");
+  const bool force = c.args.Has("force");
+  if (auto st = MakeDir(dir); !st.ok()) return st;
+  std::string yaml = "steward_keys:\n";
+  for (int i = 1; i <= count; ++i) {
+    const std::string name = absl::StrCat("steward-", i);
+    Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+    if (auto st = WriteNew(absl::StrCat(dir, "/", name, ".key"), key.ToPem(), 0600, force); !st.ok()) {
+      return st;
+    }
+    absl::StrAppend(&yaml, "  - name: ", name, "\n    public_key: ",
+                    Base64Encode(key.public_key().raw()), "\n");
+  }
+  if (auto st = WriteNew(dir + "/stewards.yaml", yaml, 0644, force); !st.ok()) return st;
+  c.out << "federation " << c.args.Get("federation") << ": " << count << " steward keys in " << dir
+        << "\n  give each steward their steward-N.key; paste " << dir
+        << "/stewards.yaml into every node's roster: section\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunPkiOrg(Context& c) {
+  if (auto st = Require(c.args, {"federation", "org", "out"}); !st.ok()) return st;
+  const std::string fed = c.args.Get("federation");
+  const std::string org = c.args.Get("org");
+  const std::string dir = c.args.Get("out");
+  const bool force = c.args.Has("force");
+  if (auto st = MakeDir(dir); !st.ok()) return st;
+
+  pki::CaOptions ca_opts;
+  ca_opts.federation = fed;
+  ca_opts.org = org;
+  ca_opts.common_name = absl::StrCat(org, " Corridor CA");
+  auto ca = pki::CreateOrgCa(ca_opts);
+  if (!ca.ok()) return ca.status();
+
+  pki::LeafOptions node_opts;
+  node_opts.spiffe_uri = pki::NodeSpiffeUri(fed, org);
+  node_opts.common_name = absl::StrCat(org, " node");
+  node_opts.server_auth = true;
+  node_opts.dns_names = {"localhost"};
+  node_opts.ip_addresses = {"127.0.0.1"};
+  for (const std::string& h : c.args.GetAll("host")) {
+    bool is_ip = !h.empty() && (absl::ascii_isdigit(h[0]) || h.find(':') != std::string::npos);
+    (is_ip ? node_opts.ip_addresses : node_opts.dns_names).push_back(h);
+  }
+  auto node = pki::IssueLeaf(*ca, node_opts);
+  if (!node.ok()) return node.status();
+
+  Ed25519PrivateKey signing = Ed25519PrivateKey::Generate();
+  const std::string key_id = c.args.Get("key-id", absl::StrCat(org, "-1"));
+  const std::vector<std::pair<std::string, std::pair<std::string, int>>> files = {
+      {"ca.key", {ca->key_pem, 0600}},
+      {"ca.crt", {ca->cert_pem, 0644}},
+      {"node.key", {node->key_pem, 0600}},
+      {"node.crt", {node->cert_pem, 0644}},
+      {"signing.key", {signing.ToPem(), 0600}},
+      {"signing.pub", {Base64Encode(signing.public_key().raw()) + "\n", 0644}},
+      {"signing.keyid", {key_id + "\n", 0644}},
+  };
+  for (const auto& [name, content] : files) {
+    if (auto st = WriteNew(absl::StrCat(dir, "/", name), content.first, content.second, force);
+        !st.ok()) {
+      return st;
+    }
+  }
+  c.out << "org " << org << ": CA, node certificate (" << node_opts.spiffe_uri
+        << ") and signing key " << key_id << " in " << dir
+        << "\n  keep ca.key offline; add the org to the roster with `corridorctl roster add-member`\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunPkiUser(Context& c) {
+  if (auto st = Require(c.args, {"federation", "org", "org-dir", "name", "out"}); !st.ok()) return st;
+  const std::string dir = c.args.Get("org-dir");
+  auto ca_key = ReadFileToString(dir + "/ca.key");
+  if (!ca_key.ok()) return ca_key.status();
+  auto ca_cert = ReadFileToString(dir + "/ca.crt");
+  if (!ca_cert.ok()) return ca_cert.status();
+  pki::LeafOptions opts;
+  const std::string name = c.args.Get("name");
+  opts.spiffe_uri = pki::UserSpiffeUri(c.args.Get("federation"), c.args.Get("org"), name);
+  opts.common_name = name;
+  auto user = pki::IssueLeaf({*ca_key, *ca_cert}, opts);
+  if (!user.ok()) return user.status();
+  const std::string out = c.args.Get("out");
+  if (auto st = MakeDir(out); !st.ok()) return st;
+  const bool force = c.args.Has("force");
+  if (auto st = WriteNew(absl::StrCat(out, "/", name, ".key"), user->key_pem, 0600, force); !st.ok()) {
+    return st;
+  }
+  if (auto st = WriteNew(absl::StrCat(out, "/", name, ".crt"), user->cert_pem, 0644, force); !st.ok()) {
+    return st;
+  }
+  c.out << "user " << opts.spiffe_uri << ": " << out << "/" << name << ".crt and .key"
+        << "\n  the node admin must list \"" << name << "\" under users: with their roles\n";
+  return absl::OkStatus();
+}
+
+// ---- roster commands -------------------------------------------------------
+
+absl::StatusOr<v1::Roster> LoadRosterSource(const std::string& path) {
+  v1::Roster roster;
+  if (auto st = LoadYamlFileToProto(path, &roster); !st.ok()) return st;
+  return roster;
+}
+
+absl::Status SaveRosterSource(const std::string& path, const v1::Roster& roster) {
+  return WriteFileAtomically(path, ProtoToYaml(roster) + "\n");
+}
+
+absl::Status RunRosterInit(Context& c) {
+  if (auto st = Require(c.args, {"federation", "out"}); !st.ok()) return st;
+  v1::Roster roster;
+  roster.set_federation(c.args.Get("federation"));
+  uint64_t version = 1;
+  if (c.args.Has("version") && !absl::SimpleAtoi(c.args.Get("version"), &version)) {
+    return absl::InvalidArgumentError("--version must be a positive number");
+  }
+  roster.set_version(version);
+  roster.set_issued_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
+  struct stat st;
+  if (!c.args.Has("force") && stat(c.args.Get("out").c_str(), &st) == 0) {
+    return absl::AlreadyExistsError(absl::StrCat(c.args.Get("out"), " already exists"));
+  }
+  if (auto s = SaveRosterSource(c.args.Get("out"), roster); !s.ok()) return s;
+  c.out << "roster source " << c.args.Get("out") << " (version " << version << ") created\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunRosterAddMember(Context& c) {
+  if (auto st = Require(c.args, {"roster", "org", "name", "country", "kind", "endpoint", "org-dir"});
+      !st.ok()) {
+    return st;
+  }
+  auto roster = LoadRosterSource(c.args.Get("roster"));
+  if (!roster.ok()) return roster.status();
+  const std::string dir = c.args.Get("org-dir");
+  v1::Member m;
+  m.set_org(c.args.Get("org"));
+  m.set_name(c.args.Get("name"));
+  m.set_country(c.args.Get("country"));
+  m.set_endpoint(c.args.Get("endpoint"));
+  v1::OrgKind kind;
+  if (!v1::OrgKind_Parse("ORG_KIND_" + absl::AsciiStrToUpper(c.args.Get("kind")), &kind) ||
+      kind == v1::ORG_KIND_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        "--kind must be one of ministry, inspectorate, union, prosecutor, ngo");
+  }
+  m.set_kind(kind);
+  auto ca = ReadFileToString(dir + "/ca.crt");
+  if (!ca.ok()) return ca.status();
+  m.set_ca_cert_pem(*ca);
+  auto pub = ReadFileToString(dir + "/signing.pub");
+  if (!pub.ok()) return pub.status();
+  auto key_id = ReadFileToString(dir + "/signing.keyid");
+  if (!key_id.ok()) return key_id.status();
+  v1::SigningKey* k = m.add_signing_keys();
+  k->set_key_id(std::string(absl::StripAsciiWhitespace(*key_id)));
+  k->set_public_key(std::string(absl::StripAsciiWhitespace(*pub)));
+  k->set_status(v1::KEY_STATUS_ACTIVE);
+  k->set_valid_from(absl::FormatTime(absl::RFC3339_sec, absl::Now() - absl::Hours(1), absl::UTCTimeZone()));
+  for (const auto& existing : roster->members()) {
+    if (existing.org() == m.org()) {
+      return absl::AlreadyExistsError(absl::StrCat("org ", m.org(), " is already in the roster"));
+    }
+  }
+  *roster->add_members() = m;
+  if (auto st = SaveRosterSource(c.args.Get("roster"), *roster); !st.ok()) return st;
+  c.out << "added " << m.org() << " (" << m.name() << ", " << m.country() << ") at " << m.endpoint()
+        << " to " << c.args.Get("roster") << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunRosterAddAgreement(Context& c) {
+  if (auto st = Require(c.args, {"roster", "id", "parties", "purposes"}); !st.ok()) return st;
+  auto roster = LoadRosterSource(c.args.Get("roster"));
+  if (!roster.ok()) return roster.status();
+  v1::Agreement* a = roster->add_agreements();
+  a->set_id(c.args.Get("id"));
+  a->set_title(c.args.Get("title"));
+  for (absl::string_view p : absl::StrSplit(c.args.Get("parties"), ',', absl::SkipEmpty())) {
+    a->add_parties(std::string(p));
+  }
+  for (absl::string_view p : absl::StrSplit(c.args.Get("purposes"), ',', absl::SkipEmpty())) {
+    a->add_purposes(std::string(p));
+  }
+  if (auto st = SaveRosterSource(c.args.Get("roster"), *roster); !st.ok()) return st;
+  c.out << "added agreement " << a->id() << " to " << c.args.Get("roster") << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunRosterSign(Context& c) {
+  if (auto st = Require(c.args, {"in", "key", "key-name", "out"}); !st.ok()) return st;
+  auto key = Ed25519PrivateKey::FromPemFile(c.args.Get("key"));
+  if (!key.ok()) return key.status();
+  auto text = ReadFileToString(c.args.Get("in"));
+  if (!text.ok()) return text.status();
+  absl::StatusOr<std::string> signed_json;
+  if (absl::StrContains(*text, "\"payloadType\"")) {
+    signed_json = SignRoster(nullptr, *text, c.args.Get("key-name"), *key);  // co-sign
+  } else {
+    auto roster = LoadRosterSource(c.args.Get("in"));
+    if (!roster.ok()) return roster.status();
+    signed_json = SignRoster(&*roster, "", c.args.Get("key-name"), *key);
+  }
+  if (!signed_json.ok()) return signed_json.status();
+  if (auto st = WriteFileAtomically(c.args.Get("out"), *signed_json); !st.ok()) return st;
+  auto roster = PeekSignedRoster(*signed_json);
+  c.out << "signed roster version " << roster->version() << " as " << c.args.Get("key-name")
+        << " → " << c.args.Get("out") << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunRosterShow(Context& c) {
+  if (auto st = Require(c.args, {"in"}); !st.ok()) return st;
+  auto text = ReadFileToString(c.args.Get("in"));
+  if (!text.ok()) return text.status();
+  auto roster = PeekSignedRoster(*text);
+  if (!roster.ok()) return roster.status();
+  if (c.json()) {
+    c.out << ToJson(*roster);
+    return absl::OkStatus();
+  }
+  c.out << "federation " << roster->federation() << ", roster version " << roster->version()
+        << ", issued " << roster->issued_at() << " (signatures not checked here)\n";
+  std::vector<std::vector<std::string>> rows = {{"ORG", "NAME", "COUNTRY", "KIND", "ENDPOINT", "KEYS"}};
+  for (const auto& m : roster->members()) {
+    std::vector<std::string> keys;
+    for (const auto& k : m.signing_keys()) {
+      keys.push_back(absl::StrCat(k.key_id(), "(", absl::AsciiStrToLower(absl::StripPrefix(
+                                                        v1::KeyStatus_Name(k.status()), "KEY_STATUS_")), ")"));
+    }
+    rows.push_back({m.org(), m.name(), m.country(),
+                    absl::AsciiStrToLower(absl::StripPrefix(v1::OrgKind_Name(m.kind()), "ORG_KIND_")),
+                    m.endpoint(), absl::StrJoin(keys, " ")});
+  }
+  PrintTable(c.out, rows);
+  for (const auto& a : roster->agreements()) {
+    c.out << "agreement " << a.id() << ": parties " << absl::StrJoin(a.parties(), ", ")
+          << "; purposes " << absl::StrJoin(a.purposes(), ", ") << "\n";
+  }
+  return absl::OkStatus();
+}
+
+const std::vector<Command>& Commands() {
+  static const auto* commands = new std::vector<Command>{
+      {{"health"}, "", "is the node serving, and which peers has it authenticated?",
+       With(ConnectionOptions(),
+            {{"wait", "SECONDS", "keep trying for up to this long"},
+             {"require-peers", "", "fail unless every roster peer is healthy"}}),
+       RunHealth},
+      {{"whoami"}, "", "the org, subject and roles the node sees for you", ConnectionOptions(),
+       RunWhoami},
+      {{"pki", "federation"}, "--federation NAME --out DIR", "create the federation's steward keys",
+       {{"federation", "NAME", "federation name, e.g. corridor.example"},
+        {"out", "DIR", "where to write the keys"},
+        {"stewards", "N", "how many steward keys (default 3)"},
+        {"force", "", "overwrite existing files"}},
+       RunPkiFederation},
+      {{"pki", "org"}, "--federation NAME --org ID --out DIR",
+       "create an org's CA, node certificate and Ed25519 signing key",
+       {{"federation", "NAME", "federation name"},
+        {"org", "ID", "org id, e.g. union-sg"},
+        {"out", "DIR", "where to write"},
+        {"host", "NAME", "extra DNS name or IP for the node certificate", true},
+        {"key-id", "ID", "signing key id (default <org>-1)"},
+        {"force", "", "overwrite existing files"}},
+       RunPkiOrg},
+      {{"pki", "user"}, "--federation NAME --org ID --org-dir DIR --name USER --out DIR",
+       "issue a user certificate from the org's CA",
+       {{"federation", "NAME", "federation name"},
+        {"org", "ID", "org id"},
+        {"org-dir", "DIR", "the directory `pki org` wrote (holds ca.crt, ca.key)"},
+        {"name", "USER", "user name"},
+        {"out", "DIR", "where to write USER.crt and USER.key"},
+        {"force", "", "overwrite existing files"}},
+       RunPkiUser},
+      {{"roster", "init"}, "--federation NAME --out FILE", "start a roster source file",
+       {{"federation", "NAME", "federation name"},
+        {"out", "FILE", "roster source (YAML)"},
+        {"version", "N", "roster version (default 1)"},
+        {"force", "", "overwrite an existing file"}},
+       RunRosterInit},
+      {{"roster", "add-member"}, "--roster FILE --org ID --name NAME --country CC --kind KIND --endpoint HOST:PORT --org-dir DIR",
+       "add an org to a roster source",
+       {{"roster", "FILE", "roster source (YAML)"},
+        {"org", "ID", "org id"},
+        {"name", "NAME", "the org's name"},
+        {"country", "CC", "ISO 3166 country code"},
+        {"kind", "KIND", "ministry, inspectorate, union, prosecutor or ngo"},
+        {"endpoint", "HOST:PORT", "where the org's node listens"},
+        {"org-dir", "DIR", "the directory `pki org` wrote"}},
+       RunRosterAddMember},
+      {{"roster", "add-agreement"}, "--roster FILE --id ID --parties A,B --purposes P,Q",
+       "add an agreement (MoU, MLA treaty) to a roster source",
+       {{"roster", "FILE", "roster source (YAML)"},
+        {"id", "ID", "agreement id"},
+        {"title", "TEXT", "human title"},
+        {"parties", "A,B", "member org ids"},
+        {"purposes", "P,Q", "purposes it covers"}},
+       RunRosterAddAgreement},
+      {{"roster", "sign"}, "--in FILE --key FILE --key-name NAME --out FILE",
+       "sign a roster source, or co-sign a signed roster, as a steward",
+       {{"in", "FILE", "roster source (YAML) or signed roster (JSON)"},
+        {"key", "FILE", "your steward key"},
+        {"key-name", "NAME", "your steward key name as nodes know it, e.g. steward-1"},
+        {"out", "FILE", "signed roster to write"}},
+       RunRosterSign},
+      {{"roster", "show"}, "--in FILE", "show a signed roster",
+       {{"in", "FILE", "signed roster"}, {"json", "", "print JSON"}}, RunRosterShow},
+  };
+  return *commands;
+}
+
+void PrintHelp(std::ostream& out) {
+  out << "corridorctl: talk to your Corridor node, and manage federation keys and rosters.\n\n"
+         "commands:\n";
+  for (const Command& cmd : Commands()) {
+    std::string words = absl::StrJoin(cmd.words, " ");
+    words.resize(std::max<size_t>(words.size() + 2, 22), ' ');
+    out << "  " << words << cmd.summary << "\n";
+  }
+  out << "\nrun `corridorctl COMMAND --help` for a command's options.\n";
+}
+
+}  // namespace
+
+int Main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  if (argv.empty() || argv[0] == "help" || argv[0] == "--help" || argv[0] == "-h") {
+    PrintHelp(argv.empty() ? err : out);
+    return argv.empty() ? 2 : 0;
+  }
+  const Command* match = nullptr;
+  for (const Command& cmd : Commands()) {
+    if (argv.size() >= cmd.words.size() &&
+        std::equal(cmd.words.begin(), cmd.words.end(), argv.begin()) &&
+        (match == nullptr || cmd.words.size() > match->words.size())) {
+      match = &cmd;
+    }
+  }
+  if (match == nullptr) {
+    err << "corridorctl: unknown command \"" << absl::StrJoin(argv.begin(), argv.begin() + std::min<size_t>(2, argv.size()), " ")
+        << "\"\n\n";
+    PrintHelp(err);
+    return 2;
+  }
+  const std::string name = absl::StrJoin(match->words, " ");
+  std::vector<std::string> rest(argv.begin() + match->words.size(), argv.end());
+  for (const std::string& a : rest) {
+    if (a == "--help" || a == "-h") {
+      out << "usage: corridorctl " << name << " " << match->usage << "\n" << match->summary
+          << "\n\noptions:\n" << OptionsHelp(match->options);
+      return 0;
+    }
+  }
+  auto args = Args::Parse(rest, match->options);
+  if (!args.ok()) {
+    err << "corridorctl " << name << ": " << args.status().message() << "\n"
+        << "see `corridorctl " << name << " --help`\n";
+    return 2;
+  }
+  Context ctx{*args, out, err};
+  absl::Status st = match->run(ctx);
+  if (!st.ok()) {
+    err << "corridorctl " << name << ": " << st.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace corridor::ctl

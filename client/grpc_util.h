@@ -1,0 +1,46 @@
+// The one place Corridor converts between absl::Status and grpc::Status, and
+// builds mutual-TLS channels. Used by corridorctl and by corridord (for peers).
+// Stateless; thread-safe.
+#ifndef CORRIDOR_CLIENT_GRPC_UTIL_H_
+#define CORRIDOR_CLIENT_GRPC_UTIL_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+
+namespace corridor {
+
+// absl → gRPC, code and message unchanged. Callers at the edge decide what
+// detail a peer may see before calling this.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+// gRPC → absl, code and message unchanged.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// A certificate, its key and the CA bundle that the other side must chain to.
+struct TlsIdentity {
+  std::string cert_pem;
+  std::string key_pem;
+  std::string roots_pem;
+};
+
+// Reads the three PEM files; errors name the file that is missing or unreadable.
+absl::StatusOr<TlsIdentity> LoadTlsIdentity(const std::string& cert_file,
+                                            const std::string& key_file,
+                                            const std::string& ca_file);
+
+// A mutual-TLS channel to `target` (host:port). If `server_name` is not empty the
+// server certificate must carry it as a SAN (instead of the target's host).
+std::shared_ptr<grpc::Channel> MakeMutualTlsChannel(const TlsIdentity& identity,
+                                                    const std::string& target,
+                                                    const std::string& server_name,
+                                                    int max_message_bytes = 4 << 20);
+
+// The PEM of the peer's leaf certificate from a call's auth context, or empty.
+std::string PeerCertificatePem(const grpc::AuthContext& context);
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_CLIENT_GRPC_UTIL_H_

@@ -1,0 +1,116 @@
+#include "server/auth.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "client/grpc_util.h"
+#include "server/log.h"
+
+namespace corridor {
+namespace {
+
+constexpr char kOrgProperty[] = "corridor.org";
+constexpr char kSubjectProperty[] = "corridor.subject";
+constexpr char kKindProperty[] = "corridor.kind";
+constexpr char kRolesProperty[] = "corridor.roles";
+constexpr char kSerialProperty[] = "corridor.serial";
+
+// Who may call what. `nodes`: peer nodes of the federation; `any_user`: every
+// configured user of this org whatever their roles; `roles`: users holding
+// any of these roles.
+struct MethodRule {
+  const char* method;
+  bool nodes;
+  bool any_user;
+  std::vector<v1::Role> roles;
+};
+
+const std::vector<MethodRule>& MethodRules() {
+  static const auto* rules = new std::vector<MethodRule>{
+      {"/corridor.v1.NodeService/Whoami", true, true, {}},
+      {"/corridor.v1.NodeService/Status", false, true, {}},
+      {"/corridor.v1.PeerService/Hello", true, false, {}},
+      {"/grpc.health.v1.Health/Check", true, true, {}},
+      {"/grpc.health.v1.Health/Watch", true, true, {}},
+      {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", false, true, {}},
+  };
+  return *rules;
+}
+
+}  // namespace
+
+grpc::Status CorridorAuthProcessor::Process(const InputMetadata&, grpc::AuthContext* context,
+                                            OutputMetadata*, OutputMetadata*) {
+  auto principal = resolver_->Resolve(PeerCertificatePem(*context), absl::Now());
+  if (!principal.ok()) {
+    log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},
+                               {"reason", principal.status().message()}});
+    return ToGrpcStatus(principal.status());
+  }
+  context->AddProperty(kOrgProperty, principal->org);
+  context->AddProperty(kSubjectProperty, principal->subject);
+  context->AddProperty(kKindProperty, principal->kind == PrincipalKind::kNode ? "node" : "user");
+  std::vector<std::string> roles;
+  for (v1::Role r : principal->roles) roles.push_back(absl::StrCat(static_cast<int>(r)));
+  context->AddProperty(kRolesProperty, absl::StrJoin(roles, ","));
+  context->AddProperty(kSerialProperty, principal->serial_hex);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<Principal> CallerOf(const grpc::AuthContext& context) {
+  auto get = [&](const char* name) -> std::string {
+    auto values = context.FindPropertyValues(name);
+    return values.empty() ? "" : std::string(values.front().data(), values.front().size());
+  };
+  Principal p;
+  p.org = get(kOrgProperty);
+  p.subject = get(kSubjectProperty);
+  if (p.org.empty() || p.subject.empty()) {
+    return absl::UnauthenticatedError("the call carries no authenticated Corridor identity");
+  }
+  p.kind = get(kKindProperty) == "node" ? PrincipalKind::kNode : PrincipalKind::kUser;
+  p.serial_hex = get(kSerialProperty);
+  for (absl::string_view r : absl::StrSplit(get(kRolesProperty), ',', absl::SkipEmpty())) {
+    int n = 0;
+    if (absl::SimpleAtoi(r, &n)) p.roles.push_back(static_cast<v1::Role>(n));
+  }
+  return p;
+}
+
+absl::Status CheckAccess(const Principal& principal, absl::string_view method) {
+  for (const MethodRule& rule : MethodRules()) {
+    if (method != rule.method) continue;
+    if (principal.kind == PrincipalKind::kNode) {
+      if (rule.nodes) return absl::OkStatus();
+      return absl::PermissionDeniedError(absl::StrCat(method, " is for users, not peer nodes"));
+    }
+    if (rule.any_user) return absl::OkStatus();
+    for (v1::Role r : rule.roles) {
+      if (principal.HasRole(r)) return absl::OkStatus();
+    }
+    std::vector<std::string> names;
+    for (v1::Role r : rule.roles) names.push_back(v1::Role_Name(r));
+    return absl::PermissionDeniedError(absl::StrCat(
+        principal.Name(), " may not call ", method,
+        rule.roles.empty() ? " (peer nodes only)" : absl::StrCat(" (needs one of the roles ", absl::StrJoin(names, ", "), ")")));
+  }
+  return absl::PermissionDeniedError(absl::StrCat(method, " is not open to anyone"));
+}
+
+absl::StatusOr<Principal> Authorize(const grpc::CallbackServerContext& context,
+                                    absl::string_view method) {
+  auto auth = context.auth_context();
+  if (auth == nullptr) return absl::UnauthenticatedError("call has no TLS identity");
+  auto principal = CallerOf(*auth);
+  if (!principal.ok()) return principal.status();
+  if (auto st = CheckAccess(*principal, method); !st.ok()) {
+    log::Warn("auth.denied", {{"caller", principal->Name()}, {"method", method},
+                              {"reason", st.message()}});
+    return st;
+  }
+  return principal;
+}
+
+}  // namespace corridor

@@ -1,0 +1,135 @@
+#include "server/identity.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/pki.h"
+
+namespace corridor {
+namespace {
+
+bool SerialListed(const google::protobuf::RepeatedPtrField<std::string>& list,
+                  const std::string& serial_hex) {
+  for (const std::string& s : list) {
+    if (absl::AsciiStrToLower(s) == serial_hex) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool Principal::HasRole(v1::Role role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+
+absl::StatusOr<SpiffeId> ParseSpiffeUri(absl::string_view uri, absl::string_view federation) {
+  const std::string prefix = absl::StrCat("spiffe://", federation, "/");
+  if (!absl::StartsWith(uri, prefix)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", uri, "\" is not an identity in federation \"", federation, "\""));
+  }
+  std::vector<std::string> parts = absl::StrSplit(uri.substr(prefix.size()), '/');
+  SpiffeId id;
+  if (parts.size() == 2 && parts[1] == "node" && !parts[0].empty()) {
+    id.org = parts[0];
+    id.kind = PrincipalKind::kNode;
+    return id;
+  }
+  if (parts.size() == 3 && parts[1] == "user" && !parts[0].empty() && !parts[2].empty()) {
+    id.org = parts[0];
+    id.kind = PrincipalKind::kUser;
+    id.user = parts[2];
+    return id;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "\"", uri, "\" is neither spiffe://<federation>/<org>/node nor .../<org>/user/<name>"));
+}
+
+IdentityResolver::IdentityResolver(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster)
+    : config_(std::move(config)), roster_(std::move(roster)) {}
+
+void IdentityResolver::SetRoster(std::shared_ptr<const v1::Roster> roster) {
+  absl::MutexLock lock(&mu_);
+  roster_ = std::move(roster);
+}
+
+std::shared_ptr<const v1::Roster> IdentityResolver::roster() const {
+  absl::MutexLock lock(&mu_);
+  return roster_;
+}
+
+absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
+                                                    absl::Time now) const {
+  if (cert_pem.empty()) return absl::UnauthenticatedError("no client certificate was presented");
+  auto info = pki::InspectCertificate(cert_pem);
+  if (!info.ok()) return absl::UnauthenticatedError("the client certificate cannot be read");
+  std::vector<std::string> ours;
+  for (const std::string& uri : info->uris) {
+    if (absl::StartsWith(uri, "spiffe://")) ours.push_back(uri);
+  }
+  if (ours.size() != 1) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("the certificate must carry exactly one spiffe:// identity, it carries ",
+                     ours.size()));
+  }
+  auto id = ParseSpiffeUri(ours[0], config_.federation());
+  if (!id.ok()) return absl::UnauthenticatedError(id.status().message());
+
+  const std::shared_ptr<const v1::Roster> roster = this->roster();
+  const v1::Member* member = nullptr;
+  for (const v1::Member& m : roster->members()) {
+    if (m.org() == id->org) member = &m;
+  }
+  if (member == nullptr) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("org \"", id->org, "\" is not a member of the federation roster (version ",
+                     roster->version(), ")"));
+  }
+
+  Principal p;
+  p.org = id->org;
+  p.kind = id->kind;
+  p.serial_hex = info->serial_hex;
+  if (SerialListed(member->revoked_serials(), p.serial_hex) ||
+      SerialListed(config_.tls().revoked_serials(), p.serial_hex)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate ", p.serial_hex, " of org \"", p.org, "\" has been revoked"));
+  }
+
+  if (id->kind == PrincipalKind::kNode) {
+    // The TLS layer accepted any member's CA; here the issuer must be the claimed org's.
+    if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "certificate claims to be a node of \"", p.org, "\" but was not issued by that org's CA (",
+          st.message(), ")"));
+    }
+    p.subject = "node";
+    return p;
+  }
+
+  if (id->org != config_.org()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "user \"", id->user, "\" of org \"", id->org, "\" must use their own org's node; this node serves \"",
+        config_.org(), "\""));
+  }
+  if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "user certificate was not issued by the CA of \"", p.org, "\" (", st.message(), ")"));
+  }
+  auto it = config_.users().find(id->user);
+  if (it == config_.users().end()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "user \"", id->user, "\" is not listed in this node's configuration; ask the node's admin to add them"));
+  }
+  if (it->second.suspended()) {
+    return absl::PermissionDeniedError(absl::StrCat("user \"", id->user, "\" is suspended"));
+  }
+  p.subject = absl::StrCat("user/", id->user);
+  for (int r : it->second.roles()) p.roles.push_back(static_cast<v1::Role>(r));
+  return p;
+}
+
+}  // namespace corridor

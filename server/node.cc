@@ -1,0 +1,269 @@
+#include "server/node.h"
+
+#include <sys/stat.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/grpc_util.h"
+#include "client/pki.h"
+#include "client/roster.h"
+#include "corridor/v1/node.grpc.pb.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "ledger/crypto.h"
+#include "server/auth.h"
+#include "server/identity.h"
+#include "server/log.h"
+#include "server/peers.h"
+#include "server/store.h"
+
+namespace corridor {
+
+// The gRPC services of the foundation: NodeService for users, PeerService for nodes.
+class NodeServices {
+ public:
+  NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
+               PeerProber* prober)
+      : node_(config, identity, prober), peer_(config, identity) {}
+
+  class NodeServiceImpl final : public v1::NodeService::CallbackService {
+   public:
+    NodeServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
+                    PeerProber* prober)
+        : config_(config), identity_(std::move(identity)), prober_(prober),
+          started_unix_(absl::ToUnixSeconds(absl::Now())) {}
+
+    grpc::ServerUnaryReactor* Whoami(grpc::CallbackServerContext* ctx, const v1::WhoamiRequest*,
+                                     v1::WhoamiResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*ctx, "/corridor.v1.NodeService/Whoami");
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      resp->set_federation(config_.federation());
+      resp->set_org(caller->org);
+      resp->set_subject(caller->subject);
+      for (v1::Role r : caller->roles) resp->add_roles(r);
+      resp->set_node_org(config_.org());
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const v1::StatusRequest*,
+                                     v1::StatusResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*ctx, "/corridor.v1.NodeService/Status");
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      resp->set_federation(config_.federation());
+      resp->set_org(config_.org());
+      resp->set_roster_version(identity_->roster()->version());
+      resp->set_started_unix(started_unix_);
+      for (auto& p : prober_->Snapshot()) *resp->add_peers() = std::move(p);
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+
+   private:
+    const v1::NodeConfig config_;
+    std::shared_ptr<IdentityResolver> identity_;
+    PeerProber* prober_;
+    int64_t started_unix_;
+  };
+
+  class PeerServiceImpl final : public v1::PeerService::CallbackService {
+   public:
+    PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity)
+        : config_(config), identity_(std::move(identity)) {}
+
+    grpc::ServerUnaryReactor* Hello(grpc::CallbackServerContext* ctx, const v1::HelloRequest* req,
+                                    v1::HelloResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*ctx, "/corridor.v1.PeerService/Hello");
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      log::Debug("peer.hello", {{"peer", caller->org}, {"peer_roster_version", req->roster_version()}});
+      resp->set_org(config_.org());
+      resp->set_roster_version(identity_->roster()->version());
+      resp->set_time_unix(absl::ToUnixSeconds(absl::Now()));
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+
+   private:
+    const v1::NodeConfig config_;
+    std::shared_ptr<IdentityResolver> identity_;
+  };
+
+  NodeServiceImpl node_;
+  PeerServiceImpl peer_;
+};
+
+namespace {
+
+constexpr char kRosterVersionKey[] = "roster/version";
+constexpr char kRosterDigestKey[] = "roster/digest";
+
+// Loads and verifies the roster file, and checks it is not older than the one in force.
+absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStore& store) {
+  std::vector<StewardPublicKey> stewards;
+  for (const auto& k : config.roster().steward_keys()) {
+    stewards.push_back({k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
+  }
+  auto json = ReadFileToString(config.roster().file());
+  if (!json.ok()) return json.status();
+  auto roster = VerifySignedRoster(*json, stewards, config.roster().threshold(), config.federation());
+  if (!roster.ok()) {
+    return absl::Status(roster.status().code(), absl::StrCat(config.roster().file(), ": ",
+                                                             roster.status().message()));
+  }
+  auto stored_version = store.GetMeta(kRosterVersionKey);
+  if (stored_version.ok()) {
+    uint64_t in_force = 0;
+    (void)absl::SimpleAtoi(*stored_version, &in_force);
+    if (roster->roster.version() < in_force) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          config.roster().file(), ": roster version ", roster->roster.version(),
+          " is older than version ", in_force, " already in force at this node; use the newer roster"));
+    }
+    if (roster->roster.version() == in_force &&
+        store.GetMeta(kRosterDigestKey).value_or("") != roster->digest_hex) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          config.roster().file(), ": roster version ", in_force,
+          " differs from the version ", in_force, " already in force; a changed roster needs a new version"));
+    }
+  } else if (!absl::IsNotFound(stored_version.status())) {
+    return stored_version.status();
+  }
+  return roster;
+}
+
+// This node must be in the roster with the CA, certificate and signing key it is configured with.
+absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
+                               const TlsIdentity& tls) {
+  const v1::Member* self = nullptr;
+  for (const auto& m : roster.members()) {
+    if (m.org() == config.org()) self = &m;
+  }
+  if (self == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "org \"", config.org(), "\" is not in the roster (version ", roster.version(), ")"));
+  }
+  auto own_ca = pki::InspectCertificate(tls.roots_pem);
+  auto roster_ca = pki::InspectCertificate(self->ca_cert_pem());
+  if (!own_ca.ok() || !roster_ca.ok() || own_ca->serial_hex != roster_ca->serial_hex) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        config.tls().ca_file(), ": tls.ca_file is not the CA the roster lists for org \"",
+        config.org(), "\""));
+  }
+  if (auto st = pki::VerifyIssuedBy(tls.cert_pem, self->ca_cert_pem(), absl::Now()); !st.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        config.tls().cert_file(), ": tls.cert_file is not valid under this org's CA: ", st.message()));
+  }
+  auto cert = pki::InspectCertificate(tls.cert_pem);
+  const std::string want = pki::NodeSpiffeUri(config.federation(), config.org());
+  bool has_uri = false;
+  for (const auto& u : cert->uris) has_uri = has_uri || u == want;
+  if (!has_uri) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        config.tls().cert_file(), ": tls.cert_file does not carry the node identity ", want));
+  }
+  auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
+  if (!key.ok()) return key.status();
+  for (const auto& k : self->signing_keys()) {
+    if (k.key_id() != config.signing_key().key_id()) continue;
+    if (k.public_key() != Base64Encode(key->public_key().raw())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "signing_key: the roster lists key id \"", k.key_id(), "\" for org \"", config.org(),
+          "\" with a different public key than ", config.signing_key().key_file()));
+    }
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "signing_key.key_id: the roster lists no key \"", config.signing_key().key_id(),
+      "\" for org \"", config.org(), "\""));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) {
+  std::unique_ptr<Node> node(new Node);
+  if (mkdir(config.data_dir().c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data_dir: cannot create ", config.data_dir(), ": ", strerror(errno)));
+  }
+  auto store = NodeStore::Open(config.data_dir(), {});
+  if (!store.ok()) return store.status();
+  node->store_ = *std::move(store);
+
+  auto roster = LoadRoster(config, *node->store_);
+  if (!roster.ok()) return roster.status();
+  auto tls = LoadTlsIdentity(config.tls().cert_file(), config.tls().key_file(), config.tls().ca_file());
+  if (!tls.ok()) return tls.status();
+  if (auto st = CheckOwnMembership(config, roster->roster, *tls); !st.ok()) return st;
+  if (auto st = node->store_->PutMeta({{kRosterVersionKey, absl::StrCat(roster->roster.version())},
+                                       {kRosterDigestKey, roster->digest_hex}});
+      !st.ok()) {
+    return st;
+  }
+  log::Info("roster.in_force", {{"version", roster->roster.version()},
+                                {"digest", roster->digest_hex},
+                                {"members", roster->roster.members_size()}});
+
+  auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
+  node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
+  node->prober_ = std::make_unique<PeerProber>(config, roster_ptr, *tls);
+  node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->prober_.get());
+
+  // Accept client certificates from any member's CA at the TLS layer; the
+  // auth processor then insists on the right CA for the claimed org.
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  std::string roots;
+  for (const auto& m : roster->roster.members()) absl::StrAppend(&roots, m.ca_cert_pem(), "\n");
+  ssl.pem_root_certs = roots;
+  ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
+  auto creds = grpc::SslServerCredentials(ssl);
+  creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(node->identity_));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  // One node per port: without this gRPC sets SO_REUSEPORT and a second node
+  // on the same port would silently share its traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddListeningPort(config.listen(), creds, &node->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
+  builder.RegisterService(&node->services_->node_);
+  builder.RegisterService(&node->services_->peer_);
+  node->server_ = builder.BuildAndStart();
+  if (node->server_ == nullptr || node->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),
+                                               " (address in use or not available?)"));
+  }
+  node->prober_->Start();
+  log::Info("node.started", {{"federation", config.federation()}, {"org", config.org()},
+                             {"listen", config.listen()}, {"port", node->port_}});
+  return node;
+}
+
+void Node::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
+  if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  if (prober_) prober_->Stop();
+  server_.reset();
+  store_.reset();
+  log::Info("node.stopped");
+}
+
+Node::~Node() { Shutdown(absl::Seconds(5)); }
+
+}  // namespace corridor

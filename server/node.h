@@ -1,0 +1,50 @@
+// A running Corridor node: the database, the roster in force, identity, the
+// gRPC server (mutual TLS only, client certificates required) and the peer
+// prober. Start() does every start-up check and refuses to start, with an
+// error naming what is wrong, rather than run half-configured.
+// Thread-safe.
+#ifndef CORRIDOR_SERVER_NODE_H_
+#define CORRIDOR_SERVER_NODE_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "corridor/v1/config.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace corridor {
+
+class NodeServices;
+class NodeStore;
+class PeerProber;
+class IdentityResolver;
+
+class Node {
+ public:
+  // Opens the data directory, verifies the roster (signatures, version not
+  // older than the one in force, this org listed with this node's CA and
+  // signing key), checks the node certificate, and starts serving.
+  static absl::StatusOr<std::unique_ptr<Node>> Start(const v1::NodeConfig& config);
+  ~Node();
+
+  // The port actually bound (useful with listen port 0).
+  int port() const { return port_; }
+
+  // Stops accepting calls, lets calls in flight finish for up to `grace`,
+  // stops the prober and closes the database. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  Node() = default;
+  int port_ = 0;
+  std::unique_ptr<NodeStore> store_;
+  std::shared_ptr<IdentityResolver> identity_;
+  std::unique_ptr<PeerProber> prober_;
+  std::unique_ptr<NodeServices> services_;
+  std::unique_ptr<grpc::Server> server_;
+  bool shut_down_ = false;
+};
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_NODE_H_

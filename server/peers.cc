@@ -1,0 +1,118 @@
+#include "server/peers.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/pki.h"
+#include "server/log.h"
+
+namespace corridor {
+
+PeerProber::PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
+                       TlsIdentity own_identity)
+    : config_(std::move(config)), roster_(std::move(roster)) {
+  for (const v1::Member& m : roster_->members()) {
+    if (m.org() == config_.org()) continue;
+    auto peer = std::make_unique<Peer>();
+    peer->member = m;
+    TlsIdentity id = own_identity;
+    id.roots_pem = m.ca_cert_pem();  // only that org's CA may vouch for that org's node
+    peer->channel = MakeMutualTlsChannel(id, m.endpoint(), "", config_.limits().max_message_bytes());
+    peer->stub = v1::PeerService::NewStub(peer->channel);
+    v1::PeerStatus initial;
+    initial.set_org(m.org());
+    initial.set_name(m.name());
+    initial.set_endpoint(m.endpoint());
+    initial.set_state(v1::PEER_STATE_UNKNOWN);
+    absl::MutexLock lock(&mu_);
+    status_[m.org()] = initial;
+    peers_.push_back(std::move(peer));
+  }
+}
+
+PeerProber::~PeerProber() { Stop(); }
+
+void PeerProber::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void PeerProber::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void PeerProber::Run() {
+  const absl::Duration interval = absl::Seconds(config_.limits().peer_probe_interval_seconds());
+  while (true) {
+    ProbeAll();
+    absl::MutexLock lock(&mu_);
+    auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stopping), interval);
+    if (stopping_) return;
+  }
+}
+
+void PeerProber::ProbeAll() {
+  for (const auto& peer : peers_) {
+    v1::PeerStatus result = ProbeOne(*peer);
+    absl::MutexLock lock(&mu_);
+    v1::PeerStatus& current = status_[peer->member.org()];
+    if (result.state() != current.state()) {
+      log::Info("peer.state", {{"peer", peer->member.org()},
+                               {"endpoint", peer->member.endpoint()},
+                               {"state", v1::PeerState_Name(result.state())},
+                               {"error", result.last_error()}});
+    }
+    if (result.state() != v1::PEER_STATE_HEALTHY) {
+      result.set_last_healthy_unix(current.last_healthy_unix());
+    }
+    current = result;
+  }
+}
+
+v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
+  v1::PeerStatus st;
+  st.set_org(peer.member.org());
+  st.set_name(peer.member.name());
+  st.set_endpoint(peer.member.endpoint());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() +
+                                      absl::Seconds(config_.limits().peer_call_timeout_seconds())));
+  v1::HelloRequest req;
+  req.set_roster_version(roster_->version());
+  v1::HelloResponse resp;
+  grpc::Status s = peer.stub->Hello(&ctx, req, &resp);
+  if (!s.ok()) {
+    const bool refused = s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+                         s.error_code() == grpc::StatusCode::UNAUTHENTICATED;
+    st.set_state(refused ? v1::PEER_STATE_REFUSED : v1::PEER_STATE_UNREACHABLE);
+    st.set_last_error(s.error_message());
+    return st;
+  }
+  // TLS proved the certificate chains to this org's CA; now check it names this org's node.
+  const std::string want = pki::NodeSpiffeUri(config_.federation(), peer.member.org());
+  auto info = pki::InspectCertificate(PeerCertificatePem(*ctx.auth_context()));
+  bool uri_ok = false;
+  if (info.ok()) {
+    for (const auto& uri : info->uris) uri_ok = uri_ok || uri == want;
+  }
+  if (!uri_ok || resp.org() != peer.member.org()) {
+    st.set_state(v1::PEER_STATE_REFUSED);
+    st.set_last_error(absl::StrCat("peer at ", peer.member.endpoint(),
+                                   " did not prove to be ", want));
+    return st;
+  }
+  st.set_state(v1::PEER_STATE_HEALTHY);
+  st.set_last_healthy_unix(absl::ToUnixSeconds(absl::Now()));
+  st.set_peer_roster_version(resp.roster_version());
+  return st;
+}
+
+std::vector<v1::PeerStatus> PeerProber::Snapshot() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::PeerStatus> out;
+  for (const auto& [org, st] : status_) out.push_back(st);
+  return out;
+}
+
+}  // namespace corridor

@@ -1,0 +1,58 @@
+// PeerProber: keeps one mutual-TLS channel per roster member and periodically
+// says Hello, proving over TLS that each peer is the org the roster names
+// (its certificate chains to that org's CA and carries that org's node URI).
+// Thread-safe; one background thread.
+#ifndef CORRIDOR_SERVER_PEERS_H_
+#define CORRIDOR_SERVER_PEERS_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "client/grpc_util.h"
+#include "corridor/v1/config.pb.h"
+#include "corridor/v1/node.grpc.pb.h"
+#include "corridor/v1/roster.pb.h"
+
+namespace corridor {
+
+class PeerProber {
+ public:
+  PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
+             TlsIdentity own_identity);
+  ~PeerProber();  // stops the thread
+
+  void Start();
+  void Stop();
+  // Probes every peer once, now, on the calling thread.
+  void ProbeAll();
+
+  std::vector<v1::PeerStatus> Snapshot() const;
+
+ private:
+  struct Peer {
+    v1::Member member;
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<v1::PeerService::Stub> stub;
+  };
+  v1::PeerStatus ProbeOne(const Peer& peer);
+  void Run();
+
+  const v1::NodeConfig config_;
+  const std::shared_ptr<const v1::Roster> roster_;
+  std::vector<std::unique_ptr<Peer>> peers_;  // immutable after construction
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, v1::PeerStatus> status_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_PEERS_H_

@@ -1,0 +1,155 @@
+#include "tests/testing/federation.h"
+
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <stdexcept>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "client/roster.h"
+
+namespace corridor::testing {
+namespace {
+
+void WriteOrDie(const std::string& path, const std::string& data, int mode = 0600) {
+  if (!WriteFileAtomically(path, data, mode).ok()) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace
+
+std::string MakeTempDir(const std::string& prefix) {
+  const char* base = getenv("TMPDIR");
+  std::string tmpl = absl::StrCat(base ? base : "/tmp", "/", prefix, "-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  return tmpl;
+}
+
+int PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TestFederation::TestFederation(std::string federation, int stewards, uint32_t threshold)
+    : federation_(std::move(federation)), root_(MakeTempDir("corridor-fed")), threshold_(threshold) {
+  for (int i = 0; i < stewards; ++i) stewards_.push_back(Ed25519PrivateKey::Generate());
+}
+
+TestOrg& TestFederation::AddOrg(const std::string& org, v1::OrgKind kind) {
+  TestOrg o;
+  o.org = org;
+  o.kind = kind;
+  pki::CaOptions ca_opts;
+  ca_opts.federation = federation_;
+  ca_opts.org = org;
+  ca_opts.common_name = org + " CA";
+  o.ca = pki::CreateOrgCa(ca_opts).value();
+  pki::LeafOptions leaf;
+  leaf.spiffe_uri = pki::NodeSpiffeUri(federation_, org);
+  leaf.common_name = org + " node";
+  leaf.dns_names = {"localhost"};
+  leaf.ip_addresses = {"127.0.0.1"};
+  leaf.server_auth = true;
+  o.node = pki::IssueLeaf(o.ca, leaf).value();
+  o.key_id = org + "-1";
+  o.port = PickFreePort();
+  o.dir = absl::StrCat(root_, "/", org);
+  mkdir(o.dir.c_str(), 0700);
+  WriteOrDie(o.dir + "/ca.crt", o.ca.cert_pem, 0644);
+  WriteOrDie(o.dir + "/node.crt", o.node.cert_pem, 0644);
+  WriteOrDie(o.dir + "/node.key", o.node.key_pem);
+  WriteOrDie(o.dir + "/signing.key", o.signing.ToPem());
+  order_.push_back(org);
+  return orgs_[org] = std::move(o);
+}
+
+v1::Roster TestFederation::MakeRoster(uint64_t version) const {
+  v1::Roster r;
+  r.set_federation(federation_);
+  r.set_version(version);
+  r.set_issued_at("2026-01-01T00:00:00Z");
+  for (const std::string& name : order_) {
+    const TestOrg& o = orgs_.at(name);
+    v1::Member* m = r.add_members();
+    m->set_org(o.org);
+    m->set_name(o.org + " (test)");
+    m->set_country("SG");
+    m->set_kind(o.kind);
+    m->set_endpoint(o.endpoint());
+    m->set_ca_cert_pem(o.ca.cert_pem);
+    v1::SigningKey* k = m->add_signing_keys();
+    k->set_key_id(o.key_id);
+    k->set_public_key(Base64Encode(o.signing.public_key().raw()));
+    k->set_status(v1::KEY_STATUS_ACTIVE);
+  }
+  if (order_.size() >= 2) {
+    v1::Agreement* a = r.add_agreements();
+    a->set_id("test-agreement");
+    for (const std::string& name : order_) a->add_parties(name);
+    a->add_purposes("case-referral");
+  }
+  return r;
+}
+
+std::string TestFederation::Sign(const v1::Roster& roster, int signers) const {
+  std::string json;
+  for (int i = 0; i < signers; ++i) {
+    json = SignRoster(&roster, json, absl::StrCat("steward-", i + 1), stewards_[i]).value();
+  }
+  return json;
+}
+
+std::string TestFederation::WriteNodeConfig(
+    const std::string& org, const std::map<std::string, std::vector<std::string>>& users,
+    uint64_t roster_version) {
+  const TestOrg& o = orgs_.at(org);
+  WriteOrDie(o.dir + "/roster.json", Sign(MakeRoster(roster_version), threshold_), 0644);
+  std::string yaml = absl::StrCat("federation: ", federation_, "\norg: ", org,
+                                  "\nlisten: 127.0.0.1:", o.port,
+                                  "\ndata_dir: data\n"
+                                  "tls:\n  cert_file: node.crt\n  key_file: node.key\n  ca_file: ca.crt\n"
+                                  "signing_key:\n  key_id: ", o.key_id, "\n  key_file: signing.key\n"
+                                  "roster:\n  file: roster.json\n  threshold: ", threshold_,
+                                  "\n  steward_keys:\n");
+  for (size_t i = 0; i < stewards_.size(); ++i) {
+    absl::StrAppend(&yaml, "    - name: steward-", i + 1, "\n      public_key: ",
+                    Base64Encode(stewards_[i].public_key().raw()), "\n");
+  }
+  absl::StrAppend(&yaml, "limits:\n  peer_probe_interval_seconds: 1\n  peer_call_timeout_seconds: 2\n");
+  if (!users.empty()) {
+    absl::StrAppend(&yaml, "users:\n");
+    for (const auto& [name, roles] : users) {
+      absl::StrAppend(&yaml, "  ", name, ": {roles: [", absl::StrJoin(roles, ", "), "]}\n");
+    }
+  }
+  const std::string path = o.dir + "/node.yaml";
+  WriteOrDie(path, yaml, 0644);
+  return path;
+}
+
+std::string TestFederation::IssueUser(const std::string& org, const std::string& name) {
+  const TestOrg& o = orgs_.at(org);
+  pki::LeafOptions opts;
+  opts.spiffe_uri = pki::UserSpiffeUri(federation_, org, name);
+  opts.common_name = name;
+  pki::IssuedCertificate user = pki::IssueLeaf(o.ca, opts).value();
+  const std::string prefix = absl::StrCat(o.dir, "/", name);
+  WriteOrDie(prefix + ".crt", user.cert_pem, 0644);
+  WriteOrDie(prefix + ".key", user.key_pem);
+  return prefix;
+}
+
+}  // namespace corridor::testing

@@ -1,0 +1,73 @@
+// A whole test federation on disk: steward keys, orgs with CAs, node
+// certificates and signing keys, users, signed rosters and node configs in a
+// temporary directory, with free loopback ports. Test-only; not thread-safe.
+#ifndef CORRIDOR_TESTS_TESTING_FEDERATION_H_
+#define CORRIDOR_TESTS_TESTING_FEDERATION_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "client/pki.h"
+#include "corridor/v1/roster.pb.h"
+#include "ledger/crypto.h"
+
+namespace corridor::testing {
+
+// A fresh directory under $TMPDIR (or /tmp).
+std::string MakeTempDir(const std::string& prefix);
+// A loopback TCP port that was free a moment ago.
+int PickFreePort();
+
+struct TestOrg {
+  std::string org;
+  v1::OrgKind kind;
+  pki::IssuedCertificate ca;
+  pki::IssuedCertificate node;
+  Ed25519PrivateKey signing = Ed25519PrivateKey::Generate();
+  std::string key_id;
+  int port = 0;
+  std::string dir;  // where its files live
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port); }
+};
+
+class TestFederation {
+ public:
+  explicit TestFederation(std::string federation = "corridor.test", int stewards = 3,
+                          uint32_t threshold = 2);
+
+  TestOrg& AddOrg(const std::string& org, v1::OrgKind kind = v1::ORG_KIND_UNION);
+  TestOrg& org(const std::string& org) { return orgs_.at(org); }
+
+  // The roster of every org added so far, with one agreement between all of them.
+  v1::Roster MakeRoster(uint64_t version = 1) const;
+  // DSSE JSON signed by the first `signers` stewards.
+  std::string Sign(const v1::Roster& roster, int signers) const;
+
+  // Writes <root>/<org>/node.yaml (and roster.json signed by `threshold`
+  // stewards) for `org`, with `users` (name → roles) and returns its path.
+  std::string WriteNodeConfig(const std::string& org,
+                              const std::map<std::string, std::vector<std::string>>& users,
+                              uint64_t roster_version = 1);
+
+  // Issues a user certificate from `org`'s CA and writes <name>.crt/.key into
+  // the org's directory; returns the paths' common prefix (<dir>/<name>).
+  std::string IssueUser(const std::string& org, const std::string& name);
+
+  const std::string& federation() const { return federation_; }
+  const std::string& root() const { return root_; }
+  const std::vector<Ed25519PrivateKey>& stewards() const { return stewards_; }
+  uint32_t threshold() const { return threshold_; }
+
+ private:
+  std::string federation_;
+  std::string root_;
+  std::vector<Ed25519PrivateKey> stewards_;
+  uint32_t threshold_;
+  std::map<std::string, TestOrg> orgs_;
+  std::vector<std::string> order_;
+};
+
+}  // namespace corridor::testing
+
+#endif  // CORRIDOR_TESTS_TESTING_FEDERATION_H_
