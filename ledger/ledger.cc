@@ -1,0 +1,76 @@
+#include "ledger/ledger.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+
+namespace corridor::ledger {
+
+absl::Status ValidateOptions(LedgerOptions& options) {
+  if (options.origin.empty() || options.origin.find('\n') != std::string::npos) {
+    return absl::InvalidArgumentError("ledger: origin is required and must be one line");
+  }
+  if (options.signing_key == nullptr) {
+    return absl::InvalidArgumentError("ledger: a checkpoint signing key is required");
+  }
+  if (options.key_name.empty()) options.key_name = options.origin;
+  if (options.key_name.find_first_of(" +\n") != std::string::npos) {
+    return absl::InvalidArgumentError("ledger: key name must not contain spaces, '+' or newlines");
+  }
+  if (!options.clock) options.clock = [] { return absl::Now(); };
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Ledger::Append(std::vector<AppendEntry> entries,
+                                        std::unique_ptr<rocksdb::WriteBatch> change) {
+  absl::Mutex mu;
+  bool finished = false;
+  absl::StatusOr<uint64_t> result;
+  AppendAsync(std::move(entries), std::move(change), [&](absl::StatusOr<uint64_t> r) {
+    absl::MutexLock lock(&mu);
+    result = std::move(r);
+    finished = true;
+  });
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&finished));
+  return result;
+}
+
+absl::StatusOr<merkle::Hash> Ledger::RootAt(uint64_t size) const {
+  const uint64_t have = head().size;
+  if (size > have) {
+    return absl::OutOfRangeError(absl::StrCat("no tree of size ", size, ": the ledger has ", have));
+  }
+  return merkle::RootAt(size, Nodes());
+}
+
+absl::StatusOr<std::vector<merkle::Hash>> Ledger::InclusionProof(uint64_t index,
+                                                                 uint64_t size) const {
+  const uint64_t have = head().size;
+  if (size > have) {
+    return absl::OutOfRangeError(absl::StrCat("no tree of size ", size, ": the ledger has ", have));
+  }
+  return merkle::InclusionProof(index, size, Nodes());
+}
+
+absl::StatusOr<std::vector<merkle::Hash>> Ledger::ConsistencyProof(uint64_t old_size,
+                                                                   uint64_t new_size) const {
+  const uint64_t have = head().size;
+  if (new_size > have) {
+    return absl::OutOfRangeError(
+        absl::StrCat("no tree of size ", new_size, ": the ledger has ", have));
+  }
+  return merkle::ConsistencyProof(old_size, new_size, Nodes());
+}
+
+absl::StatusOr<std::string> Ledger::Export(uint64_t begin, uint64_t end) const {
+  const Head h = head();
+  if (begin >= end || end > h.size) {
+    return absl::OutOfRangeError(absl::StrCat("cannot export [", begin, ", ", end,
+                                              "): the ledger has ", h.size, " entries"));
+  }
+  auto entries = Entries(begin, end);
+  if (!entries.ok()) return entries.status();
+  return BuildExport(begin, *entries, h.size, h.checkpoint, Nodes());
+}
+
+}  // namespace corridor::ledger

@@ -1,0 +1,150 @@
+// RocksDbLedger: the production Ledger, stored in column families of the
+// node's one RocksDB database (layout: docs/ledger.md).
+//
+// One sequencer thread owns appends and group-commits: it takes every waiting
+// request (up to max_group_entries entries), assigns consecutive indexes,
+// extends the tree, signs a checkpoint for the new head, and writes entries,
+// subtree-hash tiles, secondary index keys, the group's time stamp, the new
+// head, the checkpoint and every caller's own WriteBatch in ONE synced
+// RocksDB write; then it completes every caller. A failed commit fails the
+// whole group (and everything still queued) and leaves the ledger refusing
+// all later appends with Unavailable until it is reopened: nothing
+// half-written is ever visible to readers, whose view moves only after a
+// successful write.
+//
+// Opening does not replay the log: it checks the stored head against the
+// stored subtree hashes, the last entry and the latest signed checkpoint.
+//
+// Thread-safe. The DB and the column family handles are owned by the caller
+// and must outlive the ledger.
+#ifndef CORRIDOR_LEDGER_ROCKSDB_LEDGER_H_
+#define CORRIDOR_LEDGER_ROCKSDB_LEDGER_H_
+
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "ledger/ledger.h"
+#include "rocksdb/db.h"
+
+namespace corridor::ledger {
+
+// Column families the ledger keeps in the node's database.
+inline constexpr char kEntriesFamily[] = "ledger_entries";
+inline constexpr char kTilesFamily[] = "ledger_tiles";
+inline constexpr char kStateFamily[] = "ledger_state";
+inline constexpr char kIndexFamily[] = "ledger_index";
+inline constexpr char kTimesFamily[] = "ledger_times";
+// The names above; the node creates them when it opens its database.
+std::vector<std::string> LedgerColumnFamilyNames();
+
+struct RocksDbLedgerOptions : LedgerOptions {
+  // Most entries one group commit takes (a single request larger than this
+  // is committed alone). Default 8192.
+  size_t max_group_entries = 8192;
+  // Decoded tiles kept in memory (at most ~16 KiB each). Default 2048.
+  size_t tile_cache_tiles = 2048;
+};
+
+class RocksDbLedger final : public Ledger {
+ public:
+  // Opens the ledger on `db`. `families` maps names to handles: it must hold
+  // every LedgerColumnFamilyNames() family, plus every other column family
+  // (besides the default one) that callers' `change` batches write to.
+  // Errors: InvalidArgument for missing families or bad options; DataLoss
+  // naming the mismatch if the stored head, subtree hashes, last entry and
+  // latest signed checkpoint do not agree; Internal for RocksDB read errors.
+  static absl::StatusOr<std::unique_ptr<RocksDbLedger>> Open(
+      rocksdb::DB* db, const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
+      RocksDbLedgerOptions options);
+  // Commits what is queued, then stops the sequencer.
+  ~RocksDbLedger() override;
+
+  void AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<rocksdb::WriteBatch> change,
+                   AppendCallback done) override;
+  Head head() const override;
+  absl::Status health() const override;
+  note::Verifier verifier() const override;
+  absl::StatusOr<std::string> Entry(uint64_t index) const override;
+  absl::StatusOr<std::vector<std::string>> Entries(uint64_t begin, uint64_t end) const override;
+  absl::StatusOr<absl::Time> EntryTime(uint64_t index) const override;
+  absl::StatusOr<uint64_t> FirstIndexAtOrAfter(absl::Time t) const override;
+  absl::StatusOr<merkle::Hash> SubtreeHash(int level, uint64_t index) const override;
+  absl::StatusOr<std::vector<uint64_t>> Lookup(absl::string_view index_key, uint64_t before,
+                                               size_t limit) const override;
+  absl::Status VerifyAll() const override;
+
+  struct Tile;  // decoded tile, see rocksdb_ledger.cc
+
+ private:
+  struct Request {
+    std::vector<AppendEntry> entries;
+    std::unique_ptr<rocksdb::WriteBatch> change;
+    AppendCallback done;
+  };
+
+  RocksDbLedger(rocksdb::DB* db, const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
+                RocksDbLedgerOptions options);
+  absl::Status Load();
+  void Run();
+  void CommitGroup(std::vector<Request>& group);
+  void FailQueued(const absl::Status& st);
+  // A tile through the cache (may be a stale, shorter copy of a partial tile).
+  absl::StatusOr<std::shared_ptr<const Tile>> GetTile(int tile_level, uint64_t tile_index) const;
+  // A stored subtree hash, without checking it against the head.
+  absl::StatusOr<merkle::Hash> StoredNode(int level, uint64_t index) const;
+  // A tile straight from RocksDB; NotFound if absent.
+  absl::StatusOr<std::shared_ptr<const Tile>> ReadTile(int tile_level, uint64_t tile_index) const;
+
+  rocksdb::DB* const db_;
+  rocksdb::ColumnFamilyHandle* entries_cf_;
+  rocksdb::ColumnFamilyHandle* tiles_cf_;
+  rocksdb::ColumnFamilyHandle* state_cf_;
+  rocksdb::ColumnFamilyHandle* index_cf_;
+  rocksdb::ColumnFamilyHandle* times_cf_;
+  std::map<uint32_t, rocksdb::ColumnFamilyHandle*> families_by_id_;  // for callers' changes
+  const RocksDbLedgerOptions options_;
+
+  // Sequencer-only state: set by Load() before the sequencer starts, then
+  // touched by the sequencer thread alone.
+  merkle::CompactRange edge_;
+  int64_t last_micros_ = 0;
+
+  mutable absl::Mutex mu_;
+  Head head_ ABSL_GUARDED_BY(mu_);
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);
+  std::deque<Request> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Tile cache (LRU), keyed by (tile level << 56 | tile index).
+  mutable absl::Mutex cache_mu_;
+  mutable std::list<uint64_t> lru_ ABSL_GUARDED_BY(cache_mu_);
+  mutable std::unordered_map<uint64_t, std::pair<std::shared_ptr<const Tile>,
+                                                 std::list<uint64_t>::iterator>>
+      cache_ ABSL_GUARDED_BY(cache_mu_);
+
+  std::thread sequencer_;
+};
+
+// A standalone RocksDB holding the ledger's families (tests, benchmarks,
+// tools). Closes the database when destroyed.
+struct StandaloneDb {
+  std::unique_ptr<rocksdb::DB> db;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> families;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  ~StandaloneDb();
+};
+// Opens (creating if missing) the database at `path` with the default family
+// and LedgerColumnFamilyNames(). Internal on RocksDB errors.
+absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string& path);
+
+}  // namespace corridor::ledger
+
+#endif  // CORRIDOR_LEDGER_ROCKSDB_LEDGER_H_
