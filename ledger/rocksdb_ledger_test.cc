@@ -1,1 +1,461 @@
+// RocksDbLedger beyond the conformance suite: reopening without replay, the
+// caller's WriteBatch in the same commit, group commit, fail-closed commits,
+// Tessera interoperability, and tamper tests that edit RocksDB directly.
+#include "ledger/rocksdb_ledger.h"
+
+#include <atomic>
+#include <random>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "ledger/ledger_test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace corridor::ledger {
+namespace {
+
+using ::corridor::ledger::testing::FakeClock;
+using ::corridor::ledger::testing::ReferenceRoot;
+using ::corridor::ledger::testing::TempDir;
+
+std::string Be64(uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (56 - 8 * i));
+  return s;
+}
+std::string TileKey(int level, uint64_t index) { return std::string(1, char(level)) + Be64(index); }
+
+class RocksDbLedgerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = OpenStandaloneDb(dir_.path() + "/db");
+    ASSERT_OK(db);
+    db_ = std::move(*db);
+  }
+  void TearDown() override {
+    ledger_.reset();
+    db_.reset();
+  }
+
+  RocksDbLedgerOptions Options() {
+    RocksDbLedgerOptions o;
+    o.origin = "corridor.test/union-sg";
+    o.signing_key = &key_;
+    o.clock = clock_.AsFunction();
+    return o;
+  }
+  absl::StatusOr<std::unique_ptr<RocksDbLedger>> Open(RocksDbLedgerOptions o) {
+    return RocksDbLedger::Open(db_->db.get(), db_->families, std::move(o));
+  }
+  void Reopen(RocksDbLedgerOptions o) {
+    ledger_.reset();
+    auto l = Open(std::move(o));
+    ASSERT_OK(l);
+    ledger_ = std::move(*l);
+  }
+  void Reopen() { Reopen(Options()); }
+
+  // Appends `n` entries, one group per random-sized request.
+  void Fill(size_t n) {
+    while (entries_.size() < n) {
+      const size_t batch = std::min<size_t>(n - entries_.size(), 1 + rng_() % 37);
+      std::vector<AppendEntry> req;
+      for (size_t i = 0; i < batch; ++i) req.push_back({absl::StrCat("event-", entries_.size() + i), {}});
+      ASSERT_OK(ledger_->Append(req));
+      for (auto& e : req) entries_.push_back(e.data);
+    }
+  }
+
+  rocksdb::DB* db() { return db_->db.get(); }
+  rocksdb::ColumnFamilyHandle* cf(const char* name) { return db_->families.at(name); }
+  std::string Get(const char* family, const std::string& key) {
+    std::string v;
+    EXPECT_TRUE(db()->Get(rocksdb::ReadOptions(), cf(family), key, &v).ok());
+    return v;
+  }
+  void Put(const char* family, const std::string& key, const std::string& value) {
+    ASSERT_TRUE(db()->Put(rocksdb::WriteOptions(), cf(family), key, value).ok());
+  }
+  void Delete(const char* family, const std::string& key) {
+    ASSERT_TRUE(db()->Delete(rocksdb::WriteOptions(), cf(family), key).ok());
+  }
+
+  TempDir dir_;
+  Ed25519PrivateKey key_ = Ed25519PrivateKey::Generate();
+  FakeClock clock_;
+  std::mt19937_64 rng_{42};
+  std::unique_ptr<StandaloneDb> db_;
+  std::unique_ptr<RocksDbLedger> ledger_;
+  std::vector<std::string> entries_;
+};
+
+TEST_F(RocksDbLedgerTest, ColumnFamilyNamesArePrefixed) {
+  for (const std::string& n : LedgerColumnFamilyNames()) EXPECT_TRUE(absl::StartsWith(n, "ledger_")) << n;
+  auto families = db_->families;
+  families.erase(kTilesFamily);
+  EXPECT_STATUS(RocksDbLedger::Open(db(), families, Options()), absl::StatusCode::kInvalidArgument,
+                "ledger_tiles");
+}
+
+TEST_F(RocksDbLedgerTest, ReopenContinuesTheTreeWithoutReplay) {
+  Reopen();
+  Fill(300);
+  const Head at300 = ledger_->head();
+  Reopen();
+  EXPECT_EQ(ledger_->head().size, 300u);
+  EXPECT_EQ(ledger_->head().root, at300.root);
+  EXPECT_EQ(ledger_->head().checkpoint, at300.checkpoint);
+  Fill(700);  // continues partial tiles written before the reopen
+  EXPECT_EQ(ledger_->head().root, ReferenceRoot(entries_, 0, 700));
+  ASSERT_OK_AND_ASSIGN(auto proof, ledger_->ConsistencyProof(300, 700));
+  ASSERT_OK(merkle::VerifyConsistency(300, 700, at300.root, ledger_->head().root, proof));
+  // The old checkpoint still verifies with the same key.
+  EXPECT_OK(note::OpenCheckpoint(at300.checkpoint, ledger_->verifier()));
+  EXPECT_OK(ledger_->VerifyAll());
+}
+
+TEST_F(RocksDbLedgerTest, ProofsStayRightWithATinyTileCache) {
+  RocksDbLedgerOptions o = Options();
+  o.tile_cache_tiles = 1;
+  Reopen(o);
+  Fill(1100);
+  for (int i = 0; i < 200; ++i) {
+    const uint64_t size = 1 + rng_() % 1100, index = rng_() % size;
+    ASSERT_OK_AND_ASSIGN(auto proof, ledger_->InclusionProof(index, size));
+    ASSERT_OK(merkle::VerifyInclusion(index, size, merkle::HashLeaf(entries_[index]), proof,
+                                      ReferenceRoot(entries_, 0, size)));
+  }
+}
+
+TEST_F(RocksDbLedgerTest, ReadersSeeOnlyCommittedConsistentHeadsWhileAppending) {
+  Reopen();
+  std::atomic<bool> done{false};
+  std::atomic<int> checks{0};
+  std::thread reader([&] {
+    std::mt19937_64 rng(5);
+    while (!done.load()) {
+      const Head h = ledger_->head();
+      if (h.size == 0) continue;
+      const uint64_t index = rng() % h.size;
+      auto entry = ledger_->Entry(index);
+      auto proof = ledger_->InclusionProof(index, h.size);
+      ASSERT_OK(entry);
+      ASSERT_OK(proof);
+      ASSERT_OK(merkle::VerifyInclusion(index, h.size, merkle::HashLeaf(*entry), *proof, h.root));
+      ++checks;
+    }
+  });
+  Fill(2000);
+  done = true;
+  reader.join();
+  EXPECT_GT(checks.load(), 0);
+  EXPECT_OK(ledger_->VerifyAll());
+}
+
+TEST_F(RocksDbLedgerTest, TheCallersChangeCommitsInTheSameBatchOrNotAtAll) {
+  bool fail = false;
+  RocksDbLedgerOptions o = Options();
+  o.before_commit = [&] { return fail ? absl::InternalError("injected") : absl::OkStatus(); };
+  Reopen(o);
+  auto change = std::make_unique<rocksdb::WriteBatch>();
+  change->Put(db()->DefaultColumnFamily(), "case/1", "opened");
+  ASSERT_OK(ledger_->Append({{"case 1 created", {"case/1"}}}, std::move(change)));
+  std::string v;
+  ASSERT_TRUE(db()->Get(rocksdb::ReadOptions(), "case/1", &v).ok());
+  EXPECT_EQ(v, "opened");
+
+  fail = true;
+  change = std::make_unique<rocksdb::WriteBatch>();
+  change->Put(db()->DefaultColumnFamily(), "case/2", "opened");
+  change->Delete(db()->DefaultColumnFamily(), "case/1");
+  EXPECT_STATUS(ledger_->Append({{"case 2 created", {"case/2"}}}, std::move(change)),
+                absl::StatusCode::kUnavailable, "injected");
+  EXPECT_TRUE(db()->Get(rocksdb::ReadOptions(), "case/2", &v).IsNotFound());
+  EXPECT_TRUE(db()->Get(rocksdb::ReadOptions(), "case/1", &v).ok());
+  EXPECT_TRUE(db()->Get(rocksdb::ReadOptions(), cf(kEntriesFamily), Be64(1), &v).IsNotFound());
+  // Reopening clears the refusing state; the failed group left no trace.
+  Reopen();
+  EXPECT_EQ(ledger_->head().size, 1u);
+  EXPECT_OK(ledger_->Append({{"case 2 created", {"case/2"}}}));
+  EXPECT_OK(ledger_->VerifyAll());
+}
+
+TEST_F(RocksDbLedgerTest, AChangeToAFamilyTheLedgerWasNotGivenIsRefused) {
+  rocksdb::ColumnFamilyHandle* other = nullptr;
+  ASSERT_TRUE(db()->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "cases", &other).ok());
+  Reopen();
+  auto change = std::make_unique<rocksdb::WriteBatch>();
+  change->Put(other, "case/1", "x");
+  EXPECT_STATUS(ledger_->Append({{"e", {}}}, std::move(change)), absl::StatusCode::kInvalidArgument,
+                "not given to RocksDbLedger::Open");
+  EXPECT_OK(ledger_->health());
+  // Given to Open, the same change commits.
+  auto families = db_->families;
+  families["cases"] = other;
+  ledger_.reset();
+  ASSERT_OK_AND_ASSIGN(ledger_, RocksDbLedger::Open(db(), families, Options()));
+  change = std::make_unique<rocksdb::WriteBatch>();
+  change->Put(other, "case/1", "x");
+  EXPECT_OK(ledger_->Append({{"e", {}}}, std::move(change)));
+  ledger_.reset();
+  ASSERT_TRUE(db()->DestroyColumnFamilyHandle(other).ok());
+}
+
+// Holds the sequencer inside its first commit until released.
+class Gate {
+ public:
+  absl::Status Enter() {
+    absl::MutexLock lock(&mu_);
+    ++commits_;
+    if (commits_ == 1) {
+      entered_ = true;
+      mu_.Await(absl::Condition(&open_));
+    }
+    return fail_after_first_ && commits_ == 1 ? absl::InternalError("disk full") : absl::OkStatus();
+  }
+  void AwaitEntered() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&entered_));
+  }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+  int commits() {
+    absl::MutexLock lock(&mu_);
+    return commits_;
+  }
+  bool fail_after_first_ = false;
+
+ private:
+  absl::Mutex mu_;
+  int commits_ ABSL_GUARDED_BY(mu_) = 0;
+  bool entered_ ABSL_GUARDED_BY(mu_) = false;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+struct Completions {
+  absl::Mutex mu;
+  std::vector<absl::StatusOr<uint64_t>> results ABSL_GUARDED_BY(mu);
+  AppendCallback Callback() {
+    return [this](absl::StatusOr<uint64_t> r) {
+      absl::MutexLock lock(&mu);
+      results.push_back(std::move(r));
+    };
+  }
+  void AwaitCount(size_t n) {
+    absl::MutexLock lock(&mu);
+    auto ready = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return results.size() >= n; };
+    mu.Await(absl::Condition(&ready));
+  }
+};
+
+TEST_F(RocksDbLedgerTest, WaitingRequestsAreCommittedAsOneGroup) {
+  Gate gate;
+  RocksDbLedgerOptions o = Options();
+  o.before_commit = [&] { return gate.Enter(); };
+  Reopen(o);
+  Completions done;
+  ledger_->AppendAsync({{"first", {}}}, nullptr, done.Callback());
+  gate.AwaitEntered();
+  for (int i = 0; i < 100; ++i) {
+    ledger_->AppendAsync({{absl::StrCat("queued ", i), {}}, {"two", {}}}, nullptr, done.Callback());
+  }
+  gate.Open();
+  done.AwaitCount(101);
+  EXPECT_EQ(gate.commits(), 2);  // one for "first", one for all 100 waiting
+  absl::MutexLock lock(&done.mu);
+  EXPECT_EQ(*done.results[0], 0u);
+  for (int i = 1; i <= 100; ++i) EXPECT_EQ(*done.results[i], uint64_t(1 + 2 * (i - 1)));
+  EXPECT_EQ(ledger_->head().size, 201u);
+}
+
+TEST_F(RocksDbLedgerTest, AFailedCommitAlsoFailsEverythingQueuedBehindIt) {
+  Gate gate;
+  gate.fail_after_first_ = true;
+  RocksDbLedgerOptions o = Options();
+  o.before_commit = [&] { return gate.Enter(); };
+  Reopen(o);
+  Completions done;
+  ledger_->AppendAsync({{"first", {}}}, nullptr, done.Callback());
+  gate.AwaitEntered();
+  for (int i = 0; i < 20; ++i) ledger_->AppendAsync({{"queued", {}}}, nullptr, done.Callback());
+  gate.Open();
+  done.AwaitCount(21);
+  {
+    absl::MutexLock lock(&done.mu);
+    for (const auto& r : done.results) {
+      EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+    }
+  }
+  EXPECT_EQ(gate.commits(), 1);  // nothing was attempted after the failure
+  EXPECT_EQ(ledger_->head().size, 0u);
+}
+
+TEST_F(RocksDbLedgerTest, ClosingCommitsWhatIsQueued) {
+  Reopen();
+  Completions done;
+  for (int i = 0; i < 50; ++i) ledger_->AppendAsync({{"e", {}}}, nullptr, done.Callback());
+  ledger_.reset();
+  done.AwaitCount(50);
+  Reopen();
+  EXPECT_EQ(ledger_->head().size, 50u);
+}
+
+// Tessera's test log, appended one at a time: our checkpoints for the same
+// 15 entries have byte-identical bodies.
+TEST_F(RocksDbLedgerTest, CheckpointBodiesMatchTheTesseraTestLog) {
+  RocksDbLedgerOptions o = Options();
+  o.origin = "example.com/log/testdata";
+  Reopen(o);
+  const std::vector<std::string> words = {"one", "two", "three", "four", "five",
+                                          "six", "seven", "eit", "nain", "ten",
+                                          "ileven", "twelf", "threeten", "fourten", "fivten"};
+  ASSERT_OK_AND_ASSIGN(note::Verifier tessera,
+                       note::ParseVerifier("example.com/log/testdata+33d7b496+"
+                                           "AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"));
+  for (size_t n = 1; n <= words.size(); ++n) {
+    ASSERT_OK(ledger_->Append({{words[n - 1], {}}}));
+    ASSERT_OK_AND_ASSIGN(std::string theirs,
+                         ReadFileToString(absl::StrCat(CORRIDOR_SOURCE_DIR,
+                                                       "/tests/data/tessera-log/checkpoint.", n)));
+    ASSERT_OK(note::OpenCheckpoint(theirs, tessera));
+    ASSERT_OK_AND_ASSIGN(note::Note their_note, note::ParseNote(theirs));
+    ASSERT_OK_AND_ASSIGN(note::Note our_note, note::ParseNote(ledger_->head().checkpoint));
+    EXPECT_EQ(our_note.body, their_note.body) << "size " << n;
+  }
+}
+
+// ---- Tamper tests: edit RocksDB under a closed ledger, then open/verify. ----
+
+class TamperTest : public RocksDbLedgerTest {
+ protected:
+  void SetUp() override {
+    RocksDbLedgerTest::SetUp();
+    Reopen();
+    Fill(200);
+    older_checkpoint_ = ledger_->head().checkpoint;
+    Fill(300);
+    ledger_.reset();
+  }
+  absl::Status OpenStatus() { return Open(Options()).status(); }
+  absl::Status VerifyStatus() {
+    auto l = Open(Options());
+    if (!l.ok()) return l.status();
+    return (*l)->VerifyAll();
+  }
+  std::string older_checkpoint_;
+};
+
+TEST_F(TamperTest, UntouchedLedgerOpensAndVerifies) {
+  EXPECT_OK(OpenStatus());
+  EXPECT_OK(VerifyStatus());
+}
+
+TEST_F(TamperTest, AChangedEntryIsFoundAndNamed) {
+  Put(kEntriesFamily, Be64(100), "event-100 (edited)");
+  EXPECT_OK(OpenStatus());  // opening does not read the whole log...
+  EXPECT_STATUS(VerifyStatus(), absl::StatusCode::kDataLoss,
+                "entry 100 does not match its stored leaf hash");  // ...verification does
+}
+
+TEST_F(TamperTest, AChangedLastEntryStopsOpen) {
+  Put(kEntriesFamily, Be64(299), "event-299 (edited)");
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss,
+                "entry 299 (the last one) does not match its stored leaf hash");
+}
+
+TEST_F(TamperTest, ADroppedEntryIsFoundAndNamed) {
+  Delete(kEntriesFamily, Be64(150));
+  EXPECT_STATUS(VerifyStatus(), absl::StatusCode::kDataLoss, "entry 150 is missing");
+  Delete(kEntriesFamily, Be64(299));
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss, "entry 299 (the last one) is missing");
+}
+
+TEST_F(TamperTest, ReorderedEntriesAreFoundAndNamed) {
+  const std::string a = Get(kEntriesFamily, Be64(10)), b = Get(kEntriesFamily, Be64(11));
+  Put(kEntriesFamily, Be64(10), b);
+  Put(kEntriesFamily, Be64(11), a);
+  EXPECT_STATUS(VerifyStatus(), absl::StatusCode::kDataLoss,
+                "entry 10 does not match its stored leaf hash");
+}
+
+TEST_F(TamperTest, AnEntryBeyondTheHeadStopsOpen) {
+  Put(kEntriesFamily, Be64(300), "smuggled");
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss,
+                "an entry exists beyond the stored tree head (size 300)");
+}
+
+TEST_F(TamperTest, AChangedLeafHashIsFoundAndNamed) {
+  std::string tile = Get(kTilesFamily, TileKey(0, 0));
+  tile[2 + 32 * 5] ^= 1;  // row 0, leaf 5
+  Put(kTilesFamily, TileKey(0, 0), tile);
+  EXPECT_STATUS(VerifyStatus(), absl::StatusCode::kDataLoss,
+                "entry 5 does not match its stored leaf hash");
+}
+
+TEST_F(TamperTest, AChangedInnerHashIsFoundAndNamed) {
+  std::string tile = Get(kTilesFamily, TileKey(0, 0));
+  tile[2 + 32 * 256 + 32 * 3] ^= 1;  // row 1 (level 1), index 3
+  Put(kTilesFamily, TileKey(0, 0), tile);
+  EXPECT_STATUS(VerifyStatus(), absl::StatusCode::kDataLoss,
+                "the stored subtree hash at level 1, index 3 does not match the entries below it");
+}
+
+TEST_F(TamperTest, AChangedHashOnTheRootPathStopsOpen) {
+  std::string tile = Get(kTilesFamily, TileKey(1, 0));
+  tile[2] ^= 1;  // level 8, index 0: the left half of the root
+  Put(kTilesFamily, TileKey(1, 0), tile);
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss,
+                "does not match the root computed from the stored subtree hashes");
+}
+
+TEST_F(TamperTest, ATruncatedTileStopsOpen) {
+  std::string tile = Get(kTilesFamily, TileKey(1, 0));
+  Put(kTilesFamily, TileKey(1, 0), tile.substr(0, tile.size() - 1));
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss, "tile 1/0: tile is truncated");
+}
+
+TEST_F(TamperTest, AChangedHeadStopsOpen) {
+  std::string head = Get(kStateFamily, "head");
+  head[20] ^= 1;
+  Put(kStateFamily, "head", head);
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss,
+                "stored tree head (size 300, root");
+}
+
+TEST_F(TamperTest, AnOlderCheckpointStopsOpen) {
+  Put(kStateFamily, "checkpoint", older_checkpoint_);
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss,
+                "the latest signed checkpoint (size 200");
+}
+
+TEST_F(TamperTest, ACheckpointByAnotherKeyStopsOpen) {
+  Ed25519PrivateKey mallory = Ed25519PrivateKey::Generate();
+  ASSERT_OK_AND_ASSIGN(note::Note n, note::ParseNote(Get(kStateFamily, "checkpoint")));
+  ASSERT_OK_AND_ASSIGN(note::Checkpoint cp, note::ParseCheckpointBody(n.body));
+  Put(kStateFamily, "checkpoint", note::SignCheckpoint(cp, "corridor.test/union-sg", mallory));
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss,
+                "the latest signed checkpoint does not verify");
+}
+
+TEST_F(TamperTest, ARolledBackHeadStopsOpen) {
+  // Someone rewinds the head to size 200 (a consistent older state) but the
+  // entries after it are still there.
+  ASSERT_OK_AND_ASSIGN(note::Note n, note::ParseNote(older_checkpoint_));
+  ASSERT_OK_AND_ASSIGN(note::Checkpoint cp, note::ParseCheckpointBody(n.body));
+  Put(kStateFamily, "head", Be64(200) + merkle::ToBytes(cp.root));
+  Put(kStateFamily, "checkpoint", older_checkpoint_);
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss, "an entry exists beyond the stored tree head");
+}
+
+TEST_F(TamperTest, AMissingHeadWithEntriesStopsOpen) {
+  Delete(kStateFamily, "head");
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss, "entries but no stored tree head");
+}
+
+}  // namespace
+}  // namespace corridor::ledger
