@@ -18,7 +18,13 @@
 #include "client/pki.h"
 #include "client/roster.h"
 #include "client/yaml_proto.h"
+#include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "ledger/export.h"
+#include "ledger/merkle.h"
+#include "ledger/note.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "ledger/crypto.h"
@@ -351,6 +357,8 @@ absl::Status RunPkiOrg(Context& c) {
       {"signing.key", {signing.ToPem(), 0600}},
       {"signing.pub", {Base64Encode(signing.public_key().raw()) + "\n", 0644}},
       {"signing.keyid", {key_id + "\n", 0644}},
+      // Wraps the node's per-case data keys; never leaves the node.
+      {"master.key", {Base64Encode(RandomBytes(32)) + "\n", 0600}},
   };
   for (const auto& [name, content] : files) {
     if (auto st = WriteNew(absl::StrCat(dir, "/", name), content.first, content.second, force);
@@ -537,6 +545,424 @@ absl::Status RunRosterShow(Context& c) {
   return absl::OkStatus();
 }
 
+// ---- case commands ---------------------------------------------------------
+
+template <typename Enum>
+absl::StatusOr<Enum> ParseEnumOption(const std::string& value, const std::string& option,
+                                     const google::protobuf::EnumDescriptor* desc) {
+  std::string want;
+  for (char ch : value) want.push_back(ch == '-' ? '_' : absl::ascii_toupper(ch));
+  std::vector<std::string> names;
+  for (int i = 1; i < desc->value_count(); ++i) {
+    const std::string& name = desc->value(i)->name();
+    if (name == want || absl::EndsWith(name, "_" + want)) return static_cast<Enum>(desc->value(i)->number());
+    std::string short_name = absl::AsciiStrToLower(name.substr(name.find('_', name.find('_') + 1) + 1));
+    for (char& ch : short_name) if (ch == '_') ch = '-';
+    names.push_back(short_name);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--", option, " must be one of ", absl::StrJoin(names, ", ")));
+}
+
+std::string EnumShort(const google::protobuf::EnumDescriptor* desc, int value) {
+  const auto* v = desc->FindValueByNumber(value);
+  if (v == nullptr) return "?";
+  std::string name = v->name();
+  std::string s = absl::AsciiStrToLower(name.substr(name.find('_', name.find('_') + 1) + 1));
+  for (char& ch : s) if (ch == '_') ch = '-';
+  return s;
+}
+
+std::string CaseIdArg(const Args& args) {
+  return args.positional().empty() ? args.Get("id") : args.positional()[0];
+}
+
+absl::Status NeedCaseId(const Args& args) {
+  if (CaseIdArg(args).empty()) return absl::InvalidArgumentError("name the case, e.g. `corridorctl case show C-3F9A0C12D4E7`");
+  return absl::OkStatus();
+}
+
+void PrintCase(std::ostream& out, const v1::Case& c) {
+  out << "case " << c.id() << " (" << EnumShort(v1::CaseStatus_descriptor(), c.status()) << ")\n"
+      << "  category:    " << EnumShort(v1::CaseCategory_descriptor(), c.category()) << "\n"
+      << "  sector:      " << c.sector() << "\n"
+      << "  corridor:    " << c.origin_country() << " -> " << c.destination_country() << "\n"
+      << "  worker:      " << c.worker().name();
+  if (!c.worker().date_of_birth().empty()) out << ", born " << c.worker().date_of_birth();
+  if (!c.worker().document_number().empty()) out << ", document " << c.worker().document_number();
+  out << "\n";
+  if (!c.worker().contact().empty()) out << "  contact:     " << c.worker().contact() << "\n";
+  if (!c.employer().name().empty()) out << "  employer:    " << c.employer().name() << "\n";
+  if (!c.recruiter().name().empty()) {
+    out << "  recruiter:   " << c.recruiter().name();
+    if (!c.recruiter().licence_number().empty()) out << " (licence " << c.recruiter().licence_number() << ")";
+    out << "\n";
+  }
+  if (!c.narrative().empty()) out << "  narrative:   " << c.narrative() << "\n";
+  for (const auto& g : c.consent().grants()) {
+    out << "  consent:     " << g.org() << " for " << absl::StrJoin(g.purposes(), ", ") << "\n";
+  }
+  out << "  owner:       " << c.owner_org() << ", created " << c.created_at() << " by " << c.created_by()
+      << ", updated " << c.updated_at() << "\n";
+}
+
+absl::Status RunCaseCreate(Context& c) {
+  if (auto st = Require(c.args, {"category", "origin", "destination", "worker-name"}); !st.ok()) return st;
+  v1::CreateCaseRequest req;
+  v1::Case* k = req.mutable_case_();
+  auto cat = ParseEnumOption<v1::CaseCategory>(c.args.Get("category"), "category", v1::CaseCategory_descriptor());
+  if (!cat.ok()) return cat.status();
+  k->set_category(*cat);
+  k->set_sector(c.args.Get("sector"));
+  k->set_origin_country(absl::AsciiStrToUpper(c.args.Get("origin")));
+  k->set_destination_country(absl::AsciiStrToUpper(c.args.Get("destination")));
+  k->mutable_worker()->set_name(c.args.Get("worker-name"));
+  k->mutable_worker()->set_date_of_birth(c.args.Get("worker-dob"));
+  k->mutable_worker()->set_document_number(c.args.Get("worker-document"));
+  k->mutable_worker()->set_contact(c.args.Get("worker-contact"));
+  for (absl::string_view l : absl::StrSplit(c.args.Get("languages"), ',', absl::SkipEmpty())) {
+    k->mutable_worker()->add_languages(std::string(l));
+  }
+  k->mutable_employer()->set_name(c.args.Get("employer"));
+  k->mutable_recruiter()->set_name(c.args.Get("recruiter"));
+  k->mutable_recruiter()->set_licence_number(c.args.Get("recruiter-licence"));
+  k->mutable_recruiter()->set_country(c.args.Get("recruiter-country"));
+  k->set_narrative(c.args.Get("narrative"));
+  for (const std::string& grant : c.args.GetAll("consent")) {
+    std::vector<std::string> parts = absl::StrSplit(grant, absl::MaxSplits(':', 1));
+    if (parts.size() != 2 || parts[0].empty() || parts[1].empty()) {
+      return absl::InvalidArgumentError("--consent is ORG:PURPOSE[,PURPOSE...], e.g. ministry-id:fee-recovery");
+    }
+    auto* g = k->mutable_consent()->add_grants();
+    g->set_org(parts[0]);
+    for (absl::string_view p : absl::StrSplit(parts[1], ',', absl::SkipEmpty())) g->add_purposes(std::string(p));
+  }
+  if (k->consent().grants_size() > 0) {
+    k->mutable_consent()->set_method(c.args.Get("consent-method", "recorded by caseworker"));
+    k->mutable_consent()->set_given_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
+  }
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::Case resp;
+  grpc::Status s = v1::CaseService::NewStub(conn->channel)->CreateCase(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    c.out << "created case " << resp.id() << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunCaseShow(Context& c) {
+  if (auto st = NeedCaseId(c.args); !st.ok()) return st;
+  if (auto st = Require(c.args, {"purpose"}); !st.ok()) {
+    return absl::InvalidArgumentError("say why you read this worker's data: --purpose (e.g. case-handling)");
+  }
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  v1::GetCaseRequest req;
+  req.set_id(CaseIdArg(c.args));
+  req.set_purpose(c.args.Get("purpose"));
+  auto ctx = conn->NewContext();
+  v1::Case resp;
+  grpc::Status s = v1::CaseService::NewStub(conn->channel)->GetCase(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    PrintCase(c.out, resp);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunCaseList(Context& c) {
+  v1::ListCasesRequest req;
+  if (c.args.Has("status")) {
+    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status", v1::CaseStatus_descriptor());
+    if (!st.ok()) return st.status();
+    req.set_status(*st);
+  }
+  if (c.args.Has("category")) {
+    auto cat = ParseEnumOption<v1::CaseCategory>(c.args.Get("category"), "category", v1::CaseCategory_descriptor());
+    if (!cat.ok()) return cat.status();
+    req.set_category(*cat);
+  }
+  req.set_sector(c.args.Get("sector"));
+  req.set_origin_country(absl::AsciiStrToUpper(c.args.Get("origin")));
+  req.set_destination_country(absl::AsciiStrToUpper(c.args.Get("destination")));
+  req.set_created_after(c.args.Get("after"));
+  req.set_created_before(c.args.Get("before"));
+  uint32_t page = 0;
+  if (c.args.Has("page-size") && !absl::SimpleAtoi(c.args.Get("page-size"), &page)) {
+    return absl::InvalidArgumentError("--page-size must be a number");
+  }
+  req.set_page_size(page);
+  req.set_page_token(c.args.Get("page-token"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::ListCasesResponse resp;
+  grpc::Status s = v1::CaseService::NewStub(conn->channel)->ListCases(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows = {{"CASE", "STATUS", "CATEGORY", "SECTOR", "CORRIDOR", "CREATED"}};
+  for (const auto& k : resp.cases()) {
+    rows.push_back({k.id(), EnumShort(v1::CaseStatus_descriptor(), k.status()),
+                    EnumShort(v1::CaseCategory_descriptor(), k.category()), k.sector(),
+                    k.origin_country() + "->" + k.destination_country(), k.created_at()});
+  }
+  PrintTable(c.out, rows);
+  if (!resp.next_page_token().empty()) {
+    c.out << "more: --page-token " << resp.next_page_token() << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunCaseUpdate(Context& c) {
+  if (auto st = NeedCaseId(c.args); !st.ok()) return st;
+  v1::UpdateCaseRequest req;
+  req.set_id(CaseIdArg(c.args));
+  if (c.args.Has("status")) {
+    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status", v1::CaseStatus_descriptor());
+    if (!st.ok()) return st.status();
+    req.set_status(*st);
+  }
+  req.set_narrative(c.args.Get("narrative"));
+  if (c.args.Has("employer")) req.mutable_employer()->set_name(c.args.Get("employer"));
+  if (c.args.Has("recruiter")) req.mutable_recruiter()->set_name(c.args.Get("recruiter"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::Case resp;
+  grpc::Status s = v1::CaseService::NewStub(conn->channel)->UpdateCase(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    c.out << "updated case " << resp.id() << " (" << EnumShort(v1::CaseStatus_descriptor(), resp.status()) << ")\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunCaseClose(Context& c) {
+  if (auto st = NeedCaseId(c.args); !st.ok()) return st;
+  v1::CloseCaseRequest req;
+  req.set_id(CaseIdArg(c.args));
+  req.set_reason(c.args.Get("reason"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::CaseSummary resp;
+  grpc::Status s = v1::CaseService::NewStub(conn->channel)->CloseCase(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  c.json() ? c.out << ToJson(resp) : c.out << "closed case " << resp.id() << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunCaseErase(Context& c) {
+  if (auto st = NeedCaseId(c.args); !st.ok()) return st;
+  if (auto st = Require(c.args, {"reason"}); !st.ok()) return st;
+  v1::EraseCaseRequest req;
+  req.set_id(CaseIdArg(c.args));
+  req.set_reason(c.args.Get("reason"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::EraseCaseResponse resp;
+  grpc::Status s = v1::CaseService::NewStub(conn->channel)->EraseCase(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  c.json() ? c.out << ToJson(resp)
+           : c.out << "erased case " << resp.id() << ": its data key is destroyed; the erasure is ledger entry "
+                   << resp.ledger_index() << "\n";
+  return absl::OkStatus();
+}
+
+// ---- audit commands --------------------------------------------------------
+
+std::string EventTime(const v1::AccessEvent& e) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(e.time_unix_micros()), absl::UTCTimeZone());
+}
+
+absl::Status RunAuditLog(Context& c) {
+  v1::QueryEventsRequest req;
+  req.set_case_id(c.args.Get("case"));
+  req.set_actor(c.args.Get("actor"));
+  req.set_org(c.args.Get("org"));
+  req.set_action(c.args.Get("action"));
+  if (c.args.Has("outcome")) {
+    auto o = ParseEnumOption<v1::AccessOutcome>(c.args.Get("outcome"), "outcome", v1::AccessOutcome_descriptor());
+    if (!o.ok()) return o.status();
+    req.set_outcome(*o);
+  }
+  req.set_after(c.args.Get("after"));
+  req.set_before(c.args.Get("before"));
+  uint32_t limit = 50;
+  if (c.args.Has("limit") && !absl::SimpleAtoi(c.args.Get("limit"), &limit)) {
+    return absl::InvalidArgumentError("--limit must be a number");
+  }
+  req.set_page_size(limit);
+  req.set_page_token(c.args.Get("page-token"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::QueryEventsResponse resp;
+  grpc::Status s = v1::AuditService::NewStub(conn->channel)->QueryEvents(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows = {{"INDEX", "TIME (UTC)", "ACTOR", "ACTION", "RESOURCE", "PURPOSE", "OUTCOME", "REASON"}};
+  for (const auto& le : resp.events()) {
+    const auto& e = le.event();
+    rows.push_back({std::to_string(le.index()), EventTime(e), e.actor_org() + "/" + e.actor_subject(), e.action(),
+                    e.resource_kind() + (e.resource_id().empty() ? "" : " " + e.resource_id()), e.purpose(),
+                    EnumShort(v1::AccessOutcome_descriptor(), e.outcome()), e.reason()});
+  }
+  PrintTable(c.out, rows);
+  if (!resp.next_page_token().empty()) c.out << "more: --page-token " << resp.next_page_token() << "\n";
+  return absl::OkStatus();
+}
+
+// The verifier key for `org` from a roster file: --roster FILE --org ORG, or --key VKEY.
+absl::StatusOr<note::Verifier> VerifierFromOptions(const Args& args, const std::string& default_org) {
+  if (args.Has("vkey")) return note::ParseVerifier(args.Get("vkey"));
+  const std::string roster_file = OptionOrEnv(args, "roster", "CORRIDOR_ROSTER");
+  if (roster_file.empty()) {
+    return absl::InvalidArgumentError(
+        "give the roster (--roster FILE or CORRIDOR_ROSTER) so the key comes from the federation, "
+        "not from the node being audited; or --vkey NAME+ID+KEY");
+  }
+  auto text = ReadFileToString(roster_file);
+  if (!text.ok()) return text.status();
+  auto roster = PeekSignedRoster(*text);
+  if (!roster.ok()) return roster.status();
+  const std::string org = args.Get("org", default_org);
+  if (org.empty()) return absl::InvalidArgumentError("name the org whose ledger this is: --org ORG");
+  return LedgerVerifierFromRoster(*roster, org);
+}
+
+absl::Status RunAuditKey(Context& c) {
+  const std::string org = c.args.positional().empty() ? c.args.Get("org") : c.args.positional()[0];
+  auto v = VerifierFromOptions(c.args, org);
+  if (!v.ok()) return v.status();
+  c.out << v->ToString() << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunAuditCheckpoint(Context& c) {
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::CheckpointResponse resp;
+  grpc::Status s = v1::AuditService::NewStub(conn->channel)->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  c.json() ? c.out << ToJson(resp) : c.out << resp.checkpoint();
+  return absl::OkStatus();
+}
+
+absl::Status RunAuditProve(Context& c) {
+  if (c.args.positional().empty()) return absl::InvalidArgumentError("name the ledger entry: corridorctl audit prove INDEX");
+  uint64_t index = 0;
+  if (!absl::SimpleAtoi(c.args.positional()[0], &index)) return absl::InvalidArgumentError("INDEX must be a number");
+  auto verifier = VerifierFromOptions(c.args, "");
+  if (!verifier.ok()) return verifier.status();
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::InclusionProofRequest req;
+  req.set_index(index);
+  v1::InclusionProofResponse resp;
+  grpc::Status s = v1::AuditService::NewStub(conn->channel)->GetInclusionProof(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  // Check everything here, with the roster's key: nothing is taken on the node's word.
+  auto cp = note::OpenCheckpoint(resp.checkpoint(), *verifier);
+  if (!cp.ok()) return absl::DataLossError(absl::StrCat("the node's checkpoint does not verify: ", cp.status().message()));
+  if (cp->size != resp.tree_size()) return absl::DataLossError("the checkpoint is for another tree size");
+  std::vector<merkle::Hash> proof;
+  for (const std::string& p : resp.proof()) {
+    auto h = merkle::FromBytes(p);
+    if (!h.ok()) return absl::DataLossError("the proof holds a malformed hash");
+    proof.push_back(*h);
+  }
+  const merkle::Hash leaf = merkle::HashLeaf(resp.entry());
+  absl::Status verified = merkle::VerifyInclusion(index, resp.tree_size(), leaf, proof, cp->root);
+  if (c.json()) {
+    c.out << "{\n  \"leaf_index\": " << index << ",\n  \"tree_size\": " << resp.tree_size()
+          << ",\n  \"entry\": \"" << Base64Encode(resp.entry()) << "\",\n  \"leaf_hash\": \""
+          << Base64Encode(merkle::ToBytes(leaf)) << "\",\n  \"proof\": [";
+    for (size_t i = 0; i < proof.size(); ++i) {
+      c.out << (i ? ", " : "") << "\"" << Base64Encode(merkle::ToBytes(proof[i])) << "\"";
+    }
+    std::string note_json;
+    for (char ch : resp.checkpoint()) {
+      if (ch == '\n') note_json += "\\n";
+      else if (ch == '"' || ch == '\\') { note_json += '\\'; note_json += ch; }
+      else note_json += ch;
+    }
+    c.out << "],\n  \"root_hash\": \"" << Base64Encode(merkle::ToBytes(cp->root)) << "\",\n  \"checkpoint\": \""
+          << note_json << "\",\n  \"verifier_key\": \"" << verifier->ToString() << "\",\n  \"verified\": "
+          << (verified.ok() ? "true" : "false") << "\n}\n";
+  } else if (verified.ok()) {
+    c.out << "entry " << index << " is in the ledger of " << cp->origin << " at size " << cp->size
+          << ": inclusion proof (" << proof.size() << " hashes) verified against the checkpoint signed by "
+          << verifier->name << "\n";
+    if (auto e = v1::AccessEvent(); e.ParseFromString(resp.entry())) {
+      c.out << "  " << EventTime(e) << "  " << e.actor_org() << "/" << e.actor_subject() << "  " << e.action()
+            << "  " << e.resource_kind() << " " << e.resource_id() << "  "
+            << EnumShort(v1::AccessOutcome_descriptor(), e.outcome()) << "\n";
+    }
+  }
+  if (!verified.ok()) return absl::DataLossError(absl::StrCat("the inclusion proof does NOT verify: ", verified.message()));
+  return absl::OkStatus();
+}
+
+absl::Status RunAuditExport(Context& c) {
+  if (auto st = Require(c.args, {"out"}); !st.ok()) return st;
+  v1::ExportRequest req;
+  uint64_t begin = 0, end = 0;
+  if ((c.args.Has("begin") && !absl::SimpleAtoi(c.args.Get("begin"), &begin)) ||
+      (c.args.Has("end") && !absl::SimpleAtoi(c.args.Get("end"), &end))) {
+    return absl::InvalidArgumentError("--begin and --end are entry indexes");
+  }
+  req.set_begin(begin);
+  req.set_end(end);
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::ExportResponse resp;
+  grpc::Status s = v1::AuditService::NewStub(conn->channel)->Export(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (auto st = WriteFileAtomically(c.args.Get("out"), resp.export_()); !st.ok()) return st;
+  c.out << "exported to " << c.args.Get("out") << " (" << resp.export_().size()
+        << " bytes); check it with `corridorctl audit verify " << c.args.Get("out") << " --roster FILE --org ORG`\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunAuditVerify(Context& c) {
+  if (c.args.positional().empty()) return absl::InvalidArgumentError("name the export file: corridorctl audit verify FILE");
+  auto verifier = VerifierFromOptions(c.args, "");
+  if (!verifier.ok()) return verifier.status();
+  auto text = ReadFileToString(c.args.positional()[0]);
+  if (!text.ok()) return text.status();
+  auto v = ledger::VerifyExport(*text, *verifier);
+  if (!v.ok()) return absl::DataLossError(absl::StrCat("the export does NOT verify: ", v.status().message()));
+  size_t undecodable = 0;
+  for (const std::string& e : v->entries) {
+    v1::AccessEvent ev;
+    if (!ev.ParseFromString(e)) ++undecodable;
+  }
+  c.out << "verified: entries " << v->first_index << ".." << v->first_index + v->entries.size() - 1 << " of "
+        << v->checkpoint.origin << " are exactly those committed to by its checkpoint at size " << v->checkpoint.size
+        << ", signed by " << verifier->name << "\n";
+  if (undecodable) c.out << "  note: " << undecodable << " entries are not access events\n";
+  return absl::OkStatus();
+}
+
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {{"health"}, "", "is the node serving, and which peers has it authenticated?",
@@ -603,6 +1029,81 @@ const std::vector<Command>& Commands() {
        RunRosterSign},
       {{"roster", "show"}, "--in FILE", "show a signed roster",
        {{"in", "FILE", "signed roster"}, {"json", "", "print JSON"}}, RunRosterShow},
+      {{"case", "create"}, "--category C --origin CC --destination CC --worker-name NAME ...",
+       "record a worker's case",
+       With(ConnectionOptions(),
+            {{"category", "C", "recruitment-fees, wage-theft, passport-confiscation, debt-bondage, forced-labour-indicators, trafficking-indicators, unsafe-work, abuse"},
+             {"sector", "S", "e.g. domestic-work, construction, fishing"},
+             {"origin", "CC", "the worker's home country (ISO code)"},
+             {"destination", "CC", "where the abuse happened (ISO code)"},
+             {"worker-name", "NAME", "the worker's name"},
+             {"worker-dob", "YYYY-MM-DD", "date of birth"},
+             {"worker-document", "NUMBER", "passport or ID number"},
+             {"worker-contact", "TEXT", "how to reach the worker"},
+             {"languages", "A,B", "languages the worker speaks"},
+             {"employer", "NAME", "employer"},
+             {"recruiter", "NAME", "recruiter or agency"},
+             {"recruiter-licence", "NUMBER", "the recruiter's licence number"},
+             {"recruiter-country", "CC", "where the recruiter is licensed"},
+             {"narrative", "TEXT", "what happened"},
+             {"consent", "ORG:PURPOSES", "the worker consents to ORG receiving their data for PURPOSES", true},
+             {"consent-method", "TEXT", "how consent was given"}}),
+       RunCaseCreate},
+      {{"case", "show"}, "ID --purpose P", "show a case, including the worker's personal data",
+       With(ConnectionOptions(), {{"purpose", "P", "why you read it (recorded in the ledger)"}}), RunCaseShow},
+      {{"case", "list"}, "[filters]", "list cases (no personal data)",
+       With(ConnectionOptions(),
+            {{"status", "S", "open, in-progress, referred, closed, erased"},
+             {"category", "C", "case category"},
+             {"sector", "S", "sector"},
+             {"origin", "CC", "origin country"},
+             {"destination", "CC", "destination country"},
+             {"after", "TIME", "created at or after (RFC 3339)"},
+             {"before", "TIME", "created before (RFC 3339)"},
+             {"page-size", "N", "cases per page (default 50)"},
+             {"page-token", "T", "continue a listing"}}),
+       RunCaseList},
+      {{"case", "update"}, "ID [--status S] [--narrative TEXT] ...", "change a case",
+       With(ConnectionOptions(),
+            {{"status", "S", "open, in-progress, referred, closed"},
+             {"narrative", "TEXT", "new narrative"},
+             {"employer", "NAME", "employer"},
+             {"recruiter", "NAME", "recruiter"}}),
+       RunCaseUpdate},
+      {{"case", "close"}, "ID [--reason TEXT]", "close a case",
+       With(ConnectionOptions(), {{"reason", "TEXT", "why"}}), RunCaseClose},
+      {{"case", "erase"}, "ID --reason TEXT", "destroy a case's content for good (approvers)",
+       With(ConnectionOptions(), {{"reason", "TEXT", "why (recorded in the ledger)"}}), RunCaseErase},
+      {{"audit", "log"}, "[--case ID] [--actor ORG/SUBJECT] ...", "who did what, newest first (auditors)",
+       With(ConnectionOptions(),
+            {{"case", "ID", "events about this case"},
+             {"actor", "ORG/SUBJECT", "events by this actor, e.g. union-sg/user/caseworker1"},
+             {"org", "ORG", "events by this org's actors"},
+             {"action", "A", "e.g. case.get, case.erase, auth.refused"},
+             {"outcome", "O", "allowed, denied or error"},
+             {"after", "TIME", "at or after (RFC 3339)"},
+             {"before", "TIME", "before (RFC 3339)"},
+             {"limit", "N", "events per page (default 50)"},
+             {"page-token", "T", "continue"}}),
+       RunAuditLog},
+      {{"audit", "checkpoint"}, "", "the node's latest signed checkpoint", ConnectionOptions(), RunAuditCheckpoint},
+      {{"audit", "key"}, "ORG --roster FILE", "an org's checkpoint verifier key, from the roster",
+       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"}, {"org", "ORG", "the org"}}, RunAuditKey},
+      {{"audit", "prove"}, "INDEX --roster FILE --org ORG", "fetch and check an inclusion proof for a ledger entry",
+       With(ConnectionOptions(),
+            {{"roster", "FILE", "signed roster to take the key from (env CORRIDOR_ROSTER)"},
+             {"org", "ORG", "whose ledger"},
+             {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}}),
+       RunAuditProve},
+      {{"audit", "export"}, "--out FILE [--begin N] [--end N]", "export ledger entries with their checkpoint",
+       With(ConnectionOptions(),
+            {{"out", "FILE", "where to write"}, {"begin", "N", "first entry (default 0)"}, {"end", "N", "end (default: all)"}}),
+       RunAuditExport},
+      {{"audit", "verify"}, "FILE --roster FILE --org ORG", "check an export offline",
+       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"},
+        {"org", "ORG", "whose ledger"},
+        {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}},
+       RunAuditVerify},
   };
   return *commands;
 }

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "corridor/v1/roster.pb.h"
 #include "ledger/crypto.h"
+#include "ledger/note.h"
 
 namespace corridor {
 
@@ -50,6 +51,12 @@ absl::StatusOr<VerifiedRoster> VerifySignedRoster(absl::string_view envelope_jso
 // added to it (co-signing by several stewards) and its payload is kept byte for byte.
 absl::StatusOr<std::string> SignRoster(const v1::Roster* roster, absl::string_view existing_json,
                                        absl::string_view key_name, const Ed25519PrivateKey& key);
+
+// The key that verifies `org`'s ledger checkpoints, from the roster: the
+// signed-note name "<federation>/<org>" with the org's active signing key.
+// NotFound if the org or an active key is missing.
+absl::StatusOr<note::Verifier> LedgerVerifierFromRoster(const v1::Roster& roster,
+                                                        absl::string_view org);
 
 // Parses a signed roster without verifying signatures (for display).
 absl::StatusOr<v1::Roster> PeekSignedRoster(absl::string_view envelope_json);

@@ -109,6 +109,7 @@ for entry in "${ORGS[@]}"; do
     echo "org: $org"
     echo "listen: 127.0.0.1:${PORT[$org]}"
     echo "data_dir: data"
+    echo "master_key_file: master.key"
     echo "tls: {cert_file: node.crt, key_file: node.key, ca_file: ca.crt}"
     echo "signing_key: {key_id: $(cat "$dir/signing.keyid"), key_file: signing.key}"
     echo "roster:"
@@ -146,6 +147,31 @@ say "6. Who does each node think is calling?"
 ctl_as ministry-id caseworker1 whoami
 echo
 ctl_as union-sg auditor1 whoami
+
+say "7. A caseworker at the union records a worker's case"
+CASE=$(ctl_as union-sg caseworker1 case create --json --category recruitment-fees --sector domestic-work \
+  --origin ID --destination SG --worker-name "Siti Rahayu" --worker-dob 1994-03-02 \
+  --worker-document "X1234567" --languages id,en --employer "(household employer)" \
+  --recruiter "PT Maju Jaya Recruitment" --recruiter-licence "KEP-123/2019" --recruiter-country ID \
+  --narrative "Charged 8 months of wages in recruitment fees; passport held by the employer." \
+  --consent ministry-id:fee-recovery,case-referral | sed -n 's/.*"id": "\(C-[0-9A-F]*\)".*/\1/p' | head -1)
+echo "created case $CASE"
+ctl_as union-sg caseworker1 case show "$CASE" --purpose case-handling
+echo
+ctl_as union-sg caseworker1 case list
+echo
+echo "An auditor may not read case content; the refusal is recorded too:"
+ctl_as union-sg auditor1 case show "$CASE" --purpose curiosity || true
+
+say "8. The union's auditor reads the audit trail of the case"
+ctl_as union-sg auditor1 audit log --case "$CASE"
+INDEX=$(ctl_as union-sg auditor1 audit log --case "$CASE" --action case.create --json | sed -n 's/.*"index": "\{0,1\}\([0-9]*\)"\{0,1\},*$/\1/p' | head -1)
+echo
+echo "The checkpoint key comes from the roster, not from the node being audited:"
+"$CTL" audit key union-sg --roster "$DEMO/federation/roster.json"
+ctl_as union-sg auditor1 audit prove "$INDEX" --roster "$DEMO/federation/roster.json" --org union-sg
+ctl_as union-sg auditor1 audit export --out "$DEMO/union-sg-ledger.export"
+"$CTL" audit verify "$DEMO/union-sg-ledger.export" --roster "$DEMO/federation/roster.json" --org union-sg
 
 if [ "$KEEP" = 1 ]; then
   say "The federation keeps running"

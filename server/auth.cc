@@ -32,6 +32,21 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.NodeService/Whoami", true, true, {}},
       {"/corridor.v1.NodeService/Status", false, true, {}},
       {"/corridor.v1.PeerService/Hello", true, false, {}},
+      // Cases: caseworkers handle them; prosecutors may read; only the
+      // approver (data controller) may erase. Admins and auditors read no case content.
+      {"/corridor.v1.CaseService/CreateCase", false, false, {v1::ROLE_CASEWORKER}},
+      {"/corridor.v1.CaseService/GetCase", false, false, {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.CaseService/ListCases", false, false, {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.CaseService/UpdateCase", false, false, {v1::ROLE_CASEWORKER}},
+      {"/corridor.v1.CaseService/CloseCase", false, false, {v1::ROLE_CASEWORKER}},
+      {"/corridor.v1.CaseService/EraseCase", false, false, {v1::ROLE_APPROVER}},
+      // The ledger: auditors only.
+      {"/corridor.v1.AuditService/QueryEvents", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/GetCheckpoint", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/GetInclusionProof", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/GetConsistencyProof", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/GetEntries", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/Export", false, false, {v1::ROLE_AUDITOR}},
       {"/grpc.health.v1.Health/Check", true, true, {}},
       {"/grpc.health.v1.Health/Watch", true, true, {}},
       {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", false, true, {}},
@@ -47,6 +62,7 @@ grpc::Status CorridorAuthProcessor::Process(const InputMetadata&, grpc::AuthCont
   if (!principal.ok()) {
     log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},
                                {"reason", principal.status().message()}});
+    if (on_refused_) on_refused_(PeerCertificatePem(*context), principal.status());
     return ToGrpcStatus(principal.status());
   }
   context->AddProperty(kOrgProperty, principal->org);

@@ -10,6 +10,7 @@
 #ifndef CORRIDOR_SERVER_AUTH_H_
 #define CORRIDOR_SERVER_AUTH_H_
 
+#include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -21,11 +22,16 @@ namespace corridor {
 
 class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
  public:
-  explicit CorridorAuthProcessor(std::shared_ptr<IdentityResolver> resolver)
-      : resolver_(std::move(resolver)) {}
+  // Called (and waited for) for every refused identity, with the peer's
+  // certificate PEM and the reason: the node records the refusal in its ledger.
+  using RefusalRecorder = std::function<void(const std::string& cert_pem, const absl::Status& why)>;
 
-  // Certificate checks are quick and never block: run inline.
-  bool IsBlocking() const override { return false; }
+  explicit CorridorAuthProcessor(std::shared_ptr<IdentityResolver> resolver,
+                                 RefusalRecorder on_refused = nullptr)
+      : resolver_(std::move(resolver)), on_refused_(std::move(on_refused)) {}
+
+  // Refusals wait for a durable ledger write: run on gRPC's blocking pool.
+  bool IsBlocking() const override { return true; }
 
   grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
                        OutputMetadata* consumed_auth_metadata,
@@ -33,6 +39,7 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
 
  private:
   std::shared_ptr<IdentityResolver> resolver_;
+  RefusalRecorder on_refused_;
 };
 
 // The Principal stamped on the call by CorridorAuthProcessor.

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "client/yaml_proto.h"
 #include "ledger/crypto.h"
@@ -67,6 +68,7 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
   tls->set_ca_file(Resolve(base, tls->ca_file()));
   config.mutable_roster()->set_file(Resolve(base, config.roster().file()));
   config.mutable_signing_key()->set_key_file(Resolve(base, config.signing_key().key_file()));
+  config.set_master_key_file(Resolve(base, config.master_key_file()));
 
   if (auto st = check.Required("federation", config.federation()); !st.ok()) return st;
   if (auto st = check.Required("org", config.org()); !st.ok()) return st;
@@ -91,6 +93,14 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
   if (auto st = check.ReadableFile("signing_key.key_file", config.signing_key().key_file());
       !st.ok()) {
     return st;
+  }
+  if (auto st = check.ReadableFile("master_key_file", config.master_key_file()); !st.ok()) return st;
+  if (auto text = ReadFileToString(config.master_key_file()); text.ok()) {
+    auto key = Base64Decode(absl::StripAsciiWhitespace(*text));
+    if (!key.ok() || key->size() != 32) {
+      return check.Error("master_key_file", absl::StrCat(config.master_key_file(),
+                                                         ": must hold 32 random bytes in base64"));
+    }
   }
   if (auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file()); !key.ok()) {
     return check.Error("signing_key.key_file", key.status().message());

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -12,7 +13,11 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "ledger/crypto.h"
+#include "ledger/rocksdb_ledger.h"
+#include "server/access_log.h"
 #include "server/auth.h"
+#include "server/case_service.h"
+#include "server/case_store.h"
 #include "server/identity.h"
 #include "server/log.h"
 #include "server/peers.h"
@@ -144,6 +149,23 @@ absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStor
   return roster;
 }
 
+uint64_t StoredRosterVersion(const NodeStore& store) {
+  uint64_t v = 0;
+  if (auto s = store.GetMeta(kRosterVersionKey); s.ok()) (void)absl::SimpleAtoi(*s, &v);
+  return v;
+}
+
+absl::StatusOr<std::string> LoadMasterKey(const std::string& path) {
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  auto key = Base64Decode(absl::StripAsciiWhitespace(*text));
+  if (!key.ok() || key->size() != 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": master_key_file must hold 32 random bytes in base64"));
+  }
+  return key;
+}
+
 // This node must be in the roster with the CA, certificate and signing key it is configured with.
 absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
                                const TlsIdentity& tls) {
@@ -192,16 +214,23 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
 
 }  // namespace
 
+std::string LedgerOrigin(const v1::NodeConfig& config) {
+  return absl::StrCat(config.federation(), "/", config.org());
+}
+
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) {
   std::unique_ptr<Node> node(new Node);
   if (mkdir(config.data_dir().c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::FailedPreconditionError(
         absl::StrCat("data_dir: cannot create ", config.data_dir(), ": ", strerror(errno)));
   }
-  auto store = NodeStore::Open(config.data_dir(), {});
+  std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
+  families.push_back(kCasesFamily);
+  auto store = NodeStore::Open(config.data_dir(), families);
   if (!store.ok()) return store.status();
   node->store_ = *std::move(store);
 
+  const uint64_t stored_roster_version = StoredRosterVersion(*node->store_);
   auto roster = LoadRoster(config, *node->store_);
   if (!roster.ok()) return roster.status();
   auto tls = LoadTlsIdentity(config.tls().cert_file(), config.tls().key_file(), config.tls().ca_file());
@@ -211,6 +240,43 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
                                        {kRosterDigestKey, roster->digest_hex}});
       !st.ok()) {
     return st;
+  }
+  // The ledger: this node's checkpoints are signed with its roster signing key.
+  auto signing_key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
+  if (!signing_key.ok()) return signing_key.status();
+  node->signing_key_ = std::make_unique<Ed25519PrivateKey>(*std::move(signing_key));
+  ledger::RocksDbLedgerOptions ledger_options;
+  ledger_options.origin = LedgerOrigin(config);
+  ledger_options.signing_key = node->signing_key_.get();
+  auto ledger = ledger::RocksDbLedger::Open(node->store_->db(), node->store_->families(),
+                                            std::move(ledger_options));
+  if (!ledger.ok()) {
+    return absl::Status(ledger.status().code(),
+                        absl::StrCat("the ledger in ", config.data_dir(),
+                                     " cannot be opened: ", ledger.status().message()));
+  }
+  node->ledger_ = *std::move(ledger);
+  node->access_log_ = std::make_unique<AccessLog>(node->ledger_.get(), [] { return absl::Now(); });
+  auto master_key = LoadMasterKey(config.master_key_file());
+  if (!master_key.ok()) return master_key.status();
+  auto case_store = CaseStore::Open(node->store_->db(), node->store_->family(kCasesFamily),
+                                    config.data_dir() + "/keystore", *std::move(master_key));
+  if (!case_store.ok()) return case_store.status();
+  node->case_store_ = *std::move(case_store);
+  node->case_service_ = std::make_unique<CaseServiceImpl>(
+      config, node->case_store_.get(), node->access_log_.get(), [] { return absl::Now(); });
+  node->audit_service_ = std::make_unique<AuditServiceImpl>(node->access_log_.get());
+  // A new roster version in force is itself an audited event.
+  if (stored_roster_version != roster->roster.version()) {
+    v1::AccessEvent ev;
+    ev.set_actor_org(config.org());
+    ev.set_actor_subject("node");
+    ev.set_action("roster.in_force");
+    ev.set_resource_kind("roster");
+    ev.set_resource_id(absl::StrCat(roster->roster.version()));
+    ev.set_payload_sha256(*HexDecode(roster->digest_hex));
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    if (auto idx = node->access_log_->RecordSync({ev}); !idx.ok()) return idx.status();
   }
   log::Info("roster.in_force", {{"version", roster->roster.version()},
                                 {"digest", roster->digest_hex},
@@ -229,7 +295,26 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   ssl.pem_root_certs = roots;
   ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
   auto creds = grpc::SslServerCredentials(ssl);
-  creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(node->identity_));
+  AccessLog* access_log = node->access_log_.get();
+  const std::string federation = config.federation();
+  creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
+      node->identity_, [access_log, federation](const std::string& pem, const absl::Status& why) {
+        v1::AccessEvent ev;
+        ev.set_actor_subject("unknown");
+        if (auto info = pki::InspectCertificate(pem); info.ok()) {
+          for (const auto& uri : info->uris) {
+            if (auto id = ParseSpiffeUri(uri, federation); id.ok()) {
+              ev.set_actor_org(id->org);
+              ev.set_actor_subject(id->kind == PrincipalKind::kNode ? "node" : "user/" + id->user);
+            }
+          }
+        }
+        ev.set_action("auth.refused");
+        ev.set_resource_kind("node");
+        ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+        ev.set_reason(std::string(why.message()));
+        (void)access_log->RecordSync({ev});
+      }));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -242,6 +327,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   builder.RegisterService(&node->services_->node_);
   builder.RegisterService(&node->services_->peer_);
+  builder.RegisterService(node->case_service_.get());
+  builder.RegisterService(node->audit_service_.get());
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || node->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),
@@ -260,6 +347,9 @@ void Node::Shutdown(absl::Duration grace) {
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   if (prober_) prober_->Stop();
   server_.reset();
+  // The ledger commits what is queued before the database closes.
+  ledger_.reset();
+  case_store_.reset();
   store_.reset();
   log::Info("node.stopped");
 }

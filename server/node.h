@@ -9,15 +9,26 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "ledger/crypto.h"
 #include "corridor/v1/config.pb.h"
 #include "grpcpp/grpcpp.h"
 
 namespace corridor {
 
+class AccessLog;
+class AuditServiceImpl;
+class CaseServiceImpl;
+class CaseStore;
 class NodeServices;
 class NodeStore;
+namespace ledger {
+class RocksDbLedger;
+}
 class PeerProber;
 class IdentityResolver;
+
+// The origin line of this node's ledger checkpoints: "<federation>/<org>".
+std::string LedgerOrigin(const v1::NodeConfig& config);
 
 class Node {
  public:
@@ -37,7 +48,13 @@ class Node {
  private:
   Node() = default;
   int port_ = 0;
+  std::unique_ptr<Ed25519PrivateKey> signing_key_;
   std::unique_ptr<NodeStore> store_;
+  std::unique_ptr<ledger::RocksDbLedger> ledger_;
+  std::unique_ptr<CaseStore> case_store_;
+  std::unique_ptr<AccessLog> access_log_;
+  std::unique_ptr<CaseServiceImpl> case_service_;
+  std::unique_ptr<AuditServiceImpl> audit_service_;
   std::shared_ptr<IdentityResolver> identity_;
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<NodeServices> services_;

@@ -72,6 +72,7 @@ TestOrg& TestFederation::AddOrg(const std::string& org, v1::OrgKind kind) {
   WriteOrDie(o.dir + "/node.crt", o.node.cert_pem, 0644);
   WriteOrDie(o.dir + "/node.key", o.node.key_pem);
   WriteOrDie(o.dir + "/signing.key", o.signing.ToPem());
+  WriteOrDie(o.dir + "/master.key", Base64Encode(RandomBytes(32)) + "\n");
   order_.push_back(org);
   return orgs_[org] = std::move(o);
 }
@@ -119,7 +120,7 @@ std::string TestFederation::WriteNodeConfig(
   WriteOrDie(o.dir + "/roster.json", Sign(MakeRoster(roster_version), threshold_), 0644);
   std::string yaml = absl::StrCat("federation: ", federation_, "\norg: ", org,
                                   "\nlisten: 127.0.0.1:", o.port,
-                                  "\ndata_dir: data\n"
+                                  "\ndata_dir: data\nmaster_key_file: master.key\n"
                                   "tls:\n  cert_file: node.crt\n  key_file: node.key\n  ca_file: ca.crt\n"
                                   "signing_key:\n  key_id: ", o.key_id, "\n  key_file: signing.key\n"
                                   "roster:\n  file: roster.json\n  threshold: ", threshold_,

@@ -1,0 +1,116 @@
+#include "server/access_log.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "client/yaml_proto.h"
+
+namespace corridor {
+namespace {
+
+std::string OutcomeKey(v1::AccessOutcome o) {
+  return absl::StrCat("outcome/", absl::AsciiStrToLower(absl::StripPrefix(
+                                      v1::AccessOutcome_Name(o), "ACCESS_OUTCOME_")));
+}
+
+}  // namespace
+
+void SetActor(const Principal& who, v1::AccessEvent* event) {
+  event->set_actor_org(who.org);
+  event->set_actor_subject(who.subject);
+  for (v1::Role r : who.roles) event->add_actor_roles(r);
+}
+
+void AccessLog::Record(std::vector<v1::AccessEvent> events,
+                       std::unique_ptr<rocksdb::WriteBatch> change,
+                       std::function<void(absl::StatusOr<uint64_t>)> done) {
+  const int64_t now = absl::ToUnixMicros(clock_());
+  std::vector<ledger::AppendEntry> entries;
+  for (v1::AccessEvent& e : events) {
+    e.set_time_unix_micros(now);
+    ledger::AppendEntry entry;
+    entry.data = e.SerializeAsString();
+    if (!e.case_id().empty()) entry.index_keys.push_back("case/" + e.case_id());
+    entry.index_keys.push_back(absl::StrCat("actor/", e.actor_org(), "/", e.actor_subject()));
+    entry.index_keys.push_back("org/" + e.actor_org());
+    entry.index_keys.push_back("action/" + e.action());
+    entry.index_keys.push_back(OutcomeKey(e.outcome()));
+    entries.push_back(std::move(entry));
+  }
+  ledger_->AppendAsync(std::move(entries), std::move(change), std::move(done));
+}
+
+absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,
+                                               std::unique_ptr<rocksdb::WriteBatch> change) {
+  absl::Mutex mu;
+  bool finished = false;
+  absl::StatusOr<uint64_t> result;
+  Record(std::move(events), std::move(change), [&](absl::StatusOr<uint64_t> r) {
+    absl::MutexLock lock(&mu);
+    result = std::move(r);
+    finished = true;
+  });
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&finished));
+  return result;
+}
+
+absl::StatusOr<v1::AccessEvent> AccessLog::Decode(absl::string_view entry) {
+  v1::AccessEvent e;
+  if (auto st = ParseProtoStrict(entry, "ledger entry", &e); !st.ok()) return st;
+  return e;
+}
+
+absl::StatusOr<std::vector<AccessLog::Hit>> AccessLog::Find(const Query& q) const {
+  // Scan the most selective index; filter the rest.
+  std::string key;
+  if (!q.case_id.empty()) {
+    key = "case/" + q.case_id;
+  } else if (!q.actor.empty()) {
+    key = "actor/" + q.actor;
+  } else if (!q.action.empty()) {
+    key = "action/" + q.action;
+  } else if (!q.org.empty()) {
+    key = "org/" + q.org;
+  } else if (q.outcome != v1::ACCESS_OUTCOME_UNSPECIFIED) {
+    key = OutcomeKey(q.outcome);
+  }
+  std::vector<Hit> out;
+  uint64_t before = q.before_index;
+  const int64_t after_us = q.after == absl::InfinitePast() ? INT64_MIN : absl::ToUnixMicros(q.after);
+  const int64_t before_us = q.before == absl::InfiniteFuture() ? INT64_MAX : absl::ToUnixMicros(q.before);
+  while (out.size() < q.limit) {
+    std::vector<uint64_t> batch;
+    if (key.empty()) {
+      uint64_t top = std::min<uint64_t>(before, ledger_->head().size);
+      for (uint64_t i = top; i > 0 && batch.size() < 256; --i) batch.push_back(i - 1);
+    } else {
+      auto found = ledger_->Lookup(key, before, 256);
+      if (!found.ok()) return found.status();
+      batch = *std::move(found);
+    }
+    if (batch.empty()) break;
+    for (uint64_t index : batch) {
+      before = index;
+      auto entry = ledger_->Entry(index);
+      if (!entry.ok()) return entry.status();
+      auto e = Decode(*entry);
+      if (!e.ok()) continue;  // not an access event (e.g. another record type)
+      // Entries are in time order up to clock jitter between callers: stop a second past the range.
+      if (after_us != INT64_MIN && e->time_unix_micros() < after_us - 1000000) return out;
+      if (e->time_unix_micros() < after_us) continue;
+      if (e->time_unix_micros() >= before_us) continue;
+      if (!q.case_id.empty() && e->case_id() != q.case_id) continue;
+      if (!q.actor.empty() && absl::StrCat(e->actor_org(), "/", e->actor_subject()) != q.actor) continue;
+      if (!q.org.empty() && e->actor_org() != q.org) continue;
+      if (!q.action.empty() && e->action() != q.action) continue;
+      if (q.outcome != v1::ACCESS_OUTCOME_UNSPECIFIED && e->outcome() != q.outcome) continue;
+      out.push_back({index, *std::move(e), *std::move(entry)});
+      if (out.size() >= q.limit) break;
+    }
+  }
+  return out;
+}
+
+}  // namespace corridor

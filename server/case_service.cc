@@ -1,0 +1,555 @@
+#include "server/case_service.h"
+
+#include <optional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/grpc_util.h"
+#include "ledger/crypto.h"
+#include "server/auth.h"
+#include "server/log.h"
+
+namespace corridor {
+namespace {
+
+constexpr char kCaseService[] = "/corridor.v1.CaseService/";
+constexpr char kAuditService[] = "/corridor.v1.AuditService/";
+
+std::string Rfc3339(absl::Time t) { return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()); }
+
+// Records `events` (and `change`) durably, then finishes the call with what
+// `on_durable` returns. If the ledger cannot write, nothing is returned.
+void RecordThenFinish(AccessLog* log, grpc::ServerUnaryReactor* reactor,
+                      std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
+                      std::function<grpc::Status(uint64_t)> on_durable) {
+  const std::string action = events.empty() ? "" : events.front().action();
+  log->Record(std::move(events), std::move(change),
+              [reactor, on_durable = std::move(on_durable), action](absl::StatusOr<uint64_t> index) {
+                if (!index.ok()) {
+                  log::Error("access.unrecorded", {{"action", action}, {"error", index.status().message()}});
+                  reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                               "the node could not record this access in its ledger, "
+                                               "so it returned nothing; try again later or ask the node's operator"));
+                  return;
+                }
+                reactor->Finish(on_durable(*index));
+              });
+}
+
+// Records `event` as denied or failed with `status`'s reason and finishes with `status`.
+void RecordRefusal(AccessLog* log, grpc::ServerUnaryReactor* reactor, v1::AccessEvent event,
+                   const absl::Status& status) {
+  const bool denied = absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status) ||
+                      absl::IsInvalidArgument(status);
+  event.set_outcome(denied ? v1::ACCESS_OUTCOME_DENIED : v1::ACCESS_OUTCOME_ERROR);
+  event.set_reason(std::string(status.message()));
+  RecordThenFinish(log, reactor, {std::move(event)}, nullptr,
+                   [status](uint64_t) { return ToGrpcStatus(status); });
+}
+
+// The start of every audited call: who is calling, the event skeleton, and
+// the access check. Returns nullopt if the call was refused (and recorded).
+std::optional<Principal> Begin(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+                               AccessLog* log, const std::string& method, const std::string& action,
+                               const std::string& kind, const std::string& id,
+                               const std::string& purpose, const std::string& request_id,
+                               v1::AccessEvent* event) {
+  event->set_action(action);
+  event->set_resource_kind(kind);
+  event->set_resource_id(id);
+  if (kind == "case") event->set_case_id(id);
+  event->set_purpose(purpose);
+  event->set_request_id(request_id);
+  auto auth = ctx->auth_context();
+  auto caller = auth ? CallerOf(*auth) : absl::UnauthenticatedError("no identity");
+  if (!caller.ok()) {
+    event->set_actor_subject("unknown");
+    RecordRefusal(log, reactor, *event, caller.status());
+    return std::nullopt;
+  }
+  SetActor(*caller, event);
+  if (auto st = CheckAccess(*caller, method); !st.ok()) {
+    log::Warn("auth.denied", {{"caller", caller->Name()}, {"method", method}});
+    RecordRefusal(log, reactor, *event, st);
+    return std::nullopt;
+  }
+  return *caller;
+}
+
+absl::Status ValidateNewCase(const v1::Case& c) {
+  if (c.category() == v1::CASE_CATEGORY_UNSPECIFIED) {
+    return absl::InvalidArgumentError("a case needs a category (e.g. recruitment-fees, wage-theft)");
+  }
+  for (const auto* cc : {&c.origin_country(), &c.destination_country()}) {
+    if (cc->size() != 2) {
+      return absl::InvalidArgumentError(
+          "origin and destination countries are two-letter ISO codes (e.g. ID, SG)");
+    }
+  }
+  if (c.worker().name().empty()) return absl::InvalidArgumentError("a case needs the worker's name");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContext* ctx,
+                                                      const v1::CreateCaseRequest* req, v1::Case* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::Case c = req->case_();
+  c.set_id(CaseStore::NewCaseId());
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "CreateCase", "case.create",
+                      "case", c.id(), "case-intake", req->request_id(), &ev);
+  if (!caller) return reactor;
+  if (auto st = ValidateNewCase(c); !st.ok()) {
+    RecordRefusal(log_, reactor, ev, st);
+    return reactor;
+  }
+  const std::string now = Rfc3339(clock_());
+  c.set_owner_org(config_.org());
+  c.set_status(v1::CASE_STATUS_OPEN);
+  c.clear_evidence();
+  c.set_created_at(now);
+  c.set_updated_at(now);
+  c.set_created_by(caller->Name());
+  auto change = store_->PrepareCreate(c);
+  if (!change.ok()) {
+    RecordRefusal(log_, reactor, ev, change.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c](uint64_t) {
+    *resp = c;
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* ctx,
+                                                   const v1::GetCaseRequest* req, v1::Case* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "GetCase", "case.get", "case",
+                      req->id(), req->purpose(), req->request_id(), &ev);
+  if (!caller) return reactor;
+  if (req->purpose().empty()) {
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("reading a case's personal data needs a purpose (--purpose)"));
+    return reactor;
+  }
+  auto c = store_->Get(req->id());
+  if (!c.ok()) {
+    RecordRefusal(log_, reactor, ev, c.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, c = *std::move(c)](uint64_t) {
+    *resp = c;
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListCasesRequest* req,
+                                                     v1::ListCasesResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "ListCases", "case.list",
+                      "case", "", "", req->request_id(), &ev);
+  if (!caller) return reactor;
+  const size_t page = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 500);
+  absl::Time after = absl::InfinitePast(), before = absl::InfiniteFuture();
+  std::string err;
+  if ((!req->created_after().empty() && !absl::ParseTime(absl::RFC3339_full, req->created_after(), &after, &err)) ||
+      (!req->created_before().empty() && !absl::ParseTime(absl::RFC3339_full, req->created_before(), &before, &err))) {
+    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("dates must be RFC 3339, e.g. 2026-01-31T00:00:00Z"));
+    return reactor;
+  }
+  std::vector<v1::CaseSummary> found;
+  std::string cursor = req->page_token();
+  bool more = true;
+  while (found.size() < page && more) {
+    auto batch = store_->Scan(cursor, 256);
+    if (!batch.ok()) {
+      RecordRefusal(log_, reactor, ev, batch.status());
+      return reactor;
+    }
+    more = batch->size() == 256;
+    for (const v1::StoredCase& s : *batch) {
+      cursor = s.summary().id();
+      const v1::CaseSummary& sum = s.summary();
+      absl::Time created;
+      absl::ParseTime(absl::RFC3339_full, sum.created_at(), &created, &err);
+      if ((req->status() && sum.status() != req->status()) ||
+          (req->category() && sum.category() != req->category()) ||
+          (!req->sector().empty() && sum.sector() != req->sector()) ||
+          (!req->origin_country().empty() && sum.origin_country() != req->origin_country()) ||
+          (!req->destination_country().empty() && sum.destination_country() != req->destination_country()) ||
+          created < after || created >= before) {
+        continue;
+      }
+      found.push_back(sum);
+      if (found.size() >= page) break;
+    }
+  }
+  // One event per case returned: no unrecorded bulk read.
+  std::vector<v1::AccessEvent> events;
+  for (const auto& sum : found) {
+    v1::AccessEvent e = ev;
+    e.set_resource_id(sum.id());
+    e.set_case_id(sum.id());
+    e.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    events.push_back(std::move(e));
+  }
+  if (events.empty()) {
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    ev.set_reason("no case matched");
+    events.push_back(ev);
+  }
+  const std::string next = found.size() >= page ? found.back().id() : "";
+  RecordThenFinish(log_, reactor, std::move(events), nullptr, [resp, found, next](uint64_t) {
+    for (const auto& s : found) *resp->add_cases() = s;
+    resp->set_next_page_token(next);
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContext* ctx,
+                                                      const v1::UpdateCaseRequest* req, v1::Case* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "UpdateCase", "case.update",
+                      "case", req->id(), "case-handling", req->request_id(), &ev);
+  if (!caller) return reactor;
+  if (auto st = store_->Lock(req->id()); !st.ok()) {
+    RecordRefusal(log_, reactor, ev, st);
+    return reactor;
+  }
+  auto c = store_->Get(req->id());
+  if (c.ok() && c->status() == v1::CASE_STATUS_CLOSED && req->status() == v1::CASE_STATUS_UNSPECIFIED) {
+    c = absl::FailedPreconditionError("the case is closed; reopen it by setting a status");
+  }
+  if (!c.ok()) {
+    store_->Unlock(req->id());
+    RecordRefusal(log_, reactor, ev, c.status());
+    return reactor;
+  }
+  if (req->status() == v1::CASE_STATUS_ERASED) {
+    store_->Unlock(req->id());
+    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("use erase to erase a case"));
+    return reactor;
+  }
+  if (req->status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req->status());
+  if (!req->narrative().empty()) c->set_narrative(req->narrative());
+  if (req->has_employer()) *c->mutable_employer() = req->employer();
+  if (req->has_recruiter()) *c->mutable_recruiter() = req->recruiter();
+  if (req->has_worker()) *c->mutable_worker() = req->worker();
+  c->set_updated_at(Rfc3339(clock_()));
+  auto change = store_->PrepareUpdate(*c);
+  if (!change.ok()) {
+    store_->Unlock(req->id());
+    RecordRefusal(log_, reactor, ev, change.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  const std::string id = req->id();
+  CaseStore* store = store_;
+  log_->Record({ev}, *std::move(change),
+               [reactor, resp, c = *c, id, store](absl::StatusOr<uint64_t> index) {
+                 store->Unlock(id);
+                 if (!index.ok()) {
+                   reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                "the change could not be recorded, so it was not made"));
+                   return;
+                 }
+                 *resp = c;
+                 reactor->Finish(grpc::Status::OK);
+               });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext* ctx,
+                                                     const v1::CloseCaseRequest* req,
+                                                     v1::CaseSummary* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "CloseCase", "case.close",
+                      "case", req->id(), "case-handling", req->request_id(), &ev);
+  if (!caller) return reactor;
+  ev.set_reason(req->reason());
+  if (auto st = store_->Lock(req->id()); !st.ok()) {
+    RecordRefusal(log_, reactor, ev, st);
+    return reactor;
+  }
+  auto c = store_->Get(req->id());
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> change = c.status();
+  if (c.ok()) {
+    c->set_status(v1::CASE_STATUS_CLOSED);
+    c->set_updated_at(Rfc3339(clock_()));
+    change = store_->PrepareUpdate(*c);
+  }
+  if (!change.ok()) {
+    store_->Unlock(req->id());
+    RecordRefusal(log_, reactor, ev, change.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  CaseStore* store = store_;
+  const std::string id = req->id();
+  v1::CaseSummary sum;
+  sum.set_id(c->id());
+  sum.set_category(c->category());
+  sum.set_sector(c->sector());
+  sum.set_origin_country(c->origin_country());
+  sum.set_destination_country(c->destination_country());
+  sum.set_status(c->status());
+  sum.set_created_at(c->created_at());
+  sum.set_updated_at(c->updated_at());
+  log_->Record({ev}, *std::move(change), [reactor, resp, sum, id, store](absl::StatusOr<uint64_t> index) {
+    store->Unlock(id);
+    if (!index.ok()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the change could not be recorded, so it was not made"));
+      return;
+    }
+    *resp = sum;
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext* ctx,
+                                                     const v1::EraseCaseRequest* req,
+                                                     v1::EraseCaseResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "EraseCase", "case.erase",
+                      "case", req->id(), "erasure", req->request_id(), &ev);
+  if (!caller) return reactor;
+  ev.set_reason(req->reason());
+  if (req->reason().empty()) {
+    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("erasing a case needs a reason (--reason)"));
+    return reactor;
+  }
+  if (auto st = store_->Lock(req->id()); !st.ok()) {
+    RecordRefusal(log_, reactor, ev, st);
+    return reactor;
+  }
+  auto change = store_->PrepareErase(req->id());
+  if (!change.ok()) {
+    store_->Unlock(req->id());
+    RecordRefusal(log_, reactor, ev, change.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  CaseStore* store = store_;
+  const std::string id = req->id();
+  log_->Record({ev}, *std::move(change), [reactor, resp, id, store](absl::StatusOr<uint64_t> index) {
+    if (!index.ok()) {
+      store->Unlock(id);
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the erasure could not be recorded, so it was not made"));
+      return;
+    }
+    // The erasure is recorded and the content gone; now destroy the key.
+    absl::Status destroyed = store->DestroyKey(id);
+    store->Unlock(id);
+    if (!destroyed.ok()) {
+      log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});
+      reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL,
+                                   "the case content was erased but its key could not be destroyed; "
+                                   "the operator must retry (corridord logs case.key_destroy_failed)"));
+      return;
+    }
+    resp->set_id(id);
+    resp->set_ledger_index(*index);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+// ---- AuditService ------------------------------------------------------------
+
+namespace {
+
+v1::LoggedEvent Logged(uint64_t index, const std::string& entry) {
+  v1::LoggedEvent out;
+  out.set_index(index);
+  out.set_entry(entry);
+  if (auto e = AccessLog::Decode(entry); e.ok()) *out.mutable_event() = *e;
+  return out;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerContext* ctx,
+                                                        const v1::QueryEventsRequest* req,
+                                                        v1::QueryEventsResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kAuditService) + "QueryEvents", "audit.query",
+                      "ledger", req->case_id(), "audit", req->request_id(), &ev);
+  if (!caller) return reactor;
+  AccessLog::Query q;
+  q.case_id = req->case_id();
+  q.actor = req->actor();
+  q.org = req->org();
+  q.action = req->action();
+  q.outcome = req->outcome();
+  q.limit = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 1000);
+  std::string err;
+  if ((!req->after().empty() && !absl::ParseTime(absl::RFC3339_full, req->after(), &q.after, &err)) ||
+      (!req->before().empty() && !absl::ParseTime(absl::RFC3339_full, req->before(), &q.before, &err)) ||
+      (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &q.before_index))) {
+    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("bad time range or page token"));
+    return reactor;
+  }
+  auto hits = log_->Find(q);
+  if (!hits.ok()) {
+    RecordRefusal(log_, reactor, ev, hits.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ev.set_case_id(req->case_id());
+  const size_t limit = q.limit;
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, hits = *std::move(hits), limit](uint64_t) {
+    for (const auto& h : hits) *resp->add_events() = Logged(h.index, h.entry);
+    if (hits.size() >= limit) resp->set_next_page_token(std::to_string(hits.back().index));
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetCheckpointRequest*,
+                                                          v1::CheckpointResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetCheckpoint", "audit.checkpoint",
+             "ledger", "", "audit", "", &ev)) {
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger](uint64_t) {
+    const ledger::Head h = ledger->head();
+    resp->set_size(h.size);
+    resp->set_root_hash(merkle::ToBytes(h.root));
+    resp->set_checkpoint(h.checkpoint);
+    resp->set_verifier_key(ledger->verifier().ToString());
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(grpc::CallbackServerContext* ctx,
+                                                              const v1::InclusionProofRequest* req,
+                                                              v1::InclusionProofResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetInclusionProof", "audit.prove",
+             "ledger", std::to_string(req->index()), "audit", "", &ev)) {
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t index = req->index(), asked = req->tree_size();
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger, index, asked](uint64_t) {
+    const ledger::Head h = ledger->head();
+    const uint64_t size = asked == 0 ? h.size : asked;
+    auto proof = ledger->InclusionProof(index, size);
+    if (!proof.ok()) return ToGrpcStatus(proof.status());
+    auto entry = ledger->Entry(index);
+    if (!entry.ok()) return ToGrpcStatus(entry.status());
+    resp->set_index(index);
+    resp->set_tree_size(size);
+    resp->set_entry(*entry);
+    resp->set_leaf_hash(merkle::ToBytes(merkle::HashLeaf(*entry)));
+    for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
+    if (size == h.size) resp->set_checkpoint(h.checkpoint);
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(grpc::CallbackServerContext* ctx,
+                                                                const v1::ConsistencyProofRequest* req,
+                                                                v1::ConsistencyProofResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetConsistencyProof",
+             "audit.consistency", "ledger", "", "audit", "", &ev)) {
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t old_size = req->old_size(), asked = req->new_size();
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger, old_size, asked](uint64_t) {
+    const ledger::Head h = ledger->head();
+    const uint64_t size = asked == 0 ? h.size : asked;
+    auto proof = ledger->ConsistencyProof(old_size, size);
+    if (!proof.ok()) return ToGrpcStatus(proof.status());
+    auto old_root = ledger->RootAt(old_size);
+    auto new_root = ledger->RootAt(size);
+    if (!old_root.ok()) return ToGrpcStatus(old_root.status());
+    if (!new_root.ok()) return ToGrpcStatus(new_root.status());
+    resp->set_old_size(old_size);
+    resp->set_new_size(size);
+    resp->set_old_root(merkle::ToBytes(*old_root));
+    resp->set_new_root(merkle::ToBytes(*new_root));
+    for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
+    if (size == h.size) resp->set_checkpoint(h.checkpoint);
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetEntriesRequest* req,
+                                                       v1::GetEntriesResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetEntries", "audit.entries", "ledger",
+             absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
+    return reactor;
+  }
+  if (req->end() < req->begin() || req->end() - req->begin() > 1000) {
+    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("ask for at most 1000 entries at a time"));
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t begin = req->begin(), end = req->end();
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger, begin, end](uint64_t) {
+    auto entries = ledger->Entries(begin, end);
+    if (!entries.ok()) return ToGrpcStatus(entries.status());
+    for (uint64_t i = begin; i < end; ++i) *resp->add_events() = Logged(i, (*entries)[i - begin]);
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::Export(grpc::CallbackServerContext* ctx,
+                                                   const v1::ExportRequest* req,
+                                                   v1::ExportResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "Export", "audit.export", "ledger",
+             absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t begin = req->begin(), asked = req->end();
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger, begin, asked](uint64_t) {
+    const uint64_t end = asked == 0 ? ledger->head().size : asked;
+    auto exp = ledger->Export(begin, end);
+    if (!exp.ok()) return ToGrpcStatus(exp.status());
+    resp->set_export_(*exp);
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+}  // namespace corridor

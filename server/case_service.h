@@ -1,0 +1,77 @@
+// CaseService (caseworkers) and AuditService (auditors): every call that
+// touches a case or the ledger — allowed, denied or failed — appends an
+// AccessEvent, and a call returns data only after that event is durable
+// (fail closed: if the ledger cannot write, the call fails UNAVAILABLE and
+// returns nothing). A change and its event commit in one synced batch.
+// Thread-safe.
+#ifndef CORRIDOR_SERVER_CASE_SERVICE_H_
+#define CORRIDOR_SERVER_CASE_SERVICE_H_
+
+#include <functional>
+#include <string>
+
+#include "corridor/v1/case.grpc.pb.h"
+#include "corridor/v1/config.pb.h"
+#include "server/access_log.h"
+#include "server/case_store.h"
+
+namespace corridor {
+
+class CaseServiceImpl final : public v1::CaseService::CallbackService {
+ public:
+  CaseServiceImpl(const v1::NodeConfig& config, CaseStore* store, AccessLog* log,
+                  std::function<absl::Time()> clock)
+      : config_(config), store_(store), log_(log), clock_(std::move(clock)) {}
+
+  grpc::ServerUnaryReactor* CreateCase(grpc::CallbackServerContext* ctx,
+                                       const v1::CreateCaseRequest* req, v1::Case* resp) override;
+  grpc::ServerUnaryReactor* GetCase(grpc::CallbackServerContext* ctx, const v1::GetCaseRequest* req,
+                                    v1::Case* resp) override;
+  grpc::ServerUnaryReactor* ListCases(grpc::CallbackServerContext* ctx,
+                                      const v1::ListCasesRequest* req,
+                                      v1::ListCasesResponse* resp) override;
+  grpc::ServerUnaryReactor* UpdateCase(grpc::CallbackServerContext* ctx,
+                                       const v1::UpdateCaseRequest* req, v1::Case* resp) override;
+  grpc::ServerUnaryReactor* CloseCase(grpc::CallbackServerContext* ctx,
+                                      const v1::CloseCaseRequest* req,
+                                      v1::CaseSummary* resp) override;
+  grpc::ServerUnaryReactor* EraseCase(grpc::CallbackServerContext* ctx,
+                                      const v1::EraseCaseRequest* req,
+                                      v1::EraseCaseResponse* resp) override;
+
+ private:
+  const v1::NodeConfig config_;
+  CaseStore* store_;
+  AccessLog* log_;
+  std::function<absl::Time()> clock_;
+};
+
+class AuditServiceImpl final : public v1::AuditService::CallbackService {
+ public:
+  AuditServiceImpl(AccessLog* log) : log_(log) {}
+
+  grpc::ServerUnaryReactor* QueryEvents(grpc::CallbackServerContext* ctx,
+                                        const v1::QueryEventsRequest* req,
+                                        v1::QueryEventsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* ctx,
+                                          const v1::GetCheckpointRequest* req,
+                                          v1::CheckpointResponse* resp) override;
+  grpc::ServerUnaryReactor* GetInclusionProof(grpc::CallbackServerContext* ctx,
+                                              const v1::InclusionProofRequest* req,
+                                              v1::InclusionProofResponse* resp) override;
+  grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* ctx,
+                                                const v1::ConsistencyProofRequest* req,
+                                                v1::ConsistencyProofResponse* resp) override;
+  grpc::ServerUnaryReactor* GetEntries(grpc::CallbackServerContext* ctx,
+                                       const v1::GetEntriesRequest* req,
+                                       v1::GetEntriesResponse* resp) override;
+  grpc::ServerUnaryReactor* Export(grpc::CallbackServerContext* ctx, const v1::ExportRequest* req,
+                                   v1::ExportResponse* resp) override;
+
+ private:
+  AccessLog* log_;
+};
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_CASE_SERVICE_H_

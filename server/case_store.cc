@@ -1,0 +1,185 @@
+#include "server/case_store.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "client/yaml_proto.h"
+#include "ledger/crypto.h"
+#include "rocksdb/options.h"
+#include "server/sealing.h"
+#include "server/store.h"
+
+namespace corridor {
+namespace {
+
+std::string CaseAad(const std::string& id) { return "case/" + id; }
+std::string KeyAad(const std::string& id) { return "dek/" + id; }
+
+v1::CaseSummary SummaryOf(const v1::Case& c) {
+  v1::CaseSummary s;
+  s.set_id(c.id());
+  s.set_category(c.category());
+  s.set_sector(c.sector());
+  s.set_origin_country(c.origin_country());
+  s.set_destination_country(c.destination_country());
+  s.set_status(c.status());
+  s.set_created_at(c.created_at());
+  s.set_updated_at(c.updated_at());
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(rocksdb::DB* db,
+                                                           rocksdb::ColumnFamilyHandle* cases,
+                                                           const std::string& keystore_dir,
+                                                           std::string master_key) {
+  if (master_key.size() != kAesKeySize) return absl::InvalidArgumentError("master key must be 32 bytes");
+  std::unique_ptr<CaseStore> store(new CaseStore);
+  store->db_ = db;
+  store->cases_ = cases;
+  store->master_key_ = std::move(master_key);
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.paranoid_checks = true;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, keystore_dir, &raw);
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the key store in ", keystore_dir));
+  store->keystore_.reset(raw);
+  return store;
+}
+
+CaseStore::~CaseStore() {
+  if (keystore_) keystore_->Close();
+}
+
+std::string CaseStore::NewCaseId() {
+  return "C-" + absl::AsciiStrToUpper(HexEncode(RandomBytes(6)));
+}
+
+absl::StatusOr<std::string> CaseStore::DataKey(const std::string& id) const {
+  std::string wrapped;
+  rocksdb::Status s = keystore_->Get(rocksdb::ReadOptions(), id, &wrapped);
+  if (s.IsNotFound()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("case ", id, " has been erased: its data key no longer exists"));
+  }
+  if (!s.ok()) return FromRocksStatus(s, "reading a data key");
+  auto key = Unseal(master_key_, KeyAad(id), wrapped);
+  if (!key.ok()) {
+    return absl::DataLossError(absl::StrCat("the data key of case ", id,
+                                            " does not open under this node's master key"));
+  }
+  return key;
+}
+
+std::unique_ptr<rocksdb::WriteBatch> CaseStore::SealedWrite(const v1::Case& c,
+                                                            const std::string& key) const {
+  v1::StoredCase stored;
+  *stored.mutable_summary() = SummaryOf(c);
+  stored.set_owner_org(c.owner_org());
+  stored.set_sealed(Seal(key, CaseAad(c.id()), c.SerializeAsString()));
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  batch->Put(cases_, c.id(), stored.SerializeAsString());
+  return batch;
+}
+
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareCreate(const v1::Case& c) {
+  const std::string key = RandomBytes(kAesKeySize);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  // The key must be durable before anything is sealed under it.
+  rocksdb::Status s = keystore_->Put(wo, c.id(), Seal(master_key_, KeyAad(c.id()), key));
+  if (!s.ok()) return FromRocksStatus(s, "storing a data key");
+  return SealedWrite(c, key);
+}
+
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareUpdate(const v1::Case& c) {
+  auto key = DataKey(c.id());
+  if (!key.ok()) return key.status();
+  return SealedWrite(c, *key);
+}
+
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareErase(const std::string& id) {
+  auto stored = GetStored(id);
+  if (!stored.ok()) return stored.status();
+  stored->mutable_summary()->set_status(v1::CASE_STATUS_ERASED);
+  stored->clear_sealed();
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  batch->Put(cases_, id, stored->SerializeAsString());
+  return batch;
+}
+
+absl::Status CaseStore::DestroyKey(const std::string& id) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = keystore_->Delete(wo, id);
+  if (!s.ok()) return FromRocksStatus(s, "destroying a data key");
+  // Push the deletion through memtable, WAL and every SST file that held the key.
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  s = keystore_->Flush(fo);
+  if (s.ok()) {
+    rocksdb::CompactRangeOptions co;
+    co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    s = keystore_->CompactRange(co, nullptr, nullptr);
+  }
+  if (s.ok()) s = keystore_->FlushWAL(true);
+  return FromRocksStatus(s, "purging a destroyed data key");
+}
+
+absl::StatusOr<v1::StoredCase> CaseStore::GetStored(const std::string& id) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cases_, id, &value);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("there is no case ", id));
+  if (!s.ok()) return FromRocksStatus(s, "reading a case");
+  v1::StoredCase stored;
+  if (auto st = ParseProtoStrict(value, "stored case", &stored); !st.ok()) return st;
+  return stored;
+}
+
+absl::StatusOr<v1::Case> CaseStore::Get(const std::string& id) const {
+  auto stored = GetStored(id);
+  if (!stored.ok()) return stored.status();
+  if (stored->summary().status() == v1::CASE_STATUS_ERASED) {
+    return absl::FailedPreconditionError(absl::StrCat("case ", id, " has been erased"));
+  }
+  auto key = DataKey(id);
+  if (!key.ok()) return key.status();
+  auto plain = Unseal(*key, CaseAad(id), stored->sealed());
+  if (!plain.ok()) return absl::DataLossError(absl::StrCat("case ", id, " does not decrypt: ", plain.status().message()));
+  v1::Case c;
+  if (auto st = ParseProtoStrict(*plain, "case", &c); !st.ok()) return st;
+  return c;
+}
+
+absl::StatusOr<std::vector<v1::StoredCase>> CaseStore::Scan(const std::string& after_id,
+                                                            size_t limit) const {
+  std::vector<v1::StoredCase> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cases_));
+  for (after_id.empty() ? it->SeekToFirst() : it->Seek(after_id); it->Valid() && out.size() < limit;
+       it->Next()) {
+    if (it->key().ToString() == after_id) continue;
+    v1::StoredCase stored;
+    if (!stored.ParseFromString(it->value().ToString())) {
+      return absl::DataLossError(absl::StrCat("stored case ", it->key().ToString(), " is malformed"));
+    }
+    out.push_back(std::move(stored));
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), "listing cases");
+  return out;
+}
+
+absl::Status CaseStore::Lock(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  if (!busy_.insert(id).second) {
+    return absl::AbortedError(absl::StrCat("case ", id, " is being changed by another request; try again"));
+  }
+  return absl::OkStatus();
+}
+
+void CaseStore::Unlock(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  busy_.erase(id);
+}
+
+}  // namespace corridor

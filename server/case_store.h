@@ -1,0 +1,80 @@
+// CaseStore: cases at rest. Each case has its own AES-256-GCM data key,
+// wrapped by the node's master key and kept in a separate key store
+// (data_dir/keystore, its own RocksDB) — never in the main database, so a
+// backup of the main database holds ciphertext only. Erasing a case destroys
+// its data key (crypto-shredding): its content cannot be opened again from the
+// database or any backup of it, while its ledger entries stay and verify.
+//
+// Changes are returned as WriteBatches for the caller to commit together with
+// the ledger entries that record them. Thread-safe.
+#ifndef CORRIDOR_SERVER_CASE_STORE_H_
+#define CORRIDOR_SERVER_CASE_STORE_H_
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "corridor/v1/case.pb.h"
+#include "corridor/v1/storage.pb.h"
+#include "rocksdb/db.h"
+#include "rocksdb/write_batch.h"
+
+namespace corridor {
+
+inline constexpr char kCasesFamily[] = "cases";
+
+class CaseStore {
+ public:
+  // `db`/`cases` are the node's database and its "cases" family; the key store
+  // is opened (created) at `keystore_dir`; `master_key` is 32 bytes.
+  static absl::StatusOr<std::unique_ptr<CaseStore>> Open(rocksdb::DB* db,
+                                                         rocksdb::ColumnFamilyHandle* cases,
+                                                         const std::string& keystore_dir,
+                                                         std::string master_key);
+  ~CaseStore();
+
+  // A new case id, e.g. "C-3F9A0C12D4E7".
+  static std::string NewCaseId();
+
+  // Creates a data key for `c.id()` (durable in the key store at once) and
+  // returns the write that stores the sealed case.
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareCreate(const v1::Case& c);
+  // The write that replaces the stored case with `c` (same id, key exists).
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareUpdate(const v1::Case& c);
+  // The write that erases the case's content and marks it erased; call
+  // DestroyKey after it is durable.
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareErase(const std::string& id);
+  // Destroys the data key and compacts the key store so no copy remains in its files.
+  absl::Status DestroyKey(const std::string& id);
+
+  // NotFound if there is no such case; FailedPrecondition if erased.
+  absl::StatusOr<v1::Case> Get(const std::string& id) const;
+  absl::StatusOr<v1::StoredCase> GetStored(const std::string& id) const;
+  // All stored cases' summaries (no personal data), ordered by id, starting after `after_id`.
+  absl::StatusOr<std::vector<v1::StoredCase>> Scan(const std::string& after_id, size_t limit) const;
+
+  // Serialises changes to one case: Lock fails with Aborted while another
+  // change to the same case is in flight.
+  absl::Status Lock(const std::string& id);
+  void Unlock(const std::string& id);
+
+ private:
+  CaseStore() = default;
+  absl::StatusOr<std::string> DataKey(const std::string& id) const;
+  std::unique_ptr<rocksdb::WriteBatch> SealedWrite(const v1::Case& c, const std::string& key) const;
+
+  rocksdb::DB* db_ = nullptr;
+  rocksdb::ColumnFamilyHandle* cases_ = nullptr;
+  std::unique_ptr<rocksdb::DB> keystore_;
+  std::string master_key_;
+  absl::Mutex mu_;
+  std::set<std::string> busy_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_CASE_STORE_H_
