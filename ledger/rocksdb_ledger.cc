@@ -149,6 +149,14 @@ std::vector<std::string> LedgerColumnFamilyNames() {
   return {kEntriesFamily, kTilesFamily, kStateFamily, kIndexFamily, kTimesFamily};
 }
 
+rocksdb::ColumnFamilyOptions LedgerColumnFamilyOptions(const std::string& name) {
+  rocksdb::ColumnFamilyOptions o;
+  const bool big = name == kEntriesFamily || name == kTilesFamily;
+  o.write_buffer_size = big ? (32 << 20) : (8 << 20);
+  o.max_write_buffer_number = 2;
+  return o;
+}
+
 RocksDbLedger::RocksDbLedger(rocksdb::DB* db,
                              const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
                              RocksDbLedgerOptions options)
@@ -735,8 +743,11 @@ absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string
   rocksdb::Options options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
+  options.db_write_buffer_size = 64 << 20;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{rocksdb::kDefaultColumnFamilyName, options}};
-  for (const std::string& n : LedgerColumnFamilyNames()) cfs.emplace_back(n, options);
+  for (const std::string& n : LedgerColumnFamilyNames()) {
+    cfs.emplace_back(n, LedgerColumnFamilyOptions(n));
+  }
   auto out = std::make_unique<StandaloneDb>();
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =

@@ -44,6 +44,10 @@ inline constexpr char kIndexFamily[] = "ledger_index";
 inline constexpr char kTimesFamily[] = "ledger_times";
 // The names above; the node creates them when it opens its database.
 std::vector<std::string> LedgerColumnFamilyNames();
+// Recommended options for the ledger's column families (bounded memtables;
+// entries and tiles are written in index order and read by point lookups and
+// forward scans). Any options work; these keep memory flat.
+rocksdb::ColumnFamilyOptions LedgerColumnFamilyOptions(const std::string& name);
 
 struct RocksDbLedgerOptions : LedgerOptions {
   // Most entries one group commit takes (a single request larger than this
@@ -142,7 +146,8 @@ struct StandaloneDb {
   ~StandaloneDb();
 };
 // Opens (creating if missing) the database at `path` with the default family
-// and LedgerColumnFamilyNames(). Internal on RocksDB errors.
+// and LedgerColumnFamilyNames() (with LedgerColumnFamilyOptions, and all
+// memtables together capped at 64 MiB). Internal on RocksDB errors.
 absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string& path);
 
 }  // namespace corridor::ledger
