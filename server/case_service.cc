@@ -285,11 +285,13 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
     return reactor;
   }
   auto c = store_->Get(req->id());
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> change = c.status();
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> change = absl::UnknownError("unset");
   if (c.ok()) {
     c->set_status(v1::CASE_STATUS_CLOSED);
     c->set_updated_at(Rfc3339(clock_()));
     change = store_->PrepareUpdate(*c);
+  } else {
+    change = c.status();
   }
   if (!change.ok()) {
     store_->Unlock(req->id());

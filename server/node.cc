@@ -218,7 +218,8 @@ std::string LedgerOrigin(const v1::NodeConfig& config) {
   return absl::StrCat(config.federation(), "/", config.org());
 }
 
-absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) {
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
+                                                  NodeTestHooks hooks) {
   std::unique_ptr<Node> node(new Node);
   if (mkdir(config.data_dir().c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::FailedPreconditionError(
@@ -248,6 +249,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config) 
   ledger::RocksDbLedgerOptions ledger_options;
   ledger_options.origin = LedgerOrigin(config);
   ledger_options.signing_key = node->signing_key_.get();
+  ledger_options.before_commit = std::move(hooks.ledger_before_commit);
   auto ledger = ledger::RocksDbLedger::Open(node->store_->db(), node->store_->families(),
                                             std::move(ledger_options));
   if (!ledger.ok()) {

@@ -6,6 +6,7 @@
 #ifndef CORRIDOR_SERVER_NODE_H_
 #define CORRIDOR_SERVER_NODE_H_
 
+#include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -30,12 +31,19 @@ class IdentityResolver;
 // The origin line of this node's ledger checkpoints: "<federation>/<org>".
 std::string LedgerOrigin(const v1::NodeConfig& config);
 
+// Test-only injection points; production leaves them empty.
+struct NodeTestHooks {
+  // Called before every ledger commit; an error fails it like a disk error.
+  std::function<absl::Status()> ledger_before_commit;
+};
+
 class Node {
  public:
   // Opens the data directory, verifies the roster (signatures, version not
   // older than the one in force, this org listed with this node's CA and
   // signing key), checks the node certificate, and starts serving.
-  static absl::StatusOr<std::unique_ptr<Node>> Start(const v1::NodeConfig& config);
+  static absl::StatusOr<std::unique_ptr<Node>> Start(const v1::NodeConfig& config,
+                                                      NodeTestHooks hooks = {});
   ~Node();
 
   // The port actually bound (useful with listen port 0).

@@ -1,0 +1,382 @@
+// Cases and audited access at a real node (in-process, mutual TLS on a
+// loopback port): the whole access table walked with every role, each call
+// leaving exactly one ledger entry with the right outcome; reads that fail
+// closed when the ledger cannot write; and crypto-shredding on erase.
+#include <atomic>
+#include <filesystem>
+#include <functional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/grpc_util.h"
+#include "corridor/v1/case.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "ledger/rocksdb_ledger.h"
+#include "rocksdb/db.h"
+#include "server/case_store.h"
+#include "server/config.h"
+#include "server/node.h"
+#include "server/store.h"
+#include "tests/testing/federation.h"
+#include "tests/testing/status_matchers.h"
+
+namespace corridor {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CasesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fed_.AddOrg("union-sg");
+    fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
+    const std::string path = fed_.WriteNodeConfig(
+        "union-sg", {{"cw", {"caseworker"}}, {"pros", {"prosecutor"}}, {"appr", {"approver"}},
+                     {"aud", {"auditor"}}, {"adm", {"admin"}}});
+    ASSERT_OK_AND_ASSIGN(config_, LoadNodeConfig(path));
+    StartNode();
+  }
+  void TearDown() override { StopNode(); }
+  void StartNode() {
+    NodeTestHooks hooks;
+    hooks.ledger_before_commit = [this]() -> absl::Status {
+      if (fail_commits_) return absl::UnavailableError("injected: the disk is gone");
+      return absl::OkStatus();
+    };
+    ASSERT_OK_AND_ASSIGN(node_, Node::Start(config_, hooks));
+  }
+  void StopNode() {
+    if (node_) node_->Shutdown(absl::Seconds(1));
+    node_.reset();
+  }
+
+  std::shared_ptr<grpc::Channel> As(const std::string& org, const std::string& user) {
+    const std::string prefix = fed_.IssueUser(org, user);
+    return MakeMutualTlsChannel({ReadFileToString(prefix + ".crt").value(),
+                                 ReadFileToString(prefix + ".key").value(),
+                                 fed_.org("union-sg").ca.cert_pem},
+                                fed_.org("union-sg").endpoint(), "");
+  }
+  static std::unique_ptr<grpc::ClientContext> Ctx() {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return ctx;
+  }
+  static v1::CreateCaseRequest NewCase(const std::string& worker = "Siti Rahayu") {
+    v1::CreateCaseRequest req;
+    auto* c = req.mutable_case_();
+    c->set_category(v1::CASE_CATEGORY_RECRUITMENT_FEES);
+    c->set_sector("domestic-work");
+    c->set_origin_country("ID");
+    c->set_destination_country("SG");
+    c->mutable_worker()->set_name(worker);
+    c->mutable_worker()->set_document_number("X1234567");
+    c->set_narrative("charged eight months of wages");
+    return req;
+  }
+  std::string CreateCase(const std::string& worker = "Siti Rahayu") {
+    v1::Case resp;
+    grpc::Status s = v1::CaseService::NewStub(As("union-sg", "cw"))->CreateCase(Ctx().get(), NewCase(worker), &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.id();
+  }
+  // Ledger size as the auditor sees it (the query itself adds one entry).
+  uint64_t LedgerSize() {
+    v1::CheckpointResponse cp;
+    grpc::Status s = v1::AuditService::NewStub(auditor_)->GetCheckpoint(Ctx().get(), {}, &cp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return cp.size();
+  }
+  std::vector<v1::LoggedEvent> Entries(uint64_t begin, uint64_t end) {
+    v1::GetEntriesRequest req;
+    req.set_begin(begin);
+    req.set_end(end);
+    v1::GetEntriesResponse resp;
+    EXPECT_TRUE(v1::AuditService::NewStub(auditor_)->GetEntries(Ctx().get(), req, &resp).ok());
+    return {resp.events().begin(), resp.events().end()};
+  }
+
+  testing::TestFederation fed_;
+  v1::NodeConfig config_;
+  std::unique_ptr<Node> node_;
+  std::atomic<bool> fail_commits_{false};
+  std::shared_ptr<grpc::Channel> auditor_;
+};
+
+using Call = std::function<grpc::Status(std::shared_ptr<grpc::Channel>, const std::string& case_id)>;
+
+struct MethodCase {
+  std::string name;
+  Call call;
+  std::set<std::string> allowed;  // users (by role name) allowed
+};
+
+std::vector<MethodCase> AccessTable() {
+  auto ctx = [] {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    return c;
+  };
+  return {
+      {"CreateCase", [ctx](auto ch, const std::string&) {
+         v1::Case r;
+         v1::CreateCaseRequest req;
+         req.mutable_case_()->set_category(v1::CASE_CATEGORY_WAGE_THEFT);
+         req.mutable_case_()->set_origin_country("ID");
+         req.mutable_case_()->set_destination_country("SG");
+         req.mutable_case_()->mutable_worker()->set_name("Walk Worker");
+         return v1::CaseService::NewStub(ch)->CreateCase(ctx().get(), req, &r);
+       }, {"cw"}},
+      {"GetCase", [ctx](auto ch, const std::string& id) {
+         v1::GetCaseRequest req;
+         req.set_id(id);
+         req.set_purpose("case-handling");
+         v1::Case r;
+         return v1::CaseService::NewStub(ch)->GetCase(ctx().get(), req, &r);
+       }, {"cw", "pros"}},
+      {"ListCases", [ctx](auto ch, const std::string&) {
+         v1::ListCasesRequest req;
+         req.set_page_size(1);
+         v1::ListCasesResponse r;
+         return v1::CaseService::NewStub(ch)->ListCases(ctx().get(), req, &r);
+       }, {"cw", "pros"}},
+      {"UpdateCase", [ctx](auto ch, const std::string& id) {
+         v1::UpdateCaseRequest req;
+         req.set_id(id);
+         req.set_narrative("update");
+         v1::Case r;
+         return v1::CaseService::NewStub(ch)->UpdateCase(ctx().get(), req, &r);
+       }, {"cw"}},
+      {"CloseCase", [ctx](auto ch, const std::string& id) {
+         v1::CloseCaseRequest req;
+         req.set_id(id);
+         v1::CaseSummary r;
+         return v1::CaseService::NewStub(ch)->CloseCase(ctx().get(), req, &r);
+       }, {"cw"}},
+      {"EraseCase", [ctx](auto ch, const std::string& id) {
+         v1::EraseCaseRequest req;
+         req.set_id(id);
+         req.set_reason("worker asked for erasure");
+         v1::EraseCaseResponse r;
+         return v1::CaseService::NewStub(ch)->EraseCase(ctx().get(), req, &r);
+       }, {"appr"}},
+      {"QueryEvents", [ctx](auto ch, const std::string& id) {
+         v1::QueryEventsRequest req;
+         req.set_case_id(id);
+         v1::QueryEventsResponse r;
+         return v1::AuditService::NewStub(ch)->QueryEvents(ctx().get(), req, &r);
+       }, {"aud"}},
+      {"GetCheckpoint", [ctx](auto ch, const std::string&) {
+         v1::CheckpointResponse r;
+         return v1::AuditService::NewStub(ch)->GetCheckpoint(ctx().get(), {}, &r);
+       }, {"aud"}},
+      {"GetInclusionProof", [ctx](auto ch, const std::string&) {
+         v1::InclusionProofRequest req;
+         req.set_index(0);
+         v1::InclusionProofResponse r;
+         return v1::AuditService::NewStub(ch)->GetInclusionProof(ctx().get(), req, &r);
+       }, {"aud"}},
+      {"GetConsistencyProof", [ctx](auto ch, const std::string&) {
+         v1::ConsistencyProofRequest req;
+         req.set_old_size(1);
+         v1::ConsistencyProofResponse r;
+         return v1::AuditService::NewStub(ch)->GetConsistencyProof(ctx().get(), req, &r);
+       }, {"aud"}},
+      {"GetEntries", [ctx](auto ch, const std::string&) {
+         v1::GetEntriesRequest req;
+         req.set_begin(0);
+         req.set_end(1);
+         v1::GetEntriesResponse r;
+         return v1::AuditService::NewStub(ch)->GetEntries(ctx().get(), req, &r);
+       }, {"aud"}},
+      {"Export", [ctx](auto ch, const std::string&) {
+         v1::ExportRequest req;
+         req.set_begin(0);
+         req.set_end(1);
+         v1::ExportResponse r;
+         return v1::AuditService::NewStub(ch)->Export(ctx().get(), req, &r);
+       }, {"aud"}},
+  };
+}
+
+TEST_F(CasesTest, AccessTableWalkEveryMethodEveryRoleOneEntryEach) {
+  auditor_ = As("union-sg", "aud");
+  // Identities: one per role, a user the node does not know, and a user of another org.
+  std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> who = {
+      {"cw", As("union-sg", "cw")},     {"pros", As("union-sg", "pros")},
+      {"appr", As("union-sg", "appr")}, {"aud", As("union-sg", "aud")},
+      {"adm", As("union-sg", "adm")},   {"unknown", As("union-sg", "stranger")},
+      {"other-org", As("ministry-id", "cw")},
+  };
+  int calls = 0;
+  for (const MethodCase& m : AccessTable()) {
+    for (const auto& [name, channel] : who) {
+      SCOPED_TRACE(m.name + " as " + name);
+      const std::string id = CreateCase();
+      const uint64_t before = LedgerSize();
+      grpc::Status s = m.call(channel, id);
+      const uint64_t after = LedgerSize();
+      const bool allowed = m.allowed.count(name) > 0;
+      if (allowed) {
+        EXPECT_TRUE(s.ok()) << s.error_message();
+      } else if (name == "unknown" || name == "other-org") {
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+      } else {
+        EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+      }
+      // Exactly one entry between the two checkpoint reads (which add one each).
+      ASSERT_EQ(after - before, 2u);
+      std::vector<v1::LoggedEvent> e = Entries(before, before + 1);
+      ASSERT_EQ(e.size(), 1u);
+      EXPECT_EQ(e[0].event().outcome(),
+                allowed ? v1::ACCESS_OUTCOME_ALLOWED : v1::ACCESS_OUTCOME_DENIED)
+          << e[0].event().DebugString();
+      if (name == "unknown") EXPECT_EQ(e[0].event().actor_subject(), "user/stranger");
+      if (name == "other-org") EXPECT_EQ(e[0].event().actor_org(), "ministry-id");
+      ++calls;
+    }
+  }
+  EXPECT_EQ(calls, 12 * 7);
+}
+
+TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
+  auditor_ = As("union-sg", "aud");
+  const std::string id = CreateCase();
+  fail_commits_ = true;
+  v1::GetCaseRequest req;
+  req.set_id(id);
+  req.set_purpose("case-handling");
+  v1::Case resp;
+  grpc::Status s = v1::CaseService::NewStub(As("union-sg", "cw"))->GetCase(Ctx().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(resp.worker().name(), "");  // nothing of the case came back
+  EXPECT_EQ(resp.ByteSizeLong(), 0u);
+  // A change cannot happen unrecorded either.
+  v1::Case created;
+  s = v1::CaseService::NewStub(As("union-sg", "cw"))->CreateCase(Ctx().get(), NewCase("Lost Worker"), &created);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  // The ledger stays refusing even when the disk is back, until restart.
+  fail_commits_ = false;
+  s = v1::CaseService::NewStub(As("union-sg", "cw"))->GetCase(Ctx().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  StopNode();
+  StartNode();
+  v1::ListCasesResponse list;
+  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "cw"))->ListCases(Ctx().get(), {}, &list).ok());
+  ASSERT_EQ(list.cases_size(), 1);  // the unrecorded create left nothing behind
+  EXPECT_EQ(list.cases(0).id(), id);
+  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "cw"))->GetCase(Ctx().get(), req, &resp).ok());
+  EXPECT_EQ(resp.worker().name(), "Siti Rahayu");
+}
+
+// Every file below `dir`, searched for `needle`.
+bool AnyFileContains(const std::string& dir, const std::string& needle) {
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string content = ReadFileToString(e.path().string()).value_or("");
+    if (content.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
+  auditor_ = As("union-sg", "aud");
+  const std::string name = "Worker Zq7-Unique";
+  const std::string id = CreateCase(name);
+  const std::string data_dir = config_.data_dir();
+  // Personal data is never stored in the clear.
+  StopNode();
+  EXPECT_FALSE(AnyFileContains(data_dir, name));
+  // A backup of the database (everything but the key store), and the wrapped
+  // data key as it sits in the key store today.
+  const std::string backup = testing::MakeTempDir("corridor-backup");
+  for (const auto& e : fs::directory_iterator(data_dir)) {
+    if (e.path().filename() == "keystore") continue;
+    fs::copy(e.path(), backup + "/" + e.path().filename().string(), fs::copy_options::recursive);
+  }
+  std::string wrapped;
+  {
+    rocksdb::DB* ks = nullptr;
+    ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), data_dir + "/keystore", &ks).ok());
+    ASSERT_TRUE(ks->Get(rocksdb::ReadOptions(), id, &wrapped).ok());
+    delete ks;
+  }
+  ASSERT_TRUE(AnyFileContains(data_dir + "/keystore", wrapped));
+  StartNode();
+
+  v1::EraseCaseRequest erase;
+  erase.set_id(id);
+  erase.set_reason("the worker withdrew consent");
+  v1::EraseCaseResponse erased;
+  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "appr"))->EraseCase(Ctx().get(), erase, &erased).ok());
+  v1::GetCaseRequest get;
+  get.set_id(id);
+  get.set_purpose("case-handling");
+  v1::Case c;
+  grpc::Status s = v1::CaseService::NewStub(As("union-sg", "cw"))->GetCase(Ctx().get(), get, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  StopNode();
+
+  // The data key is gone from every file of the key store.
+  EXPECT_FALSE(AnyFileContains(data_dir + "/keystore", wrapped));
+  // The backup still holds the sealed case, but nothing can open it now.
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(backup, {kCasesFamily}));
+    auto master = Base64Decode(absl::StripAsciiWhitespace(ReadFileToString(config_.master_key_file()).value()));
+    ASSERT_OK_AND_ASSIGN(auto cases, CaseStore::Open(store->db(), store->family(kCasesFamily),
+                                                     data_dir + "/keystore", *master));
+    ASSERT_OK_AND_ASSIGN(v1::StoredCase stored, cases->GetStored(id));
+    EXPECT_FALSE(stored.sealed().empty());
+    EXPECT_STATUS(cases->Get(id), absl::StatusCode::kFailedPrecondition, "data key no longer exists");
+  }
+  // The ledger still holds and verifies the case's history, erasure included.
+  {
+    std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
+    families.push_back(kCasesFamily);
+    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(data_dir, families));
+    ASSERT_OK_AND_ASSIGN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPemFile(config_.signing_key().key_file()));
+    ledger::RocksDbLedgerOptions o;
+    o.origin = LedgerOrigin(config_);
+    o.signing_key = &key;
+    ASSERT_OK_AND_ASSIGN(auto ledger, ledger::RocksDbLedger::Open(store->db(), store->families(), std::move(o)));
+    EXPECT_OK(ledger->VerifyAll());
+    ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> hits, ledger->Lookup("case/" + id, ledger::Ledger::kFromNewest, 10));
+    ASSERT_GE(hits.size(), 3u);  // create, erase, the refused read
+    bool saw_erase = false;
+    for (uint64_t i : hits) {
+      v1::AccessEvent e;
+      ASSERT_TRUE(e.ParseFromString(ledger->Entry(i).value()));
+      saw_erase = saw_erase || (e.action() == "case.erase" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED);
+      EXPECT_EQ(e.SerializeAsString().find(name), std::string::npos);  // no personal data in the ledger
+    }
+    EXPECT_TRUE(saw_erase);
+  }
+  StartNode();
+}
+
+TEST_F(CasesTest, BadInputGetsASpecificErrorAndChangesNothing) {
+  auditor_ = As("union-sg", "aud");
+  auto cw = v1::CaseService::NewStub(As("union-sg", "cw"));
+  v1::CreateCaseRequest bad = NewCase();
+  bad.mutable_case_()->set_origin_country("Indonesia");
+  v1::Case c;
+  grpc::Status s = cw->CreateCase(Ctx().get(), bad, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("two-letter"), std::string::npos);
+  v1::GetCaseRequest no_purpose;
+  no_purpose.set_id(CreateCase());
+  s = cw->GetCase(Ctx().get(), no_purpose, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("purpose"), std::string::npos);
+  v1::GetCaseRequest missing;
+  missing.set_id("C-000000000000");
+  missing.set_purpose("x");
+  EXPECT_EQ(cw->GetCase(Ctx().get(), missing, &c).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::ListCasesResponse list;
+  ASSERT_TRUE(cw->ListCases(Ctx().get(), {}, &list).ok());
+  EXPECT_EQ(list.cases_size(), 1);
+}
+
+}  // namespace
+}  // namespace corridor
