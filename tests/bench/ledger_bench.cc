@@ -3,7 +3,6 @@
 // report to stdout; no pass/fail. Usage and recorded results:
 // docs/benchmarks.md.
 #include <malloc.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -307,9 +306,6 @@ void Main() {
            raw, 100.0 * raw / verify, acc[0]);
     printf("peak RSS while re-verifying: %.0f MiB\n", peak);
   }
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  printf("\nprocess max RSS over the whole run: %.0f MiB\n", ru.ru_maxrss / 1024.0);
   if (!absl::GetFlag(FLAGS_keep)) std::filesystem::remove_all(dir);
 }
 
