@@ -407,3 +407,48 @@ INSTANTIATE_TEST_SUITE_P(Implementations, LedgerConformance,
 
 }  // namespace
 }  // namespace corridor::ledger
+
+namespace corridor::ledger {
+namespace {
+
+// Every single-bit change anywhere in an export file is rejected.
+TEST(Export, EveryBitFlipIsRejected) {
+  Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  LedgerOptions o;
+  o.origin = "corridor.test/union-sg";
+  o.signing_key = &key;
+  ASSERT_OK_AND_ASSIGN(auto l, MemoryLedger::Create(o));
+  for (int i = 0; i < 7; ++i) ASSERT_OK(l->Append({{absl::StrCat("event ", i), {}}}));
+  ASSERT_OK_AND_ASSIGN(std::string file, l->Export(2, 4));
+  const note::Verifier v = l->verifier();
+  ASSERT_OK(VerifyExport(file, v));
+  int accepted = 0;
+  for (size_t byte = 0; byte < file.size(); ++byte) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string bad = file;
+      bad[byte] ^= static_cast<char>(1 << bit);
+      if (VerifyExport(bad, v).ok()) {
+        ++accepted;
+        ADD_FAILURE() << "flip of bit " << bit << " in byte " << byte << " ('" << file[byte]
+                      << "') was accepted";
+      }
+    }
+  }
+  EXPECT_EQ(accepted, 0);
+}
+
+TEST(MemoryLedger, RefusesARocksDbChange) {
+  Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  LedgerOptions o;
+  o.origin = "corridor.test/union-sg";
+  o.signing_key = &key;
+  ASSERT_OK_AND_ASSIGN(auto l, MemoryLedger::Create(o));
+  auto change = std::make_unique<rocksdb::WriteBatch>();
+  change->Put("k", "v");
+  EXPECT_STATUS(l->Append({{"e", {}}}, std::move(change)), absl::StatusCode::kUnimplemented,
+                "cannot commit a RocksDB change");
+  EXPECT_EQ(l->head().size, 0u);
+}
+
+}  // namespace
+}  // namespace corridor::ledger

@@ -3,7 +3,10 @@
 #ifndef CORRIDOR_LEDGER_LEDGER_TEST_UTIL_H_
 #define CORRIDOR_LEDGER_LEDGER_TEST_UTIL_H_
 
+#include <unistd.h>
+
 #include <atomic>
+#include <functional>
 #include <filesystem>
 #include <string>
 #include <vector>
