@@ -16,8 +16,41 @@ absl::Status ValidateOptions(LedgerOptions& options) {
   if (options.key_name.find_first_of(" +\n") != std::string::npos) {
     return absl::InvalidArgumentError("ledger: key name must not contain spaces, '+' or newlines");
   }
+  for (const CheckpointSigner& s : options.additional_signers) {
+    if (s.key == nullptr || s.key_name.empty() ||
+        s.key_name.find_first_of(" +\n") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          "ledger: every additional signer needs a key and a key name without spaces or '+'");
+    }
+  }
   if (!options.clock) options.clock = [] { return absl::Now(); };
   return absl::OkStatus();
+}
+
+std::string SignHead(const LedgerOptions& options, uint64_t size, const merkle::Hash& root) {
+  const note::Checkpoint cp{options.origin, size, root, {}};
+  if (options.additional_signers.empty()) {
+    return note::SignCheckpoint(cp, options.key_name, *options.signing_key);
+  }
+  note::Note n{cp.Body(), {}};
+  note::SignNote(n, options.key_name, *options.signing_key);
+  for (const CheckpointSigner& s : options.additional_signers) note::SignNote(n, s.key_name, *s.key);
+  return note::FormatNote(n);
+}
+
+absl::StatusOr<note::Checkpoint> OpenStoredCheckpoint(const LedgerOptions& options,
+                                                      absl::string_view note_text) {
+  const note::Verifier primary{options.key_name, 0x01, options.signing_key->public_key()};
+  auto cp = note::OpenCheckpoint(note_text, primary);
+  if (cp.ok() || absl::IsInvalidArgument(cp.status())) return cp;
+  for (const note::Verifier& v : options.previous_verifiers) {
+    auto prev = note::OpenCheckpoint(note_text, v);
+    if (prev.ok()) return prev;
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "not signed by the ledger's key ", primary.ToString(),
+      options.previous_verifiers.empty() ? "" : " or any previous key", ": ",
+      cp.status().message()));
 }
 
 absl::StatusOr<uint64_t> Ledger::Append(std::vector<AppendEntry> entries,

@@ -30,6 +30,12 @@
 
 namespace corridor::ledger {
 
+// A key that signs checkpoints, under its signed-note key name.
+struct CheckpointSigner {
+  std::string key_name;
+  const Ed25519PrivateKey* key = nullptr;  // must outlive the ledger
+};
+
 // Settings every implementation takes. Validated once by Open/Create.
 struct LedgerOptions {
   // Checkpoint origin line, e.g. "corridor.example/union-sg". Required; must
@@ -39,6 +45,14 @@ struct LedgerOptions {
   std::string key_name;
   // Signs checkpoints. Required; must outlive the ledger.
   const Ed25519PrivateKey* signing_key = nullptr;
+  // Further keys that also sign every checkpoint, for key rotation without a
+  // flag day: add the next key here, publish its verifier key, then make it
+  // the primary `signing_key`. Default: none.
+  std::vector<CheckpointSigner> additional_signers;
+  // Keys whose signature on the stored latest checkpoint is accepted when
+  // opening, besides the primary one (e.g. the previous primary key right
+  // after a rotation). Default: none.
+  std::vector<note::Verifier> previous_verifiers;
   // Time source: each committed group is stamped with it (EntryTime,
   // FirstIndexAtOrAfter). Default: absl::Now. Tests inject a fake clock.
   std::function<absl::Time()> clock = [] { return absl::Now(); };
@@ -146,6 +160,12 @@ class Ledger {
 
 // Checks options shared by every implementation and fills defaults.
 absl::Status ValidateOptions(LedgerOptions& options);
+// The checkpoint note for (size, root), signed by the primary key and every
+// additional signer.
+std::string SignHead(const LedgerOptions& options, uint64_t size, const merkle::Hash& root);
+// Opens a stored checkpoint with the primary key or any previous verifier.
+absl::StatusOr<note::Checkpoint> OpenStoredCheckpoint(const LedgerOptions& options,
+                                                      absl::string_view note_text);
 
 }  // namespace corridor::ledger
 

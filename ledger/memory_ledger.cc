@@ -55,8 +55,7 @@ void MemoryLedger::AppendAsync(std::vector<AppendEntry> entries,
       }
       head_.size = entries_.size();
       head_.root = edge_.Root();
-      head_.checkpoint = note::SignCheckpoint(note::Checkpoint{options_.origin, head_.size, head_.root, {}},
-                                              options_.key_name, *options_.signing_key);
+      head_.checkpoint = SignHead(options_, head_.size, head_.root);
       result = first;
     }
   }

@@ -260,7 +260,7 @@ absl::Status RocksDbLedger::Load() {
     // The latest checkpoint must be ours and commit to the same head.
     s = db_->Get(ro, state_cf_, kCheckpointKey, &h.checkpoint);
     if (!s.ok()) return absl::DataLossError("the latest signed checkpoint is missing");
-    auto cp = note::OpenCheckpoint(h.checkpoint, verifier());
+    auto cp = OpenStoredCheckpoint(options_, h.checkpoint);
     if (!cp.ok()) {
       return absl::DataLossError(
           absl::StrCat("the latest signed checkpoint does not verify: ", cp.status().message()));
@@ -464,8 +464,7 @@ void RocksDbLedger::CommitGroup(std::vector<Request>& group) {
     Head next;
     next.size = size;
     next.root = edge.Root();
-    note::Checkpoint cp{options_.origin, next.size, next.root, {}};
-    next.checkpoint = note::SignCheckpoint(cp, options_.key_name, *options_.signing_key);
+    next.checkpoint = SignHead(options_, next.size, next.root);
     batch.Put(state_cf_, kHeadKey, Be64(next.size) + merkle::ToBytes(next.root));
     batch.Put(state_cf_, kCheckpointKey, next.checkpoint);
 
@@ -719,7 +718,7 @@ absl::Status RocksDbLedger::VerifyAll() const {
                                             ")"));
   }
   if (h.size == 0) return absl::OkStatus();
-  auto cp = note::OpenCheckpoint(h.checkpoint, verifier());
+  auto cp = OpenStoredCheckpoint(options_, h.checkpoint);
   if (!cp.ok()) {
     return absl::DataLossError(
         absl::StrCat("the latest checkpoint does not verify: ", cp.status().message()));

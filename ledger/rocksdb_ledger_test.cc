@@ -305,6 +305,48 @@ TEST_F(RocksDbLedgerTest, ClosingCommitsWhatIsQueued) {
   EXPECT_EQ(ledger_->head().size, 50u);
 }
 
+TEST_F(RocksDbLedgerTest, TheCheckpointKeyRotatesWithoutAFlagDay) {
+  const Ed25519PrivateKey next_key = Ed25519PrivateKey::Generate();
+  const note::Verifier old_v{"corridor.test/union-sg", 0x01, key_.public_key()};
+  const note::Verifier new_v{"corridor.test/union-sg/2", 0x01, next_key.public_key()};
+  Reopen();
+  Fill(10);
+  const std::string signed_by_old = ledger_->head().checkpoint;
+  // Step 1: the next key co-signs every checkpoint.
+  RocksDbLedgerOptions both = Options();
+  both.additional_signers.push_back({"corridor.test/union-sg/2", &next_key});
+  Reopen(both);
+  Fill(20);
+  EXPECT_OK(note::OpenCheckpoint(ledger_->head().checkpoint, old_v));
+  EXPECT_OK(note::OpenCheckpoint(ledger_->head().checkpoint, new_v));
+  // Step 2: the next key becomes primary; the stored checkpoint carries its
+  // signature already, so the ledger opens without naming the old key.
+  RocksDbLedgerOptions rotated = Options();
+  rotated.key_name = "corridor.test/union-sg/2";
+  rotated.signing_key = &next_key;
+  Reopen(rotated);
+  Fill(30);
+  EXPECT_OK(note::OpenCheckpoint(ledger_->head().checkpoint, new_v));
+  EXPECT_FALSE(note::OpenCheckpoint(ledger_->head().checkpoint, old_v).ok());
+  EXPECT_OK(note::OpenCheckpoint(signed_by_old, old_v));  // old ones stay verifiable
+  EXPECT_OK(ledger_->VerifyAll());
+}
+
+TEST_F(RocksDbLedgerTest, AnAbruptKeyChangeNeedsThePreviousKeyNamed) {
+  Reopen();
+  Fill(10);
+  const Ed25519PrivateKey next_key = Ed25519PrivateKey::Generate();
+  RocksDbLedgerOptions abrupt = Options();
+  abrupt.signing_key = &next_key;
+  ledger_.reset();
+  EXPECT_STATUS(Open(abrupt).status(), absl::StatusCode::kDataLoss,
+                "the latest signed checkpoint does not verify");
+  abrupt.previous_verifiers.push_back(note::Verifier{"corridor.test/union-sg", 0x01, key_.public_key()});
+  Reopen(abrupt);
+  Fill(11);
+  EXPECT_OK(note::OpenCheckpoint(ledger_->head().checkpoint, ledger_->verifier()));
+}
+
 // Tessera's test log, appended one at a time: our checkpoints for the same
 // 15 entries have byte-identical bodies.
 TEST_F(RocksDbLedgerTest, CheckpointBodiesMatchTheTesseraTestLog) {
