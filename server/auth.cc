@@ -40,6 +40,9 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.CaseService/UpdateCase", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.CaseService/CloseCase", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.CaseService/EraseCase", false, false, {v1::ROLE_APPROVER}},
+      {"/corridor.v1.CaseService/AddEvidence", false, false, {v1::ROLE_CASEWORKER}},
+      {"/corridor.v1.CaseService/ListEvidence", false, false, {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.CaseService/GetEvidence", false, false, {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
       // The ledger: auditors only.
       {"/corridor.v1.AuditService/QueryEvents", false, false, {v1::ROLE_AUDITOR}},
       {"/corridor.v1.AuditService/GetCheckpoint", false, false, {v1::ROLE_AUDITOR}},

@@ -20,7 +20,8 @@ std::string Rfc3339(absl::Time t) { return absl::FormatTime(absl::RFC3339_sec, t
 
 // Records `events` (and `change`) durably, then finishes the call with what
 // `on_durable` returns. If the ledger cannot write, nothing is returned.
-void RecordThenFinish(AccessLog* log, grpc::ServerUnaryReactor* reactor,
+template <typename Reactor>
+void RecordThenFinish(AccessLog* log, Reactor* reactor,
                       std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
                       std::function<grpc::Status(uint64_t)> on_durable) {
   const std::string action = events.empty() ? "" : events.front().action();
@@ -38,7 +39,8 @@ void RecordThenFinish(AccessLog* log, grpc::ServerUnaryReactor* reactor,
 }
 
 // Records `event` as denied or failed with `status`'s reason and finishes with `status`.
-void RecordRefusal(AccessLog* log, grpc::ServerUnaryReactor* reactor, v1::AccessEvent event,
+template <typename Reactor>
+void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent event,
                    const absl::Status& status) {
   const bool denied = absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status) ||
                       absl::IsInvalidArgument(status);
@@ -50,7 +52,8 @@ void RecordRefusal(AccessLog* log, grpc::ServerUnaryReactor* reactor, v1::Access
 
 // The start of every audited call: who is calling, the event skeleton, and
 // the access check. Returns nullopt if the call was refused (and recorded).
-std::optional<Principal> Begin(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+template <typename Reactor>
+std::optional<Principal> Begin(grpc::CallbackServerContext* ctx, Reactor* reactor,
                                AccessLog* log, const std::string& method, const std::string& action,
                                const std::string& kind, const std::string& id,
                                const std::string& purpose, const std::string& request_id,
@@ -549,6 +552,258 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Export(grpc::CallbackServerContext* 
     auto exp = ledger->Export(begin, end);
     if (!exp.ok()) return ToGrpcStatus(exp.status());
     resp->set_export_(*exp);
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+}  // namespace corridor
+
+// ---- Evidence ----------------------------------------------------------------
+
+namespace corridor {
+namespace {
+
+// Receives an upload: header first, then data, sealed chunk by chunk into
+// one batch; on completion the item is added to the case and the whole lot
+// commits with its ledger entry.
+class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
+ public:
+  EvidenceUpload(grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp, CaseStore* store,
+                 AccessLog* log, uint64_t max_bytes, std::function<absl::Time()> clock)
+      : ctx_(ctx), resp_(resp), store_(store), log_(log), max_bytes_(max_bytes),
+        clock_(std::move(clock)), batch_(std::make_unique<rocksdb::WriteBatch>()) {
+    StartRead(&msg_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return Complete();
+    if (!started_) {
+      started_ = true;
+      if (!msg_.has_header()) return Refuse(absl::InvalidArgumentError("the first message must be the header"));
+      header_ = msg_.header();
+      caller_ = Begin(ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence", "evidence.add", "case",
+                      header_.case_id(), "case-handling", header_.request_id(), &event_);
+      if (!caller_) return;  // refused and recorded
+      if (header_.file_name().empty()) return Refuse(absl::InvalidArgumentError("evidence needs a file name"));
+      if (auto st = store_->Lock(header_.case_id()); !st.ok()) return Refuse(st);
+      locked_ = true;
+      c_ = store_->Get(header_.case_id());
+      if (!c_.ok()) return Refuse(c_.status());
+      evidence_id_ = "E-" + HexEncode(RandomBytes(6));
+      event_.set_resource_kind("evidence");
+      event_.set_resource_id(evidence_id_);
+      StartRead(&msg_);
+      return;
+    }
+    if (!msg_.has_header() && !failed_) {
+      size_ += msg_.data().size();
+      if (size_ > max_bytes_) {
+        return Refuse(absl::InvalidArgumentError(absl::StrCat(
+            "evidence is larger than this node accepts (", max_bytes_, " bytes; limits.max_evidence_bytes)")));
+      }
+      hasher_.Update(msg_.data());
+      pending_ += msg_.data();
+      while (pending_.size() >= kEvidenceChunkSize) {
+        if (auto st = Flush(kEvidenceChunkSize); !st.ok()) return Refuse(st);
+      }
+    } else if (msg_.has_header()) {
+      return Refuse(absl::InvalidArgumentError("only the first message may be a header"));
+    }
+    StartRead(&msg_);
+  }
+
+  void OnDone() override {
+    if (locked_) store_->Unlock(header_.case_id());
+    delete this;
+  }
+  void OnCancel() override {}
+
+ private:
+  absl::Status Flush(size_t n) {
+    absl::Status st = store_->PutEvidenceChunk(batch_.get(), header_.case_id(), evidence_id_, chunks_++,
+                                               absl::string_view(pending_).substr(0, n));
+    pending_.erase(0, n);
+    return st;
+  }
+
+  void Refuse(const absl::Status& st) {
+    if (failed_) return;
+    failed_ = true;
+    RecordRefusal(log_, this, event_, st);
+  }
+
+  void Complete() {
+    if (failed_ || !caller_) return;
+    if (!pending_.empty() || chunks_ == 0) {
+      if (auto st = Flush(pending_.size()); !st.ok()) return Refuse(st);
+    }
+    const Sha256Digest digest = hasher_.Finish();
+    v1::EvidenceItem item;
+    item.set_id(evidence_id_);
+    item.set_file_name(header_.file_name());
+    item.set_media_type(header_.media_type().empty() ? "application/octet-stream" : header_.media_type());
+    item.set_size(size_);
+    item.set_sha256(DigestBytes(digest));
+    item.set_added_at(Rfc3339(clock_()));
+    item.set_added_by(caller_->Name());
+    *c_->add_evidence() = item;
+    c_->set_updated_at(item.added_at());
+    // The case record and every chunk commit in one batch with the entry.
+    if (auto st = store_->PutCase(batch_.get(), *c_); !st.ok()) return Refuse(st);
+    std::unique_ptr<rocksdb::WriteBatch> change = std::move(batch_);
+    event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    event_.set_payload_sha256(DigestBytes(digest));
+    v1::EvidenceItem* resp = resp_;
+    RecordThenFinish(log_, this, {event_}, std::move(change), [resp, item](uint64_t) {
+      *resp = item;
+      return grpc::Status::OK;
+    });
+  }
+
+ private:
+  grpc::CallbackServerContext* ctx_;
+  v1::EvidenceItem* resp_;
+  CaseStore* store_;
+  AccessLog* log_;
+  const uint64_t max_bytes_;
+  std::function<absl::Time()> clock_;
+  std::unique_ptr<rocksdb::WriteBatch> batch_;
+  v1::AddEvidenceRequest msg_;
+  v1::AddEvidenceRequest::Header header_;
+  bool started_ = false;
+  bool failed_ = false;
+  bool locked_ = false;
+  std::optional<Principal> caller_;
+  v1::AccessEvent event_;
+  absl::StatusOr<v1::Case> c_ = absl::UnknownError("not loaded");
+  std::string evidence_id_;
+  uint64_t size_ = 0;
+  uint32_t chunks_ = 0;
+  std::string pending_;
+  Sha256Hasher hasher_;
+};
+
+}  // namespace
+}  // namespace corridor
+
+namespace corridor {
+namespace {
+
+// Serves a download: checks every chunk and the whole item's size and SHA-256
+// before anything is sent, records the access, then streams.
+class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
+ public:
+  EvidenceDownload(grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req,
+                   CaseStore* store, AccessLog* log) {
+    auto caller = Begin(ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get", "evidence",
+                        req->evidence_id(), req->purpose(), req->request_id(), &event_);
+    event_.set_case_id(req->case_id());
+    if (!caller) return;
+    if (req->purpose().empty()) {
+      {
+      RecordRefusal(log, this, event_,
+                           absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
+      return;
+    }
+    }
+    auto c = store->Get(req->case_id());
+    if (!c.ok()) {
+      RecordRefusal(log, this, event_, c.status());
+      return;
+    }
+    const v1::EvidenceItem* found = nullptr;
+    for (const auto& item : c->evidence()) {
+      if (item.id() == req->evidence_id()) found = &item;
+    }
+    if (found == nullptr) {
+      {
+      RecordRefusal(log, this, event_,
+                           absl::NotFoundError(absl::StrCat("case ", req->case_id(), " has no evidence ",
+                                                            req->evidence_id())));
+      return;
+    }
+    }
+    item_ = *found;
+    auto data = store->ReadEvidence(req->case_id(), req->evidence_id());
+    if (data.ok() && (data->size() != item_.size() || DigestBytes(Sha256(*data)) != item_.sha256())) {
+      data = absl::DataLossError(absl::StrCat("evidence ", item_.id(),
+                                              " does not match the SHA-256 recorded when it was added"));
+    }
+    if (!data.ok()) {
+      log::Error("evidence.corrupt", {{"case", req->case_id()}, {"evidence", req->evidence_id()}});
+      {
+      RecordRefusal(log, this, event_, data.status());
+      return;
+    }
+    }
+    data_ = *std::move(data);
+    event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    event_.set_payload_sha256(item_.sha256());
+    log->Record({event_}, nullptr, [this](absl::StatusOr<uint64_t> index) {
+      if (!index.ok()) {
+        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "the node could not record this access in its ledger, so it returned nothing"));
+        return;
+      }
+      WriteNext();
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (sent_ > 0 && offset_ >= data_.size()) return Finish(grpc::Status::OK);
+    chunk_.Clear();
+    if (sent_ == 0) *chunk_.mutable_item() = item_;
+    const size_t n = std::min(kEvidenceChunkSize, data_.size() - offset_);
+    chunk_.set_data(data_.substr(offset_, n));
+    offset_ += n;
+    ++sent_;
+    StartWrite(&chunk_);
+  }
+
+  v1::AccessEvent event_;
+  v1::EvidenceItem item_;
+  std::string data_;
+  size_t offset_ = 0;
+  int sent_ = 0;
+  v1::EvidenceChunk chunk_;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
+    grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp) {
+  return new EvidenceUpload(ctx, resp, store_, log_, config_.limits().max_evidence_bytes(), clock_);
+}
+
+grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
+    grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
+  return new EvidenceDownload(ctx, req, store_, log_);
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListEvidenceRequest* req,
+                                                        v1::ListEvidenceResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "ListEvidence", "evidence.list",
+                      "case", req->case_id(), req->purpose(), req->request_id(), &ev);
+  if (!caller) return reactor;
+  auto c = store_->Get(req->case_id());
+  if (!c.ok()) {
+    RecordRefusal(log_, reactor, ev, c.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, items = c->evidence()](uint64_t) {
+    for (const auto& i : items) *resp->add_items() = i;
     return grpc::Status::OK;
   });
   return reactor;

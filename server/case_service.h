@@ -38,6 +38,13 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   grpc::ServerUnaryReactor* EraseCase(grpc::CallbackServerContext* ctx,
                                       const v1::EraseCaseRequest* req,
                                       v1::EraseCaseResponse* resp) override;
+  grpc::ServerReadReactor<v1::AddEvidenceRequest>* AddEvidence(grpc::CallbackServerContext* ctx,
+                                                               v1::EvidenceItem* resp) override;
+  grpc::ServerUnaryReactor* ListEvidence(grpc::CallbackServerContext* ctx,
+                                         const v1::ListEvidenceRequest* req,
+                                         v1::ListEvidenceResponse* resp) override;
+  grpc::ServerWriteReactor<v1::EvidenceChunk>* GetEvidence(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetEvidenceRequest* req) override;
 
  private:
   const v1::NodeConfig config_;

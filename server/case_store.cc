@@ -14,6 +14,17 @@ namespace {
 std::string CaseAad(const std::string& id) { return "case/" + id; }
 std::string KeyAad(const std::string& id) { return "dek/" + id; }
 
+std::string Be32(uint32_t v) {
+  std::string s(4, '\0');
+  for (int i = 0; i < 4; ++i) s[i] = static_cast<char>(v >> (24 - 8 * i));
+  return s;
+}
+
+// Evidence chunk key: "<case id>/<evidence id>/" + big-endian chunk number.
+std::string ChunkPrefix(const std::string& case_id, const std::string& evidence_id) {
+  return case_id + "/" + evidence_id + "/";
+}
+
 v1::CaseSummary SummaryOf(const v1::Case& c) {
   v1::CaseSummary s;
   s.set_id(c.id());
@@ -31,12 +42,14 @@ v1::CaseSummary SummaryOf(const v1::Case& c) {
 
 absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(rocksdb::DB* db,
                                                            rocksdb::ColumnFamilyHandle* cases,
+                                                           rocksdb::ColumnFamilyHandle* evidence,
                                                            const std::string& keystore_dir,
                                                            std::string master_key) {
   if (master_key.size() != kAesKeySize) return absl::InvalidArgumentError("master key must be 32 bytes");
   std::unique_ptr<CaseStore> store(new CaseStore);
   store->db_ = db;
   store->cases_ = cases;
+  store->evidence_ = evidence;
   store->master_key_ = std::move(master_key);
   rocksdb::Options options;
   options.create_if_missing = true;
@@ -72,14 +85,18 @@ absl::StatusOr<std::string> CaseStore::DataKey(const std::string& id) const {
   return key;
 }
 
-std::unique_ptr<rocksdb::WriteBatch> CaseStore::SealedWrite(const v1::Case& c,
-                                                            const std::string& key) const {
+std::string CaseStore::SealedValue(const v1::Case& c, const std::string& key) const {
   v1::StoredCase stored;
   *stored.mutable_summary() = SummaryOf(c);
   stored.set_owner_org(c.owner_org());
   stored.set_sealed(Seal(key, CaseAad(c.id()), c.SerializeAsString()));
+  return stored.SerializeAsString();
+}
+
+std::unique_ptr<rocksdb::WriteBatch> CaseStore::SealedWrite(const v1::Case& c,
+                                                            const std::string& key) const {
   auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Put(cases_, c.id(), stored.SerializeAsString());
+  batch->Put(cases_, c.id(), SealedValue(c, key));
   return batch;
 }
 
@@ -99,6 +116,13 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareUpdate(co
   return SealedWrite(c, *key);
 }
 
+absl::Status CaseStore::PutCase(rocksdb::WriteBatch* batch, const v1::Case& c) const {
+  auto key = DataKey(c.id());
+  if (!key.ok()) return key.status();
+  batch->Put(cases_, c.id(), SealedValue(c, *key));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareErase(const std::string& id) {
   auto stored = GetStored(id);
   if (!stored.ok()) return stored.status();
@@ -106,7 +130,43 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareErase(con
   stored->clear_sealed();
   auto batch = std::make_unique<rocksdb::WriteBatch>();
   batch->Put(cases_, id, stored->SerializeAsString());
+  // Evidence goes with it ('0' follows '/' in byte order: the whole "<id>/" range).
+  batch->DeleteRange(evidence_, id + "/", id + "0");
   return batch;
+}
+
+absl::Status CaseStore::PutEvidenceChunk(rocksdb::WriteBatch* batch, const std::string& case_id,
+                                         const std::string& evidence_id, uint32_t chunk,
+                                         absl::string_view data) const {
+  auto key = DataKey(case_id);
+  if (!key.ok()) return key.status();
+  const std::string k = ChunkPrefix(case_id, evidence_id) + Be32(chunk);
+  batch->Put(evidence_, k, Seal(*key, k, data));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> CaseStore::ReadEvidence(const std::string& case_id,
+                                                    const std::string& evidence_id) const {
+  auto key = DataKey(case_id);
+  if (!key.ok()) return key.status();
+  const std::string prefix = ChunkPrefix(case_id, evidence_id);
+  std::string out;
+  uint32_t expect = 0;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), evidence_));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next(), ++expect) {
+    const std::string k = it->key().ToString();
+    if (k != prefix + Be32(expect)) {
+      return absl::DataLossError(absl::StrCat("evidence ", evidence_id, ": chunk ", expect, " is missing"));
+    }
+    auto plain = Unseal(*key, k, absl::string_view(it->value().data(), it->value().size()));
+    if (!plain.ok()) {
+      return absl::DataLossError(absl::StrCat("evidence ", evidence_id, ": chunk ", expect,
+                                              " was altered on disk and does not decrypt"));
+    }
+    out += *plain;
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), "reading evidence");
+  return out;
 }
 
 absl::Status CaseStore::DestroyKey(const std::string& id) {

@@ -26,6 +26,9 @@
 namespace corridor {
 
 inline constexpr char kCasesFamily[] = "cases";
+inline constexpr char kEvidenceFamily[] = "evidence";
+// Evidence is stored sealed in chunks of this size.
+inline constexpr size_t kEvidenceChunkSize = 64 * 1024;
 
 class CaseStore {
  public:
@@ -33,6 +36,7 @@ class CaseStore {
   // is opened (created) at `keystore_dir`; `master_key` is 32 bytes.
   static absl::StatusOr<std::unique_ptr<CaseStore>> Open(rocksdb::DB* db,
                                                          rocksdb::ColumnFamilyHandle* cases,
+                                                         rocksdb::ColumnFamilyHandle* evidence,
                                                          const std::string& keystore_dir,
                                                          std::string master_key);
   ~CaseStore();
@@ -45,6 +49,8 @@ class CaseStore {
   absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareCreate(const v1::Case& c);
   // The write that replaces the stored case with `c` (same id, key exists).
   absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareUpdate(const v1::Case& c);
+  // Adds the sealed write of `c` (key exists) to `batch`.
+  absl::Status PutCase(rocksdb::WriteBatch* batch, const v1::Case& c) const;
   // The write that erases the case's content and marks it erased; call
   // DestroyKey after it is durable.
   absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareErase(const std::string& id);
@@ -57,6 +63,15 @@ class CaseStore {
   // All stored cases' summaries (no personal data), ordered by id, starting after `after_id`.
   absl::StatusOr<std::vector<v1::StoredCase>> Scan(const std::string& after_id, size_t limit) const;
 
+  // Adds to `batch` the sealed chunk `chunk` of evidence `evidence_id`.
+  absl::Status PutEvidenceChunk(rocksdb::WriteBatch* batch, const std::string& case_id,
+                                const std::string& evidence_id, uint32_t chunk,
+                                absl::string_view data) const;
+  // Reads, opens and concatenates every chunk of an evidence item. DataLoss if
+  // a chunk is missing, altered or misplaced.
+  absl::StatusOr<std::string> ReadEvidence(const std::string& case_id,
+                                           const std::string& evidence_id) const;
+
   // Serialises changes to one case: Lock fails with Aborted while another
   // change to the same case is in flight.
   absl::Status Lock(const std::string& id);
@@ -65,10 +80,12 @@ class CaseStore {
  private:
   CaseStore() = default;
   absl::StatusOr<std::string> DataKey(const std::string& id) const;
+  std::string SealedValue(const v1::Case& c, const std::string& key) const;
   std::unique_ptr<rocksdb::WriteBatch> SealedWrite(const v1::Case& c, const std::string& key) const;
 
   rocksdb::DB* db_ = nullptr;
   rocksdb::ColumnFamilyHandle* cases_ = nullptr;
+  rocksdb::ColumnFamilyHandle* evidence_ = nullptr;
   std::unique_ptr<rocksdb::DB> keystore_;
   std::string master_key_;
   absl::Mutex mu_;

@@ -227,6 +227,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   }
   std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
   families.push_back(kCasesFamily);
+  families.push_back(kEvidenceFamily);
   auto store = NodeStore::Open(config.data_dir(), families);
   if (!store.ok()) return store.status();
   node->store_ = *std::move(store);
@@ -262,6 +263,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   auto master_key = LoadMasterKey(config.master_key_file());
   if (!master_key.ok()) return master_key.status();
   auto case_store = CaseStore::Open(node->store_->db(), node->store_->family(kCasesFamily),
+                                    node->store_->family(kEvidenceFamily),
                                     config.data_dir() + "/keystore", *std::move(master_key));
   if (!case_store.ok()) return case_store.status();
   node->case_store_ = *std::move(case_store);

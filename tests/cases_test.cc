@@ -104,13 +104,65 @@ class CasesTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> auditor_;
 };
 
-using Call = std::function<grpc::Status(std::shared_ptr<grpc::Channel>, const std::string& case_id)>;
+using Call = std::function<grpc::Status(std::shared_ptr<grpc::Channel>, const std::string& case_id,
+                                        const std::string& evidence_id)>;
 
 struct MethodCase {
   std::string name;
   Call call;
   std::set<std::string> allowed;  // users (by role name) allowed
 };
+
+struct Upload {
+  grpc::Status status;
+  v1::EvidenceItem item;
+};
+
+Upload UploadEvidence(std::shared_ptr<grpc::Channel> ch, const std::string& case_id,
+                      const std::string& file_name, const std::string& data) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  Upload out;
+  auto writer = v1::CaseService::NewStub(ch)->AddEvidence(&ctx, &out.item);
+  v1::AddEvidenceRequest header;
+  header.mutable_header()->set_case_id(case_id);
+  header.mutable_header()->set_file_name(file_name);
+  header.mutable_header()->set_media_type("text/plain");
+  writer->Write(header);
+  for (size_t off = 0; off < data.size(); off += 50000) {
+    v1::AddEvidenceRequest part;
+    part.set_data(data.substr(off, 50000));
+    if (!writer->Write(part)) break;
+  }
+  writer->WritesDone();
+  out.status = writer->Finish();
+  return out;
+}
+
+struct Download {
+  grpc::Status status;
+  v1::EvidenceItem item;
+  std::string data;
+};
+
+Download DownloadEvidence(std::shared_ptr<grpc::Channel> ch, const std::string& case_id,
+                          const std::string& evidence_id) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::GetEvidenceRequest req;
+  req.set_case_id(case_id);
+  req.set_evidence_id(evidence_id);
+  req.set_purpose("case-handling");
+  auto reader = v1::CaseService::NewStub(ch)->GetEvidence(&ctx, req);
+  Download out;
+  v1::EvidenceChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (chunk.has_item()) out.item = chunk.item();
+    out.data += chunk.data();
+  }
+  out.status = reader->Finish();
+  return out;
+}
 
 std::vector<MethodCase> AccessTable() {
   auto ctx = [] {
@@ -119,7 +171,7 @@ std::vector<MethodCase> AccessTable() {
     return c;
   };
   return {
-      {"CreateCase", [ctx](auto ch, const std::string&) {
+      {"CreateCase", [ctx](auto ch, const std::string&, const std::string&) {
          v1::Case r;
          v1::CreateCaseRequest req;
          req.mutable_case_()->set_category(v1::CASE_CATEGORY_WAGE_THEFT);
@@ -128,69 +180,82 @@ std::vector<MethodCase> AccessTable() {
          req.mutable_case_()->mutable_worker()->set_name("Walk Worker");
          return v1::CaseService::NewStub(ch)->CreateCase(ctx().get(), req, &r);
        }, {"cw"}},
-      {"GetCase", [ctx](auto ch, const std::string& id) {
+      {"GetCase", [ctx](auto ch, const std::string& id, const std::string&) {
          v1::GetCaseRequest req;
          req.set_id(id);
          req.set_purpose("case-handling");
          v1::Case r;
          return v1::CaseService::NewStub(ch)->GetCase(ctx().get(), req, &r);
        }, {"cw", "pros"}},
-      {"ListCases", [ctx](auto ch, const std::string&) {
+      {"ListCases", [ctx](auto ch, const std::string&, const std::string&) {
          v1::ListCasesRequest req;
          req.set_page_size(1);
          v1::ListCasesResponse r;
          return v1::CaseService::NewStub(ch)->ListCases(ctx().get(), req, &r);
        }, {"cw", "pros"}},
-      {"UpdateCase", [ctx](auto ch, const std::string& id) {
+      {"UpdateCase", [ctx](auto ch, const std::string& id, const std::string&) {
          v1::UpdateCaseRequest req;
          req.set_id(id);
          req.set_narrative("update");
          v1::Case r;
          return v1::CaseService::NewStub(ch)->UpdateCase(ctx().get(), req, &r);
        }, {"cw"}},
-      {"CloseCase", [ctx](auto ch, const std::string& id) {
+      {"CloseCase", [ctx](auto ch, const std::string& id, const std::string&) {
          v1::CloseCaseRequest req;
          req.set_id(id);
          v1::CaseSummary r;
          return v1::CaseService::NewStub(ch)->CloseCase(ctx().get(), req, &r);
        }, {"cw"}},
-      {"EraseCase", [ctx](auto ch, const std::string& id) {
+      {"EraseCase", [ctx](auto ch, const std::string& id, const std::string&) {
          v1::EraseCaseRequest req;
          req.set_id(id);
          req.set_reason("worker asked for erasure");
          v1::EraseCaseResponse r;
          return v1::CaseService::NewStub(ch)->EraseCase(ctx().get(), req, &r);
        }, {"appr"}},
-      {"QueryEvents", [ctx](auto ch, const std::string& id) {
+      {"AddEvidence", [](auto ch, const std::string& id, const std::string&) {
+         return UploadEvidence(ch, id, "walk.txt", "walk evidence").status;
+       }, {"cw"}},
+      {"ListEvidence", [ctx](auto ch, const std::string& id, const std::string&) {
+         v1::ListEvidenceRequest req;
+         req.set_case_id(id);
+         req.set_purpose("case-handling");
+         v1::ListEvidenceResponse r;
+         return v1::CaseService::NewStub(ch)->ListEvidence(ctx().get(), req, &r);
+       }, {"cw", "pros"}},
+      {"GetEvidence", [](auto ch, const std::string& id, const std::string& ev) {
+         return DownloadEvidence(ch, id, ev).status;
+       }, {"cw", "pros"}},
+      {"QueryEvents", [ctx](auto ch, const std::string& id, const std::string&) {
          v1::QueryEventsRequest req;
          req.set_case_id(id);
          v1::QueryEventsResponse r;
          return v1::AuditService::NewStub(ch)->QueryEvents(ctx().get(), req, &r);
        }, {"aud"}},
-      {"GetCheckpoint", [ctx](auto ch, const std::string&) {
+      {"GetCheckpoint", [ctx](auto ch, const std::string&, const std::string&) {
          v1::CheckpointResponse r;
          return v1::AuditService::NewStub(ch)->GetCheckpoint(ctx().get(), {}, &r);
        }, {"aud"}},
-      {"GetInclusionProof", [ctx](auto ch, const std::string&) {
+      {"GetInclusionProof", [ctx](auto ch, const std::string&, const std::string&) {
          v1::InclusionProofRequest req;
          req.set_index(0);
          v1::InclusionProofResponse r;
          return v1::AuditService::NewStub(ch)->GetInclusionProof(ctx().get(), req, &r);
        }, {"aud"}},
-      {"GetConsistencyProof", [ctx](auto ch, const std::string&) {
+      {"GetConsistencyProof", [ctx](auto ch, const std::string&, const std::string&) {
          v1::ConsistencyProofRequest req;
          req.set_old_size(1);
          v1::ConsistencyProofResponse r;
          return v1::AuditService::NewStub(ch)->GetConsistencyProof(ctx().get(), req, &r);
        }, {"aud"}},
-      {"GetEntries", [ctx](auto ch, const std::string&) {
+      {"GetEntries", [ctx](auto ch, const std::string&, const std::string&) {
          v1::GetEntriesRequest req;
          req.set_begin(0);
          req.set_end(1);
          v1::GetEntriesResponse r;
          return v1::AuditService::NewStub(ch)->GetEntries(ctx().get(), req, &r);
        }, {"aud"}},
-      {"Export", [ctx](auto ch, const std::string&) {
+      {"Export", [ctx](auto ch, const std::string&, const std::string&) {
          v1::ExportRequest req;
          req.set_begin(0);
          req.set_end(1);
@@ -214,8 +279,10 @@ TEST_F(CasesTest, AccessTableWalkEveryMethodEveryRoleOneEntryEach) {
     for (const auto& [name, channel] : who) {
       SCOPED_TRACE(m.name + " as " + name);
       const std::string id = CreateCase();
+      Upload ev = UploadEvidence(As("union-sg", "cw"), id, "contract.txt", "a contract");
+      ASSERT_TRUE(ev.status.ok()) << ev.status.error_message();
       const uint64_t before = LedgerSize();
-      grpc::Status s = m.call(channel, id);
+      grpc::Status s = m.call(channel, id, ev.item.id());
       const uint64_t after = LedgerSize();
       const bool allowed = m.allowed.count(name) > 0;
       if (allowed) {
@@ -237,7 +304,7 @@ TEST_F(CasesTest, AccessTableWalkEveryMethodEveryRoleOneEntryEach) {
       ++calls;
     }
   }
-  EXPECT_EQ(calls, 12 * 7);
+  EXPECT_EQ(calls, 15 * 7);
 }
 
 TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
@@ -322,9 +389,10 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   EXPECT_FALSE(AnyFileContains(data_dir + "/keystore", wrapped));
   // The backup still holds the sealed case, but nothing can open it now.
   {
-    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(backup, {kCasesFamily}));
+    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(backup, {kCasesFamily, kEvidenceFamily}));
     auto master = Base64Decode(absl::StripAsciiWhitespace(ReadFileToString(config_.master_key_file()).value()));
     ASSERT_OK_AND_ASSIGN(auto cases, CaseStore::Open(store->db(), store->family(kCasesFamily),
+                                                     store->family(kEvidenceFamily),
                                                      data_dir + "/keystore", *master));
     ASSERT_OK_AND_ASSIGN(v1::StoredCase stored, cases->GetStored(id));
     EXPECT_FALSE(stored.sealed().empty());
@@ -334,6 +402,7 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   {
     std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
     families.push_back(kCasesFamily);
+    families.push_back(kEvidenceFamily);
     ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(data_dir, families));
     ASSERT_OK_AND_ASSIGN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPemFile(config_.signing_key().key_file()));
     ledger::RocksDbLedgerOptions o;
@@ -353,6 +422,61 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
     EXPECT_TRUE(saw_erase);
   }
   StartNode();
+}
+
+TEST_F(CasesTest, EvidenceRoundTripsEncryptedAndDigestChecked) {
+  auditor_ = As("union-sg", "aud");
+  const std::string id = CreateCase();
+  std::string payload;
+  for (int i = 0; i < 5000; ++i) payload += absl::StrCat("payslip line ", i, " unpaid overtime\n");
+  ASSERT_GT(payload.size(), 2 * kEvidenceChunkSize);  // several chunks
+  Upload up = UploadEvidence(As("union-sg", "cw"), id, "payslips.txt", payload);
+  ASSERT_TRUE(up.status.ok()) << up.status.error_message();
+  EXPECT_EQ(up.item.size(), payload.size());
+  EXPECT_EQ(up.item.sha256(), DigestBytes(Sha256(payload)));
+  Download down = DownloadEvidence(As("union-sg", "pros"), id, up.item.id());
+  ASSERT_TRUE(down.status.ok()) << down.status.error_message();
+  EXPECT_EQ(down.data, payload);
+  EXPECT_EQ(down.item.sha256(), up.item.sha256());
+  // At rest it is ciphertext only.
+  StopNode();
+  EXPECT_FALSE(AnyFileContains(config_.data_dir(), "unpaid overtime"));
+  StartNode();
+  // Too large: refused, nothing stored.
+  const std::string big(config_.limits().max_evidence_bytes() + 1, 'x');
+  Upload too_big = UploadEvidence(As("union-sg", "cw"), id, "big.bin", big);
+  EXPECT_EQ(too_big.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << too_big.status.error_message();
+  v1::ListEvidenceRequest lreq;
+  lreq.set_case_id(id);
+  v1::ListEvidenceResponse list;
+  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "cw"))->ListEvidence(Ctx().get(), lreq, &list).ok());
+  EXPECT_EQ(list.items_size(), 1);
+}
+
+TEST_F(CasesTest, CorruptedEvidenceBlobIsRefusedOnDownload) {
+  auditor_ = As("union-sg", "aud");
+  const std::string id = CreateCase();
+  Upload up = UploadEvidence(As("union-sg", "cw"), id, "contract.txt", std::string(100000, 'c'));
+  ASSERT_TRUE(up.status.ok());
+  StopNode();
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(config_.data_dir(), {kEvidenceFamily}));
+    std::unique_ptr<rocksdb::Iterator> it(store->db()->NewIterator(rocksdb::ReadOptions(), store->family(kEvidenceFamily)));
+    it->SeekToFirst();
+    ASSERT_TRUE(it->Valid());
+    std::string key = it->key().ToString(), value = it->value().ToString();
+    value[value.size() / 2] ^= 0x01;  // one bit of one sealed chunk
+    ASSERT_TRUE(store->db()->Put(rocksdb::WriteOptions(), store->family(kEvidenceFamily), key, value).ok());
+  }
+  StartNode();
+  const uint64_t before = LedgerSize();
+  Download down = DownloadEvidence(As("union-sg", "cw"), id, up.item.id());
+  EXPECT_EQ(down.status.error_code(), grpc::StatusCode::DATA_LOSS) << down.status.error_message();
+  EXPECT_TRUE(down.data.empty());  // nothing of a corrupt item is sent
+  std::vector<v1::LoggedEvent> e = Entries(before, before + 1);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_EQ(e[0].event().action(), "evidence.get");
+  EXPECT_EQ(e[0].event().outcome(), v1::ACCESS_OUTCOME_ERROR);
 }
 
 TEST_F(CasesTest, BadInputGetsASpecificErrorAndChangesNothing) {
