@@ -30,8 +30,7 @@ absl::Status ConnectingHashes(uint64_t lo, uint64_t hi, uint64_t a, uint64_t b,
 // connecting hashes, consumed in the same order.
 absl::StatusOr<merkle::Hash> RootFromRange(uint64_t lo, uint64_t hi, uint64_t a, uint64_t b,
                                            const std::vector<merkle::Hash>& leaves,
-                                           const std::vector<merkle::Hash>& hashes,
-                                           size_t* next) {
+                                           const std::vector<merkle::Hash>& hashes, size_t* next) {
   if (hi <= a || lo >= b) {
     if (*next >= hashes.size()) {
       return absl::InvalidArgumentError("export: too few connecting hashes");
@@ -77,8 +76,7 @@ absl::StatusOr<VerifiedExport> VerifyExport(absl::string_view text,
   // Verify before parsing the rest: the signed checkpoint comes first.
   const std::string marker = "\ncheckpoint\n";
   const size_t cut = text.find(marker);
-  if (!absl::StartsWith(text, absl::StrCat(kExportMagic, "\n")) ||
-      cut == absl::string_view::npos) {
+  if (!absl::StartsWith(text, absl::StrCat(kExportMagic, "\n")) || cut == absl::string_view::npos) {
     return absl::InvalidArgumentError(
         "not a Corridor ledger export (expected first line \"corridor-ledger-export v1\")");
   }
@@ -90,9 +88,8 @@ absl::StatusOr<VerifiedExport> VerifyExport(absl::string_view text,
       return absl::InvalidArgumentError(
           absl::StrCat("export checkpoint is malformed: ", cp.status().message()));
     }
-    return absl::PermissionDeniedError(
-        absl::StrCat("export checkpoint is not signed by ", verifier.ToString(), ": ",
-                     cp.status().message()));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "export checkpoint is not signed by ", verifier.ToString(), ": ", cp.status().message()));
   }
   out.checkpoint = *cp;
 
@@ -120,9 +117,8 @@ absl::StatusOr<VerifiedExport> VerifyExport(absl::string_view text,
   const uint64_t a = out.first_index;
   const uint64_t b = a + count;
   if (b < a || b > cp->size) {
-    return absl::InvalidArgumentError(absl::StrCat("export range [", a, ", ", b,
-                                                   ") is not within the checkpoint's ",
-                                                   cp->size, " entries"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "export range [", a, ", ", b, ") is not within the checkpoint's ", cp->size, " entries"));
   }
   std::vector<merkle::Hash> leaves;
   leaves.reserve(count);
@@ -137,8 +133,8 @@ absl::StatusOr<VerifiedExport> VerifyExport(absl::string_view text,
   std::vector<merkle::Hash> hashes;
   for (uint64_t i = 0; i < hash_count; ++i) {
     absl::string_view line = lines[4 + count + i];
-    auto raw = absl::ConsumePrefix(&line, "hash ") ? Base64Decode(line)
-                                                   : absl::StatusOr<std::string>("");
+    auto raw =
+        absl::ConsumePrefix(&line, "hash ") ? Base64Decode(line) : absl::StatusOr<std::string>("");
     if (!raw.ok() || raw->size() != 32) {
       return Malformed(5 + count + i, "expected \"hash <base64 of 32 bytes>\"");
     }
@@ -147,12 +143,15 @@ absl::StatusOr<VerifiedExport> VerifyExport(absl::string_view text,
   size_t next = 0;
   auto root = RootFromRange(0, cp->size, a, b, leaves, hashes, &next);
   if (!root.ok()) return root.status();
-  if (next != hashes.size()) return absl::InvalidArgumentError("export: too many connecting hashes");
+  if (next != hashes.size())
+    return absl::InvalidArgumentError("export: too many connecting hashes");
   if (*root != cp->root) {
-    return absl::DataLossError(absl::StrCat(
-        "the exported entries [", a, ", ", b, ") and connecting hashes do not lead to the root "
-        "signed in the checkpoint (size ", cp->size, "): an entry or hash was changed, dropped "
-        "or reordered"));
+    return absl::DataLossError(absl::StrCat("the exported entries [", a, ", ", b,
+                                            ") and connecting hashes do not lead to the root "
+                                            "signed in the checkpoint (size ",
+                                            cp->size,
+                                            "): an entry or hash was changed, dropped "
+                                            "or reordered"));
   }
   return out;
 }

@@ -34,7 +34,8 @@ std::string SignHead(const LedgerOptions& options, uint64_t size, const merkle::
   }
   note::Note n{cp.Body(), {}};
   note::SignNote(n, options.key_name, *options.signing_key);
-  for (const CheckpointSigner& s : options.additional_signers) note::SignNote(n, s.key_name, *s.key);
+  for (const CheckpointSigner& s : options.additional_signers)
+    note::SignNote(n, s.key_name, *s.key);
   return note::FormatNote(n);
 }
 
@@ -47,10 +48,10 @@ absl::StatusOr<note::Checkpoint> OpenStoredCheckpoint(const LedgerOptions& optio
     auto prev = note::OpenCheckpoint(note_text, v);
     if (prev.ok()) return prev;
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      "not signed by the ledger's key ", primary.ToString(),
-      options.previous_verifiers.empty() ? "" : " or any previous key", ": ",
-      cp.status().message()));
+  return absl::PermissionDeniedError(
+      absl::StrCat("not signed by the ledger's key ", primary.ToString(),
+                   options.previous_verifiers.empty() ? "" : " or any previous key", ": ",
+                   cp.status().message()));
 }
 
 absl::StatusOr<uint64_t> Ledger::Append(std::vector<AppendEntry> entries,

@@ -6,9 +6,9 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "ledger/export.h"
@@ -193,14 +193,17 @@ TEST_P(LedgerConformance, ProofsForEverySizeVerifyAgainstTreesRecomputedFromScra
     ASSERT_OK(merkle::VerifyInclusion(index, size, merkle::HashLeaf(all[index]), incl, root));
     merkle::Hash flipped = root;
     flipped[rng() % 32] ^= uint8_t{1} << (rng() % 8);
-    EXPECT_FALSE(merkle::VerifyInclusion(index, size, merkle::HashLeaf(all[index]), incl, flipped).ok());
+    EXPECT_FALSE(
+        merkle::VerifyInclusion(index, size, merkle::HashLeaf(all[index]), incl, flipped).ok());
     const uint64_t old_size = 1 + rng() % size;
     ASSERT_OK_AND_ASSIGN(std::vector<merkle::Hash> cons, l.ConsistencyProof(old_size, size));
-    ASSERT_OK(merkle::VerifyConsistency(old_size, size, ReferenceRoot(all, 0, old_size), root, cons));
+    ASSERT_OK(
+        merkle::VerifyConsistency(old_size, size, ReferenceRoot(all, 0, old_size), root, cons));
     if (!cons.empty()) {
       cons[rng() % cons.size()][rng() % 32] ^= uint8_t{1} << (rng() % 8);
       EXPECT_FALSE(
-          merkle::VerifyConsistency(old_size, size, ReferenceRoot(all, 0, old_size), root, cons).ok());
+          merkle::VerifyConsistency(old_size, size, ReferenceRoot(all, 0, old_size), root, cons)
+              .ok());
     }
   }
   EXPECT_STATUS(l.InclusionProof(0, n + 1), absl::StatusCode::kOutOfRange, "no tree of size");
@@ -401,8 +404,7 @@ TEST_P(LedgerConformance, ExportVerifiesOfflineWithOnlyTheFileAndTheKey) {
   EXPECT_STATUS(l.Export(0, 301), absl::StatusCode::kOutOfRange, "cannot export");
 }
 
-INSTANTIATE_TEST_SUITE_P(Implementations, LedgerConformance,
-                         ::testing::Values("memory", "rocksdb"),
+INSTANTIATE_TEST_SUITE_P(Implementations, LedgerConformance, ::testing::Values("memory", "rocksdb"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -88,9 +88,8 @@ absl::StatusOr<std::string> MemoryLedger::Entry(uint64_t index) const {
 absl::StatusOr<std::vector<std::string>> MemoryLedger::Entries(uint64_t begin, uint64_t end) const {
   absl::MutexLock lock(&mu_);
   if (begin > end || end > entries_.size()) {
-    return absl::OutOfRangeError(absl::StrCat("range [", begin, ", ", end,
-                                              ") is not within the ledger's ", entries_.size(),
-                                              " entries"));
+    return absl::OutOfRangeError(absl::StrCat(
+        "range [", begin, ", ", end, ") is not within the ledger's ", entries_.size(), " entries"));
   }
   return std::vector<std::string>(entries_.begin() + begin, entries_.begin() + end);
 }
@@ -142,7 +141,8 @@ absl::Status MemoryLedger::VerifyAll() const {
   auto cp = note::OpenCheckpoint(head_.checkpoint, verifier());
   if (!cp.ok()) return absl::DataLossError(cp.status().message());
   if (cp->root != head_.root || cp->size != head_.size) {
-    return absl::DataLossError("the root recomputed from the entries does not match the signed checkpoint");
+    return absl::DataLossError(
+        "the root recomputed from the entries does not match the signed checkpoint");
   }
   return absl::OkStatus();
 }

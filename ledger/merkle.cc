@@ -78,7 +78,9 @@ Hash HashChildren(const Hash& left, const Hash& right) {
 
 Hash EmptyRoot() { return Sha256(""); }
 
-std::string ToBytes(const Hash& h) { return std::string(reinterpret_cast<const char*>(h.data()), 32); }
+std::string ToBytes(const Hash& h) {
+  return std::string(reinterpret_cast<const char*>(h.data()), 32);
+}
 
 absl::StatusOr<Hash> FromBytes(absl::string_view bytes) {
   if (bytes.size() != 32) {
@@ -104,7 +106,9 @@ absl::StatusOr<Hash> RangeHash(uint64_t begin, uint64_t end, const NodeSource& n
   return HashChildren(*left, *right);
 }
 
-absl::StatusOr<Hash> RootAt(uint64_t size, const NodeSource& nodes) { return RangeHash(0, size, nodes); }
+absl::StatusOr<Hash> RootAt(uint64_t size, const NodeSource& nodes) {
+  return RangeHash(0, size, nodes);
+}
 
 absl::StatusOr<std::vector<Hash>> InclusionProof(uint64_t index, uint64_t size,
                                                  const NodeSource& nodes) {
@@ -138,7 +142,8 @@ absl::Status VerifyInclusion(uint64_t index, uint64_t size, const Hash& leaf_has
   uint64_t sn = size - 1;
   Hash r = leaf_hash;
   for (const Hash& p : proof) {
-    if (sn == 0) return absl::InvalidArgumentError("inclusion proof is longer than the tree is deep");
+    if (sn == 0)
+      return absl::InvalidArgumentError("inclusion proof is longer than the tree is deep");
     if ((fn & 1) == 1 || fn == sn) {
       r = HashChildren(p, r);
       if ((fn & 1) == 0) {
@@ -167,7 +172,8 @@ absl::Status VerifyConsistency(uint64_t old_size, uint64_t new_size, const Hash&
   }
   if (old_size == 0) return absl::InvalidArgumentError("no consistency proof from the empty tree");
   if (old_size == new_size) {
-    if (!proof.empty()) return absl::InvalidArgumentError("proof between equal sizes must be empty");
+    if (!proof.empty())
+      return absl::InvalidArgumentError("proof between equal sizes must be empty");
     if (old_root != new_root) return absl::FailedPreconditionError("roots differ at the same size");
     return absl::OkStatus();
   }
@@ -202,8 +208,10 @@ absl::Status VerifyConsistency(uint64_t old_size, uint64_t new_size, const Hash&
     sn >>= 1;
   }
   if (sn != 0) return absl::InvalidArgumentError("consistency proof is too short");
-  if (fr != old_root) return absl::FailedPreconditionError("consistency proof does not match the old root");
-  if (sr != new_root) return absl::FailedPreconditionError("consistency proof does not match the new root");
+  if (fr != old_root)
+    return absl::FailedPreconditionError("consistency proof does not match the old root");
+  if (sr != new_root)
+    return absl::FailedPreconditionError("consistency proof does not match the new root");
   return absl::OkStatus();
 }
 

@@ -37,7 +37,9 @@ class MemoryTree {
  public:
   explicit MemoryTree(const std::vector<Hash>& leaves) {
     CompactRange range;
-    range.set_on_node([this](int level, uint64_t index, const Hash& h) { nodes_[{level, index}] = h; });
+    range.set_on_node([this](int level, uint64_t index, const Hash& h) {
+      nodes_[{level, index}] = h;
+    });
     for (const Hash& l : leaves) range.Push(l);
   }
   NodeSource Source() const {
@@ -139,7 +141,8 @@ class Json {
     std::vector<std::string> out;
     std::string r = Raw(key);
     if (r.empty() || r[0] != '[') return out;
-    for (absl::string_view item : absl::StrSplit(r.substr(1, r.size() - 2), ',', absl::SkipWhitespace())) {
+    for (absl::string_view item :
+         absl::StrSplit(r.substr(1, r.size() - 2), ',', absl::SkipWhitespace())) {
       item = absl::StripAsciiWhitespace(item);
       out.push_back(*Base64Decode(item.substr(1, item.size() - 2)));
     }
@@ -212,7 +215,8 @@ TEST(Merkle, TransparencyDevVectors) {
     for (const auto& file : VectorFiles(kind)) {
       Json j(Slurp(file));
       const bool want_err = j.Bool("wantErr");
-      absl::Status st = std::string(kind) == "inclusion" ? RunInclusionVector(j) : RunConsistencyVector(j);
+      absl::Status st =
+          std::string(kind) == "inclusion" ? RunInclusionVector(j) : RunConsistencyVector(j);
       EXPECT_EQ(st.ok(), !want_err) << file << ": " << st;
       ++total;
       rejected += want_err;
@@ -224,8 +228,9 @@ TEST(Merkle, TransparencyDevVectors) {
 
 TEST(Merkle, ProofsMatchTreesRecomputedFromScratch) {
   std::mt19937_64 rng(20261122);
-  std::vector<uint64_t> sizes = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65,
-                                 100, 127, 128, 129, 255, 256, 257, 511, 1000, 1023, 1025};
+  std::vector<uint64_t> sizes = {1,   2,   3,   4,   5,   7,   8,    9,    15,
+                                 16,  17,  31,  33,  63,  64,  65,   100,  127,
+                                 128, 129, 255, 256, 257, 511, 1000, 1023, 1025};
   for (int i = 0; i < 6; ++i) sizes.push_back(1 + rng() % 3000);
   for (uint64_t n : sizes) {
     SCOPED_TRACE(n);
@@ -274,9 +279,12 @@ TEST(Merkle, ProofsMatchTreesRecomputedFromScratch) {
 TEST(Merkle, ProofRequestsOutsideTheTreeAreRefused) {
   std::mt19937_64 rng(1);
   MemoryTree tree(RandomLeaves(5, rng));
-  EXPECT_STATUS(InclusionProof(5, 5, tree.Source()), absl::StatusCode::kInvalidArgument, "not in a tree");
-  EXPECT_STATUS(ConsistencyProof(0, 5, tree.Source()), absl::StatusCode::kInvalidArgument, "0 < old size");
-  EXPECT_STATUS(ConsistencyProof(6, 5, tree.Source()), absl::StatusCode::kInvalidArgument, "0 < old size");
+  EXPECT_STATUS(InclusionProof(5, 5, tree.Source()), absl::StatusCode::kInvalidArgument,
+                "not in a tree");
+  EXPECT_STATUS(ConsistencyProof(0, 5, tree.Source()), absl::StatusCode::kInvalidArgument,
+                "0 < old size");
+  EXPECT_STATUS(ConsistencyProof(6, 5, tree.Source()), absl::StatusCode::kInvalidArgument,
+                "0 < old size");
 }
 
 }  // namespace

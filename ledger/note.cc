@@ -103,7 +103,8 @@ absl::StatusOr<Note> ParseNote(absl::string_view text) {
   sigs.remove_suffix(1);
   for (absl::string_view line : absl::StrSplit(sigs, '\n')) {
     if (!absl::ConsumePrefix(&line, kSigPrefix)) {
-      return absl::InvalidArgumentError("not a signed note: a signature line does not start with \"— \"");
+      return absl::InvalidArgumentError(
+          "not a signed note: a signature line does not start with \"— \"");
     }
     const size_t space = line.rfind(' ');
     if (space == absl::string_view::npos) {
@@ -116,7 +117,8 @@ absl::StatusOr<Note> ParseNote(absl::string_view text) {
     }
     auto raw = Base64Decode(line.substr(space + 1));
     if (!raw.ok() || raw->size() < 5) {
-      return absl::InvalidArgumentError("not a signed note: signature is not base64 of key id and signature");
+      return absl::InvalidArgumentError(
+          "not a signed note: signature is not base64 of key id and signature");
     }
     sig.key_id = ReadBe32(*raw);
     sig.signature = raw->substr(4);
@@ -129,7 +131,8 @@ absl::StatusOr<Note> ParseNote(absl::string_view text) {
 std::string FormatNote(const Note& note) {
   std::string out = note.body + "\n";
   for (const Signature& s : note.signatures) {
-    absl::StrAppend(&out, kSigPrefix, s.name, " ", Base64Encode(Be32(s.key_id) + s.signature), "\n");
+    absl::StrAppend(&out, kSigPrefix, s.name, " ", Base64Encode(Be32(s.key_id) + s.signature),
+                    "\n");
   }
   return out;
 }
@@ -150,11 +153,13 @@ absl::Status VerifyNote(const Note& note, const Verifier& verifier) {
   if (!seen) {
     return absl::NotFoundError(absl::StrCat("the note carries no signature by ", verifier.name));
   }
-  return absl::PermissionDeniedError(absl::StrCat("the signature by ", verifier.name, " is not valid"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("the signature by ", verifier.name, " is not valid"));
 }
 
 std::string Checkpoint::Body() const {
-  std::string out = absl::StrCat(origin, "\n", size, "\n", Base64Encode(merkle::ToBytes(root)), "\n");
+  std::string out =
+      absl::StrCat(origin, "\n", size, "\n", Base64Encode(merkle::ToBytes(root)), "\n");
   for (const std::string& e : extensions) absl::StrAppend(&out, e, "\n");
   return out;
 }
@@ -178,7 +183,8 @@ absl::StatusOr<Checkpoint> ParseCheckpointBody(absl::string_view body) {
   }
   cp.root = *merkle::FromBytes(*root);
   for (size_t i = 3; i < lines.size(); ++i) {
-    if (lines[i].empty()) return absl::InvalidArgumentError("checkpoint has an empty extension line");
+    if (lines[i].empty())
+      return absl::InvalidArgumentError("checkpoint has an empty extension line");
     cp.extensions.emplace_back(lines[i]);
   }
   return cp;
@@ -217,9 +223,11 @@ absl::StatusOr<uint64_t> VerifyCosignature(const Note& note, const Verifier& wit
     if (s.name != witness.name || s.key_id != id) continue;
     if (s.signature.size() != 72) return absl::PermissionDeniedError("cosignature is not 72 bytes");
     const uint64_t t = ReadBe64(s.signature);
-    if (t > (uint64_t{1} << 63) - 1) return absl::PermissionDeniedError("cosignature time out of range");
+    if (t > (uint64_t{1} << 63) - 1)
+      return absl::PermissionDeniedError("cosignature time out of range");
     if (witness.key.Verify(CosignedMessage(*cp, t), s.signature.substr(8))) return t;
-    return absl::PermissionDeniedError(absl::StrCat("the cosignature by ", witness.name, " is not valid"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("the cosignature by ", witness.name, " is not valid"));
   }
   return absl::NotFoundError(absl::StrCat("no cosignature by ", witness.name));
 }

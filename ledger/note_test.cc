@@ -2,9 +2,9 @@
 // the Tessera test log.
 #include "ledger/note.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/strings/ascii.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto.h"
 #include "tests/testing/status_matchers.h"
@@ -13,7 +13,8 @@ namespace corridor::note {
 namespace {
 
 const std::string kData = std::string(CORRIDOR_SOURCE_DIR) + "/tests/data";
-constexpr char kTesseraKey[] = "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx";
+constexpr char kTesseraKey[] =
+    "example.com/log/testdata+33d7b496+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx";
 
 std::string Read(const std::string& path) { return ReadFileToString(kData + "/" + path).value(); }
 
@@ -37,20 +38,25 @@ TEST(SignedNote, C2spExampleVerifies) {
 }
 
 TEST(SignedNote, MalformedNotesAndKeysAreRefused) {
-  EXPECT_STATUS(ParseNote("no signatures here\n"), absl::StatusCode::kInvalidArgument, "no blank line");
-  EXPECT_STATUS(ParseNote("body\n\n- name abc=\n"), absl::StatusCode::kInvalidArgument, "does not start");
-  EXPECT_STATUS(ParseNote("body\n\n\xe2\x80\x94 name !!!!\n"), absl::StatusCode::kInvalidArgument, "base64");
+  EXPECT_STATUS(ParseNote("no signatures here\n"), absl::StatusCode::kInvalidArgument,
+                "no blank line");
+  EXPECT_STATUS(ParseNote("body\n\n- name abc=\n"), absl::StatusCode::kInvalidArgument,
+                "does not start");
+  EXPECT_STATUS(ParseNote("body\n\n\xe2\x80\x94 name !!!!\n"), absl::StatusCode::kInvalidArgument,
+                "base64");
   EXPECT_STATUS(ParseVerifier("name+00000000+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"),
                 absl::StatusCode::kInvalidArgument, "");
-  EXPECT_STATUS(ParseVerifier("example.com/log/testdata+33d7b497+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"),
-                absl::StatusCode::kInvalidArgument, "");
+  EXPECT_STATUS(
+      ParseVerifier(
+          "example.com/log/testdata+33d7b497+AeHTu4Q3hEIMHNqc6fASMsq3rKNx280NI+oO5xCFkkSx"),
+      absl::StatusCode::kInvalidArgument, "");
   EXPECT_STATUS(ParseVerifier("just-a-name"), absl::StatusCode::kInvalidArgument, "<name>+");
 }
 
 // Tessera's test log: 15 entries appended one at a time, a checkpoint per size.
 const std::vector<std::string> kTesseraEntries = {
-    "one", "two", "three", "four", "five", "six", "seven", "eit", "nain", "ten",
-    "ileven", "twelf", "threeten", "fourten", "fivten"};
+    "one",  "two", "three",  "four",  "five",     "six",     "seven", "eit",
+    "nain", "ten", "ileven", "twelf", "threeten", "fourten", "fivten"};
 
 TEST(Checkpoint, EveryTesseraCheckpointVerifiesAndOurBodiesAreIdentical) {
   ASSERT_OK_AND_ASSIGN(Verifier v, ParseVerifier(kTesseraKey));
@@ -87,9 +93,12 @@ TEST(Checkpoint, SignedByUsOpensAndRotationKeepsOldOnesVerifiable) {
   EXPECT_OK(OpenCheckpoint(old_note, v1));
   EXPECT_STATUS(OpenCheckpoint(old_note, v2), absl::StatusCode::kNotFound, "no signature");
   // Checkpoint body syntax.
-  EXPECT_STATUS(ParseCheckpointBody("origin\n012\nAAAA\n"), absl::StatusCode::kInvalidArgument, "size");
-  EXPECT_STATUS(ParseCheckpointBody("origin\n12\nAAAA\n"), absl::StatusCode::kInvalidArgument, "root");
-  EXPECT_STATUS(ParseCheckpointBody("origin\n12\n"), absl::StatusCode::kInvalidArgument, "fewer than 3");
+  EXPECT_STATUS(ParseCheckpointBody("origin\n012\nAAAA\n"), absl::StatusCode::kInvalidArgument,
+                "size");
+  EXPECT_STATUS(ParseCheckpointBody("origin\n12\nAAAA\n"), absl::StatusCode::kInvalidArgument,
+                "root");
+  EXPECT_STATUS(ParseCheckpointBody("origin\n12\n"), absl::StatusCode::kInvalidArgument,
+                "fewer than 3");
 }
 
 TEST(Cosignature, WitnessCosignatureVerifiesAndBindsTimeAndBody) {

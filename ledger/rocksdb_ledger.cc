@@ -40,7 +40,8 @@ uint64_t CacheKey(int level, uint64_t index) { return (uint64_t(level) << 56) | 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   if (s.IsCorruption()) return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
-  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.ToString()));
+  if (s.IsInvalidArgument())
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.ToString()));
   return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
 }
 
@@ -95,9 +96,9 @@ class CopyHandler : public rocksdb::WriteBatch::Handler {
     return it == families_->end() ? nullptr : it->second;
   }
   static rocksdb::Status Unknown(uint32_t id) {
-    return rocksdb::Status::InvalidArgument(
-        "the change writes to column family id " + std::to_string(id) +
-        ", which was not given to RocksDbLedger::Open");
+    return rocksdb::Status::InvalidArgument("the change writes to column family id " +
+                                            std::to_string(id) +
+                                            ", which was not given to RocksDbLedger::Open");
   }
   rocksdb::WriteBatch* out_;
   const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>* families_;
@@ -227,16 +228,15 @@ absl::Status RocksDbLedger::Load() {
     };
     auto root = merkle::RootAt(h.size, stored);
     if (!root.ok()) {
-      return absl::DataLossError(
-          absl::StrCat("the stored tree head says ", h.size,
-                       " entries but the stored subtree hashes are incomplete: ",
-                       root.status().message()));
+      return absl::DataLossError(absl::StrCat(
+          "the stored tree head says ", h.size,
+          " entries but the stored subtree hashes are incomplete: ", root.status().message()));
     }
     if (*root != h.root) {
-      return absl::DataLossError(absl::StrCat(
-          "the stored tree head (size ", h.size, ", root ", HashName(h.root),
-          ") does not match the root computed from the stored subtree hashes (",
-          HashName(*root), ")"));
+      return absl::DataLossError(
+          absl::StrCat("the stored tree head (size ", h.size, ", root ", HashName(h.root),
+                       ") does not match the root computed from the stored subtree hashes (",
+                       HashName(*root), ")"));
     }
     // The entries must end exactly at the head, and the last must hash right.
     std::string last;
@@ -270,10 +270,10 @@ absl::Status RocksDbLedger::Load() {
                                               cp->origin, "\", not \"", options_.origin, "\""));
     }
     if (cp->size != h.size || cp->root != h.root) {
-      return absl::DataLossError(absl::StrCat(
-          "the latest signed checkpoint (size ", cp->size, ", root ", HashName(cp->root),
-          ") does not match the stored tree head (size ", h.size, ", root ", HashName(h.root),
-          ")"));
+      return absl::DataLossError(absl::StrCat("the latest signed checkpoint (size ", cp->size,
+                                              ", root ", HashName(cp->root),
+                                              ") does not match the stored tree head (size ",
+                                              h.size, ", root ", HashName(h.root), ")"));
     }
     // The right edge of the tree: one complete subtree per set bit of size.
     std::vector<merkle::Hash> parts;
@@ -311,8 +311,7 @@ absl::Status RocksDbLedger::health() const {
 }
 
 void RocksDbLedger::AppendAsync(std::vector<AppendEntry> entries,
-                                std::unique_ptr<rocksdb::WriteBatch> change,
-                                AppendCallback done) {
+                                std::unique_ptr<rocksdb::WriteBatch> change, AppendCallback done) {
   if (entries.empty()) return done(absl::InvalidArgumentError("nothing to append"));
   for (const auto& e : entries) {
     for (const auto& k : e.index_keys) {
@@ -344,15 +343,13 @@ void RocksDbLedger::Run() {
     std::vector<Request> group;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return !queue_.empty() || stopping_;
-      };
+      auto ready = [this]()
+                       ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stopping_; };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty() && stopping_) return;
       size_t count = 0;
-      while (!queue_.empty() &&
-             (group.empty() ||
-              count + queue_.front().entries.size() <= options_.max_group_entries)) {
+      while (!queue_.empty() && (group.empty() || count + queue_.front().entries.size() <=
+                                                      options_.max_group_entries)) {
         count += queue_.front().entries.size();
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -496,8 +493,7 @@ void RocksDbLedger::CommitGroup(std::vector<Request>& group) {
   // Whether any of it reached the disk is unknown (or the tree could not be
   // extended): stop, loudly, until reopened. Readers never saw this group.
   const absl::Status refused = absl::UnavailableError(absl::StrCat(
-      "the ledger could not commit and refuses all writes until it is reopened: ",
-      st.message()));
+      "the ledger could not commit and refuses all writes until it is reopened: ", st.message()));
   FailQueued(refused);
   for (Request& r : group) r.done(refused);
 }
@@ -679,21 +675,21 @@ absl::Status RocksDbLedger::VerifyAll() const {
     if (!slot.second || slot.first != tile_index) {
       auto tile = ReadTile(tile_level, tile_index);
       if (!tile.ok()) {
-        mismatch = absl::DataLossError(absl::StrCat("the subtree hash at level ", level,
-                                                    ", index ", index, " is unreadable: ",
-                                                    tile.status().message()));
+        mismatch =
+            absl::DataLossError(absl::StrCat("the subtree hash at level ", level, ", index ", index,
+                                             " is unreadable: ", tile.status().message()));
         return;
       }
       slot = {tile_index, *tile};
     }
     if (pos >= slot.second->rows[row].size()) {
-      mismatch = absl::DataLossError(absl::StrCat("the subtree hash at level ", level,
-                                                  ", index ", index, " is missing"));
+      mismatch = absl::DataLossError(
+          absl::StrCat("the subtree hash at level ", level, ", index ", index, " is missing"));
     } else if (slot.second->rows[row][pos] != computed) {
       mismatch = absl::DataLossError(
           level == 0 ? absl::StrCat("entry ", index, " does not match its stored leaf hash")
-                     : absl::StrCat("the stored subtree hash at level ", level, ", index ",
-                                    index, " does not match the entries below it"));
+                     : absl::StrCat("the stored subtree hash at level ", level, ", index ", index,
+                                    " does not match the entries below it"));
     }
   });
   rocksdb::ReadOptions ro;
@@ -704,9 +700,9 @@ absl::Status RocksDbLedger::VerifyAll() const {
   for (it->SeekToFirst(); it->Valid() && expect < h.size; it->Next(), ++expect) {
     const uint64_t got = it->key().size() == 8 ? ReadBe64(it->key().data()) : ~uint64_t{0};
     if (got != expect) {
-      return absl::DataLossError(absl::StrCat(
-          "entry ", expect, " is missing or out of order (found key ", it->key().ToString(true),
-          ")"));
+      return absl::DataLossError(absl::StrCat("entry ", expect,
+                                              " is missing or out of order (found key ",
+                                              it->key().ToString(true), ")"));
     }
     range.Push(merkle::HashLeaf(absl::string_view(it->value().data(), it->value().size())));
     if (!mismatch.ok()) return mismatch;
@@ -714,8 +710,8 @@ absl::Status RocksDbLedger::VerifyAll() const {
   if (!it->status().ok()) return FromRocks(it->status(), "reading entries");
   if (expect != h.size) return absl::DataLossError(absl::StrCat("entry ", expect, " is missing"));
   if (it->Valid()) {
-    return absl::DataLossError(absl::StrCat("an entry exists beyond the tree head (size ", h.size,
-                                            ")"));
+    return absl::DataLossError(
+        absl::StrCat("an entry exists beyond the tree head (size ", h.size, ")"));
   }
   if (h.size == 0) return absl::OkStatus();
   auto cp = OpenStoredCheckpoint(options_, h.checkpoint);
@@ -724,10 +720,10 @@ absl::Status RocksDbLedger::VerifyAll() const {
         absl::StrCat("the latest checkpoint does not verify: ", cp.status().message()));
   }
   if (range.Root() != cp->root || range.size() != cp->size) {
-    return absl::DataLossError(absl::StrCat(
-        "the root recomputed from the entries (size ", range.size(), ", root ",
-        HashName(range.Root()), ") does not match the signed checkpoint (size ", cp->size,
-        ", root ", HashName(cp->root), ")"));
+    return absl::DataLossError(absl::StrCat("the root recomputed from the entries (size ",
+                                            range.size(), ", root ", HashName(range.Root()),
+                                            ") does not match the signed checkpoint (size ",
+                                            cp->size, ", root ", HashName(cp->root), ")"));
   }
   return absl::OkStatus();
 }

@@ -94,7 +94,8 @@ class RocksDbLedger final : public Ledger {
     AppendCallback done;
   };
 
-  RocksDbLedger(rocksdb::DB* db, const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
+  RocksDbLedger(rocksdb::DB* db,
+                const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
                 RocksDbLedgerOptions options);
   absl::Status Load();
   void Run();
@@ -130,8 +131,8 @@ class RocksDbLedger final : public Ledger {
   // Tile cache (LRU), keyed by (tile level << 56 | tile index).
   mutable absl::Mutex cache_mu_;
   mutable std::list<uint64_t> lru_ ABSL_GUARDED_BY(cache_mu_);
-  mutable std::unordered_map<uint64_t, std::pair<std::shared_ptr<const Tile>,
-                                                 std::list<uint64_t>::iterator>>
+  mutable std::unordered_map<uint64_t,
+                             std::pair<std::shared_ptr<const Tile>, std::list<uint64_t>::iterator>>
       cache_ ABSL_GUARDED_BY(cache_mu_);
 
   std::thread sequencer_;

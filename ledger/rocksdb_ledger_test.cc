@@ -67,7 +67,8 @@ class RocksDbLedgerTest : public ::testing::Test {
     while (entries_.size() < n) {
       const size_t batch = std::min<size_t>(n - entries_.size(), 1 + rng_() % 37);
       std::vector<AppendEntry> req;
-      for (size_t i = 0; i < batch; ++i) req.push_back({absl::StrCat("event-", entries_.size() + i), {}});
+      for (size_t i = 0; i < batch; ++i)
+        req.push_back({absl::StrCat("event-", entries_.size() + i), {}});
       ASSERT_OK(ledger_->Append(req));
       for (auto& e : req) entries_.push_back(e.data);
     }
@@ -97,7 +98,8 @@ class RocksDbLedgerTest : public ::testing::Test {
 };
 
 TEST_F(RocksDbLedgerTest, ColumnFamilyNamesArePrefixed) {
-  for (const std::string& n : LedgerColumnFamilyNames()) EXPECT_TRUE(absl::StartsWith(n, "ledger_")) << n;
+  for (const std::string& n : LedgerColumnFamilyNames())
+    EXPECT_TRUE(absl::StartsWith(n, "ledger_")) << n;
   auto families = db_->families;
   families.erase(kTilesFamily);
   EXPECT_STATUS(RocksDbLedger::Open(db(), families, Options()), absl::StatusCode::kInvalidArgument,
@@ -345,7 +347,8 @@ TEST_F(RocksDbLedgerTest, AnAbruptKeyChangeNeedsThePreviousKeyNamed) {
   ledger_.reset();
   EXPECT_STATUS(Open(abrupt).status(), absl::StatusCode::kDataLoss,
                 "the latest signed checkpoint does not verify");
-  abrupt.previous_verifiers.push_back(note::Verifier{"corridor.test/union-sg", 0x01, key_.public_key()});
+  abrupt.previous_verifiers.push_back(
+      note::Verifier{"corridor.test/union-sg", 0x01, key_.public_key()});
   Reopen(abrupt);
   Fill(11);
   EXPECT_OK(note::OpenCheckpoint(ledger_->head().checkpoint, ledger_->verifier()));
@@ -357,8 +360,8 @@ TEST_F(RocksDbLedgerTest, CheckpointBodiesMatchTheTesseraTestLog) {
   RocksDbLedgerOptions o = Options();
   o.origin = "example.com/log/testdata";
   Reopen(o);
-  const std::vector<std::string> words = {"one", "two", "three", "four", "five",
-                                          "six", "seven", "eit", "nain", "ten",
+  const std::vector<std::string> words = {"one",    "two",   "three",    "four",    "five",
+                                          "six",    "seven", "eit",      "nain",    "ten",
                                           "ileven", "twelf", "threeten", "fourten", "fivten"};
   ASSERT_OK_AND_ASSIGN(note::Verifier tessera,
                        note::ParseVerifier("example.com/log/testdata+33d7b496+"
@@ -427,7 +430,8 @@ TEST(CrashTest, SigkillDuringAppendsLosesNothingAcknowledged) {
     int status = 0;
     waitpid(child, &status, 0);
     // Drain what was acknowledged before the kill landed.
-    while (read(fds[0], &end, sizeof(end)) == sizeof(end)) acknowledged = std::max(acknowledged, end);
+    while (read(fds[0], &end, sizeof(end)) == sizeof(end))
+      acknowledged = std::max(acknowledged, end);
     close(fds[0]);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited on its own: " << status;
 
@@ -533,8 +537,7 @@ TEST_F(TamperTest, AChangedHeadStopsOpen) {
   std::string head = Get(kStateFamily, "head");
   head[20] ^= 1;
   Put(kStateFamily, "head", head);
-  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss,
-                "stored tree head (size 300, root");
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss, "stored tree head (size 300, root");
 }
 
 TEST_F(TamperTest, AnOlderCheckpointStopsOpen) {
@@ -559,7 +562,8 @@ TEST_F(TamperTest, ARolledBackHeadStopsOpen) {
   ASSERT_OK_AND_ASSIGN(note::Checkpoint cp, note::ParseCheckpointBody(n.body));
   Put(kStateFamily, "head", Be64(200) + merkle::ToBytes(cp.root));
   Put(kStateFamily, "checkpoint", older_checkpoint_);
-  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss, "an entry exists beyond the stored tree head");
+  EXPECT_STATUS(OpenStatus(), absl::StatusCode::kDataLoss,
+                "an entry exists beyond the stored tree head");
 }
 
 TEST_F(TamperTest, AMissingHeadWithEntriesStopsOpen) {

@@ -55,7 +55,8 @@ void ResetPeakRss() {
 
 std::vector<std::string> Payloads(size_t n, int bytes) {
   std::mt19937_64 rng(1);
-  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 {}\":,";
+  static const char kAlphabet[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 {}\":,";
   std::vector<std::string> out(n);
   for (auto& s : out) {
     s.resize(bytes);
@@ -199,11 +200,13 @@ void Main() {
 
   // 1. Durable appends through the sequencer vs raw synced WriteBatches.
   printf("\n== durable appends (each entry also filed under one index key) ==\n");
-  printf("%8s %14s %10s %16s %8s\n", "callers", "ledger ent/s", "avg group", "raw ent/s (same", "ratio");
+  printf("%8s %14s %10s %16s %8s\n", "callers", "ledger ent/s", "avg group", "raw ent/s (same",
+         "ratio");
   printf("%8s %14s %10s %16s %8s\n", "", "", "", "group size)", "");
   int run = 0;
   for (int callers : {1, 16, 256}) {
-    AppendRun l = RunLedgerAppends(absl::StrCat(dir, "/append", run++), callers, secs, payloads, key);
+    AppendRun l =
+        RunLedgerAppends(absl::StrCat(dir, "/append", run++), callers, secs, payloads, key);
     const int group = std::max(1, int(l.avg_group + 0.5));
     const double raw = RunRawAppends(absl::StrCat(dir, "/raw", run++), group, secs, payloads);
     printf("%8d %14.0f %10.1f %16.0f %7.0f%%\n", callers, l.entries_per_sec, l.avg_group, raw,
@@ -255,9 +258,10 @@ void Main() {
     const auto open_start = Clock::now();
     double ledger_ms = 0;
     Opened o = OpenLedger(big, key, nullptr, &ledger_ms);
-    printf("reopen: RocksDB open + ledger open %.1f ms, of which RocksDbLedger::Open (head, "
-           "tiles, last entry, checkpoint; no replay) %.2f ms\n",
-           1e3 * Seconds(Clock::now() - open_start), ledger_ms);
+    printf(
+        "reopen: RocksDB open + ledger open %.1f ms, of which RocksDbLedger::Open (head, "
+        "tiles, last entry, checkpoint; no replay) %.2f ms\n",
+        1e3 * Seconds(Clock::now() - open_start), ledger_ms);
     std::mt19937_64 rng(9);
     const int proofs = absl::GetFlag(FLAGS_proofs);
     std::vector<double> incl, cons;
@@ -300,10 +304,11 @@ void Main() {
       acc = merkle::HashChildren(acc, leaf);  // stands in for the n - 1 node hashes
     }
     const double raw = Seconds(Clock::now() - t1);
-    printf("VerifyAll: %.1f s (%.0f entries/s); raw SHA-256 of the same %lu leaf + %lu node "
-           "hashes: %.1f s; ratio %.0f%% of raw (checksum %02x)\n",
-           verify, n / verify, static_cast<unsigned long>(n), static_cast<unsigned long>(n - 1),
-           raw, 100.0 * raw / verify, acc[0]);
+    printf(
+        "VerifyAll: %.1f s (%.0f entries/s); raw SHA-256 of the same %lu leaf + %lu node "
+        "hashes: %.1f s; ratio %.0f%% of raw (checksum %02x)\n",
+        verify, n / verify, static_cast<unsigned long>(n), static_cast<unsigned long>(n - 1), raw,
+        100.0 * raw / verify, acc[0]);
     printf("peak RSS while re-verifying: %.0f MiB\n", peak);
   }
   if (!absl::GetFlag(FLAGS_keep)) std::filesystem::remove_all(dir);
