@@ -355,7 +355,8 @@ TEST_F(RocksDbLedgerTest, AnAbruptKeyChangeNeedsThePreviousKeyNamed) {
 }
 
 // Tessera's test log, appended one at a time: our checkpoints for the same
-// 15 entries have byte-identical bodies.
+// 15 entries have byte-identical bodies, and our leaf hashes and entries
+// match its tiles byte for byte.
 TEST_F(RocksDbLedgerTest, CheckpointBodiesMatchTheTesseraTestLog) {
   RocksDbLedgerOptions o = Options();
   o.origin = "example.com/log/testdata";
@@ -375,6 +376,29 @@ TEST_F(RocksDbLedgerTest, CheckpointBodiesMatchTheTesseraTestLog) {
     ASSERT_OK_AND_ASSIGN(note::Note their_note, note::ParseNote(theirs));
     ASSERT_OK_AND_ASSIGN(note::Note our_note, note::ParseNote(ledger_->head().checkpoint));
     EXPECT_EQ(our_note.body, their_note.body) << "size " << n;
+    // Their partial level-0 tile (C2SP tlog-tiles) holds exactly our leaf
+    // hashes, and their entry bundle exactly our stored entry bytes.
+    ASSERT_OK_AND_ASSIGN(std::string tile,
+                         ReadFileToString(absl::StrCat(
+                             CORRIDOR_SOURCE_DIR, "/tests/data/tessera-log/tile/0/000.p/", n)));
+    std::string ours;
+    for (uint64_t i = 0; i < n; ++i) {
+      ASSERT_OK_AND_ASSIGN(merkle::Hash h, ledger_->SubtreeHash(0, i));
+      ours += merkle::ToBytes(h);
+    }
+    EXPECT_EQ(ours, tile) << "size " << n;
+    ASSERT_OK_AND_ASSIGN(
+        std::string bundle,
+        ReadFileToString(
+            absl::StrCat(CORRIDOR_SOURCE_DIR, "/tests/data/tessera-log/tile/entries/000.p/", n)));
+    ASSERT_OK_AND_ASSIGN(std::vector<std::string> entries, ledger_->Entries(0, n));
+    std::string our_bundle;
+    for (const std::string& e : entries) {
+      our_bundle.push_back(static_cast<char>(e.size() >> 8));
+      our_bundle.push_back(static_cast<char>(e.size() & 0xff));
+      our_bundle += e;
+    }
+    EXPECT_EQ(our_bundle, bundle) << "size " << n;
   }
 }
 
