@@ -96,9 +96,9 @@ class CopyHandler : public rocksdb::WriteBatch::Handler {
     return it == families_->end() ? nullptr : it->second;
   }
   static rocksdb::Status Unknown(uint32_t id) {
-    return rocksdb::Status::InvalidArgument("the change writes to column family id " +
-                                            std::to_string(id) +
-                                            ", which was not given to RocksDbLedger::Open");
+    return rocksdb::Status::InvalidArgument(
+        "the change writes to column family id " + std::to_string(id) +
+        ", which is one of the ledger's own or was not given to RocksDbLedger::Open");
   }
   rocksdb::WriteBatch* out_;
   const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>* families_;
@@ -168,7 +168,12 @@ RocksDbLedger::RocksDbLedger(rocksdb::DB* db,
   index_cf_ = families.at(kIndexFamily);
   times_cf_ = families.at(kTimesFamily);
   families_by_id_[db->DefaultColumnFamily()->GetID()] = db->DefaultColumnFamily();
+  // Callers' changes may write any family they gave us, but never the
+  // ledger's own: only the sequencer writes those.
   for (const auto& [name, handle] : families) families_by_id_[handle->GetID()] = handle;
+  for (const std::string& name : LedgerColumnFamilyNames()) {
+    families_by_id_.erase(families.at(name)->GetID());
+  }
 }
 
 absl::StatusOr<std::unique_ptr<RocksDbLedger>> RocksDbLedger::Open(

@@ -61,7 +61,8 @@ class RocksDbLedger final : public Ledger {
  public:
   // Opens the ledger on `db`. `families` maps names to handles: it must hold
   // every LedgerColumnFamilyNames() family, plus every other column family
-  // (besides the default one) that callers' `change` batches write to.
+  // (besides the default one) that callers' `change` batches write to. A
+  // change may never write the ledger's own families.
   // Errors: InvalidArgument for missing families or bad options; DataLoss
   // naming the mismatch if the stored head, subtree hashes, last entry and
   // latest signed checkpoint do not agree; Internal for RocksDB read errors.

@@ -196,7 +196,7 @@ TEST_F(RocksDbLedgerTest, AChangeToAFamilyTheLedgerWasNotGivenIsRefused) {
   auto change = std::make_unique<rocksdb::WriteBatch>();
   change->Put(other, "case/1", "x");
   EXPECT_STATUS(ledger_->Append({{"e", {}}}, std::move(change)), absl::StatusCode::kInvalidArgument,
-                "not given to RocksDbLedger::Open");
+                "was not given to RocksDbLedger::Open");
   EXPECT_OK(ledger_->health());
   // Given to Open, the same change commits.
   auto families = db_->families;
@@ -208,6 +208,21 @@ TEST_F(RocksDbLedgerTest, AChangeToAFamilyTheLedgerWasNotGivenIsRefused) {
   EXPECT_OK(ledger_->Append({{"e", {}}}, std::move(change)));
   ledger_.reset();
   ASSERT_TRUE(db()->DestroyColumnFamilyHandle(other).ok());
+}
+
+TEST_F(RocksDbLedgerTest, AChangeCannotWriteTheLedgersOwnFamilies) {
+  Reopen();
+  ASSERT_OK(ledger_->Append({{"genuine", {}}}));
+  for (const std::string& name : LedgerColumnFamilyNames()) {
+    auto change = std::make_unique<rocksdb::WriteBatch>();
+    change->Put(db_->families.at(name), "head", "forged");
+    EXPECT_STATUS(ledger_->Append({{"e", {}}}, std::move(change)),
+                  absl::StatusCode::kInvalidArgument, "one of the ledger's own");
+  }
+  EXPECT_OK(ledger_->health());
+  EXPECT_EQ(ledger_->head().size, 1u);
+  Reopen();
+  EXPECT_OK(ledger_->VerifyAll());
 }
 
 // Holds the sequencer inside its first commit until released.
