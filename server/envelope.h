@@ -1,0 +1,56 @@
+// Signed envelopes between nodes: sealing on the sender, and on the receiver
+// every check that must pass before the body is parsed or anything but a
+// denial is written. Format and order of checks: docs/federation.md.
+// Stateless; thread-safe.
+#ifndef CORRIDOR_SERVER_ENVELOPE_H_
+#define CORRIDOR_SERVER_ENVELOPE_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "corridor/v1/federation.pb.h"
+#include "corridor/v1/roster.pb.h"
+#include "ledger/crypto.h"
+
+namespace corridor {
+
+inline constexpr char kEnvelopePayloadType[] = "application/vnd.corridor.envelope.v1+protobuf";
+// Envelopes are refused if created further than this in the receiver's future.
+inline constexpr absl::Duration kMaxClockSkew = absl::Minutes(5);
+
+// Signs `payload` (whose key_id must be `key_id`) into a DSSE envelope.
+v1::Envelope SignEnvelope(const v1::EnvelopePayload& payload, const Ed25519PrivateKey& key);
+
+struct EnvelopeContext {
+  std::string caller_org;  // from the TLS identity of the calling node
+  std::string self_org;    // this node
+  const v1::Roster* roster = nullptr;
+  absl::Time now;
+  size_t max_payload_bytes = 4 << 20;
+};
+
+// Checks, in this order, each with its own error: payload type and size; the
+// signature is by a key of the calling node's org and verifies; the payload is
+// well formed; its sender is the calling org and its key id the signing key;
+// the key was usable when the envelope was created; the recipient is this
+// node; the envelope has not expired; the agreement covers sender, recipient
+// and purpose. Returns the payload only if all pass.
+absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& envelope,
+                                                   const EnvelopeContext& ctx);
+
+// SHA-256 of the payload bytes: what receipts and ledger entries name.
+std::string EnvelopeDigest(const v1::Envelope& envelope);
+
+// Receipts: the receiver signs "corridor-receipt/v1\n" ‖ serialized ReceiptBody.
+v1::Receipt SignReceipt(const v1::ReceiptBody& body, const std::string& key_id,
+                        const Ed25519PrivateKey& key);
+// Verifies a receipt from `receiver_org` for `envelope` against the roster.
+absl::StatusOr<v1::ReceiptBody> VerifyReceipt(const v1::Receipt& receipt,
+                                              const v1::Envelope& envelope,
+                                              const std::string& receiver_org,
+                                              const v1::Roster& roster);
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_ENVELOPE_H_
