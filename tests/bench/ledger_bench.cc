@@ -100,8 +100,10 @@ Opened OpenLedger(const std::string& path, const Ed25519PrivateKey& key,
   return o;
 }
 
-// `callers` requests of one entry each are always in flight: each completion
-// issues the caller's next append, as a gRPC reactor would.
+// `callers` requests of one entry each are always in flight. A completion
+// hands its caller back to an issuing thread, which builds and queues that
+// caller's next request, as gRPC threads would: the sequencer thread does only
+// the ledger's own work.
 struct AppendRun {
   double entries_per_sec = 0;
   double avg_group = 0;
@@ -116,35 +118,53 @@ AppendRun RunLedgerAppends(const std::string& path, int callers, double seconds,
   });
   RocksDbLedger* l = o.ledger.get();
   absl::Mutex mu;
-  int in_flight = 0;
-  std::atomic<bool> stop{false};
+  int ready = 0;      // callers whose previous append completed
+  int in_flight = 0;  // appends queued and not yet completed
+  bool stop = false;
   std::atomic<uint64_t> completed{0};
-  std::atomic<uint64_t> next{0};
-  std::function<void()> issue = [&] {
-    const uint64_t i = next++;
-    l->AppendAsync({{payloads[i % payloads.size()], {absl::StrCat("case/", i % 1000)}}}, nullptr,
-                   [&](absl::StatusOr<uint64_t> r) {
-                     if (!r.ok()) {
-                       fprintf(stderr, "append failed: %s\n", r.status().ToString().c_str());
-                       exit(1);
-                     }
-                     ++completed;
-                     if (!stop.load()) return issue();
-                     absl::MutexLock lock(&mu);
-                     --in_flight;
-                   });
+  auto on_done = [&](absl::StatusOr<uint64_t> r) {
+    if (!r.ok()) {
+      fprintf(stderr, "append failed: %s\n", r.status().ToString().c_str());
+      exit(1);
+    }
+    ++completed;
+    absl::MutexLock lock(&mu);
+    --in_flight;
+    ++ready;
   };
+  std::thread issuer([&] {
+    uint64_t next = 0;
+    while (true) {
+      int n = 0;
+      {
+        absl::MutexLock lock(&mu);
+        auto wake = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return ready > 0 || stop; };
+        mu.Await(absl::Condition(&wake));
+        if (stop) return;
+        n = ready;
+        ready = 0;
+        in_flight += n;
+      }
+      for (int k = 0; k < n; ++k, ++next) {
+        l->AppendAsync({{payloads[next % payloads.size()], {absl::StrCat("case/", next % 1000)}}},
+                       nullptr, on_done);
+      }
+    }
+  });
   const auto start = Clock::now();
   {
     absl::MutexLock lock(&mu);
-    in_flight = callers;
+    ready = callers;
   }
-  for (int c = 0; c < callers; ++c) issue();
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
   const uint64_t done_at_stop = completed.load();
   const uint64_t commits_at_stop = commits.load();
   const auto elapsed = Clock::now() - start;
+  {
+    absl::MutexLock lock(&mu);
+    stop = true;
+  }
+  issuer.join();
   {
     absl::MutexLock lock(&mu);
     auto drained = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return in_flight == 0; };
