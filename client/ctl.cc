@@ -20,6 +20,7 @@
 #include "client/roster.h"
 #include "client/yaml_proto.h"
 #include "corridor/v1/case.grpc.pb.h"
+#include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
@@ -604,6 +605,19 @@ void PrintCase(std::ostream& out, const v1::Case& c) {
   }
   out << "  owner:       " << c.owner_org() << ", created " << c.created_at() << " by " << c.created_by()
       << ", updated " << c.updated_at() << "\n";
+  for (const auto& l : c.referrals()) {
+    out << "  referral:    " << l.referral_id() << (l.outgoing() ? " to " : " from ") << l.peer_org()
+        << (l.peer_case_id().empty() ? "" : " (their case " + l.peer_case_id() + ")") << ", "
+        << EnumShort(v1::ReferralState_descriptor(), l.state()) << ", " << l.purpose() << " under " << l.agreement()
+        << (l.reason().empty() ? "" : ": " + l.reason()) << "\n";
+  }
+  for (const auto& h : c.history()) {
+    out << "  history:     " << h.time() << "  " << h.org() << "  " << h.author();
+    if (h.status() != v1::CASE_STATUS_UNSPECIFIED) out << "  status " << EnumShort(v1::CaseStatus_descriptor(), h.status());
+    if (!h.outcome().empty()) out << "  outcome " << h.outcome();
+    if (!h.note().empty()) out << "  " << h.note();
+    out << "\n";
+  }
 }
 
 absl::Status RunCaseCreate(Context& c) {
@@ -919,6 +933,149 @@ absl::Status RunEvidenceGet(Context& c) {
   return absl::OkStatus();
 }
 
+// ---- referral commands -----------------------------------------------------
+
+absl::Status RunRefer(Context& c) {
+  if (auto st = NeedCaseId(c.args); !st.ok()) return st;
+  if (auto st = Require(c.args, {"to", "agreement", "purpose"}); !st.ok()) return st;
+  v1::ReferCaseRequest req;
+  req.set_case_id(CaseIdArg(c.args));
+  req.set_to_org(c.args.Get("to"));
+  req.set_agreement(c.args.Get("agreement"));
+  req.set_purpose(c.args.Get("purpose"));
+  for (const std::string& inc : c.args.GetAll("include")) {
+    for (absl::string_view part : absl::StrSplit(inc, ',', absl::SkipEmpty())) {
+      if (part == "personal-data") {
+        req.set_include_personal_data(true);
+      } else if (absl::StartsWith(part, "E-")) {
+        req.add_evidence_ids(std::string(part));
+      } else {
+        return absl::InvalidArgumentError("--include takes personal-data and/or evidence ids (E-...)");
+      }
+    }
+  }
+  req.set_deidentify(c.args.Has("deidentify"));
+  if (c.args.Has("onward")) {
+    auto o = ParseEnumOption<v1::OnwardSharing>(c.args.Get("onward"), "onward", v1::OnwardSharing_descriptor());
+    if (!o.ok()) return o.status();
+    req.set_onward_sharing(*o);
+  }
+  req.set_retention_until(c.args.Get("retain-until"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::ReferCaseResponse resp;
+  grpc::Status s = v1::ReferralService::NewStub(conn->channel)->Refer(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    c.out << "referral " << resp.referral_id() << " of case " << req.case_id() << " to " << req.to_org()
+          << " is queued for delivery (envelope " << resp.envelope_id() << ")"
+          << (resp.deidentified() ? ", without the worker's personal data" : ", with the worker's personal data (consented)")
+          << "\n  follow it with `corridorctl outbox`\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunInbox(Context& c) {
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::ListInboxResponse resp;
+  grpc::Status s = v1::ReferralService::NewStub(conn->channel)->ListInbox(ctx.get(), {}, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows = {{"REFERRAL", "FROM", "CASE", "CATEGORY", "CORRIDOR", "PURPOSE", "RECEIVED"}};
+  for (const auto& i : resp.items()) {
+    rows.push_back({i.referral_id(), i.from_org(), i.case_id(),
+                    EnumShort(v1::CaseCategory_descriptor(), i.summary().category()),
+                    i.summary().origin_country() + "->" + i.summary().destination_country(), i.purpose(),
+                    i.received_at()});
+  }
+  PrintTable(c.out, rows);
+  if (resp.items().empty()) c.out << "(no referrals waiting)\n";
+  return absl::OkStatus();
+}
+
+absl::Status Decide(Context& c, bool accept) {
+  if (c.args.positional().empty()) return absl::InvalidArgumentError("name the referral: REF-...");
+  if (!accept) {
+    if (auto st = Require(c.args, {"reason"}); !st.ok()) return st;
+  }
+  v1::DecideReferralRequest req;
+  req.set_referral_id(c.args.positional()[0]);
+  req.set_accept(accept);
+  req.set_reason(c.args.Get("reason"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::DecideReferralResponse resp;
+  grpc::Status s = v1::ReferralService::NewStub(conn->channel)->Decide(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    c.out << (accept ? "accepted " : "declined ") << req.referral_id() << "; local case " << resp.case_id()
+          << "; the decision is on its way back (envelope " << resp.envelope_id() << ")\n";
+  }
+  return absl::OkStatus();
+}
+absl::Status RunAccept(Context& c) { return Decide(c, true); }
+absl::Status RunDecline(Context& c) { return Decide(c, false); }
+
+absl::Status RunPostUpdate(Context& c) {
+  if (auto st = NeedCaseId(c.args); !st.ok()) return st;
+  v1::PostUpdateRequest req;
+  req.set_case_id(CaseIdArg(c.args));
+  if (c.args.Has("status")) {
+    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status", v1::CaseStatus_descriptor());
+    if (!st.ok()) return st.status();
+    req.set_status(*st);
+  }
+  req.set_outcome(c.args.Get("outcome"));
+  req.set_note(c.args.Get("note"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::PostUpdateResponse resp;
+  grpc::Status s = v1::ReferralService::NewStub(conn->channel)->PostUpdate(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    c.out << "update recorded on case " << req.case_id() << " and sent to " << resp.envelope_ids_size()
+          << " linked organisation(s)\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunOutbox(Context& c) {
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::ListOutboxResponse resp;
+  grpc::Status s = v1::ReferralService::NewStub(conn->channel)->ListOutbox(ctx.get(), {}, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows = {{"ENVELOPE", "TO", "KIND", "STATE", "ATTEMPTS", "DETAIL"}};
+  for (const auto& e : resp.entries()) {
+    std::string detail = e.state() == "delivered"
+                             ? absl::StrCat("receipt: their ledger entry ", e.receipt_ledger_index())
+                             : e.last_error();
+    if (e.state() == "pending" && !e.next_attempt().empty()) detail += " (next try " + e.next_attempt() + ")";
+    rows.push_back({e.envelope_id(), e.recipient_org(), e.kind(), e.state(), std::to_string(e.attempts()), detail});
+  }
+  PrintTable(c.out, rows);
+  return absl::OkStatus();
+}
+
 // ---- audit commands --------------------------------------------------------
 
 std::string EventTime(const v1::AccessEvent& e) {
@@ -1221,6 +1378,29 @@ const std::vector<Command>& Commands() {
       {{"evidence", "get"}, "CASE EVIDENCE --out FILE --purpose P", "download an evidence item (digest-checked)",
        With(ConnectionOptions(), {{"out", "FILE", "where to save it"}, {"purpose", "P", "why you read it"}}),
        RunEvidenceGet},
+      {{"refer"}, "CASE --to ORG --agreement ID --purpose P [--include personal-data,E-...]",
+       "refer a case to another organisation",
+       With(ConnectionOptions(),
+            {{"to", "ORG", "the receiving org"},
+             {"agreement", "ID", "the agreement (MoU, MLA treaty) it is shared under"},
+             {"purpose", "P", "the purpose, as the agreement names it"},
+             {"include", "WHAT", "personal-data and/or evidence ids to share", true},
+             {"deidentify", "", "send without personal data if consent does not cover it"},
+             {"onward", "RULE", "may the receiver pass it on: never (default), with-originator-permission, within-agreement"},
+             {"retain-until", "TIME", "RFC 3339; the receiver closes it to reads after (default one year)"}}),
+       RunRefer},
+      {{"inbox"}, "", "referrals waiting for your decision", ConnectionOptions(), RunInbox},
+      {{"accept"}, "REF", "accept a referral (its case becomes one of yours)", ConnectionOptions(), RunAccept},
+      {{"decline"}, "REF --reason TEXT", "decline a referral",
+       With(ConnectionOptions(), {{"reason", "TEXT", "why (sent back to the referring org)"}}), RunDecline},
+      {{"update"}, "CASE [--status S] [--outcome O] [--note TEXT]",
+       "post a status change, outcome or note to a case and every linked organisation",
+       With(ConnectionOptions(),
+            {{"status", "S", "in-progress, closed, ..."},
+             {"outcome", "O", "e.g. fees-refunded, licence-suspended, prosecution-opened"},
+             {"note", "TEXT", "what happened"}}),
+       RunPostUpdate},
+      {{"outbox"}, "", "messages to other organisations: pending, delivered or failed", ConnectionOptions(), RunOutbox},
       {{"audit", "log"}, "[--case ID] [--actor ORG/SUBJECT] ...", "who did what, newest first (auditors)",
        With(ConnectionOptions(),
             {{"case", "ID", "events about this case"},

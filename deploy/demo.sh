@@ -179,6 +179,38 @@ ctl_as union-sg auditor1 audit prove "$INDEX" --roster "$DEMO/federation/roster.
 ctl_as union-sg auditor1 audit export --out "$DEMO/union-sg-ledger.export"
 "$CTL" audit verify "$DEMO/union-sg-ledger.export" --roster "$DEMO/federation/roster.json" --org union-sg
 
+say "9. The union refers the case across the corridor to the origin ministry"
+ctl_as union-sg caseworker1 refer "$CASE" --to ministry-id --agreement mou-sg-id-2026 \
+  --purpose fee-recovery --include personal-data,"$EVIDENCE"
+for _ in $(seq 1 100); do
+  ctl_as ministry-id caseworker1 inbox | grep -q REF- && break
+  sleep 0.2
+done
+ctl_as union-sg caseworker1 outbox
+echo
+echo "At the ministry:"
+ctl_as ministry-id caseworker1 inbox
+REF=$(ctl_as ministry-id caseworker1 inbox --json | sed -n 's/.*"referral_id": "\(REF-[0-9A-F]*\)".*/\1/p' | head -1)
+MCASE=$(ctl_as ministry-id caseworker1 accept "$REF" --json | sed -n 's/.*"case_id": "\(C-[0-9A-F]*\)".*/\1/p' | head -1)
+echo "accepted $REF as the ministry's case $MCASE"
+
+say "10. The ministry acts against the recruiter, and the outcome flows back"
+ctl_as ministry-id caseworker1 update "$MCASE" --status in-progress --outcome licence-suspended \
+  --note "Recruiter licence KEP-123/2019 suspended pending fee refund."
+ctl_as ministry-id caseworker1 update "$MCASE" --outcome fees-refunded --note "IDR 21,000,000 refunded to the worker."
+for _ in $(seq 1 100); do
+  ctl_as union-sg caseworker1 case show "$CASE" --purpose case-handling | grep -q fees-refunded && break
+  sleep 0.2
+done
+ctl_as union-sg caseworker1 case show "$CASE" --purpose case-handling
+
+say "11. Both sides' audit logs show the hand-over"
+echo "union-sg:"
+ctl_as union-sg auditor1 audit log --case "$CASE" --limit 8
+echo
+echo "ministry-id:"
+ctl_as ministry-id auditor1 audit log --case "$MCASE"
+
 if [ "$KEEP" = 1 ]; then
   say "The federation keeps running"
   for entry in "${ORGS[@]}"; do

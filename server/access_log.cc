@@ -36,6 +36,10 @@ void AccessLog::Record(std::vector<v1::AccessEvent> events,
     entry.index_keys.push_back("org/" + e.actor_org());
     entry.index_keys.push_back("action/" + e.action());
     entry.index_keys.push_back(OutcomeKey(e.outcome()));
+    // A received envelope is found again by its id (redelivery returns its receipt).
+    if (e.action() == "envelope.receive" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED) {
+      entry.index_keys.push_back("envelope/" + e.resource_id());
+    }
     entries.push_back(std::move(entry));
   }
   ledger_->AppendAsync(std::move(entries), std::move(change), std::move(done));

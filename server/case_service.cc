@@ -1,5 +1,7 @@
 #include "server/case_service.h"
 
+#include "server/audited_call.h"
+
 #include <optional>
 
 #include "absl/strings/numbers.h"
@@ -17,68 +19,6 @@ constexpr char kCaseService[] = "/corridor.v1.CaseService/";
 constexpr char kAuditService[] = "/corridor.v1.AuditService/";
 
 std::string Rfc3339(absl::Time t) { return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()); }
-
-// Records `events` (and `change`) durably, then finishes the call with what
-// `on_durable` returns. If the ledger cannot write, nothing is returned.
-template <typename Reactor>
-void RecordThenFinish(AccessLog* log, Reactor* reactor,
-                      std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
-                      std::function<grpc::Status(uint64_t)> on_durable) {
-  const std::string action = events.empty() ? "" : events.front().action();
-  log->Record(std::move(events), std::move(change),
-              [reactor, on_durable = std::move(on_durable), action](absl::StatusOr<uint64_t> index) {
-                if (!index.ok()) {
-                  log::Error("access.unrecorded", {{"action", action}, {"error", index.status().message()}});
-                  reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                               "the node could not record this access in its ledger, "
-                                               "so it returned nothing; try again later or ask the node's operator"));
-                  return;
-                }
-                reactor->Finish(on_durable(*index));
-              });
-}
-
-// Records `event` as denied or failed with `status`'s reason and finishes with `status`.
-template <typename Reactor>
-void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent event,
-                   const absl::Status& status) {
-  const bool denied = absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status) ||
-                      absl::IsInvalidArgument(status);
-  event.set_outcome(denied ? v1::ACCESS_OUTCOME_DENIED : v1::ACCESS_OUTCOME_ERROR);
-  event.set_reason(std::string(status.message()));
-  RecordThenFinish(log, reactor, {std::move(event)}, nullptr,
-                   [status](uint64_t) { return ToGrpcStatus(status); });
-}
-
-// The start of every audited call: who is calling, the event skeleton, and
-// the access check. Returns nullopt if the call was refused (and recorded).
-template <typename Reactor>
-std::optional<Principal> Begin(grpc::CallbackServerContext* ctx, Reactor* reactor,
-                               AccessLog* log, const std::string& method, const std::string& action,
-                               const std::string& kind, const std::string& id,
-                               const std::string& purpose, const std::string& request_id,
-                               v1::AccessEvent* event) {
-  event->set_action(action);
-  event->set_resource_kind(kind);
-  event->set_resource_id(id);
-  if (kind == "case") event->set_case_id(id);
-  event->set_purpose(purpose);
-  event->set_request_id(request_id);
-  auto auth = ctx->auth_context();
-  auto caller = auth ? CallerOf(*auth) : absl::UnauthenticatedError("no identity");
-  if (!caller.ok()) {
-    event->set_actor_subject("unknown");
-    RecordRefusal(log, reactor, *event, caller.status());
-    return std::nullopt;
-  }
-  SetActor(*caller, event);
-  if (auto st = CheckAccess(*caller, method); !st.ok()) {
-    log::Warn("auth.denied", {{"caller", caller->Name()}, {"method", method}});
-    RecordRefusal(log, reactor, *event, st);
-    return std::nullopt;
-  }
-  return *caller;
-}
 
 absl::Status ValidateNewCase(const v1::Case& c) {
   if (c.category() == v1::CASE_CATEGORY_UNSPECIFIED) {

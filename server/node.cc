@@ -18,6 +18,8 @@
 #include "server/auth.h"
 #include "server/case_service.h"
 #include "server/case_store.h"
+#include "server/exchange.h"
+#include "server/referral_service.h"
 #include "server/identity.h"
 #include "server/log.h"
 #include "server/peers.h"
@@ -29,8 +31,8 @@ namespace corridor {
 class NodeServices {
  public:
   NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-               PeerProber* prober)
-      : node_(config, identity, prober), peer_(config, identity) {}
+               PeerProber* prober, Exchange* exchange)
+      : node_(config, identity, prober), peer_(config, identity, exchange) {}
 
   class NodeServiceImpl final : public v1::NodeService::CallbackService {
    public:
@@ -82,8 +84,24 @@ class NodeServices {
 
   class PeerServiceImpl final : public v1::PeerService::CallbackService {
    public:
-    PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity)
-        : config_(config), identity_(std::move(identity)) {}
+    PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
+                    Exchange* exchange)
+        : config_(config), identity_(std::move(identity)), exchange_(exchange) {}
+
+    grpc::ServerUnaryReactor* Deliver(grpc::CallbackServerContext* ctx, const v1::Envelope* env,
+                                      v1::Receipt* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*ctx, "/corridor.v1.PeerService/Deliver");
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      exchange_->Deliver(*caller, *env, [reactor, resp](grpc::Status s, v1::Receipt r) {
+        if (s.ok()) *resp = std::move(r);
+        reactor->Finish(s);
+      });
+      return reactor;
+    }
 
     grpc::ServerUnaryReactor* Hello(grpc::CallbackServerContext* ctx, const v1::HelloRequest* req,
                                     v1::HelloResponse* resp) override {
@@ -104,6 +122,7 @@ class NodeServices {
    private:
     const v1::NodeConfig config_;
     std::shared_ptr<IdentityResolver> identity_;
+    Exchange* exchange_;
   };
 
   NodeServiceImpl node_;
@@ -228,6 +247,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
   families.push_back(kCasesFamily);
   families.push_back(kEvidenceFamily);
+  for (const char* f : {kOutboxFamily, kReceivedFamily, kReferralIndexFamily}) families.push_back(f);
   auto store = NodeStore::Open(config.data_dir(), families);
   if (!store.ok()) return store.status();
   node->store_ = *std::move(store);
@@ -289,7 +309,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
   node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
   node->prober_ = std::make_unique<PeerProber>(config, roster_ptr, *tls);
-  node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->prober_.get());
+  node->exchange_ = std::make_unique<Exchange>(config, node->identity_, node->signing_key_.get(),
+                                               node->store_->db(), node->store_->families(),
+                                               node->case_store_.get(), node->access_log_.get(), *tls);
+  node->referral_service_ = std::make_unique<ReferralServiceImpl>(
+      node->exchange_.get(), node->case_store_.get(), node->access_log_.get());
+  node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->prober_.get(),
+                                                   node->exchange_.get());
 
   // Accept client certificates from any member's CA at the TLS layer; the
   // auth processor then insists on the right CA for the claimed org.
@@ -333,12 +359,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   builder.RegisterService(&node->services_->peer_);
   builder.RegisterService(node->case_service_.get());
   builder.RegisterService(node->audit_service_.get());
+  builder.RegisterService(node->referral_service_.get());
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || node->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),
                                                " (address in use or not available?)"));
   }
   node->prober_->Start();
+  node->exchange_->Start();
   log::Info("node.started", {{"federation", config.federation()}, {"org", config.org()},
                              {"listen", config.listen()}, {"port", node->port_}});
   return node;
@@ -350,6 +378,7 @@ void Node::Shutdown(absl::Duration grace) {
   log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   if (prober_) prober_->Stop();
+  if (exchange_) exchange_->Stop();
   server_.reset();
   // The ledger commits what is queued before the database closes.
   ledger_.reset();

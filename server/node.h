@@ -20,6 +20,8 @@ class AccessLog;
 class AuditServiceImpl;
 class CaseServiceImpl;
 class CaseStore;
+class Exchange;
+class ReferralServiceImpl;
 class NodeServices;
 class NodeStore;
 namespace ledger {
@@ -63,6 +65,8 @@ class Node {
   std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<CaseServiceImpl> case_service_;
   std::unique_ptr<AuditServiceImpl> audit_service_;
+  std::unique_ptr<Exchange> exchange_;
+  std::unique_ptr<ReferralServiceImpl> referral_service_;
   std::shared_ptr<IdentityResolver> identity_;
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<NodeServices> services_;
