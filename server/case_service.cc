@@ -82,6 +82,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
     return reactor;
   }
   auto c = store_->Get(req->id());
+  if (c.ok()) {
+    if (auto st = RetentionAllowsRead(*c, clock_()); !st.ok()) c = st;
+  }
   if (!c.ok()) {
     RecordRefusal(log_, reactor, ev, c.status());
     return reactor;
@@ -648,6 +651,9 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
     }
     }
     auto c = store->Get(req->case_id());
+    if (c.ok()) {
+      if (auto st = RetentionAllowsRead(*c, absl::Now()); !st.ok()) c = st;
+    }
     if (!c.ok()) {
       RecordRefusal(log, this, event_, c.status());
       return;
@@ -737,6 +743,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
                       "case", req->case_id(), req->purpose(), req->request_id(), &ev);
   if (!caller) return reactor;
   auto c = store_->Get(req->case_id());
+  if (c.ok()) {
+    if (auto st = RetentionAllowsRead(*c, clock_()); !st.ok()) c = st;
+  }
   if (!c.ok()) {
     RecordRefusal(log_, reactor, ev, c.status());
     return reactor;

@@ -40,6 +40,21 @@ v1::CaseSummary SummaryOf(const v1::Case& c) {
 
 }  // namespace
 
+absl::Status RetentionAllowsRead(const v1::Case& c, absl::Time now) {
+  for (const auto& link : c.referrals()) {
+    if (link.outgoing() || link.retention_until().empty()) continue;
+    absl::Time until;
+    std::string err;
+    if (!absl::ParseTime(absl::RFC3339_full, link.retention_until(), &until, &err)) continue;
+    if (now >= until) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "this case was received from ", link.peer_org(), " to keep until ", link.retention_until(),
+          "; that date has passed and the record is closed to reads"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(rocksdb::DB* db,
                                                            rocksdb::ColumnFamilyHandle* cases,
                                                            rocksdb::ColumnFamilyHandle* evidence,

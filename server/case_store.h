@@ -18,6 +18,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "corridor/v1/case.pb.h"
 #include "corridor/v1/storage.pb.h"
 #include "rocksdb/db.h"
@@ -29,6 +30,10 @@ inline constexpr char kCasesFamily[] = "cases";
 inline constexpr char kEvidenceFamily[] = "evidence";
 // Evidence is stored sealed in chunks of this size.
 inline constexpr size_t kEvidenceChunkSize = 64 * 1024;
+
+// For a case received by referral: PermissionDenied once the originator's
+// retention date has passed (the record is closed to reads), OK otherwise.
+absl::Status RetentionAllowsRead(const v1::Case& c, absl::Time now);
 
 class CaseStore {
  public:

@@ -1,0 +1,245 @@
+// Federation with real corridord processes on loopback: referrals delivered
+// after an outage, exactly once through SIGKILLs of the sender and of the
+// receiver, and both ledgers verifying afterwards.
+#include <signal.h>
+
+#include <random>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "ledger/rocksdb_ledger.h"
+#include "server/config.h"
+#include "server/node.h"
+#include "server/store.h"
+#include "tests/testing/federation.h"
+#include "tests/testing/process.h"
+#include "tests/testing/status_matchers.h"
+
+namespace corridor {
+namespace {
+
+using testing::BinaryPath;
+using testing::CommandResult;
+using testing::RunCommand;
+using testing::Subprocess;
+
+// Every value of "key": "value" in a JSON text.
+std::vector<std::string> JsonValues(const std::string& json, const std::string& key) {
+  std::vector<std::string> out;
+  const std::string needle = "\"" + key + "\": \"";
+  for (size_t p = json.find(needle); p != std::string::npos; p = json.find(needle, p + 1)) {
+    const size_t b = p + needle.size();
+    out.push_back(json.substr(b, json.find('"', b) - b));
+  }
+  return out;
+}
+
+class FederationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fed_.AddOrg("union-sg", v1::ORG_KIND_UNION);
+    fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
+    for (const std::string org : {"union-sg", "ministry-id"}) {
+      configs_[org] = fed_.WriteNodeConfig(org, {{"cw", {"caseworker"}}});
+      users_[org] = fed_.IssueUser(org, "cw");
+    }
+  }
+  void TearDown() override {
+    for (auto& [org, node] : nodes_) {
+      if (node) node->Stop(SIGTERM);
+    }
+  }
+  void Start(const std::string& org) {
+    nodes_[org] = std::make_unique<Subprocess>(
+        std::vector<std::string>{BinaryPath("corridord"), "--config", configs_[org]},
+        fed_.org(org).dir + "/corridord.log");
+    CommandResult r = Ctl(org, {"health", "--wait", "60"});
+    ASSERT_EQ(r.exit_code, 0) << r.err << nodes_[org]->Log();
+  }
+  void Kill(const std::string& org) {
+    nodes_[org]->Stop(SIGKILL);
+    nodes_[org].reset();
+  }
+  CommandResult Ctl(const std::string& org, std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinaryPath("corridorctl")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& a : {std::string("--node"), fed_.org(org).endpoint(), std::string("--cert"),
+                                 users_[org] + ".crt", std::string("--key"), users_[org] + ".key",
+                                 std::string("--ca"), fed_.org(org).dir + "/ca.crt"}) {
+      argv.push_back(a);
+    }
+    return RunCommand(argv);
+  }
+  std::string CreateCase() {
+    CommandResult r = Ctl("union-sg", {"case", "create", "--json", "--category", "wage-theft", "--origin", "ID",
+                                       "--destination", "SG", "--worker-name", "Dewi",
+                                       "--consent", "ministry-id:case-referral"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto ids = JsonValues(r.out, "id");
+    return ids.empty() ? "" : ids[0];
+  }
+  CommandResult Refer(const std::string& case_id) {
+    return Ctl("union-sg", {"refer", case_id, "--to", "ministry-id", "--agreement", "test-agreement",
+                            "--purpose", "case-referral", "--include", "personal-data", "--json"});
+  }
+  // Waits until the sender's outbox has nothing pending; returns the outbox JSON.
+  std::string AwaitDelivered(absl::Duration limit = absl::Seconds(90)) {
+    const absl::Time give_up = absl::Now() + limit;
+    std::string json;
+    while (absl::Now() < give_up) {
+      json = Ctl("union-sg", {"outbox", "--json"}).out;
+      if (json.find("\"pending\"") == std::string::npos) return json;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    ADD_FAILURE() << "outbox still pending: " << json;
+    return json;
+  }
+  std::vector<std::string> InboxReferrals() {
+    CommandResult r = Ctl("ministry-id", {"inbox", "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return JsonValues(r.out, "referral_id");
+  }
+  // Opens a stopped node's ledger offline and re-verifies all of it.
+  void VerifyLedger(const std::string& org) {
+    ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(configs_[org]));
+    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(config.data_dir(), ledger::LedgerColumnFamilyNames()));
+    ASSERT_OK_AND_ASSIGN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPemFile(config.signing_key().key_file()));
+    ledger::RocksDbLedgerOptions o;
+    o.origin = LedgerOrigin(config);
+    o.signing_key = &key;
+    ASSERT_OK_AND_ASSIGN(auto ledger, ledger::RocksDbLedger::Open(store->db(), store->families(), std::move(o)));
+    EXPECT_OK(ledger->VerifyAll());
+    EXPECT_GT(ledger->head().size, 0u);
+  }
+
+  testing::TestFederation fed_;
+  std::map<std::string, std::string> configs_, users_;
+  std::map<std::string, std::unique_ptr<Subprocess>> nodes_;
+};
+
+TEST_F(FederationTest, ReferralSentWhileRecipientIsDownIsDeliveredAfterItStarts) {
+  Start("union-sg");
+  const std::string id = CreateCase();
+  CommandResult r = Refer(id);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string referral = JsonValues(r.out, "referral_id").at(0);
+  // Let it fail a few times.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::string outbox = Ctl("union-sg", {"outbox", "--json"}).out;
+  EXPECT_NE(outbox.find("\"pending\""), std::string::npos) << outbox;
+  EXPECT_NE(outbox.find("last_error"), std::string::npos) << outbox;
+  Start("ministry-id");
+  outbox = AwaitDelivered();
+  EXPECT_NE(outbox.find("\"delivered\""), std::string::npos) << outbox;
+  EXPECT_EQ(InboxReferrals(), std::vector<std::string>{referral});
+  // Accept, post an outcome, and it shows on the sender's case.
+  ASSERT_EQ(Ctl("ministry-id", {"accept", referral}).exit_code, 0);
+  std::string mcase = JsonValues(Ctl("ministry-id", {"case", "list", "--json"}).out, "id").at(0);
+  ASSERT_EQ(Ctl("ministry-id", {"update", mcase, "--outcome", "fees-refunded", "--note", "refunded"}).exit_code, 0);
+  std::string shown;
+  for (int i = 0; i < 300 && shown.find("fees-refunded") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    shown = Ctl("union-sg", {"case", "show", id, "--purpose", "case-handling"}).out;
+  }
+  EXPECT_NE(shown.find("fees-refunded"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("accepted"), std::string::npos) << shown;
+}
+
+TEST_F(FederationTest, SenderKilledAtRandomPointsDeliversEveryAcknowledgedReferralExactlyOnce) {
+  Start("ministry-id");
+  Start("union-sg");
+  const std::string id = CreateCase();
+  std::mt19937 rng(20261122);
+  std::set<std::string> acknowledged;
+  for (int round = 0; round < 6; ++round) {
+    // Kill the sender at a random moment under a stream of sends.
+    std::thread killer([&, delay = 50 + rng() % 400] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+      kill(nodes_["union-sg"]->pid(), SIGKILL);
+    });
+    for (int i = 0; i < 8; ++i) {
+      CommandResult r = Refer(id);
+      if (r.exit_code == 0) acknowledged.insert(JsonValues(r.out, "referral_id").at(0));
+    }
+    killer.join();
+    nodes_["union-sg"]->Stop(SIGKILL);
+    Start("union-sg");
+  }
+  ASSERT_GT(acknowledged.size(), 3u);
+  AwaitDelivered();
+  std::vector<std::string> inbox = InboxReferrals();
+  std::set<std::string> unique(inbox.begin(), inbox.end());
+  EXPECT_EQ(unique.size(), inbox.size()) << "a referral arrived twice";
+  for (const std::string& ref : acknowledged) EXPECT_EQ(unique.count(ref), 1u) << ref << " was lost";
+  nodes_["union-sg"]->Stop(SIGTERM);
+  nodes_["ministry-id"]->Stop(SIGTERM);
+  nodes_.clear();
+  VerifyLedger("union-sg");
+  VerifyLedger("ministry-id");
+}
+
+TEST_F(FederationTest, ReceiverKilledMidDeliveryNeverDuplicatesOrLosesAReferral) {
+  Start("ministry-id");
+  Start("union-sg");
+  const std::string id = CreateCase();
+  std::set<std::string> acknowledged;
+  std::mt19937 rng(7);
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 6; ++i) {
+      CommandResult r = Refer(id);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      acknowledged.insert(JsonValues(r.out, "referral_id").at(0));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 150));
+    Kill("ministry-id");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    Start("ministry-id");
+  }
+  AwaitDelivered();
+  std::vector<std::string> inbox = InboxReferrals();
+  std::set<std::string> unique(inbox.begin(), inbox.end());
+  EXPECT_EQ(unique.size(), inbox.size()) << "a referral arrived twice";
+  EXPECT_EQ(unique, acknowledged);
+  nodes_["union-sg"]->Stop(SIGTERM);
+  nodes_["ministry-id"]->Stop(SIGTERM);
+  nodes_.clear();
+  VerifyLedger("union-sg");
+  VerifyLedger("ministry-id");
+}
+
+TEST_F(FederationTest, PersonalDataTravelsOnlyWithConsentAndReceivedCasesDoNotTravelOn) {
+  Start("ministry-id");
+  Start("union-sg");
+  CommandResult r = Ctl("union-sg", {"case", "create", "--json", "--category", "abuse", "--origin", "ID",
+                                     "--destination", "SG", "--worker-name", "Rina"});
+  const std::string id = JsonValues(r.out, "id").at(0);
+  // No consent recorded: refused with the reason, unless sent de-identified.
+  r = Refer(id);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("consent record does not allow"), std::string::npos) << r.err;
+  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement", "--purpose",
+                       "case-referral", "--include", "personal-data", "--deidentify", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string referral = JsonValues(r.out, "referral_id").at(0);
+  AwaitDelivered();
+  ASSERT_EQ(Ctl("ministry-id", {"accept", referral}).exit_code, 0);
+  const std::string mcase = JsonValues(Ctl("ministry-id", {"case", "list", "--json"}).out, "id").at(0);
+  std::string shown = Ctl("ministry-id", {"case", "show", mcase, "--purpose", "case-handling"}).out;
+  EXPECT_EQ(shown.find("Rina"), std::string::npos) << shown;
+  // The ministry may not pass it on: the originator's rule is "never".
+  r = Ctl("ministry-id", {"refer", mcase, "--to", "union-sg", "--agreement", "test-agreement", "--purpose",
+                          "case-referral"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("do not allow sharing it onward"), std::string::npos) << r.err;
+  // An agreement that does not exist, or a purpose it does not cover: refused before anything is sent.
+  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "secret", "--purpose", "case-referral"});
+  EXPECT_NE(r.err.find("not in the roster"), std::string::npos) << r.err;
+  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement", "--purpose", "marketing"});
+  EXPECT_NE(r.err.find("does not cover the purpose"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace corridor
