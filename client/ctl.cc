@@ -1258,6 +1258,23 @@ absl::Status RunAuditVerify(Context& c) {
   return absl::OkStatus();
 }
 
+absl::Status RunRosterPush(Context& c) {
+  if (auto st = Require(c.args, {"in"}); !st.ok()) return st;
+  auto text = ReadFileToString(c.args.Get("in"));
+  if (!text.ok()) return text.status();
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  v1::PushRosterRequest req;
+  req.set_signed_roster(*text);
+  auto ctx = conn->NewContext();
+  v1::PushRosterResponse resp;
+  grpc::Status s = v1::NodeService::NewStub(conn->channel)->PushRoster(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  c.out << "roster version " << resp.version() << " is in force at " << conn->target
+        << "; peers fetch it from this node when they next say hello\n";
+  return absl::OkStatus();
+}
+
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {{"health"}, "", "is the node serving, and which peers has it authenticated?",
@@ -1322,6 +1339,8 @@ const std::vector<Command>& Commands() {
         {"key-name", "NAME", "your steward key name as nodes know it, e.g. steward-1"},
         {"out", "FILE", "signed roster to write"}},
        RunRosterSign},
+      {{"roster", "push"}, "--in FILE", "install a newer signed roster at your node (admins)",
+       With(ConnectionOptions(), {{"in", "FILE", "signed roster"}}), RunRosterPush},
       {{"roster", "show"}, "--in FILE", "show a signed roster",
        {{"in", "FILE", "signed roster"}, {"json", "", "print JSON"}}, RunRosterShow},
       {{"case", "create"}, "--category C --origin CC --destination CC --worker-name NAME ...",

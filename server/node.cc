@@ -27,19 +27,114 @@
 
 namespace corridor {
 
+absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
+                                const TlsIdentity& tls);
+
+// The roster in force: installs newer signed rosters (pushed by an admin or
+// fetched from a peer) after full verification, persisting the file, the
+// node state and a ledger entry; serves the signed bytes to peers.
+class RosterInForce {
+ public:
+  RosterInForce(const v1::NodeConfig& config, NodeStore* store, AccessLog* log,
+                std::shared_ptr<IdentityResolver> identity, TlsIdentity tls, std::string json, uint64_t version)
+      : config_(config), store_(store), log_(log), identity_(std::move(identity)), tls_(std::move(tls)),
+        json_(std::move(json)), version_(version) {}
+
+  absl::StatusOr<VerifiedRoster> Install(const std::string& json, const std::string& actor_org,
+                                         const std::string& actor_subject) {
+    std::vector<StewardPublicKey> stewards;
+    for (const auto& k : config_.roster().steward_keys()) {
+      stewards.push_back({k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
+    }
+    absl::MutexLock lock(&mu_);
+    v1::AccessEvent ev;
+    ev.set_actor_org(actor_org);
+    ev.set_actor_subject(actor_subject);
+    ev.set_action("roster.install");
+    ev.set_resource_kind("roster");
+    auto refuse = [&](absl::Status st) -> absl::Status {
+      ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+      ev.set_reason(std::string(st.message()));
+      (void)log_->RecordSync({ev});
+      return st;
+    };
+    auto roster = VerifySignedRoster(json, stewards, config_.roster().threshold(), config_.federation());
+    if (!roster.ok()) return refuse(roster.status());
+    ev.set_resource_id(absl::StrCat(roster->roster.version()));
+    ev.set_payload_sha256(*HexDecode(roster->digest_hex));
+    if (roster->roster.version() <= version_) {
+      return refuse(absl::FailedPreconditionError(absl::StrCat(
+          "roster version ", roster->roster.version(), " is not newer than version ", version_, " in force")));
+    }
+    if (auto st = CheckOwnMembership(config_, roster->roster, tls_); !st.ok()) {
+      return refuse(absl::FailedPreconditionError(absl::StrCat("this roster would cut this node off: ", st.message())));
+    }
+    // The file first: a restart then starts from the new version even if what follows is lost.
+    if (auto st = WriteFileAtomically(config_.roster().file(), json); !st.ok()) return refuse(st);
+    auto change = std::make_unique<rocksdb::WriteBatch>();
+    change->Put(store_->family(NodeStore::kMetaFamily), "roster/version", absl::StrCat(roster->roster.version()));
+    change->Put(store_->family(NodeStore::kMetaFamily), "roster/digest", roster->digest_hex);
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    ev.set_reason(absl::StrCat("roster version ", roster->roster.version(), " in force"));
+    if (auto idx = log_->RecordSync({ev}, std::move(change)); !idx.ok()) return idx.status();
+    identity_->SetRoster(std::make_shared<const v1::Roster>(roster->roster));
+    json_ = json;
+    version_ = roster->roster.version();
+    log::Info("roster.in_force", {{"version", version_}, {"digest", roster->digest_hex},
+                                  {"from", actor_org + "/" + actor_subject}});
+    return roster;
+  }
+
+  uint64_t version() const {
+    absl::MutexLock lock(&mu_);
+    return version_;
+  }
+  std::string json() const {
+    absl::MutexLock lock(&mu_);
+    return json_;
+  }
+
+ private:
+  const v1::NodeConfig config_;
+  NodeStore* store_;
+  AccessLog* log_;
+  std::shared_ptr<IdentityResolver> identity_;
+  const TlsIdentity tls_;
+  mutable absl::Mutex mu_;
+  std::string json_ ABSL_GUARDED_BY(mu_);
+  uint64_t version_ ABSL_GUARDED_BY(mu_);
+};
+
 // The gRPC services of the foundation: NodeService for users, PeerService for nodes.
 class NodeServices {
  public:
   NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-               PeerProber* prober, Exchange* exchange)
-      : node_(config, identity, prober), peer_(config, identity, exchange) {}
+               PeerProber* prober, Exchange* exchange, RosterInForce* roster)
+      : node_(config, identity, prober, roster), peer_(config, identity, exchange, roster) {}
 
   class NodeServiceImpl final : public v1::NodeService::CallbackService {
    public:
     NodeServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-                    PeerProber* prober)
-        : config_(config), identity_(std::move(identity)), prober_(prober),
+                    PeerProber* prober, RosterInForce* roster)
+        : config_(config), identity_(std::move(identity)), prober_(prober), roster_(roster),
           started_unix_(absl::ToUnixSeconds(absl::Now())) {}
+
+    grpc::ServerUnaryReactor* PushRoster(grpc::CallbackServerContext* ctx, const v1::PushRosterRequest* req,
+                                         v1::PushRosterResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*ctx, "/corridor.v1.NodeService/PushRoster");
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      auto installed = roster_->Install(req->signed_roster(), caller->org, caller->subject);
+      if (installed.ok()) {
+        resp->set_version(installed->roster.version());
+        resp->set_digest(installed->digest_hex);
+      }
+      reactor->Finish(ToGrpcStatus(installed.status()));
+      return reactor;
+    }
 
     grpc::ServerUnaryReactor* Whoami(grpc::CallbackServerContext* ctx, const v1::WhoamiRequest*,
                                      v1::WhoamiResponse* resp) override {
@@ -68,7 +163,7 @@ class NodeServices {
       }
       resp->set_federation(config_.federation());
       resp->set_org(config_.org());
-      resp->set_roster_version(identity_->roster()->version());
+      resp->set_roster_version(roster_->version());
       resp->set_started_unix(started_unix_);
       for (auto& p : prober_->Snapshot()) *resp->add_peers() = std::move(p);
       reactor->Finish(grpc::Status::OK);
@@ -79,14 +174,27 @@ class NodeServices {
     const v1::NodeConfig config_;
     std::shared_ptr<IdentityResolver> identity_;
     PeerProber* prober_;
+    RosterInForce* roster_;
     int64_t started_unix_;
   };
 
   class PeerServiceImpl final : public v1::PeerService::CallbackService {
    public:
     PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-                    Exchange* exchange)
-        : config_(config), identity_(std::move(identity)), exchange_(exchange) {}
+                    Exchange* exchange, RosterInForce* roster)
+        : config_(config), identity_(std::move(identity)), exchange_(exchange), roster_(roster) {}
+
+    grpc::ServerUnaryReactor* GetRoster(grpc::CallbackServerContext* ctx, const v1::GetRosterRequest*,
+                                        v1::SignedRoster* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*ctx, "/corridor.v1.PeerService/GetRoster");
+      if (caller.ok()) {
+        resp->set_signed_roster(roster_->json());
+        resp->set_version(roster_->version());
+      }
+      reactor->Finish(ToGrpcStatus(caller.status()));
+      return reactor;
+    }
 
     grpc::ServerUnaryReactor* Deliver(grpc::CallbackServerContext* ctx, const v1::Envelope* env,
                                       v1::Receipt* resp) override {
@@ -113,7 +221,7 @@ class NodeServices {
       }
       log::Debug("peer.hello", {{"peer", caller->org}, {"peer_roster_version", req->roster_version()}});
       resp->set_org(config_.org());
-      resp->set_roster_version(identity_->roster()->version());
+      resp->set_roster_version(roster_->version());
       resp->set_time_unix(absl::ToUnixSeconds(absl::Now()));
       reactor->Finish(grpc::Status::OK);
       return reactor;
@@ -123,6 +231,7 @@ class NodeServices {
     const v1::NodeConfig config_;
     std::shared_ptr<IdentityResolver> identity_;
     Exchange* exchange_;
+    RosterInForce* roster_;
   };
 
   NodeServiceImpl node_;
@@ -185,6 +294,8 @@ absl::StatusOr<std::string> LoadMasterKey(const std::string& path) {
   return key;
 }
 
+}  // namespace
+
 // This node must be in the roster with the CA, certificate and signing key it is configured with.
 absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
                                const TlsIdentity& tls) {
@@ -231,7 +342,6 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
       "\" for org \"", config.org(), "\""));
 }
 
-}  // namespace
 
 std::string LedgerOrigin(const v1::NodeConfig& config) {
   return absl::StrCat(config.federation(), "/", config.org());
@@ -314,8 +424,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                                node->case_store_.get(), node->access_log_.get(), *tls);
   node->referral_service_ = std::make_unique<ReferralServiceImpl>(
       node->exchange_.get(), node->case_store_.get(), node->access_log_.get());
+  auto roster_json = ReadFileToString(config.roster().file());
+  if (!roster_json.ok()) return roster_json.status();
+  node->roster_ = std::make_unique<RosterInForce>(config, node->store_.get(), node->access_log_.get(),
+                                                  node->identity_, *tls, *roster_json, roster->roster.version());
+  RosterInForce* keeper = node->roster_.get();
+  node->prober_->set_roster_sync([keeper] { return keeper->version(); },
+                                 [keeper](const std::string& json, const std::string& from) {
+                                   auto st = keeper->Install(json, from, "node");
+                                   if (!st.ok()) log::Warn("roster.fetch_refused", {{"from", from}, {"reason", st.status().message()}});
+                                 });
   node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->prober_.get(),
-                                                   node->exchange_.get());
+                                                   node->exchange_.get(), node->roster_.get());
 
   // Accept client certificates from any member's CA at the TLS layer; the
   // auth processor then insists on the right CA for the claimed org.

@@ -22,6 +22,7 @@ class CaseServiceImpl;
 class CaseStore;
 class Exchange;
 class ReferralServiceImpl;
+class RosterInForce;
 class NodeServices;
 class NodeStore;
 namespace ledger {
@@ -67,6 +68,7 @@ class Node {
   std::unique_ptr<AuditServiceImpl> audit_service_;
   std::unique_ptr<Exchange> exchange_;
   std::unique_ptr<ReferralServiceImpl> referral_service_;
+  std::unique_ptr<RosterInForce> roster_;
   std::shared_ptr<IdentityResolver> identity_;
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<NodeServices> services_;

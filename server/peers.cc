@@ -79,7 +79,8 @@ v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
   ctx.set_deadline(absl::ToChronoTime(absl::Now() +
                                       absl::Seconds(config_.limits().peer_call_timeout_seconds())));
   v1::HelloRequest req;
-  req.set_roster_version(roster_->version());
+  const uint64_t ours = current_version_ ? current_version_() : roster_->version();
+  req.set_roster_version(ours);
   v1::HelloResponse resp;
   grpc::Status s = peer.stub->Hello(&ctx, req, &resp);
   if (!s.ok()) {
@@ -101,6 +102,15 @@ v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
     st.set_last_error(absl::StrCat("peer at ", peer.member.endpoint(),
                                    " did not prove to be ", want));
     return st;
+  }
+  if (resp.roster_version() > ours && install_) {
+    grpc::ClientContext fetch;
+    fetch.set_deadline(absl::ToChronoTime(absl::Now() +
+                                          absl::Seconds(config_.limits().peer_call_timeout_seconds())));
+    v1::SignedRoster newer;
+    if (peer.stub->GetRoster(&fetch, v1::GetRosterRequest(), &newer).ok()) {
+      install_(newer.signed_roster(), peer.member.org());
+    }
   }
   st.set_state(v1::PEER_STATE_HEALTHY);
   st.set_last_healthy_unix(absl::ToUnixSeconds(absl::Now()));

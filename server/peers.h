@@ -5,6 +5,7 @@
 #ifndef CORRIDOR_SERVER_PEERS_H_
 #define CORRIDOR_SERVER_PEERS_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,14 @@ class PeerProber {
   PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
              TlsIdentity own_identity);
   ~PeerProber();  // stops the thread
+
+  // When a peer reports a newer roster version than `current_version()`, the
+  // prober fetches it from that peer and hands it to `install` (which verifies it).
+  void set_roster_sync(std::function<uint64_t()> current_version,
+                       std::function<void(const std::string& json, const std::string& from_org)> install) {
+    current_version_ = std::move(current_version);
+    install_ = std::move(install);
+  }
 
   void Start();
   void Stop();
@@ -51,6 +60,8 @@ class PeerProber {
   std::map<std::string, v1::PeerStatus> status_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
+  std::function<uint64_t()> current_version_;
+  std::function<void(const std::string&, const std::string&)> install_;
 };
 
 }  // namespace corridor

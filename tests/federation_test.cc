@@ -43,8 +43,9 @@ class FederationTest : public ::testing::Test {
     fed_.AddOrg("union-sg", v1::ORG_KIND_UNION);
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
     for (const std::string org : {"union-sg", "ministry-id"}) {
-      configs_[org] = fed_.WriteNodeConfig(org, {{"cw", {"caseworker"}}});
+      configs_[org] = fed_.WriteNodeConfig(org, {{"cw", {"caseworker"}}, {"adm", {"admin"}}});
       users_[org] = fed_.IssueUser(org, "cw");
+      admins_[org] = fed_.IssueUser(org, "adm");
     }
   }
   void TearDown() override {
@@ -116,7 +117,7 @@ class FederationTest : public ::testing::Test {
   }
 
   testing::TestFederation fed_;
-  std::map<std::string, std::string> configs_, users_;
+  std::map<std::string, std::string> configs_, users_, admins_;
   std::map<std::string, std::unique_ptr<Subprocess>> nodes_;
 };
 
@@ -239,6 +240,55 @@ TEST_F(FederationTest, PersonalDataTravelsOnlyWithConsentAndReceivedCasesDoNotTr
   EXPECT_NE(r.err.find("not in the roster"), std::string::npos) << r.err;
   r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement", "--purpose", "marketing"});
   EXPECT_NE(r.err.find("does not cover the purpose"), std::string::npos) << r.err;
+}
+
+TEST_F(FederationTest, PushedRosterReachesPeersAndRevocationStopsNewEnvelopesAtOnce) {
+  Start("ministry-id");
+  Start("union-sg");
+  auto push = [&](const std::string& org, const v1::Roster& roster, int signers) {
+    const std::string file = fed_.root() + "/push.json";
+    EXPECT_OK(WriteFileAtomically(file, fed_.Sign(roster, signers)));
+    std::swap(users_[org], admins_[org]);
+    CommandResult r = Ctl(org, {"roster", "push", "--in", file});
+    std::swap(users_[org], admins_[org]);
+    return r;
+  };
+  auto version_at = [&](const std::string& org) {
+    std::string json = Ctl(org, {"health", "--json"}).out;
+    const size_t p = json.find("\"roster_version\": \"");
+    return p == std::string::npos ? std::string() : json.substr(p + 19, json.find('"', p + 19) - p - 19);
+  };
+  // Only admins may push; caseworkers are refused.
+  EXPECT_EQ(Ctl("union-sg", {"roster", "push", "--in", fed_.org("union-sg").dir + "/roster.json"}).exit_code, 1);
+  CommandResult r = push("union-sg", fed_.MakeRoster(2), 2);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(version_at("union-sg"), "2");
+  // The ministry fetches it from its peer.
+  std::string v;
+  for (int i = 0; i < 100 && (v = version_at("ministry-id")) != "2"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(v, "2");
+  // Older, replayed and under-signed rosters are refused.
+  r = push("union-sg", fed_.MakeRoster(1), 2);
+  EXPECT_NE(r.err.find("is not newer than version 2"), std::string::npos) << r.err;
+  r = push("union-sg", fed_.MakeRoster(3), 1);
+  EXPECT_NE(r.err.find("requires 2"), std::string::npos) << r.err;
+  // Revoking union-sg's signing key at the ministry stops its new envelopes at once.
+  v1::Roster revoked = fed_.MakeRoster(3);
+  revoked.mutable_members(0)->mutable_signing_keys(0)->set_status(v1::KEY_STATUS_REVOKED);
+  ASSERT_EQ(revoked.members(0).org(), "union-sg");
+  r = push("ministry-id", revoked, 2);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string id = CreateCase();
+  ASSERT_EQ(Refer(id).exit_code, 0);
+  std::string outbox;
+  for (int i = 0; i < 100 && outbox.find("\"failed\"") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    outbox = Ctl("union-sg", {"outbox", "--json"}).out;
+  }
+  EXPECT_NE(outbox.find("has been revoked"), std::string::npos) << outbox;
+  EXPECT_TRUE(InboxReferrals().empty());
 }
 
 }  // namespace
