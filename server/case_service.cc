@@ -170,22 +170,20 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
   auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "UpdateCase", "case.update",
                       "case", req->id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
-  if (auto st = store_->Lock(req->id()); !st.ok()) {
-    RecordRefusal(log_, reactor, ev, st);
+  auto lock = CaseLock::Acquire(store_, req->id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
     return reactor;
   }
   auto c = store_->Get(req->id());
   if (c.ok() && c->status() == v1::CASE_STATUS_CLOSED && req->status() == v1::CASE_STATUS_UNSPECIFIED) {
     c = absl::FailedPreconditionError("the case is closed; reopen it by setting a status");
   }
-  if (!c.ok()) {
-    store_->Unlock(req->id());
-    RecordRefusal(log_, reactor, ev, c.status());
-    return reactor;
+  if (c.ok() && (req->status() == v1::CASE_STATUS_ERASED || req->status() == v1::CASE_STATUS_INCOMING)) {
+    c = absl::InvalidArgumentError("that status cannot be set by an update (erase has its own command)");
   }
-  if (req->status() == v1::CASE_STATUS_ERASED) {
-    store_->Unlock(req->id());
-    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("use erase to erase a case"));
+  if (!c.ok()) {
+    RecordRefusal(log_, reactor, ev, c.status());
     return reactor;
   }
   if (req->status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req->status());
@@ -196,24 +194,14 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
   c->set_updated_at(Rfc3339(clock_()));
   auto change = store_->PrepareUpdate(*c);
   if (!change.ok()) {
-    store_->Unlock(req->id());
     RecordRefusal(log_, reactor, ev, change.status());
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  const std::string id = req->id();
-  CaseStore* store = store_;
-  log_->Record({ev}, *std::move(change),
-               [reactor, resp, c = *c, id, store](absl::StatusOr<uint64_t> index) {
-                 store->Unlock(id);
-                 if (!index.ok()) {
-                   reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                "the change could not be recorded, so it was not made"));
-                   return;
-                 }
-                 *resp = c;
-                 reactor->Finish(grpc::Status::OK);
-               });
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c = *c, lock = *lock](uint64_t) {
+    *resp = c;
+    return grpc::Status::OK;
+  });
   return reactor;
 }
 
@@ -226,44 +214,27 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
                       "case", req->id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
   ev.set_reason(req->reason());
-  if (auto st = store_->Lock(req->id()); !st.ok()) {
-    RecordRefusal(log_, reactor, ev, st);
+  auto lock = CaseLock::Acquire(store_, req->id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
     return reactor;
   }
   auto c = store_->Get(req->id());
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> change = absl::UnknownError("unset");
-  if (c.ok()) {
-    c->set_status(v1::CASE_STATUS_CLOSED);
-    c->set_updated_at(Rfc3339(clock_()));
-    change = store_->PrepareUpdate(*c);
-  } else {
-    change = c.status();
+  if (!c.ok()) {
+    RecordRefusal(log_, reactor, ev, c.status());
+    return reactor;
   }
+  c->set_status(v1::CASE_STATUS_CLOSED);
+  c->set_updated_at(Rfc3339(clock_()));
+  auto change = store_->PrepareUpdate(*c);
   if (!change.ok()) {
-    store_->Unlock(req->id());
     RecordRefusal(log_, reactor, ev, change.status());
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  CaseStore* store = store_;
-  const std::string id = req->id();
-  v1::CaseSummary sum;
-  sum.set_id(c->id());
-  sum.set_category(c->category());
-  sum.set_sector(c->sector());
-  sum.set_origin_country(c->origin_country());
-  sum.set_destination_country(c->destination_country());
-  sum.set_status(c->status());
-  sum.set_created_at(c->created_at());
-  sum.set_updated_at(c->updated_at());
-  log_->Record({ev}, *std::move(change), [reactor, resp, sum, id, store](absl::StatusOr<uint64_t> index) {
-    store->Unlock(id);
-    if (!index.ok()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the change could not be recorded, so it was not made"));
-      return;
-    }
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, sum = SummaryOf(*c), lock = *lock](uint64_t) {
     *resp = sum;
-    reactor->Finish(grpc::Status::OK);
+    return grpc::Status::OK;
   });
   return reactor;
 }
@@ -281,38 +252,30 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
     RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("erasing a case needs a reason (--reason)"));
     return reactor;
   }
-  if (auto st = store_->Lock(req->id()); !st.ok()) {
-    RecordRefusal(log_, reactor, ev, st);
+  auto lock = CaseLock::Acquire(store_, req->id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
     return reactor;
   }
   auto change = store_->PrepareErase(req->id());
   if (!change.ok()) {
-    store_->Unlock(req->id());
     RecordRefusal(log_, reactor, ev, change.status());
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   CaseStore* store = store_;
   const std::string id = req->id();
-  log_->Record({ev}, *std::move(change), [reactor, resp, id, store](absl::StatusOr<uint64_t> index) {
-    if (!index.ok()) {
-      store->Unlock(id);
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the erasure could not be recorded, so it was not made"));
-      return;
-    }
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, id, store, lock = *lock](uint64_t index) {
     // The erasure is recorded and the content gone; now destroy the key.
-    absl::Status destroyed = store->DestroyKey(id);
-    store->Unlock(id);
-    if (!destroyed.ok()) {
+    if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
       log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});
-      reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL,
-                                   "the case content was erased but its key could not be destroyed; "
-                                   "the operator must retry (corridord logs case.key_destroy_failed)"));
-      return;
+      return grpc::Status(grpc::StatusCode::INTERNAL,
+                          "the case content was erased but its key could not be destroyed; "
+                          "the operator must retry (corridord logs case.key_destroy_failed)");
     }
     resp->set_id(id);
-    resp->set_ledger_index(*index);
-    reactor->Finish(grpc::Status::OK);
+    resp->set_ledger_index(index);
+    return grpc::Status::OK;
   });
   return reactor;
 }

@@ -25,6 +25,9 @@ std::string ChunkPrefix(const std::string& case_id, const std::string& evidence_
   return case_id + "/" + evidence_id + "/";
 }
 
+
+}  // namespace
+
 v1::CaseSummary SummaryOf(const v1::Case& c) {
   v1::CaseSummary s;
   s.set_id(c.id());
@@ -37,8 +40,6 @@ v1::CaseSummary SummaryOf(const v1::Case& c) {
   s.set_updated_at(c.updated_at());
   return s;
 }
-
-}  // namespace
 
 absl::Status RetentionAllowsRead(const v1::Case& c, absl::Time now) {
   for (const auto& link : c.referrals()) {

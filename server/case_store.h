@@ -97,6 +97,27 @@ class CaseStore {
   std::set<std::string> busy_ ABSL_GUARDED_BY(mu_);
 };
 
+// Holds a case's change lock while alive (share it with the completion that
+// must release it). Acquire fails with Aborted while another change is in flight.
+class CaseLock {
+ public:
+  static absl::StatusOr<std::shared_ptr<CaseLock>> Acquire(CaseStore* store, const std::string& id) {
+    if (auto st = store->Lock(id); !st.ok()) return st;
+    return std::shared_ptr<CaseLock>(new CaseLock(store, id));
+  }
+  ~CaseLock() { store_->Unlock(id_); }
+  CaseLock(const CaseLock&) = delete;
+  CaseLock& operator=(const CaseLock&) = delete;
+
+ private:
+  CaseLock(CaseStore* store, std::string id) : store_(store), id_(std::move(id)) {}
+  CaseStore* store_;
+  std::string id_;
+};
+
+// The listing view of a case: no personal data.
+v1::CaseSummary SummaryOf(const v1::Case& c);
+
 }  // namespace corridor
 
 #endif  // CORRIDOR_SERVER_CASE_STORE_H_

@@ -33,18 +33,6 @@ const v1::ReferralLink* IncomingLink(const v1::Case& c) {
   return nullptr;
 }
 
-// Everything a call on a case needs after authorisation: the case, locked.
-struct LockedCase {
-  LockedCase(CaseStore* s, std::string i) : store(s), id(std::move(i)) {}
-  LockedCase(const LockedCase&) = delete;
-  LockedCase& operator=(const LockedCase&) = delete;
-  CaseStore* store;
-  std::string id;
-  ~LockedCase() {
-    if (!id.empty()) store->Unlock(id);
-  }
-};
-
 }  // namespace
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext* ctx,
@@ -80,11 +68,11 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
     RecordRefusal(log_, reactor, ev, bad);
     return reactor;
   }
-  if (auto st = cases_->Lock(req->case_id()); !st.ok()) {
-    RecordRefusal(log_, reactor, ev, st);
+  auto lock = CaseLock::Acquire(cases_, req->case_id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
     return reactor;
   }
-  auto lock = std::make_shared<LockedCase>(cases_, req->case_id());
   auto c = cases_->Get(req->case_id());
   if (!c.ok()) {
     RecordRefusal(log_, reactor, ev, c.status());
@@ -174,7 +162,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
                              deidentified ? " (de-identified)" : " (with personal data, consented)"));
   Exchange* exchange = exchange_;
   RecordThenFinish(log_, reactor, {ev}, std::move(batch),
-                   [resp, referral_id, item, deidentified, exchange, lock](uint64_t) {
+                   [resp, referral_id, item, deidentified, exchange, lock = *lock](uint64_t) {
                      exchange->Wake();
                      resp->set_referral_id(referral_id);
                      resp->set_envelope_id(item.envelope_id());
@@ -262,11 +250,11 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
     return reactor;
   }
   ev.set_case_id(*case_id);
-  if (auto st = cases_->Lock(*case_id); !st.ok()) {
-    RecordRefusal(log_, reactor, ev, st);
+  auto lock = CaseLock::Acquire(cases_, *case_id);
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
     return reactor;
   }
-  auto lock = std::make_shared<LockedCase>(cases_, *case_id);
   auto c = cases_->Get(*case_id);
   v1::ReferralLink* in = nullptr;
   if (c.ok()) {
@@ -306,7 +294,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
   Exchange* exchange = exchange_;
   const std::string id = c->id();
-  RecordThenFinish(log_, reactor, {ev}, std::move(batch), [resp, id, item, exchange, lock](uint64_t) {
+  RecordThenFinish(log_, reactor, {ev}, std::move(batch), [resp, id, item, exchange, lock = *lock](uint64_t) {
     exchange->Wake();
     resp->set_case_id(id);
     resp->set_envelope_id(item.envelope_id());
@@ -331,11 +319,11 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
     RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("that status cannot be posted"));
     return reactor;
   }
-  if (auto st = cases_->Lock(req->case_id()); !st.ok()) {
-    RecordRefusal(log_, reactor, ev, st);
+  auto lock = CaseLock::Acquire(cases_, req->case_id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
     return reactor;
   }
-  auto lock = std::make_shared<LockedCase>(cases_, req->case_id());
   auto c = cases_->Get(req->case_id());
   if (!c.ok()) {
     RecordRefusal(log_, reactor, ev, c.status());
@@ -373,7 +361,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ev.set_reason(absl::StrCat("sent to ", envelopes.size(), " linked peer(s)"));
   Exchange* exchange = exchange_;
-  RecordThenFinish(log_, reactor, {ev}, std::move(batch), [resp, envelopes, exchange, lock](uint64_t) {
+  RecordThenFinish(log_, reactor, {ev}, std::move(batch), [resp, envelopes, exchange, lock = *lock](uint64_t) {
     exchange->Wake();
     for (const auto& e : envelopes) resp->add_envelope_ids(e);
     return grpc::Status::OK;
