@@ -3,7 +3,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "client/yaml_proto.h"
 
 namespace corridor {
@@ -22,9 +21,7 @@ void SetActor(const Principal& who, v1::AccessEvent* event) {
   for (v1::Role r : who.roles) event->add_actor_roles(r);
 }
 
-void AccessLog::Record(std::vector<v1::AccessEvent> events,
-                       std::unique_ptr<rocksdb::WriteBatch> change,
-                       std::function<void(absl::StatusOr<uint64_t>)> done) {
+std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEvent>& events) const {
   const int64_t now = absl::ToUnixMicros(clock_());
   std::vector<ledger::AppendEntry> entries;
   for (v1::AccessEvent& e : events) {
@@ -42,22 +39,18 @@ void AccessLog::Record(std::vector<v1::AccessEvent> events,
     }
     entries.push_back(std::move(entry));
   }
-  ledger_->AppendAsync(std::move(entries), std::move(change), std::move(done));
+  return entries;
+}
+
+void AccessLog::Record(std::vector<v1::AccessEvent> events,
+                       std::unique_ptr<rocksdb::WriteBatch> change,
+                       std::function<void(absl::StatusOr<uint64_t>)> done) {
+  ledger_->AppendAsync(ToEntries(events), std::move(change), std::move(done));
 }
 
 absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,
                                                std::unique_ptr<rocksdb::WriteBatch> change) {
-  absl::Mutex mu;
-  bool finished = false;
-  absl::StatusOr<uint64_t> result;
-  Record(std::move(events), std::move(change), [&](absl::StatusOr<uint64_t> r) {
-    absl::MutexLock lock(&mu);
-    result = std::move(r);
-    finished = true;
-  });
-  absl::MutexLock lock(&mu);
-  mu.Await(absl::Condition(&finished));
-  return result;
+  return ledger_->Append(ToEntries(events), std::move(change));
 }
 
 absl::StatusOr<v1::AccessEvent> AccessLog::Decode(absl::string_view entry) {

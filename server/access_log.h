@@ -56,6 +56,9 @@ class AccessLog {
   ledger::Ledger* ledger() const { return ledger_; }
 
  private:
+  // Stamps the time on `events` and turns them into ledger entries with their index keys.
+  std::vector<ledger::AppendEntry> ToEntries(std::vector<v1::AccessEvent>& events) const;
+
   ledger::Ledger* ledger_;
   std::function<absl::Time()> clock_;
 };
