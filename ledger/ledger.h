@@ -92,7 +92,8 @@ class Ledger {
   // Queues `entries` (and `change`, the caller's own RocksDB writes, may be
   // null) to be committed atomically together: all become durable, or none.
   // `done` is called exactly once. Errors passed to `done`:
-  //   InvalidArgument   no entries, or a bad index key;
+  //   InvalidArgument   no entries, a bad index key, or a `change` that
+  //                     writes a column family it may not (see Open);
   //   Unimplemented     a `change` given to a ledger without RocksDB;
   //   Unavailable       the ledger is refusing writes after a failed commit
   //                     (until it is reopened).
