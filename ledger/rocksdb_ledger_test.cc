@@ -123,6 +123,47 @@ TEST_F(RocksDbLedgerTest, ReopenContinuesTheTreeWithoutReplay) {
   EXPECT_OK(ledger_->VerifyAll());
 }
 
+// Crosses the first level-1 tile boundary (65,536 leaves, a node stored in
+// tile level 2) with a reopen just before it; every stored hash is checked.
+TEST_F(RocksDbLedgerTest, TilesStayRightAcrossTheSecondTileLevel) {
+  Reopen();
+  std::vector<merkle::Hash> leaves;
+  auto append_until = [&](uint64_t n) {
+    while (leaves.size() < n) {
+      const size_t count = std::min<size_t>(n - leaves.size(), 1 + rng_() % 2000);
+      std::vector<AppendEntry> req(count);
+      for (size_t i = 0; i < count; ++i) {
+        req[i].data = absl::StrCat("e", leaves.size() + i);
+        leaves.push_back(merkle::HashLeaf(req[i].data));
+      }
+      ASSERT_OK(ledger_->Append(std::move(req)));
+    }
+  };
+  append_until(65530);
+  Reopen();
+  append_until(70001);
+  ASSERT_OK(ledger_->VerifyAll());
+  for (uint64_t size : {65535u, 65536u, 65537u, 70001u}) {
+    merkle::CompactRange ref;
+    for (uint64_t i = 0; i < size; ++i) ref.Push(leaves[i]);
+    ASSERT_OK_AND_ASSIGN(merkle::Hash root, ledger_->RootAt(size));
+    ASSERT_EQ(root, ref.Root()) << size;
+    for (uint64_t index : {uint64_t{0}, uint64_t{65535}, size - 1}) {
+      if (index >= size) continue;
+      ASSERT_OK_AND_ASSIGN(auto proof, ledger_->InclusionProof(index, size));
+      ASSERT_OK(merkle::VerifyInclusion(index, size, leaves[index], proof, root));
+    }
+    ASSERT_OK_AND_ASSIGN(auto cons, ledger_->ConsistencyProof(65530, size));
+    merkle::CompactRange old;
+    for (uint64_t i = 0; i < 65530; ++i) old.Push(leaves[i]);
+    ASSERT_OK(merkle::VerifyConsistency(65530, size, old.Root(), root, cons));
+  }
+  ASSERT_OK_AND_ASSIGN(merkle::Hash level16, ledger_->SubtreeHash(16, 0));
+  merkle::CompactRange first;
+  for (uint64_t i = 0; i < 65536; ++i) first.Push(leaves[i]);
+  EXPECT_EQ(level16, first.Root());
+}
+
 TEST_F(RocksDbLedgerTest, ProofsStayRightWithATinyTileCache) {
   RocksDbLedgerOptions o = Options();
   o.tile_cache_tiles = 1;
