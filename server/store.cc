@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "ledger/rocksdb_ledger.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
 
@@ -38,7 +39,9 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& n : names) {
-    descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions(options));
+    // The ledger's families have their own tuning (bounded memtables).
+    descriptors.emplace_back(n, absl::StartsWith(n, "ledger_") ? ledger::LedgerColumnFamilyOptions(n)
+                                                               : rocksdb::ColumnFamilyOptions(options));
   }
   std::unique_ptr<NodeStore> store(new NodeStore);
   rocksdb::DB* raw = nullptr;
