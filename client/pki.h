@@ -62,6 +62,9 @@ struct CertificateInfo {
 };
 absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view cert_pem);
 
+// True iff the two PEM texts hold the same certificate (byte-identical DER).
+bool SameCertificate(absl::string_view a_pem, absl::string_view b_pem);
+
 // True iff `cert_pem` was signed by `ca_cert_pem` (chain of exactly one CA, the
 // given one, validity checked at `at`). Returns the reason on failure.
 absl::Status VerifyIssuedBy(absl::string_view cert_pem, absl::string_view ca_cert_pem,

@@ -307,9 +307,7 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
     return absl::FailedPreconditionError(absl::StrCat(
         "org \"", config.org(), "\" is not in the roster (version ", roster.version(), ")"));
   }
-  auto own_ca = pki::InspectCertificate(tls.roots_pem);
-  auto roster_ca = pki::InspectCertificate(self->ca_cert_pem());
-  if (!own_ca.ok() || !roster_ca.ok() || own_ca->serial_hex != roster_ca->serial_hex) {
+  if (!pki::SameCertificate(tls.roots_pem, self->ca_cert_pem())) {
     return absl::FailedPreconditionError(absl::StrCat(
         config.tls().ca_file(), ": tls.ca_file is not the CA the roster lists for org \"",
         config.org(), "\""));
