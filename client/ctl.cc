@@ -1123,9 +1123,15 @@ absl::Status RunAuditLog(Context& c) {
   return absl::OkStatus();
 }
 
-// The verifier key for `org` from a roster file: --roster FILE --org ORG, or --key VKEY.
-absl::StatusOr<note::Verifier> VerifierFromOptions(const Args& args, const std::string& default_org) {
-  if (args.Has("vkey")) return note::ParseVerifier(args.Get("vkey"));
+// The keys that may have signed `org`'s checkpoints, from a roster file
+// (--roster FILE --org ORG), or the one given with --vkey.
+absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& args,
+                                                                 const std::string& default_org) {
+  if (args.Has("vkey")) {
+    auto v = note::ParseVerifier(args.Get("vkey"));
+    if (!v.ok()) return v.status();
+    return std::vector<note::Verifier>{*v};
+  }
   const std::string roster_file = OptionOrEnv(args, "roster", "CORRIDOR_ROSTER");
   if (roster_file.empty()) {
     return absl::InvalidArgumentError(
@@ -1138,14 +1144,14 @@ absl::StatusOr<note::Verifier> VerifierFromOptions(const Args& args, const std::
   if (!roster.ok()) return roster.status();
   const std::string org = args.Get("org", default_org);
   if (org.empty()) return absl::InvalidArgumentError("name the org whose ledger this is: --org ORG");
-  return LedgerVerifierFromRoster(*roster, org);
+  return LedgerVerifiersFromRoster(*roster, org);
 }
 
 absl::Status RunAuditKey(Context& c) {
   const std::string org = c.args.positional().empty() ? c.args.Get("org") : c.args.positional()[0];
-  auto v = VerifierFromOptions(c.args, org);
-  if (!v.ok()) return v.status();
-  c.out << v->ToString() << "\n";
+  auto vs = VerifiersFromOptions(c.args, org);
+  if (!vs.ok()) return vs.status();
+  for (const auto& v : *vs) c.out << v.ToString() << "\n";
   return absl::OkStatus();
 }
 
@@ -1164,8 +1170,8 @@ absl::Status RunAuditProve(Context& c) {
   if (c.args.positional().empty()) return absl::InvalidArgumentError("name the ledger entry: corridorctl audit prove INDEX");
   uint64_t index = 0;
   if (!absl::SimpleAtoi(c.args.positional()[0], &index)) return absl::InvalidArgumentError("INDEX must be a number");
-  auto verifier = VerifierFromOptions(c.args, "");
-  if (!verifier.ok()) return verifier.status();
+  auto verifiers = VerifiersFromOptions(c.args, "");
+  if (!verifiers.ok()) return verifiers.status();
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
   auto ctx = conn->NewContext();
@@ -1175,7 +1181,15 @@ absl::Status RunAuditProve(Context& c) {
   grpc::Status s = v1::AuditService::NewStub(conn->channel)->GetInclusionProof(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
   // Check everything here, with the roster's key: nothing is taken on the node's word.
-  auto cp = note::OpenCheckpoint(resp.checkpoint(), *verifier);
+  absl::StatusOr<note::Checkpoint> cp = absl::NotFoundError("no key");
+  const note::Verifier* verifier = nullptr;
+  for (const auto& v : *verifiers) {
+    cp = note::OpenCheckpoint(resp.checkpoint(), v);
+    if (cp.ok()) {
+      verifier = &v;
+      break;
+    }
+  }
   if (!cp.ok()) return absl::DataLossError(absl::StrCat("the node's checkpoint does not verify: ", cp.status().message()));
   if (cp->size != resp.tree_size()) return absl::DataLossError("the checkpoint is for another tree size");
   std::vector<merkle::Hash> proof;
@@ -1240,11 +1254,18 @@ absl::Status RunAuditExport(Context& c) {
 
 absl::Status RunAuditVerify(Context& c) {
   if (c.args.positional().empty()) return absl::InvalidArgumentError("name the export file: corridorctl audit verify FILE");
-  auto verifier = VerifierFromOptions(c.args, "");
-  if (!verifier.ok()) return verifier.status();
+  auto verifiers = VerifiersFromOptions(c.args, "");
+  if (!verifiers.ok()) return verifiers.status();
   auto text = ReadFileToString(c.args.positional()[0]);
   if (!text.ok()) return text.status();
-  auto v = ledger::VerifyExport(*text, *verifier);
+  absl::StatusOr<ledger::VerifiedExport> v = absl::NotFoundError("no key");
+  const note::Verifier* verifier = nullptr;
+  for (const auto& candidate : *verifiers) {
+    v = ledger::VerifyExport(*text, candidate);
+    verifier = &candidate;
+    // Only a wrong key is worth another try; a bad export stays bad.
+    if (v.ok() || !absl::IsPermissionDenied(v.status())) break;
+  }
   if (!v.ok()) return absl::DataLossError(absl::StrCat("the export does NOT verify: ", v.status().message()));
   size_t undecodable = 0;
   for (const std::string& e : v->entries) {

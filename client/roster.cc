@@ -193,6 +193,29 @@ absl::StatusOr<note::Verifier> LedgerVerifierFromRoster(const v1::Roster& roster
   return absl::NotFoundError(absl::StrCat("org ", org, " is not in the roster"));
 }
 
+absl::StatusOr<std::vector<note::Verifier>> LedgerVerifiersFromRoster(const v1::Roster& roster,
+                                                                      absl::string_view org) {
+  std::vector<note::Verifier> active, retired;
+  for (const v1::Member& m : roster.members()) {
+    if (m.org() != org) continue;
+    for (const v1::SigningKey& k : m.signing_keys()) {
+      if (k.status() != v1::KEY_STATUS_ACTIVE && k.status() != v1::KEY_STATUS_RETIRED) continue;
+      auto raw = Base64Decode(k.public_key());
+      if (!raw.ok()) continue;
+      auto key = Ed25519PublicKey::FromRaw(*raw);
+      if (!key.ok()) continue;
+      (k.status() == v1::KEY_STATUS_ACTIVE ? active : retired)
+          .push_back(note::Verifier{absl::StrCat(roster.federation(), "/", org), 0x01, *key});
+    }
+    active.insert(active.end(), retired.begin(), retired.end());
+    if (active.empty()) {
+      return absl::NotFoundError(absl::StrCat("the roster lists no usable signing key for ", org));
+    }
+    return active;
+  }
+  return absl::NotFoundError(absl::StrCat("org ", org, " is not in the roster"));
+}
+
 absl::StatusOr<v1::Roster> PeekSignedRoster(absl::string_view envelope_json) {
   auto env = ParseEnvelope(envelope_json);
   if (!env.ok()) return env.status();

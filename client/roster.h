@@ -57,6 +57,11 @@ absl::StatusOr<std::string> SignRoster(const v1::Roster* roster, absl::string_vi
 // NotFound if the org or an active key is missing.
 absl::StatusOr<note::Verifier> LedgerVerifierFromRoster(const v1::Roster& roster,
                                                         absl::string_view org);
+// Every key of `org` that may have signed its checkpoints (active and retired,
+// not revoked), active first: after a key rotation older checkpoints verify
+// with the retired key.
+absl::StatusOr<std::vector<note::Verifier>> LedgerVerifiersFromRoster(const v1::Roster& roster,
+                                                                      absl::string_view org);
 
 // Parses a signed roster without verifying signatures (for display).
 absl::StatusOr<v1::Roster> PeekSignedRoster(absl::string_view envelope_json);

@@ -379,6 +379,19 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   ledger_options.origin = LedgerOrigin(config);
   ledger_options.signing_key = node->signing_key_.get();
   ledger_options.before_commit = std::move(hooks.ledger_before_commit);
+  // After a key rotation the stored checkpoint is signed by an earlier key of
+  // this org: accept any of the org's keys the roster has not revoked.
+  for (const auto& m : roster->roster.members()) {
+    if (m.org() != config.org()) continue;
+    for (const auto& k : m.signing_keys()) {
+      if (k.key_id() == config.signing_key().key_id() || k.status() == v1::KEY_STATUS_REVOKED) continue;
+      auto raw = Base64Decode(k.public_key());
+      if (!raw.ok()) continue;
+      if (auto pub = Ed25519PublicKey::FromRaw(*raw); pub.ok()) {
+        ledger_options.previous_verifiers.push_back(note::Verifier{LedgerOrigin(config), 0x01, *pub});
+      }
+    }
+  }
   auto ledger = ledger::RocksDbLedger::Open(node->store_->db(), node->store_->families(),
                                             std::move(ledger_options));
   if (!ledger.ok()) {
