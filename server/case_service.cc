@@ -483,6 +483,11 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
   }
 
   void OnReadDone(bool ok) override {
+    if (!ok && !started_) {
+      // The client closed the upload without sending anything.
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the upload sent no header"));
+      return;
+    }
     if (!ok) return Complete();
     if (!started_) {
       started_ = true;

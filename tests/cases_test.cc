@@ -453,6 +453,33 @@ TEST_F(CasesTest, EvidenceRoundTripsEncryptedAndDigestChecked) {
   EXPECT_EQ(list.items_size(), 1);
 }
 
+TEST_F(CasesTest, EmptyOrHeaderlessUploadsAreRefusedNotLeftHanging) {
+  auditor_ = As("union-sg", "aud");
+  const std::string id = CreateCase();
+  auto stub = v1::CaseService::NewStub(As("union-sg", "cw"));
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::EvidenceItem item;
+    auto writer = stub->AddEvidence(&ctx, &item);
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::EvidenceItem item;
+    auto writer = stub->AddEvidence(&ctx, &item);
+    v1::AddEvidenceRequest data_first;
+    data_first.set_data("no header");
+    writer->Write(data_first);
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  }
+}
+
 TEST_F(CasesTest, CorruptedEvidenceBlobIsRefusedOnDownload) {
   auditor_ = As("union-sg", "aud");
   const std::string id = CreateCase();
