@@ -30,8 +30,9 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
       std::vector<std::string> names;
       for (const OptionSpec& s : spec) names.push_back("--" + s.name);
       return absl::InvalidArgumentError(absl::StrCat(
-          "unknown option --", name, names.empty() ? "; this command takes no options"
-                                                   : absl::StrCat("; known options: ", absl::StrJoin(names, " "))));
+          "unknown option --", name,
+          names.empty() ? "; this command takes no options"
+                        : absl::StrCat("; known options: ", absl::StrJoin(names, " "))));
     }
     if (opt->value_name.empty()) {
       if (has_inline_value) {

@@ -13,8 +13,8 @@
 namespace corridor {
 
 struct OptionSpec {
-  std::string name;         // without the leading "--"
-  std::string value_name;   // empty for a flag that takes no value
+  std::string name;        // without the leading "--"
+  std::string value_name;  // empty for a flag that takes no value
   std::string help;
   bool repeated = false;
 };

@@ -8,10 +8,12 @@
 #include <thread>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/args.h"
@@ -22,14 +24,12 @@
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
-#include "absl/strings/match.h"
-#include "absl/strings/strip.h"
-#include "ledger/export.h"
-#include "ledger/merkle.h"
-#include "ledger/note.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "ledger/crypto.h"
+#include "ledger/export.h"
+#include "ledger/merkle.h"
+#include "ledger/note.h"
 
 namespace corridor::ctl {
 namespace {
@@ -119,9 +119,9 @@ absl::StatusOr<Connection> Connect(const Args& args) {
 absl::Status Explain(const grpc::Status& s, const Connection& c) {
   switch (s.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      return absl::UnavailableError(absl::StrCat(
-          "cannot reach the node at ", c.target, " (", s.error_message(),
-          "). Is corridord running there, and are --cert/--key/--ca from your org?"));
+      return absl::UnavailableError(
+          absl::StrCat("cannot reach the node at ", c.target, " (", s.error_message(),
+                       "). Is corridord running there, and are --cert/--key/--ca from your org?"));
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return absl::DeadlineExceededError(
           absl::StrCat("the node at ", c.target, " did not answer in time"));
@@ -308,11 +308,12 @@ absl::Status RunPkiFederation(Context& c) {
   for (int i = 1; i <= count; ++i) {
     const std::string name = absl::StrCat("steward-", i);
     Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
-    if (auto st = WriteNew(absl::StrCat(dir, "/", name, ".key"), key.ToPem(), 0600, force); !st.ok()) {
+    if (auto st = WriteNew(absl::StrCat(dir, "/", name, ".key"), key.ToPem(), 0600, force);
+        !st.ok()) {
       return st;
     }
-    absl::StrAppend(&yaml, "  - name: ", name, "\n    public_key: ",
-                    Base64Encode(key.public_key().raw()), "\n");
+    absl::StrAppend(&yaml, "  - name: ", name,
+                    "\n    public_key: ", Base64Encode(key.public_key().raw()), "\n");
   }
   if (auto st = WriteNew(dir + "/stewards.yaml", yaml, 0644, force); !st.ok()) return st;
   c.out << "federation " << c.args.Get("federation") << ": " << count << " steward keys in " << dir
@@ -370,12 +371,14 @@ absl::Status RunPkiOrg(Context& c) {
   }
   c.out << "org " << org << ": CA, node certificate (" << node_opts.spiffe_uri
         << ") and signing key " << key_id << " in " << dir
-        << "\n  keep ca.key offline; add the org to the roster with `corridorctl roster add-member`\n";
+        << "\n  keep ca.key offline; add the org to the roster with `corridorctl roster "
+           "add-member`\n";
   return absl::OkStatus();
 }
 
 absl::Status RunPkiUser(Context& c) {
-  if (auto st = Require(c.args, {"federation", "org", "org-dir", "name", "out"}); !st.ok()) return st;
+  if (auto st = Require(c.args, {"federation", "org", "org-dir", "name", "out"}); !st.ok())
+    return st;
   const std::string dir = c.args.Get("org-dir");
   auto ca_key = ReadFileToString(dir + "/ca.key");
   if (!ca_key.ok()) return ca_key.status();
@@ -390,10 +393,12 @@ absl::Status RunPkiUser(Context& c) {
   const std::string out = c.args.Get("out");
   if (auto st = MakeDir(out); !st.ok()) return st;
   const bool force = c.args.Has("force");
-  if (auto st = WriteNew(absl::StrCat(out, "/", name, ".key"), user->key_pem, 0600, force); !st.ok()) {
+  if (auto st = WriteNew(absl::StrCat(out, "/", name, ".key"), user->key_pem, 0600, force);
+      !st.ok()) {
     return st;
   }
-  if (auto st = WriteNew(absl::StrCat(out, "/", name, ".crt"), user->cert_pem, 0644, force); !st.ok()) {
+  if (auto st = WriteNew(absl::StrCat(out, "/", name, ".crt"), user->cert_pem, 0644, force);
+      !st.ok()) {
     return st;
   }
   c.out << "user " << opts.spiffe_uri << ": " << out << "/" << name << ".crt and .key"
@@ -433,7 +438,8 @@ absl::Status RunRosterInit(Context& c) {
 }
 
 absl::Status RunRosterAddMember(Context& c) {
-  if (auto st = Require(c.args, {"roster", "org", "name", "country", "kind", "endpoint", "org-dir"});
+  if (auto st =
+          Require(c.args, {"roster", "org", "name", "country", "kind", "endpoint", "org-dir"});
       !st.ok()) {
     return st;
   }
@@ -463,7 +469,8 @@ absl::Status RunRosterAddMember(Context& c) {
   k->set_key_id(std::string(absl::StripAsciiWhitespace(*key_id)));
   k->set_public_key(std::string(absl::StripAsciiWhitespace(*pub)));
   k->set_status(v1::KEY_STATUS_ACTIVE);
-  k->set_valid_from(absl::FormatTime(absl::RFC3339_sec, absl::Now() - absl::Hours(1), absl::UTCTimeZone()));
+  k->set_valid_from(
+      absl::FormatTime(absl::RFC3339_sec, absl::Now() - absl::Hours(1), absl::UTCTimeZone()));
   for (const auto& existing : roster->members()) {
     if (existing.org() == m.org()) {
       return absl::AlreadyExistsError(absl::StrCat("org ", m.org(), " is already in the roster"));
@@ -528,16 +535,20 @@ absl::Status RunRosterShow(Context& c) {
   }
   c.out << "federation " << roster->federation() << ", roster version " << roster->version()
         << ", issued " << roster->issued_at() << " (signatures not checked here)\n";
-  std::vector<std::vector<std::string>> rows = {{"ORG", "NAME", "COUNTRY", "KIND", "ENDPOINT", "KEYS"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"ORG", "NAME", "COUNTRY", "KIND", "ENDPOINT", "KEYS"}};
   for (const auto& m : roster->members()) {
     std::vector<std::string> keys;
     for (const auto& k : m.signing_keys()) {
-      keys.push_back(absl::StrCat(k.key_id(), "(", absl::AsciiStrToLower(absl::StripPrefix(
-                                                        v1::KeyStatus_Name(k.status()), "KEY_STATUS_")), ")"));
+      keys.push_back(absl::StrCat(
+          k.key_id(), "(",
+          absl::AsciiStrToLower(absl::StripPrefix(v1::KeyStatus_Name(k.status()), "KEY_STATUS_")),
+          ")"));
     }
-    rows.push_back({m.org(), m.name(), m.country(),
-                    absl::AsciiStrToLower(absl::StripPrefix(v1::OrgKind_Name(m.kind()), "ORG_KIND_")),
-                    m.endpoint(), absl::StrJoin(keys, " ")});
+    rows.push_back(
+        {m.org(), m.name(), m.country(),
+         absl::AsciiStrToLower(absl::StripPrefix(v1::OrgKind_Name(m.kind()), "ORG_KIND_")),
+         m.endpoint(), absl::StrJoin(keys, " ")});
   }
   PrintTable(c.out, rows);
   for (const auto& a : roster->agreements()) {
@@ -557,12 +568,16 @@ absl::StatusOr<Enum> ParseEnumOption(const std::string& value, const std::string
   std::vector<std::string> names;
   for (int i = 1; i < desc->value_count(); ++i) {
     const std::string& name = desc->value(i)->name();
-    if (name == want || absl::EndsWith(name, "_" + want)) return static_cast<Enum>(desc->value(i)->number());
-    std::string short_name = absl::AsciiStrToLower(name.substr(name.find('_', name.find('_') + 1) + 1));
-    for (char& ch : short_name) if (ch == '_') ch = '-';
+    if (name == want || absl::EndsWith(name, "_" + want))
+      return static_cast<Enum>(desc->value(i)->number());
+    std::string short_name =
+        absl::AsciiStrToLower(name.substr(name.find('_', name.find('_') + 1) + 1));
+    for (char& ch : short_name)
+      if (ch == '_') ch = '-';
     names.push_back(short_name);
   }
-  return absl::InvalidArgumentError(absl::StrCat("--", option, " must be one of ", absl::StrJoin(names, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", option, " must be one of ", absl::StrJoin(names, ", ")));
 }
 
 std::string EnumShort(const google::protobuf::EnumDescriptor* desc, int value) {
@@ -570,7 +585,8 @@ std::string EnumShort(const google::protobuf::EnumDescriptor* desc, int value) {
   if (v == nullptr) return "?";
   std::string name = v->name();
   std::string s = absl::AsciiStrToLower(name.substr(name.find('_', name.find('_') + 1) + 1));
-  for (char& ch : s) if (ch == '_') ch = '-';
+  for (char& ch : s)
+    if (ch == '_') ch = '-';
   return s;
 }
 
@@ -579,7 +595,8 @@ std::string CaseIdArg(const Args& args) {
 }
 
 absl::Status NeedCaseId(const Args& args) {
-  if (CaseIdArg(args).empty()) return absl::InvalidArgumentError("name the case, e.g. `corridorctl case show C-3F9A0C12D4E7`");
+  if (CaseIdArg(args).empty())
+    return absl::InvalidArgumentError("name the case, e.g. `corridorctl case show C-3F9A0C12D4E7`");
   return absl::OkStatus();
 }
 
@@ -596,24 +613,27 @@ void PrintCase(std::ostream& out, const v1::Case& c) {
   if (!c.employer().name().empty()) out << "  employer:    " << c.employer().name() << "\n";
   if (!c.recruiter().name().empty()) {
     out << "  recruiter:   " << c.recruiter().name();
-    if (!c.recruiter().licence_number().empty()) out << " (licence " << c.recruiter().licence_number() << ")";
+    if (!c.recruiter().licence_number().empty())
+      out << " (licence " << c.recruiter().licence_number() << ")";
     out << "\n";
   }
   if (!c.narrative().empty()) out << "  narrative:   " << c.narrative() << "\n";
   for (const auto& g : c.consent().grants()) {
     out << "  consent:     " << g.org() << " for " << absl::StrJoin(g.purposes(), ", ") << "\n";
   }
-  out << "  owner:       " << c.owner_org() << ", created " << c.created_at() << " by " << c.created_by()
-      << ", updated " << c.updated_at() << "\n";
+  out << "  owner:       " << c.owner_org() << ", created " << c.created_at() << " by "
+      << c.created_by() << ", updated " << c.updated_at() << "\n";
   for (const auto& l : c.referrals()) {
-    out << "  referral:    " << l.referral_id() << (l.outgoing() ? " to " : " from ") << l.peer_org()
+    out << "  referral:    " << l.referral_id() << (l.outgoing() ? " to " : " from ")
+        << l.peer_org()
         << (l.peer_case_id().empty() ? "" : " (their case " + l.peer_case_id() + ")") << ", "
-        << EnumShort(v1::ReferralState_descriptor(), l.state()) << ", " << l.purpose() << " under " << l.agreement()
-        << (l.reason().empty() ? "" : ": " + l.reason()) << "\n";
+        << EnumShort(v1::ReferralState_descriptor(), l.state()) << ", " << l.purpose() << " under "
+        << l.agreement() << (l.reason().empty() ? "" : ": " + l.reason()) << "\n";
   }
   for (const auto& h : c.history()) {
     out << "  history:     " << h.time() << "  " << h.org() << "  " << h.author();
-    if (h.status() != v1::CASE_STATUS_UNSPECIFIED) out << "  status " << EnumShort(v1::CaseStatus_descriptor(), h.status());
+    if (h.status() != v1::CASE_STATUS_UNSPECIFIED)
+      out << "  status " << EnumShort(v1::CaseStatus_descriptor(), h.status());
     if (!h.outcome().empty()) out << "  outcome " << h.outcome();
     if (!h.note().empty()) out << "  " << h.note();
     out << "\n";
@@ -621,10 +641,12 @@ void PrintCase(std::ostream& out, const v1::Case& c) {
 }
 
 absl::Status RunCaseCreate(Context& c) {
-  if (auto st = Require(c.args, {"category", "origin", "destination", "worker-name"}); !st.ok()) return st;
+  if (auto st = Require(c.args, {"category", "origin", "destination", "worker-name"}); !st.ok())
+    return st;
   v1::CreateCaseRequest req;
   v1::Case* k = req.mutable_case_();
-  auto cat = ParseEnumOption<v1::CaseCategory>(c.args.Get("category"), "category", v1::CaseCategory_descriptor());
+  auto cat = ParseEnumOption<v1::CaseCategory>(c.args.Get("category"), "category",
+                                               v1::CaseCategory_descriptor());
   if (!cat.ok()) return cat.status();
   k->set_category(*cat);
   k->set_sector(c.args.Get("sector"));
@@ -645,15 +667,18 @@ absl::Status RunCaseCreate(Context& c) {
   for (const std::string& grant : c.args.GetAll("consent")) {
     std::vector<std::string> parts = absl::StrSplit(grant, absl::MaxSplits(':', 1));
     if (parts.size() != 2 || parts[0].empty() || parts[1].empty()) {
-      return absl::InvalidArgumentError("--consent is ORG:PURPOSE[,PURPOSE...], e.g. ministry-id:fee-recovery");
+      return absl::InvalidArgumentError(
+          "--consent is ORG:PURPOSE[,PURPOSE...], e.g. ministry-id:fee-recovery");
     }
     auto* g = k->mutable_consent()->add_grants();
     g->set_org(parts[0]);
-    for (absl::string_view p : absl::StrSplit(parts[1], ',', absl::SkipEmpty())) g->add_purposes(std::string(p));
+    for (absl::string_view p : absl::StrSplit(parts[1], ',', absl::SkipEmpty()))
+      g->add_purposes(std::string(p));
   }
   if (k->consent().grants_size() > 0) {
     k->mutable_consent()->set_method(c.args.Get("consent-method", "recorded by caseworker"));
-    k->mutable_consent()->set_given_at(absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
+    k->mutable_consent()->set_given_at(
+        absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone()));
   }
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
@@ -672,7 +697,8 @@ absl::Status RunCaseCreate(Context& c) {
 absl::Status RunCaseShow(Context& c) {
   if (auto st = NeedCaseId(c.args); !st.ok()) return st;
   if (auto st = Require(c.args, {"purpose"}); !st.ok()) {
-    return absl::InvalidArgumentError("say why you read this worker's data: --purpose (e.g. case-handling)");
+    return absl::InvalidArgumentError(
+        "say why you read this worker's data: --purpose (e.g. case-handling)");
   }
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
@@ -694,12 +720,14 @@ absl::Status RunCaseShow(Context& c) {
 absl::Status RunCaseList(Context& c) {
   v1::ListCasesRequest req;
   if (c.args.Has("status")) {
-    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status", v1::CaseStatus_descriptor());
+    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status",
+                                              v1::CaseStatus_descriptor());
     if (!st.ok()) return st.status();
     req.set_status(*st);
   }
   if (c.args.Has("category")) {
-    auto cat = ParseEnumOption<v1::CaseCategory>(c.args.Get("category"), "category", v1::CaseCategory_descriptor());
+    auto cat = ParseEnumOption<v1::CaseCategory>(c.args.Get("category"), "category",
+                                                 v1::CaseCategory_descriptor());
     if (!cat.ok()) return cat.status();
     req.set_category(*cat);
   }
@@ -724,7 +752,8 @@ absl::Status RunCaseList(Context& c) {
     c.out << ToJson(resp);
     return absl::OkStatus();
   }
-  std::vector<std::vector<std::string>> rows = {{"CASE", "STATUS", "CATEGORY", "SECTOR", "CORRIDOR", "CREATED"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"CASE", "STATUS", "CATEGORY", "SECTOR", "CORRIDOR", "CREATED"}};
   for (const auto& k : resp.cases()) {
     rows.push_back({k.id(), EnumShort(v1::CaseStatus_descriptor(), k.status()),
                     EnumShort(v1::CaseCategory_descriptor(), k.category()), k.sector(),
@@ -742,7 +771,8 @@ absl::Status RunCaseUpdate(Context& c) {
   v1::UpdateCaseRequest req;
   req.set_id(CaseIdArg(c.args));
   if (c.args.Has("status")) {
-    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status", v1::CaseStatus_descriptor());
+    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status",
+                                              v1::CaseStatus_descriptor());
     if (!st.ok()) return st.status();
     req.set_status(*st);
   }
@@ -758,7 +788,8 @@ absl::Status RunCaseUpdate(Context& c) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << "updated case " << resp.id() << " (" << EnumShort(v1::CaseStatus_descriptor(), resp.status()) << ")\n";
+    c.out << "updated case " << resp.id() << " ("
+          << EnumShort(v1::CaseStatus_descriptor(), resp.status()) << ")\n";
   }
   return absl::OkStatus();
 }
@@ -791,7 +822,8 @@ absl::Status RunCaseErase(Context& c) {
   grpc::Status s = v1::CaseService::NewStub(conn->channel)->EraseCase(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
   c.json() ? c.out << ToJson(resp)
-           : c.out << "erased case " << resp.id() << ": its data key is destroyed; the erasure is ledger entry "
+           : c.out << "erased case " << resp.id()
+                   << ": its data key is destroyed; the erasure is ledger entry "
                    << resp.ledger_index() << "\n";
   return absl::OkStatus();
 }
@@ -842,7 +874,8 @@ absl::Status RunEvidenceAdd(Context& c) {
   v1::AddEvidenceRequest header;
   header.mutable_header()->set_case_id(CaseIdArg(c.args));
   const size_t slash = path.rfind('/');
-  header.mutable_header()->set_file_name(c.args.Get("name", slash == std::string::npos ? path : path.substr(slash + 1)));
+  header.mutable_header()->set_file_name(
+      c.args.Get("name", slash == std::string::npos ? path : path.substr(slash + 1)));
   header.mutable_header()->set_media_type(c.args.Get("media-type", "application/octet-stream"));
   Progress progress(c.err, "uploading", data->size());
   bool open = writer->Write(header);
@@ -859,13 +892,14 @@ absl::Status RunEvidenceAdd(Context& c) {
   if (!s.ok()) return Explain(s, *conn);
   const std::string local = HexEncode(DigestBytes(Sha256(*data)));
   if (HexEncode(item.sha256()) != local) {
-    return absl::DataLossError("the node recorded a different SHA-256 than this file has: upload again");
+    return absl::DataLossError(
+        "the node recorded a different SHA-256 than this file has: upload again");
   }
   if (c.json()) {
     c.out << ToJson(item);
   } else {
-    c.out << "added evidence " << item.id() << " to case " << CaseIdArg(c.args) << ": " << item.file_name()
-          << ", " << item.size() << " bytes, SHA-256 " << local << "\n";
+    c.out << "added evidence " << item.id() << " to case " << CaseIdArg(c.args) << ": "
+          << item.file_name() << ", " << item.size() << " bytes, SHA-256 " << local << "\n";
   }
   return absl::OkStatus();
 }
@@ -885,10 +919,12 @@ absl::Status RunEvidenceList(Context& c) {
     c.out << ToJson(resp);
     return absl::OkStatus();
   }
-  std::vector<std::vector<std::string>> rows = {{"EVIDENCE", "FILE", "TYPE", "BYTES", "SHA-256", "ADDED"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"EVIDENCE", "FILE", "TYPE", "BYTES", "SHA-256", "ADDED"}};
   for (const auto& i : resp.items()) {
     rows.push_back({i.id(), i.file_name(), i.media_type(), std::to_string(i.size()),
-                    HexEncode(i.sha256()).substr(0, 16) + "...", i.added_at() + " by " + i.added_by()});
+                    HexEncode(i.sha256()).substr(0, 16) + "...",
+                    i.added_at() + " by " + i.added_by()});
   }
   PrintTable(c.out, rows);
   return absl::OkStatus();
@@ -896,7 +932,8 @@ absl::Status RunEvidenceList(Context& c) {
 
 absl::Status RunEvidenceGet(Context& c) {
   if (c.args.positional().size() < 2) {
-    return absl::InvalidArgumentError("corridorctl evidence get CASE EVIDENCE --out FILE --purpose P");
+    return absl::InvalidArgumentError(
+        "corridorctl evidence get CASE EVIDENCE --out FILE --purpose P");
   }
   if (auto st = Require(c.args, {"out", "purpose"}); !st.ok()) return st;
   auto conn = Connect(c.args);
@@ -925,7 +962,8 @@ absl::Status RunEvidenceGet(Context& c) {
   if (!s.ok()) return Explain(s, *conn);
   // End to end: what arrived must be what was recorded on upload.
   if (data.size() != item.size() || DigestBytes(Sha256(data)) != item.sha256()) {
-    return absl::DataLossError("what arrived does not match the recorded size and SHA-256; nothing was saved");
+    return absl::DataLossError(
+        "what arrived does not match the recorded size and SHA-256; nothing was saved");
   }
   if (auto st = WriteFileAtomically(c.args.Get("out"), data, 0600); !st.ok()) return st;
   c.out << "saved " << item.file_name() << " (" << item.size() << " bytes, SHA-256 verified) to "
@@ -950,13 +988,15 @@ absl::Status RunRefer(Context& c) {
       } else if (absl::StartsWith(part, "E-")) {
         req.add_evidence_ids(std::string(part));
       } else {
-        return absl::InvalidArgumentError("--include takes personal-data and/or evidence ids (E-...)");
+        return absl::InvalidArgumentError(
+            "--include takes personal-data and/or evidence ids (E-...)");
       }
     }
   }
   req.set_deidentify(c.args.Has("deidentify"));
   if (c.args.Has("onward")) {
-    auto o = ParseEnumOption<v1::OnwardSharing>(c.args.Get("onward"), "onward", v1::OnwardSharing_descriptor());
+    auto o = ParseEnumOption<v1::OnwardSharing>(c.args.Get("onward"), "onward",
+                                                v1::OnwardSharing_descriptor());
     if (!o.ok()) return o.status();
     req.set_onward_sharing(*o);
   }
@@ -970,9 +1010,10 @@ absl::Status RunRefer(Context& c) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << "referral " << resp.referral_id() << " of case " << req.case_id() << " to " << req.to_org()
-          << " is queued for delivery (envelope " << resp.envelope_id() << ")"
-          << (resp.deidentified() ? ", without the worker's personal data" : ", with the worker's personal data (consented)")
+    c.out << "referral " << resp.referral_id() << " of case " << req.case_id() << " to "
+          << req.to_org() << " is queued for delivery (envelope " << resp.envelope_id() << ")"
+          << (resp.deidentified() ? ", without the worker's personal data"
+                                  : ", with the worker's personal data (consented)")
           << "\n  follow it with `corridorctl outbox`\n";
   }
   return absl::OkStatus();
@@ -989,12 +1030,13 @@ absl::Status RunInbox(Context& c) {
     c.out << ToJson(resp);
     return absl::OkStatus();
   }
-  std::vector<std::vector<std::string>> rows = {{"REFERRAL", "FROM", "CASE", "CATEGORY", "CORRIDOR", "PURPOSE", "RECEIVED"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"REFERRAL", "FROM", "CASE", "CATEGORY", "CORRIDOR", "PURPOSE", "RECEIVED"}};
   for (const auto& i : resp.items()) {
     rows.push_back({i.referral_id(), i.from_org(), i.case_id(),
                     EnumShort(v1::CaseCategory_descriptor(), i.summary().category()),
-                    i.summary().origin_country() + "->" + i.summary().destination_country(), i.purpose(),
-                    i.received_at()});
+                    i.summary().origin_country() + "->" + i.summary().destination_country(),
+                    i.purpose(), i.received_at()});
   }
   PrintTable(c.out, rows);
   if (resp.items().empty()) c.out << "(no referrals waiting)\n";
@@ -1019,8 +1061,9 @@ absl::Status Decide(Context& c, bool accept) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << (accept ? "accepted " : "declined ") << req.referral_id() << "; local case " << resp.case_id()
-          << "; the decision is on its way back (envelope " << resp.envelope_id() << ")\n";
+    c.out << (accept ? "accepted " : "declined ") << req.referral_id() << "; local case "
+          << resp.case_id() << "; the decision is on its way back (envelope " << resp.envelope_id()
+          << ")\n";
   }
   return absl::OkStatus();
 }
@@ -1032,7 +1075,8 @@ absl::Status RunPostUpdate(Context& c) {
   v1::PostUpdateRequest req;
   req.set_case_id(CaseIdArg(c.args));
   if (c.args.Has("status")) {
-    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status", v1::CaseStatus_descriptor());
+    auto st = ParseEnumOption<v1::CaseStatus>(c.args.Get("status"), "status",
+                                              v1::CaseStatus_descriptor());
     if (!st.ok()) return st.status();
     req.set_status(*st);
   }
@@ -1047,8 +1091,8 @@ absl::Status RunPostUpdate(Context& c) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << "update recorded on case " << req.case_id() << " and sent to " << resp.envelope_ids_size()
-          << " linked organisation(s)\n";
+    c.out << "update recorded on case " << req.case_id() << " and sent to "
+          << resp.envelope_ids_size() << " linked organisation(s)\n";
   }
   return absl::OkStatus();
 }
@@ -1064,13 +1108,16 @@ absl::Status RunOutbox(Context& c) {
     c.out << ToJson(resp);
     return absl::OkStatus();
   }
-  std::vector<std::vector<std::string>> rows = {{"ENVELOPE", "TO", "KIND", "STATE", "ATTEMPTS", "DETAIL"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"ENVELOPE", "TO", "KIND", "STATE", "ATTEMPTS", "DETAIL"}};
   for (const auto& e : resp.entries()) {
-    std::string detail = e.state() == "delivered"
-                             ? absl::StrCat("receipt: their ledger entry ", e.receipt_ledger_index())
-                             : e.last_error();
-    if (e.state() == "pending" && !e.next_attempt().empty()) detail += " (next try " + e.next_attempt() + ")";
-    rows.push_back({e.envelope_id(), e.recipient_org(), e.kind(), e.state(), std::to_string(e.attempts()), detail});
+    std::string detail = e.state() == "delivered" ? absl::StrCat("receipt: their ledger entry ",
+                                                                 e.receipt_ledger_index())
+                                                  : e.last_error();
+    if (e.state() == "pending" && !e.next_attempt().empty())
+      detail += " (next try " + e.next_attempt() + ")";
+    rows.push_back({e.envelope_id(), e.recipient_org(), e.kind(), e.state(),
+                    std::to_string(e.attempts()), detail});
   }
   PrintTable(c.out, rows);
   return absl::OkStatus();
@@ -1079,7 +1126,8 @@ absl::Status RunOutbox(Context& c) {
 // ---- audit commands --------------------------------------------------------
 
 std::string EventTime(const v1::AccessEvent& e) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(e.time_unix_micros()), absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(e.time_unix_micros()),
+                          absl::UTCTimeZone());
 }
 
 absl::Status RunAuditLog(Context& c) {
@@ -1089,7 +1137,8 @@ absl::Status RunAuditLog(Context& c) {
   req.set_org(c.args.Get("org"));
   req.set_action(c.args.Get("action"));
   if (c.args.Has("outcome")) {
-    auto o = ParseEnumOption<v1::AccessOutcome>(c.args.Get("outcome"), "outcome", v1::AccessOutcome_descriptor());
+    auto o = ParseEnumOption<v1::AccessOutcome>(c.args.Get("outcome"), "outcome",
+                                                v1::AccessOutcome_descriptor());
     if (!o.ok()) return o.status();
     req.set_outcome(*o);
   }
@@ -1111,15 +1160,18 @@ absl::Status RunAuditLog(Context& c) {
     c.out << ToJson(resp);
     return absl::OkStatus();
   }
-  std::vector<std::vector<std::string>> rows = {{"INDEX", "TIME (UTC)", "ACTOR", "ACTION", "RESOURCE", "PURPOSE", "OUTCOME", "REASON"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"INDEX", "TIME (UTC)", "ACTOR", "ACTION", "RESOURCE", "PURPOSE", "OUTCOME", "REASON"}};
   for (const auto& le : resp.events()) {
     const auto& e = le.event();
-    rows.push_back({std::to_string(le.index()), EventTime(e), e.actor_org() + "/" + e.actor_subject(), e.action(),
-                    e.resource_kind() + (e.resource_id().empty() ? "" : " " + e.resource_id()), e.purpose(),
-                    EnumShort(v1::AccessOutcome_descriptor(), e.outcome()), e.reason()});
+    rows.push_back(
+        {std::to_string(le.index()), EventTime(e), e.actor_org() + "/" + e.actor_subject(),
+         e.action(), e.resource_kind() + (e.resource_id().empty() ? "" : " " + e.resource_id()),
+         e.purpose(), EnumShort(v1::AccessOutcome_descriptor(), e.outcome()), e.reason()});
   }
   PrintTable(c.out, rows);
-  if (!resp.next_page_token().empty()) c.out << "more: --page-token " << resp.next_page_token() << "\n";
+  if (!resp.next_page_token().empty())
+    c.out << "more: --page-token " << resp.next_page_token() << "\n";
   return absl::OkStatus();
 }
 
@@ -1143,7 +1195,8 @@ absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& arg
   auto roster = PeekSignedRoster(*text);
   if (!roster.ok()) return roster.status();
   const std::string org = args.Get("org", default_org);
-  if (org.empty()) return absl::InvalidArgumentError("name the org whose ledger this is: --org ORG");
+  if (org.empty())
+    return absl::InvalidArgumentError("name the org whose ledger this is: --org ORG");
   return LedgerVerifiersFromRoster(*roster, org);
 }
 
@@ -1160,16 +1213,19 @@ absl::Status RunAuditCheckpoint(Context& c) {
   if (!conn.ok()) return conn.status();
   auto ctx = conn->NewContext();
   v1::CheckpointResponse resp;
-  grpc::Status s = v1::AuditService::NewStub(conn->channel)->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
+  grpc::Status s = v1::AuditService::NewStub(conn->channel)
+                       ->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
   if (!s.ok()) return Explain(s, *conn);
   c.json() ? c.out << ToJson(resp) : c.out << resp.checkpoint();
   return absl::OkStatus();
 }
 
 absl::Status RunAuditProve(Context& c) {
-  if (c.args.positional().empty()) return absl::InvalidArgumentError("name the ledger entry: corridorctl audit prove INDEX");
+  if (c.args.positional().empty())
+    return absl::InvalidArgumentError("name the ledger entry: corridorctl audit prove INDEX");
   uint64_t index = 0;
-  if (!absl::SimpleAtoi(c.args.positional()[0], &index)) return absl::InvalidArgumentError("INDEX must be a number");
+  if (!absl::SimpleAtoi(c.args.positional()[0], &index))
+    return absl::InvalidArgumentError("INDEX must be a number");
   auto verifiers = VerifiersFromOptions(c.args, "");
   if (!verifiers.ok()) return verifiers.status();
   auto conn = Connect(c.args);
@@ -1178,7 +1234,8 @@ absl::Status RunAuditProve(Context& c) {
   v1::InclusionProofRequest req;
   req.set_index(index);
   v1::InclusionProofResponse resp;
-  grpc::Status s = v1::AuditService::NewStub(conn->channel)->GetInclusionProof(ctx.get(), req, &resp);
+  grpc::Status s =
+      v1::AuditService::NewStub(conn->channel)->GetInclusionProof(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
   // Check everything here, with the roster's key: nothing is taken on the node's word.
   absl::StatusOr<note::Checkpoint> cp = absl::NotFoundError("no key");
@@ -1190,8 +1247,11 @@ absl::Status RunAuditProve(Context& c) {
       break;
     }
   }
-  if (!cp.ok()) return absl::DataLossError(absl::StrCat("the node's checkpoint does not verify: ", cp.status().message()));
-  if (cp->size != resp.tree_size()) return absl::DataLossError("the checkpoint is for another tree size");
+  if (!cp.ok())
+    return absl::DataLossError(
+        absl::StrCat("the node's checkpoint does not verify: ", cp.status().message()));
+  if (cp->size != resp.tree_size())
+    return absl::DataLossError("the checkpoint is for another tree size");
   std::vector<merkle::Hash> proof;
   for (const std::string& p : resp.proof()) {
     auto h = merkle::FromBytes(p);
@@ -1209,24 +1269,31 @@ absl::Status RunAuditProve(Context& c) {
     }
     std::string note_json;
     for (char ch : resp.checkpoint()) {
-      if (ch == '\n') note_json += "\\n";
-      else if (ch == '"' || ch == '\\') { note_json += '\\'; note_json += ch; }
-      else note_json += ch;
+      if (ch == '\n')
+        note_json += "\\n";
+      else if (ch == '"' || ch == '\\') {
+        note_json += '\\';
+        note_json += ch;
+      } else
+        note_json += ch;
     }
-    c.out << "],\n  \"root_hash\": \"" << Base64Encode(merkle::ToBytes(cp->root)) << "\",\n  \"checkpoint\": \""
-          << note_json << "\",\n  \"verifier_key\": \"" << verifier->ToString() << "\",\n  \"verified\": "
-          << (verified.ok() ? "true" : "false") << "\n}\n";
+    c.out << "],\n  \"root_hash\": \"" << Base64Encode(merkle::ToBytes(cp->root))
+          << "\",\n  \"checkpoint\": \"" << note_json << "\",\n  \"verifier_key\": \""
+          << verifier->ToString() << "\",\n  \"verified\": " << (verified.ok() ? "true" : "false")
+          << "\n}\n";
   } else if (verified.ok()) {
     c.out << "entry " << index << " is in the ledger of " << cp->origin << " at size " << cp->size
-          << ": inclusion proof (" << proof.size() << " hashes) verified against the checkpoint signed by "
-          << verifier->name << "\n";
+          << ": inclusion proof (" << proof.size()
+          << " hashes) verified against the checkpoint signed by " << verifier->name << "\n";
     if (auto e = v1::AccessEvent(); e.ParseFromString(resp.entry())) {
-      c.out << "  " << EventTime(e) << "  " << e.actor_org() << "/" << e.actor_subject() << "  " << e.action()
-            << "  " << e.resource_kind() << " " << e.resource_id() << "  "
+      c.out << "  " << EventTime(e) << "  " << e.actor_org() << "/" << e.actor_subject() << "  "
+            << e.action() << "  " << e.resource_kind() << " " << e.resource_id() << "  "
             << EnumShort(v1::AccessOutcome_descriptor(), e.outcome()) << "\n";
     }
   }
-  if (!verified.ok()) return absl::DataLossError(absl::StrCat("the inclusion proof does NOT verify: ", verified.message()));
+  if (!verified.ok())
+    return absl::DataLossError(
+        absl::StrCat("the inclusion proof does NOT verify: ", verified.message()));
   return absl::OkStatus();
 }
 
@@ -1248,12 +1315,14 @@ absl::Status RunAuditExport(Context& c) {
   if (!s.ok()) return Explain(s, *conn);
   if (auto st = WriteFileAtomically(c.args.Get("out"), resp.export_()); !st.ok()) return st;
   c.out << "exported to " << c.args.Get("out") << " (" << resp.export_().size()
-        << " bytes); check it with `corridorctl audit verify " << c.args.Get("out") << " --roster FILE --org ORG`\n";
+        << " bytes); check it with `corridorctl audit verify " << c.args.Get("out")
+        << " --roster FILE --org ORG`\n";
   return absl::OkStatus();
 }
 
 absl::Status RunAuditVerify(Context& c) {
-  if (c.args.positional().empty()) return absl::InvalidArgumentError("name the export file: corridorctl audit verify FILE");
+  if (c.args.positional().empty())
+    return absl::InvalidArgumentError("name the export file: corridorctl audit verify FILE");
   auto verifiers = VerifiersFromOptions(c.args, "");
   if (!verifiers.ok()) return verifiers.status();
   auto text = ReadFileToString(c.args.positional()[0]);
@@ -1266,14 +1335,16 @@ absl::Status RunAuditVerify(Context& c) {
     // Only a wrong key is worth another try; a bad export stays bad.
     if (v.ok() || !absl::IsPermissionDenied(v.status())) break;
   }
-  if (!v.ok()) return absl::DataLossError(absl::StrCat("the export does NOT verify: ", v.status().message()));
+  if (!v.ok())
+    return absl::DataLossError(absl::StrCat("the export does NOT verify: ", v.status().message()));
   size_t undecodable = 0;
   for (const std::string& e : v->entries) {
     v1::AccessEvent ev;
     if (!ev.ParseFromString(e)) ++undecodable;
   }
-  c.out << "verified: entries " << v->first_index << ".." << v->first_index + v->entries.size() - 1 << " of "
-        << v->checkpoint.origin << " are exactly those committed to by its checkpoint at size " << v->checkpoint.size
+  c.out << "verified: entries " << v->first_index << ".." << v->first_index + v->entries.size() - 1
+        << " of " << v->checkpoint.origin
+        << " are exactly those committed to by its checkpoint at size " << v->checkpoint.size
         << ", signed by " << verifier->name << "\n";
   if (undecodable) c.out << "  note: " << undecodable << " entries are not access events\n";
   return absl::OkStatus();
@@ -1298,20 +1369,28 @@ absl::Status RunRosterPush(Context& c) {
 
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
-      {{"health"}, "", "is the node serving, and which peers has it authenticated?",
+      {{"health"},
+       "",
+       "is the node serving, and which peers has it authenticated?",
        With(ConnectionOptions(),
             {{"wait", "SECONDS", "keep trying for up to this long"},
              {"require-peers", "", "fail unless every roster peer is healthy"}}),
        RunHealth},
-      {{"whoami"}, "", "the org, subject and roles the node sees for you", ConnectionOptions(),
+      {{"whoami"},
+       "",
+       "the org, subject and roles the node sees for you",
+       ConnectionOptions(),
        RunWhoami},
-      {{"pki", "federation"}, "--federation NAME --out DIR", "create the federation's steward keys",
+      {{"pki", "federation"},
+       "--federation NAME --out DIR",
+       "create the federation's steward keys",
        {{"federation", "NAME", "federation name, e.g. corridor.example"},
         {"out", "DIR", "where to write the keys"},
         {"stewards", "N", "how many steward keys (default 3)"},
         {"force", "", "overwrite existing files"}},
        RunPkiFederation},
-      {{"pki", "org"}, "--federation NAME --org ID --out DIR",
+      {{"pki", "org"},
+       "--federation NAME --org ID --out DIR",
        "create an org's CA, node certificate and Ed25519 signing key",
        {{"federation", "NAME", "federation name"},
         {"org", "ID", "org id, e.g. union-sg"},
@@ -1320,7 +1399,8 @@ const std::vector<Command>& Commands() {
         {"key-id", "ID", "signing key id (default <org>-1)"},
         {"force", "", "overwrite existing files"}},
        RunPkiOrg},
-      {{"pki", "user"}, "--federation NAME --org ID --org-dir DIR --name USER --out DIR",
+      {{"pki", "user"},
+       "--federation NAME --org ID --org-dir DIR --name USER --out DIR",
        "issue a user certificate from the org's CA",
        {{"federation", "NAME", "federation name"},
         {"org", "ID", "org id"},
@@ -1329,13 +1409,17 @@ const std::vector<Command>& Commands() {
         {"out", "DIR", "where to write USER.crt and USER.key"},
         {"force", "", "overwrite existing files"}},
        RunPkiUser},
-      {{"roster", "init"}, "--federation NAME --out FILE", "start a roster source file",
+      {{"roster", "init"},
+       "--federation NAME --out FILE",
+       "start a roster source file",
        {{"federation", "NAME", "federation name"},
         {"out", "FILE", "roster source (YAML)"},
         {"version", "N", "roster version (default 1)"},
         {"force", "", "overwrite an existing file"}},
        RunRosterInit},
-      {{"roster", "add-member"}, "--roster FILE --org ID --name NAME --country CC --kind KIND --endpoint HOST:PORT --org-dir DIR",
+      {{"roster", "add-member"},
+       "--roster FILE --org ID --name NAME --country CC --kind KIND --endpoint HOST:PORT --org-dir "
+       "DIR",
        "add an org to a roster source",
        {{"roster", "FILE", "roster source (YAML)"},
         {"org", "ID", "org id"},
@@ -1345,7 +1429,8 @@ const std::vector<Command>& Commands() {
         {"endpoint", "HOST:PORT", "where the org's node listens"},
         {"org-dir", "DIR", "the directory `pki org` wrote"}},
        RunRosterAddMember},
-      {{"roster", "add-agreement"}, "--roster FILE --id ID --parties A,B --purposes P,Q",
+      {{"roster", "add-agreement"},
+       "--roster FILE --id ID --parties A,B --purposes P,Q",
        "add an agreement (MoU, MLA treaty) to a roster source",
        {{"roster", "FILE", "roster source (YAML)"},
         {"id", "ID", "agreement id"},
@@ -1353,21 +1438,31 @@ const std::vector<Command>& Commands() {
         {"parties", "A,B", "member org ids"},
         {"purposes", "P,Q", "purposes it covers"}},
        RunRosterAddAgreement},
-      {{"roster", "sign"}, "--in FILE --key FILE --key-name NAME --out FILE",
+      {{"roster", "sign"},
+       "--in FILE --key FILE --key-name NAME --out FILE",
        "sign a roster source, or co-sign a signed roster, as a steward",
        {{"in", "FILE", "roster source (YAML) or signed roster (JSON)"},
         {"key", "FILE", "your steward key"},
         {"key-name", "NAME", "your steward key name as nodes know it, e.g. steward-1"},
         {"out", "FILE", "signed roster to write"}},
        RunRosterSign},
-      {{"roster", "push"}, "--in FILE", "install a newer signed roster at your node (admins)",
-       With(ConnectionOptions(), {{"in", "FILE", "signed roster"}}), RunRosterPush},
-      {{"roster", "show"}, "--in FILE", "show a signed roster",
-       {{"in", "FILE", "signed roster"}, {"json", "", "print JSON"}}, RunRosterShow},
-      {{"case", "create"}, "--category C --origin CC --destination CC --worker-name NAME ...",
+      {{"roster", "push"},
+       "--in FILE",
+       "install a newer signed roster at your node (admins)",
+       With(ConnectionOptions(), {{"in", "FILE", "signed roster"}}),
+       RunRosterPush},
+      {{"roster", "show"},
+       "--in FILE",
+       "show a signed roster",
+       {{"in", "FILE", "signed roster"}, {"json", "", "print JSON"}},
+       RunRosterShow},
+      {{"case", "create"},
+       "--category C --origin CC --destination CC --worker-name NAME ...",
        "record a worker's case",
        With(ConnectionOptions(),
-            {{"category", "C", "recruitment-fees, wage-theft, passport-confiscation, debt-bondage, forced-labour-indicators, trafficking-indicators, unsafe-work, abuse"},
+            {{"category", "C",
+              "recruitment-fees, wage-theft, passport-confiscation, debt-bondage, "
+              "forced-labour-indicators, trafficking-indicators, unsafe-work, abuse"},
              {"sector", "S", "e.g. domestic-work, construction, fishing"},
              {"origin", "CC", "the worker's home country (ISO code)"},
              {"destination", "CC", "where the abuse happened (ISO code)"},
@@ -1381,44 +1476,65 @@ const std::vector<Command>& Commands() {
              {"recruiter-licence", "NUMBER", "the recruiter's licence number"},
              {"recruiter-country", "CC", "where the recruiter is licensed"},
              {"narrative", "TEXT", "what happened"},
-             {"consent", "ORG:PURPOSES", "the worker consents to ORG receiving their data for PURPOSES", true},
+             {"consent", "ORG:PURPOSES",
+              "the worker consents to ORG receiving their data for PURPOSES", true},
              {"consent-method", "TEXT", "how consent was given"}}),
        RunCaseCreate},
-      {{"case", "show"}, "ID --purpose P", "show a case, including the worker's personal data",
-       With(ConnectionOptions(), {{"purpose", "P", "why you read it (recorded in the ledger)"}}), RunCaseShow},
-      {{"case", "list"}, "[filters]", "list cases (no personal data)",
-       With(ConnectionOptions(),
-            {{"status", "S", "open, in-progress, referred, closed, erased"},
-             {"category", "C", "case category"},
-             {"sector", "S", "sector"},
-             {"origin", "CC", "origin country"},
-             {"destination", "CC", "destination country"},
-             {"after", "TIME", "created at or after (RFC 3339)"},
-             {"before", "TIME", "created before (RFC 3339)"},
-             {"page-size", "N", "cases per page (default 50)"},
-             {"page-token", "T", "continue a listing"}}),
+      {{"case", "show"},
+       "ID --purpose P",
+       "show a case, including the worker's personal data",
+       With(ConnectionOptions(), {{"purpose", "P", "why you read it (recorded in the ledger)"}}),
+       RunCaseShow},
+      {{"case", "list"},
+       "[filters]",
+       "list cases (no personal data)",
+       With(ConnectionOptions(), {{"status", "S", "open, in-progress, referred, closed, erased"},
+                                  {"category", "C", "case category"},
+                                  {"sector", "S", "sector"},
+                                  {"origin", "CC", "origin country"},
+                                  {"destination", "CC", "destination country"},
+                                  {"after", "TIME", "created at or after (RFC 3339)"},
+                                  {"before", "TIME", "created before (RFC 3339)"},
+                                  {"page-size", "N", "cases per page (default 50)"},
+                                  {"page-token", "T", "continue a listing"}}),
        RunCaseList},
-      {{"case", "update"}, "ID [--status S] [--narrative TEXT] ...", "change a case",
-       With(ConnectionOptions(),
-            {{"status", "S", "open, in-progress, referred, closed"},
-             {"narrative", "TEXT", "new narrative"},
-             {"employer", "NAME", "employer"},
-             {"recruiter", "NAME", "recruiter"}}),
+      {{"case", "update"},
+       "ID [--status S] [--narrative TEXT] ...",
+       "change a case",
+       With(ConnectionOptions(), {{"status", "S", "open, in-progress, referred, closed"},
+                                  {"narrative", "TEXT", "new narrative"},
+                                  {"employer", "NAME", "employer"},
+                                  {"recruiter", "NAME", "recruiter"}}),
        RunCaseUpdate},
-      {{"case", "close"}, "ID [--reason TEXT]", "close a case",
-       With(ConnectionOptions(), {{"reason", "TEXT", "why"}}), RunCaseClose},
-      {{"case", "erase"}, "ID --reason TEXT", "destroy a case's content for good (approvers)",
-       With(ConnectionOptions(), {{"reason", "TEXT", "why (recorded in the ledger)"}}), RunCaseErase},
-      {{"evidence", "add"}, "CASE FILE [--media-type T]", "attach a document to a case",
-       With(ConnectionOptions(),
-            {{"media-type", "T", "e.g. application/pdf, image/jpeg"}, {"name", "NAME", "file name to record"}}),
+      {{"case", "close"},
+       "ID [--reason TEXT]",
+       "close a case",
+       With(ConnectionOptions(), {{"reason", "TEXT", "why"}}),
+       RunCaseClose},
+      {{"case", "erase"},
+       "ID --reason TEXT",
+       "destroy a case's content for good (approvers)",
+       With(ConnectionOptions(), {{"reason", "TEXT", "why (recorded in the ledger)"}}),
+       RunCaseErase},
+      {{"evidence", "add"},
+       "CASE FILE [--media-type T]",
+       "attach a document to a case",
+       With(ConnectionOptions(), {{"media-type", "T", "e.g. application/pdf, image/jpeg"},
+                                  {"name", "NAME", "file name to record"}}),
        RunEvidenceAdd},
-      {{"evidence", "list"}, "CASE", "a case's evidence items",
-       With(ConnectionOptions(), {{"purpose", "P", "why you look"}}), RunEvidenceList},
-      {{"evidence", "get"}, "CASE EVIDENCE --out FILE --purpose P", "download an evidence item (digest-checked)",
-       With(ConnectionOptions(), {{"out", "FILE", "where to save it"}, {"purpose", "P", "why you read it"}}),
+      {{"evidence", "list"},
+       "CASE",
+       "a case's evidence items",
+       With(ConnectionOptions(), {{"purpose", "P", "why you look"}}),
+       RunEvidenceList},
+      {{"evidence", "get"},
+       "CASE EVIDENCE --out FILE --purpose P",
+       "download an evidence item (digest-checked)",
+       With(ConnectionOptions(),
+            {{"out", "FILE", "where to save it"}, {"purpose", "P", "why you read it"}}),
        RunEvidenceGet},
-      {{"refer"}, "CASE --to ORG --agreement ID --purpose P [--include personal-data,E-...]",
+      {{"refer"},
+       "CASE --to ORG --agreement ID --purpose P [--include personal-data,E-...]",
        "refer a case to another organisation",
        With(ConnectionOptions(),
             {{"to", "ORG", "the receiving org"},
@@ -1426,22 +1542,39 @@ const std::vector<Command>& Commands() {
              {"purpose", "P", "the purpose, as the agreement names it"},
              {"include", "WHAT", "personal-data and/or evidence ids to share", true},
              {"deidentify", "", "send without personal data if consent does not cover it"},
-             {"onward", "RULE", "may the receiver pass it on: never (default), with-originator-permission, within-agreement"},
-             {"retain-until", "TIME", "RFC 3339; the receiver closes it to reads after (default one year)"}}),
+             {"onward", "RULE",
+              "may the receiver pass it on: never (default), with-originator-permission, "
+              "within-agreement"},
+             {"retain-until", "TIME",
+              "RFC 3339; the receiver closes it to reads after (default one year)"}}),
        RunRefer},
       {{"inbox"}, "", "referrals waiting for your decision", ConnectionOptions(), RunInbox},
-      {{"accept"}, "REF", "accept a referral (its case becomes one of yours)", ConnectionOptions(), RunAccept},
-      {{"decline"}, "REF --reason TEXT", "decline a referral",
-       With(ConnectionOptions(), {{"reason", "TEXT", "why (sent back to the referring org)"}}), RunDecline},
-      {{"update"}, "CASE [--status S] [--outcome O] [--note TEXT]",
+      {{"accept"},
+       "REF",
+       "accept a referral (its case becomes one of yours)",
+       ConnectionOptions(),
+       RunAccept},
+      {{"decline"},
+       "REF --reason TEXT",
+       "decline a referral",
+       With(ConnectionOptions(), {{"reason", "TEXT", "why (sent back to the referring org)"}}),
+       RunDecline},
+      {{"update"},
+       "CASE [--status S] [--outcome O] [--note TEXT]",
        "post a status change, outcome or note to a case and every linked organisation",
        With(ConnectionOptions(),
             {{"status", "S", "in-progress, closed, ..."},
              {"outcome", "O", "e.g. fees-refunded, licence-suspended, prosecution-opened"},
              {"note", "TEXT", "what happened"}}),
        RunPostUpdate},
-      {{"outbox"}, "", "messages to other organisations: pending, delivered or failed", ConnectionOptions(), RunOutbox},
-      {{"audit", "log"}, "[--case ID] [--actor ORG/SUBJECT] ...", "who did what, newest first (auditors)",
+      {{"outbox"},
+       "",
+       "messages to other organisations: pending, delivered or failed",
+       ConnectionOptions(),
+       RunOutbox},
+      {{"audit", "log"},
+       "[--case ID] [--actor ORG/SUBJECT] ...",
+       "who did what, newest first (auditors)",
        With(ConnectionOptions(),
             {{"case", "ID", "events about this case"},
              {"actor", "ORG/SUBJECT", "events by this actor, e.g. union-sg/user/caseworker1"},
@@ -1453,20 +1586,34 @@ const std::vector<Command>& Commands() {
              {"limit", "N", "events per page (default 50)"},
              {"page-token", "T", "continue"}}),
        RunAuditLog},
-      {{"audit", "checkpoint"}, "", "the node's latest signed checkpoint", ConnectionOptions(), RunAuditCheckpoint},
-      {{"audit", "key"}, "ORG --roster FILE", "an org's checkpoint verifier key, from the roster",
-       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"}, {"org", "ORG", "the org"}}, RunAuditKey},
-      {{"audit", "prove"}, "INDEX --roster FILE --org ORG", "fetch and check an inclusion proof for a ledger entry",
+      {{"audit", "checkpoint"},
+       "",
+       "the node's latest signed checkpoint",
+       ConnectionOptions(),
+       RunAuditCheckpoint},
+      {{"audit", "key"},
+       "ORG --roster FILE",
+       "an org's checkpoint verifier key, from the roster",
+       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"}, {"org", "ORG", "the org"}},
+       RunAuditKey},
+      {{"audit", "prove"},
+       "INDEX --roster FILE --org ORG",
+       "fetch and check an inclusion proof for a ledger entry",
        With(ConnectionOptions(),
             {{"roster", "FILE", "signed roster to take the key from (env CORRIDOR_ROSTER)"},
              {"org", "ORG", "whose ledger"},
              {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}}),
        RunAuditProve},
-      {{"audit", "export"}, "--out FILE [--begin N] [--end N]", "export ledger entries with their checkpoint",
-       With(ConnectionOptions(),
-            {{"out", "FILE", "where to write"}, {"begin", "N", "first entry (default 0)"}, {"end", "N", "end (default: all)"}}),
+      {{"audit", "export"},
+       "--out FILE [--begin N] [--end N]",
+       "export ledger entries with their checkpoint",
+       With(ConnectionOptions(), {{"out", "FILE", "where to write"},
+                                  {"begin", "N", "first entry (default 0)"},
+                                  {"end", "N", "end (default: all)"}}),
        RunAuditExport},
-      {{"audit", "verify"}, "FILE --roster FILE --org ORG", "check an export offline",
+      {{"audit", "verify"},
+       "FILE --roster FILE --org ORG",
+       "check an export offline",
        {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"},
         {"org", "ORG", "whose ledger"},
         {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}},
@@ -1502,7 +1649,8 @@ int Main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& 
     }
   }
   if (match == nullptr) {
-    err << "corridorctl: unknown command \"" << absl::StrJoin(argv.begin(), argv.begin() + std::min<size_t>(2, argv.size()), " ")
+    err << "corridorctl: unknown command \""
+        << absl::StrJoin(argv.begin(), argv.begin() + std::min<size_t>(2, argv.size()), " ")
         << "\"\n\n";
     PrintHelp(err);
     return 2;
@@ -1511,8 +1659,9 @@ int Main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& 
   std::vector<std::string> rest(argv.begin() + match->words.size(), argv.end());
   for (const std::string& a : rest) {
     if (a == "--help" || a == "-h") {
-      out << "usage: corridorctl " << name << " " << match->usage << "\n" << match->summary
-          << "\n\noptions:\n" << OptionsHelp(match->options);
+      out << "usage: corridorctl " << name << " " << match->usage << "\n"
+          << match->summary << "\n\noptions:\n"
+          << OptionsHelp(match->options);
       return 0;
     }
   }

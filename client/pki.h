@@ -25,9 +25,9 @@ struct IssuedCertificate {
 };
 
 struct CaOptions {
-  std::string federation;  // e.g. "corridor.example"
-  std::string org;         // e.g. "union-sg"
-  std::string common_name; // human-readable, e.g. "Union SG Corridor CA"
+  std::string federation;   // e.g. "corridor.example"
+  std::string org;          // e.g. "union-sg"
+  std::string common_name;  // human-readable, e.g. "Union SG Corridor CA"
   absl::Duration validity = absl::Hours(24 * 365 * 5);
 };
 
@@ -36,17 +36,18 @@ struct CaOptions {
 absl::StatusOr<IssuedCertificate> CreateOrgCa(const CaOptions& options);
 
 struct LeafOptions {
-  std::string spiffe_uri;                  // the single SAN URI
+  std::string spiffe_uri;  // the single SAN URI
   std::string common_name;
-  std::vector<std::string> dns_names;      // extra SAN DNS entries (node certs)
-  std::vector<std::string> ip_addresses;   // extra SAN IP entries, e.g. "127.0.0.1"
+  std::vector<std::string> dns_names;     // extra SAN DNS entries (node certs)
+  std::vector<std::string> ip_addresses;  // extra SAN IP entries, e.g. "127.0.0.1"
   absl::Duration validity = absl::Hours(24 * 365);
   bool server_auth = false;  // adds extendedKeyUsage serverAuth (nodes); clientAuth is always set
 };
 
 // Issues a leaf certificate signed by the CA in `ca`. InvalidArgument if the CA
 // PEMs do not parse or the key does not match the certificate, or the options are invalid.
-absl::StatusOr<IssuedCertificate> IssueLeaf(const IssuedCertificate& ca, const LeafOptions& options);
+absl::StatusOr<IssuedCertificate> IssueLeaf(const IssuedCertificate& ca,
+                                            const LeafOptions& options);
 
 std::string NodeSpiffeUri(absl::string_view federation, absl::string_view org);
 std::string UserSpiffeUri(absl::string_view federation, absl::string_view org,

@@ -27,8 +27,8 @@ absl::Status ValidateTime(absl::string_view value, absl::string_view where) {
   absl::Time t;
   std::string err;
   if (!absl::ParseTime(absl::RFC3339_full, value, &t, &err)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": \"", value, "\" is not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": \"", value, "\" is not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)"));
   }
   return absl::OkStatus();
 }
@@ -54,7 +54,8 @@ DsseEnvelope ToDsse(const v1::Envelope& env) {
 
 absl::Status ValidateRoster(const v1::Roster& roster) {
   if (roster.federation().empty()) return absl::InvalidArgumentError("roster: federation is empty");
-  if (roster.version() == 0) return absl::InvalidArgumentError("roster: version must be at least 1");
+  if (roster.version() == 0)
+    return absl::InvalidArgumentError("roster: version must be at least 1");
   if (auto st = ValidateTime(roster.issued_at(), "roster.issued_at"); !st.ok()) return st;
   std::set<std::string> orgs;
   for (int i = 0; i < roster.members_size(); ++i) {
@@ -67,7 +68,8 @@ absl::Status ValidateRoster(const v1::Roster& roster) {
     if (!orgs.insert(m.org()).second) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": org listed twice"));
     }
-    if (m.endpoint().empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": endpoint is empty"));
+    if (m.endpoint().empty())
+      return absl::InvalidArgumentError(absl::StrCat(where, ": endpoint is empty"));
     if (m.kind() == v1::ORG_KIND_UNSPECIFIED) {
       return absl::InvalidArgumentError(absl::StrCat(where, ": kind is not set"));
     }
@@ -78,7 +80,8 @@ absl::Status ValidateRoster(const v1::Roster& roster) {
     std::set<std::string> key_ids;
     for (const v1::SigningKey& k : m.signing_keys()) {
       const std::string kwhere = absl::StrCat(where, ".signing_keys[", k.key_id(), "]");
-      if (k.key_id().empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": a signing key has no key_id"));
+      if (k.key_id().empty())
+        return absl::InvalidArgumentError(absl::StrCat(where, ": a signing key has no key_id"));
       if (!key_ids.insert(k.key_id()).second) {
         return absl::InvalidArgumentError(absl::StrCat(kwhere, ": key id listed twice"));
       }
@@ -106,7 +109,8 @@ absl::Status ValidateRoster(const v1::Roster& roster) {
     }
     for (const std::string& p : a.parties()) {
       if (!orgs.count(p)) {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": party \"", p, "\" is not a member"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": party \"", p, "\" is not a member"));
       }
     }
     if (a.purposes_size() == 0) {
@@ -136,11 +140,12 @@ absl::StatusOr<VerifiedRoster> VerifySignedRoster(absl::string_view envelope_jso
         "; this node requires ", threshold, " of the ", stewards.size(),
         " configured steward keys"));
   }
-  if (auto st = ParseProtoStrict(env->payload(), "roster payload", &out.roster); !st.ok()) return st;
+  if (auto st = ParseProtoStrict(env->payload(), "roster payload", &out.roster); !st.ok())
+    return st;
   if (out.roster.federation() != expected_federation) {
-    return absl::InvalidArgumentError(absl::StrCat("roster is for federation \"",
-                                                   out.roster.federation(), "\", this node is in \"",
-                                                   expected_federation, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("roster is for federation \"", out.roster.federation(),
+                     "\", this node is in \"", expected_federation, "\""));
   }
   if (auto st = ValidateRoster(out.roster); !st.ok()) return st;
   out.payload = env->payload();
@@ -157,7 +162,8 @@ absl::StatusOr<std::string> SignRoster(const v1::Roster* roster, absl::string_vi
     env = *std::move(parsed);
     for (const auto& s : env.signatures()) {
       if (s.keyid() == key_name) {
-        return absl::AlreadyExistsError(absl::StrCat("roster is already signed by \"", key_name, "\""));
+        return absl::AlreadyExistsError(
+            absl::StrCat("roster is already signed by \"", key_name, "\""));
       }
     }
   } else {

@@ -27,8 +27,8 @@ struct StewardPublicKey {
 
 struct VerifiedRoster {
   v1::Roster roster;
-  std::string payload;      // the exact signed bytes
-  std::string digest_hex;   // SHA-256 of payload
+  std::string payload;                 // the exact signed bytes
+  std::string digest_hex;              // SHA-256 of payload
   std::vector<std::string> signed_by;  // steward names whose signatures verified
 };
 

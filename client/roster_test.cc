@@ -1,10 +1,10 @@
 #include "client/roster.h"
 
 #include "absl/strings/str_replace.h"
-#include "google/protobuf/util/json_util.h"
-#include "ledger/dsse.h"
 #include "client/yaml_proto.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "ledger/dsse.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
 
@@ -106,11 +106,14 @@ TEST_F(RosterTest, RefusesUnknownFieldsInPayloadEvenWhenSigned) {
 
 TEST_F(RosterTest, RefusesUnknownJsonKeysAndWrongPayloadType) {
   std::string json = fed_.Sign(fed_.MakeRoster(), 2);
-  std::string extra = absl::StrReplaceAll(json, {{"\"payloadType\"", "\"extra\": 1, \"payloadType\""}});
+  std::string extra =
+      absl::StrReplaceAll(json, {{"\"payloadType\"", "\"extra\": 1, \"payloadType\""}});
   EXPECT_STATUS(Verify(extra), absl::StatusCode::kInvalidArgument, "signed roster is not valid");
   std::string wrong_type = absl::StrReplaceAll(json, {{kRosterPayloadType, "text/plain"}});
-  EXPECT_STATUS(Verify(wrong_type), absl::StatusCode::kInvalidArgument, "payload type \"text/plain\"");
-  EXPECT_STATUS(Verify("not json"), absl::StatusCode::kInvalidArgument, "signed roster is not valid");
+  EXPECT_STATUS(Verify(wrong_type), absl::StatusCode::kInvalidArgument,
+                "payload type \"text/plain\"");
+  EXPECT_STATUS(Verify("not json"), absl::StatusCode::kInvalidArgument,
+                "signed roster is not valid");
 }
 
 TEST_F(RosterTest, RefusesOtherFederation) {
@@ -128,13 +131,24 @@ TEST_F(RosterTest, ValidateRosterCatchesMalformedContent) {
   };
   const std::vector<Case> cases = {
       {"version zero", [](v1::Roster& r) { r.set_version(0); }, "version must be at least 1"},
-      {"bad org id", [](v1::Roster& r) { r.mutable_members(0)->set_org("Union SG"); }, "org id must be"},
-      {"duplicate org", [](v1::Roster& r) { r.mutable_members(1)->set_org(r.members(0).org()); }, "org listed twice"},
-      {"no endpoint", [](v1::Roster& r) { r.mutable_members(0)->clear_endpoint(); }, "endpoint is empty"},
-      {"bad CA", [](v1::Roster& r) { r.mutable_members(0)->set_ca_cert_pem("junk"); }, "ca_cert_pem is not a certificate"},
-      {"bad key", [](v1::Roster& r) { r.mutable_members(0)->mutable_signing_keys(0)->set_public_key("AAAA"); }, "32-byte Ed25519"},
-      {"bad time", [](v1::Roster& r) { r.mutable_members(0)->mutable_signing_keys(0)->set_valid_from("yesterday"); }, "not an RFC 3339 time"},
-      {"stranger party", [](v1::Roster& r) { r.mutable_agreements(0)->add_parties("nobody"); }, "party \"nobody\" is not a member"},
+      {"bad org id", [](v1::Roster& r) { r.mutable_members(0)->set_org("Union SG"); },
+       "org id must be"},
+      {"duplicate org", [](v1::Roster& r) { r.mutable_members(1)->set_org(r.members(0).org()); },
+       "org listed twice"},
+      {"no endpoint", [](v1::Roster& r) { r.mutable_members(0)->clear_endpoint(); },
+       "endpoint is empty"},
+      {"bad CA", [](v1::Roster& r) { r.mutable_members(0)->set_ca_cert_pem("junk"); },
+       "ca_cert_pem is not a certificate"},
+      {"bad key",
+       [](v1::Roster& r) { r.mutable_members(0)->mutable_signing_keys(0)->set_public_key("AAAA"); },
+       "32-byte Ed25519"},
+      {"bad time",
+       [](v1::Roster& r) {
+         r.mutable_members(0)->mutable_signing_keys(0)->set_valid_from("yesterday");
+       },
+       "not an RFC 3339 time"},
+      {"stranger party", [](v1::Roster& r) { r.mutable_agreements(0)->add_parties("nobody"); },
+       "party \"nobody\" is not a member"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

@@ -36,8 +36,8 @@ class YamlToProto {
       const std::string key_path = path.empty() ? key : absl::StrCat(path, ".", key);
       const FieldDescriptor* field = desc->FindFieldByName(key);
       if (field == nullptr) {
-        return Error(kv.first, key_path, absl::StrCat("unknown key \"", key, "\" (allowed: ",
-                                                      AllowedKeys(desc), ")"));
+        return Error(kv.first, key_path,
+                     absl::StrCat("unknown key \"", key, "\" (allowed: ", AllowedKeys(desc), ")"));
       }
       if (auto st = FillField(kv.second, key_path, field, msg); !st.ok()) return st;
     }
@@ -192,8 +192,9 @@ class YamlToProto {
       case FieldDescriptor::CPPTYPE_ENUM: {
         const EnumValueDescriptor* value = FindEnumValue(field->enum_type(), s);
         if (value == nullptr || value->number() == 0) {
-          return Error(node, path, absl::StrCat("unknown value \"", s, "\" (allowed: ",
-                                                EnumNames(field->enum_type()), ")"));
+          return Error(node, path,
+                       absl::StrCat("unknown value \"", s,
+                                    "\" (allowed: ", EnumNames(field->enum_type()), ")"));
         }
         repeated ? refl->AddEnum(msg, field, value) : refl->SetEnum(msg, field, value);
         return absl::OkStatus();
@@ -279,8 +280,8 @@ bool FindUnknownField(const Message& message, const std::string& path, std::stri
     const std::string sub = path.empty() ? f->name() : absl::StrCat(path, ".", f->name());
     if (f->is_repeated()) {
       for (int i = 0; i < refl->FieldSize(message, f); ++i) {
-        if (FindUnknownField(refl->GetRepeatedMessage(message, f, i), absl::StrCat(sub, "[", i, "]"),
-                             where)) {
+        if (FindUnknownField(refl->GetRepeatedMessage(message, f, i),
+                             absl::StrCat(sub, "[", i, "]"), where)) {
           return true;
         }
       }
@@ -295,8 +296,8 @@ bool FindUnknownField(const Message& message, const std::string& path, std::stri
 absl::Status ParseProtoStrict(absl::string_view bytes, absl::string_view what, Message* message) {
   message->Clear();
   if (!message->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is not a well-formed ",
-                                                   message->GetDescriptor()->name(), " message"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not a well-formed ", message->GetDescriptor()->name(), " message"));
   }
   std::string where;
   if (FindUnknownField(*message, "", &where)) {
@@ -313,7 +314,8 @@ absl::Status ParseJsonStrict(absl::string_view json, absl::string_view what, Mes
   options.ignore_unknown_fields = false;
   auto st = google::protobuf::util::JsonStringToMessage(std::string(json), message, options);
   if (!st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is not valid: ", st.message().as_string()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not valid: ", st.message().as_string()));
   }
   return absl::OkStatus();
 }

@@ -23,7 +23,8 @@ users:
   bob:
     roles: [ROLE_ADMIN]
     suspended: true
-)", "node.yaml", &c));
+)",
+                             "node.yaml", &c));
   EXPECT_EQ(c.org(), "union-sg");
   EXPECT_EQ(c.limits().max_message_bytes(), 1024u);
   EXPECT_EQ(c.roster().steward_keys(0).name(), "s1");
@@ -87,8 +88,8 @@ TEST(ProtoStrict, RefusesUnknownFieldsAtAnyDepth) {
   std::string nested = bytes + "\x22" + std::string(1, static_cast<char>(member.size())) + member;
   EXPECT_STATUS(ParseProtoStrict(nested, "roster", &parsed), absl::StatusCode::kInvalidArgument,
                 "members[0]");
-  EXPECT_STATUS(ParseProtoStrict("\xff\xff", "roster", &parsed),
-                absl::StatusCode::kInvalidArgument, "not a well-formed");
+  EXPECT_STATUS(ParseProtoStrict("\xff\xff", "roster", &parsed), absl::StatusCode::kInvalidArgument,
+                "not a well-formed");
 }
 
 }  // namespace

@@ -84,7 +84,8 @@ std::string Base64Encode(absl::string_view bytes) { return absl::Base64Escape(by
 absl::StatusOr<std::string> Base64Decode(absl::string_view b64) {
   // absl::Base64Unescape is lenient about padding; require canonical form so
   // that a value has exactly one encoding.
-  if (b64.size() % 4 != 0) return absl::InvalidArgumentError("base64 length is not a multiple of 4");
+  if (b64.size() % 4 != 0)
+    return absl::InvalidArgumentError("base64 length is not a multiple of 4");
   std::string out;
   if (!absl::Base64Unescape(b64, &out) || absl::Base64Escape(out) != b64) {
     return absl::InvalidArgumentError("not valid base64");
@@ -172,13 +173,15 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPemFile(const std::stri
   auto pem = ReadFileToString(path);
   if (!pem.ok()) return pem.status();
   auto key = FromPem(*pem);
-  if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", key.status().message()));
+  if (!key.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", key.status().message()));
   return key;
 }
 
 std::string Ed25519PrivateKey::Sign(absl::string_view message) const {
-  EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed_.data()), seed_.size()));
+  EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
+                                              reinterpret_cast<const unsigned char*>(seed_.data()),
+                                              seed_.size()));
   MdCtxPtr ctx(EVP_MD_CTX_new());
   std::string sig(kEd25519SignatureSize, '\0');
   size_t len = sig.size();
@@ -191,8 +194,9 @@ std::string Ed25519PrivateKey::Sign(absl::string_view message) const {
 }
 
 std::string Ed25519PrivateKey::ToPem() const {
-  EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed_.data()), seed_.size()));
+  EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
+                                              reinterpret_cast<const unsigned char*>(seed_.data()),
+                                              seed_.size()));
   BioPtr bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   return BioToString(bio.get());
@@ -203,7 +207,8 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   if (!in) {
     int err = errno;
     if (err == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-    if (err == EACCES) return absl::PermissionDeniedError(absl::StrCat(path, ": permission denied"));
+    if (err == EACCES)
+      return absl::PermissionDeniedError(absl::StrCat(path, ": permission denied"));
     return absl::InternalError(absl::StrCat(path, ": cannot open: ", strerror(err)));
   }
   std::ostringstream ss;

@@ -103,8 +103,7 @@ class Ed25519PrivateKey {
 // otherwise; the message names the path.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 // Writes `data` to `path` atomically (temp file + fsync + rename) with `mode`.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
-                                 int mode = 0644);
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, int mode = 0644);
 
 // Compares in time independent of the content.
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);

@@ -17,8 +17,9 @@ TEST(Sha256, MatchesKnownAnswer) {
 }
 
 TEST(Ed25519, Rfc8032TestVector1) {
-  ASSERT_OK_AND_ASSIGN(std::string seed,
-                       HexDecode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"));
+  ASSERT_OK_AND_ASSIGN(
+      std::string seed,
+      HexDecode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"));
   ASSERT_OK_AND_ASSIGN(Ed25519PrivateKey key, Ed25519PrivateKey::FromSeed(seed));
   EXPECT_EQ(HexEncode(key.public_key().raw()),
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");

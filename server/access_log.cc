@@ -1,16 +1,16 @@
 #include "server/access_log.h"
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "client/yaml_proto.h"
 
 namespace corridor {
 namespace {
 
 std::string OutcomeKey(v1::AccessOutcome o) {
-  return absl::StrCat("outcome/", absl::AsciiStrToLower(absl::StripPrefix(
-                                      v1::AccessOutcome_Name(o), "ACCESS_OUTCOME_")));
+  return absl::StrCat("outcome/", absl::AsciiStrToLower(absl::StripPrefix(v1::AccessOutcome_Name(o),
+                                                                          "ACCESS_OUTCOME_")));
 }
 
 }  // namespace
@@ -75,8 +75,10 @@ absl::StatusOr<std::vector<AccessLog::Hit>> AccessLog::Find(const Query& q) cons
   }
   std::vector<Hit> out;
   uint64_t before = q.before_index;
-  const int64_t after_us = q.after == absl::InfinitePast() ? INT64_MIN : absl::ToUnixMicros(q.after);
-  const int64_t before_us = q.before == absl::InfiniteFuture() ? INT64_MAX : absl::ToUnixMicros(q.before);
+  const int64_t after_us =
+      q.after == absl::InfinitePast() ? INT64_MIN : absl::ToUnixMicros(q.after);
+  const int64_t before_us =
+      q.before == absl::InfiniteFuture() ? INT64_MAX : absl::ToUnixMicros(q.before);
   while (out.size() < q.limit) {
     std::vector<uint64_t> batch;
     if (key.empty()) {
@@ -99,7 +101,8 @@ absl::StatusOr<std::vector<AccessLog::Hit>> AccessLog::Find(const Query& q) cons
       if (e->time_unix_micros() < after_us) continue;
       if (e->time_unix_micros() >= before_us) continue;
       if (!q.case_id.empty() && e->case_id() != q.case_id) continue;
-      if (!q.actor.empty() && absl::StrCat(e->actor_org(), "/", e->actor_subject()) != q.actor) continue;
+      if (!q.actor.empty() && absl::StrCat(e->actor_org(), "/", e->actor_subject()) != q.actor)
+        continue;
       if (!q.org.empty() && e->actor_org() != q.org) continue;
       if (!q.action.empty() && e->action() != q.action) continue;
       if (q.outcome != v1::ACCESS_OUTCOME_UNSPECIFIED && e->outcome() != q.outcome) continue;

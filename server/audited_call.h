@@ -20,27 +20,30 @@ namespace corridor {
 // Records `events` (and `change`) durably, then finishes the call with what
 // `on_durable` returns. If the ledger cannot write, nothing is returned.
 template <typename Reactor>
-inline void RecordThenFinish(AccessLog* log, Reactor* reactor,
-                      std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
-                      std::function<grpc::Status(uint64_t)> on_durable) {
+inline void RecordThenFinish(AccessLog* log, Reactor* reactor, std::vector<v1::AccessEvent> events,
+                             std::unique_ptr<rocksdb::WriteBatch> change,
+                             std::function<grpc::Status(uint64_t)> on_durable) {
   const std::string action = events.empty() ? "" : events.front().action();
-  log->Record(std::move(events), std::move(change),
-              [reactor, on_durable = std::move(on_durable), action](absl::StatusOr<uint64_t> index) {
-                if (!index.ok()) {
-                  log::Error("access.unrecorded", {{"action", action}, {"error", index.status().message()}});
-                  reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                               "the node could not record this access in its ledger, "
-                                               "so it returned nothing; try again later or ask the node's operator"));
-                  return;
-                }
-                reactor->Finish(on_durable(*index));
-              });
+  log->Record(
+      std::move(events), std::move(change),
+      [reactor, on_durable = std::move(on_durable), action](absl::StatusOr<uint64_t> index) {
+        if (!index.ok()) {
+          log::Error("access.unrecorded",
+                     {{"action", action}, {"error", index.status().message()}});
+          reactor->Finish(
+              grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                           "the node could not record this access in its ledger, "
+                           "so it returned nothing; try again later or ask the node's operator"));
+          return;
+        }
+        reactor->Finish(on_durable(*index));
+      });
 }
 
 // Records `event` as denied or failed with `status`'s reason and finishes with `status`.
 template <typename Reactor>
 inline void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent event,
-                   const absl::Status& status) {
+                          const absl::Status& status) {
   const bool denied = absl::IsPermissionDenied(status) || absl::IsUnauthenticated(status) ||
                       absl::IsInvalidArgument(status);
   event.set_outcome(denied ? v1::ACCESS_OUTCOME_DENIED : v1::ACCESS_OUTCOME_ERROR);
@@ -52,8 +55,8 @@ inline void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent even
 // The start of every audited call: who is calling, the event skeleton, and
 // the access check. Returns nullopt if the call was refused (and recorded).
 template <typename Reactor>
-std::optional<Principal> Begin(grpc::CallbackServerContext* ctx, Reactor* reactor,
-                               AccessLog* log, const std::string& method, const std::string& action,
+std::optional<Principal> Begin(grpc::CallbackServerContext* ctx, Reactor* reactor, AccessLog* log,
+                               const std::string& method, const std::string& action,
                                const std::string& kind, const std::string& id,
                                const std::string& purpose, const std::string& request_id,
                                v1::AccessEvent* event) {

@@ -44,14 +44,26 @@ const std::vector<MethodRule>& MethodRules() {
       // Cases: caseworkers handle them; prosecutors may read; only the
       // approver (data controller) may erase. Admins and auditors read no case content.
       {"/corridor.v1.CaseService/CreateCase", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.CaseService/GetCase", false, false, {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
-      {"/corridor.v1.CaseService/ListCases", false, false, {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.CaseService/GetCase",
+       false,
+       false,
+       {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.CaseService/ListCases",
+       false,
+       false,
+       {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
       {"/corridor.v1.CaseService/UpdateCase", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.CaseService/CloseCase", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.CaseService/EraseCase", false, false, {v1::ROLE_APPROVER}},
       {"/corridor.v1.CaseService/AddEvidence", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.CaseService/ListEvidence", false, false, {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
-      {"/corridor.v1.CaseService/GetEvidence", false, false, {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.CaseService/ListEvidence",
+       false,
+       false,
+       {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.CaseService/GetEvidence",
+       false,
+       false,
+       {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
       // The ledger: auditors only.
       {"/corridor.v1.AuditService/QueryEvents", false, false, {v1::ROLE_AUDITOR}},
       {"/corridor.v1.AuditService/GetCheckpoint", false, false, {v1::ROLE_AUDITOR}},
@@ -122,7 +134,9 @@ absl::Status CheckAccess(const Principal& principal, absl::string_view method) {
     for (v1::Role r : rule.roles) names.push_back(v1::Role_Name(r));
     return absl::PermissionDeniedError(absl::StrCat(
         principal.Name(), " may not call ", method,
-        rule.roles.empty() ? " (peer nodes only)" : absl::StrCat(" (needs one of the roles ", absl::StrJoin(names, ", "), ")")));
+        rule.roles.empty()
+            ? " (peer nodes only)"
+            : absl::StrCat(" (needs one of the roles ", absl::StrJoin(names, ", "), ")")));
   }
   return absl::PermissionDeniedError(absl::StrCat(method, " is not open to anyone"));
 }
@@ -134,8 +148,8 @@ absl::StatusOr<Principal> Authorize(const grpc::CallbackServerContext& context,
   auto principal = CallerOf(*auth);
   if (!principal.ok()) return principal.status();
   if (auto st = CheckAccess(*principal, method); !st.ok()) {
-    log::Warn("auth.denied", {{"caller", principal->Name()}, {"method", method},
-                              {"reason", st.message()}});
+    log::Warn("auth.denied",
+              {{"caller", principal->Name()}, {"method", method}, {"reason", st.message()}});
     return st;
   }
   return principal;

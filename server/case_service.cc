@@ -1,7 +1,5 @@
 #include "server/case_service.h"
 
-#include "server/audited_call.h"
-
 #include <optional>
 
 #include "absl/strings/numbers.h"
@@ -9,6 +7,7 @@
 #include "absl/time/time.h"
 #include "client/grpc_util.h"
 #include "ledger/crypto.h"
+#include "server/audited_call.h"
 #include "server/auth.h"
 #include "server/log.h"
 
@@ -18,11 +17,14 @@ namespace {
 constexpr char kCaseService[] = "/corridor.v1.CaseService/";
 constexpr char kAuditService[] = "/corridor.v1.AuditService/";
 
-std::string Rfc3339(absl::Time t) { return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()); }
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
 
 absl::Status ValidateNewCase(const v1::Case& c) {
   if (c.category() == v1::CASE_CATEGORY_UNSPECIFIED) {
-    return absl::InvalidArgumentError("a case needs a category (e.g. recruitment-fees, wage-theft)");
+    return absl::InvalidArgumentError(
+        "a case needs a category (e.g. recruitment-fees, wage-theft)");
   }
   for (const auto* cc : {&c.origin_country(), &c.destination_country()}) {
     if (cc->size() != 2) {
@@ -30,14 +32,16 @@ absl::Status ValidateNewCase(const v1::Case& c) {
           "origin and destination countries are two-letter ISO codes (e.g. ID, SG)");
     }
   }
-  if (c.worker().name().empty()) return absl::InvalidArgumentError("a case needs the worker's name");
+  if (c.worker().name().empty())
+    return absl::InvalidArgumentError("a case needs the worker's name");
   return absl::OkStatus();
 }
 
 }  // namespace
 
 grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContext* ctx,
-                                                      const v1::CreateCaseRequest* req, v1::Case* resp) {
+                                                      const v1::CreateCaseRequest* req,
+                                                      v1::Case* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::Case c = req->case_();
   c.set_id(CaseStore::NewCaseId());
@@ -77,8 +81,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
                       req->id(), req->purpose(), req->request_id(), &ev);
   if (!caller) return reactor;
   if (req->purpose().empty()) {
-    RecordRefusal(log_, reactor, ev,
-                  absl::InvalidArgumentError("reading a case's personal data needs a purpose (--purpose)"));
+    RecordRefusal(
+        log_, reactor, ev,
+        absl::InvalidArgumentError("reading a case's personal data needs a purpose (--purpose)"));
     return reactor;
   }
   auto c = store_->Get(req->id());
@@ -108,9 +113,12 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
   const size_t page = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 500);
   absl::Time after = absl::InfinitePast(), before = absl::InfiniteFuture();
   std::string err;
-  if ((!req->created_after().empty() && !absl::ParseTime(absl::RFC3339_full, req->created_after(), &after, &err)) ||
-      (!req->created_before().empty() && !absl::ParseTime(absl::RFC3339_full, req->created_before(), &before, &err))) {
-    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("dates must be RFC 3339, e.g. 2026-01-31T00:00:00Z"));
+  if ((!req->created_after().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req->created_after(), &after, &err)) ||
+      (!req->created_before().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req->created_before(), &before, &err))) {
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("dates must be RFC 3339, e.g. 2026-01-31T00:00:00Z"));
     return reactor;
   }
   std::vector<v1::CaseSummary> found;
@@ -132,7 +140,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
           (req->category() && sum.category() != req->category()) ||
           (!req->sector().empty() && sum.sector() != req->sector()) ||
           (!req->origin_country().empty() && sum.origin_country() != req->origin_country()) ||
-          (!req->destination_country().empty() && sum.destination_country() != req->destination_country()) ||
+          (!req->destination_country().empty() &&
+           sum.destination_country() != req->destination_country()) ||
           created < after || created >= before) {
         continue;
       }
@@ -164,7 +173,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContext* ctx,
-                                                      const v1::UpdateCaseRequest* req, v1::Case* resp) {
+                                                      const v1::UpdateCaseRequest* req,
+                                                      v1::Case* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
   auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "UpdateCase", "case.update",
@@ -176,11 +186,14 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
     return reactor;
   }
   auto c = store_->Get(req->id());
-  if (c.ok() && c->status() == v1::CASE_STATUS_CLOSED && req->status() == v1::CASE_STATUS_UNSPECIFIED) {
+  if (c.ok() && c->status() == v1::CASE_STATUS_CLOSED &&
+      req->status() == v1::CASE_STATUS_UNSPECIFIED) {
     c = absl::FailedPreconditionError("the case is closed; reopen it by setting a status");
   }
-  if (c.ok() && (req->status() == v1::CASE_STATUS_ERASED || req->status() == v1::CASE_STATUS_INCOMING)) {
-    c = absl::InvalidArgumentError("that status cannot be set by an update (erase has its own command)");
+  if (c.ok() &&
+      (req->status() == v1::CASE_STATUS_ERASED || req->status() == v1::CASE_STATUS_INCOMING)) {
+    c = absl::InvalidArgumentError(
+        "that status cannot be set by an update (erase has its own command)");
   }
   if (!c.ok()) {
     RecordRefusal(log_, reactor, ev, c.status());
@@ -232,10 +245,11 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, sum = SummaryOf(*c), lock = *lock](uint64_t) {
-    *resp = sum;
-    return grpc::Status::OK;
-  });
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change),
+                   [resp, sum = SummaryOf(*c), lock = *lock](uint64_t) {
+                     *resp = sum;
+                     return grpc::Status::OK;
+                   });
   return reactor;
 }
 
@@ -249,7 +263,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
   if (!caller) return reactor;
   ev.set_reason(req->reason());
   if (req->reason().empty()) {
-    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("erasing a case needs a reason (--reason)"));
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("erasing a case needs a reason (--reason)"));
     return reactor;
   }
   auto lock = CaseLock::Acquire(store_, req->id());
@@ -265,18 +280,19 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   CaseStore* store = store_;
   const std::string id = req->id();
-  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, id, store, lock = *lock](uint64_t index) {
-    // The erasure is recorded and the content gone; now destroy the key.
-    if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
-      log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});
-      return grpc::Status(grpc::StatusCode::INTERNAL,
-                          "the case content was erased but its key could not be destroyed; "
-                          "the operator must retry (corridord logs case.key_destroy_failed)");
-    }
-    resp->set_id(id);
-    resp->set_ledger_index(index);
-    return grpc::Status::OK;
-  });
+  RecordThenFinish(
+      log_, reactor, {ev}, *std::move(change), [resp, id, store, lock = *lock](uint64_t index) {
+        // The erasure is recorded and the content gone; now destroy the key.
+        if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
+          log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});
+          return grpc::Status(grpc::StatusCode::INTERNAL,
+                              "the case content was erased but its key could not be destroyed; "
+                              "the operator must retry (corridord logs case.key_destroy_failed)");
+        }
+        resp->set_id(id);
+        resp->set_ledger_index(index);
+        return grpc::Status::OK;
+      });
   return reactor;
 }
 
@@ -310,8 +326,10 @@ grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerCont
   q.outcome = req->outcome();
   q.limit = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 1000);
   std::string err;
-  if ((!req->after().empty() && !absl::ParseTime(absl::RFC3339_full, req->after(), &q.after, &err)) ||
-      (!req->before().empty() && !absl::ParseTime(absl::RFC3339_full, req->before(), &q.before, &err)) ||
+  if ((!req->after().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req->after(), &q.after, &err)) ||
+      (!req->before().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req->before(), &q.before, &err)) ||
       (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &q.before_index))) {
     RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("bad time range or page token"));
     return reactor;
@@ -384,9 +402,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(grpc::CallbackServ
   return reactor;
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(grpc::CallbackServerContext* ctx,
-                                                                const v1::ConsistencyProofRequest* req,
-                                                                v1::ConsistencyProofResponse* resp) {
+grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
+    grpc::CallbackServerContext* ctx, const v1::ConsistencyProofRequest* req,
+    v1::ConsistencyProofResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
   if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetConsistencyProof",
@@ -421,12 +439,13 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
                                                        v1::GetEntriesResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetEntries", "audit.entries", "ledger",
-             absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
+  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetEntries", "audit.entries",
+             "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
     return reactor;
   }
   if (req->end() < req->begin() || req->end() - req->begin() > 1000) {
-    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("ask for at most 1000 entries at a time"));
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("ask for at most 1000 entries at a time"));
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
@@ -477,8 +496,13 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
  public:
   EvidenceUpload(grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp, CaseStore* store,
                  AccessLog* log, uint64_t max_bytes, std::function<absl::Time()> clock)
-      : ctx_(ctx), resp_(resp), store_(store), log_(log), max_bytes_(max_bytes),
-        clock_(std::move(clock)), batch_(std::make_unique<rocksdb::WriteBatch>()) {
+      : ctx_(ctx),
+        resp_(resp),
+        store_(store),
+        log_(log),
+        max_bytes_(max_bytes),
+        clock_(std::move(clock)),
+        batch_(std::make_unique<rocksdb::WriteBatch>()) {
     StartRead(&msg_);
   }
 
@@ -491,12 +515,14 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
     if (!ok) return Complete();
     if (!started_) {
       started_ = true;
-      if (!msg_.has_header()) return Refuse(absl::InvalidArgumentError("the first message must be the header"));
+      if (!msg_.has_header())
+        return Refuse(absl::InvalidArgumentError("the first message must be the header"));
       header_ = msg_.header();
-      caller_ = Begin(ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence", "evidence.add", "case",
-                      header_.case_id(), "case-handling", header_.request_id(), &event_);
+      caller_ = Begin(ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence", "evidence.add",
+                      "case", header_.case_id(), "case-handling", header_.request_id(), &event_);
       if (!caller_) return;  // refused and recorded
-      if (header_.file_name().empty()) return Refuse(absl::InvalidArgumentError("evidence needs a file name"));
+      if (header_.file_name().empty())
+        return Refuse(absl::InvalidArgumentError("evidence needs a file name"));
       if (auto st = store_->Lock(header_.case_id()); !st.ok()) return Refuse(st);
       locked_ = true;
       c_ = store_->Get(header_.case_id());
@@ -510,8 +536,9 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
     if (!msg_.has_header() && !failed_) {
       size_ += msg_.data().size();
       if (size_ > max_bytes_) {
-        return Refuse(absl::InvalidArgumentError(absl::StrCat(
-            "evidence is larger than this node accepts (", max_bytes_, " bytes; limits.max_evidence_bytes)")));
+        return Refuse(absl::InvalidArgumentError(
+            absl::StrCat("evidence is larger than this node accepts (", max_bytes_,
+                         " bytes; limits.max_evidence_bytes)")));
       }
       hasher_.Update(msg_.data());
       pending_ += msg_.data();
@@ -532,8 +559,8 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
 
  private:
   absl::Status Flush(size_t n) {
-    absl::Status st = store_->PutEvidenceChunk(batch_.get(), header_.case_id(), evidence_id_, chunks_++,
-                                               absl::string_view(pending_).substr(0, n));
+    absl::Status st = store_->PutEvidenceChunk(batch_.get(), header_.case_id(), evidence_id_,
+                                               chunks_++, absl::string_view(pending_).substr(0, n));
     pending_.erase(0, n);
     return st;
   }
@@ -553,7 +580,8 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
     v1::EvidenceItem item;
     item.set_id(evidence_id_);
     item.set_file_name(header_.file_name());
-    item.set_media_type(header_.media_type().empty() ? "application/octet-stream" : header_.media_type());
+    item.set_media_type(header_.media_type().empty() ? "application/octet-stream"
+                                                     : header_.media_type());
     item.set_size(size_);
     item.set_sha256(DigestBytes(digest));
     item.set_added_at(Rfc3339(clock_()));
@@ -607,16 +635,16 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
  public:
   EvidenceDownload(grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req,
                    CaseStore* store, AccessLog* log) {
-    auto caller = Begin(ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get", "evidence",
-                        req->evidence_id(), req->purpose(), req->request_id(), &event_);
+    auto caller = Begin(ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get",
+                        "evidence", req->evidence_id(), req->purpose(), req->request_id(), &event_);
     event_.set_case_id(req->case_id());
     if (!caller) return;
     if (req->purpose().empty()) {
       {
-      RecordRefusal(log, this, event_,
-                           absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
-      return;
-    }
+        RecordRefusal(log, this, event_,
+                      absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
+        return;
+      }
     }
     auto c = store->Get(req->case_id());
     if (c.ok()) {
@@ -632,32 +660,34 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
     }
     if (found == nullptr) {
       {
-      RecordRefusal(log, this, event_,
-                           absl::NotFoundError(absl::StrCat("case ", req->case_id(), " has no evidence ",
-                                                            req->evidence_id())));
-      return;
-    }
+        RecordRefusal(log, this, event_,
+                      absl::NotFoundError(absl::StrCat("case ", req->case_id(), " has no evidence ",
+                                                       req->evidence_id())));
+        return;
+      }
     }
     item_ = *found;
     auto data = store->ReadEvidence(req->case_id(), req->evidence_id());
-    if (data.ok() && (data->size() != item_.size() || DigestBytes(Sha256(*data)) != item_.sha256())) {
-      data = absl::DataLossError(absl::StrCat("evidence ", item_.id(),
-                                              " does not match the SHA-256 recorded when it was added"));
+    if (data.ok() &&
+        (data->size() != item_.size() || DigestBytes(Sha256(*data)) != item_.sha256())) {
+      data = absl::DataLossError(absl::StrCat(
+          "evidence ", item_.id(), " does not match the SHA-256 recorded when it was added"));
     }
     if (!data.ok()) {
       log::Error("evidence.corrupt", {{"case", req->case_id()}, {"evidence", req->evidence_id()}});
       {
-      RecordRefusal(log, this, event_, data.status());
-      return;
-    }
+        RecordRefusal(log, this, event_, data.status());
+        return;
+      }
     }
     data_ = *std::move(data);
     event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     event_.set_payload_sha256(item_.sha256());
     log->Record({event_}, nullptr, [this](absl::StatusOr<uint64_t> index) {
       if (!index.ok()) {
-        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                            "the node could not record this access in its ledger, so it returned nothing"));
+        Finish(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            "the node could not record this access in its ledger, so it returned nothing"));
         return;
       }
       WriteNext();
@@ -707,8 +737,9 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
                                                         v1::ListEvidenceResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "ListEvidence", "evidence.list",
-                      "case", req->case_id(), req->purpose(), req->request_id(), &ev);
+  auto caller =
+      Begin(ctx, reactor, log_, std::string(kCaseService) + "ListEvidence", "evidence.list", "case",
+            req->case_id(), req->purpose(), req->request_id(), &ev);
   if (!caller) return reactor;
   auto c = store_->Get(req->case_id());
   if (c.ok()) {

@@ -43,8 +43,8 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   grpc::ServerUnaryReactor* ListEvidence(grpc::CallbackServerContext* ctx,
                                          const v1::ListEvidenceRequest* req,
                                          v1::ListEvidenceResponse* resp) override;
-  grpc::ServerWriteReactor<v1::EvidenceChunk>* GetEvidence(grpc::CallbackServerContext* ctx,
-                                                           const v1::GetEvidenceRequest* req) override;
+  grpc::ServerWriteReactor<v1::EvidenceChunk>* GetEvidence(
+      grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) override;
 
  private:
   const v1::NodeConfig config_;

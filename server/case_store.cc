@@ -25,7 +25,6 @@ std::string ChunkPrefix(const std::string& case_id, const std::string& evidence_
   return case_id + "/" + evidence_id + "/";
 }
 
-
 }  // namespace
 
 v1::CaseSummary SummaryOf(const v1::Case& c) {
@@ -49,8 +48,8 @@ absl::Status RetentionAllowsRead(const v1::Case& c, absl::Time now) {
     if (!absl::ParseTime(absl::RFC3339_full, link.retention_until(), &until, &err)) continue;
     if (now >= until) {
       return absl::PermissionDeniedError(absl::StrCat(
-          "this case was received from ", link.peer_org(), " to keep until ", link.retention_until(),
-          "; that date has passed and the record is closed to reads"));
+          "this case was received from ", link.peer_org(), " to keep until ",
+          link.retention_until(), "; that date has passed and the record is closed to reads"));
     }
   }
   return absl::OkStatus();
@@ -61,7 +60,8 @@ absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(rocksdb::DB* db,
                                                            rocksdb::ColumnFamilyHandle* evidence,
                                                            const std::string& keystore_dir,
                                                            std::string master_key) {
-  if (master_key.size() != kAesKeySize) return absl::InvalidArgumentError("master key must be 32 bytes");
+  if (master_key.size() != kAesKeySize)
+    return absl::InvalidArgumentError("master key must be 32 bytes");
   std::unique_ptr<CaseStore> store(new CaseStore);
   store->db_ = db;
   store->cases_ = cases;
@@ -95,8 +95,8 @@ absl::StatusOr<std::string> CaseStore::DataKey(const std::string& id) const {
   if (!s.ok()) return FromRocksStatus(s, "reading a data key");
   auto key = Unseal(master_key_, KeyAad(id), wrapped);
   if (!key.ok()) {
-    return absl::DataLossError(absl::StrCat("the data key of case ", id,
-                                            " does not open under this node's master key"));
+    return absl::DataLossError(
+        absl::StrCat("the data key of case ", id, " does not open under this node's master key"));
   }
   return key;
 }
@@ -139,7 +139,8 @@ absl::Status CaseStore::PutCase(rocksdb::WriteBatch* batch, const v1::Case& c) c
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareErase(const std::string& id) {
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareErase(
+    const std::string& id) {
   auto stored = GetStored(id);
   if (!stored.ok()) return stored.status();
   stored->mutable_summary()->set_status(v1::CASE_STATUS_ERASED);
@@ -172,7 +173,8 @@ absl::StatusOr<std::string> CaseStore::ReadEvidence(const std::string& case_id,
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next(), ++expect) {
     const std::string k = it->key().ToString();
     if (k != prefix + Be32(expect)) {
-      return absl::DataLossError(absl::StrCat("evidence ", evidence_id, ": chunk ", expect, " is missing"));
+      return absl::DataLossError(
+          absl::StrCat("evidence ", evidence_id, ": chunk ", expect, " is missing"));
     }
     auto plain = Unseal(*key, k, absl::string_view(it->value().data(), it->value().size()));
     if (!plain.ok()) {
@@ -222,7 +224,9 @@ absl::StatusOr<v1::Case> CaseStore::Get(const std::string& id) const {
   auto key = DataKey(id);
   if (!key.ok()) return key.status();
   auto plain = Unseal(*key, CaseAad(id), stored->sealed());
-  if (!plain.ok()) return absl::DataLossError(absl::StrCat("case ", id, " does not decrypt: ", plain.status().message()));
+  if (!plain.ok())
+    return absl::DataLossError(
+        absl::StrCat("case ", id, " does not decrypt: ", plain.status().message()));
   v1::Case c;
   if (auto st = ParseProtoStrict(*plain, "case", &c); !st.ok()) return st;
   return c;
@@ -237,7 +241,8 @@ absl::StatusOr<std::vector<v1::StoredCase>> CaseStore::Scan(const std::string& a
     if (it->key().ToString() == after_id) continue;
     v1::StoredCase stored;
     if (!stored.ParseFromString(it->value().ToString())) {
-      return absl::DataLossError(absl::StrCat("stored case ", it->key().ToString(), " is malformed"));
+      return absl::DataLossError(
+          absl::StrCat("stored case ", it->key().ToString(), " is malformed"));
     }
     out.push_back(std::move(stored));
   }
@@ -248,7 +253,8 @@ absl::StatusOr<std::vector<v1::StoredCase>> CaseStore::Scan(const std::string& a
 absl::Status CaseStore::Lock(const std::string& id) {
   absl::MutexLock lock(&mu_);
   if (!busy_.insert(id).second) {
-    return absl::AbortedError(absl::StrCat("case ", id, " is being changed by another request; try again"));
+    return absl::AbortedError(
+        absl::StrCat("case ", id, " is being changed by another request; try again"));
   }
   return absl::OkStatus();
 }

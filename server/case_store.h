@@ -101,7 +101,8 @@ class CaseStore {
 // must release it). Acquire fails with Aborted while another change is in flight.
 class CaseLock {
  public:
-  static absl::StatusOr<std::shared_ptr<CaseLock>> Acquire(CaseStore* store, const std::string& id) {
+  static absl::StatusOr<std::shared_ptr<CaseLock>> Acquire(CaseStore* store,
+                                                           const std::string& id) {
     if (auto st = store->Lock(id); !st.ok()) return st;
     return std::shared_ptr<CaseLock>(new CaseLock(store, id));
   }

@@ -4,9 +4,9 @@
 
 #include <set>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "client/yaml_proto.h"
 #include "ledger/crypto.h"
 #include "server/log.h"
@@ -78,8 +78,8 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
     if (config.listen().rfind(':') == std::string::npos ||
         !absl::SimpleAtoi(config.listen().substr(config.listen().rfind(':') + 1), &port) ||
         port < 0 || port > 65535) {
-      return check.Error("listen", absl::StrCat("\"", config.listen(),
-                                                "\" is not host:port (e.g. 0.0.0.0:7443)"));
+      return check.Error(
+          "listen", absl::StrCat("\"", config.listen(), "\" is not host:port (e.g. 0.0.0.0:7443)"));
     }
   }
   if (auto st = check.Required("data_dir", config.data_dir()); !st.ok()) return st;
@@ -94,7 +94,8 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
       !st.ok()) {
     return st;
   }
-  if (auto st = check.ReadableFile("master_key_file", config.master_key_file()); !st.ok()) return st;
+  if (auto st = check.ReadableFile("master_key_file", config.master_key_file()); !st.ok())
+    return st;
   if (auto text = ReadFileToString(config.master_key_file()); text.ok()) {
     auto key = Base64Decode(absl::StripAsciiWhitespace(*text));
     if (!key.ok() || key->size() != 32) {

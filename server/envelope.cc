@@ -34,7 +34,8 @@ absl::Time ParseOr(const std::string& s, absl::Time fallback) {
 // Whether `key` could sign at `t`: not revoked, within its validity window.
 absl::Status KeyUsableAt(const v1::SigningKey& key, absl::Time t) {
   if (key.status() == v1::KEY_STATUS_REVOKED) {
-    return absl::PermissionDeniedError(absl::StrCat("signing key ", key.key_id(), " has been revoked"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("signing key ", key.key_id(), " has been revoked"));
   }
   if (t < ParseOr(key.valid_from(), absl::InfinitePast()) ||
       t >= ParseOr(key.valid_until(), absl::InfiniteFuture())) {
@@ -42,7 +43,8 @@ absl::Status KeyUsableAt(const v1::SigningKey& key, absl::Time t) {
         absl::StrCat("signing key ", key.key_id(), " was not valid when the envelope was created"));
   }
   if (key.status() != v1::KEY_STATUS_ACTIVE && key.status() != v1::KEY_STATUS_RETIRED) {
-    return absl::PermissionDeniedError(absl::StrCat("signing key ", key.key_id(), " is not active"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("signing key ", key.key_id(), " is not active"));
   }
   return absl::OkStatus();
 }
@@ -66,12 +68,13 @@ std::string EnvelopeDigest(const v1::Envelope& envelope) {
 absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
                                                    const EnvelopeContext& ctx) {
   if (env.payload_type() != kEnvelopePayloadType) {
-    return absl::InvalidArgumentError(absl::StrCat("envelope has payload type \"", env.payload_type(),
-                                                   "\", expected ", kEnvelopePayloadType));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "envelope has payload type \"", env.payload_type(), "\", expected ", kEnvelopePayloadType));
   }
   if (env.payload().size() > ctx.max_payload_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("envelope payload of ", env.payload().size(),
-                                                   " bytes exceeds the limit of ", ctx.max_payload_bytes));
+                                                   " bytes exceeds the limit of ",
+                                                   ctx.max_payload_bytes));
   }
   const v1::Member* sender = FindMember(*ctx.roster, ctx.caller_org);
   if (sender == nullptr) {
@@ -87,7 +90,8 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
                                                     "\", which is not a key of ", ctx.caller_org));
   }
   auto raw = Base64Decode(key->public_key());
-  auto pub = raw.ok() ? Ed25519PublicKey::FromRaw(*raw) : absl::StatusOr<Ed25519PublicKey>(raw.status());
+  auto pub =
+      raw.ok() ? Ed25519PublicKey::FromRaw(*raw) : absl::StatusOr<Ed25519PublicKey>(raw.status());
   if (!pub.ok() || !pub->Verify(DssePae(env.payload_type(), env.payload()), sig.sig())) {
     return absl::PermissionDeniedError("envelope signature does not verify");
   }
@@ -97,44 +101,49 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
   if (payload.envelope_id().empty()) return absl::InvalidArgumentError("envelope has no id");
   if (payload.sender_org() != ctx.caller_org) {
     return absl::PermissionDeniedError(absl::StrCat("envelope claims sender ", payload.sender_org(),
-                                                    " but was delivered by the node of ", ctx.caller_org));
+                                                    " but was delivered by the node of ",
+                                                    ctx.caller_org));
   }
   if (payload.key_id() != sig.keyid()) {
-    return absl::PermissionDeniedError("envelope names a different key than the one that signed it");
+    return absl::PermissionDeniedError(
+        "envelope names a different key than the one that signed it");
   }
   const absl::Time created = absl::FromUnixSeconds(payload.created_unix());
   if (auto st = KeyUsableAt(*key, created); !st.ok()) return st;
   if (payload.recipient_org() != ctx.self_org) {
-    return absl::PermissionDeniedError(absl::StrCat("envelope is addressed to ", payload.recipient_org(),
-                                                    ", this node is ", ctx.self_org));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "envelope is addressed to ", payload.recipient_org(), ", this node is ", ctx.self_org));
   }
   if (created > ctx.now + kMaxClockSkew) {
-    return absl::FailedPreconditionError("envelope was created in the future (check the sender's clock)");
+    return absl::FailedPreconditionError(
+        "envelope was created in the future (check the sender's clock)");
   }
   if (ctx.now > absl::FromUnixSeconds(payload.expires_unix())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("envelope expired at ", absl::FormatTime(absl::RFC3339_sec,
-                                                             absl::FromUnixSeconds(payload.expires_unix()),
-                                                             absl::UTCTimeZone())));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "envelope expired at ",
+        absl::FormatTime(absl::RFC3339_sec, absl::FromUnixSeconds(payload.expires_unix()),
+                         absl::UTCTimeZone())));
   }
   const v1::Agreement* agreement = nullptr;
   for (const auto& a : ctx.roster->agreements()) {
     if (a.id() == payload.agreement()) agreement = &a;
   }
   if (agreement == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat("agreement \"", payload.agreement(),
-                                                    "\" is not in the roster"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("agreement \"", payload.agreement(), "\" is not in the roster"));
   }
   auto has = [](const auto& list, const std::string& v) {
     return std::find(list.begin(), list.end(), v) != list.end();
   };
-  if (!has(agreement->parties(), payload.sender_org()) || !has(agreement->parties(), payload.recipient_org())) {
-    return absl::PermissionDeniedError(absl::StrCat("agreement ", agreement->id(), " does not bind both ",
-                                                    payload.sender_org(), " and ", payload.recipient_org()));
+  if (!has(agreement->parties(), payload.sender_org()) ||
+      !has(agreement->parties(), payload.recipient_org())) {
+    return absl::PermissionDeniedError(absl::StrCat("agreement ", agreement->id(),
+                                                    " does not bind both ", payload.sender_org(),
+                                                    " and ", payload.recipient_org()));
   }
   if (!has(agreement->purposes(), payload.purpose())) {
-    return absl::PermissionDeniedError(absl::StrCat("agreement ", agreement->id(),
-                                                    " does not cover the purpose \"", payload.purpose(), "\""));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "agreement ", agreement->id(), " does not cover the purpose \"", payload.purpose(), "\""));
   }
   if (payload.body_case() == v1::EnvelopePayload::BODY_NOT_SET) {
     return absl::InvalidArgumentError("envelope has no body");
@@ -151,14 +160,18 @@ v1::Receipt SignReceipt(const v1::ReceiptBody& body, const std::string& key_id,
   return r;
 }
 
-absl::StatusOr<v1::ReceiptBody> VerifyReceipt(const v1::Receipt& receipt, const v1::Envelope& envelope,
-                                              const std::string& receiver_org, const v1::Roster& roster) {
+absl::StatusOr<v1::ReceiptBody> VerifyReceipt(const v1::Receipt& receipt,
+                                              const v1::Envelope& envelope,
+                                              const std::string& receiver_org,
+                                              const v1::Roster& roster) {
   const v1::Member* m = FindMember(roster, receiver_org);
-  if (m == nullptr) return absl::PermissionDeniedError(absl::StrCat(receiver_org, " is not a member"));
+  if (m == nullptr)
+    return absl::PermissionDeniedError(absl::StrCat(receiver_org, " is not a member"));
   const v1::SigningKey* key = FindKey(*m, receipt.key_id());
   if (key == nullptr) return absl::PermissionDeniedError("receipt signed with an unknown key");
   auto raw = Base64Decode(key->public_key());
-  auto pub = raw.ok() ? Ed25519PublicKey::FromRaw(*raw) : absl::StatusOr<Ed25519PublicKey>(raw.status());
+  auto pub =
+      raw.ok() ? Ed25519PublicKey::FromRaw(*raw) : absl::StatusOr<Ed25519PublicKey>(raw.status());
   if (!pub.ok() || !pub->Verify(kReceiptContext + receipt.body(), receipt.signature())) {
     return absl::PermissionDeniedError("receipt signature does not verify");
   }

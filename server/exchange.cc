@@ -17,7 +17,9 @@ constexpr absl::Duration kEnvelopeLifetime = absl::Hours(24 * 7);
 constexpr absl::Duration kBaseBackoff = absl::Milliseconds(250);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(30);
 
-std::string Rfc3339(absl::Time t) { return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()); }
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
 
 std::string NewId(const char* prefix) {
   return absl::StrCat(prefix, absl::AsciiStrToUpper(HexEncode(RandomBytes(8))));
@@ -25,9 +27,9 @@ std::string NewId(const char* prefix) {
 
 // Errors from a receiver that will not change by retrying.
 bool Permanent(grpc::StatusCode code) {
-  return code == grpc::StatusCode::PERMISSION_DENIED || code == grpc::StatusCode::INVALID_ARGUMENT ||
-         code == grpc::StatusCode::ALREADY_EXISTS || code == grpc::StatusCode::FAILED_PRECONDITION ||
-         code == grpc::StatusCode::UNAUTHENTICATED;
+  return code == grpc::StatusCode::PERMISSION_DENIED ||
+         code == grpc::StatusCode::INVALID_ARGUMENT || code == grpc::StatusCode::ALREADY_EXISTS ||
+         code == grpc::StatusCode::FAILED_PRECONDITION || code == grpc::StatusCode::UNAUTHENTICATED;
 }
 
 }  // namespace
@@ -36,13 +38,22 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
                    const Ed25519PrivateKey* signing_key, rocksdb::DB* db,
                    const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
                    CaseStore* cases, AccessLog* log, TlsIdentity tls)
-    : config_(config), identity_(std::move(identity)), signing_key_(signing_key), db_(db),
-      outbox_(families.at(kOutboxFamily)), received_(families.at(kReceivedFamily)),
-      referrals_(families.at(kReferralIndexFamily)), cases_(cases), log_(log), tls_(std::move(tls)) {}
+    : config_(config),
+      identity_(std::move(identity)),
+      signing_key_(signing_key),
+      db_(db),
+      outbox_(families.at(kOutboxFamily)),
+      received_(families.at(kReceivedFamily)),
+      referrals_(families.at(kReferralIndexFamily)),
+      cases_(cases),
+      log_(log),
+      tls_(std::move(tls)) {}
 
 Exchange::~Exchange() { Stop(); }
 
-void Exchange::Start() { thread_ = std::thread([this] { Run(); }); }
+void Exchange::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Exchange::Stop() {
   {
@@ -97,7 +108,8 @@ void Exchange::IndexReferral(rocksdb::WriteBatch* batch, const std::string& refe
 absl::StatusOr<std::string> Exchange::CaseForReferral(const std::string& referral_id) const {
   std::string case_id;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), referrals_, referral_id, &case_id);
-  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("there is no referral ", referral_id));
+  if (s.IsNotFound())
+    return absl::NotFoundError(absl::StrCat("there is no referral ", referral_id));
   if (!s.ok()) return FromRocksStatus(s, "reading the referral index");
   return case_id;
 }
@@ -178,7 +190,8 @@ void Exchange::DeliverOne(v1::OutboxItem item) {
                      absl::StrCat(item.recipient_org(), " is no longer in the roster"));
   } else {
     grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(now + absl::Seconds(config_.limits().peer_call_timeout_seconds())));
+    ctx.set_deadline(
+        absl::ToChronoTime(now + absl::Seconds(config_.limits().peer_call_timeout_seconds())));
     s = stub->Deliver(&ctx, item.envelope(), &receipt);
   }
   item.set_attempts(item.attempts() + 1);
@@ -186,13 +199,15 @@ void Exchange::DeliverOne(v1::OutboxItem item) {
     item.set_last_error(s.error_message());
     if (Permanent(s.error_code())) {
       item.set_state("failed");
-      log::Warn("outbox.refused", {{"envelope", item.envelope_id()}, {"to", item.recipient_org()},
+      log::Warn("outbox.refused", {{"envelope", item.envelope_id()},
+                                   {"to", item.recipient_org()},
                                    {"error", s.error_message()}});
     } else {
       // Exponential backoff with jitter, capped.
       static thread_local std::mt19937_64 rng(std::random_device{}());
       absl::Duration backoff = kBaseBackoff * (1 << std::min<uint32_t>(item.attempts(), 10));
-      backoff = std::min(backoff, kMaxBackoff) * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+      backoff =
+          std::min(backoff, kMaxBackoff) * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
       item.set_next_attempt_unix_ms(absl::ToUnixMillis(now + backoff));
     }
     (void)save(item);
@@ -234,14 +249,17 @@ void Exchange::DeliverOne(v1::OutboxItem item) {
   ev.set_peer_org(item.recipient_org());
   ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ev.set_reason(absl::StrCat("receipt: ", item.recipient_org(), " ledger index ", body->ledger_index()));
+  ev.set_reason(
+      absl::StrCat("receipt: ", item.recipient_org(), " ledger index ", body->ledger_index()));
   auto st = log_->RecordSync({ev}, std::move(batch));
   if (!locked.empty()) cases_->Unlock(locked);
   if (!st.ok()) {
-    log::Error("outbox.receipt_unrecorded", {{"envelope", item.envelope_id()}, {"error", st.status().message()}});
+    log::Error("outbox.receipt_unrecorded",
+               {{"envelope", item.envelope_id()}, {"error", st.status().message()}});
     return;  // still pending on disk: the next attempt gets the same receipt back
   }
-  log::Info("outbox.delivered", {{"envelope", item.envelope_id()}, {"to", item.recipient_org()},
+  log::Info("outbox.delivered", {{"envelope", item.envelope_id()},
+                                 {"to", item.recipient_org()},
                                  {"attempts", item.attempts()}});
 }
 
@@ -265,12 +283,12 @@ absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& envelope_id,
   return SignReceipt(body, config_.signing_key().key_id(), *signing_key_);
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(const v1::EnvelopePayload& p,
-                                                                         std::string* case_id,
-                                                                         std::string* locked) {
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
+    const v1::EnvelopePayload& p, std::string* case_id, std::string* locked) {
   auto batch = std::make_unique<rocksdb::WriteBatch>();
   const std::string now = Rfc3339(absl::Now());
-  auto note = [&](v1::Case& c, const std::string& text, const std::string& outcome, v1::CaseStatus st) {
+  auto note = [&](v1::Case& c, const std::string& text, const std::string& outcome,
+                  v1::CaseStatus st) {
     v1::CaseNote* n = c.add_history();
     n->set_time(now);
     n->set_org(p.sender_org());
@@ -282,7 +300,8 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(const v
   if (p.has_referral()) {
     const v1::Referral& r = p.referral();
     if (CaseForReferral(r.referral_id()).ok()) {
-      return absl::AlreadyExistsError(absl::StrCat("referral ", r.referral_id(), " was already received"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("referral ", r.referral_id(), " was already received"));
     }
     v1::Case c;
     c.set_id(CaseStore::NewCaseId());
@@ -311,8 +330,10 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(const v
     link->set_onward_sharing(r.handling().onward_sharing());
     link->set_retention_until(r.handling().retention_until());
     link->set_created_at(now);
-    note(c, absl::StrCat("referral received from ", p.sender_org(), r.deidentified() ? " (de-identified)" : ""), "",
-         v1::CASE_STATUS_INCOMING);
+    note(c,
+         absl::StrCat("referral received from ", p.sender_org(),
+                      r.deidentified() ? " (de-identified)" : ""),
+         "", v1::CASE_STATUS_INCOMING);
     auto create = cases_->PrepareCreate(c);
     if (!create.ok()) return create.status();
     batch = *std::move(create);
@@ -320,7 +341,8 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(const v
     *case_id = c.id();
     return batch;
   }
-  const std::string referral_id = p.has_decision() ? p.decision().referral_id() : p.update().referral_id();
+  const std::string referral_id =
+      p.has_decision() ? p.decision().referral_id() : p.update().referral_id();
   auto id = CaseForReferral(referral_id);
   if (!id.ok()) return id.status();
   *case_id = *id;
@@ -333,15 +355,18 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(const v
     if (l.referral_id() == referral_id && l.peer_org() == p.sender_org()) link = &l;
   }
   if (link == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat(p.sender_org(), " is not party to referral ", referral_id));
+    return absl::PermissionDeniedError(
+        absl::StrCat(p.sender_org(), " is not party to referral ", referral_id));
   }
   if (p.has_decision()) {
     const auto& d = p.decision();
     link->set_state(d.accepted() ? v1::REFERRAL_STATE_ACCEPTED : v1::REFERRAL_STATE_DECLINED);
     link->set_peer_case_id(d.linked_case_id());
     link->set_reason(d.reason());
-    note(*c, absl::StrCat(p.sender_org(), d.accepted() ? " accepted the referral" : " declined the referral",
-                          d.reason().empty() ? "" : ": " + d.reason()),
+    note(*c,
+         absl::StrCat(p.sender_org(),
+                      d.accepted() ? " accepted the referral" : " declined the referral",
+                      d.reason().empty() ? "" : ": " + d.reason()),
          "", v1::CASE_STATUS_UNSPECIFIED);
   } else {
     const auto& u = p.update();
@@ -365,7 +390,8 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
     ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
     ev.set_reason(std::string(st.message()));
     log::Warn("envelope.refused", {{"from", caller.org}, {"reason", st.message()}});
-    log_->Record({ev}, nullptr, [done, st](absl::StatusOr<uint64_t>) { done(ToGrpcStatus(st), {}); });
+    log_->Record({ev}, nullptr,
+                 [done, st](absl::StatusOr<uint64_t>) { done(ToGrpcStatus(st), {}); });
   };
   auto roster = this->roster();
   EnvelopeContext ctx{caller.org, config_.org(), roster.get(), absl::Now(),
@@ -379,7 +405,8 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
   {
     absl::MutexLock lock(&mu_);
     if (!receiving_.insert(id).second) {
-      done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "this envelope is being received; retry"), {});
+      done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "this envelope is being received; retry"),
+           {});
       return;
     }
   }
@@ -387,7 +414,8 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
     absl::MutexLock lock(&mu_);
     receiving_.erase(id);
   };
-  // Deduplicate: the same envelope again gets the original receipt; another payload under a used id is refused.
+  // Deduplicate: the same envelope again gets the original receipt; another payload under a used id
+  // is refused.
   std::string seen;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), received_, id, &seen);
   if (s.ok()) {
@@ -395,12 +423,13 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
     prior.ParseFromString(seen);
     if (prior.payload_sha256() != digest) {
       release();
-      return refuse(absl::AlreadyExistsError(absl::StrCat(
-          "envelope id ", id, " was already used for a different payload; refused")));
+      return refuse(absl::AlreadyExistsError(
+          absl::StrCat("envelope id ", id, " was already used for a different payload; refused")));
     }
     auto receipt = ReceiptFor(id, digest);
     release();
-    done(receipt.ok() ? grpc::Status::OK : ToGrpcStatus(receipt.status()), receipt.value_or(v1::Receipt()));
+    done(receipt.ok() ? grpc::Status::OK : ToGrpcStatus(receipt.status()),
+         receipt.value_or(v1::Receipt()));
     return;
   }
   if (!s.IsNotFound()) {
@@ -426,25 +455,28 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
   (*change)->Put(received_, id, record.SerializeAsString());
   ev.set_case_id(case_id);
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  log_->Record({ev}, *std::move(change),
-               [this, done, id, digest, locked, release](absl::StatusOr<uint64_t> index) {
-                 if (!locked.empty()) cases_->Unlock(locked);
-                 if (!index.ok()) {
-                   release();
-                   done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "could not record the envelope; retry"), {});
-                   return;
-                 }
-                 v1::ReceiptBody body;
-                 body.set_envelope_id(id);
-                 body.set_envelope_sha256(digest);
-                 body.set_receiver_org(config_.org());
-                 auto entry = log_->ledger()->Entry(*index);
-                 auto ev = entry.ok() ? AccessLog::Decode(*entry) : absl::StatusOr<v1::AccessEvent>(entry.status());
-                 body.set_time_unix(ev.ok() ? ev->time_unix_micros() / 1000000 : 0);
-                 body.set_ledger_index(*index);
-                 release();
-                 done(grpc::Status::OK, SignReceipt(body, config_.signing_key().key_id(), *signing_key_));
-               });
+  log_->Record(
+      {ev}, *std::move(change),
+      [this, done, id, digest, locked, release](absl::StatusOr<uint64_t> index) {
+        if (!locked.empty()) cases_->Unlock(locked);
+        if (!index.ok()) {
+          release();
+          done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "could not record the envelope; retry"),
+               {});
+          return;
+        }
+        v1::ReceiptBody body;
+        body.set_envelope_id(id);
+        body.set_envelope_sha256(digest);
+        body.set_receiver_org(config_.org());
+        auto entry = log_->ledger()->Entry(*index);
+        auto ev = entry.ok() ? AccessLog::Decode(*entry)
+                             : absl::StatusOr<v1::AccessEvent>(entry.status());
+        body.set_time_unix(ev.ok() ? ev->time_unix_micros() / 1000000 : 0);
+        body.set_ledger_index(*index);
+        release();
+        done(grpc::Status::OK, SignReceipt(body, config_.signing_key().key_id(), *signing_key_));
+      });
 }
 
 }  // namespace corridor

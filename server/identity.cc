@@ -71,9 +71,8 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
     if (absl::StartsWith(uri, "spiffe://")) ours.push_back(uri);
   }
   if (ours.size() != 1) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("the certificate must carry exactly one spiffe:// identity, it carries ",
-                     ours.size()));
+    return absl::UnauthenticatedError(absl::StrCat(
+        "the certificate must carry exactly one spiffe:// identity, it carries ", ours.size()));
   }
   auto id = ParseSpiffeUri(ours[0], config_.federation());
   if (!id.ok()) return absl::UnauthenticatedError(id.status().message());
@@ -102,18 +101,18 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
   if (id->kind == PrincipalKind::kNode) {
     // The TLS layer accepted any member's CA; here the issuer must be the claimed org's.
     if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "certificate claims to be a node of \"", p.org, "\" but was not issued by that org's CA (",
-          st.message(), ")"));
+      return absl::PermissionDeniedError(
+          absl::StrCat("certificate claims to be a node of \"", p.org,
+                       "\" but was not issued by that org's CA (", st.message(), ")"));
     }
     p.subject = "node";
     return p;
   }
 
   if (id->org != config_.org()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "user \"", id->user, "\" of org \"", id->org, "\" must use their own org's node; this node serves \"",
-        config_.org(), "\""));
+    return absl::PermissionDeniedError(
+        absl::StrCat("user \"", id->user, "\" of org \"", id->org,
+                     "\" must use their own org's node; this node serves \"", config_.org(), "\""));
   }
   if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -122,7 +121,8 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
   auto it = config_.users().find(id->user);
   if (it == config_.users().end()) {
     return absl::PermissionDeniedError(absl::StrCat(
-        "user \"", id->user, "\" is not listed in this node's configuration; ask the node's admin to add them"));
+        "user \"", id->user,
+        "\" is not listed in this node's configuration; ask the node's admin to add them"));
   }
   if (it->second.suspended()) {
     return absl::PermissionDeniedError(absl::StrCat("user \"", id->user, "\" is suspended"));

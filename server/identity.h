@@ -35,7 +35,7 @@ enum class PrincipalKind { kNode, kUser };
 struct Principal {
   PrincipalKind kind = PrincipalKind::kUser;
   std::string org;
-  std::string subject;  // "node" or "user/<name>"
+  std::string subject;          // "node" or "user/<name>"
   std::vector<v1::Role> roles;  // empty for nodes
   std::string serial_hex;
 

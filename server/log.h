@@ -22,8 +22,8 @@ struct Field {
   Field(absl::string_view k, absl::string_view v) : key(k), value(v) {}
   Field(absl::string_view k, const std::string& v) : key(k), value(v) {}
   Field(absl::string_view k, const char* v) : key(k), value(v) {}
-  template <typename Int, typename = std::enable_if_t<std::is_integral_v<Int> &&
-                                                      !std::is_same_v<Int, bool>>>
+  template <typename Int,
+            typename = std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool>>>
   Field(absl::string_view k, Int v) : key(k), value(absl::StrCat(v)), quoted(false) {}
   Field(absl::string_view k, bool v) : key(k), value(v ? "true" : "false"), quoted(false) {}
   std::string key;

@@ -19,10 +19,10 @@
 #include "server/case_service.h"
 #include "server/case_store.h"
 #include "server/exchange.h"
-#include "server/referral_service.h"
 #include "server/identity.h"
 #include "server/log.h"
 #include "server/peers.h"
+#include "server/referral_service.h"
 #include "server/store.h"
 
 namespace corridor {
@@ -36,15 +36,22 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
 class RosterInForce {
  public:
   RosterInForce(const v1::NodeConfig& config, NodeStore* store, AccessLog* log,
-                std::shared_ptr<IdentityResolver> identity, TlsIdentity tls, std::string json, uint64_t version)
-      : config_(config), store_(store), log_(log), identity_(std::move(identity)), tls_(std::move(tls)),
-        json_(std::move(json)), version_(version) {}
+                std::shared_ptr<IdentityResolver> identity, TlsIdentity tls, std::string json,
+                uint64_t version)
+      : config_(config),
+        store_(store),
+        log_(log),
+        identity_(std::move(identity)),
+        tls_(std::move(tls)),
+        json_(std::move(json)),
+        version_(version) {}
 
   absl::StatusOr<VerifiedRoster> Install(const std::string& json, const std::string& actor_org,
                                          const std::string& actor_subject) {
     std::vector<StewardPublicKey> stewards;
     for (const auto& k : config_.roster().steward_keys()) {
-      stewards.push_back({k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
+      stewards.push_back(
+          {k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
     }
     absl::MutexLock lock(&mu_);
     v1::AccessEvent ev;
@@ -58,21 +65,25 @@ class RosterInForce {
       (void)log_->RecordSync({ev});
       return st;
     };
-    auto roster = VerifySignedRoster(json, stewards, config_.roster().threshold(), config_.federation());
+    auto roster =
+        VerifySignedRoster(json, stewards, config_.roster().threshold(), config_.federation());
     if (!roster.ok()) return refuse(roster.status());
     ev.set_resource_id(absl::StrCat(roster->roster.version()));
     ev.set_payload_sha256(*HexDecode(roster->digest_hex));
     if (roster->roster.version() <= version_) {
-      return refuse(absl::FailedPreconditionError(absl::StrCat(
-          "roster version ", roster->roster.version(), " is not newer than version ", version_, " in force")));
+      return refuse(absl::FailedPreconditionError(
+          absl::StrCat("roster version ", roster->roster.version(), " is not newer than version ",
+                       version_, " in force")));
     }
     if (auto st = CheckOwnMembership(config_, roster->roster, tls_); !st.ok()) {
-      return refuse(absl::FailedPreconditionError(absl::StrCat("this roster would cut this node off: ", st.message())));
+      return refuse(absl::FailedPreconditionError(
+          absl::StrCat("this roster would cut this node off: ", st.message())));
     }
     // The file first: a restart then starts from the new version even if what follows is lost.
     if (auto st = WriteFileAtomically(config_.roster().file(), json); !st.ok()) return refuse(st);
     auto change = std::make_unique<rocksdb::WriteBatch>();
-    change->Put(store_->family(NodeStore::kMetaFamily), "roster/version", absl::StrCat(roster->roster.version()));
+    change->Put(store_->family(NodeStore::kMetaFamily), "roster/version",
+                absl::StrCat(roster->roster.version()));
     change->Put(store_->family(NodeStore::kMetaFamily), "roster/digest", roster->digest_hex);
     ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     ev.set_reason(absl::StrCat("roster version ", roster->roster.version(), " in force"));
@@ -80,7 +91,8 @@ class RosterInForce {
     identity_->SetRoster(std::make_shared<const v1::Roster>(roster->roster));
     json_ = json;
     version_ = roster->roster.version();
-    log::Info("roster.in_force", {{"version", version_}, {"digest", roster->digest_hex},
+    log::Info("roster.in_force", {{"version", version_},
+                                  {"digest", roster->digest_hex},
                                   {"from", actor_org + "/" + actor_subject}});
     return roster;
   }
@@ -116,10 +128,14 @@ class NodeServices {
    public:
     NodeServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
                     PeerProber* prober, RosterInForce* roster)
-        : config_(config), identity_(std::move(identity)), prober_(prober), roster_(roster),
+        : config_(config),
+          identity_(std::move(identity)),
+          prober_(prober),
+          roster_(roster),
           started_unix_(absl::ToUnixSeconds(absl::Now())) {}
 
-    grpc::ServerUnaryReactor* PushRoster(grpc::CallbackServerContext* ctx, const v1::PushRosterRequest* req,
+    grpc::ServerUnaryReactor* PushRoster(grpc::CallbackServerContext* ctx,
+                                         const v1::PushRosterRequest* req,
                                          v1::PushRosterResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
       auto caller = Authorize(*ctx, "/corridor.v1.NodeService/PushRoster");
@@ -184,7 +200,8 @@ class NodeServices {
                     Exchange* exchange, RosterInForce* roster)
         : config_(config), identity_(std::move(identity)), exchange_(exchange), roster_(roster) {}
 
-    grpc::ServerUnaryReactor* GetRoster(grpc::CallbackServerContext* ctx, const v1::GetRosterRequest*,
+    grpc::ServerUnaryReactor* GetRoster(grpc::CallbackServerContext* ctx,
+                                        const v1::GetRosterRequest*,
                                         v1::SignedRoster* resp) override {
       auto* reactor = ctx->DefaultReactor();
       auto caller = Authorize(*ctx, "/corridor.v1.PeerService/GetRoster");
@@ -219,7 +236,8 @@ class NodeServices {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
       }
-      log::Debug("peer.hello", {{"peer", caller->org}, {"peer_roster_version", req->roster_version()}});
+      log::Debug("peer.hello",
+                 {{"peer", caller->org}, {"peer_roster_version", req->roster_version()}});
       resp->set_org(config_.org());
       resp->set_roster_version(roster_->version());
       resp->set_time_unix(absl::ToUnixSeconds(absl::Now()));
@@ -247,29 +265,32 @@ constexpr char kRosterDigestKey[] = "roster/digest";
 absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStore& store) {
   std::vector<StewardPublicKey> stewards;
   for (const auto& k : config.roster().steward_keys()) {
-    stewards.push_back({k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
+    stewards.push_back(
+        {k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
   }
   auto json = ReadFileToString(config.roster().file());
   if (!json.ok()) return json.status();
-  auto roster = VerifySignedRoster(*json, stewards, config.roster().threshold(), config.federation());
+  auto roster =
+      VerifySignedRoster(*json, stewards, config.roster().threshold(), config.federation());
   if (!roster.ok()) {
-    return absl::Status(roster.status().code(), absl::StrCat(config.roster().file(), ": ",
-                                                             roster.status().message()));
+    return absl::Status(roster.status().code(),
+                        absl::StrCat(config.roster().file(), ": ", roster.status().message()));
   }
   auto stored_version = store.GetMeta(kRosterVersionKey);
   if (stored_version.ok()) {
     uint64_t in_force = 0;
     (void)absl::SimpleAtoi(*stored_version, &in_force);
     if (roster->roster.version() < in_force) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          config.roster().file(), ": roster version ", roster->roster.version(),
-          " is older than version ", in_force, " already in force at this node; use the newer roster"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(config.roster().file(), ": roster version ", roster->roster.version(),
+                       " is older than version ", in_force,
+                       " already in force at this node; use the newer roster"));
     }
     if (roster->roster.version() == in_force &&
         store.GetMeta(kRosterDigestKey).value_or("") != roster->digest_hex) {
       return absl::FailedPreconditionError(absl::StrCat(
-          config.roster().file(), ": roster version ", in_force,
-          " differs from the version ", in_force, " already in force; a changed roster needs a new version"));
+          config.roster().file(), ": roster version ", in_force, " differs from the version ",
+          in_force, " already in force; a changed roster needs a new version"));
     }
   } else if (!absl::IsNotFound(stored_version.status())) {
     return stored_version.status();
@@ -298,7 +319,7 @@ absl::StatusOr<std::string> LoadMasterKey(const std::string& path) {
 
 // This node must be in the roster with the CA, certificate and signing key it is configured with.
 absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
-                               const TlsIdentity& tls) {
+                                const TlsIdentity& tls) {
   const v1::Member* self = nullptr;
   for (const auto& m : roster.members()) {
     if (m.org() == config.org()) self = &m;
@@ -313,8 +334,9 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
         config.org(), "\""));
   }
   if (auto st = pki::VerifyIssuedBy(tls.cert_pem, self->ca_cert_pem(), absl::Now()); !st.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        config.tls().cert_file(), ": tls.cert_file is not valid under this org's CA: ", st.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat(config.tls().cert_file(),
+                     ": tls.cert_file is not valid under this org's CA: ", st.message()));
   }
   auto cert = pki::InspectCertificate(tls.cert_pem);
   const std::string want = pki::NodeSpiffeUri(config.federation(), config.org());
@@ -335,11 +357,10 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
     }
     return absl::OkStatus();
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "signing_key.key_id: the roster lists no key \"", config.signing_key().key_id(),
-      "\" for org \"", config.org(), "\""));
+  return absl::FailedPreconditionError(
+      absl::StrCat("signing_key.key_id: the roster lists no key \"", config.signing_key().key_id(),
+                   "\" for org \"", config.org(), "\""));
 }
-
 
 std::string LedgerOrigin(const v1::NodeConfig& config) {
   return absl::StrCat(config.federation(), "/", config.org());
@@ -355,7 +376,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
   families.push_back(kCasesFamily);
   families.push_back(kEvidenceFamily);
-  for (const char* f : {kOutboxFamily, kReceivedFamily, kReferralIndexFamily}) families.push_back(f);
+  for (const char* f : {kOutboxFamily, kReceivedFamily, kReferralIndexFamily})
+    families.push_back(f);
   auto store = NodeStore::Open(config.data_dir(), families);
   if (!store.ok()) return store.status();
   node->store_ = *std::move(store);
@@ -363,7 +385,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   const uint64_t stored_roster_version = StoredRosterVersion(*node->store_);
   auto roster = LoadRoster(config, *node->store_);
   if (!roster.ok()) return roster.status();
-  auto tls = LoadTlsIdentity(config.tls().cert_file(), config.tls().key_file(), config.tls().ca_file());
+  auto tls =
+      LoadTlsIdentity(config.tls().cert_file(), config.tls().key_file(), config.tls().ca_file());
   if (!tls.ok()) return tls.status();
   if (auto st = CheckOwnMembership(config, roster->roster, *tls); !st.ok()) return st;
   if (auto st = node->store_->PutMeta({{kRosterVersionKey, absl::StrCat(roster->roster.version())},
@@ -384,11 +407,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   for (const auto& m : roster->roster.members()) {
     if (m.org() != config.org()) continue;
     for (const auto& k : m.signing_keys()) {
-      if (k.key_id() == config.signing_key().key_id() || k.status() == v1::KEY_STATUS_REVOKED) continue;
+      if (k.key_id() == config.signing_key().key_id() || k.status() == v1::KEY_STATUS_REVOKED)
+        continue;
       auto raw = Base64Decode(k.public_key());
       if (!raw.ok()) continue;
       if (auto pub = Ed25519PublicKey::FromRaw(*raw); pub.ok()) {
-        ledger_options.previous_verifiers.push_back(note::Verifier{LedgerOrigin(config), 0x01, *pub});
+        ledger_options.previous_verifiers.push_back(
+            note::Verifier{LedgerOrigin(config), 0x01, *pub});
       }
     }
   }
@@ -430,21 +455,24 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
   node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
   node->prober_ = std::make_unique<PeerProber>(config, roster_ptr, *tls);
-  node->exchange_ = std::make_unique<Exchange>(config, node->identity_, node->signing_key_.get(),
-                                               node->store_->db(), node->store_->families(),
-                                               node->case_store_.get(), node->access_log_.get(), *tls);
+  node->exchange_ = std::make_unique<Exchange>(
+      config, node->identity_, node->signing_key_.get(), node->store_->db(),
+      node->store_->families(), node->case_store_.get(), node->access_log_.get(), *tls);
   node->referral_service_ = std::make_unique<ReferralServiceImpl>(
       node->exchange_.get(), node->case_store_.get(), node->access_log_.get());
   auto roster_json = ReadFileToString(config.roster().file());
   if (!roster_json.ok()) return roster_json.status();
-  node->roster_ = std::make_unique<RosterInForce>(config, node->store_.get(), node->access_log_.get(),
-                                                  node->identity_, *tls, *roster_json, roster->roster.version());
+  node->roster_ = std::make_unique<RosterInForce>(config, node->store_.get(),
+                                                  node->access_log_.get(), node->identity_, *tls,
+                                                  *roster_json, roster->roster.version());
   RosterInForce* keeper = node->roster_.get();
-  node->prober_->set_roster_sync([keeper] { return keeper->version(); },
-                                 [keeper](const std::string& json, const std::string& from) {
-                                   auto st = keeper->Install(json, from, "node");
-                                   if (!st.ok()) log::Warn("roster.fetch_refused", {{"from", from}, {"reason", st.status().message()}});
-                                 });
+  node->prober_->set_roster_sync(
+      [keeper] { return keeper->version(); },
+      [keeper](const std::string& json, const std::string& from) {
+        auto st = keeper->Install(json, from, "node");
+        if (!st.ok())
+          log::Warn("roster.fetch_refused", {{"from", from}, {"reason", st.status().message()}});
+      });
   node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->prober_.get(),
                                                    node->exchange_.get(), node->roster_.get());
 
@@ -498,8 +526,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   }
   node->prober_->Start();
   node->exchange_->Start();
-  log::Info("node.started", {{"federation", config.federation()}, {"org", config.org()},
-                             {"listen", config.listen()}, {"port", node->port_}});
+  log::Info("node.started", {{"federation", config.federation()},
+                             {"org", config.org()},
+                             {"listen", config.listen()},
+                             {"port", node->port_}});
   return node;
 }
 

@@ -10,9 +10,9 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
-#include "ledger/crypto.h"
 #include "corridor/v1/config.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "ledger/crypto.h"
 
 namespace corridor {
 
@@ -46,7 +46,7 @@ class Node {
   // older than the one in force, this org listed with this node's CA and
   // signing key), checks the node certificate, and starts serving.
   static absl::StatusOr<std::unique_ptr<Node>> Start(const v1::NodeConfig& config,
-                                                      NodeTestHooks hooks = {});
+                                                     NodeTestHooks hooks = {});
   ~Node();
 
   // The port actually bound (useful with listen port 0).

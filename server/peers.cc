@@ -16,7 +16,8 @@ PeerProber::PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> 
     peer->member = m;
     TlsIdentity id = own_identity;
     id.roots_pem = m.ca_cert_pem();  // only that org's CA may vouch for that org's node
-    peer->channel = MakeMutualTlsChannel(id, m.endpoint(), "", config_.limits().max_message_bytes());
+    peer->channel =
+        MakeMutualTlsChannel(id, m.endpoint(), "", config_.limits().max_message_bytes());
     peer->stub = v1::PeerService::NewStub(peer->channel);
     v1::PeerStatus initial;
     initial.set_org(m.org());
@@ -31,7 +32,9 @@ PeerProber::PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> 
 
 PeerProber::~PeerProber() { Stop(); }
 
-void PeerProber::Start() { thread_ = std::thread([this] { Run(); }); }
+void PeerProber::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void PeerProber::Stop() {
   {
@@ -99,14 +102,14 @@ v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
   }
   if (!uri_ok || resp.org() != peer.member.org()) {
     st.set_state(v1::PEER_STATE_REFUSED);
-    st.set_last_error(absl::StrCat("peer at ", peer.member.endpoint(),
-                                   " did not prove to be ", want));
+    st.set_last_error(
+        absl::StrCat("peer at ", peer.member.endpoint(), " did not prove to be ", want));
     return st;
   }
   if (resp.roster_version() > ours && install_) {
     grpc::ClientContext fetch;
-    fetch.set_deadline(absl::ToChronoTime(absl::Now() +
-                                          absl::Seconds(config_.limits().peer_call_timeout_seconds())));
+    fetch.set_deadline(absl::ToChronoTime(
+        absl::Now() + absl::Seconds(config_.limits().peer_call_timeout_seconds())));
     v1::SignedRoster newer;
     if (peer.stub->GetRoster(&fetch, v1::GetRosterRequest(), &newer).ok()) {
       install_(newer.signed_roster(), peer.member.org());

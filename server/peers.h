@@ -30,8 +30,9 @@ class PeerProber {
 
   // When a peer reports a newer roster version than `current_version()`, the
   // prober fetches it from that peer and hands it to `install` (which verifies it).
-  void set_roster_sync(std::function<uint64_t()> current_version,
-                       std::function<void(const std::string& json, const std::string& from_org)> install) {
+  void set_roster_sync(
+      std::function<uint64_t()> current_version,
+      std::function<void(const std::string& json, const std::string& from_org)> install) {
     current_version_ = std::move(current_version);
     install_ = std::move(install);
   }

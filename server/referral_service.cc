@@ -11,7 +11,9 @@ namespace {
 
 constexpr char kService[] = "/corridor.v1.ReferralService/";
 
-std::string Rfc3339(absl::Time t) { return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone()); }
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
 
 std::string NewReferralId() { return "REF-" + absl::AsciiStrToUpper(HexEncode(RandomBytes(6))); }
 
@@ -55,14 +57,16 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   if (req->to_org().empty() || req->to_org() == exchange_->config().org()) {
     bad = absl::InvalidArgumentError("--to must name another member org");
   } else if (agreement == nullptr) {
-    bad = absl::InvalidArgumentError(absl::StrCat("agreement \"", req->agreement(), "\" is not in the roster"));
+    bad = absl::InvalidArgumentError(
+        absl::StrCat("agreement \"", req->agreement(), "\" is not in the roster"));
   } else if (std::find(agreement->parties().begin(), agreement->parties().end(), req->to_org()) ==
              agreement->parties().end()) {
-    bad = absl::PermissionDeniedError(absl::StrCat("agreement ", agreement->id(), " does not include ", req->to_org()));
-  } else if (std::find(agreement->purposes().begin(), agreement->purposes().end(), req->purpose()) ==
-             agreement->purposes().end()) {
-    bad = absl::PermissionDeniedError(absl::StrCat("agreement ", agreement->id(), " does not cover the purpose \"",
-                                                   req->purpose(), "\""));
+    bad = absl::PermissionDeniedError(
+        absl::StrCat("agreement ", agreement->id(), " does not include ", req->to_org()));
+  } else if (std::find(agreement->purposes().begin(), agreement->purposes().end(),
+                       req->purpose()) == agreement->purposes().end()) {
+    bad = absl::PermissionDeniedError(absl::StrCat(
+        "agreement ", agreement->id(), " does not cover the purpose \"", req->purpose(), "\""));
   }
   if (!bad.ok()) {
     RecordRefusal(log_, reactor, ev, bad);
@@ -82,24 +86,32 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   if (const v1::ReferralLink* in = IncomingLink(*c)) {
     const auto rule = static_cast<v1::OnwardSharing>(in->onward_sharing());
     if (rule != v1::ONWARD_SHARING_WITHIN_AGREEMENT || in->agreement() != req->agreement()) {
-      RecordRefusal(log_, reactor, ev, absl::PermissionDeniedError(absl::StrCat(
-          "this case was received from ", in->peer_org(), " whose handling rules do not allow sharing it onward",
-          rule == v1::ONWARD_SHARING_WITHIN_AGREEMENT ? " outside agreement " + in->agreement() : "")));
+      RecordRefusal(
+          log_, reactor, ev,
+          absl::PermissionDeniedError(absl::StrCat(
+              "this case was received from ", in->peer_org(),
+              " whose handling rules do not allow sharing it onward",
+              rule == v1::ONWARD_SHARING_WITHIN_AGREEMENT ? " outside agreement " + in->agreement()
+                                                          : "")));
       return reactor;
     }
   }
   bool deidentified = !req->include_personal_data();
   if (req->include_personal_data() && !ConsentCovers(*c, req->to_org(), req->purpose())) {
     if (!req->deidentify()) {
-      RecordRefusal(log_, reactor, ev, absl::FailedPreconditionError(absl::StrCat(
-          "the worker's consent record does not allow sharing their personal data with ", req->to_org(),
-          " for \"", req->purpose(), "\"; record consent first, or send it de-identified (--deidentify)")));
+      RecordRefusal(
+          log_, reactor, ev,
+          absl::FailedPreconditionError(absl::StrCat(
+              "the worker's consent record does not allow sharing their personal data with ",
+              req->to_org(), " for \"", req->purpose(),
+              "\"; record consent first, or send it de-identified (--deidentify)")));
       return reactor;
     }
     deidentified = true;
   }
   const std::string referral_id = NewReferralId();
-  v1::EnvelopePayload payload = exchange_->NewPayload(req->to_org(), req->agreement(), req->purpose());
+  v1::EnvelopePayload payload =
+      exchange_->NewPayload(req->to_org(), req->agreement(), req->purpose());
   v1::Referral* r = payload.mutable_referral();
   r->set_referral_id(referral_id);
   r->set_origin_case_id(c->id());
@@ -107,8 +119,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   r->mutable_handling()->set_onward_sharing(req->onward_sharing() == v1::ONWARD_SHARING_UNSPECIFIED
                                                 ? v1::ONWARD_SHARING_NEVER
                                                 : req->onward_sharing());
-  r->mutable_handling()->set_retention_until(
-      req->retention_until().empty() ? Rfc3339(absl::Now() + absl::Hours(24 * 365)) : req->retention_until());
+  r->mutable_handling()->set_retention_until(req->retention_until().empty()
+                                                 ? Rfc3339(absl::Now() + absl::Hours(24 * 365))
+                                                 : req->retention_until());
   r->mutable_handling()->set_contains_personal_data(!deidentified);
   v1::SharedCase* shared = r->mutable_shared();
   shared->set_category(c->category());
@@ -130,7 +143,8 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
       }
     }
     if (!found) {
-      RecordRefusal(log_, reactor, ev, absl::NotFoundError(absl::StrCat("case ", c->id(), " has no evidence ", eid)));
+      RecordRefusal(log_, reactor, ev,
+                    absl::NotFoundError(absl::StrCat("case ", c->id(), " has no evidence ", eid)));
       return reactor;
     }
   }
@@ -150,7 +164,8 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   n->set_time(link->created_at());
   n->set_org(exchange_->config().org());
   n->set_author(caller->Name());
-  n->set_note(absl::StrCat("referred to ", req->to_org(), " for ", req->purpose(), deidentified ? " (de-identified)" : ""));
+  n->set_note(absl::StrCat("referred to ", req->to_org(), " for ", req->purpose(),
+                           deidentified ? " (de-identified)" : ""));
   c->set_updated_at(link->created_at());
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) {
     RecordRefusal(log_, reactor, ev, st);
@@ -158,8 +173,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
-  ev.set_reason(absl::StrCat("referral ", referral_id, " envelope ", item.envelope_id(),
-                             deidentified ? " (de-identified)" : " (with personal data, consented)"));
+  ev.set_reason(
+      absl::StrCat("referral ", referral_id, " envelope ", item.envelope_id(),
+                   deidentified ? " (de-identified)" : " (with personal data, consented)"));
   Exchange* exchange = exchange_;
   RecordThenFinish(log_, reactor, {ev}, std::move(batch),
                    [resp, referral_id, item, deidentified, exchange, lock = *lock](uint64_t) {
@@ -177,8 +193,8 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ListInbox(grpc::CallbackServerCon
                                                          v1::ListInboxResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "ListInbox", "referral.view", "referral",
-                      "", "case-handling", "", &ev);
+  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "ListInbox", "referral.view",
+                      "referral", "", "case-handling", "", &ev);
   if (!caller) return reactor;
   std::vector<v1::InboxItem> items;
   std::string cursor;
@@ -236,12 +252,13 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
   auto caller = Begin(ctx, reactor, log_, std::string(kService) + "Decide",
-                      req->accept() ? "referral.accept" : "referral.decline", "referral", req->referral_id(),
-                      "case-handling", req->request_id(), &ev);
+                      req->accept() ? "referral.accept" : "referral.decline", "referral",
+                      req->referral_id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
   ev.set_reason(req->reason());
   if (!req->accept() && req->reason().empty()) {
-    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("declining needs a reason (--reason)"));
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("declining needs a reason (--reason)"));
     return reactor;
   }
   auto case_id = exchange_->CaseForReferral(req->referral_id());
@@ -263,9 +280,11 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
     }
   }
   if (!c.ok() || in == nullptr || in->state() != v1::REFERRAL_STATE_PENDING) {
-    RecordRefusal(log_, reactor, ev, !c.ok() ? c.status()
-                                             : absl::FailedPreconditionError(absl::StrCat(
-                                                   "referral ", req->referral_id(), " is not waiting for a decision")));
+    RecordRefusal(log_, reactor, ev,
+                  !c.ok()
+                      ? c.status()
+                      : absl::FailedPreconditionError(absl::StrCat(
+                            "referral ", req->referral_id(), " is not waiting for a decision")));
     return reactor;
   }
   ev.set_peer_org(in->peer_org());
@@ -279,13 +298,15 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   n->set_author(caller->Name());
   n->set_note(req->accept() ? "referral accepted" : "referral declined: " + req->reason());
   c->set_updated_at(now);
-  v1::EnvelopePayload payload = exchange_->NewPayload(in->peer_org(), in->agreement(), in->purpose());
+  v1::EnvelopePayload payload =
+      exchange_->NewPayload(in->peer_org(), in->agreement(), in->purpose());
   payload.mutable_decision()->set_referral_id(req->referral_id());
   payload.mutable_decision()->set_accepted(req->accept());
   payload.mutable_decision()->set_reason(req->reason());
   if (req->accept()) payload.mutable_decision()->set_linked_case_id(c->id());
   auto batch = std::make_unique<rocksdb::WriteBatch>();
-  v1::OutboxItem item = exchange_->Enqueue(batch.get(), payload, "decision", c->id(), req->referral_id());
+  v1::OutboxItem item =
+      exchange_->Enqueue(batch.get(), payload, "decision", c->id(), req->referral_id());
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) {
     RecordRefusal(log_, reactor, ev, st);
     return reactor;
@@ -294,12 +315,13 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
   Exchange* exchange = exchange_;
   const std::string id = c->id();
-  RecordThenFinish(log_, reactor, {ev}, std::move(batch), [resp, id, item, exchange, lock = *lock](uint64_t) {
-    exchange->Wake();
-    resp->set_case_id(id);
-    resp->set_envelope_id(item.envelope_id());
-    return grpc::Status::OK;
-  });
+  RecordThenFinish(log_, reactor, {ev}, std::move(batch),
+                   [resp, id, item, exchange, lock = *lock](uint64_t) {
+                     exchange->Wake();
+                     resp->set_case_id(id);
+                     resp->set_envelope_id(item.envelope_id());
+                     return grpc::Status::OK;
+                   });
   return reactor;
 }
 
@@ -308,11 +330,13 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
                                                           v1::PostUpdateResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "PostUpdate", "case.post_update", "case",
-                      req->case_id(), "case-handling", req->request_id(), &ev);
+  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "PostUpdate", "case.post_update",
+                      "case", req->case_id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
-  if (req->note().empty() && req->outcome().empty() && req->status() == v1::CASE_STATUS_UNSPECIFIED) {
-    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("an update needs a --status, --outcome or --note"));
+  if (req->note().empty() && req->outcome().empty() &&
+      req->status() == v1::CASE_STATUS_UNSPECIFIED) {
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("an update needs a --status, --outcome or --note"));
     return reactor;
   }
   if (req->status() == v1::CASE_STATUS_ERASED || req->status() == v1::CASE_STATUS_INCOMING) {
@@ -344,14 +368,16 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
   std::string digests;
   for (const auto& link : c->referrals()) {
     if (link.state() != v1::REFERRAL_STATE_ACCEPTED) continue;  // only peers holding a linked case
-    v1::EnvelopePayload payload = exchange_->NewPayload(link.peer_org(), link.agreement(), link.purpose());
+    v1::EnvelopePayload payload =
+        exchange_->NewPayload(link.peer_org(), link.agreement(), link.purpose());
     v1::CaseUpdate* u = payload.mutable_update();
     u->set_referral_id(link.referral_id());
     u->set_status(req->status());
     u->set_outcome(req->outcome());
     u->set_note(req->note());
     u->set_author(caller->Name());
-    v1::OutboxItem item = exchange_->Enqueue(batch.get(), payload, "update", c->id(), link.referral_id());
+    v1::OutboxItem item =
+        exchange_->Enqueue(batch.get(), payload, "update", c->id(), link.referral_id());
     envelopes.push_back(item.envelope_id());
   }
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) {
@@ -361,11 +387,12 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ev.set_reason(absl::StrCat("sent to ", envelopes.size(), " linked peer(s)"));
   Exchange* exchange = exchange_;
-  RecordThenFinish(log_, reactor, {ev}, std::move(batch), [resp, envelopes, exchange, lock = *lock](uint64_t) {
-    exchange->Wake();
-    for (const auto& e : envelopes) resp->add_envelope_ids(e);
-    return grpc::Status::OK;
-  });
+  RecordThenFinish(log_, reactor, {ev}, std::move(batch),
+                   [resp, envelopes, exchange, lock = *lock](uint64_t) {
+                     exchange->Wake();
+                     for (const auto& e : envelopes) resp->add_envelope_ids(e);
+                     return grpc::Status::OK;
+                   });
   return reactor;
 }
 
@@ -374,8 +401,8 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ListOutbox(grpc::CallbackServerCo
                                                           v1::ListOutboxResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  if (!Begin(ctx, reactor, log_, std::string(kService) + "ListOutbox", "outbox.view", "outbox", "", "case-handling",
-             "", &ev)) {
+  if (!Begin(ctx, reactor, log_, std::string(kService) + "ListOutbox", "outbox.view", "outbox", "",
+             "case-handling", "", &ev)) {
     return reactor;
   }
   auto items = exchange_->Outbox();

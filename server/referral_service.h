@@ -20,13 +20,17 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
 
   grpc::ServerUnaryReactor* Refer(grpc::CallbackServerContext* ctx, const v1::ReferCaseRequest* req,
                                   v1::ReferCaseResponse* resp) override;
-  grpc::ServerUnaryReactor* ListInbox(grpc::CallbackServerContext* ctx, const v1::ListInboxRequest* req,
+  grpc::ServerUnaryReactor* ListInbox(grpc::CallbackServerContext* ctx,
+                                      const v1::ListInboxRequest* req,
                                       v1::ListInboxResponse* resp) override;
-  grpc::ServerUnaryReactor* Decide(grpc::CallbackServerContext* ctx, const v1::DecideReferralRequest* req,
+  grpc::ServerUnaryReactor* Decide(grpc::CallbackServerContext* ctx,
+                                   const v1::DecideReferralRequest* req,
                                    v1::DecideReferralResponse* resp) override;
-  grpc::ServerUnaryReactor* PostUpdate(grpc::CallbackServerContext* ctx, const v1::PostUpdateRequest* req,
+  grpc::ServerUnaryReactor* PostUpdate(grpc::CallbackServerContext* ctx,
+                                       const v1::PostUpdateRequest* req,
                                        v1::PostUpdateResponse* resp) override;
-  grpc::ServerUnaryReactor* ListOutbox(grpc::CallbackServerContext* ctx, const v1::ListOutboxRequest* req,
+  grpc::ServerUnaryReactor* ListOutbox(grpc::CallbackServerContext* ctx,
+                                       const v1::ListOutboxRequest* req,
                                        v1::ListOutboxResponse* resp) override;
 
  private:

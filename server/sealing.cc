@@ -33,7 +33,8 @@ std::string Seal(absl::string_view key, absl::string_view aad, absl::string_view
   unsigned char* ct = reinterpret_cast<unsigned char*>(out.data()) + kNonceSize;
   if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key), U(nonce)) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, U(aad), static_cast<int>(aad.size())) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), ct, &len, U(plaintext), static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), ct, &len, U(plaintext), static_cast<int>(plaintext.size())) !=
+          1 ||
       EVP_EncryptFinal_ex(ctx.get(), ct + len, &len) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, ct + plaintext.size()) != 1) {
     abort();
@@ -42,7 +43,7 @@ std::string Seal(absl::string_view key, absl::string_view aad, absl::string_view
 }
 
 absl::StatusOr<std::string> Unseal(absl::string_view key, absl::string_view aad,
-                                 absl::string_view sealed) {
+                                   absl::string_view sealed) {
   if (key.size() != kAesKeySize) return absl::InternalError("wrong key size");
   if (sealed.size() < kNonceSize + kTagSize) {
     return absl::DataLossError("sealed value is truncated");
@@ -57,8 +58,10 @@ absl::StatusOr<std::string> Unseal(absl::string_view key, absl::string_view aad,
       EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,
                         U(sealed.substr(kNonceSize)), static_cast<int>(ct_len)) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
-      EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len, &len) != 1) {
-    return absl::DataLossError("sealed value does not open: altered, misplaced, or under another key");
+      EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len, &len) !=
+          1) {
+    return absl::DataLossError(
+        "sealed value does not open: altered, misplaced, or under another key");
   }
   return out;
 }

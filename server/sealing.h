@@ -20,7 +20,7 @@ std::string Seal(absl::string_view key, absl::string_view aad, absl::string_view
 // Opens a sealed value; DataLoss if it was altered, bound to other associated
 // data, or sealed under another key.
 absl::StatusOr<std::string> Unseal(absl::string_view key, absl::string_view aad,
-                                 absl::string_view sealed);
+                                   absl::string_view sealed);
 
 }  // namespace corridor
 

@@ -40,13 +40,14 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& n : names) {
     // The ledger's families have their own tuning (bounded memtables).
-    descriptors.emplace_back(n, absl::StartsWith(n, "ledger_") ? ledger::LedgerColumnFamilyOptions(n)
-                                                               : rocksdb::ColumnFamilyOptions(options));
+    descriptors.emplace_back(n, absl::StartsWith(n, "ledger_")
+                                    ? ledger::LedgerColumnFamilyOptions(n)
+                                    : rocksdb::ColumnFamilyOptions(options));
   }
   std::unique_ptr<NodeStore> store(new NodeStore);
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors,
-                                        &store->handles_, &raw);
+  rocksdb::Status s =
+      rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors, &store->handles_, &raw);
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the database in ", dir));
   store->db_.reset(raw);
   for (size_t i = 0; i < descriptors.size(); ++i) {

@@ -31,9 +31,11 @@ class CasesTest : public ::testing::Test {
   void SetUp() override {
     fed_.AddOrg("union-sg");
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
-    const std::string path = fed_.WriteNodeConfig(
-        "union-sg", {{"cw", {"caseworker"}}, {"pros", {"prosecutor"}}, {"appr", {"approver"}},
-                     {"aud", {"auditor"}}, {"adm", {"admin"}}});
+    const std::string path = fed_.WriteNodeConfig("union-sg", {{"cw", {"caseworker"}},
+                                                               {"pros", {"prosecutor"}},
+                                                               {"appr", {"approver"}},
+                                                               {"aud", {"auditor"}},
+                                                               {"adm", {"admin"}}});
     ASSERT_OK_AND_ASSIGN(config_, LoadNodeConfig(path));
     StartNode();
   }
@@ -53,10 +55,10 @@ class CasesTest : public ::testing::Test {
 
   std::shared_ptr<grpc::Channel> As(const std::string& org, const std::string& user) {
     const std::string prefix = fed_.IssueUser(org, user);
-    return MakeMutualTlsChannel({ReadFileToString(prefix + ".crt").value(),
-                                 ReadFileToString(prefix + ".key").value(),
-                                 fed_.org("union-sg").ca.cert_pem},
-                                fed_.org("union-sg").endpoint(), "");
+    return MakeMutualTlsChannel(
+        {ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value(),
+         fed_.org("union-sg").ca.cert_pem},
+        fed_.org("union-sg").endpoint(), "");
   }
   static std::unique_ptr<grpc::ClientContext> Ctx() {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -77,7 +79,8 @@ class CasesTest : public ::testing::Test {
   }
   std::string CreateCase(const std::string& worker = "Siti Rahayu") {
     v1::Case resp;
-    grpc::Status s = v1::CaseService::NewStub(As("union-sg", "cw"))->CreateCase(Ctx().get(), NewCase(worker), &resp);
+    grpc::Status s = v1::CaseService::NewStub(As("union-sg", "cw"))
+                         ->CreateCase(Ctx().get(), NewCase(worker), &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return resp.id();
   }
@@ -171,7 +174,8 @@ std::vector<MethodCase> AccessTable() {
     return c;
   };
   return {
-      {"CreateCase", [ctx](auto ch, const std::string&, const std::string&) {
+      {"CreateCase",
+       [ctx](auto ch, const std::string&, const std::string&) {
          v1::Case r;
          v1::CreateCaseRequest req;
          req.mutable_case_()->set_category(v1::CASE_CATEGORY_WAGE_THEFT);
@@ -179,89 +183,118 @@ std::vector<MethodCase> AccessTable() {
          req.mutable_case_()->set_destination_country("SG");
          req.mutable_case_()->mutable_worker()->set_name("Walk Worker");
          return v1::CaseService::NewStub(ch)->CreateCase(ctx().get(), req, &r);
-       }, {"cw"}},
-      {"GetCase", [ctx](auto ch, const std::string& id, const std::string&) {
+       },
+       {"cw"}},
+      {"GetCase",
+       [ctx](auto ch, const std::string& id, const std::string&) {
          v1::GetCaseRequest req;
          req.set_id(id);
          req.set_purpose("case-handling");
          v1::Case r;
          return v1::CaseService::NewStub(ch)->GetCase(ctx().get(), req, &r);
-       }, {"cw", "pros"}},
-      {"ListCases", [ctx](auto ch, const std::string&, const std::string&) {
+       },
+       {"cw", "pros"}},
+      {"ListCases",
+       [ctx](auto ch, const std::string&, const std::string&) {
          v1::ListCasesRequest req;
          req.set_page_size(1);
          v1::ListCasesResponse r;
          return v1::CaseService::NewStub(ch)->ListCases(ctx().get(), req, &r);
-       }, {"cw", "pros"}},
-      {"UpdateCase", [ctx](auto ch, const std::string& id, const std::string&) {
+       },
+       {"cw", "pros"}},
+      {"UpdateCase",
+       [ctx](auto ch, const std::string& id, const std::string&) {
          v1::UpdateCaseRequest req;
          req.set_id(id);
          req.set_narrative("update");
          v1::Case r;
          return v1::CaseService::NewStub(ch)->UpdateCase(ctx().get(), req, &r);
-       }, {"cw"}},
-      {"CloseCase", [ctx](auto ch, const std::string& id, const std::string&) {
+       },
+       {"cw"}},
+      {"CloseCase",
+       [ctx](auto ch, const std::string& id, const std::string&) {
          v1::CloseCaseRequest req;
          req.set_id(id);
          v1::CaseSummary r;
          return v1::CaseService::NewStub(ch)->CloseCase(ctx().get(), req, &r);
-       }, {"cw"}},
-      {"EraseCase", [ctx](auto ch, const std::string& id, const std::string&) {
+       },
+       {"cw"}},
+      {"EraseCase",
+       [ctx](auto ch, const std::string& id, const std::string&) {
          v1::EraseCaseRequest req;
          req.set_id(id);
          req.set_reason("worker asked for erasure");
          v1::EraseCaseResponse r;
          return v1::CaseService::NewStub(ch)->EraseCase(ctx().get(), req, &r);
-       }, {"appr"}},
-      {"AddEvidence", [](auto ch, const std::string& id, const std::string&) {
+       },
+       {"appr"}},
+      {"AddEvidence",
+       [](auto ch, const std::string& id, const std::string&) {
          return UploadEvidence(ch, id, "walk.txt", "walk evidence").status;
-       }, {"cw"}},
-      {"ListEvidence", [ctx](auto ch, const std::string& id, const std::string&) {
+       },
+       {"cw"}},
+      {"ListEvidence",
+       [ctx](auto ch, const std::string& id, const std::string&) {
          v1::ListEvidenceRequest req;
          req.set_case_id(id);
          req.set_purpose("case-handling");
          v1::ListEvidenceResponse r;
          return v1::CaseService::NewStub(ch)->ListEvidence(ctx().get(), req, &r);
-       }, {"cw", "pros"}},
-      {"GetEvidence", [](auto ch, const std::string& id, const std::string& ev) {
+       },
+       {"cw", "pros"}},
+      {"GetEvidence",
+       [](auto ch, const std::string& id, const std::string& ev) {
          return DownloadEvidence(ch, id, ev).status;
-       }, {"cw", "pros"}},
-      {"QueryEvents", [ctx](auto ch, const std::string& id, const std::string&) {
+       },
+       {"cw", "pros"}},
+      {"QueryEvents",
+       [ctx](auto ch, const std::string& id, const std::string&) {
          v1::QueryEventsRequest req;
          req.set_case_id(id);
          v1::QueryEventsResponse r;
          return v1::AuditService::NewStub(ch)->QueryEvents(ctx().get(), req, &r);
-       }, {"aud"}},
-      {"GetCheckpoint", [ctx](auto ch, const std::string&, const std::string&) {
+       },
+       {"aud"}},
+      {"GetCheckpoint",
+       [ctx](auto ch, const std::string&, const std::string&) {
          v1::CheckpointResponse r;
          return v1::AuditService::NewStub(ch)->GetCheckpoint(ctx().get(), {}, &r);
-       }, {"aud"}},
-      {"GetInclusionProof", [ctx](auto ch, const std::string&, const std::string&) {
+       },
+       {"aud"}},
+      {"GetInclusionProof",
+       [ctx](auto ch, const std::string&, const std::string&) {
          v1::InclusionProofRequest req;
          req.set_index(0);
          v1::InclusionProofResponse r;
          return v1::AuditService::NewStub(ch)->GetInclusionProof(ctx().get(), req, &r);
-       }, {"aud"}},
-      {"GetConsistencyProof", [ctx](auto ch, const std::string&, const std::string&) {
+       },
+       {"aud"}},
+      {"GetConsistencyProof",
+       [ctx](auto ch, const std::string&, const std::string&) {
          v1::ConsistencyProofRequest req;
          req.set_old_size(1);
          v1::ConsistencyProofResponse r;
          return v1::AuditService::NewStub(ch)->GetConsistencyProof(ctx().get(), req, &r);
-       }, {"aud"}},
-      {"GetEntries", [ctx](auto ch, const std::string&, const std::string&) {
+       },
+       {"aud"}},
+      {"GetEntries",
+       [ctx](auto ch, const std::string&, const std::string&) {
          v1::GetEntriesRequest req;
          req.set_begin(0);
          req.set_end(1);
          v1::GetEntriesResponse r;
          return v1::AuditService::NewStub(ch)->GetEntries(ctx().get(), req, &r);
-       }, {"aud"}},
-      {"Export", [ctx](auto ch, const std::string&, const std::string&) {
+       },
+       {"aud"}},
+      {"Export",
+       [ctx](auto ch, const std::string&, const std::string&) {
          v1::ExportRequest req;
          req.set_begin(0);
          req.set_end(1);
          v1::ExportResponse r;
          return v1::AuditService::NewStub(ch)->Export(ctx().get(), req, &r);
-       }, {"aud"}},
+       },
+       {"aud"}},
   };
 }
 
@@ -269,9 +302,9 @@ TEST_F(CasesTest, AccessTableWalkEveryMethodEveryRoleOneEntryEach) {
   auditor_ = As("union-sg", "aud");
   // Identities: one per role, a user the node does not know, and a user of another org.
   std::vector<std::pair<std::string, std::shared_ptr<grpc::Channel>>> who = {
-      {"cw", As("union-sg", "cw")},     {"pros", As("union-sg", "pros")},
-      {"appr", As("union-sg", "appr")}, {"aud", As("union-sg", "aud")},
-      {"adm", As("union-sg", "adm")},   {"unknown", As("union-sg", "stranger")},
+      {"cw", As("union-sg", "cw")},           {"pros", As("union-sg", "pros")},
+      {"appr", As("union-sg", "appr")},       {"aud", As("union-sg", "aud")},
+      {"adm", As("union-sg", "adm")},         {"unknown", As("union-sg", "stranger")},
       {"other-org", As("ministry-id", "cw")},
   };
   int calls = 0;
@@ -321,7 +354,8 @@ TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
   EXPECT_EQ(resp.ByteSizeLong(), 0u);
   // A change cannot happen unrecorded either.
   v1::Case created;
-  s = v1::CaseService::NewStub(As("union-sg", "cw"))->CreateCase(Ctx().get(), NewCase("Lost Worker"), &created);
+  s = v1::CaseService::NewStub(As("union-sg", "cw"))
+          ->CreateCase(Ctx().get(), NewCase("Lost Worker"), &created);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
   // The ledger stays refusing even when the disk is back, until restart.
   fail_commits_ = false;
@@ -330,10 +364,12 @@ TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
   StopNode();
   StartNode();
   v1::ListCasesResponse list;
-  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "cw"))->ListCases(Ctx().get(), {}, &list).ok());
+  ASSERT_TRUE(
+      v1::CaseService::NewStub(As("union-sg", "cw"))->ListCases(Ctx().get(), {}, &list).ok());
   ASSERT_EQ(list.cases_size(), 1);  // the unrecorded create left nothing behind
   EXPECT_EQ(list.cases(0).id(), id);
-  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "cw"))->GetCase(Ctx().get(), req, &resp).ok());
+  ASSERT_TRUE(
+      v1::CaseService::NewStub(As("union-sg", "cw"))->GetCase(Ctx().get(), req, &resp).ok());
   EXPECT_EQ(resp.worker().name(), "Siti Rahayu");
 }
 
@@ -376,7 +412,9 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   erase.set_id(id);
   erase.set_reason("the worker withdrew consent");
   v1::EraseCaseResponse erased;
-  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "appr"))->EraseCase(Ctx().get(), erase, &erased).ok());
+  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "appr"))
+                  ->EraseCase(Ctx().get(), erase, &erased)
+                  .ok());
   v1::GetCaseRequest get;
   get.set_id(id);
   get.set_purpose("case-handling");
@@ -390,13 +428,15 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   // The backup still holds the sealed case, but nothing can open it now.
   {
     ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(backup, {kCasesFamily, kEvidenceFamily}));
-    auto master = Base64Decode(absl::StripAsciiWhitespace(ReadFileToString(config_.master_key_file()).value()));
+    auto master = Base64Decode(
+        absl::StripAsciiWhitespace(ReadFileToString(config_.master_key_file()).value()));
     ASSERT_OK_AND_ASSIGN(auto cases, CaseStore::Open(store->db(), store->family(kCasesFamily),
                                                      store->family(kEvidenceFamily),
                                                      data_dir + "/keystore", *master));
     ASSERT_OK_AND_ASSIGN(v1::StoredCase stored, cases->GetStored(id));
     EXPECT_FALSE(stored.sealed().empty());
-    EXPECT_STATUS(cases->Get(id), absl::StatusCode::kFailedPrecondition, "data key no longer exists");
+    EXPECT_STATUS(cases->Get(id), absl::StatusCode::kFailedPrecondition,
+                  "data key no longer exists");
   }
   // The ledger still holds and verifies the case's history, erasure included.
   {
@@ -404,20 +444,25 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
     families.push_back(kCasesFamily);
     families.push_back(kEvidenceFamily);
     ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(data_dir, families));
-    ASSERT_OK_AND_ASSIGN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPemFile(config_.signing_key().key_file()));
+    ASSERT_OK_AND_ASSIGN(Ed25519PrivateKey key,
+                         Ed25519PrivateKey::FromPemFile(config_.signing_key().key_file()));
     ledger::RocksDbLedgerOptions o;
     o.origin = LedgerOrigin(config_);
     o.signing_key = &key;
-    ASSERT_OK_AND_ASSIGN(auto ledger, ledger::RocksDbLedger::Open(store->db(), store->families(), std::move(o)));
+    ASSERT_OK_AND_ASSIGN(auto ledger,
+                         ledger::RocksDbLedger::Open(store->db(), store->families(), std::move(o)));
     EXPECT_OK(ledger->VerifyAll());
-    ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> hits, ledger->Lookup("case/" + id, ledger::Ledger::kFromNewest, 10));
+    ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> hits,
+                         ledger->Lookup("case/" + id, ledger::Ledger::kFromNewest, 10));
     ASSERT_GE(hits.size(), 3u);  // create, erase, the refused read
     bool saw_erase = false;
     for (uint64_t i : hits) {
       v1::AccessEvent e;
       ASSERT_TRUE(e.ParseFromString(ledger->Entry(i).value()));
-      saw_erase = saw_erase || (e.action() == "case.erase" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED);
-      EXPECT_EQ(e.SerializeAsString().find(name), std::string::npos);  // no personal data in the ledger
+      saw_erase =
+          saw_erase || (e.action() == "case.erase" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED);
+      EXPECT_EQ(e.SerializeAsString().find(name),
+                std::string::npos);  // no personal data in the ledger
     }
     EXPECT_TRUE(saw_erase);
   }
@@ -445,11 +490,13 @@ TEST_F(CasesTest, EvidenceRoundTripsEncryptedAndDigestChecked) {
   // Too large: refused, nothing stored.
   const std::string big(config_.limits().max_evidence_bytes() + 1, 'x');
   Upload too_big = UploadEvidence(As("union-sg", "cw"), id, "big.bin", big);
-  EXPECT_EQ(too_big.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << too_big.status.error_message();
+  EXPECT_EQ(too_big.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << too_big.status.error_message();
   v1::ListEvidenceRequest lreq;
   lreq.set_case_id(id);
   v1::ListEvidenceResponse list;
-  ASSERT_TRUE(v1::CaseService::NewStub(As("union-sg", "cw"))->ListEvidence(Ctx().get(), lreq, &list).ok());
+  ASSERT_TRUE(
+      v1::CaseService::NewStub(As("union-sg", "cw"))->ListEvidence(Ctx().get(), lreq, &list).ok());
   EXPECT_EQ(list.items_size(), 1);
 }
 
@@ -488,12 +535,14 @@ TEST_F(CasesTest, CorruptedEvidenceBlobIsRefusedOnDownload) {
   StopNode();
   {
     ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(config_.data_dir(), {kEvidenceFamily}));
-    std::unique_ptr<rocksdb::Iterator> it(store->db()->NewIterator(rocksdb::ReadOptions(), store->family(kEvidenceFamily)));
+    std::unique_ptr<rocksdb::Iterator> it(
+        store->db()->NewIterator(rocksdb::ReadOptions(), store->family(kEvidenceFamily)));
     it->SeekToFirst();
     ASSERT_TRUE(it->Valid());
     std::string key = it->key().ToString(), value = it->value().ToString();
     value[value.size() / 2] ^= 0x01;  // one bit of one sealed chunk
-    ASSERT_TRUE(store->db()->Put(rocksdb::WriteOptions(), store->family(kEvidenceFamily), key, value).ok());
+    ASSERT_TRUE(
+        store->db()->Put(rocksdb::WriteOptions(), store->family(kEvidenceFamily), key, value).ok());
   }
   StartNode();
   const uint64_t before = LedgerSize();

@@ -20,7 +20,8 @@ class ExchangeTest : public ::testing::Test {
     fed_.AddOrg("union-sg");
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
     fed_.AddOrg("inspectorate-sg", v1::ORG_KIND_INSPECTORATE);
-    ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(fed_.WriteNodeConfig("ministry-id", {})));
+    ASSERT_OK_AND_ASSIGN(v1::NodeConfig config,
+                         LoadNodeConfig(fed_.WriteNodeConfig("ministry-id", {})));
     ASSERT_OK_AND_ASSIGN(node_, Node::Start(config));
     roster_ = fed_.MakeRoster();
   }
@@ -28,8 +29,9 @@ class ExchangeTest : public ::testing::Test {
 
   grpc::Status Deliver(const std::string& as_org, const v1::Envelope& env, v1::Receipt* receipt) {
     const testing::TestOrg& o = fed_.org(as_org);
-    auto ch = MakeMutualTlsChannel({o.node.cert_pem, o.node.key_pem, fed_.org("ministry-id").ca.cert_pem},
-                                   fed_.org("ministry-id").endpoint(), "");
+    auto ch =
+        MakeMutualTlsChannel({o.node.cert_pem, o.node.key_pem, fed_.org("ministry-id").ca.cert_pem},
+                             fed_.org("ministry-id").endpoint(), "");
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     return v1::PeerService::NewStub(ch)->Deliver(&ctx, env, receipt);
@@ -68,7 +70,9 @@ TEST_F(ExchangeTest, RedeliveredEnvelopeReturnsOriginalReceipt) {
 
 TEST_F(ExchangeTest, ReusedIdWithAnotherPayloadIsRefused) {
   v1::Receipt original;
-  ASSERT_TRUE(Deliver("union-sg", SignEnvelope(Payload("ENV-2"), fed_.org("union-sg").signing), &original).ok());
+  ASSERT_TRUE(
+      Deliver("union-sg", SignEnvelope(Payload("ENV-2"), fed_.org("union-sg").signing), &original)
+          .ok());
   v1::EnvelopePayload changed = Payload("ENV-2");
   changed.mutable_referral()->set_referral_id("REF-other");
   v1::Receipt r;
@@ -80,7 +84,8 @@ TEST_F(ExchangeTest, ReusedIdWithAnotherPayloadIsRefused) {
 TEST_F(ExchangeTest, EnvelopesFromTheWrongNodeOrKeyAreRefused) {
   v1::Receipt r;
   // union-sg's envelope carried by inspectorate-sg's node.
-  grpc::Status s = Deliver("inspectorate-sg", SignEnvelope(Payload("ENV-3"), fed_.org("union-sg").signing), &r);
+  grpc::Status s =
+      Deliver("inspectorate-sg", SignEnvelope(Payload("ENV-3"), fed_.org("union-sg").signing), &r);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
   // Signed by another member's key.
   v1::EnvelopePayload p = Payload("ENV-4");
@@ -95,11 +100,13 @@ TEST_F(ExchangeTest, EnvelopesFromTheWrongNodeOrKeyAreRefused) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
   // Users cannot deliver envelopes at all.
   const std::string prefix = fed_.IssueUser("ministry-id", "someone");
-  auto ch = MakeMutualTlsChannel({ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value(),
-                                  fed_.org("ministry-id").ca.cert_pem},
-                                 fed_.org("ministry-id").endpoint(), "");
+  auto ch = MakeMutualTlsChannel(
+      {ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value(),
+       fed_.org("ministry-id").ca.cert_pem},
+      fed_.org("ministry-id").endpoint(), "");
   grpc::ClientContext ctx;
-  s = v1::PeerService::NewStub(ch)->Deliver(&ctx, SignEnvelope(Payload("ENV-6"), fed_.org("union-sg").signing), &r);
+  s = v1::PeerService::NewStub(ch)->Deliver(
+      &ctx, SignEnvelope(Payload("ENV-6"), fed_.org("union-sg").signing), &r);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
 }
 

@@ -1,6 +1,8 @@
 // Federation with real corridord processes on loopback: referrals delivered
 // after an outage, exactly once through SIGKILLs of the sender and of the
 // receiver, and both ledgers verifying afterwards.
+#include "tests/testing/federation.h"
+
 #include <signal.h>
 
 #include <random>
@@ -14,7 +16,6 @@
 #include "server/config.h"
 #include "server/node.h"
 #include "server/store.h"
-#include "tests/testing/federation.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
 
@@ -67,24 +68,26 @@ class FederationTest : public ::testing::Test {
   CommandResult Ctl(const std::string& org, std::vector<std::string> args) {
     std::vector<std::string> argv = {BinaryPath("corridorctl")};
     argv.insert(argv.end(), args.begin(), args.end());
-    for (const std::string& a : {std::string("--node"), fed_.org(org).endpoint(), std::string("--cert"),
-                                 users_[org] + ".crt", std::string("--key"), users_[org] + ".key",
-                                 std::string("--ca"), fed_.org(org).dir + "/ca.crt"}) {
+    for (const std::string& a :
+         {std::string("--node"), fed_.org(org).endpoint(), std::string("--cert"),
+          users_[org] + ".crt", std::string("--key"), users_[org] + ".key", std::string("--ca"),
+          fed_.org(org).dir + "/ca.crt"}) {
       argv.push_back(a);
     }
     return RunCommand(argv);
   }
   std::string CreateCase() {
-    CommandResult r = Ctl("union-sg", {"case", "create", "--json", "--category", "wage-theft", "--origin", "ID",
-                                       "--destination", "SG", "--worker-name", "Dewi",
-                                       "--consent", "ministry-id:case-referral"});
+    CommandResult r = Ctl("union-sg", {"case", "create", "--json", "--category", "wage-theft",
+                                       "--origin", "ID", "--destination", "SG", "--worker-name",
+                                       "Dewi", "--consent", "ministry-id:case-referral"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     auto ids = JsonValues(r.out, "id");
     return ids.empty() ? "" : ids[0];
   }
   CommandResult Refer(const std::string& case_id) {
-    return Ctl("union-sg", {"refer", case_id, "--to", "ministry-id", "--agreement", "test-agreement",
-                            "--purpose", "case-referral", "--include", "personal-data", "--json"});
+    return Ctl("union-sg",
+               {"refer", case_id, "--to", "ministry-id", "--agreement", "test-agreement",
+                "--purpose", "case-referral", "--include", "personal-data", "--json"});
   }
   // Waits until the sender's outbox has nothing pending; returns the outbox JSON.
   std::string AwaitDelivered(absl::Duration limit = absl::Seconds(90)) {
@@ -106,12 +109,15 @@ class FederationTest : public ::testing::Test {
   // Opens a stopped node's ledger offline and re-verifies all of it.
   void VerifyLedger(const std::string& org) {
     ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(configs_[org]));
-    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(config.data_dir(), ledger::LedgerColumnFamilyNames()));
-    ASSERT_OK_AND_ASSIGN(Ed25519PrivateKey key, Ed25519PrivateKey::FromPemFile(config.signing_key().key_file()));
+    ASSERT_OK_AND_ASSIGN(auto store,
+                         NodeStore::Open(config.data_dir(), ledger::LedgerColumnFamilyNames()));
+    ASSERT_OK_AND_ASSIGN(Ed25519PrivateKey key,
+                         Ed25519PrivateKey::FromPemFile(config.signing_key().key_file()));
     ledger::RocksDbLedgerOptions o;
     o.origin = LedgerOrigin(config);
     o.signing_key = &key;
-    ASSERT_OK_AND_ASSIGN(auto ledger, ledger::RocksDbLedger::Open(store->db(), store->families(), std::move(o)));
+    ASSERT_OK_AND_ASSIGN(auto ledger,
+                         ledger::RocksDbLedger::Open(store->db(), store->families(), std::move(o)));
     EXPECT_OK(ledger->VerifyAll());
     EXPECT_GT(ledger->head().size, 0u);
   }
@@ -139,7 +145,10 @@ TEST_F(FederationTest, ReferralSentWhileRecipientIsDownIsDeliveredAfterItStarts)
   // Accept, post an outcome, and it shows on the sender's case.
   ASSERT_EQ(Ctl("ministry-id", {"accept", referral}).exit_code, 0);
   std::string mcase = JsonValues(Ctl("ministry-id", {"case", "list", "--json"}).out, "id").at(0);
-  ASSERT_EQ(Ctl("ministry-id", {"update", mcase, "--outcome", "fees-refunded", "--note", "refunded"}).exit_code, 0);
+  ASSERT_EQ(
+      Ctl("ministry-id", {"update", mcase, "--outcome", "fees-refunded", "--note", "refunded"})
+          .exit_code,
+      0);
   std::string shown;
   for (int i = 0; i < 300 && shown.find("fees-refunded") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -174,7 +183,8 @@ TEST_F(FederationTest, SenderKilledAtRandomPointsDeliversEveryAcknowledgedReferr
   std::vector<std::string> inbox = InboxReferrals();
   std::set<std::string> unique(inbox.begin(), inbox.end());
   EXPECT_EQ(unique.size(), inbox.size()) << "a referral arrived twice";
-  for (const std::string& ref : acknowledged) EXPECT_EQ(unique.count(ref), 1u) << ref << " was lost";
+  for (const std::string& ref : acknowledged)
+    EXPECT_EQ(unique.count(ref), 1u) << ref << " was lost";
   nodes_["union-sg"]->Stop(SIGTERM);
   nodes_["ministry-id"]->Stop(SIGTERM);
   nodes_.clear();
@@ -214,31 +224,36 @@ TEST_F(FederationTest, ReceiverKilledMidDeliveryNeverDuplicatesOrLosesAReferral)
 TEST_F(FederationTest, PersonalDataTravelsOnlyWithConsentAndReceivedCasesDoNotTravelOn) {
   Start("ministry-id");
   Start("union-sg");
-  CommandResult r = Ctl("union-sg", {"case", "create", "--json", "--category", "abuse", "--origin", "ID",
-                                     "--destination", "SG", "--worker-name", "Rina"});
+  CommandResult r = Ctl("union-sg", {"case", "create", "--json", "--category", "abuse", "--origin",
+                                     "ID", "--destination", "SG", "--worker-name", "Rina"});
   const std::string id = JsonValues(r.out, "id").at(0);
   // No consent recorded: refused with the reason, unless sent de-identified.
   r = Refer(id);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("consent record does not allow"), std::string::npos) << r.err;
-  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement", "--purpose",
-                       "case-referral", "--include", "personal-data", "--deidentify", "--json"});
+  r = Ctl("union-sg",
+          {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement", "--purpose",
+           "case-referral", "--include", "personal-data", "--deidentify", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string referral = JsonValues(r.out, "referral_id").at(0);
   AwaitDelivered();
   ASSERT_EQ(Ctl("ministry-id", {"accept", referral}).exit_code, 0);
-  const std::string mcase = JsonValues(Ctl("ministry-id", {"case", "list", "--json"}).out, "id").at(0);
+  const std::string mcase =
+      JsonValues(Ctl("ministry-id", {"case", "list", "--json"}).out, "id").at(0);
   std::string shown = Ctl("ministry-id", {"case", "show", mcase, "--purpose", "case-handling"}).out;
   EXPECT_EQ(shown.find("Rina"), std::string::npos) << shown;
   // The ministry may not pass it on: the originator's rule is "never".
-  r = Ctl("ministry-id", {"refer", mcase, "--to", "union-sg", "--agreement", "test-agreement", "--purpose",
-                          "case-referral"});
+  r = Ctl("ministry-id", {"refer", mcase, "--to", "union-sg", "--agreement", "test-agreement",
+                          "--purpose", "case-referral"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("do not allow sharing it onward"), std::string::npos) << r.err;
-  // An agreement that does not exist, or a purpose it does not cover: refused before anything is sent.
-  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "secret", "--purpose", "case-referral"});
+  // An agreement that does not exist, or a purpose it does not cover: refused before anything is
+  // sent.
+  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "secret", "--purpose",
+                       "case-referral"});
   EXPECT_NE(r.err.find("not in the roster"), std::string::npos) << r.err;
-  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement", "--purpose", "marketing"});
+  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement",
+                       "--purpose", "marketing"});
   EXPECT_NE(r.err.find("does not cover the purpose"), std::string::npos) << r.err;
 }
 
@@ -256,10 +271,13 @@ TEST_F(FederationTest, PushedRosterReachesPeersAndRevocationStopsNewEnvelopesAtO
   auto version_at = [&](const std::string& org) {
     std::string json = Ctl(org, {"health", "--json"}).out;
     const size_t p = json.find("\"roster_version\": \"");
-    return p == std::string::npos ? std::string() : json.substr(p + 19, json.find('"', p + 19) - p - 19);
+    return p == std::string::npos ? std::string()
+                                  : json.substr(p + 19, json.find('"', p + 19) - p - 19);
   };
   // Only admins may push; caseworkers are refused.
-  EXPECT_EQ(Ctl("union-sg", {"roster", "push", "--in", fed_.org("union-sg").dir + "/roster.json"}).exit_code, 1);
+  EXPECT_EQ(Ctl("union-sg", {"roster", "push", "--in", fed_.org("union-sg").dir + "/roster.json"})
+                .exit_code,
+            1);
   CommandResult r = push("union-sg", fed_.MakeRoster(2), 2);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(version_at("union-sg"), "2");
@@ -321,8 +339,10 @@ TEST_F(FederationTest, SigningKeyRotationKeepsOldCheckpointsVerifiableAndEnvelop
   ASSERT_OK(WriteFileAtomically(configs_["union-sg"], yaml));
   Start("union-sg");
   // Envelopes signed with the new key are accepted by the peer (after it fetched v2).
-  for (int i = 0; i < 100 && Ctl("ministry-id", {"health", "--json"}).out.find("\"roster_version\": \"2\"") ==
-                                 std::string::npos; ++i) {
+  for (int i = 0;
+       i < 100 && Ctl("ministry-id", {"health", "--json"}).out.find("\"roster_version\": \"2\"") ==
+                      std::string::npos;
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   CommandResult r = Refer(id);
@@ -334,18 +354,22 @@ TEST_F(FederationTest, SigningKeyRotationKeepsOldCheckpointsVerifiableAndEnvelop
   nodes_.erase("union-sg");
   ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(configs_["union-sg"]));
   {
-    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(config.data_dir(), ledger::LedgerColumnFamilyNames()));
+    ASSERT_OK_AND_ASSIGN(auto store,
+                         NodeStore::Open(config.data_dir(), ledger::LedgerColumnFamilyNames()));
     ledger::RocksDbLedgerOptions o;
     o.origin = LedgerOrigin(config);
     o.signing_key = &next;
-    o.previous_verifiers.push_back(note::Verifier{LedgerOrigin(config), 0x01, fed_.org("union-sg").signing.public_key()});
-    ASSERT_OK_AND_ASSIGN(auto ledger, ledger::RocksDbLedger::Open(store->db(), store->families(), std::move(o)));
+    o.previous_verifiers.push_back(
+        note::Verifier{LedgerOrigin(config), 0x01, fed_.org("union-sg").signing.public_key()});
+    ASSERT_OK_AND_ASSIGN(auto ledger,
+                         ledger::RocksDbLedger::Open(store->db(), store->families(), std::move(o)));
     EXPECT_OK(ledger->VerifyAll());
     ASSERT_OK_AND_ASSIGN(std::string exp, ledger->Export(0, ledger->head().size));
     ASSERT_OK(WriteFileAtomically(fed_.root() + "/all.export", exp));
   }
-  CommandResult verified = RunCommand({BinaryPath("corridorctl"), "audit", "verify", fed_.root() + "/all.export",
-                                       "--roster", roster_file, "--org", "union-sg"});
+  CommandResult verified =
+      RunCommand({BinaryPath("corridorctl"), "audit", "verify", fed_.root() + "/all.export",
+                  "--roster", roster_file, "--org", "union-sg"});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
 }
 

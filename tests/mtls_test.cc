@@ -18,8 +18,8 @@ class MutualTlsTest : public ::testing::Test {
   void SetUp() override {
     fed_.AddOrg("union-sg");
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
-    const std::string path =
-        fed_.WriteNodeConfig("union-sg", {{"alice", {"caseworker", "auditor"}}, {"bob", {"admin"}}});
+    const std::string path = fed_.WriteNodeConfig(
+        "union-sg", {{"alice", {"caseworker", "auditor"}}, {"bob", {"admin"}}});
     ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(path));
     ASSERT_OK_AND_ASSIGN(node_, Node::Start(config));
     target_ = fed_.org("union-sg").endpoint();
@@ -33,7 +33,8 @@ class MutualTlsTest : public ::testing::Test {
   }
   std::shared_ptr<grpc::Channel> UserChannel(const std::string& org, const std::string& name) {
     const std::string prefix = fed_.IssueUser(org, name);
-    return Channel(ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value());
+    return Channel(ReadFileToString(prefix + ".crt").value(),
+                   ReadFileToString(prefix + ".key").value());
   }
   static grpc::Status Whoami(std::shared_ptr<grpc::Channel> ch, v1::WhoamiResponse* resp) {
     grpc::ClientContext ctx;

@@ -44,10 +44,10 @@ class MultiNodeTest : public ::testing::Test {
   CommandResult Ctl(const std::string& org, std::vector<std::string> args) {
     std::vector<std::string> argv = {BinaryPath("corridorctl")};
     argv.insert(argv.end(), args.begin(), args.end());
-    for (const std::string& a : {std::string("--node"), fed_.org(org).endpoint(),
-                                 std::string("--cert"), users_[org] + ".crt",
-                                 std::string("--key"), users_[org] + ".key",
-                                 std::string("--ca"), fed_.org(org).dir + "/ca.crt"}) {
+    for (const std::string& a :
+         {std::string("--node"), fed_.org(org).endpoint(), std::string("--cert"),
+          users_[org] + ".crt", std::string("--key"), users_[org] + ".key", std::string("--ca"),
+          fed_.org(org).dir + "/ca.crt"}) {
       argv.push_back(a);
     }
     return RunCommand(argv);
@@ -161,9 +161,9 @@ TEST_F(MultiNodeTest, CorridorctlCaseEvidenceAndAuditCommandsWorkAgainstARunning
     return Ctl("union-sg", std::move(args));
   };
   ASSERT_EQ(as("alice", {"health", "--wait", "60"}).exit_code, 0) << node->Log();
-  CommandResult created = as("alice", {"case", "create", "--json", "--category", "wage-theft",
-                                       "--origin", "ID", "--destination", "SG", "--worker-name", "Ani",
-                                       "--sector", "construction"});
+  CommandResult created =
+      as("alice", {"case", "create", "--json", "--category", "wage-theft", "--origin", "ID",
+                   "--destination", "SG", "--worker-name", "Ani", "--sector", "construction"});
   ASSERT_EQ(created.exit_code, 0) << created.err;
   const size_t at = created.out.find("\"id\": \"");
   ASSERT_NE(at, std::string::npos) << created.out;
@@ -180,12 +180,14 @@ TEST_F(MultiNodeTest, CorridorctlCaseEvidenceAndAuditCommandsWorkAgainstARunning
 
   const std::string file = fed_.root() + "/payslip.txt";
   ASSERT_OK(WriteFileAtomically(file, "payslip: 0 SGD paid for March"));
-  CommandResult added = as("alice", {"evidence", "add", id, file, "--media-type", "text/plain", "--json"});
+  CommandResult added =
+      as("alice", {"evidence", "add", id, file, "--media-type", "text/plain", "--json"});
   ASSERT_EQ(added.exit_code, 0) << added.err;
   const size_t e = added.out.find("\"id\": \"E-");
   ASSERT_NE(e, std::string::npos) << added.out;
   const std::string evidence = added.out.substr(e + 7, 14);
-  CommandResult got = as("alice", {"evidence", "get", id, evidence, "--out", file + ".copy", "--purpose", "case-handling"});
+  CommandResult got = as("alice", {"evidence", "get", id, evidence, "--out", file + ".copy",
+                                   "--purpose", "case-handling"});
   EXPECT_EQ(got.exit_code, 0) << got.err;
   EXPECT_EQ(ReadFileToString(file + ".copy").value_or(""), "payslip: 0 SGD paid for March");
 
@@ -193,25 +195,27 @@ TEST_F(MultiNodeTest, CorridorctlCaseEvidenceAndAuditCommandsWorkAgainstARunning
   const std::string roster = fed_.org("union-sg").dir + "/roster.json";
   CommandResult log = as("audrey", {"audit", "log", "--case", id});
   EXPECT_EQ(log.exit_code, 0) << log.err;
-  for (const char* action : {"case.create", "case.get", "case.update", "evidence.add", "evidence.get"}) {
+  for (const char* action :
+       {"case.create", "case.get", "case.update", "evidence.add", "evidence.get"}) {
     EXPECT_NE(log.out.find(action), std::string::npos) << action << "\n" << log.out;
   }
   CommandResult denied = as("audrey", {"case", "show", id, "--purpose", "curiosity"});
   EXPECT_EQ(denied.exit_code, 1);
   CommandResult denials = as("audrey", {"audit", "log", "--outcome", "denied", "--json"});
   EXPECT_NE(denials.out.find("curiosity"), std::string::npos) << denials.out;
-  CommandResult prove = as("audrey", {"audit", "prove", "1", "--roster", roster, "--org", "union-sg", "--json"});
+  CommandResult prove =
+      as("audrey", {"audit", "prove", "1", "--roster", roster, "--org", "union-sg", "--json"});
   EXPECT_EQ(prove.exit_code, 0) << prove.err;
   EXPECT_NE(prove.out.find("\"verified\": true"), std::string::npos) << prove.out;
   EXPECT_NE(prove.out.find("\"leaf_index\": 1"), std::string::npos) << prove.out;
   const std::string exported = fed_.root() + "/ledger.export";
   EXPECT_EQ(as("audrey", {"audit", "export", "--out", exported}).exit_code, 0);
-  CommandResult verified = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", roster,
-                                       "--org", "union-sg"});
+  CommandResult verified = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported,
+                                       "--roster", roster, "--org", "union-sg"});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
   // Another org's key does not verify this node's export.
-  CommandResult wrong = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", roster,
-                                    "--org", "ministry-id"});
+  CommandResult wrong = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported,
+                                    "--roster", roster, "--org", "ministry-id"});
   EXPECT_EQ(wrong.exit_code, 1);
   EXPECT_NE(wrong.err.find("does NOT verify"), std::string::npos) << wrong.err;
   // The approver erases; the content is gone, the trail stays.

@@ -24,11 +24,13 @@ struct World {
 
   World() {
     // Malformed UTF-8 in string fields is expected here; keep the output readable.
-    google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int, const std::string&) {});
+    google::protobuf::SetLogHandler(
+        [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
     roster.set_federation("fuzz");
     roster.set_version(1);
-    for (auto [org, key] : {std::pair<const char*, const Ed25519PrivateKey*>{"union-sg", &union_key},
-                            {"ministry-id", &ministry_key}}) {
+    for (auto [org, key] :
+         {std::pair<const char*, const Ed25519PrivateKey*>{"union-sg", &union_key},
+          {"ministry-id", &ministry_key}}) {
       v1::Member* m = roster.add_members();
       m->set_org(org);
       v1::SigningKey* k = m->add_signing_keys();
@@ -63,7 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (payload.ok()) {
       // Only union-sg's key can have signed it.
       const std::string pae = DssePae(env.payload_type(), env.payload());
-      if (env.signatures_size() != 1 || !w.union_key.public_key().Verify(pae, env.signatures(0).sig())) abort();
+      if (env.signatures_size() != 1 ||
+          !w.union_key.public_key().Verify(pae, env.signatures(0).sig()))
+        abort();
     }
   }
 
@@ -77,8 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto payload = VerifyEnvelope(signed_env, w.Context());
   if (payload.ok()) {
     if (payload->sender_org() != "union-sg" || payload->recipient_org() != "ministry-id" ||
-        payload->key_id() != "union-sg-1" || payload->agreement() != "a1" || payload->purpose() != "p" ||
-        absl::FromUnixSeconds(payload->expires_unix()) < w.now) {
+        payload->key_id() != "union-sg-1" || payload->agreement() != "a1" ||
+        payload->purpose() != "p" || absl::FromUnixSeconds(payload->expires_unix()) < w.now) {
       abort();
     }
   }

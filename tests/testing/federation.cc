@@ -44,7 +44,9 @@ int PickFreePort() {
 }
 
 TestFederation::TestFederation(std::string federation, int stewards, uint32_t threshold)
-    : federation_(std::move(federation)), root_(MakeTempDir("corridor-fed")), threshold_(threshold) {
+    : federation_(std::move(federation)),
+      root_(MakeTempDir("corridor-fed")),
+      threshold_(threshold) {
   for (int i = 0; i < stewards; ++i) stewards_.push_back(Ed25519PrivateKey::Generate());
 }
 
@@ -118,18 +120,21 @@ std::string TestFederation::WriteNodeConfig(
     uint64_t roster_version) {
   const TestOrg& o = orgs_.at(org);
   WriteOrDie(o.dir + "/roster.json", Sign(MakeRoster(roster_version), threshold_), 0644);
-  std::string yaml = absl::StrCat("federation: ", federation_, "\norg: ", org,
-                                  "\nlisten: 127.0.0.1:", o.port,
-                                  "\ndata_dir: data\nmaster_key_file: master.key\n"
-                                  "tls:\n  cert_file: node.crt\n  key_file: node.key\n  ca_file: ca.crt\n"
-                                  "signing_key:\n  key_id: ", o.key_id, "\n  key_file: signing.key\n"
-                                  "roster:\n  file: roster.json\n  threshold: ", threshold_,
-                                  "\n  steward_keys:\n");
+  std::string yaml =
+      absl::StrCat("federation: ", federation_, "\norg: ", org, "\nlisten: 127.0.0.1:", o.port,
+                   "\ndata_dir: data\nmaster_key_file: master.key\n"
+                   "tls:\n  cert_file: node.crt\n  key_file: node.key\n  ca_file: ca.crt\n"
+                   "signing_key:\n  key_id: ",
+                   o.key_id,
+                   "\n  key_file: signing.key\n"
+                   "roster:\n  file: roster.json\n  threshold: ",
+                   threshold_, "\n  steward_keys:\n");
   for (size_t i = 0; i < stewards_.size(); ++i) {
-    absl::StrAppend(&yaml, "    - name: steward-", i + 1, "\n      public_key: ",
-                    Base64Encode(stewards_[i].public_key().raw()), "\n");
+    absl::StrAppend(&yaml, "    - name: steward-", i + 1,
+                    "\n      public_key: ", Base64Encode(stewards_[i].public_key().raw()), "\n");
   }
-  absl::StrAppend(&yaml, "limits:\n  peer_probe_interval_seconds: 1\n  peer_call_timeout_seconds: 2\n");
+  absl::StrAppend(&yaml,
+                  "limits:\n  peer_probe_interval_seconds: 1\n  peer_call_timeout_seconds: 2\n");
   if (!users.empty()) {
     absl::StrAppend(&yaml, "users:\n");
     for (const auto& [name, roles] : users) {

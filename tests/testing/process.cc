@@ -49,7 +49,9 @@ bool WaitUntil(pid_t pid, absl::Time deadline, int* status) {
 
 }  // namespace
 
-std::string BinaryPath(const std::string& name) { return std::string(CORRIDOR_BIN_DIR) + "/" + name; }
+std::string BinaryPath(const std::string& name) {
+  return std::string(CORRIDOR_BIN_DIR) + "/" + name;
+}
 
 CommandResult RunCommand(const std::vector<std::string>& argv, absl::Duration timeout) {
   char out_tmpl[] = "/tmp/corridor-out-XXXXXX";

@@ -36,7 +36,7 @@ const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
   lhs = std::move(statusor).value()
 
 // Asserts that `expr` failed with `code` and that its message contains `substr`.
-#define EXPECT_STATUS(expr, want_code, want_substr)                                  \
+#define EXPECT_STATUS(expr, want_code, want_substr)                                    \
   do {                                                                                 \
     const absl::Status _st = ::corridor::testing::GetStatus(expr);                     \
     EXPECT_EQ(_st.code(), want_code) << _st;                                           \
