@@ -182,23 +182,6 @@ absl::StatusOr<std::string> SignRoster(const v1::Roster* roster, absl::string_vi
   return json;
 }
 
-absl::StatusOr<note::Verifier> LedgerVerifierFromRoster(const v1::Roster& roster,
-                                                        absl::string_view org) {
-  for (const v1::Member& m : roster.members()) {
-    if (m.org() != org) continue;
-    for (const v1::SigningKey& k : m.signing_keys()) {
-      if (k.status() != v1::KEY_STATUS_ACTIVE) continue;
-      auto raw = Base64Decode(k.public_key());
-      if (!raw.ok()) continue;
-      auto key = Ed25519PublicKey::FromRaw(*raw);
-      if (!key.ok()) continue;
-      return note::Verifier{absl::StrCat(roster.federation(), "/", org), 0x01, *key};
-    }
-    return absl::NotFoundError(absl::StrCat("the roster lists no active signing key for ", org));
-  }
-  return absl::NotFoundError(absl::StrCat("org ", org, " is not in the roster"));
-}
-
 absl::StatusOr<std::vector<note::Verifier>> LedgerVerifiersFromRoster(const v1::Roster& roster,
                                                                       absl::string_view org) {
   std::vector<note::Verifier> active, retired;

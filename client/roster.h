@@ -52,11 +52,6 @@ absl::StatusOr<VerifiedRoster> VerifySignedRoster(absl::string_view envelope_jso
 absl::StatusOr<std::string> SignRoster(const v1::Roster* roster, absl::string_view existing_json,
                                        absl::string_view key_name, const Ed25519PrivateKey& key);
 
-// The key that verifies `org`'s ledger checkpoints, from the roster: the
-// signed-note name "<federation>/<org>" with the org's active signing key.
-// NotFound if the org or an active key is missing.
-absl::StatusOr<note::Verifier> LedgerVerifierFromRoster(const v1::Roster& roster,
-                                                        absl::string_view org);
 // Every key of `org` that may have signed its checkpoints (active and retired,
 // not revoked), active first: after a key rotation older checkpoints verify
 // with the retired key.
