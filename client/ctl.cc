@@ -1097,6 +1097,31 @@ absl::Status RunPostUpdate(Context& c) {
   return absl::OkStatus();
 }
 
+absl::Status RunPermit(Context& c) {
+  if (auto st = NeedCaseId(c.args); !st.ok()) return st;
+  if (auto st = Require(c.args, {"referral", "to", "purpose", "agreement"}); !st.ok()) return st;
+  v1::PermitRequest req;
+  req.set_case_id(CaseIdArg(c.args));
+  req.set_referral_id(c.args.Get("referral"));
+  req.set_to_org(c.args.Get("to"));
+  req.set_purpose(c.args.Get("purpose"));
+  req.set_agreement(c.args.Get("agreement"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::PermitResponse resp;
+  grpc::Status s = v1::ReferralService::NewStub(conn->channel)->Permit(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    c.out << "signed permission to pass case " << req.case_id() << " on to " << req.to_org()
+          << " is on its way to the receiver of " << req.referral_id() << " (envelope "
+          << resp.envelope_id() << ")\n";
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunOutbox(Context& c) {
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
@@ -1567,6 +1592,15 @@ const std::vector<Command>& Commands() {
              {"outcome", "O", "e.g. fees-refunded, licence-suspended, prosecution-opened"},
              {"note", "TEXT", "what happened"}}),
        RunPostUpdate},
+      {{"permit"},
+       "CASE --referral REF --to ORG --purpose P --agreement ID",
+       "let the receiver of your referral pass the case on to another org (signed permission)",
+       With(ConnectionOptions(),
+            {{"referral", "REF", "your referral whose receiver may pass it on"},
+             {"to", "ORG", "to whom"},
+             {"purpose", "P", "for what"},
+             {"agreement", "ID", "under which agreement"}}),
+       RunPermit},
       {{"outbox"},
        "",
        "messages to other organisations: pending, delivered or failed",

@@ -41,6 +41,7 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.ReferralService/Decide", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.ReferralService/PostUpdate", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.ReferralService/ListOutbox", false, false, {v1::ROLE_CASEWORKER}},
+      {"/corridor.v1.ReferralService/Permit", false, false, {v1::ROLE_CASEWORKER}},
       // Cases: caseworkers handle them; prosecutors may read; only the
       // approver (data controller) may erase. Admins and auditors read no case content.
       {"/corridor.v1.CaseService/CreateCase", false, false, {v1::ROLE_CASEWORKER}},

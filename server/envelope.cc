@@ -151,6 +151,38 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
   return payload;
 }
 
+absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,
+                                                   const std::string& holder_org,
+                                                   const std::string& purpose,
+                                                   const std::string& agreement,
+                                                   const EnvelopeContext& ctx) {
+  v1::Envelope env;
+  if (auto st = ParseProtoStrict(serialized, "onward permission", &env); !st.ok()) return st;
+  // Who claims to have signed it decides which roster key must have.
+  v1::EnvelopePayload claimed;
+  if (!claimed.ParseFromString(env.payload())) {
+    return absl::InvalidArgumentError("onward permission is malformed");
+  }
+  EnvelopeContext c = ctx;
+  c.caller_org = claimed.sender_org();
+  c.self_org = holder_org;
+  auto payload = VerifyEnvelope(env, c);
+  if (!payload.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the cited onward permission does not hold: ", payload.status().message()));
+  }
+  if (!payload->has_permission())
+    return absl::PermissionDeniedError("the cited envelope is not a permission");
+  const v1::OnwardPermission& p = payload->permission();
+  if (p.holder_org() != holder_org || p.permitted_org() != ctx.self_org || p.purpose() != purpose ||
+      p.agreement() != agreement) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the cited permission lets ", p.holder_org(), " share with ", p.permitted_org(), " for \"",
+        p.purpose(), "\" under ", p.agreement(), ", not this referral"));
+  }
+  return payload->sender_org();
+}
+
 v1::Receipt SignReceipt(const v1::ReceiptBody& body, const std::string& key_id,
                         const Ed25519PrivateKey& key) {
   v1::Receipt r;

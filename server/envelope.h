@@ -39,6 +39,17 @@ struct EnvelopeContext {
 absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& envelope,
                                                    const EnvelopeContext& ctx);
 
+// Checks an originator's onward-sharing permission (a serialized Envelope with
+// an OnwardPermission body) as cited by `holder_org` passing a case on to
+// `ctx.self_org` for `purpose` under `agreement`: signed by the originator's
+// roster key, addressed to the holder, unexpired, and naming exactly this
+// holder, recipient, purpose and agreement. Returns the originator's org.
+absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,
+                                                   const std::string& holder_org,
+                                                   const std::string& purpose,
+                                                   const std::string& agreement,
+                                                   const EnvelopeContext& ctx);
+
 // SHA-256 of the payload bytes: what receipts and ledger entries name.
 std::string EnvelopeDigest(const v1::Envelope& envelope);
 

@@ -284,7 +284,8 @@ absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& envelope_id,
 }
 
 absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
-    const v1::EnvelopePayload& p, std::string* case_id, std::string* locked) {
+    const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
+    std::string* locked) {
   auto batch = std::make_unique<rocksdb::WriteBatch>();
   const std::string now = Rfc3339(absl::Now());
   auto note = [&](v1::Case& c, const std::string& text, const std::string& outcome,
@@ -299,6 +300,15 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
   };
   if (p.has_referral()) {
     const v1::Referral& r = p.referral();
+    std::string originator;
+    if (!r.onward_permission().empty()) {
+      EnvelopeContext ctx{p.sender_org(), config_.org(), roster().get(), absl::Now(),
+                          config_.limits().max_message_bytes()};
+      auto from = VerifyOnwardPermission(r.onward_permission(), p.sender_org(), p.purpose(),
+                                         p.agreement(), ctx);
+      if (!from.ok()) return from.status();
+      originator = *from;
+    }
     if (CaseForReferral(r.referral_id()).ok()) {
       return absl::AlreadyExistsError(
           absl::StrCat("referral ", r.referral_id(), " was already received"));
@@ -332,6 +342,7 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     link->set_created_at(now);
     note(c,
          absl::StrCat("referral received from ", p.sender_org(),
+                      originator.empty() ? "" : " with the permission of " + originator,
                       r.deidentified() ? " (de-identified)" : ""),
          "", v1::CASE_STATUS_INCOMING);
     auto create = cases_->PrepareCreate(c);
@@ -341,8 +352,9 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     *case_id = c.id();
     return batch;
   }
-  const std::string referral_id =
-      p.has_decision() ? p.decision().referral_id() : p.update().referral_id();
+  const std::string referral_id = p.has_decision() ? p.decision().referral_id()
+                                  : p.has_update() ? p.update().referral_id()
+                                                   : p.permission().referral_id();
   auto id = CaseForReferral(referral_id);
   if (!id.ok()) return id.status();
   *case_id = *id;
@@ -367,6 +379,15 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
          absl::StrCat(p.sender_org(),
                       d.accepted() ? " accepted the referral" : " declined the referral",
                       d.reason().empty() ? "" : ": " + d.reason()),
+         "", v1::CASE_STATUS_UNSPECIFIED);
+  } else if (p.has_permission()) {
+    if (link->outgoing() || p.permission().holder_org() != config_.org()) {
+      return absl::PermissionDeniedError("a permission must concern a referral this node received");
+    }
+    link->add_permissions(envelope.SerializeAsString());
+    note(*c,
+         absl::StrCat(p.sender_org(), " permits passing this case on to ",
+                      p.permission().permitted_org(), " for ", p.permission().purpose()),
          "", v1::CASE_STATUS_UNSPECIFIED);
   } else {
     const auto& u = p.update();
@@ -438,7 +459,7 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
     return;
   }
   std::string case_id, locked;
-  auto change = ApplyBody(*payload, &case_id, &locked);
+  auto change = ApplyBody(envelope, *payload, &case_id, &locked);
   if (!change.ok()) {
     if (!locked.empty()) cases_->Unlock(locked);
     release();

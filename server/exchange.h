@@ -75,7 +75,8 @@ class Exchange {
   void Run();
   void DeliverOne(v1::OutboxItem item);
   v1::PeerService::Stub* StubFor(const std::string& org);
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyBody(const v1::EnvelopePayload& p,
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyBody(const v1::Envelope& envelope,
+                                                                 const v1::EnvelopePayload& p,
                                                                  std::string* case_id,
                                                                  std::string* locked);
   absl::StatusOr<v1::Receipt> ReceiptFor(const std::string& envelope_id,

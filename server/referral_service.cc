@@ -83,16 +83,41 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
     return reactor;
   }
   // A received case travels on only as its originator allowed.
+  std::string permission;
   if (const v1::ReferralLink* in = IncomingLink(*c)) {
     const auto rule = static_cast<v1::OnwardSharing>(in->onward_sharing());
-    if (rule != v1::ONWARD_SHARING_WITHIN_AGREEMENT || in->agreement() != req->agreement()) {
-      RecordRefusal(
-          log_, reactor, ev,
-          absl::PermissionDeniedError(absl::StrCat(
-              "this case was received from ", in->peer_org(),
-              " whose handling rules do not allow sharing it onward",
-              rule == v1::ONWARD_SHARING_WITHIN_AGREEMENT ? " outside agreement " + in->agreement()
-                                                          : "")));
+    absl::Status allowed = absl::PermissionDeniedError(
+        absl::StrCat("this case was received from ", in->peer_org(),
+                     " whose handling rules do not allow sharing it onward"));
+    if (rule == v1::ONWARD_SHARING_WITHIN_AGREEMENT) {
+      if (in->agreement() == req->agreement()) {
+        allowed = absl::OkStatus();
+      } else {
+        allowed = absl::PermissionDeniedError(
+            absl::StrCat("this case was received from ", in->peer_org(),
+                         " whose handling rules allow sharing it onward only under agreement ",
+                         in->agreement()));
+      }
+    } else if (rule == v1::ONWARD_SHARING_WITH_ORIGINATOR_PERMISSION) {
+      allowed = absl::PermissionDeniedError(absl::StrCat(
+          "passing this case on needs the signed permission of ", in->peer_org(), " for ",
+          req->to_org(), " and \"", req->purpose(), "\"; ask them to run `corridorctl permit ",
+          in->peer_case_id(), " --referral ", in->referral_id(), " --to ", req->to_org(),
+          " --purpose ", req->purpose(), " --agreement ", req->agreement(), "`"));
+      // A stored permission counts if it still verifies for exactly this onward referral.
+      EnvelopeContext ctx{"", req->to_org(), roster.get(), absl::Now(), 4 << 20};
+      for (const std::string& p : in->permissions()) {
+        if (VerifyOnwardPermission(p, exchange_->config().org(), req->purpose(), req->agreement(),
+                                   ctx)
+                .ok()) {
+          permission = p;
+          allowed = absl::OkStatus();
+          break;
+        }
+      }
+    }
+    if (!allowed.ok()) {
+      RecordRefusal(log_, reactor, ev, allowed);
       return reactor;
     }
   }
@@ -116,6 +141,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   r->set_referral_id(referral_id);
   r->set_origin_case_id(c->id());
   r->set_deidentified(deidentified);
+  r->set_onward_permission(permission);
   r->mutable_handling()->set_onward_sharing(req->onward_sharing() == v1::ONWARD_SHARING_UNSPECIFIED
                                                 ? v1::ONWARD_SHARING_NEVER
                                                 : req->onward_sharing());
@@ -428,6 +454,76 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ListOutbox(grpc::CallbackServerCo
     }
     return grpc::Status::OK;
   });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContext* ctx,
+                                                      const v1::PermitRequest* req,
+                                                      v1::PermitResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "Permit", "referral.permit",
+                      "case", req->case_id(), req->purpose(), req->request_id(), &ev);
+  if (!caller) return reactor;
+  ev.set_agreement(req->agreement());
+  auto lock = CaseLock::Acquire(cases_, req->case_id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
+    return reactor;
+  }
+  auto c = cases_->Get(req->case_id());
+  const v1::ReferralLink* link = nullptr;
+  if (c.ok()) {
+    for (const auto& l : c->referrals()) {
+      if (l.outgoing() && l.referral_id() == req->referral_id()) link = &l;
+    }
+  }
+  absl::Status bad =
+      !c.ok() ? c.status()
+      : link == nullptr
+          ? absl::NotFoundError(absl::StrCat("case ", req->case_id(), " has no outgoing referral ",
+                                             req->referral_id()))
+      : link->state() != v1::REFERRAL_STATE_ACCEPTED
+          ? absl::FailedPreconditionError("the referral has not been accepted by its receiver")
+      : req->to_org().empty() || req->purpose().empty() || req->agreement().empty()
+          ? absl::InvalidArgumentError("a permission needs --to, --purpose and --agreement")
+          : absl::OkStatus();
+  if (!bad.ok()) {
+    RecordRefusal(log_, reactor, ev, bad);
+    return reactor;
+  }
+  ev.set_peer_org(link->peer_org());
+  v1::EnvelopePayload payload =
+      exchange_->NewPayload(link->peer_org(), req->agreement(), req->purpose());
+  v1::OnwardPermission* p = payload.mutable_permission();
+  p->set_referral_id(req->referral_id());
+  p->set_holder_org(link->peer_org());
+  p->set_permitted_org(req->to_org());
+  p->set_purpose(req->purpose());
+  p->set_agreement(req->agreement());
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  v1::OutboxItem item =
+      exchange_->Enqueue(batch.get(), payload, "permission", c->id(), req->referral_id());
+  v1::CaseNote* n = c->add_history();
+  n->set_time(Rfc3339(absl::Now()));
+  n->set_org(exchange_->config().org());
+  n->set_author(caller->Name());
+  n->set_note(absl::StrCat("permitted ", link->peer_org(), " to pass the case on to ",
+                           req->to_org(), " for ", req->purpose()));
+  if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) {
+    RecordRefusal(log_, reactor, ev, st);
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
+  ev.set_reason(absl::StrCat("onward sharing to ", req->to_org(), " permitted"));
+  Exchange* exchange = exchange_;
+  RecordThenFinish(log_, reactor, {ev}, std::move(batch),
+                   [resp, item, exchange, lock = *lock](uint64_t) {
+                     exchange->Wake();
+                     resp->set_envelope_id(item.envelope_id());
+                     return grpc::Status::OK;
+                   });
   return reactor;
 }
 

@@ -29,6 +29,8 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
   grpc::ServerUnaryReactor* PostUpdate(grpc::CallbackServerContext* ctx,
                                        const v1::PostUpdateRequest* req,
                                        v1::PostUpdateResponse* resp) override;
+  grpc::ServerUnaryReactor* Permit(grpc::CallbackServerContext* ctx, const v1::PermitRequest* req,
+                                   v1::PermitResponse* resp) override;
   grpc::ServerUnaryReactor* ListOutbox(grpc::CallbackServerContext* ctx,
                                        const v1::ListOutboxRequest* req,
                                        v1::ListOutboxResponse* resp) override;

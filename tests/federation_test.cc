@@ -43,7 +43,8 @@ class FederationTest : public ::testing::Test {
   void SetUp() override {
     fed_.AddOrg("union-sg", v1::ORG_KIND_UNION);
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
-    for (const std::string org : {"union-sg", "ministry-id"}) {
+    fed_.AddOrg("inspectorate-sg", v1::ORG_KIND_INSPECTORATE);
+    for (const std::string org : {"union-sg", "ministry-id", "inspectorate-sg"}) {
       configs_[org] = fed_.WriteNodeConfig(org, {{"cw", {"caseworker"}}, {"adm", {"admin"}}});
       users_[org] = fed_.IssueUser(org, "cw");
       admins_[org] = fed_.IssueUser(org, "adm");
@@ -371,6 +372,58 @@ TEST_F(FederationTest, SigningKeyRotationKeepsOldCheckpointsVerifiableAndEnvelop
       RunCommand({BinaryPath("corridorctl"), "audit", "verify", fed_.root() + "/all.export",
                   "--roster", roster_file, "--org", "union-sg"});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
+}
+
+TEST_F(FederationTest, OnwardSharingNeedsTheOriginatorsSignedPermission) {
+  Start("ministry-id");
+  Start("inspectorate-sg");
+  Start("union-sg");
+  const std::string id = CreateCase();
+  CommandResult r =
+      Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement",
+                       "--purpose", "case-referral", "--include", "personal-data", "--onward",
+                       "with-originator-permission", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string referral = JsonValues(r.out, "referral_id").at(0);
+  AwaitDelivered();
+  ASSERT_EQ(Ctl("ministry-id", {"accept", referral}).exit_code, 0);
+  const std::string mcase =
+      JsonValues(Ctl("ministry-id", {"case", "list", "--json"}).out, "id").at(0);
+  auto pass_on = [&] {
+    return Ctl("ministry-id", {"refer", mcase, "--to", "inspectorate-sg", "--agreement",
+                               "test-agreement", "--purpose", "case-referral", "--json"});
+  };
+  // Without the originator's permission: refused, and told how to get it.
+  r = pass_on();
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("needs the signed permission of union-sg"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("corridorctl permit"), std::string::npos) << r.err;
+  // The originator signs a permission; once it arrives the onward referral goes through.
+  for (int i = 0; i < 100; ++i) {  // the acceptance must reach union-sg first
+    if (Ctl("union-sg", {"permit", id, "--referral", referral, "--to", "inspectorate-sg",
+                         "--purpose", "case-referral", "--agreement", "test-agreement"})
+            .exit_code == 0) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  AwaitDelivered();
+  for (int i = 0; i < 100 && (r = pass_on()).exit_code != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string inbox;
+  for (int i = 0; i < 100; ++i) {
+    inbox = Ctl("inspectorate-sg", {"inbox", "--json"}).out;
+    if (inbox.find("REF-") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(inbox.find("\"from_org\": \"ministry-id\""), std::string::npos) << inbox;
+  const std::string icase = JsonValues(inbox, "case_id").at(0);
+  users_["inspectorate-sg"] = fed_.IssueUser("inspectorate-sg", "cw");
+  const std::string shown =
+      Ctl("inspectorate-sg", {"case", "show", icase, "--purpose", "case-handling"}).out;
+  EXPECT_NE(shown.find("with the permission of union-sg"), std::string::npos) << shown;
 }
 
 }  // namespace
