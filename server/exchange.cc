@@ -40,7 +40,9 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
                    CaseStore* cases, AccessLog* log, TlsIdentity tls)
     : config_(config),
       identity_(std::move(identity)),
-      signing_key_(signing_key),
+      signer_{
+          std::shared_ptr<const Ed25519PrivateKey>(signing_key, [](const Ed25519PrivateKey*) {}),
+          config.signing_key().key_id()},
       db_(db),
       outbox_(families.at(kOutboxFamily)),
       received_(families.at(kReceivedFamily)),
@@ -50,6 +52,16 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
       tls_(std::move(tls)) {}
 
 Exchange::~Exchange() { Stop(); }
+
+Exchange::Signer Exchange::signer() const {
+  absl::MutexLock lock(&signer_mu_);
+  return signer_;
+}
+
+void Exchange::RotateSigningKey(std::shared_ptr<const Ed25519PrivateKey> key, std::string key_id) {
+  absl::MutexLock lock(&signer_mu_);
+  signer_ = Signer{std::move(key), std::move(key_id)};
+}
 
 void Exchange::Start() {
   thread_ = std::thread([this] { Run(); });
@@ -87,7 +99,10 @@ v1::OutboxItem Exchange::Enqueue(rocksdb::WriteBatch* batch, const v1::EnvelopeP
                                  const std::string& kind, const std::string& case_id,
                                  const std::string& referral_id) const {
   v1::OutboxItem item;
-  *item.mutable_envelope() = SignEnvelope(payload, *signing_key_);
+  const Signer s = signer();
+  v1::EnvelopePayload signed_payload = payload;
+  signed_payload.set_key_id(s.key_id);
+  *item.mutable_envelope() = SignEnvelope(signed_payload, *s.key);
   item.set_envelope_id(payload.envelope_id());
   item.set_recipient_org(payload.recipient_org());
   item.set_kind(kind);
@@ -280,7 +295,8 @@ absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& envelope_id,
   body.set_receiver_org(config_.org());
   body.set_time_unix(ev->time_unix_micros() / 1000000);
   body.set_ledger_index(hits->front());
-  return SignReceipt(body, config_.signing_key().key_id(), *signing_key_);
+  const Signer s = signer();
+  return SignReceipt(body, s.key_id, *s.key);
 }
 
 absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
@@ -496,7 +512,8 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
         body.set_time_unix(ev.ok() ? ev->time_unix_micros() / 1000000 : 0);
         body.set_ledger_index(*index);
         release();
-        done(grpc::Status::OK, SignReceipt(body, config_.signing_key().key_id(), *signing_key_));
+        const Signer s = signer();
+        done(grpc::Status::OK, SignReceipt(body, s.key_id, *s.key));
       });
 }
 

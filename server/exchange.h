@@ -68,6 +68,10 @@ class Exchange {
                std::function<void(grpc::Status, v1::Receipt)> done);
 
   absl::StatusOr<std::vector<v1::OutboxItem>> Outbox() const;
+
+  // Signs new envelopes and receipts with `key` (listed as `key_id` in the
+  // roster in force, checked by the caller) from now on, without a restart.
+  void RotateSigningKey(std::shared_ptr<const Ed25519PrivateKey> key, std::string key_id);
   std::shared_ptr<const v1::Roster> roster() const { return identity_->roster(); }
   const v1::NodeConfig& config() const { return config_; }
 
@@ -84,7 +88,14 @@ class Exchange {
 
   const v1::NodeConfig config_;
   std::shared_ptr<IdentityResolver> identity_;
-  const Ed25519PrivateKey* signing_key_;
+  // The key envelopes and receipts are signed with; replaced by RotateSigningKey.
+  struct Signer {
+    std::shared_ptr<const Ed25519PrivateKey> key;
+    std::string key_id;
+  };
+  Signer signer() const;
+  mutable absl::Mutex signer_mu_;
+  Signer signer_ ABSL_GUARDED_BY(signer_mu_);
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* outbox_;
   rocksdb::ColumnFamilyHandle* received_;

@@ -14,7 +14,8 @@ namespace {
 int Usage() {
   std::cerr << "usage: corridord --config FILE [--check-config]\n"
                "  --config FILE    the node configuration (YAML; see docs/configuration.md)\n"
-               "  --check-config   validate the configuration and exit\n";
+               "  --check-config   validate the configuration and exit\n"
+               "signals: SIGTERM/SIGINT stop gracefully; SIGHUP takes a rotated signing key\n";
   return 2;
 }
 
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   corridor::log::RouteGrpcLogs();
@@ -69,7 +71,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (true) {
+    sigwait(&stop_signals, &sig);
+    if (sig != SIGHUP) break;
+    // SIGHUP: take a rotated signing key from the config file without a restart.
+    if (auto st = (*node)->ReloadSigningKey(config_path); !st.ok()) {
+      corridor::log::Error("node.signing_key_refused", {{"error", st.message()}});
+    }
+  }
   corridor::log::Info("node.signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   (*node)->Shutdown(absl::Seconds(10));
   return 0;

@@ -18,6 +18,7 @@
 #include "server/auth.h"
 #include "server/case_service.h"
 #include "server/case_store.h"
+#include "server/config.h"
 #include "server/exchange.h"
 #include "server/identity.h"
 #include "server/log.h"
@@ -403,12 +404,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   ledger_options.signing_key = node->signing_key_.get();
   ledger_options.before_commit = std::move(hooks.ledger_before_commit);
   // After a key rotation the stored checkpoint is signed by an earlier key of
-  // this org: accept any of the org's keys the roster has not revoked.
+  // this org (the one in use before the switch): accept any key the roster
+  // lists for this org — even one revoked since, as the checkpoint is this
+  // node's own — so the node starts and signs on with the new key.
   for (const auto& m : roster->roster.members()) {
     if (m.org() != config.org()) continue;
     for (const auto& k : m.signing_keys()) {
-      if (k.key_id() == config.signing_key().key_id() || k.status() == v1::KEY_STATUS_REVOKED)
-        continue;
+      if (k.key_id() == config.signing_key().key_id()) continue;
       auto raw = Base64Decode(k.public_key());
       if (!raw.ok()) continue;
       if (auto pub = Ed25519PublicKey::FromRaw(*raw); pub.ok()) {
@@ -531,6 +533,40 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                              {"listen", config.listen()},
                              {"port", node->port_}});
   return node;
+}
+
+absl::Status Node::ReloadSigningKey(const std::string& config_path) {
+  auto config = LoadNodeConfig(config_path);
+  if (!config.ok()) return config.status();
+  auto key = Ed25519PrivateKey::FromPemFile(config->signing_key().key_file());
+  if (!key.ok()) return key.status();
+  const std::string& key_id = config->signing_key().key_id();
+  auto roster = identity_->roster();
+  const v1::SigningKey* listed = nullptr;
+  for (const auto& m : roster->members()) {
+    if (m.org() != config->org()) continue;
+    for (const auto& k : m.signing_keys()) {
+      if (k.key_id() == key_id) listed = &k;
+    }
+  }
+  if (listed == nullptr || listed->status() != v1::KEY_STATUS_ACTIVE ||
+      listed->public_key() != Base64Encode(key->public_key().raw())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "signing_key: the roster in force (version ", roster->version(), ") does not list key \"",
+        key_id, "\" as active with the public key of ", config->signing_key().key_file()));
+  }
+  exchange_->RotateSigningKey(std::make_shared<const Ed25519PrivateKey>(*std::move(key)), key_id);
+  v1::AccessEvent ev;
+  ev.set_actor_org(config->org());
+  ev.set_actor_subject("node");
+  ev.set_action("node.signing_key");
+  ev.set_resource_kind("key");
+  ev.set_resource_id(key_id);
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ev.set_reason("envelopes and receipts are now signed with this key");
+  if (auto idx = access_log_->RecordSync({ev}); !idx.ok()) return idx.status();
+  log::Info("node.signing_key", {{"key_id", key_id}});
+  return absl::OkStatus();
 }
 
 void Node::Shutdown(absl::Duration grace) {

@@ -52,6 +52,13 @@ class Node {
   // The port actually bound (useful with listen port 0).
   int port() const { return port_; }
 
+  // Re-reads `config_path` and, if `signing_key` names another key that the
+  // roster in force lists as active for this org with the same public key,
+  // signs envelopes and receipts with it from now on (no restart). Ledger
+  // checkpoints move to the new key at the next restart. Errors say why the
+  // key was not taken; the old key stays in use then.
+  absl::Status ReloadSigningKey(const std::string& config_path);
+
   // Stops accepting calls, lets calls in flight finish for up to `grace`,
   // stops the prober and closes the database. Idempotent.
   void Shutdown(absl::Duration grace);

@@ -310,11 +310,27 @@ TEST_F(FederationTest, PushedRosterReachesPeersAndRevocationStopsNewEnvelopesAtO
   EXPECT_TRUE(InboxReferrals().empty());
 }
 
-TEST_F(FederationTest, SigningKeyRotationKeepsOldCheckpointsVerifiableAndEnvelopesFlowing) {
+TEST_F(FederationTest, SigningKeyRotationWithoutRestartKeepsEnvelopesFlowingAndLedgerVerifiable) {
   Start("ministry-id");
   Start("union-sg");
-  const std::string roster_file = fed_.org("union-sg").dir + "/roster.json";
   const std::string id = CreateCase();
+  auto push = [&](const std::string& org, const v1::Roster& roster, const std::string& file) {
+    EXPECT_OK(WriteFileAtomically(file, fed_.Sign(roster, 2)));
+    std::swap(users_[org], admins_[org]);
+    CommandResult r = Ctl(org, {"roster", "push", "--in", file});
+    std::swap(users_[org], admins_[org]);
+    return r;
+  };
+  auto await_version = [&](const std::string& org, const std::string& v) {
+    for (int i = 0; i < 100; ++i) {
+      if (Ctl(org, {"health", "--json"}).out.find("\"roster_version\": \"" + v + "\"") !=
+          std::string::npos) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
   // Roster v2: union-sg-2 active, union-sg-1 retired.
   Ed25519PrivateKey next = Ed25519PrivateKey::Generate();
   ASSERT_OK(WriteFileAtomically(fed_.org("union-sg").dir + "/signing2.key", next.ToPem(), 0600));
@@ -325,32 +341,42 @@ TEST_F(FederationTest, SigningKeyRotationKeepsOldCheckpointsVerifiableAndEnvelop
   k2->set_key_id("union-sg-2");
   k2->set_public_key(Base64Encode(next.public_key().raw()));
   k2->set_status(v1::KEY_STATUS_ACTIVE);
-  const std::string push_file = fed_.root() + "/v2.json";
-  ASSERT_OK(WriteFileAtomically(push_file, fed_.Sign(v2, 2)));
-  std::swap(users_["union-sg"], admins_["union-sg"]);
-  CommandResult pushed = Ctl("union-sg", {"roster", "push", "--in", push_file});
-  std::swap(users_["union-sg"], admins_["union-sg"]);
-  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
-  // Switch the node to the new key and restart it: the ledger opens on the
-  // old key's checkpoint and signs on with the new one.
-  nodes_["union-sg"]->Stop(SIGTERM);
+  const std::string v2_file = fed_.root() + "/v2.json";
+  CommandResult r = push("union-sg", v2, v2_file);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(await_version("ministry-id", "2"));
+  // Point the config at the new key and tell the running node (SIGHUP): no restart.
   std::string yaml = ReadFileToString(configs_["union-sg"]).value();
   yaml.replace(yaml.find("key_id: union-sg-1"), 18, "key_id: union-sg-2");
   yaml.replace(yaml.find("key_file: signing.key"), 21, "key_file: signing2.key");
   ASSERT_OK(WriteFileAtomically(configs_["union-sg"], yaml));
-  Start("union-sg");
-  // Envelopes signed with the new key are accepted by the peer (after it fetched v2).
-  for (int i = 0;
-       i < 100 && Ctl("ministry-id", {"health", "--json"}).out.find("\"roster_version\": \"2\"") ==
-                      std::string::npos;
+  kill(nodes_["union-sg"]->pid(), SIGHUP);
+  for (int i = 0; i < 100 && nodes_["union-sg"]->Log().find("\"event\":\"node.signing_key\"") ==
+                                 std::string::npos;
        ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  CommandResult r = Refer(id);
+  ASSERT_NE(nodes_["union-sg"]->Log().find("\"event\":\"node.signing_key\""), std::string::npos)
+      << nodes_["union-sg"]->Log();
+  // The ministry now refuses the old key outright: a referral still arrives, so it was signed with
+  // the new one.
+  v1::Roster v3 = v2;
+  v3.set_version(3);
+  v3.mutable_members(0)->mutable_signing_keys(0)->set_status(v1::KEY_STATUS_REVOKED);
+  r = push("ministry-id", v3, fed_.root() + "/v3.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(Refer(id).exit_code, 0);
   const std::string outbox = AwaitDelivered();
   EXPECT_NE(outbox.find("\"delivered\""), std::string::npos) << outbox;
-  // The roster's keys verify the whole ledger, old and new checkpoints alike.
+  EXPECT_EQ(outbox.find("\"failed\""), std::string::npos) << outbox;
+  EXPECT_EQ(InboxReferrals().size(), 1u);
+  // A restart moves the ledger's checkpoints to the new key, although the old
+  // one is revoked by now (the node fetched v3 from its peer).
+  ASSERT_TRUE(await_version("union-sg", "3"));
+  nodes_["union-sg"]->Stop(SIGTERM);
+  Start("union-sg");
+  EXPECT_EQ(Ctl("union-sg", {"case", "show", id, "--purpose", "case-handling"}).exit_code, 0);
+  // The ledger re-verifies, and an export checks out against the roster that lists both keys.
   nodes_["union-sg"]->Stop(SIGTERM);
   nodes_.erase("union-sg");
   ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(configs_["union-sg"]));
@@ -370,7 +396,7 @@ TEST_F(FederationTest, SigningKeyRotationKeepsOldCheckpointsVerifiableAndEnvelop
   }
   CommandResult verified =
       RunCommand({BinaryPath("corridorctl"), "audit", "verify", fed_.root() + "/all.export",
-                  "--roster", roster_file, "--org", "union-sg"});
+                  "--roster", v2_file, "--org", "union-sg"});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
 }
 
