@@ -3,6 +3,7 @@
 // is written.
 #include "absl/time/clock.h"
 #include "client/grpc_util.h"
+#include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/config.h"
@@ -21,7 +22,8 @@ class ExchangeTest : public ::testing::Test {
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
     fed_.AddOrg("inspectorate-sg", v1::ORG_KIND_INSPECTORATE);
     ASSERT_OK_AND_ASSIGN(v1::NodeConfig config,
-                         LoadNodeConfig(fed_.WriteNodeConfig("ministry-id", {})));
+                         LoadNodeConfig(fed_.WriteNodeConfig(
+                             "ministry-id", {{"aud", {"auditor"}}, {"cw", {"caseworker"}}})));
     ASSERT_OK_AND_ASSIGN(node_, Node::Start(config));
     roster_ = fed_.MakeRoster();
   }
@@ -108,6 +110,68 @@ TEST_F(ExchangeTest, EnvelopesFromTheWrongNodeOrKeyAreRefused) {
   s = v1::PeerService::NewStub(ch)->Deliver(
       &ctx, SignEnvelope(Payload("ENV-6"), fed_.org("union-sg").signing), &r);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+}
+
+TEST_F(ExchangeTest, ARefusedEnvelopeLeavesOnlyItsDenialEntry) {
+  auto as = [&](const std::string& user) {
+    const std::string prefix = fed_.IssueUser("ministry-id", user);
+    return MakeMutualTlsChannel(
+        {ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value(),
+         fed_.org("ministry-id").ca.cert_pem},
+        fed_.org("ministry-id").endpoint(), "");
+  };
+  auto auditor = v1::AuditService::NewStub(as("aud"));
+  auto size = [&] {
+    grpc::ClientContext ctx;
+    v1::CheckpointResponse cp;
+    grpc::Status st = auditor->GetCheckpoint(&ctx, {}, &cp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return cp.size();
+  };
+  const std::vector<std::pair<std::string, v1::Envelope>> bad = {
+      {"expired",
+       [&] {
+         v1::EnvelopePayload p = Payload("ENV-X1");
+         p.set_expires_unix(absl::ToUnixSeconds(absl::Now()) - 10);
+         return SignEnvelope(p, fed_.org("union-sg").signing);
+       }()},
+      {"unknown agreement",
+       [&] {
+         v1::EnvelopePayload p = Payload("ENV-X2");
+         p.set_agreement("secret-deal");
+         return SignEnvelope(p, fed_.org("union-sg").signing);
+       }()},
+      {"changed body",
+       [&] {
+         v1::Envelope e = SignEnvelope(Payload("ENV-X3"), fed_.org("union-sg").signing);
+         v1::EnvelopePayload p = Payload("ENV-X3");
+         p.mutable_referral()->set_referral_id("REF-changed");
+         e.set_payload(p.SerializeAsString());
+         return e;
+       }()},
+  };
+  for (const auto& [name, env] : bad) {
+    SCOPED_TRACE(name);
+    const uint64_t before = size();
+    v1::Receipt r;
+    EXPECT_FALSE(Deliver("union-sg", env, &r).ok());
+    const uint64_t after = size();
+    ASSERT_EQ(after - before, 2u);  // the denial, and the second checkpoint read
+    grpc::ClientContext ctx;
+    v1::GetEntriesRequest req;
+    req.set_begin(before);
+    req.set_end(before + 1);
+    v1::GetEntriesResponse entries;
+    ASSERT_TRUE(auditor->GetEntries(&ctx, req, &entries).ok());
+    EXPECT_EQ(entries.events(0).event().action(), "envelope.receive");
+    EXPECT_EQ(entries.events(0).event().outcome(), v1::ACCESS_OUTCOME_DENIED);
+    EXPECT_FALSE(entries.events(0).event().reason().empty());
+  }
+  // And no case was filed.
+  grpc::ClientContext ctx;
+  v1::ListCasesResponse list;
+  ASSERT_TRUE(v1::CaseService::NewStub(as("cw"))->ListCases(&ctx, {}, &list).ok());
+  EXPECT_EQ(list.cases_size(), 0);
 }
 
 }  // namespace
