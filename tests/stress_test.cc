@@ -41,6 +41,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -99,6 +100,27 @@ int EnvInt(const char* name, int fallback) {
 }
 absl::Duration LoadDuration() { return absl::Seconds(EnvInt("CORRIDOR_STRESS_SECONDS", 4)); }
 int SharedChannelInFlight() { return EnvInt("CORRIDOR_STRESS_IN_FLIGHT", 32); }
+
+// Whether every thread of `pid` has stopped (SIGSTOP is delivered
+// asynchronously: a thread may still finish a call after kill returns).
+bool WaitUntilStopped(pid_t pid) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    bool all_stopped = true;
+    const std::string tasks = absl::StrCat("/proc/", pid, "/task");
+    for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+      // "pid (comm) S ...": the state follows the last ')'.
+      const std::string stat = ReadFileToString(task.path().string() + "/stat").value_or("");
+      const size_t paren = stat.rfind(')');
+      if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'T') {
+        all_stopped = false;
+      }
+    }
+    if (all_stopped) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return false;
+}
 
 v1::AccessOutcome OutcomeOf(StatusCode code) {
   switch (code) {
@@ -341,37 +363,39 @@ class StressTest : public ::testing::Test {
     if (!request_id.empty()) node(org).account.ExpectRequest(request_id, entries);
   }
 
-  // Calls every user may make that record nothing: Whoami, Status, health.
+  // Calls every user may make that record nothing: Whoami, Status, health,
+  // each with `weight` in a mix.
   std::vector<std::pair<int, CallStarter>> Unrecorded(const std::string& org,
                                                       const std::string& user,
                                                       std::set<StatusCode> allowed,
-                                                      absl::Duration timeout = kCallTimeout) {
+                                                      absl::Duration timeout = kCallTimeout,
+                                                      int weight = 1) {
     auto node_stub =
         std::shared_ptr<v1::NodeService::Stub>(v1::NodeService::NewStub(channel(org, user)));
     auto health = std::shared_ptr<grpc::health::v1::Health::Stub>(
         grpc::health::v1::Health::NewStub(channel(org, user)));
     return {
-        {1, Unary<v1::WhoamiRequest, v1::WhoamiResponse>(
-                org, "NodeService/Whoami", "", allowed,
-                [node_stub](auto* c, auto* q, auto* r, auto cb) {
-                  node_stub->async()->Whoami(c, q, r, std::move(cb));
-                },
-                [](const std::string&) { return v1::WhoamiRequest(); }, false, nullptr, nullptr,
-                timeout)},
-        {1, Unary<v1::StatusRequest, v1::StatusResponse>(
-                org, "NodeService/Status", "", allowed,
-                [node_stub](auto* c, auto* q, auto* r, auto cb) {
-                  node_stub->async()->Status(c, q, r, std::move(cb));
-                },
-                [](const std::string&) { return v1::StatusRequest(); }, false, nullptr, nullptr,
-                timeout)},
-        {1, Unary<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>(
-                org, "Health/Check", "", allowed,
-                [health](auto* c, auto* q, auto* r, auto cb) {
-                  health->async()->Check(c, q, r, std::move(cb));
-                },
-                [](const std::string&) { return grpc::health::v1::HealthCheckRequest(); }, false,
-                nullptr, nullptr, timeout)},
+        {weight, Unary<v1::WhoamiRequest, v1::WhoamiResponse>(
+                     org, "NodeService/Whoami", "", allowed,
+                     [node_stub](auto* c, auto* q, auto* r, auto cb) {
+                       node_stub->async()->Whoami(c, q, r, std::move(cb));
+                     },
+                     [](const std::string&) { return v1::WhoamiRequest(); }, false, nullptr,
+                     nullptr, timeout)},
+        {weight, Unary<v1::StatusRequest, v1::StatusResponse>(
+                     org, "NodeService/Status", "", allowed,
+                     [node_stub](auto* c, auto* q, auto* r, auto cb) {
+                       node_stub->async()->Status(c, q, r, std::move(cb));
+                     },
+                     [](const std::string&) { return v1::StatusRequest(); }, false, nullptr,
+                     nullptr, timeout)},
+        {weight, Unary<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>(
+                     org, "Health/Check", "", allowed,
+                     [health](auto* c, auto* q, auto* r, auto cb) {
+                       health->async()->Check(c, q, r, std::move(cb));
+                     },
+                     [](const std::string&) { return grpc::health::v1::HealthCheckRequest(); },
+                     false, nullptr, nullptr, timeout)},
     };
   }
 
@@ -468,7 +492,9 @@ TEST_F(StressTest,
   std::atomic<uint64_t> salt{0};
 
   // ---- union-sg -----------------------------------------------------------------
-  auto caseworker_mix = [&](const std::string& user) {
+  // `cheap_weight`: the weight of calls that record nothing; they finish
+  // fastest, so they keep the most calls starting on a connection.
+  auto caseworker_mix = [&](const std::string& user, int cheap_weight) {
     auto cases =
         std::shared_ptr<v1::CaseService::Stub>(v1::CaseService::NewStub(channel(kUnion, user)));
     auto referrals = std::shared_ptr<v1::ReferralService::Stub>(
@@ -619,7 +645,9 @@ TEST_F(StressTest,
                 },
                 true)},
     };
-    for (auto& u : Unrecorded(kUnion, user, kOk)) mix.push_back(std::move(u));
+    for (auto& u : Unrecorded(kUnion, user, kOk, kCallTimeout, cheap_weight)) {
+      mix.push_back(std::move(u));
+    }
     return WeightedMix(std::move(mix));
   };
 
@@ -1034,10 +1062,10 @@ TEST_F(StressTest,
     CallStarter start;
   };
   std::vector<Load> loads = {
-      {"union-sg cw1, one channel", shared_in_flight, caseworker_mix("cw1")},
-      {"union-sg cw2", other_in_flight, caseworker_mix("cw2")},
-      {"union-sg cw3", other_in_flight, caseworker_mix("cw3")},
-      {"union-sg cw4", other_in_flight, caseworker_mix("cw4")},
+      {"union-sg cw1, one channel", shared_in_flight, caseworker_mix("cw1", 4)},
+      {"union-sg cw2", other_in_flight, caseworker_mix("cw2", 1)},
+      {"union-sg cw3", other_in_flight, caseworker_mix("cw3", 1)},
+      {"union-sg cw4", other_in_flight, caseworker_mix("cw4", 1)},
       {"union-sg prosecutor", other_in_flight, prosecutor_mix()},
       {"union-sg auditor", other_in_flight, auditor_mix()},
       {"union-sg approver", 2, approver_mix()},
@@ -1064,6 +1092,7 @@ TEST_F(StressTest,
   Subprocess& frozen = *node(kInspectorate).process;
   absl::SleepFor(duration / 4);
   EXPECT_EQ(kill(frozen.pid(), SIGSTOP), 0);
+  EXPECT_TRUE(WaitUntilStopped(frozen.pid()));
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + kFrozenTimeout));
