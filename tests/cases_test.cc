@@ -5,6 +5,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -338,6 +339,71 @@ TEST_F(CasesTest, AccessTableWalkEveryMethodEveryRoleOneEntryEach) {
     }
   }
   EXPECT_EQ(calls, 15 * 7);
+}
+
+// Every method that takes a case or evidence id, given ids that are malformed
+// in each way a probe tried (NUL, newline forging a row, escape sequences,
+// oversized): a specific INVALID_ARGUMENT, exactly one denied entry, and that
+// entry bounded and free of control characters.
+TEST_F(CasesTest, MalformedIdsAreRefusedAndRecordedBoundedByEveryMethod) {
+  auditor_ = As("union-sg", "aud");
+  const std::map<std::string, std::shared_ptr<grpc::Channel>> as = {
+      {"cw", As("union-sg", "cw")},
+      {"pros", As("union-sg", "pros")},
+      {"appr", As("union-sg", "appr")},
+      {"aud", auditor_}};
+  const std::vector<std::string> bad_ids = {
+      std::string("C-1\0hidden", 10), "C-1\n2026 union-sg/user/admin1 case.erase allowed",
+      "C-\x1b[31mred", std::string(100000, 'A'), "C-1/../C-2"};
+  int calls = 0;
+  for (const MethodCase& m : AccessTable()) {
+    if (m.name == "CreateCase" || m.name == "ListCases" || m.name == "GetCheckpoint" ||
+        m.name == "GetInclusionProof" || m.name == "GetConsistencyProof" ||
+        m.name == "GetEntries" || m.name == "Export") {
+      continue;  // these take no id
+    }
+    const std::string user = *m.allowed.begin();
+    for (const std::string& bad : bad_ids) {
+      SCOPED_TRACE(m.name + " with id of " + std::to_string(bad.size()) + " bytes");
+      const uint64_t before = LedgerSize();
+      // As the case id, and as the evidence id.
+      grpc::Status s = m.call(as.at(user), bad, m.name == "GetEvidence" ? bad : "E-1");
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+      const uint64_t after = LedgerSize();
+      ASSERT_EQ(after - before, 2u);
+      std::vector<v1::LoggedEvent> e = Entries(before, before + 1);
+      ASSERT_EQ(e.size(), 1u);
+      const v1::AccessEvent& ev = e[0].event();
+      EXPECT_EQ(ev.outcome(), v1::ACCESS_OUTCOME_DENIED) << ev.DebugString();
+      EXPECT_LT(e[0].entry().size(), 4096u);
+      for (const std::string* field : {&ev.resource_id(), &ev.case_id(), &ev.reason()}) {
+        for (char c : *field) EXPECT_FALSE(c >= 0 && c < 0x20) << ev.DebugString();
+      }
+      ++calls;
+    }
+  }
+  EXPECT_EQ(calls, 8 * 5);
+  // An oversized purpose (any caseworker) is refused and recorded bounded, and
+  // the audit trail stays readable in full afterwards.
+  const std::string id = CreateCase();
+  v1::GetCaseRequest get;
+  get.set_id(id);
+  get.set_purpose(std::string(1 << 20, 'p'));
+  v1::Case c;
+  grpc::Status s = v1::CaseService::NewStub(as.at("cw"))->GetCase(Ctx().get(), get, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  get.set_purpose("Case Handling\n");
+  s = v1::CaseService::NewStub(as.at("cw"))->GetCase(Ctx().get(), get, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  v1::QueryEventsRequest q;
+  q.set_page_size(1000);
+  v1::QueryEventsResponse events;
+  s = v1::AuditService::NewStub(auditor_)->QueryEvents(Ctx().get(), q, &events);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::ExportRequest ex;
+  v1::ExportResponse exported;
+  s = v1::AuditService::NewStub(auditor_)->Export(Ctx().get(), ex, &exported);
+  ASSERT_TRUE(s.ok()) << s.error_message();
 }
 
 TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
