@@ -504,14 +504,22 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   const std::string federation = config.federation();
   creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
       node->identity_, [access_log, federation](const std::string& pem, const absl::Status& why) {
+        // The identity is what the certificate *claims*: it was refused, so
+        // it is unverified, and the entry says so.
         v1::AccessEvent ev;
-        ev.set_actor_subject("unknown");
+        ev.set_actor_subject("unverified:unknown");
         if (auto info = pki::InspectCertificate(pem); info.ok()) {
+          std::vector<SpiffeId> claims;
           for (const auto& uri : info->uris) {
-            if (auto id = ParseSpiffeUri(uri, federation); id.ok()) {
-              ev.set_actor_org(id->org);
-              ev.set_actor_subject(id->kind == PrincipalKind::kNode ? "node" : "user/" + id->user);
-            }
+            if (auto id = ParseSpiffeUri(uri, federation); id.ok()) claims.push_back(*id);
+          }
+          if (claims.size() == 1) {
+            ev.set_actor_org(claims[0].org);
+            ev.set_actor_subject(absl::StrCat("unverified:", claims[0].kind == PrincipalKind::kNode
+                                                                 ? "node"
+                                                                 : "user/" + claims[0].user));
+          } else if (claims.size() > 1) {
+            ev.set_actor_subject(absl::StrCat("unverified:", claims.size(), "-identities"));
           }
         }
         ev.set_action("auth.refused");
