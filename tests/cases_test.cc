@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "client/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "ledger/rocksdb_ledger.h"
 #include "rocksdb/db.h"
@@ -404,6 +405,69 @@ TEST_F(CasesTest, MalformedIdsAreRefusedAndRecordedBoundedByEveryMethod) {
   v1::ExportResponse exported;
   s = v1::AuditService::NewStub(auditor_)->Export(Ctx().get(), ex, &exported);
   ASSERT_TRUE(s.ok()) << s.error_message();
+}
+
+// Calls a method by path with an empty request (a generic unary call).
+grpc::Status CallByPath(std::shared_ptr<grpc::Channel> ch, const std::string& path) {
+  grpc::GenericStub stub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  grpc::CompletionQueue cq;
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  auto call = stub.PrepareUnaryCall(&ctx, path, request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// Every service goes through the access table — health, reflection and
+// methods nobody serves included — and every refusal is a ledger entry.
+TEST_F(CasesTest, RefusalsOutsideTheCaseServicesAreRecordedToo) {
+  auditor_ = As("union-sg", "aud");
+  std::shared_ptr<grpc::Channel> peer_node =
+      MakeMutualTlsChannel({fed_.org("ministry-id").node.cert_pem,
+                            fed_.org("ministry-id").node.key_pem, fed_.org("union-sg").ca.cert_pem},
+                           fed_.org("union-sg").endpoint(), "");
+  struct Refused {
+    std::string who;
+    std::shared_ptr<grpc::Channel> channel;
+    std::string path;
+  };
+  const std::vector<Refused> refused = {
+      {"user calling the peer service", As("union-sg", "cw"), "/corridor.v1.PeerService/Hello"},
+      {"user calling Deliver", As("union-sg", "cw"), "/corridor.v1.PeerService/Deliver"},
+      {"caseworker pushing a roster", As("union-sg", "cw"), "/corridor.v1.NodeService/PushRoster"},
+      {"node calling Status", peer_node, "/corridor.v1.NodeService/Status"},
+      {"node using reflection", peer_node,
+       "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"},
+      {"user calling an unknown method", As("union-sg", "cw"), "/corridor.v2.Secret/Read"},
+      {"user calling an unknown service", As("union-sg", "cw"), "/other.Service/Method"},
+  };
+  for (const Refused& r : refused) {
+    SCOPED_TRACE(r.who);
+    const uint64_t before = LedgerSize();
+    grpc::Status s = CallByPath(r.channel, r.path);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    const uint64_t after = LedgerSize();
+    ASSERT_EQ(after - before, 2u);
+    std::vector<v1::LoggedEvent> e = Entries(before, before + 1);
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0].event().action(), "auth.denied");
+    EXPECT_EQ(e[0].event().outcome(), v1::ACCESS_OUTCOME_DENIED);
+    EXPECT_EQ(e[0].event().resource_id(), r.path);
+  }
+  // What the table allows still works: health for nodes and users.
+  EXPECT_EQ(CallByPath(peer_node, "/grpc.health.v1.Health/Check").error_code(),
+            grpc::StatusCode::OK);
 }
 
 TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
