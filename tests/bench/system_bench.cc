@@ -7,6 +7,7 @@
 // docs/benchmarks.md.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -392,8 +393,12 @@ struct RunningNode {
 
 std::string Tail(const std::string& text, int lines) {
   size_t p = text.size();
-  for (int i = 0; i <= lines && p != std::string::npos && p > 0; ++i) p = text.rfind('\n', p - 1);
-  return p == std::string::npos ? text : text.substr(p + 1);
+  for (int i = 0; i <= lines; ++i) {
+    if (p == 0) return text;
+    p = text.rfind('\n', p - 1);
+    if (p == std::string::npos) return text;
+  }
+  return text.substr(p + 1);
 }
 
 void StartNode(RunningNode& n) {
@@ -809,6 +814,8 @@ class Bench {
   }
   // After a cell: if the node died, say so, keep its log and start it again.
   bool CheckCrash(RunningNode& n, const LoadResult& r, const std::string& what);
+  // Adds a row to the table, and shows it on stderr at once.
+  void AddRow(const Row& r);
   void ReadWriteCells(const std::string& label, bool scale, std::map<std::string, double>* qps_out);
   void ReferralCells();
   std::vector<std::string> CreateCases(int count);
@@ -823,6 +830,16 @@ class Bench {
   double fsync_ms_ = 0;
   std::map<std::string, double> base_qps_;
 };
+
+std::string FormatRow(const Row& r) {
+  return absl::StrCat("| ", r.measure, " | ", r.in_flight, " | ", r.channels, " | ", r.corridor,
+                      " | ", r.baseline, " | ", r.ratio, " | ", r.cpu, " | ", r.target, " |");
+}
+
+void Bench::AddRow(const Row& r) {
+  rows_.push_back(r);
+  fprintf(stderr, "%s\n", FormatRow(r).c_str());
+}
 
 bool Bench::CheckCrash(RunningNode& n, const LoadResult& r, const std::string& what) {
   if (r.failed) any_failure_ = true;
@@ -955,7 +972,7 @@ void Bench::ReadWriteCells(const std::string& label, bool scale,
           perf = std::make_unique<std::thread>([pid, seconds] {
             std::this_thread::sleep_for(std::chrono::milliseconds(500));
             auto r = testing::RunCommand(
-                {"perf", "record", "-g", "-o", absl::GetFlag(FLAGS_perf_out), "-p",
+                {"/usr/bin/env", "perf", "record", "-g", "-o", absl::GetFlag(FLAGS_perf_out), "-p",
                  absl::StrCat(pid), "--", "sleep", absl::StrFormat("%.1f", seconds * 0.8)},
                 absl::Seconds(seconds + 30));
             fprintf(stderr, "perf: exit %d %s\n", r.exit_code, Tail(r.err, 3).c_str());
@@ -1002,7 +1019,7 @@ void Bench::ReadWriteCells(const std::string& label, bool scale,
           }
           if (!write && n == 1) {
             const double bound = echo.load.p50_ms + fsync_ms_;
-            rows_.push_back(row);
+            AddRow(row);
             row = Row();
             row.measure = "GetCase p50 vs echo p50 + one fsync";
             row.in_flight = "1";
@@ -1016,7 +1033,7 @@ void Bench::ReadWriteCells(const std::string& label, bool scale,
           }
         }
         if (qps_out) (*qps_out)[key] = node.load.qps;
-        rows_.push_back(row);
+        AddRow(row);
       }
     }
   }
@@ -1145,7 +1162,7 @@ void Bench::ReferralCells() {
                                 "; ≥ 40% of baseline: ", Mark(ratio >= 40),
                                 "; drained ≤ 1 s: ", Mark(drain <= 1.0));
     }
-    rows_.push_back(row);
+    AddRow(row);
   }
 }
 
@@ -1189,7 +1206,7 @@ int Bench::Run() {
                                      sender_.start_ms, StatusMiB(sender_.pid(), "VmRSS:"));
     start.baseline = absl::StrFormat("%.0f ms with a small ledger", sender_start_ms);
     start.target = absl::StrCat("< 1 s: ", Mark(sender_.start_ms < 1000));
-    rows_.push_back(start);
+    AddRow(start);
     ReadWriteCells(absl::StrCat(" @", Num(double(entries))), true, nullptr);
     scale_hwm = StatusMiB(sender_.pid(), "VmHWM:");
     scale_rss = StatusMiB(sender_.pid(), "VmRSS:");
@@ -1199,7 +1216,7 @@ int Bench::Run() {
         absl::StrFormat("%.0f MiB peak (VmHWM), %.0f MiB at the end", scale_hwm, scale_rss);
     mem.baseline = absl::StrFormat("%.0f MiB peak with a small ledger", sender_hwm);
     mem.target = absl::StrCat("< 512 MiB: ", Mark(scale_hwm < 512));
-    rows_.push_back(mem);
+    AddRow(mem);
   }
 
   // The table.
@@ -1213,11 +1230,7 @@ int Bench::Run() {
       "| measure | in flight | channels | Corridor | baseline (same run) | ratio | node CPU/op "
       "| target |\n");
   printf("| --- | ---: | --- | --- | --- | ---: | ---: | --- |\n");
-  for (const Row& r : rows_) {
-    printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.measure.c_str(), r.in_flight.c_str(),
-           r.channels.c_str(), r.corridor.c_str(), r.baseline.c_str(), r.ratio.c_str(),
-           r.cpu.c_str(), r.target.c_str());
-  }
+  for (const Row& r : rows_) printf("%s\n", FormatRow(r).c_str());
   printf("\nPeak RSS (VmHWM): sender node %.0f MiB, receiver node %.0f MiB, echo server %.0f MiB",
          sender_hwm, receiver_hwm, echo_hwm);
   if (entries > 0) printf("; sender on the big ledger %.0f MiB", scale_hwm);
@@ -1244,10 +1257,23 @@ int Bench::Run() {
 }  // namespace
 }  // namespace corridor::bench
 
+namespace {
+// Takes the nodes and the baseline server down with this process.
+void KillChildrenAndDie(int sig) {
+  for (pid_t pid : corridor::bench::Children()) kill(pid, SIGKILL);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   signal(SIGPIPE, SIG_IGN);
-  if (absl::GetFlag(FLAGS_serve_echo) != 0) return corridor::bench::ServeEcho();
+  if (absl::GetFlag(FLAGS_serve_echo) != 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    return corridor::bench::ServeEcho();
+  }
+  for (int sig : {SIGINT, SIGTERM, SIGABRT, SIGSEGV, SIGBUS}) signal(sig, KillChildrenAndDie);
   if (absl::GetFlag(FLAGS_smoke)) {
     // Seconds-long. Several calls in flight only on separate channels: today's
     // node crashes with several calls in flight on one connection (issue 8);
