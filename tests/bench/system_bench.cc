@@ -465,8 +465,6 @@ struct Ctx {
   TlsIdentity node_ident;  // the sender node's certificate (baseline exchange client)
   std::string echo_target;
   pid_t echo_pid = -1;
-  RunningNode* sender = nullptr;
-  RunningNode* receiver = nullptr;
 };
 
 // A closed-loop run against the node or the echo, on one channel or one
@@ -882,8 +880,6 @@ void Bench::Setup() {
     n->user = OrDie(LoadTlsIdentity(dir + "/alice.crt", dir + "/alice.key", dir + "/ca.crt"),
                     "alice's identity at " + n->org);
   }
-  ctx_.sender = &sender_;
-  ctx_.receiver = &receiver_;
   StartNode(sender_);
   StartNode(receiver_);
 
