@@ -1090,7 +1090,6 @@ void Bench::ReferralCells() {
 
     // Poll the sender's outbox (every 100 ms, one fresh connection each)
     // until every referral of this cell is delivered (receipt recorded).
-    std::atomic<bool> refer_done{false};
     std::atomic<int64_t> delivered{0};
     Clock::time_point drained{};
     const double cpu_s0 = CpuSeconds(sender_.pid()), cpu_r0 = CpuSeconds(receiver_.pid());
@@ -1112,7 +1111,6 @@ void Bench::ReferralCells() {
         ctx_.user, sender_.endpoint, sender_.pid(), n, true, 0, count,
         [&](const auto& ch) { return ReferCalls(ch, n, ids); },
         [&] { return sender_.alive() && receiver_.alive(); });
-    refer_done = true;
     poller.join();
     const double cpu_s1 = CpuSeconds(sender_.pid()), cpu_r1 = CpuSeconds(receiver_.pid());
     bool crashed = CheckCrash(sender_, refer.load, what);
