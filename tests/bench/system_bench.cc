@@ -1269,12 +1269,10 @@ int main(int argc, char** argv) {
   }
   for (int sig : {SIGINT, SIGTERM, SIGABRT, SIGSEGV, SIGBUS}) signal(sig, KillChildrenAndDie);
   if (absl::GetFlag(FLAGS_smoke)) {
-    // Seconds-long. Several calls in flight only on separate channels: today's
-    // node crashes with several calls in flight on one connection (issue 8);
-    // drop the shared-channel limit once that is fixed.
+    // Seconds-long: every cell, few calls, several in flight on one channel
+    // and on several.
     absl::SetFlag(&FLAGS_seconds, 0.3);
-    absl::SetFlag(&FLAGS_in_flight, std::vector<std::string>({"1", "4"}));
-    absl::SetFlag(&FLAGS_shared_channel_max_in_flight, 1);
+    absl::SetFlag(&FLAGS_in_flight, std::vector<std::string>({"1", "8"}));
     absl::SetFlag(&FLAGS_referral_in_flight, std::vector<std::string>({"4"}));
     absl::SetFlag(&FLAGS_referrals, 20);
     absl::SetFlag(&FLAGS_scale_entries, 20000);
