@@ -25,7 +25,7 @@
 //   one when there is none. Outcome: OK → allowed; PERMISSION_DENIED,
 //   INVALID_ARGUMENT, UNAUTHENTICATED → denied; other codes → error.
 // - NodeService (Whoami, Status, PushRoster), PeerService and health checks
-//   record nothing.
+//   record nothing when allowed; refused, they record one "auth.denied".
 // - Each envelope a node sends records "envelope.receive" once at the receiver
 //   (a redelivery returns the first receipt and records nothing) and
 //   "envelope.receipt" once at the sender.
@@ -893,9 +893,9 @@ TEST_F(StressTest,
                   audit->async()->GetCheckpoint(c, q, r, std::move(cb));
                 },
                 [](const std::string&) { return v1::GetCheckpointRequest(); }, false)},
-        // Refused and not recorded: Deliver is for peer nodes.
+        // Refused and recorded as auth.denied: Deliver is for peer nodes.
         {1, Unary<v1::Envelope, v1::Receipt>(
-                kUnion, "PeerService/Deliver by a user", "", kDenied,
+                kUnion, "PeerService/Deliver by a user", "auth.denied", kDenied,
                 [peer](auto* c, auto* q, auto* r, auto cb) {
                   peer->async()->Deliver(c, q, r, std::move(cb));
                 },
