@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 
 namespace corridor::ledger {
@@ -409,9 +410,8 @@ absl::Status RocksDbLedger::TryRecover() {
           "stored state does not verify: ",
           st.message()));
     } else {
-      broken_ = absl::UnavailableError(absl::StrCat(
-          "the ledger could not commit and refuses writes until it recovers (retrying): ",
-          st.message()));
+      broken_ = absl::UnavailableError(
+          absl::StrCat(failure_.message(), "; last recovery attempt: ", st.message()));
     }
     now = broken_;
   }
@@ -421,31 +421,52 @@ absl::Status RocksDbLedger::TryRecover() {
   return now;
 }
 
-absl::Status RocksDbLedger::Recover() {
-  // Leave RocksDB's read-only mode (a no-op when it is not in it): RocksDB
-  // flushes the memtables and moves to a new WAL, so a write it failed is
-  // not replayed later behind our back. That flush needs room; a resume
-  // that fails for want of it turns the error fatal (only a restart helps),
-  // so resume only once the disk has room for every memtable (plus slack).
+absl::Status ResumeWhenRoom(rocksdb::DB* db) {
+  // DB::Resume flushes the memtables and moves to a new WAL, so a write
+  // RocksDB failed is not replayed later behind our back. That flush needs
+  // room; a resume that fails for want of it turns the error fatal (only a
+  // restart helps), so resume only once the disk has room for every
+  // memtable, plus slack.
   uint64_t memtables = 0, free_bytes = 0;
-  if (!db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtables)) {
+  if (!db->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtables)) {
     memtables = 0;
   }
   const uint64_t needed = memtables + kResumeSlackBytes;
-  if (db_->GetEnv()->GetFreeSpace(db_->GetName(), &free_bytes).ok() && free_bytes < needed) {
+  if (db->GetEnv()->GetFreeSpace(db->GetName(), &free_bytes).ok() && free_bytes < needed) {
     return absl::UnavailableError(absl::StrCat("the database's disk has ", free_bytes >> 20,
                                                " MiB free; waiting for at least ", needed >> 20,
                                                " MiB before resuming"));
   }
-  if (rocksdb::Status s = db_->Resume(); !s.ok()) {
-    if (s.severity() >= rocksdb::Status::Severity::kFatalError) {
-      return absl::UnavailableError(absl::StrCat(
-          "the database stopped after an error it cannot resume from while running; restart "
-          "the node: ",
-          s.ToString()));
-    }
-    return absl::UnavailableError(absl::StrCat("the database cannot resume yet: ", s.ToString()));
+  rocksdb::Status s = db->Resume();  // OK at once if RocksDB is not stopped
+  if (s.ok()) return absl::OkStatus();
+  if (s.severity() >= rocksdb::Status::Severity::kFatalError) {
+    return absl::UnavailableError(absl::StrCat(
+        "the database stopped after an error it cannot resume from while running; restart the "
+        "node: ",
+        s.ToString()));
   }
+  return absl::UnavailableError(absl::StrCat("the database cannot resume yet: ", s.ToString()));
+}
+
+namespace {
+
+class ManualRecoveryListener : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "CorridorManualRecovery"; }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<rocksdb::EventListener> NewManualRecoveryListener() {
+  return std::make_shared<ManualRecoveryListener>();
+}
+
+absl::Status RocksDbLedger::Recover() {
+  if (absl::Status st = ResumeWhenRoom(db_); !st.ok()) return st;
   // Re-derive the head and the right edge from what is durable, with Open's
   // checks; the tile cache may hold tiles of a head that never became durable.
   {
@@ -497,7 +518,7 @@ void RocksDbLedger::FailQueued(const absl::Status& st) {
   std::deque<Request> rest;
   {
     absl::MutexLock lock(&mu_);
-    broken_ = st;
+    broken_ = failure_ = st;
     rest.swap(queue_);
   }
   if (options_.on_health_change) options_.on_health_change(st);
@@ -939,6 +960,7 @@ absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string
                                                                rocksdb::Env* env) {
   rocksdb::Options options;
   if (env != nullptr) options.env = env;
+  options.listeners.push_back(NewManualRecoveryListener());
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.db_write_buffer_size = 64 << 20;

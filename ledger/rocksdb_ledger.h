@@ -45,6 +45,7 @@
 #include "absl/time/time.h"
 #include "ledger/ledger.h"
 #include "rocksdb/db.h"
+#include "rocksdb/listener.h"
 
 namespace corridor::ledger {
 
@@ -167,6 +168,8 @@ class RocksDbLedger final : public Ledger {
   Head head_ ABSL_GUARDED_BY(mu_);
   // OK, or the Unavailable error appends are refused with.
   absl::Status broken_ ABSL_GUARDED_BY(mu_);
+  // The commit failure that started the current refusal.
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
   // False once recovery found state that does not verify: only reopening helps.
   bool recoverable_ ABSL_GUARDED_BY(mu_) = true;
   std::deque<Request> queue_ ABSL_GUARDED_BY(mu_);
@@ -181,6 +184,20 @@ class RocksDbLedger final : public Ledger {
 
   std::thread sequencer_;
 };
+
+// Resumes `db` (DB::Resume) if RocksDB stopped writing after an error, but
+// only once its disk has room for all memtables plus 4 MiB (the flush a
+// resume does; a resume that fails for want of room makes RocksDB's error
+// fatal). OK if the database can write (also when nothing was wrong);
+// Unavailable saying why not (waiting for room, busy, or "restart the
+// node" once RocksDB's error is fatal). Thread-safe.
+absl::Status ResumeWhenRoom(rocksdb::DB* db);
+// A listener that turns off RocksDB's own recovery from "no space" errors
+// (which retries on its own estimate of the room needed and turns the error
+// fatal if the flush still does not fit): ResumeWhenRoom, called by the
+// ledger's recovery, takes its place. Add it to the options of every
+// database a RocksDbLedger writes to.
+std::shared_ptr<rocksdb::EventListener> NewManualRecoveryListener();
 
 // A standalone RocksDB holding the ledger's families (tests, benchmarks,
 // tools). Closes the database when destroyed.
