@@ -21,6 +21,7 @@ class AuditServiceImpl;
 class CaseServiceImpl;
 class CaseStore;
 class Exchange;
+class HealthServiceImpl;
 class ReferralServiceImpl;
 class RosterInForce;
 class NodeServices;
@@ -79,6 +80,7 @@ class Node {
   std::shared_ptr<IdentityResolver> identity_;
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<NodeServices> services_;
+  std::unique_ptr<HealthServiceImpl> health_;
   std::unique_ptr<grpc::Server> server_;
   bool shut_down_ = false;
 };
