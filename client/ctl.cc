@@ -246,8 +246,7 @@ absl::Status RunHealth(Context& c) {
       c.out << ToJson(sresp);
     } else {
       c.out << "node " << sresp.org() << " (" << sresp.federation() << ") at " << conn->target
-            << ": "
-            << (not_serving.empty() ? "serving" : "NOT SERVING (" + not_serving + ")")
+            << ": " << (not_serving.empty() ? "serving" : "NOT SERVING (" + not_serving + ")")
             << ", roster version " << sresp.roster_version() << "\n";
       std::vector<std::vector<std::string>> rows = {{"PEER", "ENDPOINT", "STATE", "DETAIL"}};
       for (const auto& p : sresp.peers()) {
