@@ -1,5 +1,6 @@
 // RocksDbLedger beyond the conformance suite: reopening without replay, the
-// caller's WriteBatch in the same commit, group commit, fail-closed commits,
+// caller's WriteBatch in the same commit, group commit, fail-closed commits
+// that heal in place (also on a file system that runs out of space),
 // Tessera interoperability, and tamper tests that edit RocksDB directly.
 #include "ledger/rocksdb_ledger.h"
 
