@@ -119,9 +119,18 @@ absl::StatusOr<Connection> Connect(const Args& args) {
 absl::Status Explain(const grpc::Status& s, const Connection& c) {
   switch (s.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      return absl::UnavailableError(
-          absl::StrCat("cannot reach the node at ", c.target, " (", s.error_message(),
-                       "). Is corridord running there, and are --cert/--key/--ca from your org?"));
+      // The node itself saying "not now" (its disk is full, its ledger
+      // cannot record) is not the same as no node at all.
+      if (AnsweredByServer(s, *c.channel)) {
+        return absl::UnavailableError(absl::StrCat(
+            "the node at ", c.target, " refused the request for now: ", s.error_message(),
+            " (the node is running; the problem is on its side, not in your request: "
+            "`corridorctl health` shows why)"));
+      }
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach the node at ", c.target, " (", s.error_message(),
+          "). Is corridord running there, is the address right, and are --cert/--key/--ca from "
+          "your org?"));
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return absl::DeadlineExceededError(
           absl::StrCat("the node at ", c.target, " did not answer in time"));
@@ -190,6 +199,7 @@ absl::Status RunHealth(Context& c) {
     grpc::health::v1::HealthCheckResponse hresp;
     v1::StatusResponse sresp;
     absl::Status problem;
+    std::string not_serving;  // the node's reason, if it answered NOT_SERVING
     {
       auto ctx = conn->NewContext();
       // While waiting, let the call wait for the connection instead of failing fast.
@@ -198,13 +208,22 @@ absl::Status RunHealth(Context& c) {
       if (!s.ok()) {
         problem = Explain(s, *conn);
       } else if (hresp.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
-        problem = absl::UnavailableError("the node is up but not serving");
+        const auto& trailers = ctx->GetServerTrailingMetadata();
+        auto reason = trailers.find(kHealthReasonKey);
+        not_serving = reason == trailers.end()
+                          ? "no reason given"
+                          : std::string(reason->second.data(), reason->second.size());
+        problem = absl::UnavailableError(absl::StrCat(
+            "the node at ", conn->target, " is running but not serving: ", not_serving,
+            ". It refuses to record anything until this is fixed; once it is (e.g. disk space "
+            "freed) it recovers by itself."));
       }
     }
-    if (problem.ok()) {
+    // Not serving still answers: show the node's view with the reason.
+    if (problem.ok() || !not_serving.empty()) {
       auto ctx = conn->NewContext();
       grpc::Status s = node->Status(ctx.get(), v1::StatusRequest(), &sresp);
-      if (!s.ok()) problem = Explain(s, *conn);
+      if (!s.ok() && problem.ok()) problem = Explain(s, *conn);
     }
     std::vector<std::string> unhealthy;
     if (problem.ok()) {
@@ -227,7 +246,8 @@ absl::Status RunHealth(Context& c) {
       c.out << ToJson(sresp);
     } else {
       c.out << "node " << sresp.org() << " (" << sresp.federation() << ") at " << conn->target
-            << ": serving, roster version " << sresp.roster_version() << "\n";
+            << ": " << (not_serving.empty() ? "serving" : "NOT SERVING (" + not_serving + ")")
+            << ", roster version " << sresp.roster_version() << "\n";
       std::vector<std::vector<std::string>> rows = {{"PEER", "ENDPOINT", "STATE", "DETAIL"}};
       for (const auto& p : sresp.peers()) {
         rows.push_back({p.org(), p.endpoint(), PeerStateName(p.state()),

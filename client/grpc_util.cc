@@ -4,9 +4,38 @@
 
 namespace corridor {
 
+namespace {
+
+void AppendVarint(uint64_t v, std::string& out) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+// google.rpc.Status{code = 1, message = 2} in protobuf wire format.
+std::string RpcStatusBytes(int code, absl::string_view message) {
+  std::string out;
+  out.push_back(0x08);
+  AppendVarint(static_cast<uint64_t>(code), out);
+  out.push_back(0x12);
+  AppendVarint(message.size(), out);
+  out.append(message.data(), message.size());
+  return out;
+}
+
+}  // namespace
+
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
+                      RpcStatusBytes(static_cast<int>(status.code()), status.message()));
+}
+
+bool AnsweredByServer(const grpc::Status& status, grpc::Channel& channel) {
+  if (!status.error_details().empty()) return true;
+  return channel.GetState(/*try_to_connect=*/false) == GRPC_CHANNEL_READY;
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

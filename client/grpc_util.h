@@ -13,11 +13,25 @@
 
 namespace corridor {
 
+// Trailing metadata of a NOT_SERVING grpc.health.v1 answer from corridord:
+// why the node is not serving, in words.
+inline constexpr char kHealthReasonKey[] = "corridor-health-reason";
+
 // absl → gRPC, code and message unchanged. Callers at the edge decide what
-// detail a peer may see before calling this.
+// detail a peer may see before calling this. A non-OK status also carries
+// error details (a google.rpc.Status of the same code and message, as gRPC's
+// rich error model has it), which mark it as the node's own answer: see
+// AnsweredByServer.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 // gRPC → absl, code and message unchanged.
 absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Whether a failed call's status is the server's answer (its handler or its
+// gRPC stack refused on a working connection) rather than the client's own
+// verdict that it could not reach the server (no connection, handshake
+// failed, connection lost). True if the status carries error details (see
+// ToGrpcStatus) or `channel` is connected right after the call.
+bool AnsweredByServer(const grpc::Status& status, grpc::Channel& channel);
 
 // A certificate, its key and the CA bundle that the other side must chain to.
 struct TlsIdentity {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 
 namespace corridor::ledger {
@@ -12,6 +13,8 @@ namespace {
 
 constexpr int kTileHeight = 8;
 constexpr uint32_t kTileWidth = 1u << kTileHeight;
+// Free space wanted, beyond the memtables, before resuming the database.
+constexpr uint64_t kResumeSlackBytes = uint64_t{4} << 20;
 constexpr char kHeadKey[] = "head";
 constexpr char kCheckpointKey[] = "checkpoint";
 constexpr char kGroupPrefix = 'g';  // 'g' ‖ be64(first index) -> be64(unix micros)
@@ -190,8 +193,16 @@ absl::StatusOr<std::unique_ptr<RocksDbLedger>> RocksDbLedger::Open(
   if (auto st = ValidateOptions(options); !st.ok()) return st;
   if (options.max_group_entries == 0) options.max_group_entries = 8192;
   if (options.tile_cache_tiles == 0) options.tile_cache_tiles = 16;
+  if (options.recovery_backoff_min <= absl::ZeroDuration() ||
+      options.recovery_backoff_max < options.recovery_backoff_min) {
+    return absl::InvalidArgumentError(
+        "ledger: recovery backoff must satisfy 0 < recovery_backoff_min <= recovery_backoff_max");
+  }
   std::unique_ptr<RocksDbLedger> ledger(new RocksDbLedger(db, families, std::move(options)));
-  if (auto st = ledger->Load(); !st.ok()) return st;
+  {
+    absl::MutexLock lock(&ledger->commit_mu_);
+    if (auto st = ledger->Load(); !st.ok()) return st;
+  }
   ledger->sequencer_ = std::thread([l = ledger.get()] { l->Run(); });
   return ledger;
 }
@@ -213,6 +224,7 @@ absl::Status RocksDbLedger::Load() {
   std::string head;
   rocksdb::Status s = db_->Get(ro, state_cf_, kHeadKey, &head);
   Head h;
+  merkle::CompactRange edge;
   if (s.IsNotFound()) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, entries_cf_));
     it->SeekToFirst();
@@ -291,15 +303,16 @@ absl::Status RocksDbLedger::Load() {
       parts.push_back(*node);
       begin += width;
     }
-    edge_.Restore(h.size, parts);
+    edge.Restore(h.size, parts);
     // The last group's time stamp keeps time stamps monotonic across restarts.
     std::unique_ptr<rocksdb::Iterator> times(db_->NewIterator(ro, times_cf_));
     times->SeekForPrev(std::string(1, kGroupPrefix) + Be64(~uint64_t{0}));
     if (times->Valid() && times->key().size() == 9 && times->key()[0] == kGroupPrefix &&
         times->value().size() == 8) {
-      last_micros_ = static_cast<int64_t>(ReadBe64(times->value().data()));
+      last_micros_ = std::max(last_micros_, static_cast<int64_t>(ReadBe64(times->value().data())));
     }
   }
+  edge_ = std::move(edge);
   absl::MutexLock lock(&mu_);
   head_ = h;
   return absl::OkStatus();
@@ -344,33 +357,171 @@ void RocksDbLedger::AppendAsync(std::vector<AppendEntry> entries,
 }
 
 void RocksDbLedger::Run() {
+  const bool auto_recover = options_.recovery_backoff_min != absl::InfiniteDuration();
+  absl::Duration backoff = options_.recovery_backoff_min;
   while (true) {
     std::vector<Request> group;
+    bool recover = false;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]()
                        ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !queue_.empty() || stopping_; };
-      mu_.Await(absl::Condition(&ready));
+      if (broken_.ok()) backoff = options_.recovery_backoff_min;
+      if (!broken_.ok() && recoverable_ && auto_recover) {
+        recover = !mu_.AwaitWithTimeout(absl::Condition(&ready), backoff);
+      } else {
+        mu_.Await(absl::Condition(&ready));
+      }
       if (queue_.empty() && stopping_) return;
       size_t count = 0;
-      while (!queue_.empty() && (group.empty() || count + queue_.front().entries.size() <=
-                                                      options_.max_group_entries)) {
+      while (
+          !recover && !queue_.empty() &&
+          (group.empty() || count + queue_.front().entries.size() <= options_.max_group_entries)) {
         count += queue_.front().entries.size();
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
+    if (recover) {
+      if (!TryRecover().ok()) backoff = std::min(2 * backoff, options_.recovery_backoff_max);
+      continue;
+    }
+    absl::MutexLock lock(&commit_mu_);
     CommitGroup(group);
   }
+}
+
+absl::Status RocksDbLedger::TryRecover() {
+  absl::MutexLock commit_lock(&commit_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (broken_.ok() || !recoverable_) return broken_;
+  }
+  absl::Status st = Recover();
+  absl::Status now;
+  {
+    absl::MutexLock lock(&mu_);
+    if (st.ok()) {
+      broken_ = absl::OkStatus();
+    } else if (absl::IsDataLoss(st)) {
+      recoverable_ = false;
+      broken_ = absl::UnavailableError(absl::StrCat(
+          "the ledger refuses all writes until it is reopened: after a failed commit its "
+          "stored state does not verify: ",
+          st.message()));
+    } else {
+      broken_ = absl::UnavailableError(
+          absl::StrCat(failure_.message(), "; last recovery attempt: ", st.message()));
+    }
+    now = broken_;
+  }
+  if (options_.on_health_change && (now.ok() || absl::IsDataLoss(st))) {
+    options_.on_health_change(now);
+  }
+  return now;
+}
+
+absl::Status ResumeWhenRoom(rocksdb::DB* db) {
+  // DB::Resume flushes the memtables and moves to a new WAL, so a write
+  // RocksDB failed is not replayed later behind our back. That flush needs
+  // room; a resume that fails for want of it turns the error fatal (only a
+  // restart helps), so resume only once the disk has room for every
+  // memtable, plus slack.
+  uint64_t memtables = 0, free_bytes = 0;
+  if (!db->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtables)) {
+    memtables = 0;
+  }
+  const uint64_t needed = memtables + kResumeSlackBytes;
+  if (db->GetEnv()->GetFreeSpace(db->GetName(), &free_bytes).ok() && free_bytes < needed) {
+    return absl::UnavailableError(absl::StrCat("the database's disk has ", free_bytes >> 20,
+                                               " MiB free; waiting for at least ", needed >> 20,
+                                               " MiB before resuming"));
+  }
+  rocksdb::Status s = db->Resume();  // OK at once if RocksDB is not stopped
+  if (s.ok()) return absl::OkStatus();
+  if (s.severity() >= rocksdb::Status::Severity::kFatalError) {
+    return absl::UnavailableError(absl::StrCat(
+        "the database stopped after an error it cannot resume from while running; restart the "
+        "node: ",
+        s.ToString()));
+  }
+  return absl::UnavailableError(absl::StrCat("the database cannot resume yet: ", s.ToString()));
+}
+
+namespace {
+
+class ManualRecoveryListener : public rocksdb::EventListener {
+ public:
+  const char* Name() const override { return "CorridorManualRecovery"; }
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    *auto_recovery = false;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<rocksdb::EventListener> NewManualRecoveryListener() {
+  return std::make_shared<ManualRecoveryListener>();
+}
+
+absl::Status RocksDbLedger::Recover() {
+  if (absl::Status st = ResumeWhenRoom(db_); !st.ok()) return st;
+  // Re-derive the head and the right edge from what is durable, with Open's
+  // checks; the tile cache may hold tiles of a head that never became durable.
+  {
+    absl::MutexLock lock(&cache_mu_);
+    cache_.clear();
+    lru_.clear();
+  }
+  const Head acknowledged = head();
+  if (absl::Status st = Load(); !st.ok()) {
+    return absl::IsDataLoss(st) ? st : absl::UnavailableError(st.message());
+  }
+  // Nothing acknowledged may be missing: the durable tree must extend the
+  // last head readers saw (it is longer if the failed group reached the disk).
+  const Head h = head();
+  if (h.size < acknowledged.size) {
+    return absl::DataLossError(absl::StrCat("the durable tree head (size ", h.size,
+                                            ") is behind the last committed one (size ",
+                                            acknowledged.size, ")"));
+  }
+  if (acknowledged.size > 0) {
+    auto root = RootAt(acknowledged.size);
+    if (!root.ok() || *root != acknowledged.root) {
+      return absl::DataLossError(absl::StrCat("the durable tree does not extend the last ",
+                                              "committed head (size ", acknowledged.size, ")"));
+    }
+  }
+  // Prove the database takes a synced write, the way a commit writes: store
+  // the head just loaded again (the same bytes; for the empty ledger, delete
+  // the absent head key).
+  rocksdb::WriteBatch probe;
+  if (h.size == 0) {
+    probe.Delete(state_cf_, kHeadKey);
+  } else {
+    probe.Put(state_cf_, kHeadKey, Be64(h.size) + merkle::ToBytes(h.root));
+    probe.Put(state_cf_, kCheckpointKey, h.checkpoint);
+  }
+  absl::Status st;
+  if (options_.before_commit) st = options_.before_commit();
+  if (st.ok()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    st = FromRocks(db_->Write(wo, &probe), "writing to the database");
+  }
+  if (!st.ok()) return absl::UnavailableError(st.message());
+  return absl::OkStatus();
 }
 
 void RocksDbLedger::FailQueued(const absl::Status& st) {
   std::deque<Request> rest;
   {
     absl::MutexLock lock(&mu_);
-    broken_ = st;
+    broken_ = failure_ = st;
     rest.swap(queue_);
   }
+  if (options_.on_health_change) options_.on_health_change(st);
   for (Request& r : rest) r.done(st);
 }
 
@@ -496,9 +647,11 @@ void RocksDbLedger::CommitGroup(std::vector<Request>& group) {
     }
   }
   // Whether any of it reached the disk is unknown (or the tree could not be
-  // extended): stop, loudly, until reopened. Readers never saw this group.
-  const absl::Status refused = absl::UnavailableError(absl::StrCat(
-      "the ledger could not commit and refuses all writes until it is reopened: ", st.message()));
+  // extended): stop, loudly, until recovery has re-derived the state from
+  // the disk (TryRecover). Readers never saw this group.
+  const absl::Status refused = absl::UnavailableError(
+      absl::StrCat("the ledger could not commit and refuses writes until it recovers (retrying): ",
+                   st.message()));
   FailQueued(refused);
   for (Request& r : group) r.done(refused);
 }
@@ -803,8 +956,11 @@ StandaloneDb::~StandaloneDb() {
   db->Close();
 }
 
-absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string& path) {
+absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string& path,
+                                                               rocksdb::Env* env) {
   rocksdb::Options options;
+  if (env != nullptr) options.env = env;
+  options.listeners.push_back(NewManualRecoveryListener());
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.db_write_buffer_size = 64 << 20;

@@ -1,5 +1,6 @@
 // RocksDbLedger beyond the conformance suite: reopening without replay, the
-// caller's WriteBatch in the same commit, group commit, fail-closed commits,
+// caller's WriteBatch in the same commit, group commit, fail-closed commits
+// that heal in place (also on a file system that runs out of space),
 // Tessera interoperability, and tamper tests that edit RocksDB directly.
 #include "ledger/rocksdb_ledger.h"
 
@@ -16,6 +17,8 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "ledger/ledger_test_util.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
 #include "tests/testing/status_matchers.h"
 
 namespace corridor::ledger {
@@ -340,6 +343,7 @@ TEST_F(RocksDbLedgerTest, AFailedCommitAlsoFailsEverythingQueuedBehindIt) {
   gate.fail_after_first_ = true;
   RocksDbLedgerOptions o = Options();
   o.before_commit = [&] { return gate.Enter(); };
+  o.recovery_backoff_min = o.recovery_backoff_max = absl::InfiniteDuration();
   Reopen(o);
   Completions done;
   ledger_->AppendAsync({{"first", {}}}, nullptr, done.Callback());
@@ -365,6 +369,209 @@ TEST_F(RocksDbLedgerTest, ClosingCommitsWhatIsQueued) {
   done.AwaitCount(50);
   Reopen();
   EXPECT_EQ(ledger_->head().size, 50u);
+}
+
+// A commit failed by the hook: the ledger refuses while the fault lasts
+// (recovery attempts fail too), then recovers in place once it clears.
+TEST_F(RocksDbLedgerTest, AFailedCommitHealsInPlaceOnceTheFaultClears) {
+  std::atomic<bool> fail{false};
+  RocksDbLedgerOptions o = Options();
+  o.before_commit = [&] { return fail ? absl::InternalError("injected") : absl::OkStatus(); };
+  o.recovery_backoff_min = o.recovery_backoff_max = absl::InfiniteDuration();  // by hand
+  Reopen(o);
+  Fill(40);
+  const Head before = ledger_->head();
+  fail = true;
+  EXPECT_STATUS(ledger_->Append({{"lost", {"case/9"}}}), absl::StatusCode::kUnavailable,
+                "injected");
+  EXPECT_STATUS(ledger_->health(), absl::StatusCode::kUnavailable, "refuses writes");
+  EXPECT_STATUS(ledger_->Append({{"later", {}}}), absl::StatusCode::kUnavailable, "refuses");
+  EXPECT_STATUS(ledger_->TryRecover(), absl::StatusCode::kUnavailable, "injected");
+  EXPECT_STATUS(ledger_->health(), absl::StatusCode::kUnavailable, "retrying");
+  EXPECT_EQ(ledger_->head().checkpoint, before.checkpoint);
+  fail = false;
+  EXPECT_OK(ledger_->TryRecover());
+  EXPECT_OK(ledger_->health());
+  EXPECT_EQ(ledger_->head().size, before.size);  // the failed group never reached the disk
+  EXPECT_EQ(ledger_->head().checkpoint, before.checkpoint);
+  ASSERT_OK_AND_ASSIGN(uint64_t index, ledger_->Append({{"after", {"case/9"}}}));
+  EXPECT_EQ(index, before.size);
+  entries_.push_back("after");
+  Fill(100);
+  EXPECT_EQ(ledger_->head().root, ReferenceRoot(entries_, 0, entries_.size()));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> hits,
+                       ledger_->Lookup("case/9", Ledger::kFromNewest, 9));
+  EXPECT_EQ(hits, std::vector<uint64_t>{before.size});
+  EXPECT_OK(ledger_->VerifyAll());
+  Reopen();
+  EXPECT_EQ(ledger_->head().root, ReferenceRoot(entries_, 0, entries_.size()));
+  EXPECT_OK(ledger_->VerifyAll());
+}
+
+// Recovery re-derives the state from the disk and refuses for good if the
+// disk lost what was acknowledged, rather than writing over it.
+TEST_F(RocksDbLedgerTest, RecoveryRefusesForGoodIfTheDiskLostAcknowledgedEntries) {
+  std::atomic<bool> fail{false};
+  RocksDbLedgerOptions o = Options();
+  o.before_commit = [&] { return fail ? absl::InternalError("injected") : absl::OkStatus(); };
+  o.recovery_backoff_min = o.recovery_backoff_max = absl::InfiniteDuration();
+  Reopen(o);
+  Fill(10);
+  const std::string head10 = Get(kStateFamily, "head");
+  const std::string checkpoint10 = Get(kStateFamily, "checkpoint");
+  Fill(20);
+  fail = true;
+  EXPECT_STATUS(ledger_->Append({{"lost", {}}}), absl::StatusCode::kUnavailable, "injected");
+  // A rollback to an older, self-consistent state.
+  Put(kStateFamily, "head", head10);
+  Put(kStateFamily, "checkpoint", checkpoint10);
+  for (uint64_t i = 10; i < 20; ++i) Delete(kEntriesFamily, Be64(i));
+  fail = false;
+  EXPECT_STATUS(ledger_->TryRecover(), absl::StatusCode::kUnavailable, "until it is reopened");
+  EXPECT_STATUS(ledger_->TryRecover(), absl::StatusCode::kUnavailable, "behind the last committed");
+  EXPECT_STATUS(ledger_->Append({{"later", {}}}), absl::StatusCode::kUnavailable, "reopened");
+}
+
+// A file system that says "no space left on device" to every write while
+// `full` is set, as a full disk does.
+class FullDiskFileSystem : public rocksdb::FileSystemWrapper {
+ public:
+  FullDiskFileSystem() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "FullDiskFileSystem"; }
+  std::atomic<bool> full{false};
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    if (full) return NoSpace();
+    rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* dbg) override {
+    if (full) return NoSpace();
+    rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this);
+    return s;
+  }
+  rocksdb::IOStatus GetFreeSpace(const std::string& path, const rocksdb::IOOptions& o,
+                                 uint64_t* free, rocksdb::IODebugContext* dbg) override {
+    if (full) {
+      *free = 0;
+      return rocksdb::IOStatus::OK();
+    }
+    return target()->GetFreeSpace(path, o, free, dbg);
+  }
+  static rocksdb::IOStatus NoSpace() { return rocksdb::IOStatus::NoSpace("injected: disk full"); }
+
+ private:
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, FullDiskFileSystem* fs)
+        : FSWritableFileOwnerWrapper(std::move(f)), fs_(fs) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+      return fs_->full ? NoSpace() : FSWritableFileOwnerWrapper::Append(d, o, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
+                             const rocksdb::DataVerificationInfo& v,
+                             rocksdb::IODebugContext* dbg) override {
+      return fs_->full ? NoSpace() : FSWritableFileOwnerWrapper::Append(d, o, v, dbg);
+    }
+    rocksdb::IOStatus Flush(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      return fs_->full ? NoSpace() : FSWritableFileOwnerWrapper::Flush(o, dbg);
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      return fs_->full ? NoSpace() : FSWritableFileOwnerWrapper::Sync(o, dbg);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      return fs_->full ? NoSpace() : FSWritableFileOwnerWrapper::Fsync(o, dbg);
+    }
+
+   private:
+    FullDiskFileSystem* fs_;
+  };
+};
+
+// Health changes reported by the ledger, to wait on without sleeping.
+struct HealthChanges {
+  absl::Mutex mu;
+  std::vector<absl::Status> seen ABSL_GUARDED_BY(mu);
+  std::function<void(const absl::Status&)> Callback() {
+    return [this](const absl::Status& st) {
+      absl::MutexLock lock(&mu);
+      seen.push_back(st);
+    };
+  }
+  // Waits for the n-th change and returns it.
+  absl::Status Await(size_t n) {
+    absl::MutexLock lock(&mu);
+    auto ready = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return seen.size() >= n; };
+    mu.Await(absl::Condition(&ready));
+    return seen[n - 1];
+  }
+};
+
+// The disk fills up under the database itself: appends fail with
+// Unavailable and health() says so while it lasts; once space is back the
+// sequencer recovers on its own (RocksDB resumed, state re-derived), appends
+// are accepted, the tree verifies and nothing acknowledged is lost, also
+// after a reopen.
+TEST(DiskFullTest, TheLedgerRecoversByItselfOnceSpaceIsFreed) {
+  TempDir dir;
+  const Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  auto fs = std::make_shared<FullDiskFileSystem>();
+  std::unique_ptr<rocksdb::Env> env = rocksdb::NewCompositeEnv(fs);
+  HealthChanges changes;
+  auto options = [&] {
+    RocksDbLedgerOptions o;
+    o.origin = "corridor.test/union-sg";
+    o.signing_key = &key;
+    o.recovery_backoff_min = absl::Milliseconds(5);
+    o.recovery_backoff_max = absl::Milliseconds(50);
+    o.on_health_change = changes.Callback();
+    return o;
+  };
+  std::vector<std::string> acknowledged;
+  {
+    ASSERT_OK_AND_ASSIGN(auto db, OpenStandaloneDb(dir.path() + "/db", env.get()));
+    ASSERT_OK_AND_ASSIGN(auto ledger, RocksDbLedger::Open(db->db.get(), db->families, options()));
+    for (int i = 0; i < 50; ++i) {
+      const std::string e = absl::StrCat("before ", i);
+      ASSERT_OK(ledger->Append({{e, {"k"}}}));
+      acknowledged.push_back(e);
+    }
+    fs->full = true;
+    EXPECT_STATUS(ledger->Append({{"while full", {"k"}}}), absl::StatusCode::kUnavailable, "space");
+    const absl::Status broken = changes.Await(1);
+    EXPECT_EQ(broken.code(), absl::StatusCode::kUnavailable) << broken;
+    EXPECT_STATUS(ledger->health(), absl::StatusCode::kUnavailable, "refuses writes");
+    EXPECT_STATUS(ledger->Append({{"still full", {"k"}}}), absl::StatusCode::kUnavailable,
+                  "refuses");
+    // Recovery waits while the disk is full.
+    EXPECT_STATUS(ledger->TryRecover(), absl::StatusCode::kUnavailable, "waiting for");
+    fs->full = false;
+    EXPECT_OK(changes.Await(2));  // recovered by the sequencer, no call from here
+    EXPECT_OK(ledger->health());
+    for (int i = 0; i < 50; ++i) {
+      const std::string e = absl::StrCat("after ", i);
+      ASSERT_OK(ledger->Append({{e, {"k"}}}));
+      acknowledged.push_back(e);
+    }
+    const Head h = ledger->head();
+    ASSERT_EQ(h.size, acknowledged.size());
+    EXPECT_EQ(h.root, ReferenceRoot(acknowledged, 0, acknowledged.size()));
+    EXPECT_OK(ledger->VerifyAll());
+  }
+  // The database and the ledger reopen after the episode with everything.
+  ASSERT_OK_AND_ASSIGN(auto db, OpenStandaloneDb(dir.path() + "/db", env.get()));
+  ASSERT_OK_AND_ASSIGN(auto ledger, RocksDbLedger::Open(db->db.get(), db->families, options()));
+  EXPECT_EQ(ledger->head().root, ReferenceRoot(acknowledged, 0, acknowledged.size()));
+  ASSERT_OK_AND_ASSIGN(auto all, ledger->Entries(0, acknowledged.size()));
+  EXPECT_EQ(all, acknowledged);
+  EXPECT_OK(ledger->VerifyAll());
 }
 
 TEST_F(RocksDbLedgerTest, TheCheckpointKeyRotatesWithoutAFlagDay) {

@@ -21,6 +21,7 @@
 #include "server/config.h"
 #include "server/exchange.h"
 #include "server/executor.h"
+#include "server/health.h"
 #include "server/identity.h"
 #include "server/log.h"
 #include "server/peers.h"
@@ -392,7 +393,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   families.push_back(kEvidenceFamily);
   for (const char* f : {kOutboxFamily, kReceivedFamily, kReferralIndexFamily})
     families.push_back(f);
-  auto store = NodeStore::Open(config.data_dir(), families);
+  NodeStoreOptions store_options;
+  if (config.limits().disk_reserve_mib() > 0) {
+    store_options.reserve_bytes = uint64_t{config.limits().disk_reserve_mib()} << 20;
+  }
+  auto store = NodeStore::Open(config.data_dir(), families, store_options);
   if (!store.ok()) return store.status();
   node->store_ = *std::move(store);
 
@@ -416,6 +421,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   ledger_options.origin = LedgerOrigin(config);
   ledger_options.signing_key = node->signing_key_.get();
   ledger_options.before_commit = std::move(hooks.ledger_before_commit);
+  ledger_options.on_health_change = [](const absl::Status& st) {
+    if (st.ok()) {
+      log::Info("ledger.recovered");
+    } else {
+      log::Error("ledger.refusing_writes", {{"reason", st.message()}});
+    }
+  };
   // After a key rotation the stored checkpoint is signed by an earlier key of
   // this org (the one in use before the switch): accept any key the roster
   // lists for this org — even one revoked since, as the checkpoint is this
@@ -512,7 +524,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
       node->identity_, node->access_log_.get(), config.federation()));
 
-  grpc::EnableDefaultHealthCheckService(true);
+  // grpc.health.v1 answers from the ledger's and the database's state on
+  // every call: NOT_SERVING, with the reason, while writes are refused.
+  ledger::RocksDbLedger* ledger_ptr = node->ledger_.get();
+  NodeStore* store_ptr = node->store_.get();
+  node->health_ = std::make_unique<HealthServiceImpl>([ledger_ptr, store_ptr]() -> absl::Status {
+    if (absl::Status st = ledger_ptr->health(); !st.ok()) return st;
+    return store_ptr->health();
+  });
+  grpc::EnableDefaultHealthCheckService(false);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   // One node per port: without this gRPC sets SO_REUSEPORT and a second node
@@ -526,6 +546,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   builder.RegisterService(node->case_service_.get());
   builder.RegisterService(node->audit_service_.get());
   builder.RegisterService(node->referral_service_.get());
+  builder.RegisterService(node->health_.get());
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || node->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),

@@ -22,6 +22,7 @@ class CaseServiceImpl;
 class CaseStore;
 class Exchange;
 class Executor;
+class HealthServiceImpl;
 class ReferralServiceImpl;
 class RosterInForce;
 class NodeServices;
@@ -83,6 +84,7 @@ class Node {
   std::shared_ptr<IdentityResolver> identity_;
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<NodeServices> services_;
+  std::unique_ptr<HealthServiceImpl> health_;
   std::unique_ptr<grpc::Server> server_;
   bool shut_down_ = false;
 };

@@ -487,10 +487,9 @@ TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
   s = v1::CaseService::NewStub(As("union-sg", "cw"))
           ->CreateCase(Ctx().get(), NewCase("Lost Worker"), &created);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
-  // The ledger stays refusing even when the disk is back, until restart.
+  // The disk is back (the node would recover by itself: tests/health_test.cc);
+  // after a restart nothing of the refused create is there.
   fail_commits_ = false;
-  s = v1::CaseService::NewStub(As("union-sg", "cw"))->GetCase(Ctx().get(), req, &resp);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
   StopNode();
   StartNode();
   v1::ListCasesResponse list;
