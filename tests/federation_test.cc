@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <random>
 #include <set>
 #include <thread>
@@ -166,14 +167,18 @@ TEST_F(FederationTest, SenderKilledAtRandomPointsDeliversEveryAcknowledgedReferr
   std::mt19937 rng(20261122);
   std::set<std::string> acknowledged;
   for (int round = 0; round < 6; ++round) {
-    // Kill the sender at a random moment under a stream of sends.
-    std::thread killer([&, delay = 50 + rng() % 400] {
+    // Kill the sender at a random moment under a stream of sends, once the
+    // round's first send was acknowledged (so a slow machine still sends).
+    std::atomic<bool> first_acknowledged{false};
+    std::thread killer([&, delay = rng() % 400] {
+      while (!first_acknowledged) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       std::this_thread::sleep_for(std::chrono::milliseconds(delay));
       kill(nodes_["union-sg"]->pid(), SIGKILL);
     });
     for (int i = 0; i < 8; ++i) {
       CommandResult r = Refer(id);
       if (r.exit_code == 0) acknowledged.insert(JsonValues(r.out, "referral_id").at(0));
+      if (i == 0) first_acknowledged = true;
     }
     killer.join();
     nodes_["union-sg"]->Stop(SIGKILL);
