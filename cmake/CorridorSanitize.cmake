@@ -30,11 +30,8 @@ if(CORRIDOR_SANITIZE STREQUAL "thread")
   endif()
   set(sanitize_flags -fsanitize=thread)
   add_link_options(-Wl,--disable-new-dtags "-Wl,-rpath,${CORRIDOR_TSAN_ABSEIL_DIR}/lib")
-  # die_after_fork=0: the ledger's crash test forks a child that opens a ledger (starting
-  # threads) and is then SIGKILLed; by default TSan kills such a child at its first thread.
-  # The child is still checked; tests/testing/process.cc's children exec at once.
   set(CORRIDOR_SANITIZER_ENV
-      "TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:die_after_fork=0:suppressions=${CORRIDOR_SANITIZER_DIR}/tsan.supp")
+      "TSAN_OPTIONS=halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=${CORRIDOR_SANITIZER_DIR}/tsan.supp")
 else()
   set(sanitize_flags -fsanitize=address,undefined -fno-sanitize-recover=undefined)
   set(CORRIDOR_SANITIZER_ENV

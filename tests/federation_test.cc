@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "ledger/rocksdb_ledger.h"
 #include "server/config.h"
@@ -166,14 +167,18 @@ TEST_F(FederationTest, SenderKilledAtRandomPointsDeliversEveryAcknowledgedReferr
   std::mt19937 rng(20261122);
   std::set<std::string> acknowledged;
   for (int round = 0; round < 6; ++round) {
-    // Kill the sender at a random moment under a stream of sends.
+    // Kill the sender at a random moment under a stream of sends, counted from the end of
+    // the round's first send, so that slow builds (sanitizers) also get sends acknowledged.
+    absl::Notification first_send_done;
     std::thread killer([&, delay = 50 + rng() % 400] {
+      first_send_done.WaitForNotification();
       std::this_thread::sleep_for(std::chrono::milliseconds(delay));
       kill(nodes_["union-sg"]->pid(), SIGKILL);
     });
     for (int i = 0; i < 8; ++i) {
       CommandResult r = Refer(id);
       if (r.exit_code == 0) acknowledged.insert(JsonValues(r.out, "referral_id").at(0));
+      if (i == 0) first_send_done.Notify();
     }
     killer.join();
     nodes_["union-sg"]->Stop(SIGKILL);
