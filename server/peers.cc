@@ -48,6 +48,7 @@ void PeerProber::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    for (grpc::ClientContext* probe : probes_) probe->TryCancel();
   }
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
@@ -117,7 +118,16 @@ v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
   const uint64_t ours = current_version_ ? current_version_() : roster_->version();
   req.set_roster_version(ours);
   v1::HelloResponse resp;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) ctx.TryCancel();
+    probes_.insert(&ctx);
+  }
   grpc::Status s = peer.stub->Hello(&ctx, req, &resp);
+  {
+    absl::MutexLock lock(&mu_);
+    probes_.erase(&ctx);
+  }
   if (!s.ok()) {
     const bool refused = s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
                          s.error_code() == grpc::StatusCode::UNAUTHENTICATED;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,6 +72,8 @@ class PeerProber {
   mutable absl::Mutex mu_;
   std::map<std::string, v1::PeerStatus> status_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Probes in progress, cancelled by Stop.
+  std::set<grpc::ClientContext*> probes_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
   std::function<uint64_t()> current_version_;
   std::function<void(const std::string&)> on_reachable_;
