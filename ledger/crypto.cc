@@ -146,6 +146,10 @@ Ed25519PrivateKey Ed25519PrivateKey::Generate() {
   return *std::move(key);
 }
 
+struct Ed25519PrivateKey::Parsed {
+  EvpPkeyPtr key;
+};
+
 absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromSeed(absl::string_view seed) {
   if (seed.size() != 32) return absl::InvalidArgumentError("an Ed25519 seed is 32 bytes");
   EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(
@@ -154,7 +158,10 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromSeed(absl::string_view 
   std::string raw(kEd25519PublicKeySize, '\0');
   size_t len = raw.size();
   EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(raw.data()), &len);
-  return Ed25519PrivateKey(std::string(seed), Ed25519PublicKey::FromRaw(raw).value());
+  auto parsed = std::make_shared<Parsed>();
+  parsed->key = std::move(key);
+  return Ed25519PrivateKey(std::string(seed), Ed25519PublicKey::FromRaw(raw).value(),
+                           std::move(parsed));
 }
 
 absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(absl::string_view pem) {
@@ -179,13 +186,12 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPemFile(const std::stri
 }
 
 std::string Ed25519PrivateKey::Sign(absl::string_view message) const {
-  EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
-                                              reinterpret_cast<const unsigned char*>(seed_.data()),
-                                              seed_.size()));
+  // OpenSSL 3 allows one EVP_PKEY to sign from many threads at once.
+  EVP_PKEY* key = parsed_->key.get();
   MdCtxPtr ctx(EVP_MD_CTX_new());
   std::string sig(kEd25519SignatureSize, '\0');
   size_t len = sig.size();
-  if (EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1 ||
+  if (EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key) != 1 ||
       EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
                      reinterpret_cast<const unsigned char*>(message.data()), message.size()) != 1) {
     abort();  // Signing with a valid key cannot fail short of memory exhaustion.

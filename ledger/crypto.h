@@ -77,7 +77,8 @@ class Ed25519PublicKey {
   std::string raw_;
 };
 
-// An Ed25519 private key. Signing is thread-safe.
+// An Ed25519 private key. Signing is thread-safe. The key is parsed once,
+// when it is made, and shared by copies: signing never re-derives it.
 class Ed25519PrivateKey {
  public:
   static Ed25519PrivateKey Generate();
@@ -93,10 +94,12 @@ class Ed25519PrivateKey {
   const std::string& seed() const { return seed_; }
 
  private:
-  Ed25519PrivateKey(std::string seed, Ed25519PublicKey pub)
-      : seed_(std::move(seed)), public_key_(std::move(pub)) {}
+  struct Parsed;  // the OpenSSL key object
+  Ed25519PrivateKey(std::string seed, Ed25519PublicKey pub, std::shared_ptr<const Parsed> parsed)
+      : seed_(std::move(seed)), public_key_(std::move(pub)), parsed_(std::move(parsed)) {}
   std::string seed_;
   Ed25519PublicKey public_key_;
+  std::shared_ptr<const Parsed> parsed_;
 };
 
 // Reads a whole file. NotFound if it does not exist, PermissionDenied / Internal

@@ -45,7 +45,14 @@ std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEven
 void AccessLog::Record(std::vector<v1::AccessEvent> events,
                        std::unique_ptr<rocksdb::WriteBatch> change,
                        std::function<void(absl::StatusOr<uint64_t>)> done) {
-  ledger_->AppendAsync(ToEntries(events), std::move(change), std::move(done));
+  // The sequencer only hands the result over; `done` runs on the executor.
+  ledger_->AppendAsync(
+      ToEntries(events), std::move(change),
+      [executor = completions_, done = std::move(done)](absl::StatusOr<uint64_t> index) mutable {
+        executor->Post([done = std::move(done), index = std::move(index)]() mutable {
+          done(std::move(index));
+        });
+      });
 }
 
 absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,

@@ -2,7 +2,10 @@
 // again. Every event is filed under index keys so audit queries are prefix
 // scans: "case/<id>", "actor/<org>/<subject>", "org/<org>", "action/<action>",
 // "outcome/<allowed|denied|error>".
-// Thread-safe (the ledger is).
+// Completions of Record() run on the executor given at construction (never
+// on the ledger's sequencer thread), so they may do real work: answer the
+// call, build a proof or an export, sign, compact.
+// Thread-safe (the ledger and the executor are).
 #ifndef CORRIDOR_SERVER_ACCESS_LOG_H_
 #define CORRIDOR_SERVER_ACCESS_LOG_H_
 
@@ -15,6 +18,7 @@
 #include "corridor/v1/case.pb.h"
 #include "ledger/ledger.h"
 #include "rocksdb/write_batch.h"
+#include "server/executor.h"
 #include "server/identity.h"
 
 namespace corridor {
@@ -24,12 +28,15 @@ void SetActor(const Principal& who, v1::AccessEvent* event);
 
 class AccessLog {
  public:
-  AccessLog(ledger::Ledger* ledger, std::function<absl::Time()> clock)
-      : ledger_(ledger), clock_(std::move(clock)) {}
+  // `completions` runs every Record() completion; it must outlive the ledger's
+  // last completion (destroy it after the ledger).
+  AccessLog(ledger::Ledger* ledger, std::function<absl::Time()> clock, Executor* completions)
+      : ledger_(ledger), clock_(std::move(clock)), completions_(completions) {}
 
   // Stamps the time, serializes and appends `events` together with `change`
   // (may be null) in one synced batch; `done` gets the first event's index
-  // once durable, or the error (the change did not happen then either).
+  // once durable, or the error (the change did not happen then either). `done`
+  // runs on the completions executor.
   void Record(std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
               std::function<void(absl::StatusOr<uint64_t>)> done);
   absl::StatusOr<uint64_t> RecordSync(std::vector<v1::AccessEvent> events,
@@ -61,6 +68,7 @@ class AccessLog {
 
   ledger::Ledger* ledger_;
   std::function<absl::Time()> clock_;
+  Executor* completions_;
 };
 
 }  // namespace corridor

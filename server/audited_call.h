@@ -19,14 +19,18 @@ namespace corridor {
 
 // Records `events` (and `change`) durably, then finishes the call with what
 // `on_durable` returns. If the ledger cannot write, nothing is returned.
+// `on_durable` runs on the access log's completion threads, or on `slow` if
+// given: pass an executor for slow work (proofs, exports, key destruction)
+// so it never holds up the completions of ordinary calls.
 template <typename Reactor>
 inline void RecordThenFinish(AccessLog* log, Reactor* reactor, std::vector<v1::AccessEvent> events,
                              std::unique_ptr<rocksdb::WriteBatch> change,
-                             std::function<grpc::Status(uint64_t)> on_durable) {
+                             std::function<grpc::Status(uint64_t)> on_durable,
+                             Executor* slow = nullptr) {
   const std::string action = events.empty() ? "" : events.front().action();
   log->Record(
       std::move(events), std::move(change),
-      [reactor, on_durable = std::move(on_durable), action](absl::StatusOr<uint64_t> index) {
+      [reactor, on_durable = std::move(on_durable), action, slow](absl::StatusOr<uint64_t> index) {
         if (!index.ok()) {
           log::Error("access.unrecorded",
                      {{"action", action}, {"error", index.status().message()}});
@@ -34,6 +38,10 @@ inline void RecordThenFinish(AccessLog* log, Reactor* reactor, std::vector<v1::A
               grpc::Status(grpc::StatusCode::UNAVAILABLE,
                            "the node could not record this access in its ledger, "
                            "so it returned nothing; try again later or ask the node's operator"));
+          return;
+        }
+        if (slow != nullptr) {
+          slow->Post([reactor, on_durable, index = *index] { reactor->Finish(on_durable(index)); });
           return;
         }
         reactor->Finish(on_durable(*index));
@@ -55,11 +63,11 @@ inline void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent even
 // The start of every audited call: who is calling, the event skeleton, and
 // the access check. Returns nullopt if the call was refused (and recorded).
 template <typename Reactor>
-std::optional<Principal> Begin(grpc::CallbackServerContext* ctx, Reactor* reactor, AccessLog* log,
-                               const std::string& method, const std::string& action,
-                               const std::string& kind, const std::string& id,
-                               const std::string& purpose, const std::string& request_id,
-                               v1::AccessEvent* event) {
+std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
+                               Reactor* reactor, AccessLog* log, const std::string& method,
+                               const std::string& action, const std::string& kind,
+                               const std::string& id, const std::string& purpose,
+                               const std::string& request_id, v1::AccessEvent* event) {
   event->set_action(action);
   event->set_resource_kind(kind);
   event->set_resource_id(id);
@@ -67,7 +75,7 @@ std::optional<Principal> Begin(grpc::CallbackServerContext* ctx, Reactor* reacto
   event->set_purpose(purpose);
   event->set_request_id(request_id);
   auto auth = ctx->auth_context();
-  auto caller = auth ? CallerOf(*auth) : absl::UnauthenticatedError("no identity");
+  auto caller = auth ? CallerOf(identity, *auth) : absl::UnauthenticatedError("no identity");
   if (!caller.ok()) {
     event->set_actor_subject("unknown");
     RecordRefusal(log, reactor, *event, caller.status());

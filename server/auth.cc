@@ -11,12 +11,6 @@
 namespace corridor {
 namespace {
 
-constexpr char kOrgProperty[] = "corridor.org";
-constexpr char kSubjectProperty[] = "corridor.subject";
-constexpr char kKindProperty[] = "corridor.kind";
-constexpr char kRolesProperty[] = "corridor.roles";
-constexpr char kSerialProperty[] = "corridor.serial";
-
 // Who may call what. `nodes`: peer nodes of the federation; `any_user`: every
 // configured user of this org whatever their roles; `roles`: users holding
 // any of these roles.
@@ -83,41 +77,25 @@ const std::vector<MethodRule>& MethodRules() {
 
 grpc::Status CorridorAuthProcessor::Process(const InputMetadata&, grpc::AuthContext* context,
                                             OutputMetadata*, OutputMetadata*) {
-  auto principal = resolver_->Resolve(PeerCertificatePem(*context), absl::Now());
-  if (!principal.ok()) {
-    log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},
-                               {"reason", principal.status().message()}});
-    if (on_refused_) on_refused_(PeerCertificatePem(*context), principal.status());
-    return ToGrpcStatus(principal.status());
-  }
-  context->AddProperty(kOrgProperty, principal->org);
-  context->AddProperty(kSubjectProperty, principal->subject);
-  context->AddProperty(kKindProperty, principal->kind == PrincipalKind::kNode ? "node" : "user");
-  std::vector<std::string> roles;
-  for (v1::Role r : principal->roles) roles.push_back(absl::StrCat(static_cast<int>(r)));
-  context->AddProperty(kRolesProperty, absl::StrJoin(roles, ","));
-  context->AddProperty(kSerialProperty, principal->serial_hex);
-  return grpc::Status::OK;
+  // Read-only use of the connection's AuthContext: see auth.h.
+  const std::string pem = PeerCertificatePem(*context);
+  auto principal = resolver_->ResolveCached(pem, absl::Now());
+  if (principal.ok()) return grpc::Status::OK;
+  log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},
+                             {"reason", principal.status().message()}});
+  if (on_refused_) on_refused_(pem, principal.status());
+  return ToGrpcStatus(principal.status());
 }
 
-absl::StatusOr<Principal> CallerOf(const grpc::AuthContext& context) {
-  auto get = [&](const char* name) -> std::string {
-    auto values = context.FindPropertyValues(name);
-    return values.empty() ? "" : std::string(values.front().data(), values.front().size());
-  };
-  Principal p;
-  p.org = get(kOrgProperty);
-  p.subject = get(kSubjectProperty);
-  if (p.org.empty() || p.subject.empty()) {
+absl::StatusOr<Principal> CallerOf(const IdentityResolver& identity,
+                                   const grpc::AuthContext& context) {
+  const std::string pem = PeerCertificatePem(context);
+  if (pem.empty()) {
     return absl::UnauthenticatedError("the call carries no authenticated Corridor identity");
   }
-  p.kind = get(kKindProperty) == "node" ? PrincipalKind::kNode : PrincipalKind::kUser;
-  p.serial_hex = get(kSerialProperty);
-  for (absl::string_view r : absl::StrSplit(get(kRolesProperty), ',', absl::SkipEmpty())) {
-    int n = 0;
-    if (absl::SimpleAtoi(r, &n)) p.roles.push_back(static_cast<v1::Role>(n));
-  }
-  return p;
+  auto principal = identity.ResolveCached(pem, absl::Now());
+  if (!principal.ok()) return principal.status();
+  return **principal;
 }
 
 absl::Status CheckAccess(const Principal& principal, absl::string_view method) {
@@ -142,11 +120,12 @@ absl::Status CheckAccess(const Principal& principal, absl::string_view method) {
   return absl::PermissionDeniedError(absl::StrCat(method, " is not open to anyone"));
 }
 
-absl::StatusOr<Principal> Authorize(const grpc::CallbackServerContext& context,
+absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
+                                    const grpc::CallbackServerContext& context,
                                     absl::string_view method) {
   auto auth = context.auth_context();
   if (auth == nullptr) return absl::UnauthenticatedError("call has no TLS identity");
-  auto principal = CallerOf(*auth);
+  auto principal = CallerOf(identity, *auth);
   if (!principal.ok()) return principal.status();
   if (auto st = CheckAccess(*principal, method); !st.ok()) {
     log::Warn("auth.denied",

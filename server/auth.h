@@ -1,11 +1,15 @@
 // Authentication and authorisation at the gRPC edge.
 //
-// CorridorAuthProcessor runs for every call before any handler: it resolves
-// the peer certificate with IdentityResolver, refuses unknown, revoked or
-// mismatched identities, and stamps the Principal onto the call's AuthContext.
-// Handlers then call Authorize(), which checks the method against the one
-// access table (kMethodRules in auth.cc; docs/architecture.md). Deny by default:
-// a method missing from the table is refused to everyone.
+// CorridorAuthProcessor runs for every call before any handler, health and
+// reflection included: it resolves the peer certificate through the
+// IdentityResolver's cache (a full check once per certificate and roster
+// version) and refuses unknown, revoked or mismatched identities. It never
+// writes to the AuthContext: that object belongs to the whole connection and
+// every call on it reads it concurrently (grpc/grpc#28809).
+// Handlers then call Authorize() / CallerOf(), which get the same immutable
+// Principal from the same cache and check the method against the one access
+// table (MethodRules in auth.cc; docs/access-control.md). Deny by default: a
+// method missing from the table is refused to everyone.
 // Thread-safe.
 #ifndef CORRIDOR_SERVER_AUTH_H_
 #define CORRIDOR_SERVER_AUTH_H_
@@ -22,16 +26,18 @@ namespace corridor {
 
 class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
  public:
-  // Called (and waited for) for every refused identity, with the peer's
-  // certificate PEM and the reason: the node records the refusal in its ledger.
+  // Called for every refused identity, with the peer's certificate PEM and the
+  // reason: the node records the refusal in its ledger. It runs on a gRPC
+  // transport thread and must not block (queue the ledger write, do not wait).
   using RefusalRecorder = std::function<void(const std::string& cert_pem, const absl::Status& why)>;
 
   explicit CorridorAuthProcessor(std::shared_ptr<IdentityResolver> resolver,
                                  RefusalRecorder on_refused = nullptr)
       : resolver_(std::move(resolver)), on_refused_(std::move(on_refused)) {}
 
-  // Refusals wait for a durable ledger write: run on gRPC's blocking pool.
-  bool IsBlocking() const override { return true; }
+  // A cache lookup, or one certificate check per connection: cheap enough to
+  // run inline on gRPC's transport thread, without a hop to its blocking pool.
+  bool IsBlocking() const override { return false; }
 
   grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
                        OutputMetadata* consumed_auth_metadata,
@@ -42,16 +48,19 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
   RefusalRecorder on_refused_;
 };
 
-// The Principal stamped on the call by CorridorAuthProcessor.
-// UNAUTHENTICATED if there is none (which the processor prevents).
-absl::StatusOr<Principal> CallerOf(const grpc::AuthContext& context);
+// The Principal of the call's peer certificate, from `identity`'s cache.
+// UNAUTHENTICATED if the call carries no certificate, PERMISSION_DENIED if
+// the identity is (now) refused — e.g. revoked since the connection opened.
+absl::StatusOr<Principal> CallerOf(const IdentityResolver& identity,
+                                   const grpc::AuthContext& context);
 
 // Whether `principal` may call `method` ("/corridor.v1.NodeService/Whoami").
 // PERMISSION_DENIED with a reason a person can act on.
 absl::Status CheckAccess(const Principal& principal, absl::string_view method);
 
 // CallerOf + CheckAccess for a server call; logs refusals.
-absl::StatusOr<Principal> Authorize(const grpc::CallbackServerContext& context,
+absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
+                                    const grpc::CallbackServerContext& context,
                                     absl::string_view method);
 
 }  // namespace corridor

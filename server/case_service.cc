@@ -46,8 +46,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContex
   v1::Case c = req->case_();
   c.set_id(CaseStore::NewCaseId());
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "CreateCase", "case.create",
-                      "case", c.id(), "case-intake", req->request_id(), &ev);
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "CreateCase",
+                      "case.create", "case", c.id(), "case-intake", req->request_id(), &ev);
   if (!caller) return reactor;
   if (auto st = ValidateNewCase(c); !st.ok()) {
     RecordRefusal(log_, reactor, ev, st);
@@ -77,8 +77,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
                                                    const v1::GetCaseRequest* req, v1::Case* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "GetCase", "case.get", "case",
-                      req->id(), req->purpose(), req->request_id(), &ev);
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "GetCase",
+                      "case.get", "case", req->id(), req->purpose(), req->request_id(), &ev);
   if (!caller) return reactor;
   if (req->purpose().empty()) {
     RecordRefusal(
@@ -107,8 +107,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
                                                      v1::ListCasesResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "ListCases", "case.list",
-                      "case", "", "", req->request_id(), &ev);
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "ListCases",
+                      "case.list", "case", "", "", req->request_id(), &ev);
   if (!caller) return reactor;
   const size_t page = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 500);
   absl::Time after = absl::InfinitePast(), before = absl::InfiniteFuture();
@@ -177,8 +177,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
                                                       v1::Case* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "UpdateCase", "case.update",
-                      "case", req->id(), "case-handling", req->request_id(), &ev);
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "UpdateCase",
+                      "case.update", "case", req->id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
   auto lock = CaseLock::Acquire(store_, req->id());
   if (!lock.ok()) {
@@ -223,8 +223,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
                                                      v1::CaseSummary* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "CloseCase", "case.close",
-                      "case", req->id(), "case-handling", req->request_id(), &ev);
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "CloseCase",
+                      "case.close", "case", req->id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
   ev.set_reason(req->reason());
   auto lock = CaseLock::Acquire(store_, req->id());
@@ -258,8 +258,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
                                                      v1::EraseCaseResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kCaseService) + "EraseCase", "case.erase",
-                      "case", req->id(), "erasure", req->request_id(), &ev);
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "EraseCase",
+                      "case.erase", "case", req->id(), "erasure", req->request_id(), &ev);
   if (!caller) return reactor;
   ev.set_reason(req->reason());
   if (req->reason().empty()) {
@@ -281,7 +281,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
   CaseStore* store = store_;
   const std::string id = req->id();
   RecordThenFinish(
-      log_, reactor, {ev}, *std::move(change), [resp, id, store, lock = *lock](uint64_t index) {
+      log_, reactor, {ev}, *std::move(change),
+      [resp, id, store, lock = *lock](uint64_t index) {
         // The erasure is recorded and the content gone; now destroy the key.
         if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
           log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});
@@ -292,7 +293,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
         resp->set_id(id);
         resp->set_ledger_index(index);
         return grpc::Status::OK;
-      });
+      },
+      bulk_);
   return reactor;
 }
 
@@ -315,8 +317,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerCont
                                                         v1::QueryEventsResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kAuditService) + "QueryEvents", "audit.query",
-                      "ledger", req->case_id(), "audit", req->request_id(), &ev);
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "QueryEvents",
+                      "audit.query", "ledger", req->case_id(), "audit", req->request_id(), &ev);
   if (!caller) return reactor;
   AccessLog::Query q;
   q.case_id = req->case_id();
@@ -355,8 +357,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerCo
                                                           v1::CheckpointResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetCheckpoint", "audit.checkpoint",
-             "ledger", "", "audit", "", &ev)) {
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetCheckpoint",
+             "audit.checkpoint", "ledger", "", "audit", "", &ev)) {
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
@@ -377,28 +379,31 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(grpc::CallbackServ
                                                               v1::InclusionProofResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetInclusionProof", "audit.prove",
-             "ledger", std::to_string(req->index()), "audit", "", &ev)) {
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetInclusionProof",
+             "audit.prove", "ledger", std::to_string(req->index()), "audit", "", &ev)) {
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ledger::Ledger* ledger = log_->ledger();
   const uint64_t index = req->index(), asked = req->tree_size();
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger, index, asked](uint64_t) {
-    const ledger::Head h = ledger->head();
-    const uint64_t size = asked == 0 ? h.size : asked;
-    auto proof = ledger->InclusionProof(index, size);
-    if (!proof.ok()) return ToGrpcStatus(proof.status());
-    auto entry = ledger->Entry(index);
-    if (!entry.ok()) return ToGrpcStatus(entry.status());
-    resp->set_index(index);
-    resp->set_tree_size(size);
-    resp->set_entry(*entry);
-    resp->set_leaf_hash(merkle::ToBytes(merkle::HashLeaf(*entry)));
-    for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
-    if (size == h.size) resp->set_checkpoint(h.checkpoint);
-    return grpc::Status::OK;
-  });
+  RecordThenFinish(
+      log_, reactor, {ev}, nullptr,
+      [resp, ledger, index, asked](uint64_t) {
+        const ledger::Head h = ledger->head();
+        const uint64_t size = asked == 0 ? h.size : asked;
+        auto proof = ledger->InclusionProof(index, size);
+        if (!proof.ok()) return ToGrpcStatus(proof.status());
+        auto entry = ledger->Entry(index);
+        if (!entry.ok()) return ToGrpcStatus(entry.status());
+        resp->set_index(index);
+        resp->set_tree_size(size);
+        resp->set_entry(*entry);
+        resp->set_leaf_hash(merkle::ToBytes(merkle::HashLeaf(*entry)));
+        for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
+        if (size == h.size) resp->set_checkpoint(h.checkpoint);
+        return grpc::Status::OK;
+      },
+      bulk_);
   return reactor;
 }
 
@@ -407,30 +412,33 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
     v1::ConsistencyProofResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetConsistencyProof",
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetConsistencyProof",
              "audit.consistency", "ledger", "", "audit", "", &ev)) {
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ledger::Ledger* ledger = log_->ledger();
   const uint64_t old_size = req->old_size(), asked = req->new_size();
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger, old_size, asked](uint64_t) {
-    const ledger::Head h = ledger->head();
-    const uint64_t size = asked == 0 ? h.size : asked;
-    auto proof = ledger->ConsistencyProof(old_size, size);
-    if (!proof.ok()) return ToGrpcStatus(proof.status());
-    auto old_root = ledger->RootAt(old_size);
-    auto new_root = ledger->RootAt(size);
-    if (!old_root.ok()) return ToGrpcStatus(old_root.status());
-    if (!new_root.ok()) return ToGrpcStatus(new_root.status());
-    resp->set_old_size(old_size);
-    resp->set_new_size(size);
-    resp->set_old_root(merkle::ToBytes(*old_root));
-    resp->set_new_root(merkle::ToBytes(*new_root));
-    for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
-    if (size == h.size) resp->set_checkpoint(h.checkpoint);
-    return grpc::Status::OK;
-  });
+  RecordThenFinish(
+      log_, reactor, {ev}, nullptr,
+      [resp, ledger, old_size, asked](uint64_t) {
+        const ledger::Head h = ledger->head();
+        const uint64_t size = asked == 0 ? h.size : asked;
+        auto proof = ledger->ConsistencyProof(old_size, size);
+        if (!proof.ok()) return ToGrpcStatus(proof.status());
+        auto old_root = ledger->RootAt(old_size);
+        auto new_root = ledger->RootAt(size);
+        if (!old_root.ok()) return ToGrpcStatus(old_root.status());
+        if (!new_root.ok()) return ToGrpcStatus(new_root.status());
+        resp->set_old_size(old_size);
+        resp->set_new_size(size);
+        resp->set_old_root(merkle::ToBytes(*old_root));
+        resp->set_new_root(merkle::ToBytes(*new_root));
+        for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
+        if (size == h.size) resp->set_checkpoint(h.checkpoint);
+        return grpc::Status::OK;
+      },
+      bulk_);
   return reactor;
 }
 
@@ -439,8 +447,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
                                                        v1::GetEntriesResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "GetEntries", "audit.entries",
-             "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetEntries",
+             "audit.entries", "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "",
+             &ev)) {
     return reactor;
   }
   if (req->end() < req->begin() || req->end() - req->begin() > 1000) {
@@ -451,12 +460,16 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ledger::Ledger* ledger = log_->ledger();
   const uint64_t begin = req->begin(), end = req->end();
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger, begin, end](uint64_t) {
-    auto entries = ledger->Entries(begin, end);
-    if (!entries.ok()) return ToGrpcStatus(entries.status());
-    for (uint64_t i = begin; i < end; ++i) *resp->add_events() = Logged(i, (*entries)[i - begin]);
-    return grpc::Status::OK;
-  });
+  RecordThenFinish(
+      log_, reactor, {ev}, nullptr,
+      [resp, ledger, begin, end](uint64_t) {
+        auto entries = ledger->Entries(begin, end);
+        if (!entries.ok()) return ToGrpcStatus(entries.status());
+        for (uint64_t i = begin; i < end; ++i)
+          *resp->add_events() = Logged(i, (*entries)[i - begin]);
+        return grpc::Status::OK;
+      },
+      bulk_);
   return reactor;
 }
 
@@ -465,20 +478,23 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Export(grpc::CallbackServerContext* 
                                                    v1::ExportResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  if (!Begin(ctx, reactor, log_, std::string(kAuditService) + "Export", "audit.export", "ledger",
-             absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "Export", "audit.export",
+             "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ledger::Ledger* ledger = log_->ledger();
   const uint64_t begin = req->begin(), asked = req->end();
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger, begin, asked](uint64_t) {
-    const uint64_t end = asked == 0 ? ledger->head().size : asked;
-    auto exp = ledger->Export(begin, end);
-    if (!exp.ok()) return ToGrpcStatus(exp.status());
-    resp->set_export_(*exp);
-    return grpc::Status::OK;
-  });
+  RecordThenFinish(
+      log_, reactor, {ev}, nullptr,
+      [resp, ledger, begin, asked](uint64_t) {
+        const uint64_t end = asked == 0 ? ledger->head().size : asked;
+        auto exp = ledger->Export(begin, end);
+        if (!exp.ok()) return ToGrpcStatus(exp.status());
+        resp->set_export_(*exp);
+        return grpc::Status::OK;
+      },
+      bulk_);
   return reactor;
 }
 
@@ -494,9 +510,11 @@ namespace {
 // commits with its ledger entry.
 class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
  public:
-  EvidenceUpload(grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp, CaseStore* store,
-                 AccessLog* log, uint64_t max_bytes, std::function<absl::Time()> clock)
-      : ctx_(ctx),
+  EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx,
+                 v1::EvidenceItem* resp, CaseStore* store, AccessLog* log, uint64_t max_bytes,
+                 std::function<absl::Time()> clock)
+      : identity_(identity),
+        ctx_(ctx),
         resp_(resp),
         store_(store),
         log_(log),
@@ -518,8 +536,9 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
       if (!msg_.has_header())
         return Refuse(absl::InvalidArgumentError("the first message must be the header"));
       header_ = msg_.header();
-      caller_ = Begin(ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence", "evidence.add",
-                      "case", header_.case_id(), "case-handling", header_.request_id(), &event_);
+      caller_ = Begin(*identity_, ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence",
+                      "evidence.add", "case", header_.case_id(), "case-handling",
+                      header_.request_id(), &event_);
       if (!caller_) return;  // refused and recorded
       if (header_.file_name().empty())
         return Refuse(absl::InvalidArgumentError("evidence needs a file name"));
@@ -601,6 +620,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
   }
 
  private:
+  const IdentityResolver* identity_;
   grpc::CallbackServerContext* ctx_;
   v1::EvidenceItem* resp_;
   CaseStore* store_;
@@ -633,10 +653,11 @@ namespace {
 // before anything is sent, records the access, then streams.
 class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
  public:
-  EvidenceDownload(grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req,
-                   CaseStore* store, AccessLog* log) {
-    auto caller = Begin(ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get",
-                        "evidence", req->evidence_id(), req->purpose(), req->request_id(), &event_);
+  EvidenceDownload(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
+                   const v1::GetEvidenceRequest* req, CaseStore* store, AccessLog* log) {
+    auto caller =
+        Begin(identity, ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get",
+              "evidence", req->evidence_id(), req->purpose(), req->request_id(), &event_);
     event_.set_case_id(req->case_id());
     if (!caller) return;
     if (req->purpose().empty()) {
@@ -724,12 +745,13 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
 
 grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
     grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp) {
-  return new EvidenceUpload(ctx, resp, store_, log_, config_.limits().max_evidence_bytes(), clock_);
+  return new EvidenceUpload(identity_, ctx, resp, store_, log_,
+                            config_.limits().max_evidence_bytes(), clock_);
 }
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
-  return new EvidenceDownload(ctx, req, store_, log_);
+  return new EvidenceDownload(*identity_, ctx, req, store_, log_);
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerContext* ctx,
@@ -738,8 +760,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
   auto caller =
-      Begin(ctx, reactor, log_, std::string(kCaseService) + "ListEvidence", "evidence.list", "case",
-            req->case_id(), req->purpose(), req->request_id(), &ev);
+      Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "ListEvidence",
+            "evidence.list", "case", req->case_id(), req->purpose(), req->request_id(), &ev);
   if (!caller) return reactor;
   auto c = store_->Get(req->case_id());
   if (c.ok()) {

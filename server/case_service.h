@@ -14,14 +14,21 @@
 #include "corridor/v1/config.pb.h"
 #include "server/access_log.h"
 #include "server/case_store.h"
+#include "server/executor.h"
+#include "server/identity.h"
 
 namespace corridor {
 
 class CaseServiceImpl final : public v1::CaseService::CallbackService {
  public:
-  CaseServiceImpl(const v1::NodeConfig& config, CaseStore* store, AccessLog* log,
-                  std::function<absl::Time()> clock)
-      : config_(config), store_(store), log_(log), clock_(std::move(clock)) {}
+  CaseServiceImpl(const v1::NodeConfig& config, const IdentityResolver* identity, CaseStore* store,
+                  AccessLog* log, Executor* bulk, std::function<absl::Time()> clock)
+      : config_(config),
+        identity_(identity),
+        store_(store),
+        log_(log),
+        bulk_(bulk),
+        clock_(std::move(clock)) {}
 
   grpc::ServerUnaryReactor* CreateCase(grpc::CallbackServerContext* ctx,
                                        const v1::CreateCaseRequest* req, v1::Case* resp) override;
@@ -48,14 +55,21 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
 
  private:
   const v1::NodeConfig config_;
+  const IdentityResolver* identity_;
   CaseStore* store_;
   AccessLog* log_;
+  // Runs slow follow-up work (destroying an erased case's key) off the
+  // completion threads.
+  Executor* bulk_;
   std::function<absl::Time()> clock_;
 };
 
 class AuditServiceImpl final : public v1::AuditService::CallbackService {
  public:
-  AuditServiceImpl(AccessLog* log) : log_(log) {}
+  // `bulk` builds proofs and exports, so that a large export never holds up
+  // the completion threads that answer ordinary calls.
+  AuditServiceImpl(const IdentityResolver* identity, AccessLog* log, Executor* bulk)
+      : identity_(identity), log_(log), bulk_(bulk) {}
 
   grpc::ServerUnaryReactor* QueryEvents(grpc::CallbackServerContext* ctx,
                                         const v1::QueryEventsRequest* req,
@@ -76,7 +90,9 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
                                    v1::ExportResponse* resp) override;
 
  private:
+  const IdentityResolver* identity_;
   AccessLog* log_;
+  Executor* bulk_;
 };
 
 }  // namespace corridor

@@ -1,10 +1,13 @@
 #include "server/case_store.h"
 
+#include <cstring>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "client/yaml_proto.h"
 #include "ledger/crypto.h"
 #include "rocksdb/options.h"
+#include "server/log.h"
 #include "server/sealing.h"
 #include "server/store.h"
 
@@ -12,7 +15,13 @@ namespace corridor {
 namespace {
 
 std::string CaseAad(const std::string& id) { return "case/" + id; }
-std::string KeyAad(const std::string& id) { return "dek/" + id; }
+// Authenticated data of a wrapped data key: binds it to its key store key.
+std::string KeyAad(const std::string& keystore_key) { return "dek/" + keystore_key; }
+
+constexpr char kSlotPrefix[] = "slot/";         // key store: slot → wrapped key
+constexpr char kPoolPrefix[] = "pool/";         // key store: pooled slot marker
+constexpr char kAssignedPrefix[] = "keyslot/";  // main meta: slot → case id
+constexpr char kShredPrefix[] = "shred/";       // main meta: key store key → case id
 
 std::string Be32(uint32_t v) {
   std::string s(4, '\0');
@@ -55,17 +64,16 @@ absl::Status RetentionAllowsRead(const v1::Case& c, absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(rocksdb::DB* db,
-                                                           rocksdb::ColumnFamilyHandle* cases,
-                                                           rocksdb::ColumnFamilyHandle* evidence,
-                                                           const std::string& keystore_dir,
-                                                           std::string master_key) {
+absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(
+    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cases, rocksdb::ColumnFamilyHandle* evidence,
+    rocksdb::ColumnFamilyHandle* meta, const std::string& keystore_dir, std::string master_key) {
   if (master_key.size() != kAesKeySize)
     return absl::InvalidArgumentError("master key must be 32 bytes");
   std::unique_ptr<CaseStore> store(new CaseStore);
   store->db_ = db;
   store->cases_ = cases;
   store->evidence_ = evidence;
+  store->meta_ = meta;
   store->master_key_ = std::move(master_key);
   rocksdb::Options options;
   options.create_if_missing = true;
@@ -74,6 +82,8 @@ absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(rocksdb::DB* db,
   rocksdb::Status s = rocksdb::DB::Open(options, keystore_dir, &raw);
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the key store in ", keystore_dir));
   store->keystore_.reset(raw);
+  if (auto st = store->FinishPendingDestruction(); !st.ok()) return st;
+  if (auto st = store->SweepUnusedPoolKeys(); !st.ok()) return st;
   return store;
 }
 
@@ -85,15 +95,27 @@ std::string CaseStore::NewCaseId() {
   return "C-" + absl::AsciiStrToUpper(HexEncode(RandomBytes(6)));
 }
 
+std::string CaseStore::KeystoreKey(const std::string& id, const v1::StoredCase& stored) {
+  return stored.key_slot().empty() ? id : stored.key_slot();
+}
+
 absl::StatusOr<std::string> CaseStore::DataKey(const std::string& id) const {
+  auto stored = GetStored(id);
+  if (!stored.ok()) return stored.status();
+  return DataKeyOf(id, *stored);
+}
+
+absl::StatusOr<std::string> CaseStore::DataKeyOf(const std::string& id,
+                                                 const v1::StoredCase& stored) const {
+  const std::string kk = KeystoreKey(id, stored);
   std::string wrapped;
-  rocksdb::Status s = keystore_->Get(rocksdb::ReadOptions(), id, &wrapped);
+  rocksdb::Status s = keystore_->Get(rocksdb::ReadOptions(), kk, &wrapped);
   if (s.IsNotFound()) {
     return absl::FailedPreconditionError(
         absl::StrCat("case ", id, " has been erased: its data key no longer exists"));
   }
   if (!s.ok()) return FromRocksStatus(s, "reading a data key");
-  auto key = Unseal(master_key_, KeyAad(id), wrapped);
+  auto key = Unseal(master_key_, KeyAad(kk), wrapped);
   if (!key.ok()) {
     return absl::DataLossError(
         absl::StrCat("the data key of case ", id, " does not open under this node's master key"));
@@ -101,41 +123,106 @@ absl::StatusOr<std::string> CaseStore::DataKey(const std::string& id) const {
   return key;
 }
 
-std::string CaseStore::SealedValue(const v1::Case& c, const std::string& key) const {
+size_t CaseStore::pooled_keys() const {
+  absl::MutexLock lock(&pool_mu_);
+  return pool_.size();
+}
+
+absl::Status CaseStore::RefillLocked() {
+  rocksdb::WriteBatch batch;
+  // Clear the markers of slots handed out earlier whose case committed; the
+  // rest (creates in flight, or failed) are settled at the next start.
+  std::vector<std::string> still_out;
+  for (const std::string& slot : handed_out_) {
+    std::string owner;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, kAssignedPrefix + slot, &owner);
+    if (s.ok()) {
+      batch.Delete(kPoolPrefix + slot);
+    } else if (s.IsNotFound()) {
+      still_out.push_back(slot);
+    } else {
+      return FromRocksStatus(s, "reading a key slot assignment");
+    }
+  }
+  std::vector<PooledKey> fresh;
+  for (int i = 0; i < kKeyPoolBatch; ++i) {
+    PooledKey k{kSlotPrefix + HexEncode(RandomBytes(12)), RandomBytes(kAesKeySize)};
+    batch.Put(k.slot, Seal(master_key_, KeyAad(k.slot), k.key));
+    batch.Put(kPoolPrefix + k.slot, "");
+    fresh.push_back(std::move(k));
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // a key must be durable before anything is sealed under it
+  rocksdb::Status s = keystore_->Write(wo, &batch);
+  if (!s.ok()) return FromRocksStatus(s, "storing new data keys");
+  handed_out_ = std::move(still_out);
+  for (auto& k : fresh) pool_.push_back(std::move(k));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CaseStore::PooledKey> CaseStore::TakeKey() {
+  absl::MutexLock lock(&pool_mu_);
+  if (pool_.empty()) {
+    if (auto st = RefillLocked(); !st.ok()) return st;
+  }
+  PooledKey k = std::move(pool_.back());
+  pool_.pop_back();
+  handed_out_.push_back(k.slot);
+  return k;
+}
+
+absl::Status CaseStore::SweepUnusedPoolKeys() {
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(keystore_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(kPoolPrefix); it->Valid() && it->key().starts_with(kPoolPrefix); it->Next()) {
+    const std::string marker = it->key().ToString();
+    const std::string slot = marker.substr(strlen(kPoolPrefix));
+    std::string owner;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta_, kAssignedPrefix + slot, &owner);
+    if (s.IsNotFound())
+      batch.Delete(slot);  // never used: nothing was sealed under it durably
+    else if (!s.ok())
+      return FromRocksStatus(s, "reading a key slot assignment");
+    batch.Delete(marker);
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), "sweeping the key pool");
+  if (batch.Count() == 0) return absl::OkStatus();
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocksStatus(keystore_->Write(wo, &batch), "sweeping the key pool");
+}
+
+std::string CaseStore::SealedValue(const v1::Case& c, const std::string& key,
+                                   const std::string& slot) const {
   v1::StoredCase stored;
+  stored.set_key_slot(slot);
   *stored.mutable_summary() = SummaryOf(c);
   stored.set_owner_org(c.owner_org());
   stored.set_sealed(Seal(key, CaseAad(c.id()), c.SerializeAsString()));
   return stored.SerializeAsString();
 }
 
-std::unique_ptr<rocksdb::WriteBatch> CaseStore::SealedWrite(const v1::Case& c,
-                                                            const std::string& key) const {
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareCreate(const v1::Case& c) {
+  auto key = TakeKey();
+  if (!key.ok()) return key.status();
   auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Put(cases_, c.id(), SealedValue(c, key));
+  batch->Put(cases_, c.id(), SealedValue(c, key->key, key->slot));
+  batch->Put(meta_, kAssignedPrefix + key->slot, c.id());
   return batch;
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareCreate(const v1::Case& c) {
-  const std::string key = RandomBytes(kAesKeySize);
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  // The key must be durable before anything is sealed under it.
-  rocksdb::Status s = keystore_->Put(wo, c.id(), Seal(master_key_, KeyAad(c.id()), key));
-  if (!s.ok()) return FromRocksStatus(s, "storing a data key");
-  return SealedWrite(c, key);
-}
-
 absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareUpdate(const v1::Case& c) {
-  auto key = DataKey(c.id());
-  if (!key.ok()) return key.status();
-  return SealedWrite(c, *key);
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  if (auto st = PutCase(batch.get(), c); !st.ok()) return st;
+  return batch;
 }
 
 absl::Status CaseStore::PutCase(rocksdb::WriteBatch* batch, const v1::Case& c) const {
-  auto key = DataKey(c.id());
+  auto stored = GetStored(c.id());
+  if (!stored.ok()) return stored.status();
+  auto key = DataKeyOf(c.id(), *stored);
   if (!key.ok()) return key.status();
-  batch->Put(cases_, c.id(), SealedValue(c, *key));
+  batch->Put(cases_, c.id(), SealedValue(c, *key, stored->key_slot()));
   return absl::OkStatus();
 }
 
@@ -149,6 +236,9 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareErase(
   batch->Put(cases_, id, stored->SerializeAsString());
   // Evidence goes with it ('0' follows '/' in byte order: the whole "<id>/" range).
   batch->DeleteRange(evidence_, id + "/", id + "0");
+  // The key goes after the commit (DestroyKey), or at the next start if the
+  // process dies first.
+  batch->Put(meta_, kShredPrefix + KeystoreKey(id, *stored), id);
   return batch;
 }
 
@@ -188,21 +278,54 @@ absl::StatusOr<std::string> CaseStore::ReadEvidence(const std::string& case_id,
 }
 
 absl::Status CaseStore::DestroyKey(const std::string& id) {
+  auto stored = GetStored(id);
+  if (!stored.ok()) return stored.status();
+  const std::string kk = KeystoreKey(id, *stored);
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  rocksdb::Status s = keystore_->Delete(wo, id);
+  absl::MutexLock lock(&destroy_mu_);
+  rocksdb::Status s = keystore_->Delete(wo, kk);
   if (!s.ok()) return FromRocksStatus(s, "destroying a data key");
-  // Push the deletion through memtable, WAL and every SST file that held the key.
+  if (auto st = PurgeKeystore(); !st.ok()) return st;
+  // Losing this delete in a crash only repeats the (idempotent) destruction.
+  return FromRocksStatus(db_->Delete(rocksdb::WriteOptions(), meta_, kShredPrefix + kk),
+                         "clearing a shred marker");
+}
+
+absl::Status CaseStore::PurgeKeystore() {
+  // Push deletions through memtable, WAL and every SST file that held a key.
   rocksdb::FlushOptions fo;
   fo.wait = true;
-  s = keystore_->Flush(fo);
+  rocksdb::Status s = keystore_->Flush(fo);
   if (s.ok()) {
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     s = keystore_->CompactRange(co, nullptr, nullptr);
   }
   if (s.ok()) s = keystore_->FlushWAL(true);
-  return FromRocksStatus(s, "purging a destroyed data key");
+  return FromRocksStatus(s, "purging destroyed data keys");
+}
+
+absl::Status CaseStore::FinishPendingDestruction() {
+  std::vector<std::string> markers;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+  for (it->Seek(kShredPrefix); it->Valid() && it->key().starts_with(kShredPrefix); it->Next()) {
+    markers.push_back(it->key().ToString());
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), "reading shred markers");
+  if (markers.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&destroy_mu_);
+  rocksdb::WriteBatch keys;
+  for (const std::string& m : markers) keys.Delete(m.substr(strlen(kShredPrefix)));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  rocksdb::Status s = keystore_->Write(wo, &keys);
+  if (!s.ok()) return FromRocksStatus(s, "destroying data keys of erased cases");
+  if (auto st = PurgeKeystore(); !st.ok()) return st;
+  rocksdb::WriteBatch done;
+  for (const std::string& m : markers) done.Delete(meta_, m);
+  log::Info("case.keys_destroyed_at_start", {{"count", markers.size()}});
+  return FromRocksStatus(db_->Write(wo, &done), "clearing shred markers");
 }
 
 absl::StatusOr<v1::StoredCase> CaseStore::GetStored(const std::string& id) const {
@@ -221,7 +344,7 @@ absl::StatusOr<v1::Case> CaseStore::Get(const std::string& id) const {
   if (stored->summary().status() == v1::CASE_STATUS_ERASED) {
     return absl::FailedPreconditionError(absl::StrCat("case ", id, " has been erased"));
   }
-  auto key = DataKey(id);
+  auto key = DataKeyOf(id, *stored);
   if (!key.ok()) return key.status();
   auto plain = Unseal(*key, CaseAad(id), stored->sealed());
   if (!plain.ok())

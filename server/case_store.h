@@ -7,6 +7,16 @@
 //
 // Changes are returned as WriteBatches for the caller to commit together with
 // the ledger entries that record them. Thread-safe.
+//
+// Data keys come from a pool made ahead of time (docs/architecture.md, "One
+// durable step per write"): each key store slot ("slot/<hex>") is written,
+// synced, with a "pool/<slot>" marker before any case uses it, so creating a
+// case costs only the ledger's group-committed fsync. The create's batch
+// records "keyslot/<slot>" → case id in the main database; a slot whose
+// marker has no such record at start-up was never used and is deleted.
+// Erasing a case records "shred/<key store key>" in the erase's batch; the
+// key is destroyed after the commit, and any marker left by a crash is
+// finished at the next start.
 #ifndef CORRIDOR_SERVER_CASE_STORE_H_
 #define CORRIDOR_SERVER_CASE_STORE_H_
 
@@ -39,28 +49,39 @@ class CaseStore {
  public:
   // `db`/`cases` are the node's database and its "cases" family; the key store
   // is opened (created) at `keystore_dir`; `master_key` is 32 bytes.
-  static absl::StatusOr<std::unique_ptr<CaseStore>> Open(rocksdb::DB* db,
-                                                         rocksdb::ColumnFamilyHandle* cases,
-                                                         rocksdb::ColumnFamilyHandle* evidence,
-                                                         const std::string& keystore_dir,
-                                                         std::string master_key);
+  // `meta` is the node's metadata family (slot assignments, shred markers).
+  // Opening finishes any key destruction a crash interrupted and deletes
+  // pooled keys that no case uses.
+  static absl::StatusOr<std::unique_ptr<CaseStore>> Open(
+      rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cases, rocksdb::ColumnFamilyHandle* evidence,
+      rocksdb::ColumnFamilyHandle* meta, const std::string& keystore_dir, std::string master_key);
   ~CaseStore();
 
   // A new case id, e.g. "C-3F9A0C12D4E7".
   static std::string NewCaseId();
 
-  // Creates a data key for `c.id()` (durable in the key store at once) and
-  // returns the write that stores the sealed case.
+  // Takes a durable data key from the pool for `c.id()` and returns the write
+  // that stores the sealed case and the key's assignment. Refills the pool
+  // (one synced key store write for kKeyPoolBatch keys) when it is empty.
   absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareCreate(const v1::Case& c);
   // The write that replaces the stored case with `c` (same id, key exists).
   absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareUpdate(const v1::Case& c);
   // Adds the sealed write of `c` (key exists) to `batch`.
   absl::Status PutCase(rocksdb::WriteBatch* batch, const v1::Case& c) const;
-  // The write that erases the case's content and marks it erased; call
-  // DestroyKey after it is durable.
+  // The write that erases the case's content, marks it erased and records
+  // that its key must be destroyed; call DestroyKey after it is durable.
   absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareErase(const std::string& id);
-  // Destroys the data key and compacts the key store so no copy remains in its files.
+  // Destroys the data key of erased case `id`, compacts the key store so no
+  // copy remains in its files, and clears the shred marker. Idempotent.
   absl::Status DestroyKey(const std::string& id);
+  // Destroys every key whose erasure committed but whose destruction did not
+  // finish (a crash in between). Called by Open.
+  absl::Status FinishPendingDestruction();
+
+  // Keys made per pool refill.
+  static constexpr int kKeyPoolBatch = 256;
+  // Keys waiting in the pool (for tests).
+  size_t pooled_keys() const;
 
   // NotFound if there is no such case; FailedPrecondition if erased.
   absl::StatusOr<v1::Case> Get(const std::string& id) const;
@@ -85,13 +106,30 @@ class CaseStore {
  private:
   CaseStore() = default;
   absl::StatusOr<std::string> DataKey(const std::string& id) const;
-  std::string SealedValue(const v1::Case& c, const std::string& key) const;
-  std::unique_ptr<rocksdb::WriteBatch> SealedWrite(const v1::Case& c, const std::string& key) const;
+  absl::StatusOr<std::string> DataKeyOf(const std::string& id, const v1::StoredCase& stored) const;
+  // The key store key that holds the case's wrapped data key.
+  static std::string KeystoreKey(const std::string& id, const v1::StoredCase& stored);
+  struct PooledKey {
+    std::string slot;
+    std::string key;
+  };
+  absl::StatusOr<PooledKey> TakeKey();
+  absl::Status RefillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_mu_);
+  absl::Status SweepUnusedPoolKeys();
+  absl::Status PurgeKeystore();
+  std::string SealedValue(const v1::Case& c, const std::string& key, const std::string& slot) const;
 
   rocksdb::DB* db_ = nullptr;
   rocksdb::ColumnFamilyHandle* cases_ = nullptr;
   rocksdb::ColumnFamilyHandle* evidence_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   std::unique_ptr<rocksdb::DB> keystore_;
+  mutable absl::Mutex pool_mu_;
+  std::vector<PooledKey> pool_ ABSL_GUARDED_BY(pool_mu_);
+  // Slots handed out this run whose pool marker is not yet cleared.
+  std::vector<std::string> handed_out_ ABSL_GUARDED_BY(pool_mu_);
+  // Serialises key destruction (each compacts the key store).
+  absl::Mutex destroy_mu_;
   std::string master_key_;
   absl::Mutex mu_;
   std::set<std::string> busy_ ABSL_GUARDED_BY(mu_);

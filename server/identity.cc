@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/pki.h"
+#include "ledger/crypto.h"
 
 namespace corridor {
 namespace {
@@ -52,8 +53,48 @@ IdentityResolver::IdentityResolver(v1::NodeConfig config, std::shared_ptr<const 
     : config_(std::move(config)), roster_(std::move(roster)) {}
 
 void IdentityResolver::SetRoster(std::shared_ptr<const v1::Roster> roster) {
-  absl::MutexLock lock(&mu_);
-  roster_ = std::move(roster);
+  {
+    absl::MutexLock lock(&mu_);
+    roster_ = std::move(roster);
+  }
+  absl::MutexLock lock(&cache_mu_);
+  ++generation_;
+  cache_.clear();
+}
+
+uint64_t IdentityResolver::resolutions() const {
+  absl::MutexLock lock(&cache_mu_);
+  return resolutions_;
+}
+
+absl::StatusOr<std::shared_ptr<const Principal>> IdentityResolver::ResolveCached(
+    absl::string_view cert_pem, absl::Time now) const {
+  const std::string key = DigestBytes(Sha256(cert_pem));
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&cache_mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end() && now < it->second.recheck_at) return it->second.result;
+    generation = generation_;
+    ++resolutions_;
+  }
+  // Resolve outside the lock: it parses and verifies the certificate.
+  Cached fresh;
+  auto principal = Resolve(cert_pem, now);
+  if (principal.ok()) {
+    fresh.recheck_at = std::min(principal->cert_not_after, now + kRecheckAllowed);
+    fresh.result = std::make_shared<const Principal>(*std::move(principal));
+  } else {
+    fresh.recheck_at = now + kRecheckRefused;
+    fresh.result = principal.status();
+  }
+  absl::MutexLock lock(&cache_mu_);
+  // A roster change while resolving: answer this call, but do not keep it.
+  if (generation == generation_) {
+    if (cache_.size() >= kMaxCached) cache_.clear();
+    cache_[key] = fresh;
+  }
+  return fresh.result;
 }
 
 std::shared_ptr<const v1::Roster> IdentityResolver::roster() const {
@@ -92,6 +133,7 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
   p.org = id->org;
   p.kind = id->kind;
   p.serial_hex = info->serial_hex;
+  p.cert_not_after = info->not_after;
   if (SerialListed(member->revoked_serials(), p.serial_hex) ||
       SerialListed(config_.tls().revoked_serials(), p.serial_hex)) {
     return absl::PermissionDeniedError(

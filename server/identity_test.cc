@@ -1,5 +1,8 @@
 #include "server/identity.h"
 
+#include <atomic>
+#include <thread>
+
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "server/auth.h"
@@ -106,6 +109,72 @@ TEST_F(IdentityTest, RevokedSerialsAreRefused) {
   ASSERT_OK(Resolve(alice));
   config_.mutable_tls()->add_revoked_serials(pki::InspectCertificate(alice)->serial_hex);
   EXPECT_STATUS(Resolve(alice), absl::StatusCode::kPermissionDenied, "has been revoked");
+}
+
+TEST_F(IdentityTest, CachedResolutionIsDoneOncePerCertificate) {
+  IdentityResolver resolver(config_, roster_);
+  const std::string alice = Issue("union-sg", "spiffe://corridor.test/union-sg/user/alice");
+  const absl::Time now = absl::Now();
+  ASSERT_OK_AND_ASSIGN(auto first, resolver.ResolveCached(alice, now));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto again, resolver.ResolveCached(alice, now + absl::Seconds(i)));
+    EXPECT_EQ(again.get(), first.get());  // the same immutable principal
+  }
+  EXPECT_EQ(resolver.resolutions(), 1u);
+  // Periodic re-check even when nothing changed.
+  ASSERT_OK(resolver.ResolveCached(alice, now + IdentityResolver::kRecheckAllowed));
+  EXPECT_EQ(resolver.resolutions(), 2u);
+}
+
+TEST_F(IdentityTest, RosterChangeRechecksOpenConnectionsAtTheirNextCall) {
+  IdentityResolver resolver(config_, roster_);
+  const std::string cert = fed_.org("ministry-id").node.cert_pem;
+  const absl::Time now = absl::Now();
+  ASSERT_OK(resolver.ResolveCached(cert, now));
+  // The roster in force now revokes the peer's certificate: the same
+  // certificate (an already-open connection) is refused at once.
+  auto revoked = std::make_shared<v1::Roster>(*roster_);
+  revoked->set_version(roster_->version() + 1);
+  revoked->mutable_members(1)->add_revoked_serials(
+      pki::InspectCertificate(cert).value().serial_hex);
+  resolver.SetRoster(revoked);
+  EXPECT_STATUS(resolver.ResolveCached(cert, now), absl::StatusCode::kPermissionDenied,
+                "has been revoked");
+  // And an org dropped from the roster is refused too.
+  auto dropped = std::make_shared<v1::Roster>(*roster_);
+  dropped->set_version(roster_->version() + 2);
+  dropped->mutable_members()->DeleteSubrange(1, 1);
+  resolver.SetRoster(dropped);
+  EXPECT_STATUS(resolver.ResolveCached(cert, now), absl::StatusCode::kPermissionDenied,
+                "not a member");
+}
+
+TEST_F(IdentityTest, ExpiredCertificateIsRecheckedAndRefused) {
+  IdentityResolver resolver(config_, roster_);
+  const std::string alice = Issue("union-sg", "spiffe://corridor.test/union-sg/user/alice");
+  const absl::Time not_after = pki::InspectCertificate(alice).value().not_after;
+  ASSERT_OK(resolver.ResolveCached(alice, not_after - absl::Seconds(1)));
+  EXPECT_STATUS(resolver.ResolveCached(alice, not_after + absl::Seconds(1)),
+                absl::StatusCode::kPermissionDenied, "");
+}
+
+TEST_F(IdentityTest, ConcurrentCallsOnOneCertificateShareOnePrincipal) {
+  IdentityResolver resolver(config_, roster_);
+  const std::string alice = Issue("union-sg", "spiffe://corridor.test/union-sg/user/alice");
+  const std::string node = fed_.org("ministry-id").node.cert_pem;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) {
+        auto p = resolver.ResolveCached(t % 2 ? alice : node, absl::Now());
+        if (!p.ok() || (*p)->org.empty()) ++failures;
+        if (t == 0 && i % 100 == 0) resolver.SetRoster(roster_);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 TEST(AccessTable, NodesAndUsersReachOnlyTheirMethods) {

@@ -20,6 +20,7 @@
 #include "server/case_store.h"
 #include "server/config.h"
 #include "server/exchange.h"
+#include "server/executor.h"
 #include "server/identity.h"
 #include "server/log.h"
 #include "server/peers.h"
@@ -139,7 +140,7 @@ class NodeServices {
                                          const v1::PushRosterRequest* req,
                                          v1::PushRosterResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*ctx, "/corridor.v1.NodeService/PushRoster");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/PushRoster");
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -156,7 +157,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Whoami(grpc::CallbackServerContext* ctx, const v1::WhoamiRequest*,
                                      v1::WhoamiResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*ctx, "/corridor.v1.NodeService/Whoami");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Whoami");
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -173,7 +174,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const v1::StatusRequest*,
                                      v1::StatusResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*ctx, "/corridor.v1.NodeService/Status");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Status");
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -205,7 +206,7 @@ class NodeServices {
                                         const v1::GetRosterRequest*,
                                         v1::SignedRoster* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*ctx, "/corridor.v1.PeerService/GetRoster");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/GetRoster");
       if (caller.ok()) {
         resp->set_signed_roster(roster_->json());
         resp->set_version(roster_->version());
@@ -217,7 +218,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Deliver(grpc::CallbackServerContext* ctx, const v1::Envelope* env,
                                       v1::Receipt* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*ctx, "/corridor.v1.PeerService/Deliver");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Deliver");
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -232,7 +233,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Hello(grpc::CallbackServerContext* ctx, const v1::HelloRequest* req,
                                     v1::HelloResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*ctx, "/corridor.v1.PeerService/Hello");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Hello");
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -260,6 +261,10 @@ class NodeServices {
 namespace {
 
 constexpr char kRosterVersionKey[] = "roster/version";
+// Threads that finish calls once their access event is durable; threads for
+// slow follow-up work (proofs, exports, key destruction).
+constexpr int kCompletionThreads = 4;
+constexpr int kBulkThreads = 2;
 constexpr char kRosterDigestKey[] = "roster/digest";
 
 // Loads and verifies the roster file, and checks it is not older than the one in force.
@@ -419,6 +424,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
       }
     }
   }
+  // Completions of ledger appends run here, never on the ledger's sequencer;
+  // slow follow-up work (proofs, exports, key destruction) on `bulk_`.
+  node->completions_ = std::make_unique<Executor>("completions", kCompletionThreads);
+  node->bulk_ = std::make_unique<Executor>("bulk", kBulkThreads);
   auto ledger = ledger::RocksDbLedger::Open(node->store_->db(), node->store_->families(),
                                             std::move(ledger_options));
   if (!ledger.ok()) {
@@ -427,17 +436,23 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                      " cannot be opened: ", ledger.status().message()));
   }
   node->ledger_ = *std::move(ledger);
-  node->access_log_ = std::make_unique<AccessLog>(node->ledger_.get(), [] { return absl::Now(); });
+  node->access_log_ = std::make_unique<AccessLog>(
+      node->ledger_.get(), [] { return absl::Now(); }, node->completions_.get());
   auto master_key = LoadMasterKey(config.master_key_file());
   if (!master_key.ok()) return master_key.status();
   auto case_store = CaseStore::Open(node->store_->db(), node->store_->family(kCasesFamily),
                                     node->store_->family(kEvidenceFamily),
+                                    node->store_->family(NodeStore::kMetaFamily),
                                     config.data_dir() + "/keystore", *std::move(master_key));
   if (!case_store.ok()) return case_store.status();
   node->case_store_ = *std::move(case_store);
+  auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
+  node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
   node->case_service_ = std::make_unique<CaseServiceImpl>(
-      config, node->case_store_.get(), node->access_log_.get(), [] { return absl::Now(); });
-  node->audit_service_ = std::make_unique<AuditServiceImpl>(node->access_log_.get());
+      config, node->identity_.get(), node->case_store_.get(), node->access_log_.get(),
+      node->bulk_.get(), [] { return absl::Now(); });
+  node->audit_service_ = std::make_unique<AuditServiceImpl>(
+      node->identity_.get(), node->access_log_.get(), node->bulk_.get());
   // A new roster version in force is itself an audited event.
   if (stored_roster_version != roster->roster.version()) {
     v1::AccessEvent ev;
@@ -454,14 +469,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                 {"digest", roster->digest_hex},
                                 {"members", roster->roster.members_size()}});
 
-  auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
-  node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
   node->prober_ = std::make_unique<PeerProber>(config, roster_ptr, *tls);
   node->exchange_ = std::make_unique<Exchange>(
       config, node->identity_, node->signing_key_.get(), node->store_->db(),
       node->store_->families(), node->case_store_.get(), node->access_log_.get(), *tls);
-  node->referral_service_ = std::make_unique<ReferralServiceImpl>(
-      node->exchange_.get(), node->case_store_.get(), node->access_log_.get());
+  node->referral_service_ =
+      std::make_unique<ReferralServiceImpl>(node->identity_.get(), node->exchange_.get(),
+                                            node->case_store_.get(), node->access_log_.get());
   auto roster_json = ReadFileToString(config.roster().file());
   if (!roster_json.ok()) return roster_json.status();
   node->roster_ = std::make_unique<RosterInForce>(config, node->store_.get(),
@@ -507,7 +521,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
         ev.set_resource_kind("node");
         ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
         ev.set_reason(std::string(why.message()));
-        (void)access_log->RecordSync({ev});
+        // Queued, not waited for: this runs on a gRPC transport thread.
+        access_log->Record({ev}, nullptr, [](absl::StatusOr<uint64_t> index) {
+          if (!index.ok()) {
+            log::Error("access.unrecorded",
+                       {{"action", "auth.refused"}, {"error", index.status().message()}});
+          }
+        });
       }));
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -580,8 +600,11 @@ void Node::Shutdown(absl::Duration grace) {
   if (prober_) prober_->Stop();
   if (exchange_) exchange_->Stop();
   server_.reset();
-  // The ledger commits what is queued before the database closes.
+  // The ledger commits what is queued before the database closes; the
+  // executors then run the last completions.
   ledger_.reset();
+  bulk_.reset();
+  completions_.reset();
   case_store_.reset();
   store_.reset();
   log::Info("node.stopped");

@@ -21,6 +21,7 @@ class AuditServiceImpl;
 class CaseServiceImpl;
 class CaseStore;
 class Exchange;
+class Executor;
 class ReferralServiceImpl;
 class RosterInForce;
 class NodeServices;
@@ -68,6 +69,9 @@ class Node {
   int port_ = 0;
   std::unique_ptr<Ed25519PrivateKey> signing_key_;
   std::unique_ptr<NodeStore> store_;
+  // Declared before the ledger: they must outlive its last completion.
+  std::unique_ptr<Executor> completions_;
+  std::unique_ptr<Executor> bulk_;
   std::unique_ptr<ledger::RocksDbLedger> ledger_;
   std::unique_ptr<CaseStore> case_store_;
   std::unique_ptr<AccessLog> access_log_;

@@ -42,8 +42,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
                                                      v1::ReferCaseResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "Refer", "referral.send", "case",
-                      req->case_id(), req->purpose(), req->request_id(), &ev);
+  auto caller =
+      Begin(*identity_, ctx, reactor, log_, std::string(kService) + "Refer", "referral.send",
+            "case", req->case_id(), req->purpose(), req->request_id(), &ev);
   if (!caller) return reactor;
   ev.set_peer_org(req->to_org());
   ev.set_agreement(req->agreement());
@@ -219,8 +220,8 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ListInbox(grpc::CallbackServerCon
                                                          v1::ListInboxResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "ListInbox", "referral.view",
-                      "referral", "", "case-handling", "", &ev);
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kService) + "ListInbox",
+                      "referral.view", "referral", "", "case-handling", "", &ev);
   if (!caller) return reactor;
   std::vector<v1::InboxItem> items;
   std::string cursor;
@@ -277,7 +278,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
                                                       v1::DecideReferralResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "Decide",
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kService) + "Decide",
                       req->accept() ? "referral.accept" : "referral.decline", "referral",
                       req->referral_id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
@@ -356,8 +357,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
                                                           v1::PostUpdateResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "PostUpdate", "case.post_update",
-                      "case", req->case_id(), "case-handling", req->request_id(), &ev);
+  auto caller =
+      Begin(*identity_, ctx, reactor, log_, std::string(kService) + "PostUpdate",
+            "case.post_update", "case", req->case_id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
   if (req->note().empty() && req->outcome().empty() &&
       req->status() == v1::CASE_STATUS_UNSPECIFIED) {
@@ -427,8 +429,8 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ListOutbox(grpc::CallbackServerCo
                                                           v1::ListOutboxResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  if (!Begin(ctx, reactor, log_, std::string(kService) + "ListOutbox", "outbox.view", "outbox", "",
-             "case-handling", "", &ev)) {
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kService) + "ListOutbox", "outbox.view",
+             "outbox", "", "case-handling", "", &ev)) {
     return reactor;
   }
   auto page = exchange_->ListOutbox(req->page_size(), req->page_token());
@@ -463,8 +465,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
                                                       v1::PermitResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
-  auto caller = Begin(ctx, reactor, log_, std::string(kService) + "Permit", "referral.permit",
-                      "case", req->case_id(), req->purpose(), req->request_id(), &ev);
+  auto caller =
+      Begin(*identity_, ctx, reactor, log_, std::string(kService) + "Permit", "referral.permit",
+            "case", req->case_id(), req->purpose(), req->request_id(), &ev);
   if (!caller) return reactor;
   ev.set_agreement(req->agreement());
   auto lock = CaseLock::Acquire(cases_, req->case_id());

@@ -15,8 +15,9 @@ namespace corridor {
 
 class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
  public:
-  ReferralServiceImpl(Exchange* exchange, CaseStore* cases, AccessLog* log)
-      : exchange_(exchange), cases_(cases), log_(log) {}
+  ReferralServiceImpl(const IdentityResolver* identity, Exchange* exchange, CaseStore* cases,
+                      AccessLog* log)
+      : identity_(identity), exchange_(exchange), cases_(cases), log_(log) {}
 
   grpc::ServerUnaryReactor* Refer(grpc::CallbackServerContext* ctx, const v1::ReferCaseRequest* req,
                                   v1::ReferCaseResponse* resp) override;
@@ -36,6 +37,7 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
                                        v1::ListOutboxResponse* resp) override;
 
  private:
+  const IdentityResolver* identity_;
   Exchange* exchange_;
   CaseStore* cases_;
   AccessLog* log_;

@@ -400,9 +400,21 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   }
   std::string wrapped;
   {
+    // The case's key store slot, from the stored case.
+    std::string slot;
+    {
+      ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(backup, {kCasesFamily, kEvidenceFamily}));
+      std::string value;
+      ASSERT_TRUE(
+          store->db()->Get(rocksdb::ReadOptions(), store->family(kCasesFamily), id, &value).ok());
+      v1::StoredCase stored;
+      ASSERT_TRUE(stored.ParseFromString(value));
+      slot = stored.key_slot();
+      ASSERT_FALSE(slot.empty());
+    }
     rocksdb::DB* ks = nullptr;
     ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(rocksdb::Options(), data_dir + "/keystore", &ks).ok());
-    ASSERT_TRUE(ks->Get(rocksdb::ReadOptions(), id, &wrapped).ok());
+    ASSERT_TRUE(ks->Get(rocksdb::ReadOptions(), slot, &wrapped).ok());
     delete ks;
   }
   ASSERT_TRUE(AnyFileContains(data_dir + "/keystore", wrapped));
@@ -430,9 +442,10 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
     ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(backup, {kCasesFamily, kEvidenceFamily}));
     auto master = Base64Decode(
         absl::StripAsciiWhitespace(ReadFileToString(config_.master_key_file()).value()));
-    ASSERT_OK_AND_ASSIGN(auto cases, CaseStore::Open(store->db(), store->family(kCasesFamily),
-                                                     store->family(kEvidenceFamily),
-                                                     data_dir + "/keystore", *master));
+    ASSERT_OK_AND_ASSIGN(
+        auto cases,
+        CaseStore::Open(store->db(), store->family(kCasesFamily), store->family(kEvidenceFamily),
+                        store->family(NodeStore::kMetaFamily), data_dir + "/keystore", *master));
     ASSERT_OK_AND_ASSIGN(v1::StoredCase stored, cases->GetStored(id));
     EXPECT_FALSE(stored.sealed().empty());
     EXPECT_STATUS(cases->Get(id), absl::StatusCode::kFailedPrecondition,

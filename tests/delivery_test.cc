@@ -16,6 +16,7 @@
 #include "server/config.h"
 #include "server/envelope.h"
 #include "server/exchange.h"
+#include "server/executor.h"
 #include "server/identity.h"
 #include "server/node.h"
 #include "server/peers.h"
@@ -78,11 +79,14 @@ class DeliveryTest : public ::testing::Test {
     o.signing_key = signing_key_.get();
     ASSERT_OK_AND_ASSIGN(
         ledger_, ledger::RocksDbLedger::Open(store_->db(), store_->families(), std::move(o)));
-    log_ = std::make_unique<AccessLog>(ledger_.get(), [] { return absl::Now(); });
+    completions_ = std::make_unique<Executor>("completions", 2);
+    log_ = std::make_unique<AccessLog>(
+        ledger_.get(), [] { return absl::Now(); }, completions_.get());
     ASSERT_OK_AND_ASSIGN(std::string master, ReadFileToString(config_.master_key_file()));
     ASSERT_OK_AND_ASSIGN(std::string master_key, Base64Decode(absl::StripAsciiWhitespace(master)));
     ASSERT_OK_AND_ASSIGN(cases_, CaseStore::Open(store_->db(), store_->family(kCasesFamily),
                                                  store_->family(kEvidenceFamily),
+                                                 store_->family(NodeStore::kMetaFamily),
                                                  config_.data_dir() + "/keystore", master_key));
     roster_ = std::make_shared<const v1::Roster>(fed_.MakeRoster());
     identity_ = std::make_shared<IdentityResolver>(config_, roster_);
@@ -193,6 +197,7 @@ class DeliveryTest : public ::testing::Test {
   v1::NodeConfig config_, receiver_config_;
   std::unique_ptr<NodeStore> store_;
   std::unique_ptr<Ed25519PrivateKey> signing_key_;
+  std::unique_ptr<Executor> completions_;  // outlives the ledger: runs its last completions
   std::unique_ptr<ledger::RocksDbLedger> ledger_;
   std::unique_ptr<AccessLog> log_;
   std::unique_ptr<CaseStore> cases_;
