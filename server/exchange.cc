@@ -456,9 +456,12 @@ void Exchange::Run() {
       fixes.swap(case_fixes_);
     }
     for (const auto& [org, seq] : to_start) StartCall(org, seq);
+    // One write per case for all of its owed link changes.
+    std::map<std::string, std::vector<CaseFix>> by_case;
+    for (CaseFix& fix : fixes) by_case[fix.case_id].push_back(std::move(fix));
     std::deque<CaseFix> busy;
-    for (const CaseFix& fix : fixes) {
-      if (!ApplyCaseFix(fix)) busy.push_back(fix);
+    for (auto& [case_id, owed] : by_case) {
+      if (!ApplyCaseFixes(case_id, owed)) busy.insert(busy.end(), owed.begin(), owed.end());
     }
     if (Now() >= next_prune) {
       if (auto st = PruneDelivered(); !st.ok()) {
@@ -596,26 +599,13 @@ void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxIte
   auto batch = std::make_unique<rocksdb::WriteBatch>();
   batch->Delete(outbox_, PendingKey(seq));
   batch->Put(outbox_, DeliveredKey(done.finished_unix_ms(), seq), done.SerializeAsString());
-  // The referral now shows as delivered on the sending case: in this batch if
-  // the case is free, else through a marker swept until done.
-  std::string locked;
-  bool marker = false;
-  if (item.kind() == "referral") {
-    marker = true;
-    if (cases_->Lock(item.case_id()).ok()) {
-      locked = item.case_id();
-      auto c = cases_->Get(item.case_id());
-      if (c.ok()) {
-        marker = MarkLink(*c, item.referral_id(), v1::REFERRAL_STATE_DELIVERED) &&
-                 !cases_->PutCase(batch.get(), *c).ok();
-      } else {
-        marker = !absl::IsNotFound(c.status()) && !absl::IsFailedPrecondition(c.status());
-      }
-    }
-    if (marker) {
-      batch->Put(outbox_, CaseUpdateKey(item.case_id(), item.referral_id()),
-                 absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_DELIVERED)));
-    }
+  // The referral is to show as delivered on the sending case: a marker in this
+  // batch, applied under the case lock right after (never holding the case's
+  // lock across this commit, which would turn the case's users away).
+  const bool marker = item.kind() == "referral";
+  if (marker) {
+    batch->Put(outbox_, CaseUpdateKey(item.case_id(), item.referral_id()),
+               absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_DELIVERED)));
   }
   v1::AccessEvent ev;
   ev.set_actor_org(config_.org());
@@ -628,29 +618,28 @@ void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxIte
   ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ev.set_reason(absl::StrCat("receipt: ", item.recipient_org(), " ledger index ", receiver_index));
-  log_->Record({ev}, std::move(batch),
-               [this, org, seq, item = std::move(item), locked,
-                marker](absl::StatusOr<uint64_t> index) mutable {
-                 if (!locked.empty()) cases_->Unlock(locked);
-                 if (!index.ok()) {
-                   // Still pending on disk: the next attempt gets the same receipt back.
-                   log::Error("outbox.receipt_unrecorded", {{"envelope", item.envelope_id()},
-                                                            {"error", index.status().message()}});
-                   RetryItem(org, seq, std::move(item), "the receipt could not be recorded",
-                             options_.base_backoff);
-                   return DoneOutstanding();
-                 }
-                 log::Debug("outbox.delivered", {{"envelope", item.envelope_id()},
-                                                 {"to", item.recipient_org()},
-                                                 {"attempts", item.attempts()}});
-                 if (marker) {
-                   absl::MutexLock lock(&mu_);
-                   case_fixes_.push_back(
-                       CaseFix{item.case_id(), item.referral_id(), v1::REFERRAL_STATE_DELIVERED});
-                 }
-                 FinishItem(org, seq);
-                 DoneOutstanding();
-               });
+  log_->Record(
+      {ev}, std::move(batch),
+      [this, org, seq, item = std::move(item), marker](absl::StatusOr<uint64_t> index) mutable {
+        if (!index.ok()) {
+          // Still pending on disk: the next attempt gets the same receipt back.
+          log::Error("outbox.receipt_unrecorded",
+                     {{"envelope", item.envelope_id()}, {"error", index.status().message()}});
+          RetryItem(org, seq, std::move(item), "the receipt could not be recorded",
+                    options_.base_backoff);
+          return DoneOutstanding();
+        }
+        log::Debug("outbox.delivered", {{"envelope", item.envelope_id()},
+                                        {"to", item.recipient_org()},
+                                        {"attempts", item.attempts()}});
+        if (marker) {
+          absl::MutexLock lock(&mu_);
+          case_fixes_.push_back(
+              CaseFix{item.case_id(), item.referral_id(), v1::REFERRAL_STATE_DELIVERED});
+        }
+        FinishItem(org, seq);
+        DoneOutstanding();
+      });
 }
 
 void Exchange::Fail(const std::string& org, uint64_t seq, v1::OutboxItem item,
@@ -722,24 +711,28 @@ void Exchange::FinishItem(const std::string& org, uint64_t seq) {
   if (!next.in_flight) lane.ready.insert({next.due, q->second.front()});
 }
 
-bool Exchange::ApplyCaseFix(const CaseFix& fix) {
-  if (!cases_->Lock(fix.case_id).ok()) return false;  // busy: the next round tries again
+bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<CaseFix>& fixes) {
+  if (!cases_->Lock(case_id).ok()) return false;  // busy: the next round tries again
   rocksdb::WriteBatch batch;
   bool done = true;
-  auto c = cases_->Get(fix.case_id);
+  auto c = cases_->Get(case_id);
   if (c.ok()) {
-    if (MarkLink(*c, fix.referral_id, fix.state)) done = cases_->PutCase(&batch, *c).ok();
+    bool changed = false;
+    for (const CaseFix& fix : fixes) changed = MarkLink(*c, fix.referral_id, fix.state) || changed;
+    if (changed) done = cases_->PutCase(&batch, *c).ok();
   } else {
     // A case erased or gone has nothing to show; anything else is retried.
     done = absl::IsNotFound(c.status()) || absl::IsFailedPrecondition(c.status());
   }
   if (done) {
-    batch.Delete(outbox_, CaseUpdateKey(fix.case_id, fix.referral_id));
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    done = db_->Write(wo, &batch).ok();
+    for (const CaseFix& fix : fixes) {
+      batch.Delete(outbox_, CaseUpdateKey(fix.case_id, fix.referral_id));
+    }
+    // Not synced: the marker it deletes was, so a crash that loses this write
+    // loses both halves and the marker is applied again at start.
+    done = db_->Write(rocksdb::WriteOptions(), &batch).ok();
   }
-  cases_->Unlock(fix.case_id);
+  cases_->Unlock(case_id);
   return done;
 }
 

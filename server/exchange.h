@@ -9,9 +9,10 @@
 // backoff and jitter; a peer that answers again (a successful probe or
 // delivery) has every pending envelope's backoff reset. Once a signed receipt
 // comes back the item moves from "pending/" to "delivered/" in the same synced
-// batch as the ledger entry that records the receipt (and, for a referral, the
-// link on the sending case turns DELIVERED — at once, or through a durable
-// "case-update/" marker swept until done when the case is busy). Delivered
+// batch as the ledger entry that records the receipt and, for a referral, a
+// durable "case-update/" marker; the delivery thread then turns the link on the
+// sending case DELIVERED under the case lock, retrying while the case is busy
+// and again after a restart, until done. Delivered
 // items are pruned after a retention window; the ledger keeps the receipt.
 // Pending work is loaded at Start and then kept in memory: the outbox is never
 // rescanned.
@@ -178,9 +179,10 @@ class Exchange {
                      const v1::Receipt& receipt, uint64_t receiver_index);
   void ResetLaneLocked(Lane& lane, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Duration Backoff(uint32_t failures);
-  // Marks the referral DELIVERED on its case, waiting its turn for the case
-  // lock; false if the case is busy (try again later).
-  bool ApplyCaseFix(const CaseFix& fix);
+  // Moves the links named by `fixes` on case `case_id` and deletes their
+  // markers in one write; false if the case is busy or the write failed (try
+  // again later).
+  bool ApplyCaseFixes(const std::string& case_id, const std::vector<CaseFix>& fixes);
   void DoneOutstanding();
   // The stub for `org`'s node (one channel per peer, reused); null if `org` is
   // not in the roster.
