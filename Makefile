@@ -30,3 +30,14 @@ clean:
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+# The system benchmark (not part of `make test`; ctest runs a short smoke run
+# of it): real nodes over mutual TLS beside an echo baseline, one table on
+# stdout. Takes several minutes; the 10M-entry ledger is bulk-loaded once into
+# BENCH_CACHE and reused. See docs/benchmarks.md.
+BENCH_CACHE ?= /tmp/corridor-system-bench-cache
+BENCH_FLAGS ?=
+.PHONY: bench
+bench: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target system_bench corridord
+	$(BUILD_DIR)/bin/system_bench --scale_cache=$(BENCH_CACHE) $(BENCH_FLAGS)

@@ -1,7 +1,9 @@
-# corridor_cc_test(NAME <name> SRCS <files...> DEPS <libs...> [LABELS <labels...>])
+# corridor_cc_test(NAME <name> SRCS <files...> DEPS <libs...> [LABELS <labels...>]
+#                  [TIMEOUT <seconds>] [RUN_SERIAL])
 # Builds one GoogleTest binary and registers every test in it with ctest.
+# RUN_SERIAL: ctest runs its tests alone (a test that loads every core).
 function(corridor_cc_test)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "RUN_SERIAL" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${T_NAME} ${T_SRCS})
   target_link_libraries(${T_NAME} PRIVATE ${T_DEPS} corridor_testing
                         GTest::gmock GTest::gtest GTest::gtest_main)
@@ -11,6 +13,9 @@ function(corridor_cc_test)
   set(props TIMEOUT ${T_TIMEOUT})
   if(T_LABELS)
     list(APPEND props LABELS "${T_LABELS}")
+  endif()
+  if(T_RUN_SERIAL)
+    list(APPEND props RUN_SERIAL TRUE)
   endif()
   gtest_discover_tests(${T_NAME}
     DISCOVERY_TIMEOUT 60

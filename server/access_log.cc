@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "client/yaml_proto.h"
+#include "server/edge.h"
 
 namespace corridor {
 namespace {
@@ -11,6 +12,27 @@ namespace {
 std::string OutcomeKey(v1::AccessOutcome o) {
   return absl::StrCat("outcome/", absl::AsciiStrToLower(absl::StripPrefix(v1::AccessOutcome_Name(o),
                                                                           "ACCESS_OUTCOME_")));
+}
+
+// Every text field within its bound, without control characters or invalid
+// UTF-8: no caller or peer can make an entry that breaks the audit trail
+// (too large to read back, or forging rows in a terminal).
+void Bound(v1::AccessEvent* e) {
+  auto bound = [](std::string* field, size_t max) {
+    if (field->size() > max || ForLedger(*field, max) != *field) *field = ForLedger(*field, max);
+  };
+  bound(e->mutable_actor_org(), kMaxLedgerFieldBytes);
+  bound(e->mutable_actor_subject(), kMaxLedgerFieldBytes);
+  bound(e->mutable_action(), kMaxLedgerFieldBytes);
+  bound(e->mutable_resource_kind(), kMaxLedgerFieldBytes);
+  bound(e->mutable_resource_id(), kMaxLedgerFieldBytes);
+  bound(e->mutable_purpose(), kMaxLedgerFieldBytes);
+  bound(e->mutable_agreement(), kMaxLedgerFieldBytes);
+  bound(e->mutable_reason(), kMaxLedgerTextBytes);
+  bound(e->mutable_peer_org(), kMaxLedgerFieldBytes);
+  bound(e->mutable_request_id(), kMaxLedgerFieldBytes);
+  bound(e->mutable_case_id(), kMaxLedgerFieldBytes);
+  if (e->payload_sha256().size() > 64) e->mutable_payload_sha256()->resize(64);
 }
 
 }  // namespace
@@ -26,6 +48,7 @@ std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEven
   std::vector<ledger::AppendEntry> entries;
   for (v1::AccessEvent& e : events) {
     e.set_time_unix_micros(now);
+    Bound(&e);
     ledger::AppendEntry entry;
     entry.data = e.SerializeAsString();
     if (!e.case_id().empty()) entry.index_keys.push_back("case/" + e.case_id());

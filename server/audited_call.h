@@ -13,6 +13,7 @@
 #include "grpcpp/grpcpp.h"
 #include "server/access_log.h"
 #include "server/auth.h"
+#include "server/edge.h"
 #include "server/log.h"
 
 namespace corridor {
@@ -60,8 +61,10 @@ inline void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent even
                    [status](uint64_t) { return ToGrpcStatus(status); });
 }
 
-// The start of every audited call: who is calling, the event skeleton, and
-// the access check. Returns nullopt if the call was refused (and recorded).
+// The start of every audited call: who is calling, the event skeleton, the
+// access check, and the bounds on the identifiers and purpose the caller sent
+// (server/edge.h; an empty `id`, `purpose` or `request_id` is left to the
+// handler to require). Returns nullopt if the call was refused (and recorded).
 template <typename Reactor>
 std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
                                Reactor* reactor, AccessLog* log, const std::string& method,
@@ -85,6 +88,13 @@ std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackS
   if (auto st = CheckAccess(*caller, method); !st.ok()) {
     log::Warn("auth.denied", {{"caller", caller->Name()}, {"method", method}});
     RecordRefusal(log, reactor, *event, st);
+    return std::nullopt;
+  }
+  absl::Status bad = ValidateOptionalIdentifier("the id", id);
+  if (bad.ok() && !purpose.empty()) bad = ValidatePurposeCode(purpose);
+  if (bad.ok()) bad = ValidateOptionalIdentifier("the request id", request_id);
+  if (!bad.ok()) {
+    RecordRefusal(log, reactor, *event, bad);  // the access log bounds what it records
     return std::nullopt;
   }
   return *caller;

@@ -1,11 +1,14 @@
 #include "server/auth.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/grpc_util.h"
+#include "client/pki.h"
+#include "server/edge.h"
 #include "server/log.h"
 
 namespace corridor {
@@ -75,16 +78,81 @@ const std::vector<MethodRule>& MethodRules() {
 
 }  // namespace
 
-grpc::Status CorridorAuthProcessor::Process(const InputMetadata&, grpc::AuthContext* context,
-                                            OutputMetadata*, OutputMetadata*) {
+void Queue(AccessLog* log, v1::AccessEvent ev) {
+  // Queued, not waited for: callers run on gRPC transport threads.
+  const std::string action = ev.action();
+  log->Record({std::move(ev)}, nullptr, [action](absl::StatusOr<uint64_t> index) {
+    if (!index.ok()) {
+      log::Error("access.unrecorded", {{"action", action}, {"error", index.status().message()}});
+    }
+  });
+}
+
+void RecordDenied(AccessLog* log, const Principal& who, absl::string_view method,
+                  const absl::Status& why) {
+  if (log == nullptr) return;
+  v1::AccessEvent ev;
+  SetActor(who, &ev);
+  ev.set_action("auth.denied");
+  ev.set_resource_kind("method");
+  ev.set_resource_id(std::string(method));
+  ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+  ev.set_reason(std::string(why.message()));
+  Queue(log, std::move(ev));
+}
+
+void CorridorAuthProcessor::RecordRefusedIdentity(const std::string& pem,
+                                                  const absl::Status& why) const {
+  if (log_ == nullptr) return;
+  // The identity is what the certificate *claims*: it was refused, so it is
+  // unverified, and the entry says so.
+  v1::AccessEvent ev;
+  ev.set_actor_subject("unverified:unknown");
+  if (auto info = pki::InspectCertificate(pem); info.ok()) {
+    std::vector<SpiffeId> claims;
+    for (const auto& uri : info->uris) {
+      if (auto id = ParseSpiffeUri(uri, federation_); id.ok()) claims.push_back(*id);
+    }
+    if (claims.size() == 1) {
+      ev.set_actor_org(claims[0].org);
+      ev.set_actor_subject(absl::StrCat("unverified:", claims[0].kind == PrincipalKind::kNode
+                                                           ? "node"
+                                                           : "user/" + claims[0].user));
+    } else if (claims.size() > 1) {
+      ev.set_actor_subject(absl::StrCat("unverified:", claims.size(), "-identities"));
+    }
+  }
+  ev.set_action("auth.refused");
+  ev.set_resource_kind("node");
+  ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+  ev.set_reason(std::string(why.message()));
+  Queue(log_, std::move(ev));
+}
+
+grpc::Status CorridorAuthProcessor::Process(const InputMetadata& metadata,
+                                            grpc::AuthContext* context, OutputMetadata*,
+                                            OutputMetadata*) {
   // Read-only use of the connection's AuthContext: see auth.h.
   const std::string pem = PeerCertificatePem(*context);
   auto principal = resolver_->ResolveCached(pem, absl::Now());
-  if (principal.ok()) return grpc::Status::OK;
-  log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},
-                             {"reason", principal.status().message()}});
-  if (on_refused_) on_refused_(pem, principal.status());
-  return ToGrpcStatus(principal.status());
+  if (!principal.ok()) {
+    log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},
+                               {"reason", principal.status().message()}});
+    RecordRefusedIdentity(pem, principal.status());
+    return ToGrpcStatus(principal.status());
+  }
+  // Methods the Corridor services do not implement themselves (health,
+  // reflection, unknown paths) are checked here against the same table.
+  auto path = metadata.find(":path");
+  const std::string method =
+      path == metadata.end() ? "" : std::string(path->second.data(), path->second.size());
+  if (absl::StartsWith(method, "/corridor.v1.")) return grpc::Status::OK;
+  if (auto st = CheckAccess(**principal, method); !st.ok()) {
+    log::Warn("auth.denied", {{"caller", (*principal)->Name()}, {"method", ForLedger(method)}});
+    RecordDenied(log_, **principal, method, st);
+    return ToGrpcStatus(st);
+  }
+  return grpc::Status::OK;
 }
 
 absl::StatusOr<Principal> CallerOf(const IdentityResolver& identity,
@@ -122,7 +190,7 @@ absl::Status CheckAccess(const Principal& principal, absl::string_view method) {
 
 absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
                                     const grpc::CallbackServerContext& context,
-                                    absl::string_view method) {
+                                    absl::string_view method, AccessLog* log) {
   auto auth = context.auth_context();
   if (auth == nullptr) return absl::UnauthenticatedError("call has no TLS identity");
   auto principal = CallerOf(identity, *auth);
@@ -130,6 +198,7 @@ absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
   if (auto st = CheckAccess(*principal, method); !st.ok()) {
     log::Warn("auth.denied",
               {{"caller", principal->Name()}, {"method", method}, {"reason", st.message()}});
+    RecordDenied(log, *principal, method, st);
     return st;
   }
   return principal;

@@ -20,20 +20,21 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/auth_metadata_processor.h"
+#include "server/access_log.h"
 #include "server/identity.h"
 
 namespace corridor {
 
 class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
  public:
-  // Called for every refused identity, with the peer's certificate PEM and the
-  // reason: the node records the refusal in its ledger. It runs on a gRPC
-  // transport thread and must not block (queue the ledger write, do not wait).
-  using RefusalRecorder = std::function<void(const std::string& cert_pem, const absl::Status& why)>;
-
-  explicit CorridorAuthProcessor(std::shared_ptr<IdentityResolver> resolver,
-                                 RefusalRecorder on_refused = nullptr)
-      : resolver_(std::move(resolver)), on_refused_(std::move(on_refused)) {}
+  // Every refusal is queued to `log` (may be null in tests): refused
+  // identities as `auth.refused`, and calls to methods outside the Corridor
+  // services (health, reflection, anything unknown) that the access table
+  // does not open to the caller as `auth.denied`. The Corridor services check
+  // and record their own methods, with the call's details.
+  CorridorAuthProcessor(std::shared_ptr<IdentityResolver> resolver, AccessLog* log,
+                        std::string federation)
+      : resolver_(std::move(resolver)), log_(log), federation_(std::move(federation)) {}
 
   // A cache lookup, or one certificate check per connection: cheap enough to
   // run inline on gRPC's transport thread, without a hop to its blocking pool.
@@ -44,9 +45,17 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
                        OutputMetadata* response_metadata) override;
 
  private:
+  void RecordRefusedIdentity(const std::string& cert_pem, const absl::Status& why) const;
+
   std::shared_ptr<IdentityResolver> resolver_;
-  RefusalRecorder on_refused_;
+  AccessLog* log_;
+  const std::string federation_;
 };
+
+// Queues (does not wait for) a ledger entry recording that `who` was denied
+// `method` because of `why`. No-op if `log` is null.
+void RecordDenied(AccessLog* log, const Principal& who, absl::string_view method,
+                  const absl::Status& why);
 
 // The Principal of the call's peer certificate, from `identity`'s cache.
 // UNAUTHENTICATED if the call carries no certificate, PERMISSION_DENIED if
@@ -58,10 +67,11 @@ absl::StatusOr<Principal> CallerOf(const IdentityResolver& identity,
 // PERMISSION_DENIED with a reason a person can act on.
 absl::Status CheckAccess(const Principal& principal, absl::string_view method);
 
-// CallerOf + CheckAccess for a server call; logs refusals.
+// CallerOf + CheckAccess for a server call; logs refusals and, given a log,
+// records them in the ledger (queued, not waited for).
 absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
                                     const grpc::CallbackServerContext& context,
-                                    absl::string_view method);
+                                    absl::string_view method, AccessLog* log = nullptr);
 
 }  // namespace corridor
 

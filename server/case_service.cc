@@ -37,6 +37,20 @@ absl::Status ValidateNewCase(const v1::Case& c) {
   return absl::OkStatus();
 }
 
+// A case as an answer to a write: ids, status, times and links, without the
+// worker, parties, narrative, evidence or notes.
+v1::Case WithoutPersonalData(const v1::Case& c) {
+  v1::Case out = c;
+  out.clear_worker();
+  out.clear_employer();
+  out.clear_recruiter();
+  out.clear_narrative();
+  out.clear_evidence();
+  out.clear_history();
+  out.clear_consent();
+  return out;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContext* ctx,
@@ -211,8 +225,10 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  // An update is not a read: the answer carries no personal data (a caller
+  // who wants the case reads it with GetCase, stating a purpose).
   RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c = *c, lock = *lock](uint64_t) {
-    *resp = c;
+    *resp = WithoutPersonalData(c);
     return grpc::Status::OK;
   });
   return reactor;
@@ -261,7 +277,11 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
   auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "EraseCase",
                       "case.erase", "case", req->id(), "erasure", req->request_id(), &ev);
   if (!caller) return reactor;
-  ev.set_reason(req->reason());
+  // The reason is free text (it may well name the worker): the ledger, which
+  // is never erased, keeps only its SHA-256; the text goes with the case.
+  if (!req->reason().empty()) {
+    ev.set_reason(absl::StrCat("reason sha256:", HexEncode(DigestBytes(Sha256(req->reason())))));
+  }
   if (req->reason().empty()) {
     RecordRefusal(log_, reactor, ev,
                   absl::InvalidArgumentError("erasing a case needs a reason (--reason)"));

@@ -123,15 +123,17 @@ class RosterInForce {
 class NodeServices {
  public:
   NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-               PeerProber* prober, Exchange* exchange, RosterInForce* roster)
-      : node_(config, identity, prober, roster), peer_(config, identity, exchange, roster) {}
+               AccessLog* log, PeerProber* prober, Exchange* exchange, RosterInForce* roster)
+      : node_(config, identity, log, prober, roster),
+        peer_(config, identity, log, exchange, roster) {}
 
   class NodeServiceImpl final : public v1::NodeService::CallbackService {
    public:
     NodeServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-                    PeerProber* prober, RosterInForce* roster)
+                    AccessLog* log, PeerProber* prober, RosterInForce* roster)
         : config_(config),
           identity_(std::move(identity)),
+          log_(log),
           prober_(prober),
           roster_(roster),
           started_unix_(absl::ToUnixSeconds(absl::Now())) {}
@@ -140,7 +142,7 @@ class NodeServices {
                                          const v1::PushRosterRequest* req,
                                          v1::PushRosterResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/PushRoster");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/PushRoster", log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -157,7 +159,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Whoami(grpc::CallbackServerContext* ctx, const v1::WhoamiRequest*,
                                      v1::WhoamiResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Whoami");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Whoami", log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -174,7 +176,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const v1::StatusRequest*,
                                      v1::StatusResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Status");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Status", log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -191,6 +193,7 @@ class NodeServices {
    private:
     const v1::NodeConfig config_;
     std::shared_ptr<IdentityResolver> identity_;
+    AccessLog* log_;
     PeerProber* prober_;
     RosterInForce* roster_;
     int64_t started_unix_;
@@ -199,14 +202,18 @@ class NodeServices {
   class PeerServiceImpl final : public v1::PeerService::CallbackService {
    public:
     PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-                    Exchange* exchange, RosterInForce* roster)
-        : config_(config), identity_(std::move(identity)), exchange_(exchange), roster_(roster) {}
+                    AccessLog* log, Exchange* exchange, RosterInForce* roster)
+        : config_(config),
+          identity_(std::move(identity)),
+          log_(log),
+          exchange_(exchange),
+          roster_(roster) {}
 
     grpc::ServerUnaryReactor* GetRoster(grpc::CallbackServerContext* ctx,
                                         const v1::GetRosterRequest*,
                                         v1::SignedRoster* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/GetRoster");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/GetRoster", log_);
       if (caller.ok()) {
         resp->set_signed_roster(roster_->json());
         resp->set_version(roster_->version());
@@ -218,7 +225,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Deliver(grpc::CallbackServerContext* ctx, const v1::Envelope* env,
                                       v1::Receipt* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Deliver");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Deliver", log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -233,7 +240,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Hello(grpc::CallbackServerContext* ctx, const v1::HelloRequest* req,
                                     v1::HelloResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Hello");
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Hello", log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -250,6 +257,7 @@ class NodeServices {
    private:
     const v1::NodeConfig config_;
     std::shared_ptr<IdentityResolver> identity_;
+    AccessLog* log_;
     Exchange* exchange_;
     RosterInForce* roster_;
   };
@@ -492,8 +500,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   Exchange* exchange = node->exchange_.get();
   node->prober_->set_on_reachable(
       [exchange](const std::string& org) { exchange->PeerReachable(org); });
-  node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->prober_.get(),
-                                                   node->exchange_.get(), node->roster_.get());
+  node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->access_log_.get(),
+                                                   node->prober_.get(), node->exchange_.get(),
+                                                   node->roster_.get());
 
   // Accept client certificates from any member's CA at the TLS layer; the
   // auth processor then insists on the right CA for the claimed org.
@@ -503,32 +512,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   ssl.pem_root_certs = roots;
   ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
   auto creds = grpc::SslServerCredentials(ssl);
-  AccessLog* access_log = node->access_log_.get();
-  const std::string federation = config.federation();
   creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
-      node->identity_, [access_log, federation](const std::string& pem, const absl::Status& why) {
-        v1::AccessEvent ev;
-        ev.set_actor_subject("unknown");
-        if (auto info = pki::InspectCertificate(pem); info.ok()) {
-          for (const auto& uri : info->uris) {
-            if (auto id = ParseSpiffeUri(uri, federation); id.ok()) {
-              ev.set_actor_org(id->org);
-              ev.set_actor_subject(id->kind == PrincipalKind::kNode ? "node" : "user/" + id->user);
-            }
-          }
-        }
-        ev.set_action("auth.refused");
-        ev.set_resource_kind("node");
-        ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
-        ev.set_reason(std::string(why.message()));
-        // Queued, not waited for: this runs on a gRPC transport thread.
-        access_log->Record({ev}, nullptr, [](absl::StatusOr<uint64_t> index) {
-          if (!index.ok()) {
-            log::Error("access.unrecorded",
-                       {{"action", "auth.refused"}, {"error", index.status().message()}});
-          }
-        });
-      }));
+      node->identity_, node->access_log_.get(), config.federation()));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -5,12 +5,14 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "ledger/rocksdb_ledger.h"
 #include "rocksdb/db.h"
@@ -332,12 +334,140 @@ TEST_F(CasesTest, AccessTableWalkEveryMethodEveryRoleOneEntryEach) {
       EXPECT_EQ(e[0].event().outcome(),
                 allowed ? v1::ACCESS_OUTCOME_ALLOWED : v1::ACCESS_OUTCOME_DENIED)
           << e[0].event().DebugString();
-      if (name == "unknown") EXPECT_EQ(e[0].event().actor_subject(), "user/stranger");
+      if (name == "unknown") EXPECT_EQ(e[0].event().actor_subject(), "unverified:user/stranger");
       if (name == "other-org") EXPECT_EQ(e[0].event().actor_org(), "ministry-id");
       ++calls;
     }
   }
   EXPECT_EQ(calls, 15 * 7);
+}
+
+// Every method that takes a case or evidence id, given ids that are malformed
+// in each way a probe tried (NUL, newline forging a row, escape sequences,
+// oversized): a specific INVALID_ARGUMENT, exactly one denied entry, and that
+// entry bounded and free of control characters.
+TEST_F(CasesTest, MalformedIdsAreRefusedAndRecordedBoundedByEveryMethod) {
+  auditor_ = As("union-sg", "aud");
+  const std::map<std::string, std::shared_ptr<grpc::Channel>> as = {
+      {"cw", As("union-sg", "cw")},
+      {"pros", As("union-sg", "pros")},
+      {"appr", As("union-sg", "appr")},
+      {"aud", auditor_}};
+  const std::vector<std::string> bad_ids = {
+      std::string("C-1\0hidden", 10), "C-1\n2026 union-sg/user/admin1 case.erase allowed",
+      "C-\x1b[31mred", std::string(100000, 'A'), "C-1/../C-2"};
+  int calls = 0;
+  for (const MethodCase& m : AccessTable()) {
+    if (m.name == "CreateCase" || m.name == "ListCases" || m.name == "GetCheckpoint" ||
+        m.name == "GetInclusionProof" || m.name == "GetConsistencyProof" ||
+        m.name == "GetEntries" || m.name == "Export") {
+      continue;  // these take no id
+    }
+    const std::string user = *m.allowed.begin();
+    for (const std::string& bad : bad_ids) {
+      SCOPED_TRACE(m.name + " with id of " + std::to_string(bad.size()) + " bytes");
+      const uint64_t before = LedgerSize();
+      // As the case id, and as the evidence id.
+      grpc::Status s = m.call(as.at(user), bad, m.name == "GetEvidence" ? bad : "E-1");
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+      const uint64_t after = LedgerSize();
+      ASSERT_EQ(after - before, 2u);
+      std::vector<v1::LoggedEvent> e = Entries(before, before + 1);
+      ASSERT_EQ(e.size(), 1u);
+      const v1::AccessEvent& ev = e[0].event();
+      EXPECT_EQ(ev.outcome(), v1::ACCESS_OUTCOME_DENIED) << ev.DebugString();
+      EXPECT_LT(e[0].entry().size(), 4096u);
+      for (const std::string* field : {&ev.resource_id(), &ev.case_id(), &ev.reason()}) {
+        for (char c : *field) EXPECT_FALSE(c >= 0 && c < 0x20) << ev.DebugString();
+      }
+      ++calls;
+    }
+  }
+  EXPECT_EQ(calls, 8 * 5);
+  // An oversized purpose (any caseworker) is refused and recorded bounded, and
+  // the audit trail stays readable in full afterwards.
+  const std::string id = CreateCase();
+  v1::GetCaseRequest get;
+  get.set_id(id);
+  get.set_purpose(std::string(1 << 20, 'p'));
+  v1::Case c;
+  grpc::Status s = v1::CaseService::NewStub(as.at("cw"))->GetCase(Ctx().get(), get, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  get.set_purpose("Case Handling\n");
+  s = v1::CaseService::NewStub(as.at("cw"))->GetCase(Ctx().get(), get, &c);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  v1::QueryEventsRequest q;
+  q.set_page_size(1000);
+  v1::QueryEventsResponse events;
+  s = v1::AuditService::NewStub(auditor_)->QueryEvents(Ctx().get(), q, &events);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::ExportRequest ex;
+  v1::ExportResponse exported;
+  s = v1::AuditService::NewStub(auditor_)->Export(Ctx().get(), ex, &exported);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+}
+
+// Calls a method by path with an empty request (a generic unary call).
+grpc::Status CallByPath(std::shared_ptr<grpc::Channel> ch, const std::string& path) {
+  grpc::GenericStub stub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  grpc::CompletionQueue cq;
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty("");
+  request = grpc::ByteBuffer(&empty, 1);
+  auto call = stub.PrepareUnaryCall(&ctx, path, request, &cq);
+  call->StartCall();
+  grpc::Status status;
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  cq.Next(&tag, &ok);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
+
+// Every service goes through the access table — health, reflection and
+// methods nobody serves included — and every refusal is a ledger entry.
+TEST_F(CasesTest, RefusalsOutsideTheCaseServicesAreRecordedToo) {
+  auditor_ = As("union-sg", "aud");
+  std::shared_ptr<grpc::Channel> peer_node =
+      MakeMutualTlsChannel({fed_.org("ministry-id").node.cert_pem,
+                            fed_.org("ministry-id").node.key_pem, fed_.org("union-sg").ca.cert_pem},
+                           fed_.org("union-sg").endpoint(), "");
+  struct Refused {
+    std::string who;
+    std::shared_ptr<grpc::Channel> channel;
+    std::string path;
+  };
+  const std::vector<Refused> refused = {
+      {"user calling the peer service", As("union-sg", "cw"), "/corridor.v1.PeerService/Hello"},
+      {"user calling Deliver", As("union-sg", "cw"), "/corridor.v1.PeerService/Deliver"},
+      {"caseworker pushing a roster", As("union-sg", "cw"), "/corridor.v1.NodeService/PushRoster"},
+      {"node calling Status", peer_node, "/corridor.v1.NodeService/Status"},
+      {"node using reflection", peer_node,
+       "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"},
+      {"user calling an unknown method", As("union-sg", "cw"), "/corridor.v2.Secret/Read"},
+      {"user calling an unknown service", As("union-sg", "cw"), "/other.Service/Method"},
+  };
+  for (const Refused& r : refused) {
+    SCOPED_TRACE(r.who);
+    const uint64_t before = LedgerSize();
+    grpc::Status s = CallByPath(r.channel, r.path);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    const uint64_t after = LedgerSize();
+    ASSERT_EQ(after - before, 2u);
+    std::vector<v1::LoggedEvent> e = Entries(before, before + 1);
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0].event().action(), "auth.denied");
+    EXPECT_EQ(e[0].event().outcome(), v1::ACCESS_OUTCOME_DENIED);
+    EXPECT_EQ(e[0].event().resource_id(), r.path);
+  }
+  // What the table allows still works: health for nodes and users.
+  EXPECT_EQ(CallByPath(peer_node, "/grpc.health.v1.Health/Check").error_code(),
+            grpc::StatusCode::OK);
 }
 
 TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {

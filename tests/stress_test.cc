@@ -25,10 +25,15 @@
 //   one when there is none. Outcome: OK → allowed; PERMISSION_DENIED,
 //   INVALID_ARGUMENT, UNAUTHENTICATED → denied; other codes → error.
 // - NodeService (Whoami, Status, PushRoster), PeerService and health checks
-//   record nothing.
+//   record nothing when allowed; refused, they record one "auth.denied".
 // - Each envelope a node sends records "envelope.receive" once at the receiver
 //   (a redelivery returns the first receipt and records nothing) and
 //   "envelope.receipt" once at the sender.
+// - Every caller holds a configured identity: a refused certificate records
+//   "auth.refused" once per call or once per connection depending on how the
+//   node resolves identities, which an exact count cannot rely on.
+// - Calls to the frozen node record nothing (Whoami, Status, health), so the
+//   ones its freeze cuts off leave its ledger exact.
 // - The window is [size before the load, size after it), both read with
 //   GetCheckpoint, whose answer counts its own entry: the first one's entry is
 //   outside the window, the last one's inside.
@@ -36,8 +41,11 @@
 // Scale with CORRIDOR_STRESS_SECONDS (load duration, default 4) and
 // CORRIDOR_STRESS_IN_FLIGHT (calls in flight on the shared channel, default 32;
 // the other channels keep a quarter of it), e.g. smaller under sanitizers.
+// The last test is issue 8's report as it was filed: 32 CreateCase calls in
+// flight on one channel (always 32; its duration scales).
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <deque>
@@ -893,9 +901,9 @@ TEST_F(StressTest,
                   audit->async()->GetCheckpoint(c, q, r, std::move(cb));
                 },
                 [](const std::string&) { return v1::GetCheckpointRequest(); }, false)},
-        // Refused and not recorded: Deliver is for peer nodes.
+        // Refused and recorded as auth.denied: Deliver is for peer nodes.
         {1, Unary<v1::Envelope, v1::Receipt>(
-                kUnion, "PeerService/Deliver by a user", "", kDenied,
+                kUnion, "PeerService/Deliver by a user", "auth.denied", kDenied,
                 [peer](auto* c, auto* q, auto* r, auto cb) {
                   peer->async()->Deliver(c, q, r, std::move(cb));
                 },
@@ -1212,11 +1220,12 @@ TEST_F(StressTest,
       }
     }
     std::cout << org << ": " << end - n->ledger_start << " ledger entries in the window\n";
-    EXPECT_EQ(by_action, n->account.by_action()) << org << ", per action and outcome:\n"
-                                                 << Differences(n->account.by_action(), by_action);
-    EXPECT_EQ(by_request, n->account.by_request())
-        << org << ", per request id:\n"
-        << Differences(n->account.by_request(), by_request);
+    const std::string by_action_differences = Differences(n->account.by_action(), by_action);
+    EXPECT_TRUE(by_action_differences.empty()) << org << ", entries per action and outcome:\n"
+                                               << by_action_differences;
+    const std::string by_request_differences = Differences(n->account.by_request(), by_request);
+    EXPECT_TRUE(by_request_differences.empty()) << org << ", entries per request id:\n"
+                                                << by_request_differences;
 
     // Exported in ranges (one answer is capped at 4 MiB), each verified offline
     // against the node's key in the roster.

@@ -1,5 +1,6 @@
 #include "tests/testing/load.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -114,8 +115,7 @@ LoadResult RunLoad(const LoadOptions& options, const CallStarter& start) {
     absl::Mutex mu;
     int in_flight ABSL_GUARDED_BY(mu) = 0;
   };
-  // Shared with the `done` callbacks, which may outlive nothing here: every
-  // one has run before RunLoad returns.
+  // Shared with the `done` callbacks; every one of them has run before RunLoad returns.
   auto state = std::make_shared<State>();
   const int limit = std::max(1, options.in_flight);
   const absl::Time begin = absl::Now();
