@@ -192,7 +192,10 @@ void Exchange::ResetLaneLocked(Lane& lane, absl::Time now) {
     ready.insert({lane.items[seq].due, seq});
   }
   lane.ready.swap(ready);
-  for (auto& [seq, p] : lane.items) p.failures = 0;
+  for (auto& [seq, p] : lane.items) {
+    p.failures = 0;
+    p.reset_while_out = p.in_flight;
+  }
   lane.failing = false;
 }
 
@@ -448,6 +451,7 @@ void Exchange::Run() {
           const uint64_t seq = lane.ready.begin()->second;
           lane.ready.erase(lane.ready.begin());
           lane.items[seq].in_flight = true;
+          lane.items[seq].reset_while_out = false;
           ++lane.in_flight;
           ++outstanding_;
           to_start.push_back({org, seq});
@@ -685,7 +689,9 @@ void Exchange::RetryItem(const std::string& org, uint64_t seq, std::optional<v1:
   if (it == lane.items.end()) return;
   Pending& p = it->second;
   p.in_flight = false;
-  p.due = due;
+  // The peer answered again while this attempt was out: no backoff.
+  p.due = p.reset_while_out ? std::min(due, Now()) : due;
+  p.reset_while_out = false;
   const auto& queue = lane.by_order[p.order_key];
   if (!queue.empty() && queue.front() == seq) lane.ready.insert({p.due, seq});
   woken_ = true;

@@ -136,8 +136,9 @@ class Exchange {
     std::string key;        // "pending/<seq>"
     std::string order_key;  // envelopes with the same one go out in order
     absl::Time due;
-    uint32_t failures = 0;   // transient failures in a row: the backoff exponent
-    bool in_flight = false;  // being sent, or its receipt being recorded
+    uint32_t failures = 0;         // transient failures in a row: the backoff exponent
+    bool in_flight = false;        // being sent, or its receipt being recorded
+    bool reset_while_out = false;  // the lane was reset while it was in flight
   };
   // One peer's delivery lane.
   struct Lane {

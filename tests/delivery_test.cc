@@ -235,7 +235,7 @@ TEST_F(DeliveryTest, ASuccessfulProbeRetriesABackedOffPeerAtOnce) {
   prober.set_on_reachable([this](const std::string& org) { exchange_->PeerReachable(org); });
   prober.ProbeAll();
   ASSERT_TRUE(Eventually([&] { return Count("delivered") == 1; })) << Outbox()[0].DebugString();
-  EXPECT_EQ(Links(case_id)[referral], v1::REFERRAL_STATE_DELIVERED);
+  EXPECT_TRUE(Eventually([&] { return Links(case_id)[referral] == v1::REFERRAL_STATE_DELIVERED; }));
 }
 
 TEST_F(DeliveryTest, OutboxPagesThroughPendingFailedAndDeliveredItemsOnce) {
