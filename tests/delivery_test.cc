@@ -61,6 +61,7 @@ class DeliveryTest : public ::testing::Test {
   void SetUp() override {
     fed_.AddOrg("union-sg");
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
+    fed_.AddOrg("inspectorate-sg", v1::ORG_KIND_INSPECTORATE);  // never started
     ASSERT_OK_AND_ASSIGN(
         config_, LoadNodeConfig(fed_.WriteNodeConfig("union-sg", {{"cw", {"caseworker"}}})));
     // Calls to a peer that is down wait for it up to their deadline: keep it short.
@@ -125,10 +126,10 @@ class DeliveryTest : public ::testing::Test {
   }
   // What ReferralService.Refer does: the referral link (QUEUED), its envelope
   // in the outbox and the send entry in one batch. Waits for the case lock.
-  std::string Refer(const std::string& case_id) {
+  std::string Refer(const std::string& case_id, const std::string& to = "ministry-id") {
     while (!cases_->Lock(case_id).ok()) absl::SleepFor(absl::Microseconds(100));
     const std::string referral_id = "REF-" + HexEncode(RandomBytes(6));
-    v1::EnvelopePayload p = exchange_->NewPayload("ministry-id", "test-agreement", "case-referral");
+    v1::EnvelopePayload p = exchange_->NewPayload(to, "test-agreement", "case-referral");
     p.mutable_referral()->set_referral_id(referral_id);
     p.mutable_referral()->set_origin_case_id(case_id);
     p.mutable_referral()->set_deidentified(true);
@@ -141,7 +142,7 @@ class DeliveryTest : public ::testing::Test {
     v1::ReferralLink* link = c->add_referrals();
     link->set_referral_id(referral_id);
     link->set_outgoing(true);
-    link->set_peer_org("ministry-id");
+    link->set_peer_org(to);
     link->set_state(v1::REFERRAL_STATE_QUEUED);
     EXPECT_OK(cases_->PutCase(batch.get(), *c));
     v1::AccessEvent ev;
@@ -255,8 +256,7 @@ TEST_F(DeliveryTest, OutboxPagesThroughPendingFailedAndDeliveredItemsOnce) {
     exchange_->Wake();
   }
   ASSERT_TRUE(Eventually([&] { return Count("failed") == 5; }));
-  receiver_->Shutdown(absl::Seconds(1));
-  for (int i = 0; i < 4; ++i) Refer(case_id);
+  for (int i = 0; i < 4; ++i) Refer(case_id, "inspectorate-sg");  // not running: stays pending
 
   for (size_t page_size : {1, 3, 7, 100}) {
     std::vector<v1::OutboxItem> items = Outbox(page_size);
