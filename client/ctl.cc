@@ -1145,10 +1145,18 @@ absl::Status RunPermit(Context& c) {
 absl::Status RunOutbox(Context& c) {
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
-  auto ctx = conn->NewContext();
+  // Every page, shown as one list.
   v1::ListOutboxResponse resp;
-  grpc::Status s = v1::ReferralService::NewStub(conn->channel)->ListOutbox(ctx.get(), {}, &resp);
-  if (!s.ok()) return Explain(s, *conn);
+  v1::ListOutboxRequest req;
+  req.set_page_size(1000);
+  do {
+    auto ctx = conn->NewContext();
+    v1::ListOutboxResponse page;
+    grpc::Status s = v1::ReferralService::NewStub(conn->channel)->ListOutbox(ctx.get(), req, &page);
+    if (!s.ok()) return Explain(s, *conn);
+    for (auto& e : *page.mutable_entries()) *resp.add_entries() = std::move(e);
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (c.json()) {
     c.out << ToJson(resp);
     return absl::OkStatus();

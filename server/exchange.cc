@@ -1,9 +1,17 @@
 #include "server/exchange.h"
 
+#include <algorithm>
+#include <cstring>
+#include <iterator>
+#include <optional>
 #include <random>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/yaml_proto.h"
 #include "server/envelope.h"
@@ -14,8 +22,39 @@ namespace corridor {
 namespace {
 
 constexpr absl::Duration kEnvelopeLifetime = absl::Hours(24 * 7);
-constexpr absl::Duration kBaseBackoff = absl::Milliseconds(250);
-constexpr absl::Duration kMaxBackoff = absl::Seconds(30);
+constexpr absl::Duration kPruneInterval = absl::Minutes(10);
+// An enqueued item whose batch is still not visible this long after Enqueue
+// belonged to a batch that failed; it is forgotten (a restart would find it).
+constexpr absl::Duration kStagedLimit = absl::Minutes(2);
+// How soon a case-update marker is tried again while its case is busy.
+constexpr absl::Duration kCaseFixRetry = absl::Milliseconds(5);
+
+// Outbox keys (docs/federation.md, "Delivery").
+constexpr char kPendingPrefix[] = "pending/";
+constexpr char kFailedPrefix[] = "failed/";
+constexpr char kDeliveredPrefix[] = "delivered/";
+constexpr char kCaseUpdatePrefix[] = "case-update/";
+// The order ListOutbox pages through.
+constexpr const char* kListedPrefixes[] = {kPendingPrefix, kFailedPrefix, kDeliveredPrefix};
+
+std::string Hex16(uint64_t v) { return absl::StrFormat("%016x", v); }
+std::string PendingKey(uint64_t seq) { return kPendingPrefix + Hex16(seq); }
+std::string FailedKey(uint64_t seq) { return kFailedPrefix + Hex16(seq); }
+std::string DeliveredKey(int64_t finished_ms, uint64_t seq) {
+  return absl::StrCat(kDeliveredPrefix,
+                      Hex16(static_cast<uint64_t>(std::max<int64_t>(finished_ms, 0))), "/",
+                      Hex16(seq));
+}
+std::string CaseUpdateKey(const std::string& case_id, const std::string& referral_id) {
+  return absl::StrCat(kCaseUpdatePrefix, case_id, "/", referral_id);
+}
+// Envelopes with the same order key are delivered one at a time, in order.
+std::string OrderKey(const v1::OutboxItem& item) {
+  return item.referral_id().empty() ? "case/" + item.case_id() : item.referral_id();
+}
+bool HasPrefix(const rocksdb::Slice& key, absl::string_view prefix) {
+  return absl::StartsWith(absl::string_view(key.data(), key.size()), prefix);
+}
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
@@ -32,13 +71,37 @@ bool Permanent(grpc::StatusCode code) {
          code == grpc::StatusCode::FAILED_PRECONDITION || code == grpc::StatusCode::UNAUTHENTICATED;
 }
 
+// Sets the sender's link of `referral_id` from QUEUED to `to`; false if there
+// was nothing to change.
+bool MarkLink(v1::Case& c, const std::string& referral_id, v1::ReferralState to) {
+  bool changed = false;
+  for (auto& link : *c.mutable_referrals()) {
+    if (link.outgoing() && link.referral_id() == referral_id &&
+        link.state() == v1::REFERRAL_STATE_QUEUED) {
+      link.set_state(to);
+      changed = true;
+    }
+  }
+  return changed;
+}
+
 }  // namespace
+
+// One Deliver call in flight.
+struct Exchange::Call {
+  std::string org;
+  uint64_t seq = 0;
+  v1::OutboxItem item;
+  grpc::ClientContext ctx;
+  v1::Receipt receipt;
+};
 
 Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
                    const Ed25519PrivateKey* signing_key, rocksdb::DB* db,
                    const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
-                   CaseStore* cases, AccessLog* log, TlsIdentity tls)
+                   CaseStore* cases, AccessLog* log, TlsIdentity tls, ExchangeOptions options)
     : config_(config),
+      options_(std::move(options)),
       identity_(std::move(identity)),
       signer_{
           std::shared_ptr<const Ed25519PrivateKey>(signing_key, [](const Ed25519PrivateKey*) {}),
@@ -49,7 +112,16 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
       referrals_(families.at(kReferralIndexFamily)),
       cases_(cases),
       log_(log),
-      tls_(std::move(tls)) {}
+      tls_(std::move(tls)) {
+  const ExchangeOptions defaults;
+  if (options_.max_in_flight_per_peer <= 0)
+    options_.max_in_flight_per_peer = defaults.max_in_flight_per_peer;
+  if (options_.base_backoff <= absl::ZeroDuration()) options_.base_backoff = defaults.base_backoff;
+  if (options_.max_backoff <= absl::ZeroDuration()) options_.max_backoff = defaults.max_backoff;
+  if (options_.delivered_retention <= absl::ZeroDuration())
+    options_.delivered_retention = defaults.delivered_retention;
+  if (!options_.clock) options_.clock = [] { return absl::Now(); };
+}
 
 Exchange::~Exchange() { Stop(); }
 
@@ -64,6 +136,13 @@ void Exchange::RotateSigningKey(std::shared_ptr<const Ed25519PrivateKey> key, st
 }
 
 void Exchange::Start() {
+  LoadOutbox();
+  if (auto st = PruneDelivered(); !st.ok()) {
+    log::Warn("outbox.prune_failed", {{"error", st.message()}});
+  }
+  absl::MutexLock lock(&mu_);
+  if (started_ || stopping_) return;
+  started_ = true;
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -73,11 +152,51 @@ void Exchange::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  // Not under mu_: a cancelled call's completion may run inside TryCancel.
+  std::vector<std::shared_ptr<Call>> calls;
+  {
+    absl::MutexLock lock(&mu_);
+    calls.assign(calls_.begin(), calls_.end());
+  }
+  for (const auto& call : calls) call->ctx.TryCancel();
+  calls.clear();
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return outstanding_ == 0; };
+  mu_.Await(absl::Condition(&idle));
 }
 
 void Exchange::Wake() {
   absl::MutexLock lock(&mu_);
   woken_ = true;
+}
+
+void Exchange::PeerReachable(const std::string& org) {
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    absl::MutexLock lock(&mu_);
+    auto peer = peers_.find(org);
+    if (peer != peers_.end()) channel = peer->second.channel;
+  }
+  if (channel != nullptr) grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+  absl::MutexLock lock(&mu_);
+  auto lane = lanes_.find(org);
+  if (lane == lanes_.end()) return;
+  ResetLaneLocked(lane->second, Now());
+  woken_ = true;
+}
+
+void Exchange::ResetLaneLocked(Lane& lane, absl::Time now) {
+  std::set<std::pair<absl::Time, uint64_t>> ready;
+  for (const auto& [due, seq] : lane.ready) {
+    lane.items[seq].due = std::min(due, now);
+    ready.insert({lane.items[seq].due, seq});
+  }
+  lane.ready.swap(ready);
+  for (auto& [seq, p] : lane.items) {
+    p.failures = 0;
+    p.reset_while_out = p.in_flight;
+  }
+  lane.failing = false;
 }
 
 v1::EnvelopePayload Exchange::NewPayload(const std::string& to, const std::string& agreement,
@@ -95,9 +214,18 @@ v1::EnvelopePayload Exchange::NewPayload(const std::string& to, const std::strin
   return p;
 }
 
+uint64_t Exchange::NextSeq() {
+  const uint64_t now = static_cast<uint64_t>(std::max<int64_t>(absl::ToUnixMicros(Now()), 0));
+  uint64_t last = last_seq_.load();
+  while (true) {
+    const uint64_t next = std::max(last + 1, now);
+    if (last_seq_.compare_exchange_weak(last, next)) return next;
+  }
+}
+
 v1::OutboxItem Exchange::Enqueue(rocksdb::WriteBatch* batch, const v1::EnvelopePayload& payload,
                                  const std::string& kind, const std::string& case_id,
-                                 const std::string& referral_id) const {
+                                 const std::string& referral_id) {
   v1::OutboxItem item;
   const Signer s = signer();
   v1::EnvelopePayload signed_payload = payload;
@@ -111,7 +239,13 @@ v1::OutboxItem Exchange::Enqueue(rocksdb::WriteBatch* batch, const v1::EnvelopeP
   item.set_created_unix(payload.created_unix());
   item.set_case_id(case_id);
   item.set_referral_id(referral_id);
-  batch->Put(outbox_, item.envelope_id(), item.SerializeAsString());
+  item.set_seq(NextSeq());
+  const std::string key = PendingKey(item.seq());
+  batch->Put(outbox_, key, item.SerializeAsString());
+  v1::OutboxItem meta = item;
+  meta.clear_envelope();
+  absl::MutexLock lock(&mu_);
+  staged_[key] = {std::move(meta), Now()};
   return item;
 }
 
@@ -129,130 +263,353 @@ absl::StatusOr<std::string> Exchange::CaseForReferral(const std::string& referra
   return case_id;
 }
 
-absl::StatusOr<std::vector<v1::OutboxItem>> Exchange::Outbox() const {
-  std::vector<v1::OutboxItem> out;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), outbox_));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    v1::OutboxItem item;
-    if (item.ParseFromString(it->value().ToString())) out.push_back(std::move(item));
+absl::StatusOr<Exchange::OutboxPage> Exchange::ListOutbox(size_t page_size,
+                                                          const std::string& page_token) const {
+  if (page_size == 0) page_size = kDefaultPageSize;
+  page_size = std::min(page_size, kMaxPageSize);
+  size_t first = 0;
+  if (!page_token.empty()) {
+    first = std::size(kListedPrefixes);
+    for (size_t i = 0; i < std::size(kListedPrefixes); ++i) {
+      if (absl::StartsWith(page_token, kListedPrefixes[i])) first = i;
+    }
+    if (first == std::size(kListedPrefixes)) {
+      return absl::InvalidArgumentError(
+          "page_token is not one this node issued; pass next_page_token from the previous page");
+    }
   }
-  if (!it->status().ok()) return FromRocksStatus(it->status(), "reading the outbox");
-  return out;
+  OutboxPage page;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), outbox_));
+  for (size_t i = first; i < std::size(kListedPrefixes); ++i) {
+    const char* prefix = kListedPrefixes[i];
+    for (it->Seek(i == first && !page_token.empty() ? page_token : prefix);
+         it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
+      if (page.items.size() == page_size) {
+        page.next_page_token = it->key().ToString();
+        return page;
+      }
+      v1::OutboxItem item;
+      if (item.ParseFromString(it->value().ToString())) page.items.push_back(std::move(item));
+    }
+    if (!it->status().ok()) return FromRocksStatus(it->status(), "reading the outbox");
+  }
+  return page;
+}
+
+absl::Status Exchange::PruneDelivered() {
+  const int64_t cutoff_ms = absl::ToUnixMillis(Now() - options_.delivered_retention);
+  rocksdb::WriteOptions wo;
+  rocksdb::Status s = db_->DeleteRange(wo, outbox_, kDeliveredPrefix, DeliveredKey(cutoff_ms, 0));
+  if (!s.ok()) return FromRocksStatus(s, "pruning delivered outbox items");
+  return absl::OkStatus();
 }
 
 // ---- sending -------------------------------------------------------------------
 
-void Exchange::Run() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; };
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
-      if (stopping_) return;
-      woken_ = false;
+void Exchange::LoadOutbox() {
+  rocksdb::ReadOptions ro;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, outbox_));
+  // The sequence continues after the newest item of any state.
+  uint64_t last = 0;
+  for (const char* prefix : kListedPrefixes) {
+    it->SeekForPrev(absl::StrCat(prefix, "\xff"));
+    if (it->Valid() && HasPrefix(it->key(), prefix)) {
+      v1::OutboxItem item;
+      if (item.ParseFromString(it->value().ToString())) last = std::max(last, item.seq());
     }
-    auto items = Outbox();
-    if (!items.ok()) {
-      log::Error("outbox.unreadable", {{"error", items.status().message()}});
+  }
+  uint64_t expected = last_seq_.load();
+  while (expected < last && !last_seq_.compare_exchange_weak(expected, last)) {
+  }
+  // An outbox written by an earlier version: items keyed by envelope id.
+  std::vector<std::pair<std::string, v1::OutboxItem>> legacy;
+  for (it->Seek("ENV-"); it->Valid() && HasPrefix(it->key(), "ENV-"); it->Next()) {
+    v1::OutboxItem item;
+    if (item.ParseFromString(it->value().ToString()))
+      legacy.push_back({it->key().ToString(), std::move(item)});
+  }
+  if (!legacy.empty()) {
+    std::stable_sort(legacy.begin(), legacy.end(), [](const auto& a, const auto& b) {
+      return a.second.created_unix() < b.second.created_unix();
+    });
+    rocksdb::WriteBatch batch;
+    const int64_t now_ms = absl::ToUnixMillis(Now());
+    for (auto& [old_key, item] : legacy) {
+      item.set_seq(NextSeq());
+      batch.Delete(outbox_, old_key);
+      if (item.state() == "pending") {
+        batch.Put(outbox_, PendingKey(item.seq()), item.SerializeAsString());
+        continue;
+      }
+      item.clear_envelope();
+      item.set_finished_unix_ms(now_ms);
+      batch.Put(outbox_,
+                item.state() == "failed" ? FailedKey(item.seq()) : DeliveredKey(now_ms, item.seq()),
+                item.SerializeAsString());
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    if (rocksdb::Status s = db_->Write(wo, &batch); !s.ok()) {
+      log::Error("outbox.migration_failed", {{"error", s.ToString()}});
+    } else {
+      log::Info("outbox.migrated", {{"items", legacy.size()}});
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = Now();
+  size_t pending = 0;
+  for (it->Seek(kPendingPrefix); it->Valid() && HasPrefix(it->key(), kPendingPrefix); it->Next()) {
+    v1::OutboxItem item;
+    if (!item.ParseFromString(it->value().ToString())) {
+      log::Error("outbox.unreadable_item", {{"key", it->key().ToString()}});
       continue;
     }
-    const int64_t now_ms = absl::ToUnixMillis(absl::Now());
-    for (v1::OutboxItem& item : *items) {
-      if (item.state() != "pending" || item.next_attempt_unix_ms() > now_ms) continue;
-      {
-        absl::MutexLock lock(&mu_);
-        if (stopping_) return;
-      }
-      DeliverOne(std::move(item));
+    AddPendingLocked(item, now);
+    ++pending;
+  }
+  for (it->Seek(kCaseUpdatePrefix); it->Valid() && HasPrefix(it->key(), kCaseUpdatePrefix);
+       it->Next()) {
+    std::vector<std::string> parts =
+        absl::StrSplit(it->key().ToString().substr(strlen(kCaseUpdatePrefix)), '/');
+    if (parts.size() != 2) continue;
+    int state = v1::REFERRAL_STATE_DELIVERED;
+    (void)absl::SimpleAtoi(it->value().ToString(), &state);
+    case_fixes_.push_back(CaseFix{parts[0], parts[1], static_cast<v1::ReferralState>(state)});
+  }
+  if (!it->status().ok()) {
+    log::Error("outbox.unreadable", {{"error", it->status().ToString()}});
+  }
+  log::Info("outbox.loaded", {{"pending", pending}, {"case_updates", case_fixes_.size()}});
+}
+
+void Exchange::AddPendingLocked(const v1::OutboxItem& item, absl::Time due) {
+  Lane& lane = lanes_[item.recipient_org()];
+  if (lane.items.count(item.seq()) != 0) return;
+  Pending p;
+  p.key = PendingKey(item.seq());
+  p.order_key = OrderKey(item);
+  p.due = due;
+  lane.items[item.seq()] = p;
+  std::deque<uint64_t>& queue = lane.by_order[p.order_key];
+  queue.insert(std::upper_bound(queue.begin(), queue.end(), item.seq()), item.seq());
+  if (queue.front() != item.seq()) return;
+  // It is the oldest of its order key now: it goes first.
+  if (queue.size() > 1) {
+    const Pending& displaced = lane.items[queue[1]];
+    if (displaced.in_flight) return;  // the displaced one is being sent; this waits for it
+    lane.ready.erase({displaced.due, queue[1]});
+  }
+  lane.ready.insert({due, item.seq()});
+}
+
+void Exchange::PromoteStaged() {
+  std::vector<std::string> keys;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, staged] : staged_) keys.push_back(key);
+  }
+  if (keys.empty()) return;
+  std::vector<bool> visible(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    std::string value;
+    visible[i] = db_->Get(rocksdb::ReadOptions(), outbox_, keys[i], &value).ok();
+  }
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = Now();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto it = staged_.find(keys[i]);
+    if (it == staged_.end()) continue;
+    if (visible[i]) {
+      AddPendingLocked(it->second.first, now);
+      staged_.erase(it);
+    } else if (now - it->second.second > kStagedLimit) {
+      staged_.erase(it);
     }
   }
 }
 
-v1::PeerService::Stub* Exchange::StubFor(const std::string& org) {
+absl::Duration Exchange::Backoff(uint32_t failures) {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  const absl::Duration backoff = std::min(
+      options_.base_backoff * (1 << std::min<uint32_t>(failures, 10)), options_.max_backoff);
+  return backoff * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+}
+
+void Exchange::Run() {
+  absl::Time next_prune = Now() + kPruneInterval;
+  while (true) {
+    PromoteStaged();
+    std::vector<std::pair<std::string, uint64_t>> to_start;
+    std::deque<CaseFix> fixes;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      const absl::Time now = Now();
+      for (auto& [org, lane] : lanes_) {
+        while (lane.in_flight < options_.max_in_flight_per_peer && !lane.ready.empty() &&
+               lane.ready.begin()->first <= now) {
+          const uint64_t seq = lane.ready.begin()->second;
+          lane.ready.erase(lane.ready.begin());
+          lane.items[seq].in_flight = true;
+          lane.items[seq].reset_while_out = false;
+          ++lane.in_flight;
+          ++outstanding_;
+          to_start.push_back({org, seq});
+        }
+      }
+      fixes.swap(case_fixes_);
+    }
+    for (const auto& [org, seq] : to_start) StartCall(org, seq);
+    // One write per case for all of its owed link changes.
+    std::map<std::string, std::vector<CaseFix>> by_case;
+    for (CaseFix& fix : fixes) by_case[fix.case_id].push_back(std::move(fix));
+    std::deque<CaseFix> busy;
+    for (auto& [case_id, owed] : by_case) {
+      if (!ApplyCaseFixes(case_id, owed)) busy.insert(busy.end(), owed.begin(), owed.end());
+    }
+    if (Now() >= next_prune) {
+      if (auto st = PruneDelivered(); !st.ok()) {
+        log::Warn("outbox.prune_failed", {{"error", st.message()}});
+      }
+      next_prune = Now() + kPruneInterval;
+    }
+    absl::MutexLock lock(&mu_);
+    for (CaseFix& fix : busy) case_fixes_.push_back(std::move(fix));
+    // Sleep until the next item is due (the clock may be a test's: never long).
+    absl::Duration wait = absl::Seconds(1);
+    const absl::Time now = Now();
+    for (const auto& [org, lane] : lanes_) {
+      if (lane.in_flight < options_.max_in_flight_per_peer && !lane.ready.empty()) {
+        wait = std::min(wait, lane.ready.begin()->first - now);
+      }
+    }
+    if (!case_fixes_.empty()) wait = std::min(wait, kCaseFixRetry);
+    if (!staged_.empty()) wait = std::min(wait, absl::Milliseconds(100));
+    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; };
+    if (wait > absl::ZeroDuration()) mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+    woken_ = false;
+  }
+}
+
+std::shared_ptr<v1::PeerService::Stub> Exchange::StubFor(const std::string& org) {
   absl::MutexLock lock(&mu_);
-  auto it = stubs_.find(org);
-  if (it != stubs_.end()) return it->second.get();
+  auto it = peers_.find(org);
+  if (it != peers_.end()) return it->second.stub;
   for (const auto& m : roster()->members()) {
     if (m.org() != org) continue;
     TlsIdentity id = tls_;
     id.roots_pem = m.ca_cert_pem();
-    auto stub = v1::PeerService::NewStub(
-        MakeMutualTlsChannel(id, m.endpoint(), "", config_.limits().max_message_bytes()));
-    return (stubs_[org] = std::move(stub)).get();
+    PeerChannel& peer = peers_[org];
+    peer.channel = MakeMutualTlsChannel(id, m.endpoint(), "", config_.limits().max_message_bytes());
+    peer.stub = v1::PeerService::NewStub(peer.channel);
+    return peer.stub;
   }
   return nullptr;
 }
 
-void Exchange::DeliverOne(v1::OutboxItem item) {
-  const absl::Time now = absl::Now();
-  auto save = [this](const v1::OutboxItem& i) {
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    return db_->Put(wo, outbox_, i.envelope_id(), i.SerializeAsString());
-  };
-  if (now > absl::FromUnixSeconds(item.expires_unix())) {
-    item.set_state("failed");
-    item.set_last_error(absl::StrCat("expired before delivery: ", item.last_error()));
-    (void)save(item);
-    log::Warn("outbox.expired", {{"envelope", item.envelope_id()}, {"to", item.recipient_org()}});
-    return;
-  }
-  v1::PeerService::Stub* stub = StubFor(item.recipient_org());
-  grpc::Status s;
-  v1::Receipt receipt;
-  if (stub == nullptr) {
-    s = grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                     absl::StrCat(item.recipient_org(), " is no longer in the roster"));
-  } else {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(
-        absl::ToChronoTime(now + absl::Seconds(config_.limits().peer_call_timeout_seconds())));
-    s = stub->Deliver(&ctx, item.envelope(), &receipt);
-  }
-  item.set_attempts(item.attempts() + 1);
-  if (!s.ok()) {
-    item.set_last_error(s.error_message());
-    if (Permanent(s.error_code())) {
-      item.set_state("failed");
-      log::Warn("outbox.refused", {{"envelope", item.envelope_id()},
-                                   {"to", item.recipient_org()},
-                                   {"error", s.error_message()}});
+void Exchange::StartCall(const std::string& org, uint64_t seq) {
+  auto call = std::make_shared<Call>();
+  call->org = org;
+  call->seq = seq;
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), outbox_, PendingKey(seq), &value);
+  std::shared_ptr<v1::PeerService::Stub> stub = StubFor(org);
+  const bool readable = s.ok() && call->item.ParseFromString(value);
+  const bool expired = readable && Now() > absl::FromUnixSeconds(call->item.expires_unix());
+  if (!readable || expired || stub == nullptr) {
+    {
+      absl::MutexLock lock(&mu_);
+      --lanes_[org].in_flight;
+    }
+    if (s.IsNotFound()) {  // gone (only if the store was changed underneath)
+      FinishItem(org, seq);
+    } else if (!readable) {
+      log::Error("outbox.unreadable_item", {{"seq", seq}, {"error", s.ToString()}});
+      RetryItem(org, seq, std::nullopt, "", options_.max_backoff);
+    } else if (expired) {
+      Fail(org, seq, std::move(call->item),
+           absl::StrCat("expired before delivery: ", call->item.last_error()));
     } else {
-      // Exponential backoff with jitter, capped.
-      static thread_local std::mt19937_64 rng(std::random_device{}());
-      absl::Duration backoff = kBaseBackoff * (1 << std::min<uint32_t>(item.attempts(), 10));
-      backoff =
-          std::min(backoff, kMaxBackoff) * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
-      item.set_next_attempt_unix_ms(absl::ToUnixMillis(now + backoff));
+      Fail(org, seq, std::move(call->item), absl::StrCat(org, " is no longer in the roster"));
     }
-    (void)save(item);
-    return;
+    return DoneOutstanding();
   }
-  auto body = VerifyReceipt(receipt, item.envelope(), item.recipient_org(), *roster());
-  if (!body.ok()) {
-    item.set_last_error(absl::StrCat("bad receipt: ", body.status().message()));
-    item.set_next_attempt_unix_ms(absl::ToUnixMillis(now + kMaxBackoff));
-    (void)save(item);
-    return;
+  // Wait for the connection (within the deadline) instead of failing at once
+  // while the channel is between reconnect attempts: a peer that is back is
+  // reached by the calls already waiting for it.
+  call->ctx.set_wait_for_ready(true);
+  call->ctx.set_deadline(absl::ToChronoTime(
+      absl::Now() + absl::Seconds(config_.limits().peer_call_timeout_seconds())));
+  {
+    absl::MutexLock lock(&mu_);
+    calls_.insert(call);
   }
-  item.set_state("delivered");
-  item.set_last_error("");
-  *item.mutable_receipt() = receipt;
-  item.set_receipt_ledger_index(body->ledger_index());
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Put(outbox_, item.envelope_id(), item.SerializeAsString());
-  // The referral now shows as delivered on the sending case.
-  std::string locked;
-  if (item.kind() == "referral" && cases_->Lock(item.case_id()).ok()) {
-    locked = item.case_id();
-    if (auto c = cases_->Get(item.case_id()); c.ok()) {
-      for (auto& link : *c->mutable_referrals()) {
-        if (link.referral_id() == item.referral_id() && link.state() == v1::REFERRAL_STATE_QUEUED) {
-          link.set_state(v1::REFERRAL_STATE_DELIVERED);
-        }
+  // Called without locks held: the completion may run inside this call.
+  Call* raw = call.get();
+  stub->async()->Deliver(
+      &raw->ctx, &raw->item.envelope(), &raw->receipt,
+      [this, call](grpc::Status status) { OnCallDone(call, std::move(status)); });
+}
+
+void Exchange::OnCallDone(std::shared_ptr<Call> call, grpc::Status status) {
+  const std::string org = call->org;
+  {
+    absl::MutexLock lock(&mu_);
+    calls_.erase(call);
+    --lanes_[org].in_flight;
+  }
+  v1::OutboxItem item = std::move(call->item);
+  item.set_attempts(item.attempts() + 1);
+  if (!status.ok()) {
+    if (Permanent(status.error_code())) {
+      Fail(org, call->seq, std::move(item), status.error_message());
+    } else {
+      uint32_t failures = 1;
+      {
+        absl::MutexLock lock(&mu_);
+        Lane& lane = lanes_[org];
+        lane.failing = true;
+        failures = ++lane.items[call->seq].failures;
       }
-      (void)cases_->PutCase(batch.get(), *c);
+      RetryItem(org, call->seq, std::move(item), status.error_message(), Backoff(failures));
     }
+    return DoneOutstanding();
+  }
+  auto body = VerifyReceipt(call->receipt, item.envelope(), org, *roster());
+  if (!body.ok()) {
+    RetryItem(org, call->seq, std::move(item),
+              absl::StrCat("bad receipt: ", body.status().message()), options_.max_backoff);
+    return DoneOutstanding();
+  }
+  {
+    // The peer answers: whatever waits for it is due now.
+    absl::MutexLock lock(&mu_);
+    Lane& lane = lanes_[org];
+    if (lane.failing) ResetLaneLocked(lane, Now());
+    woken_ = true;
+  }
+  RecordReceipt(org, call->seq, std::move(item), call->receipt, body->ledger_index());
+}
+
+void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxItem item,
+                             const v1::Receipt& receipt, uint64_t receiver_index) {
+  v1::OutboxItem done = item;
+  done.clear_envelope();
+  done.set_state("delivered");
+  done.set_last_error("");
+  *done.mutable_receipt() = receipt;
+  done.set_receipt_ledger_index(receiver_index);
+  done.set_finished_unix_ms(absl::ToUnixMillis(Now()));
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  batch->Delete(outbox_, PendingKey(seq));
+  batch->Put(outbox_, DeliveredKey(done.finished_unix_ms(), seq), done.SerializeAsString());
+  // The referral is to show as delivered on the sending case: a marker in this
+  // batch, applied under the case lock right after (never holding the case's
+  // lock across this commit, which would turn the case's users away).
+  const bool marker = item.kind() == "referral";
+  if (marker) {
+    batch->Put(outbox_, CaseUpdateKey(item.case_id(), item.referral_id()),
+               absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_DELIVERED)));
   }
   v1::AccessEvent ev;
   ev.set_actor_org(config_.org());
@@ -264,18 +621,131 @@ void Exchange::DeliverOne(v1::OutboxItem item) {
   ev.set_peer_org(item.recipient_org());
   ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ev.set_reason(
-      absl::StrCat("receipt: ", item.recipient_org(), " ledger index ", body->ledger_index()));
-  auto st = log_->RecordSync({ev}, std::move(batch));
-  if (!locked.empty()) cases_->Unlock(locked);
-  if (!st.ok()) {
-    log::Error("outbox.receipt_unrecorded",
-               {{"envelope", item.envelope_id()}, {"error", st.status().message()}});
-    return;  // still pending on disk: the next attempt gets the same receipt back
+  ev.set_reason(absl::StrCat("receipt: ", item.recipient_org(), " ledger index ", receiver_index));
+  log_->Record(
+      {ev}, std::move(batch),
+      [this, org, seq, item = std::move(item), marker](absl::StatusOr<uint64_t> index) mutable {
+        if (!index.ok()) {
+          // Still pending on disk: the next attempt gets the same receipt back.
+          log::Error("outbox.receipt_unrecorded",
+                     {{"envelope", item.envelope_id()}, {"error", index.status().message()}});
+          RetryItem(org, seq, std::move(item), "the receipt could not be recorded",
+                    options_.base_backoff);
+          return DoneOutstanding();
+        }
+        log::Debug("outbox.delivered", {{"envelope", item.envelope_id()},
+                                        {"to", item.recipient_org()},
+                                        {"attempts", item.attempts()}});
+        if (marker) {
+          absl::MutexLock lock(&mu_);
+          case_fixes_.push_back(
+              CaseFix{item.case_id(), item.referral_id(), v1::REFERRAL_STATE_DELIVERED});
+        }
+        FinishItem(org, seq);
+        DoneOutstanding();
+      });
+}
+
+void Exchange::Fail(const std::string& org, uint64_t seq, v1::OutboxItem item,
+                    const std::string& error) {
+  log::Warn("outbox.failed",
+            {{"envelope", item.envelope_id()}, {"to", item.recipient_org()}, {"error", error}});
+  item.clear_envelope();
+  item.set_state("failed");
+  item.set_last_error(error);
+  item.set_finished_unix_ms(absl::ToUnixMillis(Now()));
+  rocksdb::WriteBatch batch;
+  batch.Delete(outbox_, PendingKey(seq));
+  batch.Put(outbox_, FailedKey(seq), item.SerializeAsString());
+  const bool referral = item.kind() == "referral";
+  if (referral) {
+    batch.Put(outbox_, CaseUpdateKey(item.case_id(), item.referral_id()),
+              absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_FAILED)));
   }
-  log::Info("outbox.delivered", {{"envelope", item.envelope_id()},
-                                 {"to", item.recipient_org()},
-                                 {"attempts", item.attempts()}});
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  if (rocksdb::Status s = db_->Write(wo, &batch); !s.ok()) {
+    // Still pending on disk: it fails again after a restart.
+    log::Error("outbox.unwritable", {{"envelope", item.envelope_id()}, {"error", s.ToString()}});
+  } else if (referral) {
+    absl::MutexLock lock(&mu_);
+    case_fixes_.push_back(CaseFix{item.case_id(), item.referral_id(), v1::REFERRAL_STATE_FAILED});
+  }
+  FinishItem(org, seq);
+}
+
+void Exchange::RetryItem(const std::string& org, uint64_t seq, std::optional<v1::OutboxItem> item,
+                         const std::string& error, absl::Duration delay) {
+  const absl::Time due = Now() + delay;
+  if (item.has_value()) {
+    // Shown by `corridorctl outbox`; not synced: after a crash it is simply due at once.
+    item->set_last_error(error);
+    item->set_next_attempt_unix_ms(absl::ToUnixMillis(due));
+    (void)db_->Put(rocksdb::WriteOptions(), outbox_, PendingKey(seq), item->SerializeAsString());
+  }
+  absl::MutexLock lock(&mu_);
+  Lane& lane = lanes_[org];
+  auto it = lane.items.find(seq);
+  if (it == lane.items.end()) return;
+  Pending& p = it->second;
+  p.in_flight = false;
+  // The peer answered again while this attempt was out: no backoff.
+  p.due = p.reset_while_out ? std::min(due, Now()) : due;
+  p.reset_while_out = false;
+  const auto& queue = lane.by_order[p.order_key];
+  if (!queue.empty() && queue.front() == seq) lane.ready.insert({p.due, seq});
+  woken_ = true;
+}
+
+void Exchange::FinishItem(const std::string& org, uint64_t seq) {
+  absl::MutexLock lock(&mu_);
+  woken_ = true;
+  Lane& lane = lanes_[org];
+  auto it = lane.items.find(seq);
+  if (it == lane.items.end()) return;
+  const std::string order_key = it->second.order_key;
+  lane.ready.erase({it->second.due, seq});
+  lane.items.erase(it);
+  auto q = lane.by_order.find(order_key);
+  if (q == lane.by_order.end()) return;
+  q->second.erase(std::remove(q->second.begin(), q->second.end(), seq), q->second.end());
+  if (q->second.empty()) {
+    lane.by_order.erase(q);
+    return;
+  }
+  const Pending& next = lane.items[q->second.front()];
+  if (!next.in_flight) lane.ready.insert({next.due, q->second.front()});
+}
+
+bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<CaseFix>& fixes) {
+  if (!cases_->Lock(case_id).ok()) return false;  // busy: the next round tries again
+  rocksdb::WriteBatch batch;
+  bool done = true;
+  auto c = cases_->Get(case_id);
+  if (c.ok()) {
+    bool changed = false;
+    for (const CaseFix& fix : fixes) changed = MarkLink(*c, fix.referral_id, fix.state) || changed;
+    if (changed) done = cases_->PutCase(&batch, *c).ok();
+  } else {
+    // A case erased or gone has nothing to show; anything else is retried.
+    done = absl::IsNotFound(c.status()) || absl::IsFailedPrecondition(c.status());
+  }
+  if (done) {
+    for (const CaseFix& fix : fixes) {
+      batch.Delete(outbox_, CaseUpdateKey(fix.case_id, fix.referral_id));
+    }
+    // Not synced: the marker it deletes was, so a crash that loses this write
+    // loses both halves and the marker is applied again at start.
+    done = db_->Write(rocksdb::WriteOptions(), &batch).ok();
+  }
+  cases_->Unlock(case_id);
+  return done;
+}
+
+void Exchange::DoneOutstanding() {
+  absl::MutexLock lock(&mu_);
+  --outstanding_;
+  woken_ = true;
 }
 
 // ---- receiving -----------------------------------------------------------------

@@ -509,6 +509,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
         if (!st.ok())
           log::Warn("roster.fetch_refused", {{"from", from}, {"reason", st.status().message()}});
       });
+  Exchange* exchange = node->exchange_.get();
+  node->prober_->set_on_reachable(
+      [exchange](const std::string& org) { exchange->PeerReachable(org); });
   node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->access_log_.get(),
                                                    node->prober_.get(), node->exchange_.get(),
                                                    node->roster_.get());

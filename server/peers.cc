@@ -6,6 +6,12 @@
 #include "server/log.h"
 
 namespace corridor {
+namespace {
+
+// How often an unreachable peer is probed.
+constexpr absl::Duration kUnhealthyProbeInterval = absl::Seconds(1);
+
+}  // namespace
 
 PeerProber::PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
                        TlsIdentity own_identity)
@@ -33,44 +39,70 @@ PeerProber::PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> 
 PeerProber::~PeerProber() { Stop(); }
 
 void PeerProber::Start() {
-  thread_ = std::thread([this] { Run(); });
+  for (const auto& peer : peers_) {
+    threads_.emplace_back([this, p = peer.get()] { RunPeer(p); });
+  }
 }
 
 void PeerProber::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    for (grpc::ClientContext* probe : probes_) probe->TryCancel();
   }
-  if (thread_.joinable()) thread_.join();
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
 }
 
-void PeerProber::Run() {
+void PeerProber::RunPeer(const Peer* peer) {
   const absl::Duration interval = absl::Seconds(config_.limits().peer_probe_interval_seconds());
   while (true) {
-    ProbeAll();
+    // An unreachable peer is probed often; a refusing one is not (each refused
+    // probe is a denied entry in that peer's ledger).
+    const bool unreachable = ProbeAndRecord(*peer) == v1::PEER_STATE_UNREACHABLE;
     absl::MutexLock lock(&mu_);
     auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stopping), interval);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping),
+                         unreachable ? std::min(interval, kUnhealthyProbeInterval) : interval);
     if (stopping_) return;
   }
 }
 
 void PeerProber::ProbeAll() {
+  std::vector<std::thread> probes;
   for (const auto& peer : peers_) {
-    v1::PeerStatus result = ProbeOne(*peer);
+    probes.emplace_back([this, p = peer.get()] { ProbeAndRecord(*p); });
+  }
+  for (std::thread& t : probes) t.join();
+}
+
+v1::PeerState PeerProber::ProbeAndRecord(const Peer& peer) {
+  bool was_healthy;
+  {
     absl::MutexLock lock(&mu_);
-    v1::PeerStatus& current = status_[peer->member.org()];
+    was_healthy = status_[peer.member.org()].state() == v1::PEER_STATE_HEALTHY;
+  }
+  // After an outage the channel may sit in its reconnect backoff (up to two
+  // minutes in gRPC); probe a peer that was not healthy on a fresh attempt.
+  if (!was_healthy) grpc::experimental::ChannelResetConnectionBackoff(peer.channel.get());
+  v1::PeerStatus result = ProbeOne(peer);
+  const bool healthy = result.state() == v1::PEER_STATE_HEALTHY;
+  {
+    absl::MutexLock lock(&mu_);
+    v1::PeerStatus& current = status_[peer.member.org()];
     if (result.state() != current.state()) {
-      log::Info("peer.state", {{"peer", peer->member.org()},
-                               {"endpoint", peer->member.endpoint()},
+      log::Info("peer.state", {{"peer", peer.member.org()},
+                               {"endpoint", peer.member.endpoint()},
                                {"state", v1::PeerState_Name(result.state())},
                                {"error", result.last_error()}});
     }
-    if (result.state() != v1::PEER_STATE_HEALTHY) {
-      result.set_last_healthy_unix(current.last_healthy_unix());
-    }
+    if (!healthy) result.set_last_healthy_unix(current.last_healthy_unix());
     current = result;
   }
+  if (healthy && on_reachable_) on_reachable_(peer.member.org());
+  return result.state();
 }
 
 v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
@@ -79,13 +111,23 @@ v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
   st.set_name(peer.member.name());
   st.set_endpoint(peer.member.endpoint());
   grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);  // a reconnect just started counts; the deadline bounds it
   ctx.set_deadline(absl::ToChronoTime(absl::Now() +
                                       absl::Seconds(config_.limits().peer_call_timeout_seconds())));
   v1::HelloRequest req;
   const uint64_t ours = current_version_ ? current_version_() : roster_->version();
   req.set_roster_version(ours);
   v1::HelloResponse resp;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) ctx.TryCancel();
+    probes_.insert(&ctx);
+  }
   grpc::Status s = peer.stub->Hello(&ctx, req, &resp);
+  {
+    absl::MutexLock lock(&mu_);
+    probes_.erase(&ctx);
+  }
   if (!s.ok()) {
     const bool refused = s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
                          s.error_code() == grpc::StatusCode::UNAUTHENTICATED;

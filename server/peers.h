@@ -1,13 +1,17 @@
 // PeerProber: keeps one mutual-TLS channel per roster member and periodically
 // says Hello, proving over TLS that each peer is the org the roster names
 // (its certificate chains to that org's CA and carries that org's node URI).
-// Thread-safe; one background thread.
+// Each peer is probed on its own thread, so a frozen peer delays no other's
+// probe; an unreachable peer is probed every second (its channel's
+// reconnect backoff reset first) so its return is noticed at once. Thread-safe;
+// the set_* hooks must be set before Start.
 #ifndef CORRIDOR_SERVER_PEERS_H_
 #define CORRIDOR_SERVER_PEERS_H_
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,9 +41,15 @@ class PeerProber {
     install_ = std::move(install);
   }
 
+  // Called on a prober thread after every successful probe of `org` (the
+  // exchange resets that peer's delivery backoff). Must be short.
+  void set_on_reachable(std::function<void(const std::string& org)> on_reachable) {
+    on_reachable_ = std::move(on_reachable);
+  }
+
   void Start();
   void Stop();
-  // Probes every peer once, now, on the calling thread.
+  // Probes every peer once, now, concurrently; returns when all are done.
   void ProbeAll();
 
   std::vector<v1::PeerStatus> Snapshot() const;
@@ -51,7 +61,9 @@ class PeerProber {
     std::unique_ptr<v1::PeerService::Stub> stub;
   };
   v1::PeerStatus ProbeOne(const Peer& peer);
-  void Run();
+  // Probes `peer`, records the result and tells on_reachable_; returns its state.
+  v1::PeerState ProbeAndRecord(const Peer& peer);
+  void RunPeer(const Peer* peer);
 
   const v1::NodeConfig config_;
   const std::shared_ptr<const v1::Roster> roster_;
@@ -60,8 +72,11 @@ class PeerProber {
   mutable absl::Mutex mu_;
   std::map<std::string, v1::PeerStatus> status_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  // Probes in progress, cancelled by Stop.
+  std::set<grpc::ClientContext*> probes_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
   std::function<uint64_t()> current_version_;
+  std::function<void(const std::string&)> on_reachable_;
   std::function<void(const std::string&, const std::string&)> install_;
 };
 

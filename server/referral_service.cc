@@ -425,7 +425,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::ListOutbox(grpc::CallbackServerContext* ctx,
-                                                          const v1::ListOutboxRequest*,
+                                                          const v1::ListOutboxRequest* req,
                                                           v1::ListOutboxResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   v1::AccessEvent ev;
@@ -433,14 +433,14 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ListOutbox(grpc::CallbackServerCo
              "outbox", "", "case-handling", "", &ev)) {
     return reactor;
   }
-  auto items = exchange_->Outbox();
-  if (!items.ok()) {
-    RecordRefusal(log_, reactor, ev, items.status());
+  auto page = exchange_->ListOutbox(req->page_size(), req->page_token());
+  if (!page.ok()) {
+    RecordRefusal(log_, reactor, ev, page.status());
     return reactor;
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, items = *std::move(items)](uint64_t) {
-    for (const auto& i : items) {
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, page = *std::move(page)](uint64_t) {
+    for (const auto& i : page.items) {
       v1::OutboxEntry* e = resp->add_entries();
       e->set_envelope_id(i.envelope_id());
       e->set_recipient_org(i.recipient_org());
@@ -454,6 +454,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ListOutbox(grpc::CallbackServerCo
       e->set_created_at(Rfc3339(absl::FromUnixSeconds(i.created_unix())));
       e->set_receipt_ledger_index(i.receipt_ledger_index());
     }
+    resp->set_next_page_token(page.next_page_token);
     return grpc::Status::OK;
   });
   return reactor;

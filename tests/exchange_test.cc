@@ -1,9 +1,12 @@
 // PeerService.Deliver at a real node: idempotent redelivery, a reused id
-// with another payload, and envelopes refused before anything but the denial
-// is written.
+// with another payload, envelopes refused before anything but the denial
+// is written, and ListOutbox paging.
+#include <set>
+
 #include "absl/time/clock.h"
 #include "client/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
+#include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/config.h"
@@ -172,6 +175,54 @@ TEST_F(ExchangeTest, ARefusedEnvelopeLeavesOnlyItsDenialEntry) {
   v1::ListCasesResponse list;
   ASSERT_TRUE(v1::CaseService::NewStub(as("cw"))->ListCases(&ctx, {}, &list).ok());
   EXPECT_EQ(list.cases_size(), 0);
+}
+
+TEST_F(ExchangeTest, ListOutboxPagesEveryItemOnce) {
+  // Five received referrals, each accepted: five decisions wait in the outbox
+  // (their recipient's node is not running).
+  const std::string prefix = fed_.IssueUser("ministry-id", "cw");
+  auto cw = MakeMutualTlsChannel(
+      {ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value(),
+       fed_.org("ministry-id").ca.cert_pem},
+      fed_.org("ministry-id").endpoint(), "");
+  auto referrals = v1::ReferralService::NewStub(cw);
+  std::set<std::string> decisions;
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = "ENV-P" + std::to_string(i);
+    v1::Receipt r;
+    ASSERT_TRUE(
+        Deliver("union-sg", SignEnvelope(Payload(id), fed_.org("union-sg").signing), &r).ok());
+    grpc::ClientContext ctx;
+    v1::DecideReferralRequest req;
+    req.set_referral_id("REF-" + id);
+    req.set_accept(true);
+    v1::DecideReferralResponse resp;
+    grpc::Status st = referrals->Decide(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    decisions.insert(resp.envelope_id());
+  }
+  std::vector<std::string> listed;
+  std::vector<int> page_sizes;
+  v1::ListOutboxRequest req;
+  req.set_page_size(2);
+  do {
+    grpc::ClientContext ctx;
+    v1::ListOutboxResponse page;
+    grpc::Status st = referrals->ListOutbox(&ctx, req, &page);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    page_sizes.push_back(page.entries_size());
+    for (const auto& e : page.entries()) listed.push_back(e.envelope_id());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
+  EXPECT_EQ(page_sizes, (std::vector<int>{2, 2, 1}));
+  EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), decisions);
+  EXPECT_EQ(listed.size(), decisions.size());
+  // A token the node did not issue.
+  grpc::ClientContext ctx;
+  req.set_page_token("ENV-P0");
+  v1::ListOutboxResponse page;
+  EXPECT_EQ(referrals->ListOutbox(&ctx, req, &page).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace

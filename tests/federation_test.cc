@@ -227,6 +227,46 @@ TEST_F(FederationTest, ReceiverKilledMidDeliveryNeverDuplicatesOrLosesAReferral)
   VerifyLedger("ministry-id");
 }
 
+TEST_F(FederationTest, FrozenPeerDoesNotHoldDeliveryToAHealthyPeer) {
+  Start("ministry-id");
+  Start("inspectorate-sg");
+  Start("union-sg");
+  const std::string id = CreateCase();
+  // Freeze inspectorate-sg: every call to it hangs until its deadline.
+  const pid_t frozen = nodes_["inspectorate-sg"]->pid();
+  ASSERT_EQ(kill(frozen, SIGSTOP), 0);
+  struct Thaw {
+    pid_t pid;
+    ~Thaw() { kill(pid, SIGCONT); }
+  } thaw{frozen};
+  for (int i = 0; i < 40; ++i) {
+    CommandResult r = Ctl("union-sg", {"refer", id, "--to", "inspectorate-sg", "--agreement",
+                                       "test-agreement", "--purpose", "case-referral", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  std::set<std::string> to_ministry;
+  for (int i = 0; i < 20; ++i) {
+    CommandResult r = Refer(id);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    to_ministry.insert(JsonValues(r.out, "referral_id").at(0));
+  }
+  // Every referral reaches the healthy peer while the frozen one is still stopped
+  // (one envelope at a time, each waiting out its deadline, would take minutes).
+  std::set<std::string> arrived;
+  for (int i = 0; i < 600 && arrived != to_ministry; ++i) {
+    std::vector<std::string> inbox = InboxReferrals();
+    arrived = std::set<std::string>(inbox.begin(), inbox.end());
+    if (arrived != to_ministry) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(arrived, to_ministry);
+  const std::string outbox = Ctl("union-sg", {"outbox", "--json"}).out;
+  std::vector<std::string> states = JsonValues(outbox, "state");
+  EXPECT_EQ(std::count(states.begin(), states.end(), "pending"), 40) << outbox;
+  // Thawed, the frozen peer gets its referrals too.
+  ASSERT_EQ(kill(frozen, SIGCONT), 0);
+  AwaitDelivered();
+}
+
 TEST_F(FederationTest, PersonalDataTravelsOnlyWithConsentAndReceivedCasesDoNotTravelOn) {
   Start("ministry-id");
   Start("union-sg");

@@ -1069,12 +1069,17 @@ void Bench::ReferralCells() {
 
   auto outbox_delivered = [&]() -> int64_t {
     auto stub = v1::ReferralService::NewStub(MakeChannel(ctx_.user, sender_.endpoint));
-    grpc::ClientContext c;
-    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    v1::ListOutboxResponse resp;
-    if (!stub->ListOutbox(&c, v1::ListOutboxRequest(), &resp).ok()) return -1;
     int64_t n = 0;
-    for (const auto& e : resp.entries()) n += e.kind() == "referral" && e.state() == "delivered";
+    v1::ListOutboxRequest req;
+    req.set_page_size(1000);
+    do {  // ListOutbox is paged
+      grpc::ClientContext c;
+      c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      v1::ListOutboxResponse resp;
+      if (!stub->ListOutbox(&c, req, &resp).ok()) return -1;
+      for (const auto& e : resp.entries()) n += e.kind() == "referral" && e.state() == "delivered";
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty());
     return n;
   };
 
