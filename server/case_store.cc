@@ -88,6 +88,13 @@ absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(
 }
 
 CaseStore::~CaseStore() {
+  // A change still holding a case lock (a call finishing as the node stops)
+  // releases it before the store goes; bounded, so a stuck call cannot hang
+  // shutdown for ever.
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(this, &CaseStore::IdleLocked), absl::Seconds(10));
+  }
   if (keystore_) keystore_->Close();
 }
 

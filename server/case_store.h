@@ -105,6 +105,7 @@ class CaseStore {
 
  private:
   CaseStore() = default;
+  bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return busy_.empty(); }
   absl::StatusOr<std::string> DataKey(const std::string& id) const;
   absl::StatusOr<std::string> DataKeyOf(const std::string& id, const v1::StoredCase& stored) const;
   // The key store key that holds the case's wrapped data key.
