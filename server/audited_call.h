@@ -29,24 +29,33 @@ inline void RecordThenFinish(AccessLog* log, Reactor* reactor, std::vector<v1::A
                              std::function<grpc::Status(uint64_t)> on_durable,
                              Executor* slow = nullptr) {
   const std::string action = events.empty() ? "" : events.front().action();
-  log->Record(
-      std::move(events), std::move(change),
-      [reactor, on_durable = std::move(on_durable), action, slow](absl::StatusOr<uint64_t> index) {
-        if (!index.ok()) {
-          log::Error("access.unrecorded",
-                     {{"action", action}, {"error", index.status().message()}});
-          reactor->Finish(
-              grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                           "the node could not record this access in its ledger, "
-                           "so it returned nothing; try again later or ask the node's operator"));
-          return;
-        }
-        if (slow != nullptr) {
-          slow->Post([reactor, on_durable, index = *index] { reactor->Finish(on_durable(index)); });
-          return;
-        }
-        reactor->Finish(on_durable(*index));
-      });
+  // `on_durable` is dropped before the answer goes out: what it holds (a case
+  // lock) is released before the caller can send its next call.
+  auto answer = [reactor](std::function<grpc::Status(uint64_t)>& on_durable, uint64_t index) {
+    grpc::Status status = on_durable(index);
+    on_durable = nullptr;
+    reactor->Finish(status);
+  };
+  log->Record(std::move(events), std::move(change),
+              [reactor, on_durable = std::move(on_durable), action, slow,
+               answer](absl::StatusOr<uint64_t> index) mutable {
+                if (!index.ok()) {
+                  on_durable = nullptr;
+                  log::Error("access.unrecorded",
+                             {{"action", action}, {"error", index.status().message()}});
+                  reactor->Finish(grpc::Status(
+                      grpc::StatusCode::UNAVAILABLE,
+                      "the node could not record this access in its ledger, "
+                      "so it returned nothing; try again later or ask the node's operator"));
+                  return;
+                }
+                if (slow != nullptr) {
+                  slow->Post([on_durable = std::move(on_durable), index = *index,
+                              answer]() mutable { answer(on_durable, index); });
+                  return;
+                }
+                answer(on_durable, *index);
+              });
 }
 
 // Records `event` as denied or failed with `status`'s reason and finishes with `status`.

@@ -591,7 +591,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
   }
 
   void OnDone() override {
-    if (locked_) store_->Unlock(header_.case_id());
+    ReleaseLock();
     delete this;
   }
   void OnCancel() override {}
@@ -604,9 +604,17 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
     return st;
   }
 
+  // Before any answer: a client that sends its next call on the case as soon
+  // as this one is answered must not find the case still locked.
+  void ReleaseLock() {
+    if (locked_) store_->Unlock(header_.case_id());
+    locked_ = false;
+  }
+
   void Refuse(const absl::Status& st) {
     if (failed_) return;
     failed_ = true;
+    ReleaseLock();  // a refusal changes nothing
     RecordRefusal(log_, this, event_, st);
   }
 
@@ -633,7 +641,8 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
     event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     event_.set_payload_sha256(DigestBytes(digest));
     v1::EvidenceItem* resp = resp_;
-    RecordThenFinish(log_, this, {event_}, std::move(change), [resp, item](uint64_t) {
+    RecordThenFinish(log_, this, {event_}, std::move(change), [this, resp, item](uint64_t) {
+      ReleaseLock();
       *resp = item;
       return grpc::Status::OK;
     });

@@ -470,6 +470,27 @@ TEST_F(CasesTest, RefusalsOutsideTheCaseServicesAreRecordedToo) {
             grpc::StatusCode::OK);
 }
 
+// A change releases its case lock before it answers: a client that sends its
+// next change on the case as soon as it has the answer never finds it busy.
+TEST_F(CasesTest, TheNextChangeAfterAnAnswerNeverFindsTheCaseBusy) {
+  auto cw = As("union-sg", "cw");
+  const std::string id = CreateCase();
+  auto stub = v1::CaseService::NewStub(cw);
+  for (int i = 0; i < 40; ++i) {
+    SCOPED_TRACE(i);
+    Upload up = UploadEvidence(cw, id, "payslip.txt", "a payslip");
+    ASSERT_TRUE(up.status.ok()) << up.status.error_message();
+    v1::UpdateCaseRequest req;
+    req.set_id(id);
+    req.set_narrative("update " + std::to_string(i));
+    v1::Case r;
+    grpc::Status s = stub->UpdateCase(Ctx().get(), req, &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    s = stub->UpdateCase(Ctx().get(), req, &r);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+}
+
 TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
   auditor_ = As("union-sg", "aud");
   const std::string id = CreateCase();
