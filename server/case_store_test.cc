@@ -14,15 +14,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool AnyFileContains(const std::string& dir, const std::string& needle) {
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::string content = ReadFileToString(e.path().string()).value_or("");
-    if (content.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
-
 class CaseStoreTest : public ::testing::Test {
  protected:
   CaseStoreTest() : dir_(testing::MakeTempDir("corridor-casestore")), master_(RandomBytes(32)) {}
@@ -117,12 +108,12 @@ TEST_F(CaseStoreTest, ErasureInterruptedBeforeKeyDestructionIsFinishedAtStart) {
   Open();
   const std::string id = CreateCase("Worker Shred-Me");
   const std::string wrapped = WrappedKeyOf(id);
-  ASSERT_TRUE(AnyFileContains(dir_ + "/keystore", wrapped));
+  ASSERT_TRUE(testing::AnyFileContains(dir_ + "/keystore", wrapped));
   // The erase commits, then the process dies before DestroyKey.
   ASSERT_OK_AND_ASSIGN(auto erase, cases_->PrepareErase(id));
   Commit(std::move(erase));
   Open();
-  EXPECT_FALSE(AnyFileContains(dir_ + "/keystore", wrapped));
+  EXPECT_FALSE(testing::AnyFileContains(dir_ + "/keystore", wrapped));
   EXPECT_STATUS(cases_->Get(id), absl::StatusCode::kFailedPrecondition, "erased");
   // No marker is left behind: a second start has nothing to do.
   std::string marker;
@@ -141,7 +132,7 @@ TEST_F(CaseStoreTest, DestroyKeyRemovesTheKeyFromEveryFile) {
   Commit(std::move(erase));
   ASSERT_OK(cases_->DestroyKey(id));
   ASSERT_OK(cases_->DestroyKey(id));  // idempotent
-  EXPECT_FALSE(AnyFileContains(dir_ + "/keystore", wrapped));
+  EXPECT_FALSE(testing::AnyFileContains(dir_ + "/keystore", wrapped));
   Open();
   EXPECT_STATUS(cases_->Get(id), absl::StatusCode::kFailedPrecondition, "");
   ASSERT_OK(cases_->Get(other));

@@ -523,16 +523,6 @@ TEST_F(CasesTest, ReadsFailClosedWhenTheLedgerCannotWrite) {
   EXPECT_EQ(resp.worker().name(), "Siti Rahayu");
 }
 
-// Every file below `dir`, searched for `needle`.
-bool AnyFileContains(const std::string& dir, const std::string& needle) {
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    std::string content = ReadFileToString(e.path().string()).value_or("");
-    if (content.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
-
 TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   auditor_ = As("union-sg", "aud");
   const std::string name = "Worker Zq7-Unique";
@@ -540,7 +530,7 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   const std::string data_dir = config_.data_dir();
   // Personal data is never stored in the clear.
   StopNode();
-  EXPECT_FALSE(AnyFileContains(data_dir, name));
+  EXPECT_FALSE(testing::AnyFileContains(data_dir, name));
   // A backup of the database (everything but the key store), and the wrapped
   // data key as it sits in the key store today.
   const std::string backup = testing::MakeTempDir("corridor-backup");
@@ -567,7 +557,7 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
     ASSERT_TRUE(ks->Get(rocksdb::ReadOptions(), slot, &wrapped).ok());
     delete ks;
   }
-  ASSERT_TRUE(AnyFileContains(data_dir + "/keystore", wrapped));
+  ASSERT_TRUE(testing::AnyFileContains(data_dir + "/keystore", wrapped));
   StartNode();
 
   v1::EraseCaseRequest erase;
@@ -586,7 +576,7 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   StopNode();
 
   // The data key is gone from every file of the key store.
-  EXPECT_FALSE(AnyFileContains(data_dir + "/keystore", wrapped));
+  EXPECT_FALSE(testing::AnyFileContains(data_dir + "/keystore", wrapped));
   // The backup still holds the sealed case, but nothing can open it now.
   {
     ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(backup, {kCasesFamily, kEvidenceFamily}));
@@ -648,7 +638,7 @@ TEST_F(CasesTest, EvidenceRoundTripsEncryptedAndDigestChecked) {
   EXPECT_EQ(down.item.sha256(), up.item.sha256());
   // At rest it is ciphertext only.
   StopNode();
-  EXPECT_FALSE(AnyFileContains(config_.data_dir(), "unpaid overtime"));
+  EXPECT_FALSE(testing::AnyFileContains(config_.data_dir(), "unpaid overtime"));
   StartNode();
   // Too large: refused, nothing stored.
   const std::string big(config_.limits().max_evidence_bytes() + 1, 'x');

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +29,15 @@ std::string MakeTempDir(const std::string& prefix) {
   std::string tmpl = absl::StrCat(base ? base : "/tmp", "/", prefix, "-XXXXXX");
   if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   return tmpl;
+}
+
+bool AnyFileContains(const std::string& dir, const std::string& needle) {
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string content = ReadFileToString(e.path().string()).value_or("");
+    if (content.find(needle) != std::string::npos) return true;
+  }
+  return false;
 }
 
 int PickFreePort() {

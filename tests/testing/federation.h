@@ -18,6 +18,8 @@ namespace corridor::testing {
 std::string MakeTempDir(const std::string& prefix);
 // A loopback TCP port that was free a moment ago.
 int PickFreePort();
+// Whether any regular file below `dir` (recursively) contains `needle`.
+bool AnyFileContains(const std::string& dir, const std::string& needle);
 
 struct TestOrg {
   std::string org;
