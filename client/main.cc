@@ -1,6 +1,5 @@
 // corridorctl: Corridor for people and scripts. Run `corridorctl help`.
 #include <grpc/support/log.h>
-#include <openssl/crypto.h>
 
 #include <cstdlib>
 #include <iostream>
@@ -16,9 +15,6 @@ void DropGrpcLog(gpr_log_func_args*) {}
 }  // namespace
 
 int main(int argc, char** argv) {
-  // gRPC's threads may still use OpenSSL while the process exits: leave
-  // OpenSSL's global state alone at exit rather than free it under them.
-  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
   if (getenv("CORRIDOR_DEBUG") == nullptr) gpr_set_log_function(DropGrpcLog);
   std::vector<std::string> args(argv + 1, argv + argc);
   return corridor::ctl::Main(args, std::cout, std::cerr);

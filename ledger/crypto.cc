@@ -19,6 +19,16 @@
 namespace corridor {
 namespace {
 
+// gRPC's threads may still use OpenSSL while a process exits. OpenSSL's own at-exit
+// cleanup would free its global state and drop the thread-local key under them (a
+// crash risk, and every such thread's random generators and error state then count
+// as leaked). Every program that links this file (corridord, corridorctl, every test)
+// leaves OpenSSL's state alone at exit instead; this runs before main(), ahead of any
+// other use of OpenSSL, whose first initialisation is the one that counts.
+[[maybe_unused]] const bool kOpenSslKeptUntilExit = [] {
+  return OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
+}();
+
 struct EvpPkeyDeleter {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };

@@ -1,5 +1,4 @@
 // corridord: the Corridor node. Usage: corridord --config node.yaml [--check-config]
-#include <openssl/crypto.h>
 #include <signal.h>
 
 #include <cstring>
@@ -23,9 +22,6 @@ int Usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // gRPC's threads may still use OpenSSL while the process exits: leave
-  // OpenSSL's global state alone at exit rather than free it under them.
-  OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr);
   std::string config_path;
   bool check_only = false;
   for (int i = 1; i < argc; ++i) {
