@@ -160,8 +160,8 @@ ctl_as union-sg caseworker1 case show "$CASE" --purpose case-handling
 echo
 printf 'Employment contract, signed 2025-01-10. Monthly wage SGD 650. Placement fee: 8 months of wages.\n' >"$DEMO/contract.txt"
 ctl_as union-sg caseworker1 evidence add "$CASE" "$DEMO/contract.txt" --media-type text/plain
-ctl_as union-sg caseworker1 evidence list "$CASE"
-EVIDENCE=$(ctl_as union-sg caseworker1 evidence list "$CASE" --json | sed -n 's/.*"id": "\(E-[0-9a-f]*\)".*/\1/p' | head -1)
+ctl_as union-sg caseworker1 evidence list "$CASE" --purpose case-handling
+EVIDENCE=$(ctl_as union-sg caseworker1 evidence list "$CASE" --purpose case-handling --json | sed -n 's/.*"id": "\(E-[0-9a-f]*\)".*/\1/p' | head -1)
 ctl_as union-sg caseworker1 evidence get "$CASE" "$EVIDENCE" --out "$DEMO/contract.copy.txt" --purpose case-handling
 echo
 ctl_as union-sg caseworker1 case list

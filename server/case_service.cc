@@ -683,7 +683,8 @@ namespace {
 class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
  public:
   EvidenceDownload(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
-                   const v1::GetEvidenceRequest* req, CaseStore* store, AccessLog* log) {
+                   const v1::GetEvidenceRequest* req, CaseStore* store, AccessLog* log,
+                   absl::Time now) {
     auto caller =
         Begin(identity, ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get",
               "evidence", req->evidence_id(), req->purpose(), req->request_id(), &event_);
@@ -698,7 +699,7 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
     }
     auto c = store->Get(req->case_id());
     if (c.ok()) {
-      if (auto st = RetentionAllowsRead(*c, absl::Now()); !st.ok()) c = st;
+      if (auto st = RetentionAllowsRead(*c, now); !st.ok()) c = st;
     }
     if (!c.ok()) {
       RecordRefusal(log, this, event_, c.status());
@@ -780,7 +781,7 @@ grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
-  return new EvidenceDownload(*identity_, ctx, req, store_, log_);
+  return new EvidenceDownload(*identity_, ctx, req, store_, log_, clock_());
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerContext* ctx,
@@ -792,6 +793,13 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
       Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "ListEvidence",
             "evidence.list", "case", req->case_id(), req->purpose(), req->request_id(), &ev);
   if (!caller) return reactor;
+  // File names and media types can name the worker: a list is a read of personal data.
+  if (req->purpose().empty()) {
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError(
+                      "listing a case's evidence shows its file names and needs a purpose (--purpose)"));
+    return reactor;
+  }
   auto c = store_->Get(req->case_id());
   if (c.ok()) {
     if (auto st = RetentionAllowsRead(*c, clock_()); !st.ok()) c = st;

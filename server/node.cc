@@ -456,8 +456,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                      " cannot be opened: ", ledger.status().message()));
   }
   node->ledger_ = *std::move(ledger);
-  node->access_log_ = std::make_unique<AccessLog>(
-      node->ledger_.get(), [] { return absl::Now(); }, node->completions_.get());
+  std::function<absl::Time()> clock = hooks.clock;
+  if (!clock) clock = [] { return absl::Now(); };
+  node->access_log_ =
+      std::make_unique<AccessLog>(node->ledger_.get(), clock, node->completions_.get());
   auto master_key = LoadMasterKey(config.master_key_file());
   if (!master_key.ok()) return master_key.status();
   auto case_store = CaseStore::Open(node->store_->db(), node->store_->family(kCasesFamily),
@@ -470,7 +472,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
   node->case_service_ = std::make_unique<CaseServiceImpl>(
       config, node->identity_.get(), node->case_store_.get(), node->access_log_.get(),
-      node->bulk_.get(), [] { return absl::Now(); });
+      node->bulk_.get(), clock);
   node->audit_service_ = std::make_unique<AuditServiceImpl>(
       node->identity_.get(), node->access_log_.get(), node->bulk_.get());
   // A new roster version in force is itself an audited event.

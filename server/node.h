@@ -40,6 +40,9 @@ std::string LedgerOrigin(const v1::NodeConfig& config);
 struct NodeTestHooks {
   // Called before every ledger commit; an error fails it like a disk error.
   std::function<absl::Status()> ledger_before_commit;
+  // The node's clock for the access log and the case service (retention, times
+  // recorded); absl::Now when empty.
+  std::function<absl::Time()> clock;
 };
 
 class Node {

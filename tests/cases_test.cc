@@ -647,6 +647,7 @@ TEST_F(CasesTest, EvidenceRoundTripsEncryptedAndDigestChecked) {
       << too_big.status.error_message();
   v1::ListEvidenceRequest lreq;
   lreq.set_case_id(id);
+  lreq.set_purpose("case-handling");
   v1::ListEvidenceResponse list;
   ASSERT_TRUE(
       v1::CaseService::NewStub(As("union-sg", "cw"))->ListEvidence(Ctx().get(), lreq, &list).ok());

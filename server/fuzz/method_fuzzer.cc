@@ -12,8 +12,8 @@
 //   byte 1   who calls: a caseworker, prosecutor, approver, auditor or admin
 //            of the node's org, a user of another org, or another org's node;
 //   byte 2   bit 0 set: the request bytes are parsed as the method's request
-//            type and every string field reading "@case" or "@ev" is replaced
-//            by the id of a real case or evidence item, so the fuzzer reaches
+//            type and every string field reading "@case", "@ev" or "@ref" is
+//            replaced by the id of a real case or evidence item, or a referral id, so the fuzzer reaches
 //            the code behind the id checks; otherwise the bytes go to the
 //            node exactly as given, unparseable ones included;
 //   the rest the request message(s); for streaming methods, "#next#"
@@ -34,7 +34,8 @@
 //
 // Seeds: run with CORRIDOR_FUZZ_WRITE_SEEDS=<dir> and the fuzzer writes, and
 // exits, one well-formed request per method and caller into <dir> (every
-// field filled: ids as "@case" / "@ev", purposes as a code of the agreement),
+// field filled by testing::FillRequest: ids as "@case" / "@ev" / "@ref",
+// purposes as a code of the agreement),
 // so a new method or field gets seeds without anyone writing them. ctest does
 // that, then fuzzes from them for a short bounded time (server/CMakeLists.txt).
 #include <cstdint>
@@ -62,6 +63,7 @@
 #include "server/config.h"
 #include "server/node.h"
 #include "tests/testing/federation.h"
+#include "tests/testing/requests.h"
 
 namespace {
 
@@ -88,16 +90,8 @@ class World {
   World() {
     // Malformed UTF-8 in string fields is what this fuzzer sends; keep the output readable.
     pb::SetLogHandler([](pb::LogLevel, const char*, int, const std::string&) {});
-    for (const char* service : {"corridor.v1.CaseService", "corridor.v1.AuditService",
-                                "corridor.v1.ReferralService", "corridor.v1.NodeService",
-                                "corridor.v1.PeerService"}) {
-      const pb::ServiceDescriptor* s = pb::DescriptorPool::generated_pool()->FindServiceByName(service);
-      if (s == nullptr) Fail(absl::StrCat("no descriptor for ", service));
-      for (int i = 0; i < s->method_count(); ++i) {
-        const pb::MethodDescriptor* m = s->method(i);
-        methods_.push_back({absl::StrCat("/", service, "/", m->name()), m->input_type(),
-                            m->client_streaming()});
-      }
+    for (const testing::MethodInfo& m : testing::MethodsOf(testing::CorridorServices())) {
+      methods_.push_back({m.path, m.request, m.client_streaming});
     }
     methods_.push_back({"/grpc.health.v1.Health/Check", nullptr, false});
     methods_.push_back({"/grpc.health.v1.Health/Watch", nullptr, false});
@@ -142,7 +136,7 @@ class World {
     for (const pb::FieldDescriptor* f : fields) {
       if (f->type() == pb::FieldDescriptor::TYPE_STRING) {
         auto fix = [&](const std::string& v) {
-          return v == "@case" ? case_id_ : v == "@ev" ? evidence_id_ : v;
+          return v == "@case" ? case_id_ : v == "@ev" ? evidence_id_ : v == "@ref" ? "REF-0" : v;
         };
         if (f->is_repeated()) {
           for (int i = 0; i < r->FieldSize(*m, f); ++i) {
@@ -161,49 +155,6 @@ class World {
         }
       }
     }
-  }
-
-  // One call of `method` by `caller` sending `messages`; returns its status.
-  grpc::Status Call(const Method& method, const std::shared_ptr<grpc::Channel>& caller,
-                    const std::vector<std::string>& messages) {
-    grpc::GenericStub stub(caller);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-    grpc::CompletionQueue cq;
-    auto step = [&cq]() {
-      void* tag = nullptr;
-      bool ok = false;
-      if (!cq.Next(&tag, &ok)) Fail("completion queue shut down");
-      return ok;
-    };
-    std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
-        stub.PrepareCall(&ctx, method.path, &cq);
-    call->StartCall(nullptr);
-    bool open = step();
-    for (const std::string& bytes : messages) {
-      if (!open) break;
-      grpc::Slice slice(bytes);
-      call->Write(grpc::ByteBuffer(&slice, 1), nullptr);
-      open = step();
-    }
-    if (open) {
-      call->WritesDone(nullptr);
-      step();
-      grpc::ByteBuffer response;
-      for (int reads = 0; reads < 100000; ++reads) {
-        call->Read(&response, nullptr);
-        if (!step()) break;
-      }
-    }
-    grpc::Status status;
-    call->Finish(&status, nullptr);
-    step();
-    cq.Shutdown();
-    void* tag;
-    bool ok;
-    while (cq.Next(&tag, &ok)) {
-    }
-    return status;
   }
 
   // Every entry written since the last check is bounded and free of control characters.
@@ -311,58 +262,6 @@ World& TheWorld() {
   return *w;
 }
 
-// Fills every field of `m` (to depth 3) with a plausible value.
-void Fill(pb::Message* m, int depth) {
-  const pb::Descriptor* d = m->GetDescriptor();
-  const pb::Reflection* r = m->GetReflection();
-  for (int i = 0; i < d->field_count(); ++i) {
-    const pb::FieldDescriptor* f = d->field(i);
-    const std::string& name = f->name();
-    switch (f->cpp_type()) {
-      case pb::FieldDescriptor::CPPTYPE_STRING: {
-        std::string v = "x";
-        if (f->type() == pb::FieldDescriptor::TYPE_BYTES) v = "some bytes";
-        if (name.find("evidence") != std::string::npos || name == "item_id") v = "@ev";
-        if (name == "case_id" || name == "id" || name == "linked_case_id") v = "@case";
-        if (name == "purpose") v = "case-referral";
-        if (f->is_repeated()) {
-          r->AddString(m, f, v);
-        } else if (f->containing_oneof() == nullptr || depth == 0) {
-          r->SetString(m, f, v);
-        }
-        break;
-      }
-      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
-        if (depth < 3 && f->containing_oneof() == nullptr) {
-          Fill(f->is_repeated() ? r->AddMessage(m, f) : r->MutableMessage(m, f), depth + 1);
-        }
-        break;
-      case pb::FieldDescriptor::CPPTYPE_ENUM:
-        if (!f->is_repeated() && f->enum_type()->value_count() > 1) {
-          r->SetEnum(m, f, f->enum_type()->value(1));
-        }
-        break;
-      case pb::FieldDescriptor::CPPTYPE_BOOL:
-        if (!f->is_repeated()) r->SetBool(m, f, true);
-        break;
-      case pb::FieldDescriptor::CPPTYPE_UINT64:
-        if (!f->is_repeated()) r->SetUInt64(m, f, 1);
-        break;
-      case pb::FieldDescriptor::CPPTYPE_UINT32:
-        if (!f->is_repeated()) r->SetUInt32(m, f, 1);
-        break;
-      case pb::FieldDescriptor::CPPTYPE_INT64:
-        if (!f->is_repeated()) r->SetInt64(m, f, 1);
-        break;
-      case pb::FieldDescriptor::CPPTYPE_INT32:
-        if (!f->is_repeated()) r->SetInt32(m, f, 1);
-        break;
-      default:
-        break;
-    }
-  }
-}
-
 // Writes one seed per method and caller into `dir`.
 void WriteSeeds(const World& w, const std::string& dir) {
   pb::DynamicMessageFactory factory;
@@ -372,7 +271,7 @@ void WriteSeeds(const World& w, const std::string& dir) {
     std::string request;
     if (method.request != nullptr) {
       std::unique_ptr<pb::Message> m(factory.GetPrototype(method.request)->New());
-      Fill(m.get(), 0);
+      testing::FillRequest(m.get(), {"@case", "@ev", "@ref"});
       request = m->SerializeAsString();
       if (method.client_streaming && method.request->name() == "AddEvidenceRequest") {
         v1::AddEvidenceRequest data;
@@ -429,7 +328,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   const absl::Time start = absl::Now();
-  const grpc::Status status = w.Call(method, caller, messages);
+  const grpc::Status status = testing::CallByPath(caller, method.path, messages).status;
   static const bool trace = getenv("CORRIDOR_FUZZ_TRACE") != nullptr;
   if (trace) {
     fprintf(stderr, "call %s as %d: %d after %.1f ms\n", method.path.c_str(),
