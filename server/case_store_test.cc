@@ -17,6 +17,12 @@ namespace fs = std::filesystem;
 class CaseStoreTest : public ::testing::Test {
  protected:
   CaseStoreTest() : dir_(testing::MakeTempDir("corridor-casestore")), master_(RandomBytes(32)) {}
+  ~CaseStoreTest() override {
+    cases_.reset();
+    store_.reset();
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
 
   void Open() {
     cases_.reset();

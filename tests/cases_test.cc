@@ -533,7 +533,8 @@ TEST_F(CasesTest, EraseShredsContentEvenInBackupsWhileLedgerVerifies) {
   EXPECT_FALSE(testing::AnyFileContains(data_dir, name));
   // A backup of the database (everything but the key store), and the wrapped
   // data key as it sits in the key store today.
-  const std::string backup = testing::MakeTempDir("corridor-backup");
+  const std::string backup = fed_.root() + "/backup";  // removed with the federation
+  fs::create_directories(backup);
   for (const auto& e : fs::directory_iterator(data_dir)) {
     if (e.path().filename() == "keystore") continue;
     fs::copy(e.path(), backup + "/" + e.path().filename().string(), fs::copy_options::recursive);

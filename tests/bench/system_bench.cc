@@ -1241,11 +1241,10 @@ int Bench::Run() {
   sender_.proc->Stop(SIGTERM);
   receiver_.proc->Stop(SIGTERM);
   echo_->Stop(SIGTERM);
-  if (!absl::GetFlag(FLAGS_keep)) {
-    std::filesystem::remove_all(fed_.root());
-  } else {
+  if (absl::GetFlag(FLAGS_keep)) {
+    fed_.KeepFiles();
     fprintf(stderr, "kept %s\n", fed_.root().c_str());
-  }
+  }  // otherwise fed_ removes its files
   if (absl::GetFlag(FLAGS_smoke) && any_failure_) {
     fprintf(stderr, "system_bench --smoke: a call failed or a node crashed (see above)\n");
     return 1;

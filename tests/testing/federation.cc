@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -115,6 +116,16 @@ v1::Roster TestFederation::MakeRoster(uint64_t version) const {
     a->add_purposes("case-referral");
   }
   return r;
+}
+
+TestFederation::~TestFederation() {
+  if (keep_files_) return;
+  if (getenv("CORRIDOR_KEEP_TEST_DIRS") != nullptr) {
+    fprintf(stderr, "kept the test federation's files in %s\n", root_.c_str());
+    return;
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(root_, ignored);
 }
 
 std::string TestFederation::Sign(const v1::Roster& roster, int signers) const {

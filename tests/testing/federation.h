@@ -37,6 +37,15 @@ class TestFederation {
  public:
   explicit TestFederation(std::string federation = "corridor.test", int stewards = 3,
                           uint32_t threshold = 2);
+  // Removes root() and everything under it (node data directories included: a
+  // node's files take hundreds of MB), unless CORRIDOR_KEEP_TEST_DIRS is set.
+  // Declare the federation before the nodes and processes that use it, so they
+  // are stopped first.
+  ~TestFederation();
+  // The destructor leaves the files in place.
+  void KeepFiles() { keep_files_ = true; }
+  TestFederation(const TestFederation&) = delete;
+  TestFederation& operator=(const TestFederation&) = delete;
 
   TestOrg& AddOrg(const std::string& org, v1::OrgKind kind = v1::ORG_KIND_UNION);
   TestOrg& org(const std::string& org) { return orgs_.at(org); }
@@ -64,6 +73,7 @@ class TestFederation {
  private:
   std::string federation_;
   std::string root_;
+  bool keep_files_ = false;
   std::vector<Ed25519PrivateKey> stewards_;
   uint32_t threshold_;
   std::map<std::string, TestOrg> orgs_;
