@@ -155,8 +155,10 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
   if (limits->max_envelope_lifetime_days() < kMinEnvelopeLifetimeDays ||
       limits->max_envelope_lifetime_days() > kMaxEnvelopeLifetimeDays) {
     return check.Error("limits.max_envelope_lifetime_days",
-                       absl::StrCat("must be from ", kMinEnvelopeLifetimeDays, " (the lifetime "
-                                    "senders give envelopes) to ", kMaxEnvelopeLifetimeDays));
+                       absl::StrCat("must be from ", kMinEnvelopeLifetimeDays,
+                                    " (the lifetime "
+                                    "senders give envelopes) to ",
+                                    kMaxEnvelopeLifetimeDays));
   }
   return config;
 }

@@ -165,9 +165,9 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
   }
   const int64_t max_days = absl::ToInt64Hours(ctx.max_lifetime) / 24;
   if (expires - created > ctx.max_lifetime) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "envelope declares a lifetime from ", Rfc3339(created), " to ", Rfc3339(expires),
-        ", longer than the ", max_days, " days this node accepts"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("envelope declares a lifetime from ", Rfc3339(created), " to ",
+                     Rfc3339(expires), ", longer than the ", max_days, " days this node accepts"));
   }
   if (ctx.now - created > ctx.max_lifetime) {
     return absl::FailedPreconditionError(absl::StrCat("envelope was created at ", Rfc3339(created),
@@ -214,10 +214,10 @@ bool IsPrincipalOf(absl::string_view name, absl::string_view org) {
 absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeContext& ctx) {
   const std::string& sender = p.sender_org();
   auto not_sender = [&](absl::string_view field, absl::string_view value) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        field, " is ", Quoted(value), ", not a user or the node of ", sender,
-        ": a peer may only speak for its own people (\"", sender, "/user/<name>\" or \"", sender,
-        "/node\")"));
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, " is ", Quoted(value), ", not a user or the node of ", sender,
+                     ": a peer may only speak for its own people (\"", sender,
+                     "/user/<name>\" or \"", sender, "/node\")"));
   };
   // Every body type is listed: a new one needs its rules here before any
   // node applies it (until then it is refused below).

@@ -849,8 +849,12 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     const v1::Referral& r = p.referral();
     std::string originator;
     if (!r.onward_permission().empty()) {
-      EnvelopeContext ctx{p.sender_org(), config_.org(), roster().get(), Now(),
-                          config_.limits().max_message_bytes(), MaxEnvelopeLifetime()};
+      EnvelopeContext ctx{p.sender_org(),
+                          config_.org(),
+                          roster().get(),
+                          Now(),
+                          config_.limits().max_message_bytes(),
+                          MaxEnvelopeLifetime()};
       auto from = VerifyOnwardPermission(r.onward_permission(), p.sender_org(), p.purpose(),
                                          p.agreement(), ctx);
       if (!from.ok()) return from.status();
@@ -927,14 +931,14 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     }
     if (link->state() == v1::REFERRAL_STATE_ACCEPTED ||
         link->state() == v1::REFERRAL_STATE_DECLINED) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "referral ", referral_id, " was already ", DecisionWord(link->state()), " by ",
-          p.sender_org(), "; a decision is final once recorded"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("referral ", referral_id, " was already ", DecisionWord(link->state()),
+                       " by ", p.sender_org(), "; a decision is final once recorded"));
     }
     if (d.accepted() == d.linked_case_id().empty()) {
-      return absl::InvalidArgumentError(
-          d.accepted() ? "an acceptance must name the receiver's linked case"
-                       : "a decline names no linked case");
+      return absl::InvalidArgumentError(d.accepted()
+                                            ? "an acceptance must name the receiver's linked case"
+                                            : "a decline names no linked case");
     }
     link->set_state(d.accepted() ? v1::REFERRAL_STATE_ACCEPTED : v1::REFERRAL_STATE_DECLINED);
     link->set_peer_case_id(d.linked_case_id());
@@ -992,8 +996,12 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
                  [done, st](absl::StatusOr<uint64_t>) { done(ToGrpcStatus(st), {}); });
   };
   auto roster = this->roster();
-  EnvelopeContext ctx{caller.org,  config_.org(), roster.get(), Now(),
-                      config_.limits().max_message_bytes(), MaxEnvelopeLifetime()};
+  EnvelopeContext ctx{caller.org,
+                      config_.org(),
+                      roster.get(),
+                      Now(),
+                      config_.limits().max_message_bytes(),
+                      MaxEnvelopeLifetime()};
   auto payload = VerifyEnvelope(envelope, ctx);
   if (!payload.ok()) return refuse(payload.status());
   if (auto st = ValidatePeerIdentifiers(*payload); !st.ok()) return refuse(st);
@@ -1036,9 +1044,9 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
     prior.ParseFromString(seen);
     if (prior.payload_sha256() != digest) {
       release();
-      return refuse(absl::AlreadyExistsError(absl::StrCat(
-          "envelope id ", id, " from ", caller.org,
-          " was already used for a different payload; refused")));
+      return refuse(absl::AlreadyExistsError(
+          absl::StrCat("envelope id ", id, " from ", caller.org,
+                       " was already used for a different payload; refused")));
     }
     auto receipt = ReceiptFor(caller.org, id, digest);
     release();
