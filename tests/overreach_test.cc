@@ -21,9 +21,13 @@
 #include "corridor/v1/node.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto.h"
+#include "ledger/rocksdb_ledger.h"
+#include "server/case_store.h"
 #include "server/config.h"
 #include "server/envelope.h"
+#include "server/exchange.h"
 #include "server/node.h"
+#include "server/store.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
 
@@ -49,8 +53,8 @@ class OverreachTest : public ::testing::Test {
       ASSERT_OK(WriteFileAtomically(fed_.org(kSelf).dir + "/roster.json",
                                     fed_.Sign(*roster, fed_.threshold())));
     }
-    ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(path));
-    ASSERT_OK_AND_ASSIGN(node_, Node::Start(config));
+    ASSERT_OK_AND_ASSIGN(config_, LoadNodeConfig(path));
+    ASSERT_OK_AND_ASSIGN(node_, Node::Start(config_));
     roster_ = roster != nullptr ? *roster : fed_.MakeRoster();
     cw_ = AsUser("cw");
     aud_ = AsUser("aud");
@@ -225,6 +229,7 @@ class OverreachTest : public ::testing::Test {
   }
 
   testing::TestFederation fed_;
+  v1::NodeConfig config_;
   std::unique_ptr<Node> node_;
   v1::Roster roster_;
   std::shared_ptr<grpc::Channel> cw_, aud_;
@@ -422,6 +427,51 @@ TEST_F(OverreachTest, EnvelopeIdsAreUniquePerSender) {
     ExpectRefused(kUnion, Sign(Referral(kUnion, id)), grpc::StatusCode::INVALID_ARGUMENT,
                   id.empty() ? "envelope has no id" : "envelope_id");
   }
+}
+
+// Records written before (sender, id) keys, under the bare envelope id, still
+// deduplicate, for their own sender only: no migration needed.
+TEST_F(OverreachTest, RecordsKeyedByIdAloneStillDeduplicateForTheirSender) {
+  StartNode();
+  const v1::Envelope env = Sign(Referral(kUnion, "ENV-OLD"));
+  v1::Receipt original, again;
+  ASSERT_TRUE(Deliver(kUnion, env, &original).ok());
+  node_->Shutdown(absl::Seconds(1));
+  node_.reset();
+  {  // Rewrite the record the way an earlier version stored it.
+    std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
+    for (const char* f :
+         {kCasesFamily, kEvidenceFamily, kOutboxFamily, kReceivedFamily, kReferralIndexFamily}) {
+      families.push_back(f);
+    }
+    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(config_.data_dir(), families));
+    rocksdb::ColumnFamilyHandle* received = store->family(kReceivedFamily);
+    std::string record;
+    ASSERT_TRUE(
+        store->db()->Get(rocksdb::ReadOptions(), received, "from/union-sg/ENV-OLD", &record).ok());
+    rocksdb::WriteBatch batch;
+    batch.Delete(received, "from/union-sg/ENV-OLD");
+    batch.Put(received, "ENV-OLD", record);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(store->db()->Write(wo, &batch).ok());
+  }
+  ASSERT_OK_AND_ASSIGN(node_, Node::Start(config_));
+  // Its sender's redelivery: the original receipt, nothing applied twice.
+  ASSERT_TRUE(Deliver(kUnion, env, &again).ok());
+  EXPECT_EQ(again.SerializeAsString(), original.SerializeAsString());
+  EXPECT_EQ(CaseCount(), 1u);
+  // The same id for another payload from that sender: still refused.
+  v1::EnvelopePayload changed = Referral(kUnion, "ENV-OLD");
+  changed.mutable_referral()->set_referral_id("REF-CHANGED");
+  ExpectRefused(kUnion, Sign(changed), grpc::StatusCode::ALREADY_EXISTS,
+                "already used for a different payload");
+  // Another sender's envelope with that id is its own.
+  v1::EnvelopePayload other = Referral(kInspectorate, "ENV-OLD");
+  other.mutable_referral()->set_referral_id("REF-INSPECTORATE");
+  grpc::Status s = Deliver(kInspectorate, Sign(other));
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(CaseCount(), 2u);
 }
 
 // A key whose validity ended is refused by the receiver's clock however the
