@@ -5,7 +5,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "client/yaml_proto.h"
 #include "ledger/dsse.h"
@@ -81,7 +80,8 @@ std::string Quoted(absl::string_view s) {
   for (char c : s.substr(0, 80)) {
     const unsigned char u = static_cast<unsigned char>(c);
     if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
-      absl::StrAppend(&out, absl::StrFormat("\\x%02x", u));
+      constexpr char kHex[] = "0123456789abcdef";
+      out += {'\\', 'x', kHex[u >> 4], kHex[u & 0xf]};
     } else {
       out.push_back(c);
     }

@@ -393,6 +393,66 @@ TEST_F(OverreachTest, DecisionsAreFinalAndOnlyTheReceiversToMake) {
   EXPECT_EQ(undecided.status(), v1::CASE_STATUS_INCOMING);
 }
 
+// The honest side of the evidence rule: a node passing on a case it received
+// names its own node for evidence the originator's people added, and the next
+// receiver takes it (two real nodes).
+TEST_F(OverreachTest, PassingOnReceivedEvidenceSpeaksForTheSenderOnly) {
+  StartNode();
+  ASSERT_OK_AND_ASSIGN(
+      v1::NodeConfig inspectorate_config,
+      LoadNodeConfig(fed_.WriteNodeConfig(kInspectorate, {{"cw", {"caseworker"}}})));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Node> inspectorate, Node::Start(inspectorate_config));
+  const std::string prefix = fed_.IssueUser(kInspectorate, "cw");
+  auto inspectorate_cw = MakeMutualTlsChannel(
+      {ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value(),
+       fed_.org(kInspectorate).ca.cert_pem},
+      fed_.org(kInspectorate).endpoint(), "");
+
+  v1::EnvelopePayload p = Referral(kUnion, "ENV-ONWARD");
+  p.mutable_referral()->mutable_handling()->set_onward_sharing(v1::ONWARD_SHARING_WITHIN_AGREEMENT);
+  v1::EvidenceItem* e = p.mutable_referral()->mutable_shared()->add_evidence();
+  e->set_id("E-1");
+  e->set_file_name("payslip.pdf");
+  e->set_added_by("union-sg/user/cw");
+  ASSERT_TRUE(Deliver(kUnion, Sign(p)).ok());
+  v1::DecideReferralRequest decide;
+  decide.set_referral_id("REF-ENV-ONWARD");
+  decide.set_accept(true);
+  v1::DecideReferralResponse decided;
+  ASSERT_TRUE(v1::ReferralService::NewStub(cw_)->Decide(Ctx().get(), decide, &decided).ok());
+  // As received here, the evidence keeps the originator's attribution.
+  EXPECT_EQ(GetCase(decided.case_id()).evidence(0).added_by(), "union-sg/user/cw");
+
+  v1::ReferCaseRequest refer;
+  refer.set_case_id(decided.case_id());
+  refer.set_to_org(kInspectorate);
+  refer.set_agreement("test-agreement");
+  refer.set_purpose("case-referral");
+  refer.add_evidence_ids("E-1");
+  v1::ReferCaseResponse referred;
+  grpc::Status s = v1::ReferralService::NewStub(cw_)->Refer(Ctx().get(), refer, &referred);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  std::string received;
+  for (int i = 0; i < 300 && received.empty(); ++i) {
+    v1::ListInboxResponse inbox;
+    ASSERT_TRUE(
+        v1::ReferralService::NewStub(inspectorate_cw)->ListInbox(Ctx().get(), {}, &inbox).ok());
+    for (const auto& item : inbox.items()) {
+      if (item.referral_id() == referred.referral_id()) received = item.case_id();
+    }
+    if (received.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(received.empty()) << "the onward referral did not arrive";
+  v1::GetCaseRequest get;
+  get.set_id(received);
+  get.set_purpose("case-handling");
+  v1::Case c;
+  ASSERT_TRUE(v1::CaseService::NewStub(inspectorate_cw)->GetCase(Ctx().get(), get, &c).ok());
+  ASSERT_EQ(c.evidence_size(), 1);
+  EXPECT_EQ(c.evidence(0).added_by(), "ministry-id/node");
+  inspectorate->Shutdown(absl::Seconds(1));
+}
+
 // Envelope ids are unique per sender only: another member reusing an id does
 // not get the real sender refused, and each gets its own receipt.
 TEST_F(OverreachTest, EnvelopeIdsAreUniquePerSender) {
