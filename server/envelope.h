@@ -40,8 +40,9 @@ struct EnvelopeContext {
 // well formed; its sender is the calling org and its key id the signing key;
 // the key was usable when the envelope was created and is still usable now by
 // the receiver's clock (PERMISSION_DENIED); the recipient is this node; the
-// envelope is not from the future, not expired, and neither declares nor has
-// reached an age beyond `max_lifetime` (FAILED_PRECONDITION); the agreement
+// envelope is not from the future (beyond kMaxClockSkew), not expired, and
+// declares a lifetime no longer than `max_lifetime`, so it is never accepted
+// older than that (FAILED_PRECONDITION); the agreement
 // covers sender, recipient and purpose; a body is present; and the body
 // speaks only for the sender (VerifySpeaksForSender). Returns the payload only
 // if all pass. Full table: docs/federation.md.
