@@ -149,6 +149,17 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
   if (limits->peer_call_timeout_seconds() == 0) {
     limits->set_peer_call_timeout_seconds(kDefaultPeerCallTimeoutSeconds);
   }
+  if (limits->max_envelope_lifetime_days() == 0) {
+    limits->set_max_envelope_lifetime_days(kDefaultMaxEnvelopeLifetimeDays);
+  }
+  if (limits->max_envelope_lifetime_days() < kMinEnvelopeLifetimeDays ||
+      limits->max_envelope_lifetime_days() > kMaxEnvelopeLifetimeDays) {
+    return check.Error("limits.max_envelope_lifetime_days",
+                       absl::StrCat("must be from ", kMinEnvelopeLifetimeDays,
+                                    " (the lifetime "
+                                    "senders give envelopes) to ",
+                                    kMaxEnvelopeLifetimeDays));
+  }
   return config;
 }
 

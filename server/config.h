@@ -16,6 +16,10 @@ inline constexpr uint32_t kDefaultMaxMessageBytes = 4u << 20;
 inline constexpr uint64_t kDefaultMaxEvidenceBytes = 64ull << 20;
 inline constexpr uint32_t kDefaultPeerProbeIntervalSeconds = 10;
 inline constexpr uint32_t kDefaultPeerCallTimeoutSeconds = 5;
+inline constexpr uint32_t kDefaultMaxEnvelopeLifetimeDays = 30;
+// limits.max_envelope_lifetime_days may not be below what senders use (7 days) or above a year.
+inline constexpr uint32_t kMinEnvelopeLifetimeDays = 7;
+inline constexpr uint32_t kMaxEnvelopeLifetimeDays = 365;
 
 // Reads the YAML file at `path`, checks it against the schema (unknown keys and
 // wrong types are errors), resolves relative file paths against the config

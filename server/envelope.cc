@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "client/yaml_proto.h"
 #include "ledger/dsse.h"
 
@@ -31,22 +34,60 @@ absl::Time ParseOr(const std::string& s, absl::Time fallback) {
   return !s.empty() && absl::ParseTime(absl::RFC3339_full, s, &t, &err) ? t : fallback;
 }
 
-// Whether `key` could sign at `t`: not revoked, within its validity window.
-absl::Status KeyUsableAt(const v1::SigningKey& key, absl::Time t) {
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
+// Whether `key` may vouch for an envelope created at `created` and received at
+// `now` (the receiver's clock): not revoked, active or retired, and inside its
+// validity window at both times, so a backdated envelope does not revive a
+// key whose time is over.
+absl::Status KeyUsable(const v1::SigningKey& key, absl::Time created, absl::Time now) {
   if (key.status() == v1::KEY_STATUS_REVOKED) {
     return absl::PermissionDeniedError(
         absl::StrCat("signing key ", key.key_id(), " has been revoked"));
-  }
-  if (t < ParseOr(key.valid_from(), absl::InfinitePast()) ||
-      t >= ParseOr(key.valid_until(), absl::InfiniteFuture())) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("signing key ", key.key_id(), " was not valid when the envelope was created"));
   }
   if (key.status() != v1::KEY_STATUS_ACTIVE && key.status() != v1::KEY_STATUS_RETIRED) {
     return absl::PermissionDeniedError(
         absl::StrCat("signing key ", key.key_id(), " is not active"));
   }
+  const absl::Time from = ParseOr(key.valid_from(), absl::InfinitePast());
+  const absl::Time until = ParseOr(key.valid_until(), absl::InfiniteFuture());
+  if (now >= until) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "signing key ", key.key_id(), " stopped being valid at ", Rfc3339(until),
+        " by this node's clock; envelopes signed with it are refused however they are dated"));
+  }
+  if (now < from) {
+    return absl::PermissionDeniedError(absl::StrCat("signing key ", key.key_id(),
+                                                    " is not valid before ", Rfc3339(from),
+                                                    " by this node's clock"));
+  }
+  if (created < from || created >= until) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("signing key ", key.key_id(), " was not valid when the envelope was created"));
+  }
   return absl::OkStatus();
+}
+
+bool UserNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+}
+
+// How a refused name is quoted in an error: printable, bounded.
+std::string Quoted(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s.substr(0, 80)) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7f || c == '"' || c == '\\') {
+      constexpr char kHex[] = "0123456789abcdef";
+      out += {'\\', 'x', kHex[u >> 4], kHex[u & 0xf]};
+    } else {
+      out.push_back(c);
+    }
+  }
+  if (s.size() > 80) absl::StrAppend(&out, "…");
+  return out + "\"";
 }
 
 }  // namespace
@@ -109,7 +150,8 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
         "envelope names a different key than the one that signed it");
   }
   const absl::Time created = absl::FromUnixSeconds(payload.created_unix());
-  if (auto st = KeyUsableAt(*key, created); !st.ok()) return st;
+  const absl::Time expires = absl::FromUnixSeconds(payload.expires_unix());
+  if (auto st = KeyUsable(*key, created, ctx.now); !st.ok()) return st;
   if (payload.recipient_org() != ctx.self_org) {
     return absl::PermissionDeniedError(absl::StrCat(
         "envelope is addressed to ", payload.recipient_org(), ", this node is ", ctx.self_org));
@@ -118,11 +160,16 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
     return absl::FailedPreconditionError(
         "envelope was created in the future (check the sender's clock)");
   }
-  if (ctx.now > absl::FromUnixSeconds(payload.expires_unix())) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "envelope expired at ",
-        absl::FormatTime(absl::RFC3339_sec, absl::FromUnixSeconds(payload.expires_unix()),
-                         absl::UTCTimeZone())));
+  if (ctx.now > expires) {
+    return absl::FailedPreconditionError(absl::StrCat("envelope expired at ", Rfc3339(expires)));
+  }
+  // With the expiry check this also bounds the age: nothing created longer
+  // than max_lifetime ago by this node's clock gets past both.
+  const int64_t max_days = absl::ToInt64Hours(ctx.max_lifetime) / 24;
+  if (expires - created > ctx.max_lifetime) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("envelope declares a lifetime from ", Rfc3339(created), " to ",
+                     Rfc3339(expires), ", longer than the ", max_days, " days this node accepts"));
   }
   const v1::Agreement* agreement = nullptr;
   for (const auto& a : ctx.roster->agreements()) {
@@ -148,7 +195,65 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
   if (payload.body_case() == v1::EnvelopePayload::BODY_NOT_SET) {
     return absl::InvalidArgumentError("envelope has no body");
   }
+  if (auto st = VerifySpeaksForSender(payload, ctx); !st.ok()) return st;
   return payload;
+}
+
+bool IsPrincipalOf(absl::string_view name, absl::string_view org) {
+  if (org.empty() || !absl::ConsumePrefix(&name, org) || !absl::ConsumePrefix(&name, "/")) {
+    return false;
+  }
+  if (name == "node") return true;
+  if (!absl::ConsumePrefix(&name, "user/") || name.empty() || name.size() > 128) return false;
+  return std::all_of(name.begin(), name.end(), UserNameChar);
+}
+
+absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeContext& ctx) {
+  const std::string& sender = p.sender_org();
+  auto not_sender = [&](absl::string_view field, absl::string_view value) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, " is ", Quoted(value), ", not a user or the node of ", sender,
+                     ": a peer may only speak for its own people (\"", sender,
+                     "/user/<name>\" or \"", sender, "/node\")"));
+  };
+  // Every body type is listed: a new one needs its rules here before any
+  // node applies it (until then it is refused below).
+  switch (p.body_case()) {
+    case v1::EnvelopePayload::kReferral:
+      for (int i = 0; i < p.referral().shared().evidence_size(); ++i) {
+        const std::string& by = p.referral().shared().evidence(i).added_by();
+        if (!by.empty() && !IsPrincipalOf(by, sender)) {
+          return not_sender(absl::StrCat("referral.shared.evidence[", i, "].added_by"), by);
+        }
+      }
+      return absl::OkStatus();
+    case v1::EnvelopePayload::kDecision:
+      return absl::OkStatus();  // names no one; finality is checked on the case
+    case v1::EnvelopePayload::kUpdate:
+      if (!IsPrincipalOf(p.update().author(), sender)) {
+        return not_sender("update.author", p.update().author());
+      }
+      return absl::OkStatus();
+    case v1::EnvelopePayload::kPermission: {
+      const v1::OnwardPermission& perm = p.permission();
+      if (perm.holder_org() != ctx.self_org) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("permission.holder_org is ", Quoted(perm.holder_org()),
+                         ": a permission must be addressed to its holder, ", ctx.self_org));
+      }
+      if (FindMember(*ctx.roster, perm.permitted_org()) == nullptr) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("permission.permitted_org is ", Quoted(perm.permitted_org()),
+                         ", which is not a member of the federation"));
+      }
+      return absl::OkStatus();
+    }
+    case v1::EnvelopePayload::BODY_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("this node has no rules for the envelope's body (field ",
+                   static_cast<int>(p.body_case()), ") and does not apply it"));
 }
 
 absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,

@@ -14,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/yaml_proto.h"
+#include "server/edge.h"
 #include "server/envelope.h"
 #include "server/log.h"
 #include "server/store.h"
@@ -58,6 +59,49 @@ bool HasPrefix(const rocksdb::Slice& key, absl::string_view prefix) {
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
+// Received envelopes (family envelopes_in) are keyed by sender and id: an id is
+// unique only among one sender's envelopes. Records written before were keyed
+// by the id alone (identifiers have no '/', so the two never collide); they are
+// still read, for their own sender only.
+std::string ReceivedKey(const std::string& sender, const std::string& id) {
+  return absl::StrCat("from/", sender, "/", id);
+}
+
+// Every identifier a peer sends: the envelope id and the ids in its body.
+absl::Status ValidatePeerIdentifiers(const v1::EnvelopePayload& p) {
+  if (auto st = ValidateIdentifier("envelope_id", p.envelope_id()); !st.ok()) return st;
+  if (p.has_referral()) {
+    const v1::Referral& r = p.referral();
+    if (auto st = ValidateIdentifier("referral.referral_id", r.referral_id()); !st.ok()) return st;
+    if (auto st = ValidateOptionalIdentifier("referral.origin_case_id", r.origin_case_id());
+        !st.ok()) {
+      return st;
+    }
+    for (int i = 0; i < r.shared().evidence_size(); ++i) {
+      if (auto st = ValidateIdentifier(absl::StrCat("referral.shared.evidence[", i, "].id"),
+                                       r.shared().evidence(i).id());
+          !st.ok()) {
+        return st;
+      }
+    }
+  } else if (p.has_decision()) {
+    if (auto st = ValidateIdentifier("decision.referral_id", p.decision().referral_id());
+        !st.ok()) {
+      return st;
+    }
+    return ValidateOptionalIdentifier("decision.linked_case_id", p.decision().linked_case_id());
+  } else if (p.has_update()) {
+    return ValidateIdentifier("update.referral_id", p.update().referral_id());
+  } else if (p.has_permission()) {
+    return ValidateIdentifier("permission.referral_id", p.permission().referral_id());
+  }
+  return absl::OkStatus();
+}
+
+const char* DecisionWord(v1::ReferralState state) {
+  return state == v1::REFERRAL_STATE_ACCEPTED ? "accepted" : "declined";
 }
 
 std::string NewId(const char* prefix) {
@@ -750,30 +794,47 @@ void Exchange::DoneOutstanding() {
 
 // ---- receiving -----------------------------------------------------------------
 
-absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& envelope_id,
+absl::Duration Exchange::MaxEnvelopeLifetime() const {
+  const uint32_t days = config_.limits().max_envelope_lifetime_days();
+  return days == 0 ? kDefaultMaxEnvelopeLifetime : absl::Hours(24) * static_cast<int64_t>(days);
+}
+
+absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& sender,
+                                                 const std::string& envelope_id,
                                                  const std::string& digest) const {
-  auto hits = log_->ledger()->Lookup("envelope/" + envelope_id, ledger::Ledger::kFromNewest, 1);
-  if (!hits.ok()) return hits.status();
-  if (hits->empty()) return absl::UnavailableError("the receive entry is not visible yet; retry");
-  auto entry = log_->ledger()->Entry(hits->front());
-  if (!entry.ok()) return entry.status();
-  auto ev = AccessLog::Decode(*entry);
-  if (!ev.ok()) return ev.status();
-  v1::ReceiptBody body;
-  body.set_envelope_id(envelope_id);
-  body.set_envelope_sha256(digest);
-  body.set_receiver_org(config_.org());
-  body.set_time_unix(ev->time_unix_micros() / 1000000);
-  body.set_ledger_index(hits->front());
-  const Signer s = signer();
-  return SignReceipt(body, s.key_id, *s.key);
+  // Only allowed receives are filed under "envelope/<id>", at most one per
+  // sender: the one from `sender` is the receipt's.
+  constexpr size_t kPage = 16;
+  uint64_t before = ledger::Ledger::kFromNewest;
+  while (true) {
+    auto hits = log_->ledger()->Lookup("envelope/" + envelope_id, before, kPage);
+    if (!hits.ok()) return hits.status();
+    for (uint64_t index : *hits) {
+      auto entry = log_->ledger()->Entry(index);
+      if (!entry.ok()) return entry.status();
+      auto ev = AccessLog::Decode(*entry);
+      if (!ev.ok()) return ev.status();
+      if (ev->peer_org() != sender || ev->payload_sha256() != digest) continue;
+      v1::ReceiptBody body;
+      body.set_envelope_id(envelope_id);
+      body.set_envelope_sha256(digest);
+      body.set_receiver_org(config_.org());
+      body.set_time_unix(ev->time_unix_micros() / 1000000);
+      body.set_ledger_index(index);
+      const Signer s = signer();
+      return SignReceipt(body, s.key_id, *s.key);
+    }
+    if (hits->size() < kPage) break;
+    before = hits->back();
+  }
+  return absl::UnavailableError("the receive entry is not visible yet; retry");
 }
 
 absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
     std::string* locked) {
   auto batch = std::make_unique<rocksdb::WriteBatch>();
-  const std::string now = Rfc3339(absl::Now());
+  const std::string now = Rfc3339(Now());
   auto note = [&](v1::Case& c, const std::string& text, const std::string& outcome,
                   v1::CaseStatus st) {
     v1::CaseNote* n = c.add_history();
@@ -788,8 +849,12 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     const v1::Referral& r = p.referral();
     std::string originator;
     if (!r.onward_permission().empty()) {
-      EnvelopeContext ctx{p.sender_org(), config_.org(), roster().get(), absl::Now(),
-                          config_.limits().max_message_bytes()};
+      EnvelopeContext ctx{p.sender_org(),
+                          config_.org(),
+                          roster().get(),
+                          Now(),
+                          config_.limits().max_message_bytes(),
+                          MaxEnvelopeLifetime()};
       auto from = VerifyOnwardPermission(r.onward_permission(), p.sender_org(), p.purpose(),
                                          p.agreement(), ctx);
       if (!from.ok()) return from.status();
@@ -856,8 +921,25 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     return absl::PermissionDeniedError(
         absl::StrCat(p.sender_org(), " is not party to referral ", referral_id));
   }
+  // A peer changes only what is its own to change, and a decision once.
   if (p.has_decision()) {
     const auto& d = p.decision();
+    if (!link->outgoing()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(p.sender_org(), " sent referral ", referral_id,
+                       " to this node; only its receiver decides it"));
+    }
+    if (link->state() == v1::REFERRAL_STATE_ACCEPTED ||
+        link->state() == v1::REFERRAL_STATE_DECLINED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("referral ", referral_id, " was already ", DecisionWord(link->state()),
+                       " by ", p.sender_org(), "; a decision is final once recorded"));
+    }
+    if (d.accepted() == d.linked_case_id().empty()) {
+      return absl::InvalidArgumentError(d.accepted()
+                                            ? "an acceptance must name the receiver's linked case"
+                                            : "a decline names no linked case");
+    }
     link->set_state(d.accepted() ? v1::REFERRAL_STATE_ACCEPTED : v1::REFERRAL_STATE_DECLINED);
     link->set_peer_case_id(d.linked_case_id());
     link->set_reason(d.reason());
@@ -870,6 +952,10 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     if (link->outgoing() || p.permission().holder_org() != config_.org()) {
       return absl::PermissionDeniedError("a permission must concern a referral this node received");
     }
+    if (link->state() != v1::REFERRAL_STATE_ACCEPTED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "referral ", referral_id, " has not been accepted here; there is nothing to pass on"));
+    }
     link->add_permissions(envelope.SerializeAsString());
     note(*c,
          absl::StrCat(p.sender_org(), " permits passing this case on to ",
@@ -877,6 +963,15 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
          "", v1::CASE_STATUS_UNSPECIFIED);
   } else {
     const auto& u = p.update();
+    if (link->state() != v1::REFERRAL_STATE_ACCEPTED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "referral ", referral_id, " is not accepted; updates are taken only on linked cases"));
+    }
+    if (!v1::CaseStatus_IsValid(u.status()) || u.status() == v1::CASE_STATUS_ERASED ||
+        u.status() == v1::CASE_STATUS_INCOMING) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("update.status ", static_cast<int>(u.status()), " cannot be posted"));
+    }
     note(*c, u.note(), u.outcome(), u.status());
   }
   c->set_updated_at(now);
@@ -901,39 +996,59 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
                  [done, st](absl::StatusOr<uint64_t>) { done(ToGrpcStatus(st), {}); });
   };
   auto roster = this->roster();
-  EnvelopeContext ctx{caller.org, config_.org(), roster.get(), absl::Now(),
-                      config_.limits().max_message_bytes()};
+  EnvelopeContext ctx{caller.org,
+                      config_.org(),
+                      roster.get(),
+                      Now(),
+                      config_.limits().max_message_bytes(),
+                      MaxEnvelopeLifetime()};
   auto payload = VerifyEnvelope(envelope, ctx);
   if (!payload.ok()) return refuse(payload.status());
+  if (auto st = ValidatePeerIdentifiers(*payload); !st.ok()) return refuse(st);
   ev.set_resource_id(payload->envelope_id());
   ev.set_agreement(payload->agreement());
   ev.set_purpose(payload->purpose());
   const std::string id = payload->envelope_id();
+  // Ids are unique per sender: everything below is keyed by (sender, id).
+  const std::string key = ReceivedKey(caller.org, id);
   {
     absl::MutexLock lock(&mu_);
-    if (!receiving_.insert(id).second) {
+    if (!receiving_.insert(key).second) {
       done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "this envelope is being received; retry"),
            {});
       return;
     }
   }
-  auto release = [this, id] {
+  auto release = [this, key] {
     absl::MutexLock lock(&mu_);
-    receiving_.erase(id);
+    receiving_.erase(key);
   };
-  // Deduplicate: the same envelope again gets the original receipt; another payload under a used id
-  // is refused.
+  // Deduplicate: the same envelope again gets the original receipt; another
+  // payload under an id this sender used is refused.
   std::string seen;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), received_, id, &seen);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), received_, key, &seen);
+  if (s.IsNotFound()) {
+    // A record from before (sender, id) keys counts for its own sender only.
+    std::string legacy;
+    rocksdb::Status ls = db_->Get(rocksdb::ReadOptions(), received_, id, &legacy);
+    v1::ReceivedEnvelope prior;
+    if (ls.ok() && prior.ParseFromString(legacy) && prior.sender_org() == caller.org) {
+      seen = std::move(legacy);
+      s = ls;
+    } else if (!ls.ok() && !ls.IsNotFound()) {
+      s = ls;
+    }
+  }
   if (s.ok()) {
     v1::ReceivedEnvelope prior;
     prior.ParseFromString(seen);
     if (prior.payload_sha256() != digest) {
       release();
       return refuse(absl::AlreadyExistsError(
-          absl::StrCat("envelope id ", id, " was already used for a different payload; refused")));
+          absl::StrCat("envelope id ", id, " from ", caller.org,
+                       " was already used for a different payload; refused")));
     }
-    auto receipt = ReceiptFor(id, digest);
+    auto receipt = ReceiptFor(caller.org, id, digest);
     release();
     done(receipt.ok() ? grpc::Status::OK : ToGrpcStatus(receipt.status()),
          receipt.value_or(v1::Receipt()));
@@ -959,7 +1074,7 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
   v1::ReceivedEnvelope record;
   record.set_payload_sha256(digest);
   record.set_sender_org(caller.org);
-  (*change)->Put(received_, id, record.SerializeAsString());
+  (*change)->Put(received_, key, record.SerializeAsString());
   ev.set_case_id(case_id);
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   log_->Record(

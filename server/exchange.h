@@ -18,10 +18,13 @@
 // rescanned.
 //
 // Receiving: Deliver() verifies an envelope completely before anything but a
-// denial is written, deduplicates by envelope id (a redelivery returns the
-// original receipt and changes nothing), applies the body to the local case,
-// and answers with a signed receipt naming the ledger index of the receive
-// entry. Thread-safe.
+// denial is written (signature, key validity by both clocks, lifetime, and that
+// the body speaks only for its sender), deduplicates by (sender, envelope id)
+// (a redelivery returns the original receipt and changes nothing), applies the
+// body to the local case only where it is the sender's to change (a decision
+// once, by the referral's receiver; updates and permissions on accepted
+// referrals), and answers with a signed receipt naming the ledger index of the
+// receive entry. Every refusal is one denied ledger entry. Thread-safe.
 #ifndef CORRIDOR_SERVER_EXCHANGE_H_
 #define CORRIDOR_SERVER_EXCHANGE_H_
 
@@ -192,8 +195,12 @@ class Exchange {
                                                                  const v1::EnvelopePayload& p,
                                                                  std::string* case_id,
                                                                  std::string* locked);
-  absl::StatusOr<v1::Receipt> ReceiptFor(const std::string& envelope_id,
+  // The receipt of the envelope `envelope_id` with `digest` received from
+  // `sender`, rebuilt from its receive entry; Unavailable while not visible.
+  absl::StatusOr<v1::Receipt> ReceiptFor(const std::string& sender, const std::string& envelope_id,
                                          const std::string& digest) const;
+  // limits.max_envelope_lifetime_days, or its default if unset.
+  absl::Duration MaxEnvelopeLifetime() const;
 
   const v1::NodeConfig config_;
   ExchangeOptions options_;
@@ -227,7 +234,8 @@ class Exchange {
   std::map<std::string, Lane> lanes_ ABSL_GUARDED_BY(mu_);
   std::deque<CaseFix> case_fixes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, PeerChannel> peers_ ABSL_GUARDED_BY(mu_);
-  // Envelope ids being received right now: a concurrent duplicate waits its turn.
+  // Envelopes being received right now, by (sender, id) key: a concurrent
+  // duplicate waits its turn.
   std::set<std::string> receiving_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };

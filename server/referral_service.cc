@@ -165,7 +165,13 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
     bool found = false;
     for (const auto& item : c->evidence()) {
       if (item.id() == eid) {
-        *shared->add_evidence() = item;
+        v1::EvidenceItem* e = shared->add_evidence();
+        *e = item;
+        // A node speaks only for its own people (docs/federation.md): an item
+        // this org received is passed on as added by this node.
+        if (!IsPrincipalOf(e->added_by(), exchange_->config().org())) {
+          e->set_added_by(exchange_->config().org() + "/node");
+        }
         found = true;
       }
     }
