@@ -1,31 +1,48 @@
 // Hostile input that reaches people and logs: what corridorctl prints from a
 // node's answers, what corridord writes to its JSON log, serials in the
 // forms people write them, and how refusals are recorded (issue 9).
+#include <signal.h>
+
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "client/ctl.h"
 #include "client/display.h"
+#include "client/grpc_util.h"
+#include "client/pki.h"
 #include "client/roster.h"
 #include "corridor/v1/case.pb.h"
+#include "corridor/v1/federation.pb.h"
+#include "corridor/v1/node.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/generic/async_generic_service.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto.h"
 #include "ledger/note.h"
+#include "server/config.h"
+#include "server/identity.h"
 #include "tests/testing/federation.h"
+#include "tests/testing/process.h"
+#include "tests/testing/status_matchers.h"
 
 namespace corridor {
 namespace {
@@ -311,6 +328,358 @@ TEST_F(CtlOutputTest, AnAuditLogRowCannotBeForged) {
   EXPECT_TRUE(absl::StrContains(out, "id\\nFORGED union-sg/user/admin1")) << out;
   EXPECT_TRUE(absl::StrContains(out, "\\x1b[31m")) << out;
   EXPECT_TRUE(absl::StrContains(out, "\\u202e")) << out;
+}
+
+// ---- real nodes ----------------------------------------------------------------
+
+using testing::BinaryPath;
+using testing::CommandResult;
+using testing::RunCommand;
+using testing::Subprocess;
+
+// Every value of "key": "value" in a JSON text.
+std::vector<std::string> JsonValues(const std::string& json, const std::string& key) {
+  std::vector<std::string> out;
+  const std::string needle = "\"" + key + "\": \"";
+  for (size_t p = json.find(needle); p != std::string::npos; p = json.find(needle, p + 1)) {
+    const size_t b = p + needle.size();
+    out.push_back(json.substr(b, json.find('"', b) - b));
+  }
+  return out;
+}
+
+class NodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fed_.AddOrg("union-sg", v1::ORG_KIND_UNION);
+    fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
+    fed_.AddOrg("inspectorate-sg", v1::ORG_KIND_INSPECTORATE);
+    for (const std::string org : {"union-sg", "ministry-id", "inspectorate-sg"}) {
+      configs_[org] = fed_.WriteNodeConfig(
+          org, {{"cw", {"caseworker"}}, {"aud", {"auditor"}}, {"adm", {"admin"}}});
+      users_[org + "/cw"] = fed_.IssueUser(org, "cw");
+      users_[org + "/aud"] = fed_.IssueUser(org, "aud");
+    }
+  }
+  void TearDown() override {
+    for (auto& [org, node] : nodes_) {
+      if (node) node->Stop(SIGTERM);
+    }
+  }
+  // Replaces `org`'s config text `from` with `to` (before Start).
+  void EditConfig(const std::string& org, const std::string& from, const std::string& to) {
+    std::ifstream in(configs_[org]);
+    std::string yaml((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_NE(yaml.find(from), std::string::npos);
+    yaml.replace(yaml.find(from), from.size(), to);
+    ASSERT_TRUE(WriteFileAtomically(configs_[org], yaml).ok());
+  }
+  void Start(const std::string& org) {
+    nodes_[org] = std::make_unique<Subprocess>(
+        std::vector<std::string>{BinaryPath("corridord"), "--config", configs_[org]}, LogPath(org));
+    CommandResult r = Ctl(org + "/aud", {"health", "--wait", "60"});
+    ASSERT_EQ(r.exit_code, 0) << r.err << nodes_[org]->Log();
+  }
+  std::string LogPath(const std::string& org) { return fed_.org(org).dir + "/corridord.log"; }
+  // Runs corridorctl as `who` ("org/user", or a path prefix of a .crt/.key pair
+  // for org `as_org`).
+  CommandResult Ctl(const std::string& who, std::vector<std::string> args,
+                    const std::string& cert_prefix = "") {
+    const std::string org = who.substr(0, who.find('/'));
+    const std::string prefix = cert_prefix.empty() ? users_[who] : cert_prefix;
+    std::vector<std::string> argv = {BinaryPath("corridorctl")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const std::string& a :
+         {std::string("--node"), fed_.org(org).endpoint(), std::string("--cert"), prefix + ".crt",
+          std::string("--key"), prefix + ".key", std::string("--ca"),
+          fed_.org(org).dir + "/ca.crt"}) {
+      argv.push_back(a);
+    }
+    return RunCommand(argv);
+  }
+  // The audit log of `org` for `action`, as JSON.
+  std::string Audit(const std::string& org, const std::vector<std::string>& filters) {
+    std::vector<std::string> args = {"audit", "log", "--json", "--limit", "1000"};
+    args.insert(args.end(), filters.begin(), filters.end());
+    CommandResult r = Ctl(org + "/aud", args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  }
+
+  testing::TestFederation fed_;
+  std::map<std::string, std::string> configs_, users_;
+  std::map<std::string, std::unique_ptr<Subprocess>> nodes_;
+};
+
+// Class 2: a revoked serial matches however it is written, and one that cannot
+// be read is refused when the config is checked.
+TEST_F(NodeTest, RevokedSerialsMatchInEveryFormPeopleWriteThem) {
+  const std::string cert_prefix = users_["union-sg/cw"];
+  ASSERT_OK_AND_ASSIGN(std::string pem, ReadFileToString(cert_prefix + ".crt"));
+  ASSERT_OK_AND_ASSIGN(pki::CertificateInfo info, pki::InspectCertificate(pem));
+  const std::string hex = info.serial_hex;  // lower case, no leading zeros
+  std::string colons, upper = absl::AsciiStrToUpper(hex);
+  const std::string even = hex.size() % 2 ? "0" + hex : hex;
+  for (size_t i = 0; i < even.size(); i += 2) {
+    absl::StrAppend(&colons, i ? ":" : "", absl::AsciiStrToUpper(even.substr(i, 2)));
+  }
+  const std::vector<std::string> forms = {hex,
+                                          upper,
+                                          colons,
+                                          absl::AsciiStrToLower(colons),
+                                          "00" + hex,
+                                          "0x" + upper,
+                                          absl::StrReplaceAll(colons, {{":", " "}}),
+                                          " " + colons + " "};
+  for (const std::string& form : forms) {
+    ASSERT_OK_AND_ASSIGN(std::string normal, pki::NormalizeSerial(form));
+    EXPECT_EQ(normal, hex) << form;
+    // The resolver a node runs, with the serial in its config and in the roster.
+    ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(configs_["union-sg"]));
+    auto roster = std::make_shared<v1::Roster>(fed_.MakeRoster());
+    v1::NodeConfig in_config = config;
+    in_config.mutable_tls()->add_revoked_serials(form);
+    SCOPED_TRACE(form);
+    EXPECT_STATUS(IdentityResolver(in_config, roster).Resolve(pem, absl::Now()),
+                  absl::StatusCode::kPermissionDenied, "revoked");
+    roster->mutable_members(0)->add_revoked_serials(form);
+    EXPECT_STATUS(IdentityResolver(config, roster).Resolve(pem, absl::Now()),
+                  absl::StatusCode::kPermissionDenied, "revoked");
+  }
+  // The node itself, with the form `openssl x509 -text` prints.
+  EditConfig("union-sg", "  ca_file: ca.crt\n",
+             absl::StrCat("  ca_file: ca.crt\n  revoked_serials: [\"", colons, "\"]\n"));
+  ASSERT_OK(LoadNodeConfig(configs_["union-sg"]).status());
+  Start("union-sg");
+  CommandResult r = Ctl("union-sg/cw", {"whoami"});
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "revoked")) << r.err;
+  EXPECT_EQ(Ctl("union-sg/aud", {"whoami"}).exit_code, 0);
+}
+
+TEST_F(NodeTest, SerialsThatCannotBeReadAreRefusedByTheConfigCheck) {
+  for (const std::string junk : {"", "xyz", "12g4", "0a;1b", "serial 0a", "0x", "::", "\u00e9"}) {
+    EXPECT_FALSE(pki::NormalizeSerial(junk).ok()) << junk;
+  }
+  EditConfig("union-sg", "  ca_file: ca.crt\n",
+             "  ca_file: ca.crt\n  revoked_serials: [\"0a:1b\", \"0a;1b\"]\n");
+  EXPECT_STATUS(LoadNodeConfig(configs_["union-sg"]), absl::StatusCode::kInvalidArgument,
+                "tls.revoked_serials[1]");
+  CommandResult r =
+      RunCommand({BinaryPath("corridord"), "--config", configs_["union-sg"], "--check-config"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(r.err + r.out, "tls.revoked_serials[1]")) << r.err << r.out;
+  // In a roster, too.
+  v1::Roster roster = fed_.MakeRoster();
+  roster.mutable_members(0)->add_revoked_serials("not-a-serial");
+  EXPECT_STATUS(SignRoster(&roster, "", "steward-1", fed_.stewards()[0]),
+                absl::StatusCode::kInvalidArgument, "revoked_serials[0]");
+}
+
+// Class 6: a certificate with two spiffe identities is refused as ambiguous,
+// and the refusal names every claim as unverified.
+TEST_F(NodeTest, ACertificateWithTwoIdentitiesIsRefusedAndItsClaimsRecordedAsUnverified) {
+  const testing::TestOrg& o = fed_.org("union-sg");
+  pki::LeafOptions opts;
+  opts.spiffe_uri = pki::UserSpiffeUri(fed_.federation(), "union-sg", "cw");
+  opts.extra_uris_for_tests = {pki::UserSpiffeUri(fed_.federation(), "union-sg", "aud")};
+  opts.common_name = "two";
+  ASSERT_OK_AND_ASSIGN(pki::IssuedCertificate two, pki::IssueLeaf(o.ca, opts));
+  const std::string prefix = o.dir + "/two";
+  ASSERT_OK(WriteFileAtomically(prefix + ".crt", two.cert_pem));
+  ASSERT_OK(WriteFileAtomically(prefix + ".key", two.key_pem, 0600));
+  Start("union-sg");
+  CommandResult r = Ctl("union-sg/two", {"whoami"}, prefix);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "ambiguous")) << r.err;
+  EXPECT_FALSE(absl::StrContains(r.out, "auditor")) << r.out;
+  std::string json;
+  for (int i = 0; i < 50; ++i) {
+    json = Audit("union-sg", {"--action", "auth.refused"});
+    if (!JsonValues(json, "reason").empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const auto subjects = JsonValues(json, "actor_subject");
+  ASSERT_FALSE(subjects.empty()) << json;
+  for (const std::string& s : subjects) EXPECT_TRUE(absl::StartsWith(s, "unverified:")) << s;
+  // The reason names both claims, each quoted.
+  EXPECT_TRUE(absl::StrContains(json, "ambiguous")) << json;
+  EXPECT_TRUE(absl::StrContains(json, "unverified claims")) << json;
+  EXPECT_TRUE(absl::StrContains(json, "/union-sg/user/cw\\\"")) << json;
+  EXPECT_TRUE(absl::StrContains(json, "/union-sg/user/aud\\\"")) << json;
+}
+
+// Sets every string field of `m` (recursively, repeated ones once) to `marker`.
+void FillStrings(Message* m, const std::string& marker, int depth = 0) {
+  const auto* d = m->GetDescriptor();
+  const auto* r = m->GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (f->containing_oneof() != nullptr && r->HasOneof(*m, f->containing_oneof())) continue;
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_STRING &&
+        f->type() == FieldDescriptor::TYPE_STRING) {
+      f->is_repeated() ? r->AddString(m, f, marker) : r->SetString(m, f, marker);
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && depth < 4 && !f->is_map()) {
+      FillStrings(f->is_repeated() ? r->AddMessage(m, f) : r->MutableMessage(m, f), marker,
+                  depth + 1);
+    }
+  }
+}
+
+// Class 3: every line corridord writes to its log is JSON, after callers sent
+// bytes that are not UTF-8 in every string field of every method's request.
+TEST_F(NodeTest, EveryLogLineIsJsonAfterInvalidUtf8InEveryStringFieldOfEveryRequest) {
+  Start("union-sg");
+  ASSERT_OK_AND_ASSIGN(TlsIdentity id, LoadTlsIdentity(users_["union-sg/cw"] + ".crt",
+                                                       users_["union-sg/cw"] + ".key",
+                                                       fed_.org("union-sg").dir + "/ca.crt"));
+  auto channel = MakeMutualTlsChannel(id, fed_.org("union-sg").endpoint(), "");
+  grpc::GenericStub stub(channel);
+  // Same length as the marker, not UTF-8.
+  const std::string marker = "MARKER-UTF8";
+  const std::string invalid = "bad\xff\xfe\xc0\xaf\xed\xa0\x80!";
+  ASSERT_EQ(marker.size(), invalid.size());
+  int sent = 0;
+  // Every service the node serves, from the files that define them.
+  const std::set<const google::protobuf::FileDescriptor*> files = {
+      v1::Case::descriptor()->file(), v1::StatusRequest::descriptor()->file(),
+      v1::ReferCaseRequest::descriptor()->file(), v1::Envelope::descriptor()->file()};
+  for (const auto* file : files) {
+    for (int s = 0; s < file->service_count(); ++s) {
+      for (int m = 0; m < file->service(s)->method_count(); ++m) {
+        const auto* method = file->service(s)->method(m);
+        std::unique_ptr<Message> req(google::protobuf::MessageFactory::generated_factory()
+                                         ->GetPrototype(method->input_type())
+                                         ->New());
+        FillStrings(req.get(), marker);
+        std::string bytes = absl::StrReplaceAll(req->SerializeAsString(), {{marker, invalid}});
+        if (bytes == req->SerializeAsString()) continue;  // no string fields
+        grpc::Slice slice(bytes);
+        grpc::ByteBuffer request(&slice, 1), response;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+        std::mutex mu;
+        std::condition_variable cv;
+        bool done = false;
+        grpc::Status status;
+        stub.UnaryCall(&ctx, absl::StrCat("/", file->service(s)->full_name(), "/", method->name()),
+                       grpc::StubOptions(), &request, &response, [&](grpc::Status st) {
+                         std::lock_guard<std::mutex> lock(mu);
+                         status = st;
+                         done = true;
+                         cv.notify_one();
+                       });
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return done; });
+        EXPECT_FALSE(status.ok()) << method->full_name();
+        ++sent;
+      }
+    }
+  }
+  EXPECT_GE(sent, 15);  // every method whose request has a string field
+  nodes_["union-sg"]->Stop(SIGTERM);
+  nodes_["union-sg"].reset();
+  std::ifstream in(LogPath("union-sg"));
+  std::string line;
+  int lines = 0, protobuf_lines = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    google::protobuf::Struct parsed;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &parsed).ok())
+        << "not a JSON line: " << ctl::Printable(line);
+    if (absl::StrContains(line, "\"protobuf.log\"")) ++protobuf_lines;
+  }
+  EXPECT_GT(lines, 0);
+  // The trigger fired: libprotobuf complained, in JSON.
+  EXPECT_GT(protobuf_lines, 0);
+}
+
+// Classes 4 and 5: metadata-only evidence on a received case says where the
+// content is; every policy refusal of a referral is recorded as denied.
+TEST_F(NodeTest, ReceivedEvidenceAndReferralRefusals) {
+  // A second, narrower agreement: union-sg and ministry-id, for fee recovery.
+  v1::Roster roster = fed_.MakeRoster();
+  v1::Agreement* narrow = roster.add_agreements();
+  narrow->set_id("narrow");
+  narrow->add_parties("union-sg");
+  narrow->add_parties("ministry-id");
+  narrow->add_purposes("fee-recovery");
+  for (const std::string org : {"union-sg", "ministry-id"}) {
+    ASSERT_OK(WriteFileAtomically(fed_.org(org).dir + "/roster.json",
+                                  fed_.Sign(roster, fed_.threshold())));
+    Start(org);
+  }
+  CommandResult r = Ctl("union-sg/cw", {"case", "create", "--json", "--category", "wage-theft",
+                                        "--origin", "ID", "--destination", "SG", "--worker-name",
+                                        "Dewi", "--consent", "ministry-id:case-referral"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string case_id = JsonValues(r.out, "id").at(0);
+  const std::string file = fed_.root() + "/payslip.pdf";
+  ASSERT_OK(WriteFileAtomically(file, "payslip: 0 SGD for March"));
+  r = Ctl("union-sg/cw", {"evidence", "add", case_id, file, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string evidence_id = JsonValues(r.out, "id").at(0);
+
+  // Every policy refusal of a referral: denied, never error.
+  const std::vector<std::vector<std::string>> refused = {
+      {"--to", "union-sg", "--agreement", "test-agreement", "--purpose", "case-referral"},
+      {"--to", "ministry-id", "--agreement", "no-such", "--purpose", "case-referral"},
+      {"--to", "inspectorate-sg", "--agreement", "narrow", "--purpose", "fee-recovery"},
+      {"--to", "ministry-id", "--agreement", "narrow", "--purpose", "case-referral"},
+      // Consent covers ministry-id only.
+      {"--to", "inspectorate-sg", "--agreement", "test-agreement", "--purpose", "case-referral",
+       "--include", "personal-data"},
+  };
+  for (const auto& args : refused) {
+    std::vector<std::string> argv = {"refer", case_id};
+    argv.insert(argv.end(), args.begin(), args.end());
+    r = Ctl("union-sg/cw", argv);
+    EXPECT_EQ(r.exit_code, 1) << absl::StrJoin(args, " ");
+  }
+  EXPECT_TRUE(absl::StrContains(r.err, "consent")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "refused")) << r.err;  // PERMISSION_DENIED, as explained
+
+  r = Ctl("union-sg/cw",
+          {"refer", case_id, "--to", "ministry-id", "--agreement", "test-agreement", "--purpose",
+           "case-referral", "--include", "personal-data," + evidence_id});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string received;
+  for (int i = 0; i < 300 && received.empty(); ++i) {
+    auto ids = JsonValues(Ctl("ministry-id/cw", {"inbox", "--json"}).out, "referral_id");
+    if (!ids.empty())
+      received = ids[0];
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(received.empty());
+  r = Ctl("ministry-id/cw", {"accept", received, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string local = JsonValues(r.out, "case_id").at(0);
+
+  // The evidence's content stayed with union-sg: said plainly, not as corruption.
+  r = Ctl("ministry-id/cw", {"evidence", "get", local, evidence_id, "--out",
+                             fed_.root() + "/got.pdf", "--purpose", "case-referral"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "stayed with union-sg")) << r.err;
+  EXPECT_FALSE(absl::StrContains(r.err, "SHA-256 recorded")) << r.err;
+  EXPECT_FALSE(absl::StrContains(nodes_["ministry-id"]->Log(), "evidence.corrupt"));
+
+  // Onward sharing of the received case, which the originator did not allow.
+  r = Ctl("ministry-id/cw", {"refer", local, "--to", "inspectorate-sg", "--agreement",
+                             "test-agreement", "--purpose", "case-referral"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "onward")) << r.err;
+
+  const std::string denied =
+      Audit("union-sg", {"--action", "referral.send", "--outcome", "denied"});
+  EXPECT_EQ(JsonValues(denied, "action").size(), refused.size()) << denied;
+  EXPECT_TRUE(
+      JsonValues(Audit("union-sg", {"--action", "referral.send", "--outcome", "error"}), "action")
+          .empty());
+  EXPECT_EQ(JsonValues(Audit("ministry-id", {"--action", "referral.send", "--outcome", "denied"}),
+                       "action")
+                .size(),
+            1u);
 }
 
 }  // namespace
