@@ -534,11 +534,30 @@ TEST_F(NodeTest, EveryLogLineIsJsonAfterInvalidUtf8InEveryStringFieldOfEveryRequ
                                                        users_["union-sg/cw"] + ".key",
                                                        fed_.org("union-sg").dir + "/ca.crt"));
   auto channel = MakeMutualTlsChannel(id, fed_.org("union-sg").endpoint(), "");
-  grpc::GenericStub stub(channel);
+  // Four channels; every request is sent on each, all calls in flight at once.
+  std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
+  for (int i = 0; i < 4; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("corridor.test.channel", i);  // distinct channels, not one shared subchannel
+    stubs.push_back(std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(
+        fed_.org("union-sg").endpoint(),
+        grpc::SslCredentials({id.roots_pem, id.key_pem, id.cert_pem}), args)));
+  }
+  stubs.push_back(std::make_unique<grpc::GenericStub>(channel));
   // Same length as the marker, not UTF-8.
   const std::string marker = "MARKER-UTF8";
   const std::string invalid = "bad\xff\xfe\xc0\xaf\xed\xa0\x80!";
   ASSERT_EQ(marker.size(), invalid.size());
+  struct Call {
+    std::string method;
+    grpc::ClientContext ctx;
+    grpc::ByteBuffer request, response;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t done = 0;
   int sent = 0;
   // Every service the node serves, from the files that define them.
   const std::set<const google::protobuf::FileDescriptor*> files = {
@@ -554,28 +573,32 @@ TEST_F(NodeTest, EveryLogLineIsJsonAfterInvalidUtf8InEveryStringFieldOfEveryRequ
         FillStrings(req.get(), marker);
         std::string bytes = absl::StrReplaceAll(req->SerializeAsString(), {{marker, invalid}});
         if (bytes == req->SerializeAsString()) continue;  // no string fields
-        grpc::Slice slice(bytes);
-        grpc::ByteBuffer request(&slice, 1), response;
-        grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-        std::mutex mu;
-        std::condition_variable cv;
-        bool done = false;
-        grpc::Status status;
-        stub.UnaryCall(&ctx, absl::StrCat("/", file->service(s)->full_name(), "/", method->name()),
-                       grpc::StubOptions(), &request, &response, [&](grpc::Status st) {
-                         std::lock_guard<std::mutex> lock(mu);
-                         status = st;
-                         done = true;
-                         cv.notify_one();
-                       });
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return done; });
-        EXPECT_FALSE(status.ok()) << method->full_name();
         ++sent;
+        for (auto& stub : stubs) {
+          auto call = std::make_unique<Call>();
+          call->method = method->full_name();
+          grpc::Slice slice(bytes);
+          call->request = grpc::ByteBuffer(&slice, 1);
+          call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+          Call* c = call.get();
+          calls.push_back(std::move(call));
+          stub->UnaryCall(&c->ctx,
+                          absl::StrCat("/", file->service(s)->full_name(), "/", method->name()),
+                          grpc::StubOptions(), &c->request, &c->response, [&, c](grpc::Status st) {
+                            std::lock_guard<std::mutex> lock(mu);
+                            c->status = st;
+                            ++done;
+                            cv.notify_one();
+                          });
+        }
       }
     }
   }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done == calls.size(); });
+  }
+  for (const auto& c : calls) EXPECT_FALSE(c->status.ok()) << c->method;
   EXPECT_GE(sent, 15);  // every method whose request has a string field
   nodes_["union-sg"]->Stop(SIGTERM);
   nodes_["union-sg"].reset();
