@@ -330,6 +330,31 @@ TEST_F(CtlOutputTest, AnAuditLogRowCannotBeForged) {
   EXPECT_TRUE(absl::StrContains(out, "\\u202e")) << out;
 }
 
+// `roster show` reads a file, but the roster in it came from other orgs: a
+// hostile one (unsigned: `roster show` does not check signatures) is shown escaped.
+TEST_F(CtlOutputTest, ARosterFromAFileIsShownEscaped) {
+  const v1::Roster base = fed_->MakeRoster();
+  auto valid = SignRoster(&base, "", "steward-1", fed_->stewards()[0]);
+  ASSERT_TRUE(valid.ok()) << valid.status();
+  v1::Envelope env;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(*valid, &env).ok());
+  v1::Roster hostile;
+  FillHostile(&hostile);
+  env.set_payload(hostile.SerializeAsString());
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(env, &json).ok());
+  ASSERT_TRUE(WriteFileAtomically(dir_ + "/hostile-roster.json", json).ok());
+  for (bool as_json : {false, true}) {
+    std::vector<std::string> argv = {"roster", "show", "--in", dir_ + "/hostile-roster.json"};
+    if (as_json) argv.push_back("--json");
+    std::ostringstream out, err;
+    EXPECT_EQ(ctl::Main(argv, out, err), 0) << err.str();
+    ExpectSafeForTerminal(out.str(), "roster show (stdout)");
+    ExpectSafeForTerminal(err.str(), "roster show (stderr)");
+    EXPECT_TRUE(absl::StrContains(out.str(), "FORGED")) << out.str() << err.str();
+  }
+}
+
 // ---- real nodes ----------------------------------------------------------------
 
 using testing::BinaryPath;
