@@ -534,6 +534,29 @@ TEST_F(NodeTest, ACertificateWithTwoIdentitiesIsRefusedAndItsClaimsRecordedAsUnv
   EXPECT_TRUE(absl::StrContains(json, "/union-sg/user/aud\\\"")) << json;
 }
 
+TEST_F(NodeTest, TheClaimsOfAnAmbiguousCertificateAreBoundedInTheRefusal) {
+  const testing::TestOrg& o = fed_.org("union-sg");
+  pki::LeafOptions opts;
+  opts.spiffe_uri = pki::UserSpiffeUri(fed_.federation(), "union-sg", "cw");
+  opts.extra_uris_for_tests = {
+      pki::UserSpiffeUri(fed_.federation(), "union-sg", std::string(5000, 'a')),
+      "spiffe://x/\x1b[2J", "spiffe://y", "spiffe://z"};
+  opts.common_name = "five";
+  ASSERT_OK_AND_ASSIGN(pki::IssuedCertificate five, pki::IssueLeaf(o.ca, opts));
+  ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(configs_["union-sg"]));
+  IdentityResolver resolver(config, std::make_shared<v1::Roster>(fed_.MakeRoster()));
+  absl::Status refused = resolver.Resolve(five.cert_pem, absl::Now()).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnauthenticated);
+  const std::string message(refused.message());
+  EXPECT_TRUE(absl::StrContains(message, "5 spiffe:// identities")) << message;
+  EXPECT_TRUE(absl::StrContains(message, "and 1 more")) << message;
+  EXPECT_TRUE(absl::StrContains(message, "/union-sg/user/cw\"")) << message;
+  EXPECT_LT(message.size(), 1000u);
+  // The escape sequence is escaped: no raw control character in the refusal.
+  EXPECT_TRUE(absl::StrContains(message, "spiffe://x/\\x1b[2J")) << message;
+  EXPECT_TRUE(ctl::IsPrintable(absl::StrReplaceAll(message, {{"\\", ""}}))) << message;
+}
+
 // Sets every string field of `m` (recursively, repeated ones once) to `marker`.
 void FillStrings(Message* m, const std::string& marker, int depth = 0) {
   const auto* d = m->GetDescriptor();
