@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/args.h"
+#include "client/display.h"
 #include "client/grpc_util.h"
 #include "client/pki.h"
 #include "client/roster.h"
@@ -150,7 +151,8 @@ std::string ToJson(const google::protobuf::Message& m) {
   o.preserve_proto_field_names = true;
   std::string s;
   (void)google::protobuf::util::MessageToJsonString(m, &s, o);
-  return s;
+  // Protobuf escapes controls but leaves bidi isolates and the like raw.
+  return TerminalSafeJson(s);
 }
 
 std::string RoleName(int r) {
@@ -163,7 +165,12 @@ std::string PeerStateName(v1::PeerState s) {
 }
 
 // Prints rows as an aligned table.
-void PrintTable(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
+// Every cell is shown through Printable(): cells hold what nodes answered, and a
+// newline or escape sequence in one must not forge a row or reach the terminal.
+void PrintTable(std::ostream& out, std::vector<std::vector<std::string>> rows) {
+  for (auto& r : rows) {
+    for (std::string& cell : r) cell = Printable(cell);
+  }
   std::vector<size_t> width;
   for (const auto& r : rows) {
     for (size_t i = 0; i < r.size(); ++i) {
@@ -245,8 +252,9 @@ absl::Status RunHealth(Context& c) {
     if (c.json()) {
       c.out << ToJson(sresp);
     } else {
-      c.out << "node " << sresp.org() << " (" << sresp.federation() << ") at " << conn->target
-            << ": " << (not_serving.empty() ? "serving" : "NOT SERVING (" + not_serving + ")")
+      c.out << "node " << Printable(sresp.org()) << " (" << Printable(sresp.federation()) << ") at "
+            << Printable(conn->target) << ": "
+            << (not_serving.empty() ? "serving" : "NOT SERVING (" + Printable(not_serving) + ")")
             << ", roster version " << sresp.roster_version() << "\n";
       std::vector<std::vector<std::string>> rows = {{"PEER", "ENDPOINT", "STATE", "DETAIL"}};
       for (const auto& p : sresp.peers()) {
@@ -275,10 +283,11 @@ absl::Status RunWhoami(Context& c) {
   }
   std::vector<std::string> roles;
   for (int r : resp.roles()) roles.push_back(RoleName(r));
-  c.out << "org:     " << resp.org() << "\n"
-        << "subject: " << resp.subject() << "\n"
+  c.out << "org:     " << Printable(resp.org()) << "\n"
+        << "subject: " << Printable(resp.subject()) << "\n"
         << "roles:   " << (roles.empty() ? "(none)" : absl::StrJoin(roles, ", ")) << "\n"
-        << "node:    " << resp.node_org() << " in federation " << resp.federation() << "\n";
+        << "node:    " << Printable(resp.node_org()) << " in federation "
+        << Printable(resp.federation()) << "\n";
   return absl::OkStatus();
 }
 
@@ -538,8 +547,8 @@ absl::Status RunRosterSign(Context& c) {
   if (!signed_json.ok()) return signed_json.status();
   if (auto st = WriteFileAtomically(c.args.Get("out"), *signed_json); !st.ok()) return st;
   auto roster = PeekSignedRoster(*signed_json);
-  c.out << "signed roster version " << roster->version() << " as " << c.args.Get("key-name")
-        << " → " << c.args.Get("out") << "\n";
+  c.out << "signed roster version " << roster->version() << " as "
+        << Printable(c.args.Get("key-name")) << " → " << c.args.Get("out") << "\n";
   return absl::OkStatus();
 }
 
@@ -553,8 +562,9 @@ absl::Status RunRosterShow(Context& c) {
     c.out << ToJson(*roster);
     return absl::OkStatus();
   }
-  c.out << "federation " << roster->federation() << ", roster version " << roster->version()
-        << ", issued " << roster->issued_at() << " (signatures not checked here)\n";
+  c.out << "federation " << Printable(roster->federation()) << ", roster version "
+        << roster->version() << ", issued " << Printable(roster->issued_at())
+        << " (signatures not checked here)\n";
   std::vector<std::vector<std::string>> rows = {
       {"ORG", "NAME", "COUNTRY", "KIND", "ENDPOINT", "KEYS"}};
   for (const auto& m : roster->members()) {
@@ -572,8 +582,9 @@ absl::Status RunRosterShow(Context& c) {
   }
   PrintTable(c.out, rows);
   for (const auto& a : roster->agreements()) {
-    c.out << "agreement " << a.id() << ": parties " << absl::StrJoin(a.parties(), ", ")
-          << "; purposes " << absl::StrJoin(a.purposes(), ", ") << "\n";
+    c.out << "agreement " << Printable(a.id()) << ": parties "
+          << Printable(absl::StrJoin(a.parties(), ", ")) << "; purposes "
+          << Printable(absl::StrJoin(a.purposes(), ", ")) << "\n";
   }
   return absl::OkStatus();
 }
@@ -620,42 +631,48 @@ absl::Status NeedCaseId(const Args& args) {
   return absl::OkStatus();
 }
 
+// Every value is shown through Printable(): a received case holds what a peer sent.
 void PrintCase(std::ostream& out, const v1::Case& c) {
-  out << "case " << c.id() << " (" << EnumShort(v1::CaseStatus_descriptor(), c.status()) << ")\n"
+  const auto P = [](absl::string_view s) { return Printable(s); };
+  out << "case " << P(c.id()) << " (" << EnumShort(v1::CaseStatus_descriptor(), c.status()) << ")\n"
       << "  category:    " << EnumShort(v1::CaseCategory_descriptor(), c.category()) << "\n"
-      << "  sector:      " << c.sector() << "\n"
-      << "  corridor:    " << c.origin_country() << " -> " << c.destination_country() << "\n"
-      << "  worker:      " << c.worker().name();
-  if (!c.worker().date_of_birth().empty()) out << ", born " << c.worker().date_of_birth();
-  if (!c.worker().document_number().empty()) out << ", document " << c.worker().document_number();
+      << "  sector:      " << P(c.sector()) << "\n"
+      << "  corridor:    " << P(c.origin_country()) << " -> " << P(c.destination_country()) << "\n"
+      << "  worker:      " << P(c.worker().name());
+  if (!c.worker().date_of_birth().empty()) out << ", born " << P(c.worker().date_of_birth());
+  if (!c.worker().document_number().empty()) {
+    out << ", document " << P(c.worker().document_number());
+  }
   out << "\n";
-  if (!c.worker().contact().empty()) out << "  contact:     " << c.worker().contact() << "\n";
-  if (!c.employer().name().empty()) out << "  employer:    " << c.employer().name() << "\n";
+  if (!c.worker().contact().empty()) out << "  contact:     " << P(c.worker().contact()) << "\n";
+  if (!c.employer().name().empty()) out << "  employer:    " << P(c.employer().name()) << "\n";
   if (!c.recruiter().name().empty()) {
-    out << "  recruiter:   " << c.recruiter().name();
+    out << "  recruiter:   " << P(c.recruiter().name());
     if (!c.recruiter().licence_number().empty())
-      out << " (licence " << c.recruiter().licence_number() << ")";
+      out << " (licence " << P(c.recruiter().licence_number()) << ")";
     out << "\n";
   }
-  if (!c.narrative().empty()) out << "  narrative:   " << c.narrative() << "\n";
+  if (!c.narrative().empty()) out << "  narrative:   " << P(c.narrative()) << "\n";
   for (const auto& g : c.consent().grants()) {
-    out << "  consent:     " << g.org() << " for " << absl::StrJoin(g.purposes(), ", ") << "\n";
+    out << "  consent:     " << P(g.org()) << " for " << P(absl::StrJoin(g.purposes(), ", "))
+        << "\n";
   }
-  out << "  owner:       " << c.owner_org() << ", created " << c.created_at() << " by "
-      << c.created_by() << ", updated " << c.updated_at() << "\n";
+  out << "  owner:       " << P(c.owner_org()) << ", created " << P(c.created_at()) << " by "
+      << P(c.created_by()) << ", updated " << P(c.updated_at()) << "\n";
   for (const auto& l : c.referrals()) {
-    out << "  referral:    " << l.referral_id() << (l.outgoing() ? " to " : " from ")
-        << l.peer_org()
-        << (l.peer_case_id().empty() ? "" : " (their case " + l.peer_case_id() + ")") << ", "
-        << EnumShort(v1::ReferralState_descriptor(), l.state()) << ", " << l.purpose() << " under "
-        << l.agreement() << (l.reason().empty() ? "" : ": " + l.reason()) << "\n";
+    out << "  referral:    " << P(l.referral_id()) << (l.outgoing() ? " to " : " from ")
+        << P(l.peer_org())
+        << (l.peer_case_id().empty() ? "" : " (their case " + P(l.peer_case_id()) + ")") << ", "
+        << EnumShort(v1::ReferralState_descriptor(), l.state()) << ", " << P(l.purpose())
+        << " under " << P(l.agreement()) << (l.reason().empty() ? "" : ": " + P(l.reason()))
+        << "\n";
   }
   for (const auto& h : c.history()) {
-    out << "  history:     " << h.time() << "  " << h.org() << "  " << h.author();
+    out << "  history:     " << P(h.time()) << "  " << P(h.org()) << "  " << P(h.author());
     if (h.status() != v1::CASE_STATUS_UNSPECIFIED)
       out << "  status " << EnumShort(v1::CaseStatus_descriptor(), h.status());
-    if (!h.outcome().empty()) out << "  outcome " << h.outcome();
-    if (!h.note().empty()) out << "  " << h.note();
+    if (!h.outcome().empty()) out << "  outcome " << P(h.outcome());
+    if (!h.note().empty()) out << "  " << P(h.note());
     out << "\n";
   }
 }
@@ -709,7 +726,7 @@ absl::Status RunCaseCreate(Context& c) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << "created case " << resp.id() << "\n";
+    c.out << "created case " << Printable(resp.id()) << "\n";
   }
   return absl::OkStatus();
 }
@@ -781,7 +798,7 @@ absl::Status RunCaseList(Context& c) {
   }
   PrintTable(c.out, rows);
   if (!resp.next_page_token().empty()) {
-    c.out << "more: --page-token " << resp.next_page_token() << "\n";
+    c.out << "more: --page-token " << Printable(resp.next_page_token()) << "\n";
   }
   return absl::OkStatus();
 }
@@ -808,7 +825,7 @@ absl::Status RunCaseUpdate(Context& c) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << "updated case " << resp.id() << " ("
+    c.out << "updated case " << Printable(resp.id()) << " ("
           << EnumShort(v1::CaseStatus_descriptor(), resp.status()) << ")\n";
   }
   return absl::OkStatus();
@@ -825,7 +842,7 @@ absl::Status RunCaseClose(Context& c) {
   v1::CaseSummary resp;
   grpc::Status s = v1::CaseService::NewStub(conn->channel)->CloseCase(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
-  c.json() ? c.out << ToJson(resp) : c.out << "closed case " << resp.id() << "\n";
+  c.json() ? c.out << ToJson(resp) : c.out << "closed case " << Printable(resp.id()) << "\n";
   return absl::OkStatus();
 }
 
@@ -842,7 +859,7 @@ absl::Status RunCaseErase(Context& c) {
   grpc::Status s = v1::CaseService::NewStub(conn->channel)->EraseCase(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
   c.json() ? c.out << ToJson(resp)
-           : c.out << "erased case " << resp.id()
+           : c.out << "erased case " << Printable(resp.id())
                    << ": its data key is destroyed; the erasure is ledger entry "
                    << resp.ledger_index() << "\n";
   return absl::OkStatus();
@@ -918,8 +935,9 @@ absl::Status RunEvidenceAdd(Context& c) {
   if (c.json()) {
     c.out << ToJson(item);
   } else {
-    c.out << "added evidence " << item.id() << " to case " << CaseIdArg(c.args) << ": "
-          << item.file_name() << ", " << item.size() << " bytes, SHA-256 " << local << "\n";
+    c.out << "added evidence " << Printable(item.id()) << " to case "
+          << Printable(CaseIdArg(c.args)) << ": " << Printable(item.file_name()) << ", "
+          << item.size() << " bytes, SHA-256 " << local << "\n";
   }
   return absl::OkStatus();
 }
@@ -986,8 +1004,8 @@ absl::Status RunEvidenceGet(Context& c) {
         "what arrived does not match the recorded size and SHA-256; nothing was saved");
   }
   if (auto st = WriteFileAtomically(c.args.Get("out"), data, 0600); !st.ok()) return st;
-  c.out << "saved " << item.file_name() << " (" << item.size() << " bytes, SHA-256 verified) to "
-        << c.args.Get("out") << "\n";
+  c.out << "saved " << Printable(item.file_name()) << " (" << item.size()
+        << " bytes, SHA-256 verified) to " << Printable(c.args.Get("out")) << "\n";
   return absl::OkStatus();
 }
 
@@ -1030,8 +1048,9 @@ absl::Status RunRefer(Context& c) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << "referral " << resp.referral_id() << " of case " << req.case_id() << " to "
-          << req.to_org() << " is queued for delivery (envelope " << resp.envelope_id() << ")"
+    c.out << "referral " << Printable(resp.referral_id()) << " of case " << Printable(req.case_id())
+          << " to " << Printable(req.to_org()) << " is queued for delivery (envelope "
+          << Printable(resp.envelope_id()) << ")"
           << (resp.deidentified() ? ", without the worker's personal data"
                                   : ", with the worker's personal data (consented)")
           << "\n  follow it with `corridorctl outbox`\n";
@@ -1081,9 +1100,9 @@ absl::Status Decide(Context& c, bool accept) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << (accept ? "accepted " : "declined ") << req.referral_id() << "; local case "
-          << resp.case_id() << "; the decision is on its way back (envelope " << resp.envelope_id()
-          << ")\n";
+    c.out << (accept ? "accepted " : "declined ") << Printable(req.referral_id()) << "; local case "
+          << Printable(resp.case_id()) << "; the decision is on its way back (envelope "
+          << Printable(resp.envelope_id()) << ")\n";
   }
   return absl::OkStatus();
 }
@@ -1111,7 +1130,7 @@ absl::Status RunPostUpdate(Context& c) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << "update recorded on case " << req.case_id() << " and sent to "
+    c.out << "update recorded on case " << Printable(req.case_id()) << " and sent to "
           << resp.envelope_ids_size() << " linked organisation(s)\n";
   }
   return absl::OkStatus();
@@ -1135,9 +1154,10 @@ absl::Status RunPermit(Context& c) {
   if (c.json()) {
     c.out << ToJson(resp);
   } else {
-    c.out << "signed permission to pass case " << req.case_id() << " on to " << req.to_org()
-          << " is on its way to the receiver of " << req.referral_id() << " (envelope "
-          << resp.envelope_id() << ")\n";
+    c.out << "signed permission to pass case " << Printable(req.case_id()) << " on to "
+          << Printable(req.to_org()) << " is on its way to the receiver of "
+          << Printable(req.referral_id()) << " (envelope " << Printable(resp.envelope_id())
+          << ")\n";
   }
   return absl::OkStatus();
 }
@@ -1224,7 +1244,7 @@ absl::Status RunAuditLog(Context& c) {
   }
   PrintTable(c.out, rows);
   if (!resp.next_page_token().empty())
-    c.out << "more: --page-token " << resp.next_page_token() << "\n";
+    c.out << "more: --page-token " << Printable(resp.next_page_token()) << "\n";
   return absl::OkStatus();
 }
 
@@ -1257,7 +1277,7 @@ absl::Status RunAuditKey(Context& c) {
   const std::string org = c.args.positional().empty() ? c.args.Get("org") : c.args.positional()[0];
   auto vs = VerifiersFromOptions(c.args, org);
   if (!vs.ok()) return vs.status();
-  for (const auto& v : *vs) c.out << v.ToString() << "\n";
+  for (const auto& v : *vs) c.out << Printable(v.ToString()) << "\n";
   return absl::OkStatus();
 }
 
@@ -1269,7 +1289,14 @@ absl::Status RunAuditCheckpoint(Context& c) {
   grpc::Status s = v1::AuditService::NewStub(conn->channel)
                        ->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
   if (!s.ok()) return Explain(s, *conn);
-  c.json() ? c.out << ToJson(resp) : c.out << resp.checkpoint();
+  // A checkpoint is a signed note: lines of text, each shown through Printable().
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    for (absl::string_view line : absl::StrSplit(resp.checkpoint(), '\n')) {
+      c.out << Printable(line) << "\n";
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -1320,27 +1347,19 @@ absl::Status RunAuditProve(Context& c) {
     for (size_t i = 0; i < proof.size(); ++i) {
       c.out << (i ? ", " : "") << "\"" << Base64Encode(merkle::ToBytes(proof[i])) << "\"";
     }
-    std::string note_json;
-    for (char ch : resp.checkpoint()) {
-      if (ch == '\n')
-        note_json += "\\n";
-      else if (ch == '"' || ch == '\\') {
-        note_json += '\\';
-        note_json += ch;
-      } else
-        note_json += ch;
-    }
     c.out << "],\n  \"root_hash\": \"" << Base64Encode(merkle::ToBytes(cp->root))
-          << "\",\n  \"checkpoint\": \"" << note_json << "\",\n  \"verifier_key\": \""
-          << verifier->ToString() << "\",\n  \"verified\": " << (verified.ok() ? "true" : "false")
-          << "\n}\n";
+          << "\",\n  \"checkpoint\": " << JsonQuoted(resp.checkpoint())
+          << ",\n  \"verifier_key\": " << JsonQuoted(verifier->ToString())
+          << ",\n  \"verified\": " << (verified.ok() ? "true" : "false") << "\n}\n";
   } else if (verified.ok()) {
-    c.out << "entry " << index << " is in the ledger of " << cp->origin << " at size " << cp->size
-          << ": inclusion proof (" << proof.size()
-          << " hashes) verified against the checkpoint signed by " << verifier->name << "\n";
+    c.out << "entry " << index << " is in the ledger of " << Printable(cp->origin) << " at size "
+          << cp->size << ": inclusion proof (" << proof.size()
+          << " hashes) verified against the checkpoint signed by " << Printable(verifier->name)
+          << "\n";
     if (auto e = v1::AccessEvent(); e.ParseFromString(resp.entry())) {
-      c.out << "  " << EventTime(e) << "  " << e.actor_org() << "/" << e.actor_subject() << "  "
-            << e.action() << "  " << e.resource_kind() << " " << e.resource_id() << "  "
+      c.out << "  " << EventTime(e) << "  " << Printable(e.actor_org() + "/" + e.actor_subject())
+            << "  " << Printable(e.action()) << "  " << Printable(e.resource_kind()) << " "
+            << Printable(e.resource_id()) << "  "
             << EnumShort(v1::AccessOutcome_descriptor(), e.outcome()) << "\n";
     }
   }
@@ -1396,9 +1415,9 @@ absl::Status RunAuditVerify(Context& c) {
     if (!ev.ParseFromString(e)) ++undecodable;
   }
   c.out << "verified: entries " << v->first_index << ".." << v->first_index + v->entries.size() - 1
-        << " of " << v->checkpoint.origin
+        << " of " << Printable(v->checkpoint.origin)
         << " are exactly those committed to by its checkpoint at size " << v->checkpoint.size
-        << ", signed by " << verifier->name << "\n";
+        << ", signed by " << Printable(verifier->name) << "\n";
   if (undecodable) c.out << "  note: " << undecodable << " entries are not access events\n";
   return absl::OkStatus();
 }
@@ -1415,7 +1434,7 @@ absl::Status RunRosterPush(Context& c) {
   v1::PushRosterResponse resp;
   grpc::Status s = v1::NodeService::NewStub(conn->channel)->PushRoster(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
-  c.out << "roster version " << resp.version() << " is in force at " << conn->target
+  c.out << "roster version " << resp.version() << " is in force at " << Printable(conn->target)
         << "; peers fetch it from this node when they next say hello\n";
   return absl::OkStatus();
 }
@@ -1697,6 +1716,16 @@ void PrintHelp(std::ostream& out) {
 
 }  // namespace
 
+std::vector<std::string> NodeCommands() {
+  std::vector<std::string> names;
+  for (const Command& cmd : Commands()) {
+    for (const OptionSpec& o : cmd.options) {
+      if (o.name == "node") names.push_back(absl::StrJoin(cmd.words, " "));
+    }
+  }
+  return names;
+}
+
 int Main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
   if (argv.empty() || argv[0] == "help" || argv[0] == "--help" || argv[0] == "-h") {
     PrintHelp(argv.empty() ? err : out);
@@ -1712,7 +1741,8 @@ int Main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& 
   }
   if (match == nullptr) {
     err << "corridorctl: unknown command \""
-        << absl::StrJoin(argv.begin(), argv.begin() + std::min<size_t>(2, argv.size()), " ")
+        << Printable(
+               absl::StrJoin(argv.begin(), argv.begin() + std::min<size_t>(2, argv.size()), " "))
         << "\"\n\n";
     PrintHelp(err);
     return 2;
@@ -1729,14 +1759,15 @@ int Main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& 
   }
   auto args = Args::Parse(rest, match->options);
   if (!args.ok()) {
-    err << "corridorctl " << name << ": " << args.status().message() << "\n"
+    err << "corridorctl " << name << ": " << Printable(args.status().message()) << "\n"
         << "see `corridorctl " << name << " --help`\n";
     return 2;
   }
   Context ctx{*args, out, err};
   absl::Status st = match->run(ctx);
   if (!st.ok()) {
-    err << "corridorctl " << name << ": " << st.message() << "\n";
+    // The message may quote a node's words (Explain()); shown like any value.
+    err << "corridorctl " << name << ": " << Printable(st.message()) << "\n";
     return 1;
   }
   return 0;

@@ -12,6 +12,11 @@ namespace corridor::ctl {
 
 int Main(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err);
 
+// The words of every command that talks to a node (takes --node), e.g.
+// "audit log": what a test must walk to cover everything corridorctl prints
+// from a node's answers.
+std::vector<std::string> NodeCommands();
+
 }  // namespace corridor::ctl
 
 #endif  // CORRIDOR_CLIENT_CTL_H_

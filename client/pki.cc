@@ -21,9 +21,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 
 namespace corridor::pki {
@@ -336,6 +338,11 @@ absl::Status AddSubjectAltName(X509* cert, const LeafOptions& options, bool crit
   auto uri = Ia5String(options.spiffe_uri);
   if (!uri.ok()) return uri.status();
   if (auto st = PushName(names.get(), GEN_URI, *std::move(uri)); !st.ok()) return st;
+  for (const std::string& extra : options.extra_uris_for_tests) {
+    auto more = Ia5String(extra);
+    if (!more.ok()) return more.status();
+    if (auto st = PushName(names.get(), GEN_URI, *std::move(more)); !st.ok()) return st;
+  }
   for (const std::string& dns : options.dns_names) {
     auto s = Ia5String(dns);
     if (!s.ok()) return s.status();
@@ -524,6 +531,31 @@ absl::StatusOr<IssuedCertificate> IssueLeaf(const IssuedCertificate& ca,
   return Encode(key->get(), c);
 }
 
+absl::StatusOr<std::string> NormalizeSerial(absl::string_view written) {
+  absl::string_view s = absl::StripAsciiWhitespace(written);
+  std::string sign;
+  if (absl::ConsumePrefix(&s, "-")) sign = "-";
+  if (!absl::ConsumePrefix(&s, "0x")) absl::ConsumePrefix(&s, "0X");
+  std::string digits;
+  for (char ch : s) {
+    if (absl::ascii_isxdigit(static_cast<unsigned char>(ch))) {
+      digits.push_back(absl::ascii_tolower(static_cast<unsigned char>(ch)));
+    } else if (ch != ':' && ch != ' ' && ch != '-') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "serial \"", absl::CHexEscape(written),
+          "\" is not a hexadecimal certificate serial (write it as `openssl x509 -noout -serial` "
+          "or `-text` shows it, e.g. 0A:1B:2C or 0a1b2c)"));
+    }
+  }
+  const size_t first = digits.find_first_not_of('0');
+  if (digits.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("serial \"", absl::CHexEscape(written), "\" holds no hexadecimal digits"));
+  }
+  if (first == std::string::npos) return std::string("0");
+  return sign + digits.substr(first);
+}
+
 bool SameCertificate(absl::string_view a_pem, absl::string_view b_pem) {
   auto a = ParseCertificatePem(a_pem, "the first certificate");
   auto b = ParseCertificatePem(b_pem, "the second certificate");
@@ -560,6 +592,7 @@ absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view cert_pem) {
       HexLower(ASN1_STRING_get0_data(serial), static_cast<size_t>(ASN1_STRING_length(serial)));
   if (info.serial_hex.empty()) info.serial_hex = "00";
   if (ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER) info.serial_hex.insert(0, "-");
+  if (auto normal = NormalizeSerial(info.serial_hex); normal.ok()) info.serial_hex = *normal;
 
   info.subject = SubjectOneLine(X509_get_subject_name(cert->get()));
   auto not_before = Asn1TimeToAbsl(X509_get0_notBefore(cert->get()));

@@ -42,6 +42,9 @@ struct LeafOptions {
   std::vector<std::string> ip_addresses;  // extra SAN IP entries, e.g. "127.0.0.1"
   absl::Duration validity = absl::Hours(24 * 365);
   bool server_auth = false;  // adds extendedKeyUsage serverAuth (nodes); clientAuth is always set
+  // Further SAN URIs after spiffe_uri, unchecked. For tests only: a Corridor
+  // certificate carries exactly one, and nodes refuse one that carries more.
+  std::vector<std::string> extra_uris_for_tests;
 };
 
 // Issues a leaf certificate signed by the CA in `ca`. InvalidArgument if the CA
@@ -56,12 +59,22 @@ std::string UserSpiffeUri(absl::string_view federation, absl::string_view org,
 // What a certificate says about its holder.
 struct CertificateInfo {
   std::vector<std::string> uris;  // SAN URIs
-  std::string serial_hex;         // lower-case hex, no leading zeros stripped
+  std::string serial_hex;         // NormalizeSerial() form: lower-case hex, no leading zeros
   std::string subject;            // one-line subject
   absl::Time not_before;
   absl::Time not_after;
 };
 absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view cert_pem);
+
+// A certificate serial as people write it, in the one form Corridor compares:
+// lower-case hex without leading zeros ("0" for zero; a leading "-" kept for
+// the negative serials of broken issuers). Accepts upper or lower case,
+// colons, spaces or dashes between the digits (as `openssl x509 -text`
+// prints it: "0a:1b:..."), leading zeros and a 0x prefix. InvalidArgument,
+// saying why, for anything else (empty, other characters, a decimal serial
+// cannot be told apart and must be given in hex). Also used for
+// CertificateInfo::serial_hex, so both sides of a comparison agree.
+absl::StatusOr<std::string> NormalizeSerial(absl::string_view written);
 
 // True iff the two PEM texts hold the same certificate (byte-identical DER).
 bool SameCertificate(absl::string_view a_pem, absl::string_view b_pem);

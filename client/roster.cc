@@ -77,6 +77,12 @@ absl::Status ValidateRoster(const v1::Roster& roster) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": ca_cert_pem is not a certificate: ", info.status().message()));
     }
+    for (int j = 0; j < m.revoked_serials_size(); ++j) {
+      if (auto normal = pki::NormalizeSerial(m.revoked_serials(j)); !normal.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ".revoked_serials[", j, "]: ", normal.status().message()));
+      }
+    }
     std::set<std::string> key_ids;
     for (const v1::SigningKey& k : m.signing_keys()) {
       const std::string kwhere = absl::StrCat(where, ".signing_keys[", k.key_id(), "]");

@@ -719,6 +719,21 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
     }
     item_ = *found;
     auto data = store->ReadEvidence(req->case_id(), req->evidence_id());
+    // A received case holds only the metadata of the evidence shared with it:
+    // the content stayed with the org that referred the case. Not corruption.
+    if (data.ok() && data->empty() && item_.size() > 0) {
+      for (const auto& link : c->referrals()) {
+        if (link.outgoing()) continue;
+        RecordRefusal(
+            log, this, event_,
+            absl::FailedPreconditionError(absl::StrCat(
+                "the content of evidence ", item_.id(), " stayed with ", link.peer_org(),
+                ", who referred this case (their case ", link.peer_case_id(),
+                "); only its description, size and SHA-256 were shared. Ask ", link.peer_org(),
+                " for the file; its SHA-256 here lets you check the copy they send")));
+        return;
+      }
+    }
     if (data.ok() &&
         (data->size() != item_.size() || DigestBytes(Sha256(*data)) != item_.sha256())) {
       data = absl::DataLossError(absl::StrCat(

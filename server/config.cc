@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "client/pki.h"
 #include "client/yaml_proto.h"
 #include "ledger/crypto.h"
 #include "server/log.h"
@@ -127,6 +128,16 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
     return check.Error("roster.threshold",
                        absl::StrCat("is ", roster.threshold(), " but only ",
                                     roster.steward_keys_size(), " steward keys are configured"));
+  }
+  // Revoked serials in the one form identity checks compare (pki::NormalizeSerial):
+  // a serial written as `openssl x509 -text` prints it must match, and one that
+  // cannot be read must not pass the check and then never match.
+  for (int i = 0; i < tls->revoked_serials_size(); ++i) {
+    auto normal = pki::NormalizeSerial(tls->revoked_serials(i));
+    if (!normal.ok()) {
+      return check.Error(absl::StrCat("tls.revoked_serials[", i, "]"), normal.status().message());
+    }
+    tls->set_revoked_serials(i, *normal);
   }
   for (const auto& [name, entry] : config.users()) {
     if (entry.roles_size() == 0) {

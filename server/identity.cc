@@ -3,8 +3,10 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/pki.h"
 #include "ledger/crypto.h"
@@ -12,12 +14,35 @@
 namespace corridor {
 namespace {
 
+// Whether `serial_hex` (NormalizeSerial form) is in `list`, however the list
+// writes it (colons, case, leading zeros). Config and roster loading refuse
+// entries that do not parse; one that still does not is compared as written.
 bool SerialListed(const google::protobuf::RepeatedPtrField<std::string>& list,
                   const std::string& serial_hex) {
   for (const std::string& s : list) {
-    if (absl::AsciiStrToLower(s) == serial_hex) return true;
+    auto normal = pki::NormalizeSerial(s);
+    if ((normal.ok() ? *normal : absl::AsciiStrToLower(s)) == serial_hex) return true;
   }
   return false;
+}
+
+// At most this many claims, each at most this long, are named in a refusal.
+constexpr size_t kMaxClaimsNamed = 4;
+constexpr size_t kMaxClaimLength = 160;
+
+// The SAN URIs a refused certificate claims, for the refusal's message:
+// quoted, escaped, each cut to kMaxClaimLength, at most kMaxClaimsNamed.
+std::string NameClaims(const std::vector<std::string>& uris) {
+  std::vector<std::string> named;
+  for (size_t i = 0; i < uris.size() && i < kMaxClaimsNamed; ++i) {
+    std::string shown = absl::CHexEscape(uris[i].substr(0, kMaxClaimLength));
+    if (uris[i].size() > kMaxClaimLength) shown += "...";
+    named.push_back(absl::StrCat("\"", shown, "\""));
+  }
+  if (uris.size() > kMaxClaimsNamed) {
+    named.push_back(absl::StrCat("and ", uris.size() - kMaxClaimsNamed, " more"));
+  }
+  return absl::StrJoin(named, ", ");
 }
 
 }  // namespace
@@ -111,9 +136,16 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
   for (const std::string& uri : info->uris) {
     if (absl::StartsWith(uri, "spiffe://")) ours.push_back(uri);
   }
-  if (ours.size() != 1) {
+  if (ours.empty()) {
+    return absl::UnauthenticatedError(
+        "the certificate carries no spiffe:// identity; it must carry exactly one");
+  }
+  if (ours.size() > 1) {
+    // Ambiguous: which one would it be? None; every claim is named, unverified.
     return absl::UnauthenticatedError(absl::StrCat(
-        "the certificate must carry exactly one spiffe:// identity, it carries ", ours.size()));
+        "the certificate is ambiguous: it carries ", ours.size(),
+        " spiffe:// identities and must carry exactly one (unverified claims: ", NameClaims(ours),
+        ")"));
   }
   auto id = ParseSpiffeUri(ours[0], config_.federation());
   if (!id.ok()) return absl::UnauthenticatedError(id.status().message());

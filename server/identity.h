@@ -4,12 +4,15 @@
 // Rules (docs/architecture.md, "Identity"):
 //  - The certificate must carry exactly one SAN URI of this federation:
 //    spiffe://<federation>/<org>/node or spiffe://<federation>/<org>/user/<name>.
+//    Two or more are refused as ambiguous (UNAUTHENTICATED), the message naming
+//    every claim, quoted, escaped and bounded, as unverified.
 //  - The org must be a member of the roster in force.
 //  - A node certificate must chain to *that org's* CA from the roster, so one
 //    member's CA cannot speak for another member.
 //  - A user must belong to this node's org, chain to this org's CA, and be listed
 //    (not suspended) in the node config; roles come from the config.
-//  - Serials revoked in the roster (for the org) or in tls.revoked_serials are refused.
+//  - Serials revoked in the roster (for the org) or in tls.revoked_serials are refused,
+//    compared in pki::NormalizeSerial form however the lists write them.
 // Failures: UNAUTHENTICATED when the certificate carries no usable Corridor
 // identity, PERMISSION_DENIED when the identity is known to be not allowed.
 //

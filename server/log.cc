@@ -1,5 +1,6 @@
 #include "server/log.h"
 
+#include <google/protobuf/stubs/logging.h>
 #include <grpc/support/log.h>
 
 #include <atomic>
@@ -34,12 +35,62 @@ void GrpcLogSink(gpr_log_func_args* args) {
   Emit(level, "grpc.log", {{"message", args->message}, {"file", args->file}, {"line", args->line}});
 }
 
+// libprotobuf's own lines, e.g. "String field ... contains invalid UTF-8 data"
+// when a peer sends bytes that are not UTF-8: a peer's doing, so at most warn.
+void ProtobufLogSink(google::protobuf::LogLevel severity, const char* file, int line,
+                     const std::string& message) {
+  Level level = Level::kWarn;
+  if (severity == google::protobuf::LOGLEVEL_INFO) level = Level::kDebug;
+  if (severity == google::protobuf::LOGLEVEL_FATAL) level = Level::kError;
+  Emit(level, "protobuf.log",
+       {{"message", message}, {"file", file == nullptr ? "" : file}, {"line", line}});
+}
+
+// Length of the well-formed UTF-8 sequence at s[i] (1 to 4), or 0 if the bytes
+// there are not one (overlong forms and surrogates included).
+size_t Utf8Length(absl::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b0 = byte(i);
+  if (b0 < 0x80) return 1;
+  size_t len;
+  uint32_t cp, min;
+  if ((b0 & 0xe0) == 0xc0) {
+    len = 2, min = 0x80, cp = b0 & 0x1f;
+  } else if ((b0 & 0xf0) == 0xe0) {
+    len = 3, min = 0x800, cp = b0 & 0x0f;
+  } else if ((b0 & 0xf8) == 0xf0) {
+    len = 4, min = 0x10000, cp = b0 & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return len;
+}
+
 }  // namespace
 
 std::string JsonEscape(absl::string_view s) {
   std::string out;
   out.reserve(s.size());
-  for (unsigned char c : s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t len = Utf8Length(s, i);
+    if (len == 0) {
+      // Not UTF-8 (a peer's bytes): the replacement character, so the line stays JSON.
+      out += "\\ufffd";
+      ++i;
+      continue;
+    }
+    if (len > 1) {
+      out.append(s.data() + i, len);
+      i += len;
+      continue;
+    }
+    const unsigned char c = static_cast<unsigned char>(s[i++]);
     switch (c) {
       case '"':
         out += "\\\"";
@@ -57,7 +108,7 @@ std::string JsonEscape(absl::string_view s) {
         out += "\\t";
         break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7f) {
           char buf[8];
           snprintf(buf, sizeof(buf), "\\u%04x", c);
           out += buf;
@@ -100,6 +151,9 @@ void Emit(Level level, absl::string_view event, std::initializer_list<Field> fie
   fflush(stderr);
 }
 
-void RouteGrpcLogs() { gpr_set_log_function(GrpcLogSink); }
+void RouteGrpcLogs() {
+  gpr_set_log_function(GrpcLogSink);
+  google::protobuf::SetLogHandler(ProtobufLogSink);
+}
 
 }  // namespace corridor::log

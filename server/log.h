@@ -49,10 +49,14 @@ inline void Error(absl::string_view event, std::initializer_list<Field> fields =
   Emit(Level::kError, event, fields);
 }
 
-// Routes gRPC's own log lines into this facade (event "grpc.log").
+// Routes gRPC's and libprotobuf's own log lines into this facade (events
+// "grpc.log" and "protobuf.log"), so every line on stderr is JSON, including
+// libprotobuf's complaint about a peer's string field that is not UTF-8.
 void RouteGrpcLogs();
 
-// JSON string escaping (without the surrounding quotes).
+// JSON string escaping (without the surrounding quotes) of any bytes: the
+// result is always valid JSON; bytes that are not UTF-8 become \ufffd,
+// controls and DEL \uXXXX (or \n, \r, \t).
 std::string JsonEscape(absl::string_view s);
 
 }  // namespace corridor::log

@@ -125,9 +125,10 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   bool deidentified = !req->include_personal_data();
   if (req->include_personal_data() && !ConsentCovers(*c, req->to_org(), req->purpose())) {
     if (!req->deidentify()) {
+      // A policy refusal like the agreement's: recorded as denied, not as an error.
       RecordRefusal(
           log_, reactor, ev,
-          absl::FailedPreconditionError(absl::StrCat(
+          absl::PermissionDeniedError(absl::StrCat(
               "the worker's consent record does not allow sharing their personal data with ",
               req->to_org(), " for \"", req->purpose(),
               "\"; record consent first, or send it de-identified (--deidentify)")));
