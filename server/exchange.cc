@@ -952,6 +952,19 @@ absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(rocksdb::W
     ev.set_reason(absl::StrCat("erase what was received through referral ", link.referral_id()));
     events.push_back(std::move(ev));
   }
+  // Calls still sending the case's envelopes are cut short (whether the peer
+  // took one is unknown: its erasure request above follows it); they are
+  // cancelled when they come up again, the case being erased by then.
+  std::vector<std::shared_ptr<Call>> sending;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& call : calls_) {
+      if (call->item.case_id() == c.id() && CarriesPersonalData(call->item.kind())) {
+        sending.push_back(call);
+      }
+    }
+  }
+  for (const auto& call : sending) call->ctx.TryCancel();  // not under mu_
   return events;
 }
 
