@@ -581,6 +581,27 @@ void Exchange::StartCall(const std::string& org, uint64_t seq) {
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), outbox_, PendingKey(seq), &value);
   std::shared_ptr<v1::PeerService::Stub> stub = StubFor(org);
   bool readable = s.ok() && call->item.ParseFromString(value);
+  if (readable && CarriesPersonalData(call->item.kind())) {
+    // Its case's erasure is being committed: wait for it, then cancel.
+    bool wait = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto e = erasing_.find(call->item.case_id());
+      if (e != erasing_.end() && Now() - e->second > kStagedLimit) {
+        erasing_.erase(e);  // the erasure's write failed: the case stays
+      } else if (e != erasing_.end()) {
+        wait = true;
+      }
+    }
+    if (wait && !cases_->IsErased(call->item.case_id())) {
+      {
+        absl::MutexLock lock(&mu_);
+        --lanes_[org].in_flight;
+      }
+      RetryItem(org, seq, std::nullopt, "", kCaseFixRetry);
+      return DoneOutstanding();
+    }
+  }
   // Personal data is opened here, in memory only; a case erased meanwhile has
   // nothing left to send.
   absl::Status open = absl::OkStatus();
@@ -896,11 +917,16 @@ absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(rocksdb::W
         ++it;
       }
     }
+    erasing_[c.id()] = Now();
     for (auto& [org, lane] : lanes_) {
       std::vector<uint64_t> seqs;
-      for (const auto& [seq, p] : lane.items) {
-        // In flight: it may arrive; the erasure request below follows it.
-        if (p.case_id == c.id() && CarriesPersonalData(p.kind) && !p.in_flight) {
+      for (auto& [seq, p] : lane.items) {
+        if (p.case_id != c.id() || !CarriesPersonalData(p.kind)) continue;
+        if (p.in_flight) {
+          // It may arrive; the erasure request below follows it. Cut short
+          // (below), it comes up again at once, to be cancelled.
+          p.reset_while_out = true;
+        } else {
           seqs.push_back(seq);
         }
       }
@@ -972,6 +998,9 @@ void Exchange::DestroyOwedKeys() {
   std::vector<std::string> owed;
   {
     absl::MutexLock lock(&mu_);
+    for (auto it = erasing_.begin(); it != erasing_.end();) {
+      it = Now() - it->second > kStagedLimit ? erasing_.erase(it) : std::next(it);
+    }
     for (const auto& [id, since] : shreds_owed_) owed.push_back(id);
   }
   for (const std::string& id : owed) {

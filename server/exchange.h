@@ -210,7 +210,8 @@ class Exchange {
       const v1::EnvelopePayload& p, std::string* case_id,
       std::vector<v1::AccessEvent>* also_record);
   // Destroys the keys of cases erased at a peer's request once their erasure
-  // committed (the shred marker finishes the job after a crash).
+  // committed (the shred marker finishes the job after a crash); forgets
+  // erasures prepared long ago.
   void DestroyOwedKeys();
   void Fail(const std::string& org, uint64_t seq, v1::OutboxItem item, const std::string& error);
   void RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxItem item,
@@ -269,6 +270,10 @@ class Exchange {
   // Cases erased at a peer's request whose key is still to be destroyed once
   // the erasure commits: case id → when it was prepared.
   std::map<std::string, absl::Time> shreds_owed_ ABSL_GUARDED_BY(mu_);
+  // Cases whose erasure is prepared (case id → when): their envelopes are not
+  // sent until the erasure has committed (then they are cancelled) or is
+  // given up for failed.
+  std::map<std::string, absl::Time> erasing_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
