@@ -271,7 +271,10 @@ TEST_F(DeliveryTest, OutboxPagesThroughPendingFailedAndDeliveredItemsOnce) {
     }
     // Delivered and failed items no longer carry the envelope (nor its personal data).
     EXPECT_FALSE(items.back().has_envelope());
-    EXPECT_TRUE(items.front().has_envelope());
+    EXPECT_TRUE(items.back().sealed_envelope().empty());
+    // A pending one keeps it only sealed under its case's key.
+    EXPECT_FALSE(items.front().has_envelope());
+    EXPECT_FALSE(items.front().sealed_envelope().empty());
   }
   EXPECT_EQ(exchange_->ListOutbox(0, "").value().items.size(), 21u);
   EXPECT_EQ(exchange_->ListOutbox(0, "bogus").status().code(), absl::StatusCode::kInvalidArgument);
