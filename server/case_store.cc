@@ -272,8 +272,8 @@ absl::StatusOr<std::string> CaseStore::OpenForCase(const std::string& id, absl::
   if (!key.ok()) return key.status();
   auto plain = Unseal(*key, aad, sealed);
   if (!plain.ok()) {
-    return absl::DataLossError(
-        absl::StrCat("a value sealed under case ", id, " does not open: ", plain.status().message()));
+    return absl::DataLossError(absl::StrCat("a value sealed under case ", id,
+                                            " does not open: ", plain.status().message()));
   }
   return plain;
 }

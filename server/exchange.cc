@@ -1207,14 +1207,15 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureReque
                                 l.peer_org() == p.sender_org());
       }
       if (!received) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            p.sender_org(), " did not send referral ", r.referral_id(), " to this node"));
+        return absl::PermissionDeniedError(absl::StrCat(p.sender_org(), " did not send referral ",
+                                                        r.referral_id(), " to this node"));
       }
       if (UnderLegalHold(*c)) {
         out.set_result(v1::ERASURE_RESULT_REFUSED);
         out.set_reason(kLegalHold);
         ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
-        ev.set_reason(absl::StrCat("refused (legal-hold: the case is held for proceedings); ", why));
+        ev.set_reason(
+            absl::StrCat("refused (legal-hold: the case is held for proceedings); ", why));
       } else {
         auto erase = cases_->PrepareErase(*id);
         if (!erase.ok()) return erase.status();
@@ -1242,12 +1243,11 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureReque
 }
 
 absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureOutcome(
-    const v1::EnvelopePayload& p, std::string* case_id,
-    std::vector<v1::AccessEvent>* also_record) {
+    const v1::EnvelopePayload& p, std::string* case_id, std::vector<v1::AccessEvent>* also_record) {
   const v1::ErasureOutcome& o = p.erasure_outcome();
-  const absl::Status not_asked = absl::PermissionDeniedError(absl::StrCat(
-      "this node sent ", p.sender_org(), " no erasure request ", o.request_envelope_id(),
-      " about referral ", o.referral_id()));
+  const absl::Status not_asked = absl::PermissionDeniedError(
+      absl::StrCat("this node sent ", p.sender_org(), " no erasure request ",
+                   o.request_envelope_id(), " about referral ", o.referral_id()));
   if (o.result() == v1::ERASURE_RESULT_UNSPECIFIED || !IsReasonCode(o.reason())) {
     return absl::InvalidArgumentError(
         "an erasure outcome needs a result and, as its reason, a rule's code");
@@ -1255,12 +1255,13 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureOutco
   auto id = CaseForReferral(o.referral_id());
   if (!id.ok()) return absl::IsNotFound(id.status()) ? not_asked : id.status();
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), outbox_, ErasureKey(*id, o.referral_id()),
-                               &value);
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), outbox_, ErasureKey(*id, o.referral_id()), &value);
   if (s.IsNotFound()) return not_asked;
   if (!s.ok()) return FromRocksStatus(s, "reading the erasure requests sent");
   v1::SentErasure sent;
-  if (!sent.ParseFromString(value)) return absl::DataLossError("a sent erasure record is malformed");
+  if (!sent.ParseFromString(value))
+    return absl::DataLossError("a sent erasure record is malformed");
   if (sent.receiver_org() != p.sender_org() ||
       sent.request_envelope_id() != o.request_envelope_id()) {
     return not_asked;

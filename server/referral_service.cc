@@ -519,8 +519,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
   p->set_purpose(req->purpose());
   p->set_agreement(req->agreement());
   auto batch = std::make_unique<rocksdb::WriteBatch>();
-  auto queued =
-      exchange_->Enqueue(batch.get(), payload, "permission", c->id(), req->referral_id());
+  auto queued = exchange_->Enqueue(batch.get(), payload, "permission", c->id(), req->referral_id());
   if (!queued.ok()) {
     RecordRefusal(log_, reactor, ev, queued.status());
     return reactor;

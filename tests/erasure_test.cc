@@ -42,11 +42,11 @@ constexpr char kDown[] = "inspectorate-sg";  // never started
 // Distinctive personal data, one per free-text field a case holds (or a
 // referral carries): none may be left in any file once the case is erased.
 struct PersonalData {
-  std::string name, dob, document, contact, employer, recruiter, licence, narrative,
-      consent_method, file_name, evidence_content, note;
+  std::string name, dob, document, contact, employer, recruiter, licence, narrative, consent_method,
+      file_name, evidence_content, note;
   std::vector<std::string> All() const {
-    return {name,      dob,       document,       contact,   employer,         recruiter,
-            licence,   narrative, consent_method, file_name, evidence_content, note};
+    return {name,    dob,       document,       contact,   employer,         recruiter,
+            licence, narrative, consent_method, file_name, evidence_content, note};
   }
 };
 
@@ -155,14 +155,38 @@ class ErasureTest : public ::testing::Test {
   // narrative, consent, an evidence item (name and content) and a note.
   // Returns the case id and the evidence id.
   std::pair<std::string, std::string> CreateCase(const PersonalData& pd) {
-    CommandResult r = Ctl(
-        kSender, "cw",
-        {"case", "create", "--json", "--category", "wage-theft", "--origin", "ID", "--destination",
-         "SG", "--worker-name", pd.name, "--worker-dob", pd.dob, "--worker-document", pd.document,
-         "--worker-contact", pd.contact, "--employer", pd.employer, "--recruiter", pd.recruiter,
-         "--recruiter-licence", pd.licence, "--narrative", pd.narrative, "--consent",
-         std::string(kReceiver) + ":case-referral", "--consent",
-         std::string(kDown) + ":case-referral", "--consent-method", pd.consent_method});
+    CommandResult r = Ctl(kSender, "cw",
+                          {"case",
+                           "create",
+                           "--json",
+                           "--category",
+                           "wage-theft",
+                           "--origin",
+                           "ID",
+                           "--destination",
+                           "SG",
+                           "--worker-name",
+                           pd.name,
+                           "--worker-dob",
+                           pd.dob,
+                           "--worker-document",
+                           pd.document,
+                           "--worker-contact",
+                           pd.contact,
+                           "--employer",
+                           pd.employer,
+                           "--recruiter",
+                           pd.recruiter,
+                           "--recruiter-licence",
+                           pd.licence,
+                           "--narrative",
+                           pd.narrative,
+                           "--consent",
+                           std::string(kReceiver) + ":case-referral",
+                           "--consent",
+                           std::string(kDown) + ":case-referral",
+                           "--consent-method",
+                           pd.consent_method});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     auto ids = JsonValues(r.out, "id");
     if (ids.empty()) return {};
@@ -215,8 +239,8 @@ class ErasureTest : public ::testing::Test {
                       v1::AccessOutcome outcome = v1::ACCESS_OUTCOME_UNSPECIFIED) {
     size_t n = 0;
     for (const auto& e : events) {
-      n += e.action() == action && (outcome == v1::ACCESS_OUTCOME_UNSPECIFIED ||
-                                    e.outcome() == outcome);
+      n += e.action() == action &&
+           (outcome == v1::ACCESS_OUTCOME_UNSPECIFIED || e.outcome() == outcome);
     }
     return n;
   }
@@ -518,8 +542,7 @@ TEST_F(ErasureTest, ErasingCasesWhileTheirReferralsAreDeliveredCancelsEachQueued
     size_t outcomes = 0, requests = 0;
     for (const auto& [case_id, evidence] : cases) {
       for (const auto& e : Events(kSender, case_id)) {
-        outcomes += e.action() == "erasure.outcome" &&
-                    e.outcome() == v1::ACCESS_OUTCOME_ALLOWED;
+        outcomes += e.action() == "erasure.outcome" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED;
         requests += e.action() == "erasure.request" && e.peer_org() == kReceiver;
       }
     }
