@@ -9,6 +9,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdio>
+#include <iostream>
 #include <map>
 #include <set>
 #include <thread>
