@@ -292,17 +292,37 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
     RecordRefusal(log_, reactor, ev, lock.status());
     return reactor;
   }
+  // The content as it was, for the outbox's part: its queued envelopes are
+  // cancelled and the receivers of its referrals asked to erase their copies.
+  // A case already erased (a retry after its key could not be destroyed) has
+  // nothing left queued.
+  auto before = store_->Get(req->id());
+  if (!before.ok() && !store_->IsErased(req->id())) {
+    RecordRefusal(log_, reactor, ev, before.status());
+    return reactor;
+  }
   auto change = store_->PrepareErase(req->id());
   if (!change.ok()) {
     RecordRefusal(log_, reactor, ev, change.status());
     return reactor;
   }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  std::vector<v1::AccessEvent> events = {ev};
+  if (before.ok() && exchange_ != nullptr) {
+    auto outbox = exchange_->PrepareErasure(change->get(), *before);
+    if (!outbox.ok()) {
+      RecordRefusal(log_, reactor, ev, outbox.status());
+      return reactor;
+    }
+    events.insert(events.end(), outbox->begin(), outbox->end());
+  }
+  events[0].set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   CaseStore* store = store_;
+  Exchange* exchange = exchange_;
   const std::string id = req->id();
   RecordThenFinish(
-      log_, reactor, {ev}, *std::move(change),
-      [resp, id, store, lock = *lock](uint64_t index) {
+      log_, reactor, std::move(events), *std::move(change),
+      [resp, id, store, exchange, lock = *lock](uint64_t index) {
+        if (exchange != nullptr) exchange->Wake();
         // The erasure is recorded and the content gone; now destroy the key.
         if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
           log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});

@@ -14,6 +14,7 @@
 #include "corridor/v1/config.pb.h"
 #include "server/access_log.h"
 #include "server/case_store.h"
+#include "server/exchange.h"
 #include "server/executor.h"
 #include "server/identity.h"
 
@@ -29,6 +30,11 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
         log_(log),
         bulk_(bulk),
         clock_(std::move(clock)) {}
+
+  // The node's exchange: erasing a case cancels its queued envelopes and asks
+  // the receivers of its referrals to erase their copies. Set once at start,
+  // before serving.
+  void set_exchange(Exchange* exchange) { exchange_ = exchange; }
 
   grpc::ServerUnaryReactor* CreateCase(grpc::CallbackServerContext* ctx,
                                        const v1::CreateCaseRequest* req, v1::Case* resp) override;
@@ -58,6 +64,7 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   const IdentityResolver* identity_;
   CaseStore* store_;
   AccessLog* log_;
+  Exchange* exchange_ = nullptr;
   // Runs slow follow-up work (destroying an erased case's key) off the
   // completion threads.
   Executor* bulk_;

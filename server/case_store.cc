@@ -249,6 +249,40 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareErase(
   return batch;
 }
 
+absl::StatusOr<std::string> CaseStore::SealForCase(const std::string& id, absl::string_view aad,
+                                                   absl::string_view plaintext) const {
+  auto stored = GetStored(id);
+  if (!stored.ok()) return stored.status();
+  if (stored->summary().status() == v1::CASE_STATUS_ERASED) {
+    return absl::FailedPreconditionError(absl::StrCat("case ", id, " has been erased"));
+  }
+  auto key = DataKeyOf(id, *stored);
+  if (!key.ok()) return key.status();
+  return Seal(*key, aad, plaintext);
+}
+
+absl::StatusOr<std::string> CaseStore::OpenForCase(const std::string& id, absl::string_view aad,
+                                                   absl::string_view sealed) const {
+  auto stored = GetStored(id);
+  if (!stored.ok()) return stored.status();
+  if (stored->summary().status() == v1::CASE_STATUS_ERASED) {
+    return absl::FailedPreconditionError(absl::StrCat("case ", id, " has been erased"));
+  }
+  auto key = DataKeyOf(id, *stored);
+  if (!key.ok()) return key.status();
+  auto plain = Unseal(*key, aad, sealed);
+  if (!plain.ok()) {
+    return absl::DataLossError(absl::StrCat("a value sealed under case ", id,
+                                            " does not open: ", plain.status().message()));
+  }
+  return plain;
+}
+
+bool CaseStore::IsErased(const std::string& id) const {
+  auto stored = GetStored(id);
+  return stored.ok() && stored->summary().status() == v1::CASE_STATUS_ERASED;
+}
+
 absl::Status CaseStore::PutEvidenceChunk(rocksdb::WriteBatch* batch, const std::string& case_id,
                                          const std::string& evidence_id, uint32_t chunk,
                                          absl::string_view data) const {

@@ -78,6 +78,20 @@ class CaseStore {
   // finish (a crash in between). Called by Open.
   absl::Status FinishPendingDestruction();
 
+  // Seals `plaintext` under the data key of live case `id`, bound to `aad`:
+  // for copies of the case's personal data kept outside the case record (the
+  // outbox), so that erasing the case shreds them too. NotFound if there is
+  // no such case; FailedPrecondition if it has been erased.
+  absl::StatusOr<std::string> SealForCase(const std::string& id, absl::string_view aad,
+                                          absl::string_view plaintext) const;
+  // Opens what SealForCase sealed. NotFound / FailedPrecondition as above
+  // (after erasure the key is gone: nothing sealed under it opens again);
+  // DataLoss if the value was altered or bound to other associated data.
+  absl::StatusOr<std::string> OpenForCase(const std::string& id, absl::string_view aad,
+                                          absl::string_view sealed) const;
+  // Whether case `id` exists and has been erased (its erasure committed).
+  bool IsErased(const std::string& id) const;
+
   // Keys made per pool refill.
   static constexpr int kKeyPoolBatch = 256;
   // Keys waiting in the pool (for tests).

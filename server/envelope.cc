@@ -248,6 +248,12 @@ absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeC
       }
       return absl::OkStatus();
     }
+    case v1::EnvelopePayload::kErasureRequest:
+      // Names ids only; the receiver acts only on a referral it received from the sender.
+      return absl::OkStatus();
+    case v1::EnvelopePayload::kErasureOutcome:
+      // Names ids only; the sender of the request checks it against what it sent.
+      return absl::OkStatus();
     case v1::EnvelopePayload::BODY_NOT_SET:
       break;
   }

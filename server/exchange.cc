@@ -35,6 +35,7 @@ constexpr char kPendingPrefix[] = "pending/";
 constexpr char kFailedPrefix[] = "failed/";
 constexpr char kDeliveredPrefix[] = "delivered/";
 constexpr char kCaseUpdatePrefix[] = "case-update/";
+constexpr char kErasurePrefix[] = "erasure/";  // erasure requests sent: SentErasure
 // The order ListOutbox pages through.
 constexpr const char* kListedPrefixes[] = {kPendingPrefix, kFailedPrefix, kDeliveredPrefix};
 
@@ -49,6 +50,40 @@ std::string DeliveredKey(int64_t finished_ms, uint64_t seq) {
 std::string CaseUpdateKey(const std::string& case_id, const std::string& referral_id) {
   return absl::StrCat(kCaseUpdatePrefix, case_id, "/", referral_id);
 }
+std::string ErasureKey(const std::string& case_id, const std::string& referral_id) {
+  return absl::StrCat(kErasurePrefix, case_id, "/", referral_id);
+}
+// Associated data of a sealed outbox envelope: binds it to its envelope id.
+std::string OutboxAad(const std::string& envelope_id) { return "outbox/" + envelope_id; }
+
+// Outbox kinds without personal data (ids only): stored unsealed, never
+// cancelled by an erasure.
+constexpr char kErasureRequestKind[] = "erasure-request";
+constexpr char kErasureOutcomeKind[] = "erasure-outcome";
+bool CarriesPersonalData(const std::string& kind) {
+  return kind != kErasureRequestKind && kind != kErasureOutcomeKind;
+}
+// The receiver's rule for erasure requests (docs/federation.md, "Erasure"): a
+// received case is held for proceedings, and kept, while the latest of its
+// notes with outcome "legal-hold" or "legal-hold-released" is "legal-hold".
+constexpr char kLegalHold[] = "legal-hold";
+constexpr char kLegalHoldReleased[] = "legal-hold-released";
+bool UnderLegalHold(const v1::Case& c) {
+  for (auto it = c.history().rbegin(); it != c.history().rend(); ++it) {
+    if (it->outcome() == kLegalHold) return true;
+    if (it->outcome() == kLegalHoldReleased) return false;
+  }
+  return false;
+}
+// A peer's reason code: short, lower-case letters, digits and '-' (no free text).
+bool IsReasonCode(const std::string& s) {
+  if (s.size() > 64) return false;
+  for (char ch : s) {
+    if (!absl::ascii_islower(ch) && !absl::ascii_isdigit(ch) && ch != '-') return false;
+  }
+  return true;
+}
+
 // Envelopes with the same order key are delivered one at a time, in order.
 std::string OrderKey(const v1::OutboxItem& item) {
   return item.referral_id().empty() ? "case/" + item.case_id() : item.referral_id();
@@ -96,6 +131,26 @@ absl::Status ValidatePeerIdentifiers(const v1::EnvelopePayload& p) {
     return ValidateIdentifier("update.referral_id", p.update().referral_id());
   } else if (p.has_permission()) {
     return ValidateIdentifier("permission.referral_id", p.permission().referral_id());
+  } else if (p.has_erasure_request()) {
+    const v1::ErasureRequest& r = p.erasure_request();
+    if (auto st = ValidateIdentifier("erasure_request.referral_id", r.referral_id()); !st.ok()) {
+      return st;
+    }
+    return ValidateOptionalIdentifier("erasure_request.origin_case_id", r.origin_case_id());
+  } else if (p.has_erasure_outcome()) {
+    const v1::ErasureOutcome& o = p.erasure_outcome();
+    for (const auto& [what, id] :
+         {std::pair<const char*, const std::string*>{"erasure_outcome.referral_id",
+                                                     &o.referral_id()},
+          {"erasure_outcome.request_envelope_id", &o.request_envelope_id()}}) {
+      if (auto st = ValidateIdentifier(what, *id); !st.ok()) return st;
+    }
+    if (auto st = ValidateOptionalIdentifier("erasure_outcome.receiver_case_id",
+                                             o.receiver_case_id());
+        !st.ok()) {
+      return st;
+    }
+    return ValidateOptionalIdentifier("erasure_outcome.reason", o.reason());  // a rule's code
   }
   return absl::OkStatus();
 }
@@ -135,7 +190,8 @@ bool MarkLink(v1::Case& c, const std::string& referral_id, v1::ReferralState to)
 struct Exchange::Call {
   std::string org;
   uint64_t seq = 0;
-  v1::OutboxItem item;
+  v1::OutboxItem item;    // as stored (sealed)
+  v1::Envelope envelope;  // opened, in memory only
   grpc::ClientContext ctx;
   v1::Receipt receipt;
 };
@@ -267,9 +323,11 @@ uint64_t Exchange::NextSeq() {
   }
 }
 
-v1::OutboxItem Exchange::Enqueue(rocksdb::WriteBatch* batch, const v1::EnvelopePayload& payload,
-                                 const std::string& kind, const std::string& case_id,
-                                 const std::string& referral_id) {
+absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(rocksdb::WriteBatch* batch,
+                                                 const v1::EnvelopePayload& payload,
+                                                 const std::string& kind,
+                                                 const std::string& case_id,
+                                                 const std::string& referral_id) {
   v1::OutboxItem item;
   const Signer s = signer();
   v1::EnvelopePayload signed_payload = payload;
@@ -285,7 +343,15 @@ v1::OutboxItem Exchange::Enqueue(rocksdb::WriteBatch* batch, const v1::EnvelopeP
   item.set_referral_id(referral_id);
   item.set_seq(NextSeq());
   const std::string key = PendingKey(item.seq());
-  batch->Put(outbox_, key, item.SerializeAsString());
+  v1::OutboxItem stored = item;
+  if (CarriesPersonalData(kind)) {
+    auto sealed = cases_->SealForCase(case_id, OutboxAad(item.envelope_id()),
+                                      item.envelope().SerializeAsString());
+    if (!sealed.ok()) return sealed.status();
+    stored.clear_envelope();
+    stored.set_sealed_envelope(*std::move(sealed));
+  }
+  batch->Put(outbox_, key, stored.SerializeAsString());
   v1::OutboxItem meta = item;
   meta.clear_envelope();
   absl::MutexLock lock(&mu_);
@@ -408,6 +474,22 @@ void Exchange::LoadOutbox() {
       log::Error("outbox.unreadable_item", {{"key", it->key().ToString()}});
       continue;
     }
+    if (item.has_envelope() && CarriesPersonalData(item.kind())) {
+      // Written by an earlier version in plaintext: sealed now (an erased
+      // case's item stays as it is and is cancelled when it comes up).
+      auto sealed = cases_->SealForCase(item.case_id(), OutboxAad(item.envelope_id()),
+                                        item.envelope().SerializeAsString());
+      if (sealed.ok()) {
+        v1::OutboxItem stored = item;
+        stored.clear_envelope();
+        stored.set_sealed_envelope(*std::move(sealed));
+        rocksdb::WriteOptions wo;
+        wo.sync = true;
+        if (!db_->Put(wo, outbox_, it->key(), stored.SerializeAsString()).ok()) {
+          log::Error("outbox.seal_failed", {{"envelope", item.envelope_id()}});
+        }
+      }
+    }
     AddPendingLocked(item, now);
     ++pending;
   }
@@ -432,6 +514,9 @@ void Exchange::AddPendingLocked(const v1::OutboxItem& item, absl::Time due) {
   Pending p;
   p.key = PendingKey(item.seq());
   p.order_key = OrderKey(item);
+  p.case_id = item.case_id();
+  p.kind = item.kind();
+  p.referral_id = item.referral_id();
   p.due = due;
   lane.items[item.seq()] = p;
   std::deque<uint64_t>& queue = lane.by_order[p.order_key];
@@ -504,6 +589,7 @@ void Exchange::Run() {
       fixes.swap(case_fixes_);
     }
     for (const auto& [org, seq] : to_start) StartCall(org, seq);
+    DestroyOwedKeys();
     // One write per case for all of its owed link changes.
     std::map<std::string, std::vector<CaseFix>> by_case;
     for (CaseFix& fix : fixes) by_case[fix.case_id].push_back(std::move(fix));
@@ -528,7 +614,7 @@ void Exchange::Run() {
       }
     }
     if (!case_fixes_.empty()) wait = std::min(wait, kCaseFixRetry);
-    if (!staged_.empty()) wait = std::min(wait, absl::Milliseconds(100));
+    if (!staged_.empty() || !shreds_owed_.empty()) wait = std::min(wait, absl::Milliseconds(100));
     auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; };
     if (wait > absl::ZeroDuration()) mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
     woken_ = false;
@@ -558,7 +644,52 @@ void Exchange::StartCall(const std::string& org, uint64_t seq) {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), outbox_, PendingKey(seq), &value);
   std::shared_ptr<v1::PeerService::Stub> stub = StubFor(org);
-  const bool readable = s.ok() && call->item.ParseFromString(value);
+  bool readable = s.ok() && call->item.ParseFromString(value);
+  if (readable && CarriesPersonalData(call->item.kind())) {
+    // Its case's erasure is being committed: wait for it, then cancel.
+    bool wait = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto e = erasing_.find(call->item.case_id());
+      if (e != erasing_.end() && Now() - e->second > kStagedLimit) {
+        erasing_.erase(e);  // the erasure's write failed: the case stays
+      } else if (e != erasing_.end()) {
+        wait = true;
+      }
+    }
+    if (wait && !cases_->IsErased(call->item.case_id())) {
+      {
+        absl::MutexLock lock(&mu_);
+        --lanes_[org].in_flight;
+      }
+      RetryItem(org, seq, std::nullopt, "", kCaseFixRetry);
+      return DoneOutstanding();
+    }
+  }
+  // Personal data is opened here, in memory only; a case erased meanwhile has
+  // nothing left to send.
+  absl::Status open = absl::OkStatus();
+  if (readable && !call->item.sealed_envelope().empty()) {
+    auto plain = cases_->OpenForCase(call->item.case_id(), OutboxAad(call->item.envelope_id()),
+                                     call->item.sealed_envelope());
+    open = plain.status();
+    readable = plain.ok() && call->envelope.ParseFromString(*plain);
+  } else if (readable) {
+    call->envelope = call->item.envelope();
+    call->item.clear_envelope();
+    if (CarriesPersonalData(call->item.kind()) && cases_->IsErased(call->item.case_id())) {
+      open = absl::FailedPreconditionError("case erased");
+    }
+  }
+  const bool erased = absl::IsFailedPrecondition(open) || absl::IsNotFound(open);
+  if (erased) {
+    {
+      absl::MutexLock lock(&mu_);
+      --lanes_[org].in_flight;
+    }
+    CancelItem(org, seq, std::move(call->item));
+    return DoneOutstanding();
+  }
   const bool expired = readable && Now() > absl::FromUnixSeconds(call->item.expires_unix());
   if (!readable || expired || stub == nullptr) {
     {
@@ -591,7 +722,7 @@ void Exchange::StartCall(const std::string& org, uint64_t seq) {
   // Called without locks held: the completion may run inside this call.
   Call* raw = call.get();
   stub->async()->Deliver(
-      &raw->ctx, &raw->item.envelope(), &raw->receipt,
+      &raw->ctx, &raw->envelope, &raw->receipt,
       [this, call](grpc::Status status) { OnCallDone(call, std::move(status)); });
 }
 
@@ -619,7 +750,7 @@ void Exchange::OnCallDone(std::shared_ptr<Call> call, grpc::Status status) {
     }
     return DoneOutstanding();
   }
-  auto body = VerifyReceipt(call->receipt, item.envelope(), org, *roster());
+  auto body = VerifyReceipt(call->receipt, call->envelope, org, *roster());
   if (!body.ok()) {
     RetryItem(org, call->seq, std::move(item),
               absl::StrCat("bad receipt: ", body.status().message()), options_.max_backoff);
@@ -632,6 +763,7 @@ void Exchange::OnCallDone(std::shared_ptr<Call> call, grpc::Status status) {
     if (lane.failing) ResetLaneLocked(lane, Now());
     woken_ = true;
   }
+  *item.mutable_envelope() = call->envelope;  // for its digest; never stored again
   RecordReceipt(org, call->seq, std::move(item), call->receipt, body->ledger_index());
 }
 
@@ -639,6 +771,7 @@ void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxIte
                              const v1::Receipt& receipt, uint64_t receiver_index) {
   v1::OutboxItem done = item;
   done.clear_envelope();
+  done.clear_sealed_envelope();
   done.set_state("delivered");
   done.set_last_error("");
   *done.mutable_receipt() = receipt;
@@ -673,6 +806,7 @@ void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxIte
           // Still pending on disk: the next attempt gets the same receipt back.
           log::Error("outbox.receipt_unrecorded",
                      {{"envelope", item.envelope_id()}, {"error", index.status().message()}});
+          if (!item.sealed_envelope().empty()) item.clear_envelope();
           RetryItem(org, seq, std::move(item), "the receipt could not be recorded",
                     options_.base_backoff);
           return DoneOutstanding();
@@ -695,6 +829,7 @@ void Exchange::Fail(const std::string& org, uint64_t seq, v1::OutboxItem item,
   log::Warn("outbox.failed",
             {{"envelope", item.envelope_id()}, {"to", item.recipient_org()}, {"error", error}});
   item.clear_envelope();
+  item.clear_sealed_envelope();
   item.set_state("failed");
   item.set_last_error(error);
   item.set_finished_unix_ms(absl::ToUnixMillis(Now()));
@@ -722,6 +857,8 @@ void Exchange::RetryItem(const std::string& org, uint64_t seq, std::optional<v1:
                          const std::string& error, absl::Duration delay) {
   const absl::Time due = Now() + delay;
   if (item.has_value()) {
+    // Never the opened envelope of a sealed item.
+    if (!item->sealed_envelope().empty()) item->clear_envelope();
     // Shown by `corridorctl outbox`; not synced: after a crash it is simply due at once.
     item->set_last_error(error);
     item->set_next_attempt_unix_ms(absl::ToUnixMillis(due));
@@ -744,7 +881,10 @@ void Exchange::RetryItem(const std::string& org, uint64_t seq, std::optional<v1:
 void Exchange::FinishItem(const std::string& org, uint64_t seq) {
   absl::MutexLock lock(&mu_);
   woken_ = true;
-  Lane& lane = lanes_[org];
+  RemoveLocked(lanes_[org], seq);
+}
+
+void Exchange::RemoveLocked(Lane& lane, uint64_t seq) {
   auto it = lane.items.find(seq);
   if (it == lane.items.end()) return;
   const std::string order_key = it->second.order_key;
@@ -784,6 +924,163 @@ bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<Case
   }
   cases_->Unlock(case_id);
   return done;
+}
+
+// ---- erasure --------------------------------------------------------------------
+
+v1::AccessEvent Exchange::Cancellation(rocksdb::WriteBatch* batch, v1::OutboxItem item) {
+  const uint64_t seq = item.seq();
+  item.clear_envelope();
+  item.clear_sealed_envelope();
+  item.set_state("cancelled");
+  item.set_last_error("cancelled: the case was erased before delivery");
+  item.set_finished_unix_ms(absl::ToUnixMillis(Now()));
+  batch->Delete(outbox_, PendingKey(seq));
+  batch->Put(outbox_, FailedKey(seq), item.SerializeAsString());
+  v1::AccessEvent ev;
+  ev.set_actor_org(config_.org());
+  ev.set_actor_subject("node");
+  ev.set_action("envelope.cancel");
+  ev.set_resource_kind("envelope");
+  ev.set_resource_id(item.envelope_id());
+  ev.set_case_id(item.case_id());
+  ev.set_peer_org(item.recipient_org());
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ev.set_reason(absl::StrCat(item.kind(), " not delivered: the case was erased"));
+  return ev;
+}
+
+void Exchange::CancelItem(const std::string& org, uint64_t seq, v1::OutboxItem item) {
+  rocksdb::WriteBatch* raw = new rocksdb::WriteBatch;
+  std::unique_ptr<rocksdb::WriteBatch> batch(raw);
+  v1::AccessEvent ev = Cancellation(raw, item);
+  auto index = log_->RecordSync({ev}, std::move(batch));
+  if (!index.ok()) {
+    // Still pending on disk: it is cancelled again after a restart.
+    log::Error("outbox.cancel_unrecorded",
+               {{"envelope", item.envelope_id()}, {"error", index.status().message()}});
+  } else {
+    log::Info("outbox.cancelled", {{"envelope", item.envelope_id()}, {"case", item.case_id()}});
+  }
+  FinishItem(org, seq);
+}
+
+absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(rocksdb::WriteBatch* batch,
+                                                                      const v1::Case& c) {
+  // Everything committed for the case is on disk (its writers held the case
+  // lock until their commit): bring it into the lanes first.
+  PromoteStaged();
+  std::vector<std::pair<std::string, uint64_t>> removed;  // (org, seq)
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = staged_.begin(); it != staged_.end();) {
+      // Still invisible: its batch failed; nothing to cancel.
+      if (it->second.first.case_id() == c.id()) {
+        it = staged_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    erasing_[c.id()] = Now();
+    for (auto& [org, lane] : lanes_) {
+      std::vector<uint64_t> seqs;
+      for (auto& [seq, p] : lane.items) {
+        if (p.case_id != c.id() || !CarriesPersonalData(p.kind)) continue;
+        if (p.in_flight) {
+          // It may arrive; the erasure request below follows it. Cut short
+          // (below), it comes up again at once, to be cancelled.
+          p.reset_while_out = true;
+        } else {
+          seqs.push_back(seq);
+        }
+      }
+      for (uint64_t seq : seqs) {
+        RemoveLocked(lane, seq);
+        removed.push_back({org, seq});
+      }
+    }
+  }
+  std::vector<v1::AccessEvent> events;
+  std::set<std::string> never_sent;  // referrals whose envelope is cancelled
+  for (const auto& [org, seq] : removed) {
+    std::string value;
+    v1::OutboxItem item;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), outbox_, PendingKey(seq), &value);
+    if (s.IsNotFound()) continue;
+    if (!s.ok() || !item.ParseFromString(value)) {
+      return absl::UnavailableError("the outbox could not be read; nothing was erased, try again");
+    }
+    if (item.kind() == "referral") never_sent.insert(item.referral_id());
+    events.push_back(Cancellation(batch, std::move(item)));
+  }
+  for (const auto& link : c.referrals()) {
+    if (!link.outgoing() || link.state() == v1::REFERRAL_STATE_FAILED ||
+        link.state() == v1::REFERRAL_STATE_UNSPECIFIED || never_sent.count(link.referral_id())) {
+      continue;
+    }
+    v1::EnvelopePayload payload = NewPayload(link.peer_org(), link.agreement(), link.purpose());
+    payload.mutable_erasure_request()->set_referral_id(link.referral_id());
+    payload.mutable_erasure_request()->set_origin_case_id(c.id());
+    auto item = Enqueue(batch, payload, kErasureRequestKind, c.id(), link.referral_id());
+    if (!item.ok()) return item.status();
+    v1::SentErasure sent;
+    sent.set_receiver_org(link.peer_org());
+    sent.set_request_envelope_id(item->envelope_id());
+    batch->Put(outbox_, ErasureKey(c.id(), link.referral_id()), sent.SerializeAsString());
+    v1::AccessEvent ev;
+    ev.set_actor_org(config_.org());
+    ev.set_actor_subject("node");
+    ev.set_action("erasure.request");
+    ev.set_resource_kind("envelope");
+    ev.set_resource_id(item->envelope_id());
+    ev.set_case_id(c.id());
+    ev.set_peer_org(link.peer_org());
+    ev.set_agreement(link.agreement());
+    ev.set_purpose(link.purpose());
+    ev.set_payload_sha256(EnvelopeDigest(item->envelope()));
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    ev.set_reason(absl::StrCat("erase what was received through referral ", link.referral_id()));
+    events.push_back(std::move(ev));
+  }
+  // Calls still sending the case's envelopes are cut short (whether the peer
+  // took one is unknown: its erasure request above follows it); they are
+  // cancelled when they come up again, the case being erased by then.
+  std::vector<std::shared_ptr<Call>> sending;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& call : calls_) {
+      if (call->item.case_id() == c.id() && CarriesPersonalData(call->item.kind())) {
+        sending.push_back(call);
+      }
+    }
+  }
+  for (const auto& call : sending) call->ctx.TryCancel();  // not under mu_
+  return events;
+}
+
+void Exchange::DestroyOwedKeys() {
+  std::vector<std::string> owed;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = erasing_.begin(); it != erasing_.end();) {
+      it = Now() - it->second > kStagedLimit ? erasing_.erase(it) : std::next(it);
+    }
+    for (const auto& [id, since] : shreds_owed_) owed.push_back(id);
+  }
+  for (const std::string& id : owed) {
+    bool done = false;
+    if (cases_->IsErased(id)) {
+      absl::Status st = cases_->DestroyKey(id);
+      if (!st.ok()) log::Error("case.key_destroy_failed", {{"case", id}, {"error", st.message()}});
+      done = st.ok();
+    }
+    absl::MutexLock lock(&mu_);
+    auto it = shreds_owed_.find(id);
+    if (it == shreds_owed_.end()) continue;
+    // Not erased this long after: the erasure's write failed (the envelope is
+    // retried by its sender).
+    if (done || Now() - it->second > kStagedLimit) shreds_owed_.erase(it);
+  }
 }
 
 void Exchange::DoneOutstanding() {
@@ -832,7 +1129,9 @@ absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& sender,
 
 absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
     const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
-    std::string* locked) {
+    std::string* locked, std::vector<v1::AccessEvent>* also_record) {
+  if (p.has_erasure_request()) return ApplyErasureRequest(p, case_id, locked, also_record);
+  if (p.has_erasure_outcome()) return ApplyErasureOutcome(p, case_id, also_record);
   auto batch = std::make_unique<rocksdb::WriteBatch>();
   const std::string now = Rfc3339(Now());
   auto note = [&](v1::Case& c, const std::string& text, const std::string& outcome,
@@ -979,6 +1278,137 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
   return batch;
 }
 
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureRequest(
+    const v1::EnvelopePayload& p, std::string* case_id, std::string* locked,
+    std::vector<v1::AccessEvent>* also_record) {
+  const v1::ErasureRequest& r = p.erasure_request();
+  if (r.referral_id().empty()) {
+    return absl::InvalidArgumentError("an erasure request must name a referral");
+  }
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  v1::ErasureOutcome out;
+  out.set_referral_id(r.referral_id());
+  out.set_request_envelope_id(p.envelope_id());
+  v1::AccessEvent ev;
+  ev.set_actor_org(config_.org());
+  ev.set_actor_subject("node");
+  ev.set_action("case.erase");
+  ev.set_resource_kind("case");
+  ev.set_peer_org(p.sender_org());
+  ev.set_agreement(p.agreement());
+  ev.set_purpose("erasure");
+  const std::string why = absl::StrCat("requested by ", p.sender_org(), " (envelope ",
+                                       p.envelope_id(), ", referral ", r.referral_id(), ")");
+  auto id = CaseForReferral(r.referral_id());
+  if (absl::IsNotFound(id.status())) {
+    out.set_result(v1::ERASURE_RESULT_NOT_HELD);
+  } else if (!id.ok()) {
+    return id.status();
+  } else {
+    *case_id = *id;
+    if (auto st = cases_->Lock(*id); !st.ok()) return absl::UnavailableError(st.message());
+    *locked = *id;
+    out.set_receiver_case_id(*id);
+    ev.set_resource_id(*id);
+    ev.set_case_id(*id);
+    if (cases_->IsErased(*id)) {
+      out.set_result(v1::ERASURE_RESULT_ERASED);  // already: nothing left to do
+    } else {
+      auto c = cases_->Get(*id);
+      if (!c.ok()) return c.status();
+      bool received = false;
+      for (const auto& l : c->referrals()) {
+        received = received || (!l.outgoing() && l.referral_id() == r.referral_id() &&
+                                l.peer_org() == p.sender_org());
+      }
+      if (!received) {
+        return absl::PermissionDeniedError(absl::StrCat(p.sender_org(), " did not send referral ",
+                                                        r.referral_id(), " to this node"));
+      }
+      if (UnderLegalHold(*c)) {
+        out.set_result(v1::ERASURE_RESULT_REFUSED);
+        out.set_reason(kLegalHold);
+        ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+        ev.set_reason(
+            absl::StrCat("refused (legal-hold: the case is held for proceedings); ", why));
+      } else {
+        auto erase = cases_->PrepareErase(*id);
+        if (!erase.ok()) return erase.status();
+        batch = *std::move(erase);
+        // What this node queued about the case goes too, and whoever it
+        // passed the case on to is asked in turn.
+        auto more = PrepareErasure(batch.get(), *c);
+        if (!more.ok()) return more.status();
+        out.set_result(v1::ERASURE_RESULT_ERASED);
+        ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+        ev.set_reason(why);
+        also_record->push_back(ev);
+        also_record->insert(also_record->end(), more->begin(), more->end());
+        absl::MutexLock lock(&mu_);
+        shreds_owed_[*id] = Now();
+      }
+      if (out.result() == v1::ERASURE_RESULT_REFUSED) also_record->push_back(ev);
+    }
+  }
+  v1::EnvelopePayload answer = NewPayload(p.sender_org(), p.agreement(), p.purpose());
+  *answer.mutable_erasure_outcome() = out;
+  auto item = Enqueue(batch.get(), answer, kErasureOutcomeKind, *case_id, r.referral_id());
+  if (!item.ok()) return item.status();
+  return batch;
+}
+
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureOutcome(
+    const v1::EnvelopePayload& p, std::string* case_id, std::vector<v1::AccessEvent>* also_record) {
+  const v1::ErasureOutcome& o = p.erasure_outcome();
+  const absl::Status not_asked = absl::PermissionDeniedError(
+      absl::StrCat("this node sent ", p.sender_org(), " no erasure request ",
+                   o.request_envelope_id(), " about referral ", o.referral_id()));
+  if (o.result() == v1::ERASURE_RESULT_UNSPECIFIED || !IsReasonCode(o.reason())) {
+    return absl::InvalidArgumentError(
+        "an erasure outcome needs a result and, as its reason, a rule's code");
+  }
+  auto id = CaseForReferral(o.referral_id());
+  if (!id.ok()) return absl::IsNotFound(id.status()) ? not_asked : id.status();
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), outbox_, ErasureKey(*id, o.referral_id()), &value);
+  if (s.IsNotFound()) return not_asked;
+  if (!s.ok()) return FromRocksStatus(s, "reading the erasure requests sent");
+  v1::SentErasure sent;
+  if (!sent.ParseFromString(value))
+    return absl::DataLossError("a sent erasure record is malformed");
+  if (sent.receiver_org() != p.sender_org() ||
+      sent.request_envelope_id() != o.request_envelope_id()) {
+    return not_asked;
+  }
+  *case_id = *id;
+  sent.set_result(o.result());
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  batch->Put(outbox_, ErasureKey(*id, o.referral_id()), sent.SerializeAsString());
+  v1::AccessEvent ev;
+  ev.set_actor_org(p.sender_org());
+  ev.set_actor_subject("node");
+  ev.set_action("erasure.outcome");
+  ev.set_resource_kind("envelope");
+  ev.set_resource_id(o.request_envelope_id());
+  ev.set_case_id(*id);
+  ev.set_peer_org(p.sender_org());
+  ev.set_outcome(o.result() == v1::ERASURE_RESULT_REFUSED ? v1::ACCESS_OUTCOME_DENIED
+                                                          : v1::ACCESS_OUTCOME_ALLOWED);
+  switch (o.result()) {
+    case v1::ERASURE_RESULT_ERASED:
+      ev.set_reason(absl::StrCat("erased (their case ", o.receiver_case_id(), ")"));
+      break;
+    case v1::ERASURE_RESULT_REFUSED:
+      ev.set_reason(absl::StrCat("refused under their law: ", o.reason()));
+      break;
+    default:
+      ev.set_reason(absl::StrCat("they hold nothing received through referral ", o.referral_id()));
+  }
+  also_record->push_back(std::move(ev));
+  return batch;
+}
+
 void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
                        std::function<void(grpc::Status, v1::Receipt)> done) {
   v1::AccessEvent ev;
@@ -1060,7 +1490,8 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
     return;
   }
   std::string case_id, locked;
-  auto change = ApplyBody(envelope, *payload, &case_id, &locked);
+  std::vector<v1::AccessEvent> also_record;
+  auto change = ApplyBody(envelope, *payload, &case_id, &locked, &also_record);
   if (!change.ok()) {
     if (!locked.empty()) cases_->Unlock(locked);
     release();
@@ -1077,8 +1508,10 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
   (*change)->Put(received_, key, record.SerializeAsString());
   ev.set_case_id(case_id);
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  std::vector<v1::AccessEvent> events = {ev};
+  events.insert(events.end(), also_record.begin(), also_record.end());
   log_->Record(
-      {ev}, *std::move(change),
+      std::move(events), *std::move(change),
       [this, done, id, digest, locked, release](absl::StatusOr<uint64_t> index) {
         if (!locked.empty()) cases_->Unlock(locked);
         if (!index.ok()) {

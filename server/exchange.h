@@ -15,7 +15,10 @@
 // and again after a restart, until done. Delivered
 // items are pruned after a retention window; the ledger keeps the receipt.
 // Pending work is loaded at Start and then kept in memory: the outbox is never
-// rescanned.
+// rescanned. A pending envelope that carries personal data is stored sealed
+// under its case's data key and opened only in memory to be sent; erasing the
+// case cancels what is still queued and asks each peer that received a
+// referral of it to erase its copy (docs/federation.md, "Erasure").
 //
 // Receiving: Deliver() verifies an envelope completely before anything but a
 // denial is written (signature, key validity by both clocks, lifetime, and that
@@ -100,10 +103,26 @@ class Exchange {
   v1::EnvelopePayload NewPayload(const std::string& to, const std::string& agreement,
                                  const std::string& purpose) const;
   // Signs `payload` and adds it to `batch` as a pending outbox item; Wake()
-  // once the batch is durable.
-  v1::OutboxItem Enqueue(rocksdb::WriteBatch* batch, const v1::EnvelopePayload& payload,
-                         const std::string& kind, const std::string& case_id,
-                         const std::string& referral_id);
+  // once the batch is durable. The stored envelope is sealed under the data
+  // key of `case_id` unless the body is an erasure request or outcome (which
+  // carry no personal data). The returned item holds the signed envelope in
+  // memory. NotFound / FailedPrecondition if the case is missing or erased.
+  absl::StatusOr<v1::OutboxItem> Enqueue(rocksdb::WriteBatch* batch,
+                                         const v1::EnvelopePayload& payload,
+                                         const std::string& kind, const std::string& case_id,
+                                         const std::string& referral_id);
+  // The outbox side of erasing live case `c` (call under its case lock, with
+  // the content read before the erase; the caller commits `batch` with the
+  // returned ledger events and calls Wake()): every queued envelope of the
+  // case that is not being sent right now is cancelled (deleted from
+  // "pending/", kept as a "failed/" item in state "cancelled" without its
+  // envelope; one `envelope.cancel` event each); and every peer that received,
+  // or may have received (the envelope is in flight), a referral of the case
+  // gets an erasure request (one `erasure.request` event each). An envelope in
+  // flight that fails afterwards is cancelled when it would be retried. The
+  // events hold ids only.
+  absl::StatusOr<std::vector<v1::AccessEvent>> PrepareErasure(rocksdb::WriteBatch* batch,
+                                                              const v1::Case& c);
   // The referral index write for `batch`.
   void IndexReferral(rocksdb::WriteBatch* batch, const std::string& referral_id,
                      const std::string& case_id) const;
@@ -138,6 +157,7 @@ class Exchange {
   struct Pending {
     std::string key;        // "pending/<seq>"
     std::string order_key;  // envelopes with the same one go out in order
+    std::string case_id, kind, referral_id;
     absl::Time due;
     uint32_t failures = 0;         // transient failures in a row: the backoff exponent
     bool in_flight = false;        // being sent, or its receipt being recorded
@@ -178,6 +198,24 @@ class Exchange {
   // saved with `error` for `corridorctl outbox`.
   void RetryItem(const std::string& org, uint64_t seq, std::optional<v1::OutboxItem> item,
                  const std::string& error, absl::Duration delay);
+  // The item's case was erased while it was in flight or queued: it is
+  // cancelled as PrepareErasure cancels, and the cancellation recorded.
+  void CancelItem(const std::string& org, uint64_t seq, v1::OutboxItem item);
+  // Removes item `seq` from its lane; the next of its order key becomes ready.
+  void RemoveLocked(Lane& lane, uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes of a cancellation into `batch`; the event that records it.
+  v1::AccessEvent Cancellation(rocksdb::WriteBatch* batch, v1::OutboxItem item);
+  // Receiving an ErasureRequest / ErasureOutcome (branches of ApplyBody).
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyErasureRequest(
+      const v1::EnvelopePayload& p, std::string* case_id, std::string* locked,
+      std::vector<v1::AccessEvent>* also_record);
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyErasureOutcome(
+      const v1::EnvelopePayload& p, std::string* case_id,
+      std::vector<v1::AccessEvent>* also_record);
+  // Destroys the keys of cases erased at a peer's request once their erasure
+  // committed (the shred marker finishes the job after a crash); forgets
+  // erasures prepared long ago.
+  void DestroyOwedKeys();
   void Fail(const std::string& org, uint64_t seq, v1::OutboxItem item, const std::string& error);
   void RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxItem item,
                      const v1::Receipt& receipt, uint64_t receiver_index);
@@ -191,10 +229,10 @@ class Exchange {
   // The stub for `org`'s node (one channel per peer, reused); null if `org` is
   // not in the roster.
   std::shared_ptr<v1::PeerService::Stub> StubFor(const std::string& org);
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyBody(const v1::Envelope& envelope,
-                                                                 const v1::EnvelopePayload& p,
-                                                                 std::string* case_id,
-                                                                 std::string* locked);
+  // `also_record`: ledger events to commit after the receive entry.
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyBody(
+      const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
+      std::string* locked, std::vector<v1::AccessEvent>* also_record);
   // The receipt of the envelope `envelope_id` with `digest` received from
   // `sender`, rebuilt from its receive entry; Unavailable while not visible.
   absl::StatusOr<v1::Receipt> ReceiptFor(const std::string& sender, const std::string& envelope_id,
@@ -237,6 +275,13 @@ class Exchange {
   // Envelopes being received right now, by (sender, id) key: a concurrent
   // duplicate waits its turn.
   std::set<std::string> receiving_ ABSL_GUARDED_BY(mu_);
+  // Cases erased at a peer's request whose key is still to be destroyed once
+  // the erasure commits: case id → when it was prepared.
+  std::map<std::string, absl::Time> shreds_owed_ ABSL_GUARDED_BY(mu_);
+  // Cases whose erasure is prepared (case id → when): their envelopes are not
+  // sent until the erasure has committed (then they are cancelled) or is
+  // given up for failed.
+  std::map<std::string, absl::Time> erasing_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

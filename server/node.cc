@@ -495,6 +495,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   node->exchange_ = std::make_unique<Exchange>(
       config, node->identity_, node->signing_key_.get(), node->store_->db(),
       node->store_->families(), node->case_store_.get(), node->access_log_.get(), *tls);
+  node->case_service_->set_exchange(node->exchange_.get());
   node->referral_service_ =
       std::make_unique<ReferralServiceImpl>(node->identity_.get(), node->exchange_.get(),
                                             node->case_store_.get(), node->access_log_.get());

@@ -183,7 +183,13 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
     }
   }
   auto batch = std::make_unique<rocksdb::WriteBatch>();
-  v1::OutboxItem item = exchange_->Enqueue(batch.get(), payload, "referral", c->id(), referral_id);
+  // Stored sealed under the case's key: erasing the case shreds it too.
+  auto queued = exchange_->Enqueue(batch.get(), payload, "referral", c->id(), referral_id);
+  if (!queued.ok()) {
+    RecordRefusal(log_, reactor, ev, queued.status());
+    return reactor;
+  }
+  const v1::OutboxItem item = *std::move(queued);
   exchange_->IndexReferral(batch.get(), referral_id, c->id());
   v1::ReferralLink* link = c->add_referrals();
   link->set_referral_id(referral_id);
@@ -339,8 +345,12 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   payload.mutable_decision()->set_reason(req->reason());
   if (req->accept()) payload.mutable_decision()->set_linked_case_id(c->id());
   auto batch = std::make_unique<rocksdb::WriteBatch>();
-  v1::OutboxItem item =
-      exchange_->Enqueue(batch.get(), payload, "decision", c->id(), req->referral_id());
+  auto queued = exchange_->Enqueue(batch.get(), payload, "decision", c->id(), req->referral_id());
+  if (!queued.ok()) {
+    RecordRefusal(log_, reactor, ev, queued.status());
+    return reactor;
+  }
+  const v1::OutboxItem item = *std::move(queued);
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) {
     RecordRefusal(log_, reactor, ev, st);
     return reactor;
@@ -411,9 +421,12 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
     u->set_outcome(req->outcome());
     u->set_note(req->note());
     u->set_author(caller->Name());
-    v1::OutboxItem item =
-        exchange_->Enqueue(batch.get(), payload, "update", c->id(), link.referral_id());
-    envelopes.push_back(item.envelope_id());
+    auto item = exchange_->Enqueue(batch.get(), payload, "update", c->id(), link.referral_id());
+    if (!item.ok()) {
+      RecordRefusal(log_, reactor, ev, item.status());
+      return reactor;
+    }
+    envelopes.push_back(item->envelope_id());
   }
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) {
     RecordRefusal(log_, reactor, ev, st);
@@ -513,8 +526,12 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
   p->set_purpose(req->purpose());
   p->set_agreement(req->agreement());
   auto batch = std::make_unique<rocksdb::WriteBatch>();
-  v1::OutboxItem item =
-      exchange_->Enqueue(batch.get(), payload, "permission", c->id(), req->referral_id());
+  auto queued = exchange_->Enqueue(batch.get(), payload, "permission", c->id(), req->referral_id());
+  if (!queued.ok()) {
+    RecordRefusal(log_, reactor, ev, queued.status());
+    return reactor;
+  }
+  const v1::OutboxItem item = *std::move(queued);
   v1::CaseNote* n = c->add_history();
   n->set_time(Rfc3339(absl::Now()));
   n->set_org(exchange_->config().org());

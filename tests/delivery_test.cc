@@ -135,7 +135,7 @@ class DeliveryTest : public ::testing::Test {
     p.mutable_referral()->set_deidentified(true);
     p.mutable_referral()->mutable_shared()->set_category(v1::CASE_CATEGORY_ABUSE);
     auto batch = std::make_unique<rocksdb::WriteBatch>();
-    exchange_->Enqueue(batch.get(), p, "referral", case_id, referral_id);
+    EXPECT_OK(exchange_->Enqueue(batch.get(), p, "referral", case_id, referral_id).status());
     exchange_->IndexReferral(batch.get(), referral_id, case_id);
     auto c = cases_->Get(case_id);
     EXPECT_OK(c.status());
@@ -251,7 +251,7 @@ TEST_F(DeliveryTest, OutboxPagesThroughPendingFailedAndDeliveredItemsOnce) {
     v1::EnvelopePayload p = exchange_->NewPayload("nobody", "test-agreement", "case-referral");
     p.mutable_update()->set_referral_id("REF-none");
     auto batch = std::make_unique<rocksdb::WriteBatch>();
-    exchange_->Enqueue(batch.get(), p, "update", case_id, "REF-none");
+    ASSERT_OK(exchange_->Enqueue(batch.get(), p, "update", case_id, "REF-none").status());
     ASSERT_OK(log_->RecordSync({v1::AccessEvent()}, std::move(batch)).status());
     exchange_->Wake();
   }
@@ -271,7 +271,10 @@ TEST_F(DeliveryTest, OutboxPagesThroughPendingFailedAndDeliveredItemsOnce) {
     }
     // Delivered and failed items no longer carry the envelope (nor its personal data).
     EXPECT_FALSE(items.back().has_envelope());
-    EXPECT_TRUE(items.front().has_envelope());
+    EXPECT_TRUE(items.back().sealed_envelope().empty());
+    // A pending one keeps it only sealed under its case's key.
+    EXPECT_FALSE(items.front().has_envelope());
+    EXPECT_FALSE(items.front().sealed_envelope().empty());
   }
   EXPECT_EQ(exchange_->ListOutbox(0, "").value().items.size(), 21u);
   EXPECT_EQ(exchange_->ListOutbox(0, "bogus").status().code(), absl::StatusCode::kInvalidArgument);

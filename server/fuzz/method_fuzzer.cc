@@ -331,8 +331,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const grpc::Status status = testing::CallByPath(caller, method.path, messages).status;
   static const bool trace = getenv("CORRIDOR_FUZZ_TRACE") != nullptr;
   if (trace) {
-    fprintf(stderr, "call %s as %d: %d after %.1f ms\n", method.path.c_str(),
+    fprintf(stderr, "call %s as %d: %d (%s) after %.1f ms\n", method.path.c_str(),
             data[1] % static_cast<int>(w.callers().size()), status.error_code(),
+            status.error_message().c_str(),
             absl::ToDoubleMilliseconds(absl::Now() - start));
   }
   if (status.error_code() == grpc::StatusCode::UNKNOWN ||
