@@ -16,6 +16,7 @@
 #include "server/case_store.h"
 #include "server/executor.h"
 #include "server/identity.h"
+#include "server/rate_limit.h"
 
 namespace corridor {
 
@@ -28,7 +29,10 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
         store_(store),
         log_(log),
         bulk_(bulk),
-        clock_(std::move(clock)) {}
+        clock_(std::move(clock)),
+        transfers_(config.limits().max_evidence_transfers()),
+        watchdog_(std::make_unique<StreamWatchdog>(
+            absl::Seconds(config.limits().stream_idle_timeout_seconds()), clock_)) {}
 
   grpc::ServerUnaryReactor* CreateCase(grpc::CallbackServerContext* ctx,
                                        const v1::CreateCaseRequest* req, v1::Case* resp) override;
@@ -62,6 +66,9 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // completion threads.
   Executor* bulk_;
   std::function<absl::Time()> clock_;
+  // Evidence uploads and downloads in progress, and their idle timeout.
+  TransferSlots transfers_;
+  std::unique_ptr<StreamWatchdog> watchdog_;
 };
 
 class AuditServiceImpl final : public v1::AuditService::CallbackService {

@@ -16,6 +16,14 @@ inline constexpr uint32_t kDefaultMaxMessageBytes = 4u << 20;
 inline constexpr uint64_t kDefaultMaxEvidenceBytes = 64ull << 20;
 inline constexpr uint32_t kDefaultPeerProbeIntervalSeconds = 10;
 inline constexpr uint32_t kDefaultPeerCallTimeoutSeconds = 5;
+inline constexpr uint32_t kDefaultUserCallsPerSecond = 20;
+inline constexpr uint32_t kDefaultUserCallBurst = 100;
+inline constexpr uint32_t kDefaultPeerCallsPerSecond = 50;
+inline constexpr uint32_t kDefaultPeerCallBurst = 200;
+inline constexpr uint32_t kDefaultRefusalBudget = 50;
+inline constexpr uint32_t kDefaultRefusalIntervalSeconds = 60;
+inline constexpr uint32_t kDefaultMaxEvidenceTransfers = 4;
+inline constexpr uint32_t kDefaultStreamIdleTimeoutSeconds = 60;
 
 // Reads the YAML file at `path`, checks it against the schema (unknown keys and
 // wrong types are errors), resolves relative file paths against the config
