@@ -24,10 +24,12 @@
 #include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "server/case_store.h"
 #include "server/config.h"
 #include "server/envelope.h"
 #include "server/node.h"
 #include "server/rate_limit.h"
+#include "server/store.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
@@ -137,6 +139,21 @@ class FloodTest : public ::testing::Test {
   std::unique_ptr<Node> node_;
   std::map<std::string, std::string> issued_;
 };
+
+// Keys under `prefix` in `family` of a stopped node's database.
+std::vector<std::string> KeysOffline(const std::string& data_dir, const std::string& family,
+                                     const std::string& prefix) {
+  auto store = NodeStore::Open(data_dir, {kCasesFamily, kEvidenceFamily});
+  EXPECT_TRUE(store.ok()) << store.status();
+  if (!store.ok()) return {};
+  std::vector<std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      (*store)->db()->NewIterator(rocksdb::ReadOptions(), (*store)->family(family)));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    out.push_back(it->key().ToString());
+  }
+  return out;
+}
 
 // One call `user` may not make, by index: several methods and services.
 grpc::Status RefusedCall(const std::shared_ptr<grpc::Channel>& ch, int i) {
@@ -458,13 +475,54 @@ TEST_F(FloodTest, EraseDuringAnUploadWinsAndTheUploadIsDiscarded) {
   grpc::Status s = u->writer->Finish();
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
-  // Nothing staged survives: a restart finds nothing left to discard.
-  RestartNode();
   bool recorded = false;
   for (const auto& e : EventsOf("union-sg/user/cw")) {
     recorded |= e.action() == "evidence.add" && e.outcome() != v1::ACCESS_OUTCOME_ALLOWED;
   }
   EXPECT_TRUE(recorded);
+  // Nothing staged survives: no marker, no chunk of the case.
+  StopNode();
+  EXPECT_TRUE(KeysOffline(config_.data_dir(), NodeStore::kMetaFamily, "staging/").empty());
+  EXPECT_TRUE(KeysOffline(config_.data_dir(), kEvidenceFamily, id + "/").empty());
+}
+
+TEST_F(FloodTest, WhatACrashLeftStagedIsDiscardedAtStart) {
+  const std::string config = fed_.WriteNodeConfig("union-sg", {{"cw", {"caseworker"}}});
+  ASSERT_OK_AND_ASSIGN(config_, LoadNodeConfig(config));
+  const std::string cw = fed_.IssueUser("union-sg", "cw");
+  auto start = [&] {
+    auto node = std::make_unique<Subprocess>(
+        std::vector<std::string>{BinaryPath("corridord"), "--config", config},
+        fed_.org("union-sg").dir + "/corridord.log");
+    CommandResult ready = RunCommand({BinaryPath("corridorctl"), "health", "--wait", "60",
+                                      "--node", fed_.org("union-sg").endpoint(), "--cert",
+                                      cw + ".crt", "--key", cw + ".key", "--ca",
+                                      fed_.org("union-sg").dir + "/ca.crt"});
+    EXPECT_EQ(ready.exit_code, 0) << ready.err << node->Log();
+    return node;
+  };
+  auto node = start();
+  auto ch = OwnChannel(ReadFileToString(cw + ".crt").value(), ReadFileToString(cw + ".key").value(),
+                       fed_.org("union-sg").ca.cert_pem, fed_.org("union-sg").endpoint());
+  v1::CreateCaseRequest create;
+  create.mutable_case_()->set_category(v1::CASE_CATEGORY_WAGE_THEFT);
+  create.mutable_case_()->set_origin_country("ID");
+  create.mutable_case_()->set_destination_country("SG");
+  create.mutable_case_()->mutable_worker()->set_name("Dewi Lestari");
+  v1::Case c;
+  ASSERT_TRUE(v1::CaseService::NewStub(ch)->CreateCase(Ctx().get(), create, &c).ok());
+  auto u = StartUpload(ch, c.id(), std::string(1u << 20, 'k'));
+  absl::SleepFor(absl::Milliseconds(500));  // the node has staged some chunks
+  node->Stop(SIGKILL);
+  u->ctx->TryCancel();
+  u->writer->Finish();
+  u.reset();
+  EXPECT_FALSE(KeysOffline(config_.data_dir(), NodeStore::kMetaFamily, "staging/").empty());
+  node = start();
+  EXPECT_EQ(node->Stop(SIGTERM), 0) << node->Log();
+  EXPECT_TRUE(absl::StrContains(node->Log(), "evidence.staging_discarded")) << node->Log();
+  EXPECT_TRUE(KeysOffline(config_.data_dir(), NodeStore::kMetaFamily, "staging/").empty());
+  EXPECT_TRUE(KeysOffline(config_.data_dir(), kEvidenceFamily, c.id() + "/").empty());
 }
 
 TEST_F(FloodTest, TransfersPastTheLimitAreRefusedAtOnce) {
