@@ -228,6 +228,13 @@ StreamWatchdog::Registration* StreamWatchdog::Register(std::function<void()> exp
 
 void StreamWatchdog::Unregister(Registration* r) {
   absl::MutexLock lock(&mu_);
+  // From another thread, wait for a running `expire` of this stream to return.
+  // From inside it (gRPC may finish a cancelled call inline), Run no longer
+  // touches `r` once it is gone from `streams_`.
+  if (std::this_thread::get_id() != thread_.get_id()) {
+    mu_.Await(absl::Condition(
+        +[](Registration* r) { return !r->firing_; }, r));
+  }
   auto it = std::find_if(streams_.begin(), streams_.end(),
                          [r](const std::unique_ptr<Registration>& p) { return p.get() == r; });
   if (it != streams_.end()) streams_.erase(it);
@@ -242,11 +249,24 @@ void StreamWatchdog::Run() {
     if (stop_) break;
     const int64_t now_us = absl::ToUnixMicros(clock_());
     const int64_t timeout_us = absl::ToInt64Microseconds(timeout_);
+    std::vector<Registration*> expired;
     for (auto& r : streams_) {
       if (r->fired_) continue;
       if (now_us - r->last_us_.load(std::memory_order_relaxed) < timeout_us) continue;
       r->fired_ = true;
-      r->expire_();
+      r->firing_ = true;
+      expired.push_back(r.get());
+    }
+    // Each `expire` runs without the lock: it may cancel a call, and gRPC may
+    // run that call's last reactions (and its Unregister) on this thread.
+    for (Registration* r : expired) {
+      std::function<void()> expire = r->expire_;
+      mu_.Unlock();
+      expire();
+      mu_.Lock();
+      for (auto& p : streams_) {
+        if (p.get() == r) p->firing_ = false;
+      }
     }
   }
 }

@@ -138,10 +138,10 @@ class TransferSlots {
 // Ends streams that go silent: each registered stream says when it last
 // moved (Touch, lock-free), and a thread checking every tenth of the timeout
 // calls its `expire` callback once when it has been silent for `timeout`.
-// `expire` runs on the watchdog's thread with the watchdog's lock held: it
-// must not register or unregister streams (it should cancel or finish the
-// call, which later unregisters from another thread). Unregister waits for a
-// running `expire` of that stream, so after it returns the stream may go.
+// `expire` runs on the watchdog's thread without its lock (it may cancel the
+// call, and the call may unregister on that same thread). Unregister from any
+// other thread waits for a running `expire` of that stream, so after it
+// returns the stream may go.
 class StreamWatchdog {
  public:
   StreamWatchdog(absl::Duration timeout, std::function<absl::Time()> clock);
@@ -156,7 +156,8 @@ class StreamWatchdog {
     std::atomic<int64_t> last_us_{0};
     std::function<void()> expire_;
     std::function<absl::Time()> clock_;
-    bool fired_ = false;
+    bool fired_ = false;   // guarded by the watchdog's mu_
+    bool firing_ = false;  // guarded by the watchdog's mu_: `expire` is running
   };
   Registration* Register(std::function<void()> expire);
   void Unregister(Registration* r);

@@ -457,6 +457,53 @@ TEST_F(FloodTest, StalledUploadHoldsNoCaseLockAndIsEndedWhenIdle) {
   EXPECT_EQ(list.items_size(), 4);
 }
 
+TEST_F(FloodTest, DownloadThatStopsReadingIsCutOffWhenIdle) {
+  StartNode({{"stream_idle_timeout_seconds", "2"}});
+  const std::string id = CreateCase();
+  auto cw = As("cw");
+  std::string evidence_id;
+  {
+    auto u = StartUpload(cw, id, "");
+    v1::AddEvidenceRequest part;
+    part.set_data(std::string(1u << 20, 'd'));
+    for (int i = 0; i < 32; ++i) ASSERT_TRUE(u->writer->Write(part));
+    u->writer->WritesDone();
+    ASSERT_TRUE(u->writer->Finish().ok());
+    evidence_id = u->item.id();
+  }
+  v1::GetEvidenceRequest req;
+  req.set_case_id(id);
+  req.set_evidence_id(evidence_id);
+  req.set_purpose("case-handling");
+  auto ctx = Ctx(absl::Seconds(60));
+  auto reader = v1::CaseService::NewStub(cw)->GetEvidence(ctx.get(), req);
+  v1::EvidenceChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  // The client stops reading; the node stops waiting for it after the idle timeout.
+  bool cut_off = false;
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (!cut_off && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(500));
+    for (const auto& e : EventsOf("union-sg/user/cw")) {
+      cut_off |= e.action() == "evidence.get" && e.outcome() == v1::ACCESS_OUTCOME_ERROR &&
+                 absl::StrContains(e.reason(), "read nothing for");
+    }
+  }
+  EXPECT_TRUE(cut_off) << "no evidence.get error recorded for the stalled download";
+  uint64_t got = chunk.data().size();
+  while (reader->Read(&chunk)) got += chunk.data().size();
+  grpc::Status s = reader->Finish();
+  EXPECT_FALSE(s.ok());
+  EXPECT_LT(got, 32u << 20);
+  // The transfer slot is back: another download goes through.
+  auto again = Ctx();
+  auto second = v1::CaseService::NewStub(cw)->GetEvidence(again.get(), req);
+  uint64_t n = 0;
+  while (second->Read(&chunk)) n += chunk.data().size();
+  EXPECT_TRUE(second->Finish().ok());
+  EXPECT_EQ(n, 32u << 20);
+}
+
 TEST_F(FloodTest, EraseDuringAnUploadWinsAndTheUploadIsDiscarded) {
   StartNode({});
   const std::string id = CreateCase();
