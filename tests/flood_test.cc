@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -69,7 +70,12 @@ class FloodTest : public ::testing::Test {
     fed_.AddOrg("union-sg");
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
   }
-  void TearDown() override { StopNode(); }
+  // The federation's directory goes too: some of these tests write hundreds of MiB.
+  void TearDown() override {
+    StopNode();
+    std::error_code ignored;
+    std::filesystem::remove_all(fed_.root(), ignored);
+  }
 
   // Writes union-sg's config with `limits` on top of the test defaults and starts it in-process.
   void StartNode(const std::map<std::string, std::string>& limits) {
