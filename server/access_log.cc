@@ -106,8 +106,9 @@ void AccessLog::RunAggregator() {
     aggregator_mu_.Unlock();
     const size_t n = closed.size();
     if (auto index = RecordSync(std::move(closed)); !index.ok()) {
-      log::Error("access.unrecorded",
-                 {{"action", "access.refusals"}, {"entries", n}, {"error", index.status().message()}});
+      log::Error(
+          "access.unrecorded",
+          {{"action", "access.refusals"}, {"entries", n}, {"error", index.status().message()}});
     }
     aggregator_mu_.Lock();
   }
@@ -130,8 +131,9 @@ void AccessLog::FlushRefusals() {
   if (all.empty()) return;
   const size_t n = all.size();
   if (auto index = RecordSync(std::move(all)); !index.ok()) {
-    log::Error("access.unrecorded",
-               {{"action", "access.refusals"}, {"entries", n}, {"error", index.status().message()}});
+    log::Error(
+        "access.unrecorded",
+        {{"action", "access.refusals"}, {"entries", n}, {"error", index.status().message()}});
   }
 }
 
@@ -146,15 +148,14 @@ void AccessLog::RecordRefusal(v1::AccessEvent event, std::function<void(absl::St
     return;
   }
   if (verdict == RefusalBudget::Verdict::kRecordFirstOver) {
-    event.set_reason(absl::StrCat(
-        ForLedger(event.reason(), kMaxLedgerTextBytes / 2), " [refusal budget of ",
-        budget_->budget(), " per ", absl::FormatDuration(budget_->interval()), " reached: ",
-        "further refusals of ", RefusalBudget::IdentityOf(event),
-        " are counted in one access.refusals entry when the interval closes]"));
+    event.set_reason(
+        absl::StrCat(ForLedger(event.reason(), kMaxLedgerTextBytes / 2), " [refusal budget of ",
+                     budget_->budget(), " per ", absl::FormatDuration(budget_->interval()),
+                     " reached: further refusals of ", RefusalBudget::IdentityOf(event),
+                     " are counted in one access.refusals entry when the interval closes]"));
   }
-  Record({std::move(event)}, nullptr, [done = std::move(done)](absl::StatusOr<uint64_t> index) {
-    done(index.status());
-  });
+  Record({std::move(event)}, nullptr,
+         [done = std::move(done)](absl::StatusOr<uint64_t> index) { done(index.status()); });
 }
 
 absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,

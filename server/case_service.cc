@@ -560,8 +560,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
  public:
   EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx,
                  v1::EvidenceItem* resp, CaseStore* store, AccessLog* log, uint64_t max_bytes,
-                 std::function<absl::Time()> clock, TransferSlots* slots,
-                 StreamWatchdog* watchdog)
+                 std::function<absl::Time()> clock, TransferSlots* slots, StreamWatchdog* watchdog)
       : identity_(identity),
         ctx_(ctx),
         resp_(resp),
@@ -602,8 +601,9 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
     watchdog_->Unregister(watch_);  // waits for a running timeout of this stream
     if (staged_ && !committed_) {
       if (absl::Status st = store_->DiscardStaged(header_.case_id(), evidence_id_); !st.ok()) {
-        log::Error("evidence.discard_failed",
-                   {{"case", header_.case_id()}, {"evidence", evidence_id_}, {"error", st.message()}});
+        log::Error(
+            "evidence.discard_failed",
+            {{"case", header_.case_id()}, {"evidence", evidence_id_}, {"error", st.message()}});
       }
     }
     delete this;
@@ -616,9 +616,9 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
     if (!msg_.has_header())
       return Refuse(absl::InvalidArgumentError("the first message must be the header"));
     header_ = msg_.header();
-    caller_ = Begin(*identity_, ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence",
-                    "evidence.add", "case", header_.case_id(), "case-handling",
-                    header_.request_id(), &event_);
+    caller_ =
+        Begin(*identity_, ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence", "evidence.add",
+              "case", header_.case_id(), "case-handling", header_.request_id(), &event_);
     if (!caller_) {
       ended_ = true;  // refused and recorded
       return;
@@ -898,10 +898,10 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
     if (!data.ok()) {
       streaming_ = false;
       log::Error("evidence.corrupt", {{"case", case_id_}, {"evidence", evidence_id_}});
-      return Finish(grpc::Status(grpc::StatusCode::DATA_LOSS,
-                                 absl::StrCat("evidence ", evidence_id_,
-                                              " changed on disk while it was being sent: ",
-                                              data.status().message())));
+      return Finish(grpc::Status(
+          grpc::StatusCode::DATA_LOSS,
+          absl::StrCat("evidence ", evidence_id_,
+                       " changed on disk while it was being sent: ", data.status().message())));
     }
     chunk_.Clear();
     if (next_ == 0) *chunk_.mutable_item() = item_;

@@ -402,8 +402,7 @@ constexpr char kStagingPrefix[] = "staging/";  // main meta: "<case>/<evidence>"
 
 absl::Status CaseStore::BeginStaging(const std::string& case_id, const std::string& evidence_id) {
   return FromRocksStatus(
-      db_->Put(rocksdb::WriteOptions(), meta_,
-               kStagingPrefix + case_id + "/" + evidence_id, ""),
+      db_->Put(rocksdb::WriteOptions(), meta_, kStagingPrefix + case_id + "/" + evidence_id, ""),
       "marking staged evidence");
 }
 
@@ -420,8 +419,7 @@ void CaseStore::EndStaging(rocksdb::WriteBatch* batch, const std::string& case_i
   batch->Delete(meta_, kStagingPrefix + case_id + "/" + evidence_id);
 }
 
-absl::Status CaseStore::DiscardStaged(const std::string& case_id,
-                                      const std::string& evidence_id) {
+absl::Status CaseStore::DiscardStaged(const std::string& case_id, const std::string& evidence_id) {
   rocksdb::WriteBatch batch;
   const std::string prefix = ChunkPrefix(case_id, evidence_id);
   // '0' follows '/' in byte order: the whole "<case>/<evidence>/" range.
@@ -433,8 +431,7 @@ absl::Status CaseStore::DiscardStaged(const std::string& case_id,
 absl::StatusOr<int> CaseStore::DiscardAllStaged() {
   std::vector<std::string> staged;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
-  for (it->Seek(kStagingPrefix); it->Valid() && it->key().starts_with(kStagingPrefix);
-       it->Next()) {
+  for (it->Seek(kStagingPrefix); it->Valid() && it->key().starts_with(kStagingPrefix); it->Next()) {
     staged.push_back(it->key().ToString().substr(sizeof(kStagingPrefix) - 1));
   }
   if (!it->status().ok()) return FromRocksStatus(it->status(), "listing staged evidence");

@@ -49,9 +49,9 @@ void CallLimiter::EvictLocked(absl::Time now) {
     }
   }
   if (buckets_.size() < max_identities_) return;
-  auto oldest = std::min_element(buckets_.begin(), buckets_.end(), [](const auto& a, const auto& b) {
-    return a.second.updated < b.second.updated;
-  });
+  auto oldest = std::min_element(
+      buckets_.begin(), buckets_.end(),
+      [](const auto& a, const auto& b) { return a.second.updated < b.second.updated; });
   buckets_.erase(oldest);
 }
 

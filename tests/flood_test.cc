@@ -261,8 +261,8 @@ TEST_F(FloodTest, RefusalsPastTheBudgetAreCountedExactlyInAggregatedEntries) {
       ++actions[e.action()];
     }
   }
-  std::cout << "refusals sent: " << sent << "; recorded one by one: " << individual
-            << "; in " << aggregates << " aggregated entries: " << counted << "\n";
+  std::cout << "refusals sent: " << sent << "; recorded one by one: " << individual << "; in "
+            << aggregates << " aggregated entries: " << counted << "\n";
   // Complete: every refusal is in the record, one by one or counted.
   EXPECT_EQ(individual + counted, static_cast<uint64_t>(sent));
   // Bounded: at most the budget (+ the first over it) per interval one by one.
@@ -342,7 +342,8 @@ TEST_F(FloodTest, PeersAreRateLimitedOnDeliver) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < 3; ++i) {
     channels.push_back(OwnChannel(peer.node.cert_pem, peer.node.key_pem,
-                                  fed_.org("union-sg").ca.cert_pem, fed_.org("union-sg").endpoint()));
+                                  fed_.org("union-sg").ca.cert_pem,
+                                  fed_.org("union-sg").endpoint()));
   }
   const absl::Time start = absl::Now();
   auto statuses = RunConcurrently(channels, 16, 200, [&](const auto& ch, int i) {
@@ -547,10 +548,10 @@ TEST_F(FloodTest, WhatACrashLeftStagedIsDiscardedAtStart) {
     auto node = std::make_unique<Subprocess>(
         std::vector<std::string>{BinaryPath("corridord"), "--config", config},
         fed_.org("union-sg").dir + "/corridord.log");
-    CommandResult ready = RunCommand({BinaryPath("corridorctl"), "health", "--wait", "60",
-                                      "--node", fed_.org("union-sg").endpoint(), "--cert",
-                                      cw + ".crt", "--key", cw + ".key", "--ca",
-                                      fed_.org("union-sg").dir + "/ca.crt"});
+    CommandResult ready =
+        RunCommand({BinaryPath("corridorctl"), "health", "--wait", "60", "--node",
+                    fed_.org("union-sg").endpoint(), "--cert", cw + ".crt", "--key", cw + ".key",
+                    "--ca", fed_.org("union-sg").dir + "/ca.crt"});
     EXPECT_EQ(ready.exit_code, 0) << ready.err << node->Log();
     return node;
   };
@@ -661,9 +662,8 @@ TEST_F(FloodTest, ConcurrentLargeUploadsAndDownloadsKeepMemoryBounded) {
   Subprocess node({BinaryPath("corridord"), "--config", config},
                   fed_.org("union-sg").dir + "/corridord.log");
   CommandResult ready = RunCommand({BinaryPath("corridorctl"), "health", "--wait", "60", "--node",
-                                    fed_.org("union-sg").endpoint(), "--cert", cw + ".crt",
-                                    "--key", cw + ".key", "--ca",
-                                    fed_.org("union-sg").dir + "/ca.crt"});
+                                    fed_.org("union-sg").endpoint(), "--cert", cw + ".crt", "--key",
+                                    cw + ".key", "--ca", fed_.org("union-sg").dir + "/ca.crt"});
   ASSERT_EQ(ready.exit_code, 0) << ready.err << node.Log();
   auto channel = [&](int) {
     return OwnChannel(ReadFileToString(cw + ".crt").value(), ReadFileToString(cw + ".key").value(),
@@ -719,8 +719,8 @@ TEST_F(FloodTest, ConcurrentLargeUploadsAndDownloadsKeepMemoryBounded) {
   for (auto& t : threads) t.join();
   const uint64_t after_downloads = PeakRss(node.pid());
   std::cout << "node VmHWM: " << (baseline >> 20) << " MiB before, " << (after_uploads >> 20)
-            << " MiB after " << kUploads << " concurrent " << (kSize >> 20)
-            << " MiB uploads, " << (after_downloads >> 20) << " MiB after as many downloads\n";
+            << " MiB after " << kUploads << " concurrent " << (kSize >> 20) << " MiB uploads, "
+            << (after_downloads >> 20) << " MiB after as many downloads\n";
   EXPECT_EQ(downloaded.load(), kUploads * kSize);
   // What the node holds is bounded by its transport windows and memtables, not
   // by the files: it never holds them all (measured: about 180 MiB above the
