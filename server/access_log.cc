@@ -1,10 +1,13 @@
 #include "server/access_log.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "client/yaml_proto.h"
 #include "server/edge.h"
+#include "server/log.h"
 
 namespace corridor {
 namespace {
@@ -76,6 +79,83 @@ void AccessLog::Record(std::vector<v1::AccessEvent> events,
           done(std::move(index));
         });
       });
+}
+
+AccessLog::~AccessLog() {
+  {
+    absl::MutexLock lock(&aggregator_mu_);
+    aggregator_stop_ = true;
+  }
+  if (aggregator_.joinable()) aggregator_.join();
+}
+
+void AccessLog::LimitRefusals(uint32_t budget, absl::Duration interval) {
+  budget_ = std::make_unique<RefusalBudget>(budget, interval, clock_);
+  aggregator_ = std::thread([this] { RunAggregator(); });
+}
+
+void AccessLog::RunAggregator() {
+  const absl::Duration tick =
+      std::clamp(budget_->interval() / 10, absl::Milliseconds(10), absl::Seconds(1));
+  absl::MutexLock lock(&aggregator_mu_);
+  while (!aggregator_stop_) {
+    aggregator_mu_.AwaitWithTimeout(absl::Condition(&aggregator_stop_), tick);
+    if (aggregator_stop_) break;
+    std::vector<v1::AccessEvent> closed = budget_->TakeAggregates(/*all=*/false);
+    if (closed.empty()) continue;
+    aggregator_mu_.Unlock();
+    const size_t n = closed.size();
+    if (auto index = RecordSync(std::move(closed)); !index.ok()) {
+      log::Error(
+          "access.unrecorded",
+          {{"action", "access.refusals"}, {"entries", n}, {"error", index.status().message()}});
+    }
+    aggregator_mu_.Lock();
+  }
+}
+
+void AccessLog::FlushRefusals() {
+  if (budget_ == nullptr) return;
+  {
+    absl::MutexLock lock(&aggregator_mu_);
+    aggregator_stop_ = true;
+  }
+  if (aggregator_.joinable()) aggregator_.join();
+  std::vector<v1::AccessEvent> all;
+  {
+    absl::WriterMutexLock lock(&budget_mu_);
+    if (flushed_) return;
+    flushed_ = true;
+    all = budget_->TakeAggregates(/*all=*/true);
+  }
+  if (all.empty()) return;
+  const size_t n = all.size();
+  if (auto index = RecordSync(std::move(all)); !index.ok()) {
+    log::Error(
+        "access.unrecorded",
+        {{"action", "access.refusals"}, {"entries", n}, {"error", index.status().message()}});
+  }
+}
+
+void AccessLog::RecordRefusal(v1::AccessEvent event, std::function<void(absl::Status)> done) {
+  RefusalBudget::Verdict verdict = RefusalBudget::Verdict::kRecord;
+  {
+    absl::ReaderMutexLock lock(&budget_mu_);
+    if (budget_ != nullptr && !flushed_) verdict = budget_->Charge(event);
+  }
+  if (verdict == RefusalBudget::Verdict::kCount) {
+    completions_->Post([done = std::move(done)] { done(absl::OkStatus()); });
+    return;
+  }
+  if (verdict == RefusalBudget::Verdict::kRecordFirstOver) {
+    event.set_reason(
+        absl::StrCat(ForLedger(event.reason(), kMaxLedgerTextBytes / 2), " [refusal budget of ",
+                     budget_->budget(), " per ", absl::FormatDuration(budget_->interval()),
+                     " reached: further refusals of ", RefusalBudget::IdentityOf(event),
+                     " are counted in one access.refusals entry when the interval closes]"));
+  }
+  Record({std::move(event)}, nullptr,
+         [done = std::move(done)](absl::StatusOr<uint64_t> index) { done(index.status()); });
 }
 
 absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,

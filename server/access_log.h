@@ -5,6 +5,11 @@
 // Completions of Record() run on the executor given at construction (never
 // on the ledger's sequencer thread), so they may do real work: answer the
 // call, build a proof or an export, sign, compact.
+// Refusals may be budgeted (LimitRefusals; docs/access-control.md, "Rate
+// limits and aggregated refusals"): RecordRefusal records each within the
+// identity's budget, and past it counts them into one aggregated entry per
+// identity and interval, written by a background thread when the interval
+// closes and by FlushRefusals at shutdown.
 // Thread-safe (the ledger and the executor are).
 #ifndef CORRIDOR_SERVER_ACCESS_LOG_H_
 #define CORRIDOR_SERVER_ACCESS_LOG_H_
@@ -12,14 +17,17 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "corridor/v1/case.pb.h"
 #include "ledger/ledger.h"
 #include "rocksdb/write_batch.h"
 #include "server/executor.h"
 #include "server/identity.h"
+#include "server/rate_limit.h"
 
 namespace corridor {
 
@@ -32,6 +40,16 @@ class AccessLog {
   // last completion (destroy it after the ledger).
   AccessLog(ledger::Ledger* ledger, std::function<absl::Time()> clock, Executor* completions)
       : ledger_(ledger), clock_(std::move(clock)), completions_(completions) {}
+  ~AccessLog();
+
+  // From now on, refusals past `budget` per identity and `interval` are
+  // counted, not recorded one by one. Starts the thread that records the
+  // aggregated entries as intervals close. Call once, before serving.
+  void LimitRefusals(uint32_t budget, absl::Duration interval);
+  // Records every aggregated count not yet recorded (also those of intervals
+  // still open) and stops that thread. Call at shutdown while the ledger is
+  // still open; later refusals are recorded one by one.
+  void FlushRefusals();
 
   // Stamps the time, serializes and appends `events` together with `change`
   // (may be null) in one synced batch; `done` gets the first event's index
@@ -39,6 +57,11 @@ class AccessLog {
   // runs on the completions executor.
   void Record(std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
               std::function<void(absl::StatusOr<uint64_t>)> done);
+  // Records the refusal `event` (outcome denied or error) as Record does, or,
+  // past its identity's refusal budget, counts it into the aggregated entry;
+  // `done` gets OK once it is durable or counted, or the error (on the
+  // completions executor).
+  void RecordRefusal(v1::AccessEvent event, std::function<void(absl::Status)> done);
   absl::StatusOr<uint64_t> RecordSync(std::vector<v1::AccessEvent> events,
                                       std::unique_ptr<rocksdb::WriteBatch> change = nullptr);
 
@@ -66,9 +89,18 @@ class AccessLog {
   // Stamps the time on `events` and turns them into ledger entries with their index keys.
   std::vector<ledger::AppendEntry> ToEntries(std::vector<v1::AccessEvent>& events) const;
 
+  void RunAggregator();
+
   ledger::Ledger* ledger_;
   std::function<absl::Time()> clock_;
   Executor* completions_;
+  std::unique_ptr<RefusalBudget> budget_;  // set once before serving
+  // Readers charge refusals; FlushRefusals writes, so no count comes after the last flush.
+  absl::Mutex budget_mu_;
+  bool flushed_ ABSL_GUARDED_BY(budget_mu_) = false;
+  absl::Mutex aggregator_mu_;
+  bool aggregator_stop_ ABSL_GUARDED_BY(aggregator_mu_) = false;
+  std::thread aggregator_;
 };
 
 }  // namespace corridor

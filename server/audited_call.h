@@ -58,7 +58,9 @@ inline void RecordThenFinish(AccessLog* log, Reactor* reactor, std::vector<v1::A
               });
 }
 
-// Records `event` as denied or failed with `status`'s reason and finishes with `status`.
+// Records `event` as denied or failed with `status`'s reason and finishes with
+// `status`. Past the caller's refusal budget the refusal is counted into one
+// aggregated entry instead (AccessLog::RecordRefusal).
 template <typename Reactor>
 inline void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent event,
                           const absl::Status& status) {
@@ -66,8 +68,18 @@ inline void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent even
                       absl::IsInvalidArgument(status);
   event.set_outcome(denied ? v1::ACCESS_OUTCOME_DENIED : v1::ACCESS_OUTCOME_ERROR);
   event.set_reason(std::string(status.message()));
-  RecordThenFinish(log, reactor, {std::move(event)}, nullptr,
-                   [status](uint64_t) { return ToGrpcStatus(status); });
+  const std::string action = event.action();
+  log->RecordRefusal(std::move(event), [reactor, status, action](absl::Status recorded) {
+    if (!recorded.ok()) {
+      log::Error("access.unrecorded", {{"action", action}, {"error", recorded.message()}});
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                   "the node could not record this access in its ledger, "
+                                   "so it returned nothing; try again later or ask the node's "
+                                   "operator"));
+      return;
+    }
+    reactor->Finish(ToGrpcStatus(status));
+  });
 }
 
 // The start of every audited call: who is calling, the event skeleton, the

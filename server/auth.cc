@@ -79,11 +79,12 @@ const std::vector<MethodRule>& MethodRules() {
 }  // namespace
 
 void Queue(AccessLog* log, v1::AccessEvent ev) {
-  // Queued, not waited for: callers run on gRPC transport threads.
+  // Queued, not waited for: callers run on gRPC transport threads. Refusals
+  // past the identity's budget are counted into one aggregated entry.
   const std::string action = ev.action();
-  log->Record({std::move(ev)}, nullptr, [action](absl::StatusOr<uint64_t> index) {
-    if (!index.ok()) {
-      log::Error("access.unrecorded", {{"action", action}, {"error", index.status().message()}});
+  log->RecordRefusal(std::move(ev), [action](absl::Status recorded) {
+    if (!recorded.ok()) {
+      log::Error("access.unrecorded", {{"action", action}, {"error", recorded.message()}});
     }
   });
 }
@@ -141,11 +142,31 @@ grpc::Status CorridorAuthProcessor::Process(const InputMetadata& metadata,
     RecordRefusedIdentity(pem, principal.status());
     return ToGrpcStatus(principal.status());
   }
-  // Methods the Corridor services do not implement themselves (health,
-  // reflection, unknown paths) are checked here against the same table.
   auto path = metadata.find(":path");
   const std::string method =
       path == metadata.end() ? "" : std::string(path->second.data(), path->second.size());
+  // Every call of a verified identity takes a token before any work is done.
+  CallLimiter* limiter =
+      (*principal)->kind == PrincipalKind::kNode ? peer_limiter_.get() : user_limiter_.get();
+  if (limiter != nullptr) {
+    const std::string who = (*principal)->Name();
+    if (absl::Duration wait = limiter->Take(who); wait > absl::ZeroDuration()) {
+      const absl::Status st = absl::ResourceExhaustedError(TooManyRequests(who, wait));
+      if (log_ != nullptr) {
+        v1::AccessEvent ev;
+        SetActor(**principal, &ev);
+        ev.set_action("auth.rate_limited");
+        ev.set_resource_kind("method");
+        ev.set_resource_id(method);
+        ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+        ev.set_reason(std::string(st.message()));
+        Queue(log_, std::move(ev));
+      }
+      return ToGrpcStatus(st);
+    }
+  }
+  // Methods the Corridor services do not implement themselves (health,
+  // reflection, unknown paths) are checked here against the same table.
   if (absl::StartsWith(method, "/corridor.v1.")) return grpc::Status::OK;
   if (auto st = CheckAccess(**principal, method); !st.ok()) {
     log::Warn("auth.denied", {{"caller", (*principal)->Name()}, {"method", ForLedger(method)}});

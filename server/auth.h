@@ -22,6 +22,7 @@
 #include "grpcpp/security/auth_metadata_processor.h"
 #include "server/access_log.h"
 #include "server/identity.h"
+#include "server/rate_limit.h"
 
 namespace corridor {
 
@@ -32,9 +33,17 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
   // services (health, reflection, anything unknown) that the access table
   // does not open to the caller as `auth.denied`. The Corridor services check
   // and record their own methods, with the call's details.
+  // Calls of verified users take a token from `users`, of peer nodes from
+  // `peers` (either may be null: no limit); without one the call is refused
+  // with RESOURCE_EXHAUSTED and recorded as `auth.rate_limited`.
   CorridorAuthProcessor(std::shared_ptr<IdentityResolver> resolver, AccessLog* log,
-                        std::string federation)
-      : resolver_(std::move(resolver)), log_(log), federation_(std::move(federation)) {}
+                        std::string federation, std::shared_ptr<CallLimiter> users = nullptr,
+                        std::shared_ptr<CallLimiter> peers = nullptr)
+      : resolver_(std::move(resolver)),
+        log_(log),
+        federation_(std::move(federation)),
+        user_limiter_(std::move(users)),
+        peer_limiter_(std::move(peers)) {}
 
   // A cache lookup, or one certificate check per connection: cheap enough to
   // run inline on gRPC's transport thread, without a hop to its blocking pool.
@@ -50,6 +59,7 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
   std::shared_ptr<IdentityResolver> resolver_;
   AccessLog* log_;
   const std::string federation_;
+  std::shared_ptr<CallLimiter> user_limiter_, peer_limiter_;
 };
 
 // Queues (does not wait for) a ledger entry recording that `who` was denied

@@ -1,9 +1,12 @@
 #include "server/case_service.h"
 
+#include <atomic>
 #include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/grpc_util.h"
 #include "ledger/crypto.h"
@@ -545,14 +548,39 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Export(grpc::CallbackServerContext* 
 namespace corridor {
 namespace {
 
-// Receives an upload: header first, then data, sealed chunk by chunk into
-// one batch; on completion the item is added to the case and the whole lot
-// commits with its ledger entry.
+// What a transfer past the limit is told.
+absl::Status TooManyTransfers(uint32_t max) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the node is already handling ", max,
+                   " evidence transfers at once (limits.max_evidence_transfers); try again "
+                   "in a moment"));
+}
+
+// The case lock, for a commit: other changes hold it for one ledger commit,
+// so wait a little for it rather than fail a whole upload.
+absl::StatusOr<std::shared_ptr<CaseLock>> LockForCommit(CaseStore* store, const std::string& id) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  for (;;) {
+    auto lock = CaseLock::Acquire(store, id);
+    if (lock.ok() || !absl::IsAborted(lock.status()) || absl::Now() >= give_up) return lock;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+}
+
+// Receives an upload (docs/architecture.md, "Evidence transfers"): header
+// first, then data, hashed and sealed chunk by chunk into the staging area as
+// it arrives, without the case lock, so the memory an upload uses is one
+// message and one chunk. At the end the case lock is taken only to commit:
+// the item is listed in the case (if the case still exists and is not
+// erased) in one batch with its ledger entry. Anything else (a refusal, the
+// client going away, an erase, a stream silent for the idle timeout) discards
+// what was staged. Holds a transfer slot from the header to the end.
+// Thread-safe: gRPC's reads and the watchdog's timeout meet under `mu_`.
 class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
  public:
   EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx,
                  v1::EvidenceItem* resp, CaseStore* store, AccessLog* log, uint64_t max_bytes,
-                 std::function<absl::Time()> clock)
+                 std::function<absl::Time()> clock, TransferSlots* slots, StreamWatchdog* watchdog)
       : identity_(identity),
         ctx_(ctx),
         resp_(resp),
@@ -560,88 +588,152 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
         log_(log),
         max_bytes_(max_bytes),
         clock_(std::move(clock)),
-        batch_(std::make_unique<rocksdb::WriteBatch>()) {
+        slots_(slots),
+        watchdog_(watchdog) {
+    watch_ = watchdog_->Register([this] { TimedOut(); });
     StartRead(&msg_);
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok && !started_) {
+    bool no_header = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) return;  // refused, timed out or committing: nothing more is read
+      watch_->Touch();
+      if (!ok && !started_) {
+        ended_ = true;
+        no_header = true;
+      } else if (!ok) {
+        Complete();
+      } else if (!started_) {
+        Start();
+      } else {
+        Receive();
+      }
+    }
+    if (no_header) {
       // The client closed the upload without sending anything.
       Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the upload sent no header"));
-      return;
     }
-    if (!ok) return Complete();
-    if (!started_) {
-      started_ = true;
-      if (!msg_.has_header())
-        return Refuse(absl::InvalidArgumentError("the first message must be the header"));
-      header_ = msg_.header();
-      caller_ = Begin(*identity_, ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence",
-                      "evidence.add", "case", header_.case_id(), "case-handling",
-                      header_.request_id(), &event_);
-      if (!caller_) return;  // refused and recorded
-      if (header_.file_name().empty())
-        return Refuse(absl::InvalidArgumentError("evidence needs a file name"));
-      if (auto st = store_->Lock(header_.case_id()); !st.ok()) return Refuse(st);
-      locked_ = true;
-      c_ = store_->Get(header_.case_id());
-      if (!c_.ok()) return Refuse(c_.status());
-      evidence_id_ = "E-" + HexEncode(RandomBytes(6));
-      event_.set_resource_kind("evidence");
-      event_.set_resource_id(evidence_id_);
-      StartRead(&msg_);
-      return;
-    }
-    if (!msg_.has_header() && !failed_) {
-      size_ += msg_.data().size();
-      if (size_ > max_bytes_) {
-        return Refuse(absl::InvalidArgumentError(
-            absl::StrCat("evidence is larger than this node accepts (", max_bytes_,
-                         " bytes; limits.max_evidence_bytes)")));
-      }
-      hasher_.Update(msg_.data());
-      pending_ += msg_.data();
-      while (pending_.size() >= kEvidenceChunkSize) {
-        if (auto st = Flush(kEvidenceChunkSize); !st.ok()) return Refuse(st);
-      }
-    } else if (msg_.has_header()) {
-      return Refuse(absl::InvalidArgumentError("only the first message may be a header"));
-    }
-    StartRead(&msg_);
   }
 
   void OnDone() override {
-    ReleaseLock();
+    watchdog_->Unregister(watch_);  // waits for a running timeout of this stream
+    if (staged_ && !committed_) {
+      if (absl::Status st = store_->DiscardStaged(header_.case_id(), evidence_id_); !st.ok()) {
+        log::Error(
+            "evidence.discard_failed",
+            {{"case", header_.case_id()}, {"evidence", evidence_id_}, {"error", st.message()}});
+      }
+    }
     delete this;
   }
   void OnCancel() override {}
 
  private:
-  absl::Status Flush(size_t n) {
-    absl::Status st = store_->PutEvidenceChunk(batch_.get(), header_.case_id(), evidence_id_,
-                                               chunks_++, absl::string_view(pending_).substr(0, n));
-    pending_.erase(0, n);
-    return st;
+  void Start() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    started_ = true;
+    if (!msg_.has_header())
+      return Refuse(absl::InvalidArgumentError("the first message must be the header"));
+    header_ = msg_.header();
+    caller_ =
+        Begin(*identity_, ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence", "evidence.add",
+              "case", header_.case_id(), "case-handling", header_.request_id(), &event_);
+    if (!caller_) {
+      ended_ = true;  // refused and recorded
+      return;
+    }
+    if (header_.file_name().empty())
+      return Refuse(absl::InvalidArgumentError("evidence needs a file name"));
+    slot_ = slots_->TryAcquire();
+    if (slot_ == nullptr) return Refuse(TooManyTransfers(slots_->max()));
+    if (auto c = store_->Get(header_.case_id()); !c.ok()) return Refuse(c.status());
+    evidence_id_ = "E-" + HexEncode(RandomBytes(6));
+    event_.set_resource_kind("evidence");
+    event_.set_resource_id(evidence_id_);
+    if (auto st = store_->BeginStaging(header_.case_id(), evidence_id_); !st.ok())
+      return Refuse(st);
+    staged_ = true;
+    StartRead(&msg_);
   }
 
-  // Before any answer: a client that sends its next call on the case as soon
-  // as this one is answered must not find the case still locked.
-  void ReleaseLock() {
-    if (locked_) store_->Unlock(header_.case_id());
-    locked_ = false;
+  void Receive() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (msg_.has_header())
+      return Refuse(absl::InvalidArgumentError("only the first message may be a header"));
+    absl::string_view data = msg_.data();
+    size_ += data.size();
+    if (size_ > max_bytes_) {
+      return Refuse(absl::InvalidArgumentError(
+          absl::StrCat("evidence is larger than this node accepts (", max_bytes_,
+                       " bytes; limits.max_evidence_bytes)")));
+    }
+    hasher_.Update(data);
+    // Whole chunks go straight to staging; only a partial chunk waits here.
+    if (!pending_.empty()) {
+      const size_t n = std::min(kEvidenceChunkSize - pending_.size(), data.size());
+      pending_.append(data.data(), n);
+      data.remove_prefix(n);
+      if (pending_.size() == kEvidenceChunkSize) {
+        if (auto st = Stage(pending_); !st.ok()) return Refuse(st);
+        pending_.clear();
+      }
+    }
+    while (data.size() >= kEvidenceChunkSize) {
+      if (auto st = Stage(data.substr(0, kEvidenceChunkSize)); !st.ok()) return Refuse(st);
+      data.remove_prefix(kEvidenceChunkSize);
+    }
+    pending_.append(data.data(), data.size());
+    msg_.Clear();
+    StartRead(&msg_);
   }
 
-  void Refuse(const absl::Status& st) {
-    if (failed_) return;
-    failed_ = true;
-    ReleaseLock();  // a refusal changes nothing
+  absl::Status Stage(absl::string_view chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return store_->StageEvidenceChunk(header_.case_id(), evidence_id_, chunks_++, chunk);
+  }
+
+  // Records the refusal and answers with it; OnDone discards what was staged.
+  void Refuse(const absl::Status& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (ended_) return;
+    ended_ = true;
     RecordRefusal(log_, this, event_, st);
   }
 
-  void Complete() {
-    if (failed_ || !caller_) return;
+  // Called by the watchdog when the stream has been silent for its timeout.
+  void TimedOut() {
+    absl::MutexLock lock(&mu_);
+    if (ended_ || committing_) return;
+    if (!started_) {
+      // Not even a header: say who it was, as far as the connection tells.
+      event_.set_action("evidence.add");
+      event_.set_resource_kind("case");
+      auto auth = ctx_->auth_context();
+      auto caller = auth ? CallerOf(*identity_, *auth) : absl::UnauthenticatedError("no identity");
+      if (caller.ok()) {
+        SetActor(*caller, &event_);
+      } else {
+        event_.set_actor_subject("unknown");
+      }
+    }
+    log::Warn("evidence.upload_idle", {{"case", header_.case_id()}});
+    Refuse(absl::DeadlineExceededError(absl::StrCat(
+        "the upload sent nothing for ", absl::FormatDuration(watchdog_->timeout()),
+        " (limits.stream_idle_timeout_seconds), so the node ended it; nothing was stored")));
+  }
+
+  void Complete() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!caller_) return;
+    committing_ = true;
     if (!pending_.empty() || chunks_ == 0) {
-      if (auto st = Flush(pending_.size()); !st.ok()) return Refuse(st);
+      if (auto st = Stage(pending_); !st.ok()) return Refuse(st);
+      pending_.clear();
+    }
+    // The case lock only now, to commit; the case must still be there.
+    auto lock = LockForCommit(store_, header_.case_id());
+    if (!lock.ok()) return Refuse(lock.status());
+    auto c = store_->Get(header_.case_id());
+    if (!c.ok()) {
+      return Refuse(absl::Status(c.status().code(),
+                                 absl::StrCat("the upload was discarded: ", c.status().message())));
     }
     const Sha256Digest digest = hasher_.Finish();
     v1::EvidenceItem item;
@@ -653,22 +745,24 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
     item.set_sha256(DigestBytes(digest));
     item.set_added_at(Rfc3339(clock_()));
     item.set_added_by(caller_->Name());
-    *c_->add_evidence() = item;
-    c_->set_updated_at(item.added_at());
-    // The case record and every chunk commit in one batch with the entry.
-    if (auto st = store_->PutCase(batch_.get(), *c_); !st.ok()) return Refuse(st);
-    std::unique_ptr<rocksdb::WriteBatch> change = std::move(batch_);
+    *c->add_evidence() = item;
+    c->set_updated_at(item.added_at());
+    // The case record and the end of staging commit in one batch with the entry.
+    auto change = std::make_unique<rocksdb::WriteBatch>();
+    if (auto st = store_->PutCase(change.get(), *c); !st.ok()) return Refuse(st);
+    store_->EndStaging(change.get(), header_.case_id(), evidence_id_);
+    ended_ = true;
     event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     event_.set_payload_sha256(DigestBytes(digest));
     v1::EvidenceItem* resp = resp_;
-    RecordThenFinish(log_, this, {event_}, std::move(change), [this, resp, item](uint64_t) {
-      ReleaseLock();
-      *resp = item;
-      return grpc::Status::OK;
-    });
+    RecordThenFinish(log_, this, {event_}, std::move(change),
+                     [this, resp, item, lock = *lock](uint64_t) {
+                       committed_ = true;
+                       *resp = item;
+                       return grpc::Status::OK;
+                     });
   }
 
- private:
   const IdentityResolver* identity_;
   grpc::CallbackServerContext* ctx_;
   v1::EvidenceItem* resp_;
@@ -676,15 +770,20 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
   AccessLog* log_;
   const uint64_t max_bytes_;
   std::function<absl::Time()> clock_;
-  std::unique_ptr<rocksdb::WriteBatch> batch_;
+  TransferSlots* slots_;
+  StreamWatchdog* watchdog_;
+  StreamWatchdog::Registration* watch_ = nullptr;
+  absl::Mutex mu_;
   v1::AddEvidenceRequest msg_;
   v1::AddEvidenceRequest::Header header_;
-  bool started_ = false;
-  bool failed_ = false;
-  bool locked_ = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool committing_ ABSL_GUARDED_BY(mu_) = false;
+  bool staged_ = false;     // written under mu_; read in OnDone, after every read
+  bool committed_ = false;  // set when the commit is durable, before the answer
+  std::unique_ptr<TransferSlots::Slot> slot_;
   std::optional<Principal> caller_;
   v1::AccessEvent event_;
-  absl::StatusOr<v1::Case> c_ = absl::UnknownError("not loaded");
   std::string evidence_id_;
   uint64_t size_ = 0;
   uint32_t chunks_ = 0;
@@ -699,23 +798,36 @@ namespace corridor {
 namespace {
 
 // Serves a download: checks every chunk and the whole item's size and SHA-256
-// before anything is sent, records the access, then streams.
+// before anything is sent (reading it chunk by chunk), records the access,
+// then streams it chunk by chunk again, so a download holds one chunk in
+// memory. Holds a transfer slot; a client that stops reading for the idle
+// timeout is cut off (recorded).
 class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
  public:
   EvidenceDownload(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
                    const v1::GetEvidenceRequest* req, CaseStore* store, AccessLog* log,
-                   absl::Time now) {
+                   TransferSlots* slots, StreamWatchdog* watchdog, absl::Time now)
+      : ctx_(ctx),
+        store_(store),
+        log_(log),
+        watchdog_(watchdog),
+        case_id_(req->case_id()),
+        evidence_id_(req->evidence_id()) {
+    watch_ = watchdog_->Register([this] { TimedOut(); });
     auto caller =
         Begin(identity, ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get",
               "evidence", req->evidence_id(), req->purpose(), req->request_id(), &event_);
     event_.set_case_id(req->case_id());
     if (!caller) return;
     if (req->purpose().empty()) {
-      {
-        RecordRefusal(log, this, event_,
-                      absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
-        return;
-      }
+      RecordRefusal(log, this, event_,
+                    absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
+      return;
+    }
+    slot_ = slots->TryAcquire();
+    if (slot_ == nullptr) {
+      RecordRefusal(log, this, event_, TooManyTransfers(slots->max()));
+      return;
     }
     auto c = store->Get(req->case_id());
     if (c.ok()) {
@@ -730,18 +842,16 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
       if (item.id() == req->evidence_id()) found = &item;
     }
     if (found == nullptr) {
-      {
-        RecordRefusal(log, this, event_,
-                      absl::NotFoundError(absl::StrCat("case ", req->case_id(), " has no evidence ",
-                                                       req->evidence_id())));
-        return;
-      }
+      RecordRefusal(log, this, event_,
+                    absl::NotFoundError(absl::StrCat("case ", req->case_id(), " has no evidence ",
+                                                     req->evidence_id())));
+      return;
     }
     item_ = *found;
-    auto data = store->ReadEvidence(req->case_id(), req->evidence_id());
     // A received case holds only the metadata of the evidence shared with it:
     // the content stayed with the org that referred the case. Not corruption.
-    if (data.ok() && data->empty() && item_.size() > 0) {
+    if (item_.size() > 0 &&
+        absl::IsNotFound(store->ReadEvidenceChunk(case_id_, evidence_id_, 0).status())) {
       for (const auto& link : c->referrals()) {
         if (link.outgoing()) continue;
         RecordRefusal(
@@ -754,19 +864,11 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
         return;
       }
     }
-    if (data.ok() &&
-        (data->size() != item_.size() || DigestBytes(Sha256(*data)) != item_.sha256())) {
-      data = absl::DataLossError(absl::StrCat(
-          "evidence ", item_.id(), " does not match the SHA-256 recorded when it was added"));
-    }
-    if (!data.ok()) {
+    if (absl::Status st = Verify(); !st.ok()) {
       log::Error("evidence.corrupt", {{"case", req->case_id()}, {"evidence", req->evidence_id()}});
-      {
-        RecordRefusal(log, this, event_, data.status());
-        return;
-      }
+      RecordRefusal(log, this, event_, st);
+      return;
     }
-    data_ = *std::move(data);
     event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     event_.set_payload_sha256(item_.sha256());
     log->Record({event_}, nullptr, [this](absl::StatusOr<uint64_t> index) {
@@ -776,33 +878,102 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
             "the node could not record this access in its ledger, so it returned nothing"));
         return;
       }
+      watch_->Touch();
+      streaming_ = true;
       WriteNext();
     });
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    if (!ok) {
+      streaming_ = false;
+      return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    }
+    watch_->Touch();
     WriteNext();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    watchdog_->Unregister(watch_);
+    delete this;
+  }
 
  private:
+  // Chunks of an item: at least one (an empty item has one empty chunk).
+  uint32_t ChunkCount() const {
+    return static_cast<uint32_t>(
+        std::max<uint64_t>(1, (item_.size() + kEvidenceChunkSize - 1) / kEvidenceChunkSize));
+  }
+
+  // Every chunk opens, and together they have the recorded size and SHA-256.
+  absl::Status Verify() {
+    Sha256Hasher hasher;
+    uint64_t size = 0;
+    for (uint32_t i = 0; i < ChunkCount(); ++i) {
+      auto chunk = store_->ReadEvidenceChunk(case_id_, evidence_id_, i);
+      if (absl::IsNotFound(chunk.status())) {
+        return absl::DataLossError(
+            absl::StrCat("evidence ", evidence_id_, ": chunk ", i, " is missing"));
+      }
+      if (!chunk.ok()) return chunk.status();
+      size += chunk->size();
+      hasher.Update(*chunk);
+    }
+    if (size != item_.size() || DigestBytes(hasher.Finish()) != item_.sha256()) {
+      return absl::DataLossError(absl::StrCat(
+          "evidence ", item_.id(), " does not match the SHA-256 recorded when it was added"));
+    }
+    return absl::OkStatus();
+  }
+
   void WriteNext() {
-    if (sent_ > 0 && offset_ >= data_.size()) return Finish(grpc::Status::OK);
+    if (next_ >= ChunkCount()) {
+      streaming_ = false;
+      return Finish(grpc::Status::OK);
+    }
+    auto data = store_->ReadEvidenceChunk(case_id_, evidence_id_, next_);
+    if (!data.ok()) {
+      streaming_ = false;
+      log::Error("evidence.corrupt", {{"case", case_id_}, {"evidence", evidence_id_}});
+      return Finish(grpc::Status(
+          grpc::StatusCode::DATA_LOSS,
+          absl::StrCat("evidence ", evidence_id_,
+                       " changed on disk while it was being sent: ", data.status().message())));
+    }
     chunk_.Clear();
-    if (sent_ == 0) *chunk_.mutable_item() = item_;
-    const size_t n = std::min(kEvidenceChunkSize, data_.size() - offset_);
-    chunk_.set_data(data_.substr(offset_, n));
-    offset_ += n;
-    ++sent_;
+    if (next_ == 0) *chunk_.mutable_item() = item_;
+    chunk_.set_data(*std::move(data));
+    ++next_;
     StartWrite(&chunk_);
   }
 
-  v1::AccessEvent event_;
+  // The client has read nothing for the idle timeout: cut it off, and say so
+  // in the ledger (its access was recorded as allowed before sending).
+  void TimedOut() {
+    if (!streaming_.exchange(false)) return;  // not sending (yet, or any more)
+    v1::AccessEvent ev = event_;
+    ev.set_outcome(v1::ACCESS_OUTCOME_ERROR);
+    ev.set_reason(absl::StrCat("the client read nothing for ",
+                               absl::FormatDuration(watchdog_->timeout()),
+                               " (limits.stream_idle_timeout_seconds), so the node ended the "
+                               "download after ",
+                               next_.load(), " chunks"));
+    log::Warn("evidence.download_idle", {{"case", case_id_}, {"evidence", evidence_id_}});
+    log_->RecordRefusal(std::move(ev), [](absl::Status) {});
+    ctx_->TryCancel();
+  }
+
+  grpc::CallbackServerContext* ctx_;
+  CaseStore* store_;
+  AccessLog* log_;
+  StreamWatchdog* watchdog_;
+  StreamWatchdog::Registration* watch_ = nullptr;
+  const std::string case_id_, evidence_id_;
+  std::unique_ptr<TransferSlots::Slot> slot_;
+  v1::AccessEvent event_;  // not changed once streaming_ is set
+  // Between the recorded access and the end of the stream: the watchdog may cut it off.
+  std::atomic<bool> streaming_{false};
   v1::EvidenceItem item_;
-  std::string data_;
-  size_t offset_ = 0;
-  int sent_ = 0;
+  std::atomic<uint32_t> next_{0};
   v1::EvidenceChunk chunk_;
 };
 
@@ -811,12 +982,14 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
 grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
     grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp) {
   return new EvidenceUpload(identity_, ctx, resp, store_, log_,
-                            config_.limits().max_evidence_bytes(), clock_);
+                            config_.limits().max_evidence_bytes(), clock_, &transfers_,
+                            watchdog_.get());
 }
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
-  return new EvidenceDownload(*identity_, ctx, req, store_, log_, clock_());
+  return new EvidenceDownload(*identity_, ctx, req, store_, log_, &transfers_, watchdog_.get(),
+                              clock_());
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerContext* ctx,

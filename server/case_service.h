@@ -17,6 +17,7 @@
 #include "server/exchange.h"
 #include "server/executor.h"
 #include "server/identity.h"
+#include "server/rate_limit.h"
 
 namespace corridor {
 
@@ -29,7 +30,10 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
         store_(store),
         log_(log),
         bulk_(bulk),
-        clock_(std::move(clock)) {}
+        clock_(std::move(clock)),
+        transfers_(config.limits().max_evidence_transfers()),
+        watchdog_(std::make_unique<StreamWatchdog>(
+            absl::Seconds(config.limits().stream_idle_timeout_seconds()), clock_)) {}
 
   // The node's exchange: erasing a case cancels its queued envelopes and asks
   // the receivers of its referrals to erase their copies. Set once at start,
@@ -69,6 +73,9 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // completion threads.
   Executor* bulk_;
   std::function<absl::Time()> clock_;
+  // Evidence uploads and downloads in progress, and their idle timeout.
+  TransferSlots transfers_;
+  std::unique_ptr<StreamWatchdog> watchdog_;
 };
 
 class AuditServiceImpl final : public v1::AuditService::CallbackService {

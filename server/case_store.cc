@@ -428,4 +428,73 @@ void CaseStore::Unlock(const std::string& id) {
   busy_.erase(id);
 }
 
+// ---- Evidence staging ----------------------------------------------------------
+
+namespace {
+constexpr char kStagingPrefix[] = "staging/";  // main meta: "<case>/<evidence>" → ""
+}  // namespace
+
+absl::Status CaseStore::BeginStaging(const std::string& case_id, const std::string& evidence_id) {
+  return FromRocksStatus(
+      db_->Put(rocksdb::WriteOptions(), meta_, kStagingPrefix + case_id + "/" + evidence_id, ""),
+      "marking staged evidence");
+}
+
+absl::Status CaseStore::StageEvidenceChunk(const std::string& case_id,
+                                           const std::string& evidence_id, uint32_t chunk,
+                                           absl::string_view data) {
+  rocksdb::WriteBatch batch;
+  if (auto st = PutEvidenceChunk(&batch, case_id, evidence_id, chunk, data); !st.ok()) return st;
+  return FromRocksStatus(db_->Write(rocksdb::WriteOptions(), &batch), "staging evidence");
+}
+
+void CaseStore::EndStaging(rocksdb::WriteBatch* batch, const std::string& case_id,
+                           const std::string& evidence_id) const {
+  batch->Delete(meta_, kStagingPrefix + case_id + "/" + evidence_id);
+}
+
+absl::Status CaseStore::DiscardStaged(const std::string& case_id, const std::string& evidence_id) {
+  rocksdb::WriteBatch batch;
+  const std::string prefix = ChunkPrefix(case_id, evidence_id);
+  // '0' follows '/' in byte order: the whole "<case>/<evidence>/" range.
+  batch.DeleteRange(evidence_, prefix, case_id + "/" + evidence_id + "0");
+  EndStaging(&batch, case_id, evidence_id);
+  return FromRocksStatus(db_->Write(rocksdb::WriteOptions(), &batch), "discarding staged evidence");
+}
+
+absl::StatusOr<int> CaseStore::DiscardAllStaged() {
+  std::vector<std::string> staged;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+  for (it->Seek(kStagingPrefix); it->Valid() && it->key().starts_with(kStagingPrefix); it->Next()) {
+    staged.push_back(it->key().ToString().substr(sizeof(kStagingPrefix) - 1));
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), "listing staged evidence");
+  for (const std::string& item : staged) {
+    const size_t slash = item.find('/');
+    if (slash == std::string::npos) continue;
+    if (auto st = DiscardStaged(item.substr(0, slash), item.substr(slash + 1)); !st.ok()) return st;
+  }
+  return static_cast<int>(staged.size());
+}
+
+absl::StatusOr<std::string> CaseStore::ReadEvidenceChunk(const std::string& case_id,
+                                                         const std::string& evidence_id,
+                                                         uint32_t chunk) const {
+  auto key = DataKey(case_id);
+  if (!key.ok()) return key.status();
+  const std::string k = ChunkPrefix(case_id, evidence_id) + Be32(chunk);
+  std::string sealed;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), evidence_, k, &sealed);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat("evidence ", evidence_id, ": no chunk ", chunk));
+  }
+  if (!s.ok()) return FromRocksStatus(s, "reading evidence");
+  auto plain = Unseal(*key, k, sealed);
+  if (!plain.ok()) {
+    return absl::DataLossError(absl::StrCat("evidence ", evidence_id, ": chunk ", chunk,
+                                            " was altered on disk and does not decrypt"));
+  }
+  return *std::move(plain);
+}
+
 }  // namespace corridor

@@ -112,6 +112,30 @@ class CaseStore {
   absl::StatusOr<std::string> ReadEvidence(const std::string& case_id,
                                            const std::string& evidence_id) const;
 
+  // Evidence staging (docs/architecture.md, "Evidence transfers"): an upload
+  // writes its sealed chunks as they arrive, without the case lock, under a
+  // "staging/<case>/<evidence>" marker; the commit lists the item in the case
+  // and drops the marker in the same batch as its ledger entry. Staged chunks
+  // are sealed like all evidence (nothing in plaintext on disk).
+  absl::Status BeginStaging(const std::string& case_id, const std::string& evidence_id);
+  // Seals and writes one chunk now (unsynced: the commit's synced batch, later
+  // in the same write-ahead log, makes it durable).
+  absl::Status StageEvidenceChunk(const std::string& case_id, const std::string& evidence_id,
+                                  uint32_t chunk, absl::string_view data);
+  // Adds the removal of the staging marker to the commit `batch`.
+  void EndStaging(rocksdb::WriteBatch* batch, const std::string& case_id,
+                  const std::string& evidence_id) const;
+  // Deletes a staged item's chunks and its marker (abort, timeout, erase).
+  absl::Status DiscardStaged(const std::string& case_id, const std::string& evidence_id);
+  // Discards everything a crash left staged; returns how many items. Call at
+  // start-up, before serving.
+  absl::StatusOr<int> DiscardAllStaged();
+  // Reads and opens one chunk of an evidence item: NotFound if there is no
+  // such chunk, DataLoss if it was altered or misplaced.
+  absl::StatusOr<std::string> ReadEvidenceChunk(const std::string& case_id,
+                                                const std::string& evidence_id,
+                                                uint32_t chunk) const;
+
   // Serialises changes to one case: Lock fails with Aborted while another
   // change to the same case is in flight.
   absl::Status Lock(const std::string& id);

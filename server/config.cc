@@ -171,6 +171,24 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
                                     "senders give envelopes) to ",
                                     kMaxEnvelopeLifetimeDays));
   }
+  auto fill = [](uint32_t value, uint32_t fallback) { return value == 0 ? fallback : value; };
+  limits->set_user_calls_per_second(
+      fill(limits->user_calls_per_second(), kDefaultUserCallsPerSecond));
+  limits->set_user_call_burst(fill(limits->user_call_burst(), kDefaultUserCallBurst));
+  limits->set_peer_calls_per_second(
+      fill(limits->peer_calls_per_second(), kDefaultPeerCallsPerSecond));
+  limits->set_peer_call_burst(fill(limits->peer_call_burst(), kDefaultPeerCallBurst));
+  limits->set_refusal_budget(fill(limits->refusal_budget(), kDefaultRefusalBudget));
+  limits->set_refusal_interval_seconds(
+      fill(limits->refusal_interval_seconds(), kDefaultRefusalIntervalSeconds));
+  limits->set_max_evidence_transfers(
+      fill(limits->max_evidence_transfers(), kDefaultMaxEvidenceTransfers));
+  limits->set_stream_idle_timeout_seconds(
+      fill(limits->stream_idle_timeout_seconds(), kDefaultStreamIdleTimeoutSeconds));
+  if (limits->user_call_burst() < limits->user_calls_per_second() ||
+      limits->peer_call_burst() < limits->peer_calls_per_second()) {
+    return check.Error("limits", "a call burst must be at least its calls per second");
+  }
   return config;
 }
 

@@ -20,6 +20,14 @@ inline constexpr uint32_t kDefaultMaxEnvelopeLifetimeDays = 30;
 // limits.max_envelope_lifetime_days may not be below what senders use (7 days) or above a year.
 inline constexpr uint32_t kMinEnvelopeLifetimeDays = 7;
 inline constexpr uint32_t kMaxEnvelopeLifetimeDays = 365;
+inline constexpr uint32_t kDefaultUserCallsPerSecond = 20;
+inline constexpr uint32_t kDefaultUserCallBurst = 100;
+inline constexpr uint32_t kDefaultPeerCallsPerSecond = 50;
+inline constexpr uint32_t kDefaultPeerCallBurst = 200;
+inline constexpr uint32_t kDefaultRefusalBudget = 50;
+inline constexpr uint32_t kDefaultRefusalIntervalSeconds = 60;
+inline constexpr uint32_t kDefaultMaxEvidenceTransfers = 4;
+inline constexpr uint32_t kDefaultStreamIdleTimeoutSeconds = 60;
 
 // Reads the YAML file at `path`, checks it against the schema (unknown keys and
 // wrong types are errors), resolves relative file paths against the config

@@ -460,6 +460,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   if (!clock) clock = [] { return absl::Now(); };
   node->access_log_ =
       std::make_unique<AccessLog>(node->ledger_.get(), clock, node->completions_.get());
+  node->access_log_->LimitRefusals(config.limits().refusal_budget(),
+                                   absl::Seconds(config.limits().refusal_interval_seconds()));
   auto master_key = LoadMasterKey(config.master_key_file());
   if (!master_key.ok()) return master_key.status();
   auto case_store = CaseStore::Open(node->store_->db(), node->store_->family(kCasesFamily),
@@ -468,6 +470,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                     config.data_dir() + "/keystore", *std::move(master_key));
   if (!case_store.ok()) return case_store.status();
   node->case_store_ = *std::move(case_store);
+  // Uploads a crash cut off left sealed chunks in staging: they go.
+  if (auto discarded = node->case_store_->DiscardAllStaged(); !discarded.ok()) {
+    return discarded.status();
+  } else if (*discarded > 0) {
+    log::Info("evidence.staging_discarded", {{"uploads", *discarded}});
+  }
   auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
   node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
   node->case_service_ = std::make_unique<CaseServiceImpl>(
@@ -527,8 +535,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   ssl.pem_root_certs = roots;
   ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
   auto creds = grpc::SslServerCredentials(ssl);
+  const auto now = [] { return absl::Now(); };
   creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
-      node->identity_, node->access_log_.get(), config.federation()));
+      node->identity_, node->access_log_.get(), config.federation(),
+      std::make_shared<CallLimiter>(config.limits().user_calls_per_second(),
+                                    config.limits().user_call_burst(), now),
+      std::make_shared<CallLimiter>(config.limits().peer_calls_per_second(),
+                                    config.limits().peer_call_burst(), now)));
 
   // grpc.health.v1 answers from the ledger's and the database's state on
   // every call: NOT_SERVING, with the reason, while writes are refused.
@@ -609,6 +622,8 @@ void Node::Shutdown(absl::Duration grace) {
   if (prober_) prober_->Stop();
   if (exchange_) exchange_->Stop();
   server_.reset();
+  // Refusals counted but not yet recorded go into the ledger before it closes.
+  if (access_log_) access_log_->FlushRefusals();
   // The ledger commits what is queued before the database closes; the
   // executors then run the last completions.
   ledger_.reset();

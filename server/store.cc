@@ -100,9 +100,13 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& n : names) {
     // The ledger's families have their own tuning (bounded memtables).
-    descriptors.emplace_back(n, absl::StartsWith(n, "ledger_")
-                                    ? ledger::LedgerColumnFamilyOptions(n)
-                                    : rocksdb::ColumnFamilyOptions(options));
+    rocksdb::ColumnFamilyOptions family = absl::StartsWith(n, "ledger_")
+                                              ? ledger::LedgerColumnFamilyOptions(n)
+                                              : rocksdb::ColumnFamilyOptions(options);
+    // Evidence is written once in large sealed chunks and read rarely: small
+    // memtables keep what concurrent uploads cost in memory low.
+    if (n == "evidence") family.write_buffer_size = 16 << 20;
+    descriptors.emplace_back(n, family);
   }
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =

@@ -154,8 +154,8 @@ std::string TestFederation::WriteNodeConfig(
     absl::StrAppend(&yaml, "    - name: steward-", i + 1,
                     "\n      public_key: ", Base64Encode(stewards_[i].public_key().raw()), "\n");
   }
-  absl::StrAppend(&yaml,
-                  "limits:\n  peer_probe_interval_seconds: 1\n  peer_call_timeout_seconds: 2\n");
+  absl::StrAppend(&yaml, "limits:\n");
+  for (const auto& [name, value] : limits) absl::StrAppend(&yaml, "  ", name, ": ", value, "\n");
   if (!users.empty()) {
     absl::StrAppend(&yaml, "users:\n");
     for (const auto& [name, roles] : users) {

@@ -65,6 +65,14 @@ class TestFederation {
   // the org's directory; returns the paths' common prefix (<dir>/<name>).
   std::string IssueUser(const std::string& org, const std::string& name);
 
+  // The limits block of every node config written from now on (name → YAML
+  // value). Tests get generous call and refusal limits unless they set their own.
+  std::map<std::string, std::string> limits = {
+      {"peer_probe_interval_seconds", "1"}, {"peer_call_timeout_seconds", "2"},
+      {"user_calls_per_second", "1000000"}, {"user_call_burst", "1000000"},
+      {"peer_calls_per_second", "1000000"}, {"peer_call_burst", "1000000"},
+      {"refusal_budget", "1000000"},        {"max_evidence_transfers", "256"}};
+
   const std::string& federation() const { return federation_; }
   const std::string& root() const { return root_; }
   const std::vector<Ed25519PrivateKey>& stewards() const { return stewards_; }
