@@ -121,8 +121,7 @@ class TsanVisibleWritesDb : public rocksdb::StackableDB {
     absl::MutexLock lock(&mu_);
     return db_->CompactRange(o, cf, begin, end);
   }
-  rocksdb::Status CreateColumnFamily(const rocksdb::ColumnFamilyOptions& o,
-                                     const std::string& name,
+  rocksdb::Status CreateColumnFamily(const rocksdb::ColumnFamilyOptions& o, const std::string& name,
                                      rocksdb::ColumnFamilyHandle** handle) override {
     absl::MutexLock lock(&mu_);
     return db_->CreateColumnFamily(o, name, handle);
