@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "ledger/tsan_visible_writes.h"
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 
@@ -973,7 +974,7 @@ absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string
   rocksdb::Status s =
       rocksdb::DB::Open(rocksdb::DBOptions(options), path, cfs, &out->handles, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening ", path));
-  out->db.reset(raw);
+  out->db.reset(WithTsanVisibleWrites(raw));
   for (size_t i = 0; i < cfs.size(); ++i) out->families[cfs[i].name] = out->handles[i];
   return out;
 }

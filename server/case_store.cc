@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/yaml_proto.h"
 #include "ledger/crypto.h"
+#include "ledger/tsan_visible_writes.h"
 #include "rocksdb/options.h"
 #include "server/log.h"
 #include "server/sealing.h"
@@ -81,7 +82,7 @@ absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, keystore_dir, &raw);
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the key store in ", keystore_dir));
-  store->keystore_.reset(raw);
+  store->keystore_.reset(ledger::WithTsanVisibleWrites(raw));
   if (auto st = store->FinishPendingDestruction(); !st.ok()) return st;
   if (auto st = store->SweepUnusedPoolKeys(); !st.ok()) return st;
   return store;

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "ledger/rocksdb_ledger.h"
+#include "ledger/tsan_visible_writes.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 #include "rocksdb/listener.h"
@@ -112,7 +113,7 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
   rocksdb::Status s =
       rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors, &store->handles_, &raw);
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the database in ", dir));
-  store->db_.reset(raw);
+  store->db_.reset(ledger::WithTsanVisibleWrites(raw));
   for (size_t i = 0; i < descriptors.size(); ++i) {
     store->families_[descriptors[i].name] = store->handles_[i];
   }

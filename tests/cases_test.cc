@@ -20,6 +20,7 @@
 #include "server/config.h"
 #include "server/node.h"
 #include "server/store.h"
+#include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
 
@@ -64,7 +65,7 @@ class CasesTest : public ::testing::Test {
   }
   static std::unique_ptr<grpc::ClientContext> Ctx() {
     auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + testing::ScaledDeadline(absl::Seconds(10))));
     return ctx;
   }
   static v1::CreateCaseRequest NewCase(const std::string& worker = "Siti Rahayu") {
@@ -126,7 +127,7 @@ struct Upload {
 Upload UploadEvidence(std::shared_ptr<grpc::Channel> ch, const std::string& case_id,
                       const std::string& file_name, const std::string& data) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + testing::ScaledDeadline(absl::Seconds(30))));
   Upload out;
   auto writer = v1::CaseService::NewStub(ch)->AddEvidence(&ctx, &out.item);
   v1::AddEvidenceRequest header;
@@ -153,7 +154,7 @@ struct Download {
 Download DownloadEvidence(std::shared_ptr<grpc::Channel> ch, const std::string& case_id,
                           const std::string& evidence_id) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + testing::ScaledDeadline(absl::Seconds(30))));
   v1::GetEvidenceRequest req;
   req.set_case_id(case_id);
   req.set_evidence_id(evidence_id);
