@@ -245,7 +245,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
   auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "CloseCase",
                       "case.close", "case", req->id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
-  ev.set_reason(req->reason());
+  ev.set_reason(ReasonForLedger(req->reason()));
   auto lock = CaseLock::Acquire(store_, req->id());
   if (!lock.ok()) {
     RecordRefusal(log_, reactor, ev, lock.status());
@@ -283,7 +283,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
   // The reason is free text (it may well name the worker): the ledger, which
   // is never erased, keeps only its SHA-256; the text goes with the case.
   if (!req->reason().empty()) {
-    ev.set_reason(absl::StrCat("reason sha256:", HexEncode(DigestBytes(Sha256(req->reason())))));
+    ev.set_reason(ReasonForLedger(req->reason()));
   }
   if (req->reason().empty()) {
     RecordRefusal(log_, reactor, ev,

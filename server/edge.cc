@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "ledger/crypto.h"
 
 namespace corridor {
 namespace {
@@ -110,6 +111,11 @@ std::string ForLedger(absl::string_view text, size_t max_bytes) {
     absl::StrAppend(&out, " …[", text.size(), " bytes]");
   }
   return out;
+}
+
+std::string ReasonForLedger(absl::string_view reason) {
+  if (reason.empty()) return "";
+  return absl::StrCat("reason sha256:", HexEncode(DigestBytes(Sha256(reason))));
 }
 
 }  // namespace corridor

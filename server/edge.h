@@ -37,6 +37,12 @@ absl::Status ValidatePurposeCode(absl::string_view purpose);
 // longer than `max_bytes` it is cut and " …[N bytes]" says the original length.
 std::string ForLedger(absl::string_view text, size_t max_bytes = kMaxLedgerFieldBytes);
 
+// What the ledger keeps of a free-text reason a person typed (closing, declining,
+// erasing): "reason sha256:<hex>", never the text, which may name the worker and
+// could never be erased from the ledger. The text itself is kept, if at all, in
+// the sealed case. Empty for an empty reason.
+std::string ReasonForLedger(absl::string_view reason);
+
 }  // namespace corridor
 
 #endif  // CORRIDOR_SERVER_EDGE_H_

@@ -110,7 +110,8 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
                                                    const EnvelopeContext& ctx) {
   if (env.payload_type() != kEnvelopePayloadType) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "envelope has payload type \"", env.payload_type(), "\", expected ", kEnvelopePayloadType));
+        "envelope has another payload type (", env.payload_type().size(),
+        " bytes, not quoted here), expected ", kEnvelopePayloadType));
   }
   if (env.payload().size() > ctx.max_payload_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("envelope payload of ", env.payload().size(),

@@ -64,7 +64,10 @@ class RosterInForce {
     ev.set_resource_kind("roster");
     auto refuse = [&](absl::Status st) -> absl::Status {
       ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
-      ev.set_reason(std::string(st.message()));
+      // The first line only: a parser's message goes on to quote the pushed text,
+      // which has no place in the ledger; the file's digest identifies it.
+      ev.set_reason(std::string(st.message().substr(0, st.message().find('\n'))));
+      if (ev.payload_sha256().empty()) ev.set_payload_sha256(DigestBytes(Sha256(json)));
       (void)log_->RecordSync({ev});
       return st;
     };

@@ -295,7 +295,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
                       req->accept() ? "referral.accept" : "referral.decline", "referral",
                       req->referral_id(), "case-handling", req->request_id(), &ev);
   if (!caller) return reactor;
-  ev.set_reason(req->reason());
+  ev.set_reason(ReasonForLedger(req->reason()));
   if (!req->accept() && req->reason().empty()) {
     RecordRefusal(log_, reactor, ev,
                   absl::InvalidArgumentError("declining needs a reason (--reason)"));

@@ -357,5 +357,49 @@ TEST_F(PersonalDataTest, EveryListedMethodObeysTheRetentionDateOfAReceivedCase) 
   }
 }
 
+// The ledger is never erased, so it must never hold what a person typed: every
+// method is called by every caller with a distinctive text in every free-text
+// field of its request (reasons, notes, names, narrative, file names, ...) and
+// a case full of personal data; no entry of either node's ledger may then hold
+// any of it, nor any of the case's personal data.
+TEST_F(PersonalDataTest, NoFreeTextOrPersonalDataFromAnyRequestReachesEitherLedger) {
+  const std::string kTyped = "Zq typed by hand about Siti";
+  const PersonalCase referred = CreatePersonalCase();
+  const std::string received_case = ReferAndAccept(referred);
+  ASSERT_FALSE(received_case.empty());
+  for (const testing::MethodInfo& method : testing::MethodsOf(testing::CorridorServices())) {
+    for (const std::string at : {"union-sg", "ministry-id"}) {
+      for (const auto& [who, channel] : Callers(at)) {
+        testing::RequestValues values;
+        if (at == "union-sg") {
+          const PersonalCase pc = CreatePersonalCase();
+          values.case_id = pc.case_id;
+          values.evidence_id = pc.evidence_id;
+          values.org = "ministry-id";
+        } else {
+          if (absl::EndsWith(method.path, "/EraseCase")) continue;  // walked at the sender
+          values.case_id = received_case;
+          values.evidence_id = referred.evidence_id;
+          values.org = "union-sg";
+        }
+        values.agreement = kAgreement;
+        values.request_id = "";
+        values.text = kTyped;
+        Call(method, channel, values);
+      }
+    }
+  }
+  for (const std::string at : {"union-sg", "ministry-id"}) {
+    const std::vector<v1::LoggedEvent> entries = EntriesSince(at, 0);
+    ASSERT_GT(entries.size(), 100u) << at;
+    for (const v1::LoggedEvent& e : entries) {
+      EXPECT_FALSE(absl::StrContains(e.entry(), "Zq typed"))
+          << at << " entry " << e.index() << ": " << e.event().ShortDebugString();
+      EXPECT_EQ(FoundMarker(e.entry()), "")
+          << at << " entry " << e.index() << ": " << e.event().ShortDebugString();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace corridor

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -41,6 +42,9 @@ const std::string& StringFor(const pb::FieldDescriptor* f, const RequestValues& 
   if (name.find("evidence") != std::string::npos || name == "item_id") return v.evidence_id;
   if (name == "referral_id") return v.referral_id;
   if (name == "purpose") return v.purpose;
+  if (name == "org" || absl::EndsWith(name, "_org")) return v.org;
+  if (name == "agreement") return v.agreement;
+  if (name == "request_id") return v.request_id;
   return v.text;
 }
 

@@ -38,7 +38,10 @@ struct RequestValues {
   std::string evidence_id;  // fields naming evidence ("evidence_id", "evidence_ids", "item_id")
   std::string referral_id;  // field "referral_id"
   std::string purpose = "case-referral";  // field "purpose"
-  std::string text = "x";   // every other string field
+  std::string org = "x";          // fields "org" and "*_org"
+  std::string agreement = "x";    // field "agreement"
+  std::string request_id = "x";   // field "request_id"
+  std::string text = "x";   // every other string field (free text)
 };
 
 // Sets every field of `m`, to depth 3: strings from `values`, bytes to a few
