@@ -355,6 +355,10 @@ v1::LoggedEvent Logged(uint64_t index, const std::string& entry) {
 
 }  // namespace
 
+// The most entry bytes one QueryEvents or GetEntries answer carries (well under
+// gRPC's 4 MiB message limit, whatever the entries hold).
+constexpr size_t kMaxAuditAnswerBytes = 1 << 20;
+
 grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerContext* ctx,
                                                         const v1::QueryEventsRequest* req,
                                                         v1::QueryEventsResponse* resp) {
@@ -388,7 +392,17 @@ grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerCont
   ev.set_case_id(req->case_id());
   const size_t limit = q.limit;
   RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, hits = *std::move(hits), limit](uint64_t) {
-    for (const auto& h : hits) *resp->add_events() = Logged(h.index, h.entry);
+    // A page ends at `limit` entries or kMaxAuditAnswerBytes, whichever comes first, so
+    // no set of entries can make an answer too large to send.
+    size_t bytes = 0;
+    for (const auto& h : hits) {
+      if (resp->events_size() > 0 && bytes + h.entry.size() > kMaxAuditAnswerBytes) {
+        resp->set_next_page_token(std::to_string(resp->events().rbegin()->index()));
+        return grpc::Status::OK;
+      }
+      bytes += h.entry.size();
+      *resp->add_events() = Logged(h.index, h.entry);
+    }
     if (hits.size() >= limit) resp->set_next_page_token(std::to_string(hits.back().index));
     return grpc::Status::OK;
   });
@@ -508,8 +522,15 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
       [resp, ledger, begin, end](uint64_t) {
         auto entries = ledger->Entries(begin, end);
         if (!entries.ok()) return ToGrpcStatus(entries.status());
-        for (uint64_t i = begin; i < end; ++i)
-          *resp->add_events() = Logged(i, (*entries)[i - begin]);
+        // At most kMaxAuditAnswerBytes of entries (always at least one): the
+        // caller asks again from the index after the last one returned.
+        size_t bytes = 0;
+        for (uint64_t i = begin; i < end; ++i) {
+          const std::string& entry = (*entries)[i - begin];
+          if (i > begin && bytes + entry.size() > kMaxAuditAnswerBytes) break;
+          bytes += entry.size();
+          *resp->add_events() = Logged(i, entry);
+        }
         return grpc::Status::OK;
       },
       bulk_);
