@@ -597,12 +597,27 @@ absl::StatusOr<std::shared_ptr<CaseLock>> LockForCommit(CaseStore* store, const 
 // client going away, an erase, a stream silent for the idle timeout) discards
 // what was staged. Holds a transfer slot from the header to the end.
 // Thread-safe: gRPC's reads and the watchdog's timeout meet under `mu_`.
-class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest> {
+// Counts a stream reactor for CaseServiceImpl::WaitForStreams: a base of each
+// reactor, so it is destroyed after every member that uses the service.
+class LiveStream {
+ public:
+  explicit LiveStream(std::atomic<int>* count) : count_(count) { count_->fetch_add(1); }
+  ~LiveStream() { count_->fetch_sub(1); }
+  LiveStream(const LiveStream&) = delete;
+  LiveStream& operator=(const LiveStream&) = delete;
+
+ private:
+  std::atomic<int>* count_;
+};
+
+class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, private LiveStream {
  public:
   EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx,
                  v1::EvidenceItem* resp, CaseStore* store, AccessLog* log, uint64_t max_bytes,
-                 std::function<absl::Time()> clock, TransferSlots* slots, StreamWatchdog* watchdog)
-      : identity_(identity),
+                 std::function<absl::Time()> clock, TransferSlots* slots, StreamWatchdog* watchdog,
+                 std::atomic<int>* live)
+      : LiveStream(live),
+        identity_(identity),
         ctx_(ctx),
         resp_(resp),
         store_(store),
@@ -823,12 +838,14 @@ namespace {
 // then streams it chunk by chunk again, so a download holds one chunk in
 // memory. Holds a transfer slot; a client that stops reading for the idle
 // timeout is cut off (recorded).
-class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk> {
+class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, private LiveStream {
  public:
   EvidenceDownload(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
                    const v1::GetEvidenceRequest* req, CaseStore* store, AccessLog* log,
-                   TransferSlots* slots, StreamWatchdog* watchdog, absl::Time now)
-      : ctx_(ctx),
+                   TransferSlots* slots, StreamWatchdog* watchdog, absl::Time now,
+                   std::atomic<int>* live)
+      : LiveStream(live),
+        ctx_(ctx),
         store_(store),
         log_(log),
         watchdog_(watchdog),
@@ -1004,13 +1021,17 @@ grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
     grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp) {
   return new EvidenceUpload(identity_, ctx, resp, store_, log_,
                             config_.limits().max_evidence_bytes(), clock_, &transfers_,
-                            watchdog_.get());
+                            watchdog_.get(), &live_streams_);
 }
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
   return new EvidenceDownload(*identity_, ctx, req, store_, log_, &transfers_, watchdog_.get(),
-                              clock_());
+                              clock_(), &live_streams_);
+}
+
+void CaseServiceImpl::WaitForStreams() {
+  while (live_streams_.load() > 0) absl::SleepFor(absl::Milliseconds(1));
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerContext* ctx,

@@ -7,6 +7,7 @@
 #ifndef CORRIDOR_SERVER_CASE_SERVICE_H_
 #define CORRIDOR_SERVER_CASE_SERVICE_H_
 
+#include <atomic>
 #include <functional>
 #include <string>
 
@@ -39,6 +40,12 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // the receivers of its referrals to erase their copies. Set once at start,
   // before serving.
   void set_exchange(Exchange* exchange) { exchange_ = exchange; }
+
+  // Waits until every evidence upload and download has ended (its reactor is
+  // deleted): gRPC may run a reactor's OnDone after the server's Shutdown has
+  // returned, and the reactors use this service's store, log, transfer slots
+  // and watchdog. Call after the server has shut down, before those go.
+  void WaitForStreams();
 
   grpc::ServerUnaryReactor* CreateCase(grpc::CallbackServerContext* ctx,
                                        const v1::CreateCaseRequest* req, v1::Case* resp) override;
@@ -76,6 +83,8 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // Evidence uploads and downloads in progress, and their idle timeout.
   TransferSlots transfers_;
   std::unique_ptr<StreamWatchdog> watchdog_;
+  // Evidence stream reactors not yet deleted.
+  std::atomic<int> live_streams_{0};
 };
 
 class AuditServiceImpl final : public v1::AuditService::CallbackService {

@@ -625,6 +625,9 @@ void Node::Shutdown(absl::Duration grace) {
   if (prober_) prober_->Stop();
   if (exchange_) exchange_->Stop();
   server_.reset();
+  // gRPC may run an evidence stream's last callback after Shutdown returned; what
+  // the streams use goes only once they are gone.
+  if (case_service_) case_service_->WaitForStreams();
   // Refusals counted but not yet recorded go into the ledger before it closes.
   if (access_log_) access_log_->FlushRefusals();
   // The ledger commits what is queued before the database closes; the

@@ -99,8 +99,12 @@ class FloodTest : public ::testing::Test {
   }
 
   std::shared_ptr<grpc::Channel> As(const std::string& user) {
-    if (!issued_.count(user)) issued_[user] = fed_.IssueUser("union-sg", user);
-    const std::string prefix = issued_[user];
+    std::string prefix;
+    {
+      absl::MutexLock lock(&issued_mu_);  // tests call this from several threads
+      if (!issued_.count(user)) issued_[user] = fed_.IssueUser("union-sg", user);
+      prefix = issued_[user];
+    }
     // A channel of its own: tests that want several channels call this again.
     return OwnChannel(ReadFileToString(prefix + ".crt").value(),
                       ReadFileToString(prefix + ".key").value(), fed_.org("union-sg").ca.cert_pem,
@@ -143,7 +147,8 @@ class FloodTest : public ::testing::Test {
   testing::TestFederation fed_;
   v1::NodeConfig config_;
   std::unique_ptr<Node> node_;
-  std::map<std::string, std::string> issued_;
+  absl::Mutex issued_mu_;
+  std::map<std::string, std::string> issued_ ABSL_GUARDED_BY(issued_mu_);
 };
 
 // Keys under `prefix` in `family` of a stopped node's database.
