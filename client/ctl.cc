@@ -1382,11 +1382,16 @@ absl::Status RunAuditExport(Context& c) {
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
   auto ctx = conn->NewContext();
-  v1::ExportResponse resp;
-  grpc::Status s = v1::AuditService::NewStub(conn->channel)->Export(ctx.get(), req, &resp);
+  // The export arrives in pieces (an export may be larger than any one message).
+  std::string exported;
+  v1::ExportResponse piece;
+  auto stub = v1::AuditService::NewStub(conn->channel);
+  auto reader = stub->Export(ctx.get(), req);
+  while (reader->Read(&piece)) exported += piece.export_();
+  grpc::Status s = reader->Finish();
   if (!s.ok()) return Explain(s, *conn);
-  if (auto st = WriteFileAtomically(c.args.Get("out"), resp.export_()); !st.ok()) return st;
-  c.out << "exported to " << c.args.Get("out") << " (" << resp.export_().size()
+  if (auto st = WriteFileAtomically(c.args.Get("out"), exported); !st.ok()) return st;
+  c.out << "exported to " << c.args.Get("out") << " (" << exported.size()
         << " bytes); check it with `corridorctl audit verify " << c.args.Get("out")
         << " --roster FILE --org ORG`\n";
   return absl::OkStatus();

@@ -230,7 +230,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   // An update is not a read: the answer carries no personal data (a caller
   // who wants the case reads it with GetCase, stating a purpose).
-  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c = *c, lock = *lock](uint64_t) {
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c = *c, lock = *std::move(lock)](uint64_t) {
     *resp = WithoutPersonalData(c);
     return grpc::Status::OK;
   });
@@ -265,7 +265,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
   }
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   RecordThenFinish(log_, reactor, {ev}, *std::move(change),
-                   [resp, sum = SummaryOf(*c), lock = *lock](uint64_t) {
+                   [resp, sum = SummaryOf(*c), lock = *std::move(lock)](uint64_t) {
                      *resp = sum;
                      return grpc::Status::OK;
                    });
@@ -324,7 +324,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
   const std::string id = req->id();
   RecordThenFinish(
       log_, reactor, std::move(events), *std::move(change),
-      [resp, id, store, exchange, lock = *lock](uint64_t index) {
+      [resp, id, store, exchange, lock = *std::move(lock)](uint64_t index) {
         if (exchange != nullptr) exchange->Wake();
         // The erasure is recorded and the content gone; now destroy the key.
         if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
@@ -537,29 +537,67 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
   return reactor;
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::Export(grpc::CallbackServerContext* ctx,
-                                                   const v1::ExportRequest* req,
-                                                   v1::ExportResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "Export", "audit.export",
-             "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
-    return reactor;
+namespace {
+
+// Sends an export in pieces of at most kMaxAuditAnswerBytes, so an export of any
+// size fits gRPC's message limit. The access is recorded, and the export built on
+// the bulk executor, before the first piece goes.
+class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
+ public:
+  ExportStream(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
+               const v1::ExportRequest* req, AccessLog* log, Executor* bulk) {
+    v1::AccessEvent ev;
+    if (!Begin(identity, ctx, this, log, std::string(kAuditService) + "Export", "audit.export",
+               "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
+      return;
+    }
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    ledger::Ledger* ledger = log->ledger();
+    const uint64_t begin = req->begin(), asked = req->end();
+    RecordThenFinish(
+        log, this, {ev}, nullptr,
+        [this, ledger, begin, asked](uint64_t) {
+          const uint64_t end = asked == 0 ? ledger->head().size : asked;
+          auto exp = ledger->Export(begin, end);
+          if (!exp.ok()) return ToGrpcStatus(exp.status());
+          export_ = *std::move(exp);
+          return grpc::Status::OK;
+        },
+        bulk);
   }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ledger::Ledger* ledger = log_->ledger();
-  const uint64_t begin = req->begin(), asked = req->end();
-  RecordThenFinish(
-      log_, reactor, {ev}, nullptr,
-      [resp, ledger, begin, asked](uint64_t) {
-        const uint64_t end = asked == 0 ? ledger->head().size : asked;
-        auto exp = ledger->Export(begin, end);
-        if (!exp.ok()) return ToGrpcStatus(exp.status());
-        resp->set_export_(*exp);
-        return grpc::Status::OK;
-      },
-      bulk_);
-  return reactor;
+
+  // What the helpers above call when the answer is known: an error ends the
+  // call; OK starts sending the export.
+  void Finish(grpc::Status status) {
+    if (!status.ok()) return ServerWriteReactor::Finish(status);
+    WriteNext();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return ServerWriteReactor::Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (offset_ >= export_.size() && offset_ > 0) return ServerWriteReactor::Finish(grpc::Status::OK);
+    const size_t n = std::min(kMaxAuditAnswerBytes, export_.size() - offset_);
+    piece_.set_export_(export_.substr(offset_, n));
+    offset_ += n;
+    if (n == 0) offset_ = 1;  // an empty export: one empty piece, then done
+    StartWrite(&piece_);
+  }
+
+  std::string export_;
+  size_t offset_ = 0;
+  v1::ExportResponse piece_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::ExportResponse>* AuditServiceImpl::Export(
+    grpc::CallbackServerContext* ctx, const v1::ExportRequest* req) {
+  return new ExportStream(*identity_, ctx, req, log_, bulk_);
 }
 
 }  // namespace corridor
@@ -792,7 +830,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
     event_.set_payload_sha256(DigestBytes(digest));
     v1::EvidenceItem* resp = resp_;
     RecordThenFinish(log_, this, {event_}, std::move(change),
-                     [this, resp, item, lock = *lock](uint64_t) {
+                     [this, resp, item, lock = *std::move(lock)](uint64_t) {
                        committed_ = true;
                        *resp = item;
                        return grpc::Status::OK;

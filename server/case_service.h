@@ -109,8 +109,8 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   grpc::ServerUnaryReactor* GetEntries(grpc::CallbackServerContext* ctx,
                                        const v1::GetEntriesRequest* req,
                                        v1::GetEntriesResponse* resp) override;
-  grpc::ServerUnaryReactor* Export(grpc::CallbackServerContext* ctx, const v1::ExportRequest* req,
-                                   v1::ExportResponse* resp) override;
+  grpc::ServerWriteReactor<v1::ExportResponse>* Export(grpc::CallbackServerContext* ctx,
+                                                       const v1::ExportRequest* req) override;
 
  private:
   const IdentityResolver* identity_;

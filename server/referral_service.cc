@@ -218,7 +218,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
                    deidentified ? " (de-identified)" : " (with personal data, consented)"));
   Exchange* exchange = exchange_;
   RecordThenFinish(log_, reactor, {ev}, std::move(batch),
-                   [resp, referral_id, item, deidentified, exchange, lock = *lock](uint64_t) {
+                   [resp, referral_id, item, deidentified, exchange, lock = *std::move(lock)](uint64_t) {
                      exchange->Wake();
                      resp->set_referral_id(referral_id);
                      resp->set_envelope_id(item.envelope_id());
@@ -360,7 +360,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   Exchange* exchange = exchange_;
   const std::string id = c->id();
   RecordThenFinish(log_, reactor, {ev}, std::move(batch),
-                   [resp, id, item, exchange, lock = *lock](uint64_t) {
+                   [resp, id, item, exchange, lock = *std::move(lock)](uint64_t) {
                      exchange->Wake();
                      resp->set_case_id(id);
                      resp->set_envelope_id(item.envelope_id());
@@ -436,7 +436,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
   ev.set_reason(absl::StrCat("sent to ", envelopes.size(), " linked peer(s)"));
   Exchange* exchange = exchange_;
   RecordThenFinish(log_, reactor, {ev}, std::move(batch),
-                   [resp, envelopes, exchange, lock = *lock](uint64_t) {
+                   [resp, envelopes, exchange, lock = *std::move(lock)](uint64_t) {
                      exchange->Wake();
                      for (const auto& e : envelopes) resp->add_envelope_ids(e);
                      return grpc::Status::OK;
@@ -547,7 +547,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
   ev.set_reason(absl::StrCat("onward sharing to ", req->to_org(), " permitted"));
   Exchange* exchange = exchange_;
   RecordThenFinish(log_, reactor, {ev}, std::move(batch),
-                   [resp, item, exchange, lock = *lock](uint64_t) {
+                   [resp, item, exchange, lock = *std::move(lock)](uint64_t) {
                      exchange->Wake();
                      resp->set_envelope_id(item.envelope_id());
                      return grpc::Status::OK;

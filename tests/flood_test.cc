@@ -730,7 +730,19 @@ TEST_F(FloodTest, ConcurrentLargeUploadsAndDownloadsKeepMemoryBounded) {
   // What the node holds is bounded by its transport windows and memtables, not
   // by the files: it never holds them all (measured: about 180 MiB above the
   // baseline for 360 MiB of uploads, saturating as files grow).
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CORRIDOR_FLOOD_TEST_SANITIZED 1
+#endif
+#endif
+#ifdef CORRIDOR_FLOOD_TEST_SANITIZED
+  // Sanitizer builds keep freed memory in quarantine and shadow it, so the node's
+  // peak RSS measures the sanitizer, not what the node holds: the bound is checked
+  // in the optimised build (make test) only.
+  std::cout << "memory bound not checked in a sanitizer build\n";
+#else
   EXPECT_LT(after_downloads, baseline + kUploads * kSize);
+#endif
   EXPECT_EQ(node.Stop(SIGTERM), 0) << node.Log();
 }
 

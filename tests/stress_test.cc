@@ -101,6 +101,34 @@ constexpr absl::Duration kFrozenTimeout = absl::Milliseconds(500);
 // Entries per Export call when the ledger is verified at the end.
 constexpr uint64_t kExportChunk = 4000;
 
+// An Export call (a stream of pieces) as the unary load machinery sees it: the
+// pieces joined into `out`, then `done` with the status. Deletes itself.
+class ExportReader : public grpc::ClientReadReactor<v1::ExportResponse> {
+ public:
+  ExportReader(v1::AuditService::Stub* stub, grpc::ClientContext* ctx,
+               const v1::ExportRequest* req, v1::ExportResponse* out,
+               std::function<void(grpc::Status)> done)
+      : out_(out), done_(std::move(done)) {
+    stub->async()->Export(ctx, req, this);
+    StartRead(&piece_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    out_->mutable_export_()->append(piece_.export_());
+    StartRead(&piece_);
+  }
+  void OnDone(const grpc::Status& s) override {
+    done_(s);
+    delete this;
+  }
+
+ private:
+  v1::ExportResponse* out_;
+  v1::ExportResponse piece_;
+  std::function<void(grpc::Status)> done_;
+};
+
 int EnvInt(const char* name, int fallback) {
   const char* v = std::getenv(name);
   int n = 0;
@@ -801,7 +829,7 @@ TEST_F(StressTest,
         {1, Unary<v1::ExportRequest, v1::ExportResponse>(
                 kUnion, "AuditService/Export", "audit.export", kOk,
                 [audit](auto* c, auto* q, auto* r, auto cb) {
-                  audit->async()->Export(c, q, r, std::move(cb));
+                  new ExportReader(audit.get(), c, q, r, std::move(cb));
                 },
                 [&](const std::string&) {
                   v1::ExportRequest req;
@@ -1233,8 +1261,11 @@ TEST_F(StressTest,
       v1::ExportRequest req;
       req.set_begin(begin);
       req.set_end(std::min(end, begin + kExportChunk));
-      v1::ExportResponse exported;
-      grpc::Status s = audit->Export(Ctx().get(), req, &exported);
+      v1::ExportResponse exported, piece;
+      auto ctx = Ctx();
+      auto reader = audit->Export(ctx.get(), req);
+      while (reader->Read(&piece)) exported.mutable_export_()->append(piece.export_());
+      grpc::Status s = reader->Finish();
       ASSERT_TRUE(s.ok()) << org << ": " << s.error_message();
       const std::string path = absl::StrCat(fed_.org(org).dir, "/ledger-", begin, ".export");
       ASSERT_OK(WriteFileAtomically(path, exported.export_()));
