@@ -22,7 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 #include "ledger/export.h"
 #include "ledger/merkle.h"
 #include "ledger/note.h"
