@@ -84,7 +84,7 @@ inline void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent even
 
 // The start of every audited call: who is calling, the event skeleton, the
 // access check, and the bounds on the identifiers and purpose the caller sent
-// (server/edge.h; an empty `id`, `purpose` or `request_id` is left to the
+// (server/common/edge.h; an empty `id`, `purpose` or `request_id` is left to the
 // handler to require). Returns nullopt if the call was refused (and recorded).
 template <typename Reactor>
 std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,

@@ -3,11 +3,11 @@
 //
 //  - CallLimiter: a token bucket per verified identity. Each call takes a
 //    token; tokens come back at a steady rate up to a burst. The auth
-//    processor asks it before any handler runs (server/auth.cc).
+//    processor asks it before any handler runs (server/auth/auth.cc).
 //  - RefusalBudget: how many refusals per identity and interval are recorded
 //    one ledger entry each. Past the budget the refusals are counted, and one
 //    aggregated "access.refusals" entry per identity and interval carries the
-//    count and what was counted (server/access_log.h writes it).
+//    count and what was counted (server/audit/access_log.h writes it).
 //  - TransferSlots: how many evidence transfers run at once.
 //  - StreamWatchdog: ends streams that have moved nothing for too long.
 //

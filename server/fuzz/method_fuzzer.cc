@@ -20,7 +20,7 @@
 //            separates the messages of the stream.
 //
 // The bytes reach the node through gRPC's own parsing, the auth processor,
-// the access table, the edge checks (server/edge.h) and the handler. What
+// the access table, the edge checks (server/common/edge.h) and the handler. What
 // must hold, whatever the input (a violation aborts, and libFuzzer keeps the
 // input):
 //   - the node answers every call, with a status other than UNKNOWN, and

@@ -2,7 +2,7 @@
 // state on every call (gRPC's built-in service only knows what it was last
 // told): SERVING while the ledger accepts writes and the database can write,
 // NOT_SERVING otherwise, with the reason in the trailing metadata key
-// kHealthReasonKey (client/grpc_util.h; corridorctl health prints it).
+// kHealthReasonKey (client/lib/grpc_util.h; corridorctl health prints it).
 //
 // Check answers for the whole node (service "") and for every
 // "corridor.v1." service; NOT_FOUND for other names. Watch is not

@@ -8,7 +8,7 @@
 //   - Open deletes it before opening RocksDB if the disk has less than twice
 //     reserve_bytes free, so that opening always finds room;
 //   - when RocksDB reports "no space left", the file is deleted at once, so
-//     RocksDB's recovery (DB::Resume, see ledger/rocksdb_ledger.h) can flush;
+//     RocksDB's recovery (DB::Resume, see ledger/rocksdb/rocksdb_ledger.h) can flush;
 //   - a background thread writes it (first thing after Open, then again
 //     whenever it is missing) once the database is healthy and the disk has
 //     at least twice reserve_bytes free.

@@ -1,4 +1,4 @@
-// libFuzzer target: envelope verification and parsing (server/envelope.cc),
+// libFuzzer target: envelope verification and parsing (server/federation/envelope.cc),
 // the code that reads bytes from other nodes before anything else does.
 // Three views of each input: (a) as a whole Envelope, (b) as the payload of a
 // correctly signed envelope — so the checks after the signature get fuzzed —
