@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "client/ctl.h"
+#include "client/ctl/ctl.h"
 
 namespace {
 // gRPC's own diagnostics (handshake failures and the like) are for developers;

@@ -5,7 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 
 namespace corridor::ledger {
 namespace {

@@ -2,9 +2,9 @@
 // opaque entries, with signed checkpoints (C2SP tlog-checkpoint), inclusion
 // and consistency proofs, secondary-index lookups and a self-contained export.
 //
-// Implementations: RocksDbLedger (ledger/rocksdb_ledger.h, production) and
-// MemoryLedger (ledger/memory_ledger.h, test double). Both pass the same
-// conformance suite (ledger/ledger_conformance_test.cc).
+// Implementations: RocksDbLedger (ledger/rocksdb/rocksdb_ledger.h, production) and
+// MemoryLedger (ledger/testing/memory_ledger.h, test double). Both pass the same
+// conformance suite (ledger/testing/ledger_conformance_test.cc).
 //
 // Every implementation is thread-safe: appends from any thread; reads see
 // committed state only. The bytes stored are exactly the bytes hashed.
@@ -22,7 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 #include "ledger/export.h"
 #include "ledger/merkle.h"
 #include "ledger/note.h"

@@ -7,7 +7,7 @@
 
 #include "absl/numeric/bits.h"
 #include "absl/strings/str_cat.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 
 namespace corridor::merkle {
 namespace {

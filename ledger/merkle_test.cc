@@ -13,7 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 #include "tests/testing/status_matchers.h"
 
 namespace corridor::merkle {

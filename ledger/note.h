@@ -16,7 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 #include "ledger/merkle.h"
 
 namespace corridor::note {

@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 #include "tests/testing/status_matchers.h"
 
 namespace corridor::note {

@@ -5,9 +5,10 @@
 #include <iostream>
 #include <string>
 
-#include "server/config.h"
-#include "server/log.h"
-#include "server/node.h"
+#include "server/node/config.h"
+#include "ledger/base/log.h"
+#include "server/common/grpc_logs.h"
+#include "server/node/node.h"
 
 namespace {
 

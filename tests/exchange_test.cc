@@ -4,14 +4,14 @@
 #include <set>
 
 #include "absl/time/clock.h"
-#include "client/grpc_util.h"
+#include "client/lib/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "server/config.h"
-#include "server/envelope.h"
-#include "server/node.h"
+#include "server/node/config.h"
+#include "server/federation/envelope.h"
+#include "server/node/node.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
 

@@ -13,13 +13,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/ctl.h"
-#include "client/grpc_util.h"
+#include "client/ctl/ctl.h"
+#include "client/lib/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "server/config.h"
-#include "server/node.h"
+#include "server/node/config.h"
+#include "server/node/node.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
 

@@ -2,11 +2,11 @@
 // who is refused at the handshake, who is refused by identity checks, and who
 // gets through with which roles.
 #include "absl/time/clock.h"
-#include "client/grpc_util.h"
+#include "client/lib/grpc_util.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "server/config.h"
-#include "server/node.h"
+#include "server/node/config.h"
+#include "server/node/node.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
 

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"

@@ -17,8 +17,8 @@
 // count per action and outcome, each request id exactly as often as its call
 // records — and its export verifies against the roster.
 //
-// How the test counts ledger entries (server/case_service.cc,
-// server/referral_service.cc, server/exchange.cc, server/node.cc):
+// How the test counts ledger entries (server/cases/case_service.cc,
+// server/federation/referral_service.cc, server/federation/exchange.cc, server/node/node.cc):
 // - Every CaseService, AuditService and ReferralService call records one
 //   event, allowed or refused (a refused role too), except that ListCases
 //   records one per case returned and ListInbox one per referral listed, or
@@ -60,13 +60,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "client/grpc_util.h"
+#include "client/lib/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/load.h"
 #include "tests/testing/process.h"

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "ledger/export.h"
-#include "ledger/memory_ledger.h"
+#include "ledger/testing/memory_ledger.h"
 #include "ledger/merkle.h"
 #include "ledger/note.h"
 

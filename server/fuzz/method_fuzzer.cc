@@ -20,7 +20,7 @@
 //            separates the messages of the stream.
 //
 // The bytes reach the node through gRPC's own parsing, the auth processor,
-// the access table, the edge checks (server/edge.h) and the handler. What
+// the access table, the edge checks (server/common/edge.h) and the handler. What
 // must hold, whatever the input (a violation aborts, and libFuzzer keeps the
 // input):
 //   - the node answers every call, with a status other than UNKNOWN, and
@@ -49,7 +49,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "client/grpc_util.h"
+#include "client/lib/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/federation.pb.h"
 #include "corridor/v1/node.pb.h"
@@ -59,9 +59,9 @@
 #include "google/protobuf/stubs/logging.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
-#include "ledger/crypto.h"
-#include "server/config.h"
-#include "server/node.h"
+#include "ledger/crypto/crypto.h"
+#include "server/node/config.h"
+#include "server/node/node.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/requests.h"
 

@@ -21,7 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "ledger/merkle.h"
-#include "ledger/rocksdb_ledger.h"
+#include "ledger/rocksdb/rocksdb_ledger.h"
 
 ABSL_FLAG(uint64_t, entries, 10'000'000, "size of the ledger for proof, verify and memory runs");
 ABSL_FLAG(double, append_seconds, 2.0, "duration of each append-throughput run");

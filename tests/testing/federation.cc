@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "client/roster.h"
+#include "client/lib/roster.h"
 
 namespace corridor::testing {
 namespace {

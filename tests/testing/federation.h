@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "client/pki.h"
+#include "client/lib/pki.h"
 #include "corridor/v1/roster.pb.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 
 namespace corridor::testing {
 

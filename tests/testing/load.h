@@ -22,7 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/grpc_util.h"
+#include "client/lib/grpc_util.h"
 #include "grpcpp/grpcpp.h"
 
 namespace corridor::testing {

@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "absl/time/clock.h"
-#include "ledger/crypto.h"
+#include "ledger/crypto/crypto.h"
 
 namespace corridor::testing {
 namespace {

@@ -1,0 +1,89 @@
+// PKI tooling for a Corridor federation, built on OpenSSL's API (no shell-outs).
+//
+// Each organisation runs its own CA. Node and user certificates carry exactly one
+// SPIFFE-style SAN URI:
+//   spiffe://<federation>/<org>/node
+//   spiffe://<federation>/<org>/user/<name>
+// Node certificates additionally carry DNS/IP SANs so TLS hostname checks pass.
+// All functions are stateless and thread-safe.
+#ifndef CORRIDOR_CLIENT_LIB_PKI_H_
+#define CORRIDOR_CLIENT_LIB_PKI_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace corridor::pki {
+
+// A key pair and certificate, PEM-encoded.
+struct IssuedCertificate {
+  std::string key_pem;   // PKCS#8 private key (ECDSA P-256)
+  std::string cert_pem;  // X.509 v3 certificate
+};
+
+struct CaOptions {
+  std::string federation;   // e.g. "corridor.example"
+  std::string org;          // e.g. "union-sg"
+  std::string common_name;  // human-readable, e.g. "Union SG Corridor CA"
+  absl::Duration validity = absl::Hours(24 * 365 * 5);
+};
+
+// Creates a self-signed CA certificate (basicConstraints CA:TRUE, pathlen 0,
+// keyUsage keyCertSign|cRLSign) with a fresh P-256 key and a random 128-bit serial.
+absl::StatusOr<IssuedCertificate> CreateOrgCa(const CaOptions& options);
+
+struct LeafOptions {
+  std::string spiffe_uri;  // the single SAN URI
+  std::string common_name;
+  std::vector<std::string> dns_names;     // extra SAN DNS entries (node certs)
+  std::vector<std::string> ip_addresses;  // extra SAN IP entries, e.g. "127.0.0.1"
+  absl::Duration validity = absl::Hours(24 * 365);
+  bool server_auth = false;  // adds extendedKeyUsage serverAuth (nodes); clientAuth is always set
+  // Further SAN URIs after spiffe_uri, unchecked. For tests only: a Corridor
+  // certificate carries exactly one, and nodes refuse one that carries more.
+  std::vector<std::string> extra_uris_for_tests;
+};
+
+// Issues a leaf certificate signed by the CA in `ca`. InvalidArgument if the CA
+// PEMs do not parse or the key does not match the certificate, or the options are invalid.
+absl::StatusOr<IssuedCertificate> IssueLeaf(const IssuedCertificate& ca,
+                                            const LeafOptions& options);
+
+std::string NodeSpiffeUri(absl::string_view federation, absl::string_view org);
+std::string UserSpiffeUri(absl::string_view federation, absl::string_view org,
+                          absl::string_view user);
+
+// What a certificate says about its holder.
+struct CertificateInfo {
+  std::vector<std::string> uris;  // SAN URIs
+  std::string serial_hex;         // NormalizeSerial() form: lower-case hex, no leading zeros
+  std::string subject;            // one-line subject
+  absl::Time not_before;
+  absl::Time not_after;
+};
+absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view cert_pem);
+
+// A certificate serial as people write it, in the one form Corridor compares:
+// lower-case hex without leading zeros ("0" for zero; a leading "-" kept for
+// the negative serials of broken issuers). Accepts upper or lower case,
+// colons, spaces or dashes between the digits (as `openssl x509 -text`
+// prints it: "0a:1b:..."), leading zeros and a 0x prefix. InvalidArgument,
+// saying why, for anything else (empty, other characters, a decimal serial
+// cannot be told apart and must be given in hex). Also used for
+// CertificateInfo::serial_hex, so both sides of a comparison agree.
+absl::StatusOr<std::string> NormalizeSerial(absl::string_view written);
+
+// True iff the two PEM texts hold the same certificate (byte-identical DER).
+bool SameCertificate(absl::string_view a_pem, absl::string_view b_pem);
+
+// True iff `cert_pem` was signed by `ca_cert_pem` (chain of exactly one CA, the
+// given one, validity checked at `at`). Returns the reason on failure.
+absl::Status VerifyIssuedBy(absl::string_view cert_pem, absl::string_view ca_cert_pem,
+                            absl::Time at);
+
+}  // namespace corridor::pki
+
+#endif  // CORRIDOR_CLIENT_LIB_PKI_H_

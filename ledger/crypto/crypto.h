@@ -1,0 +1,116 @@
+// Cryptographic primitives the ledger and the federation build on: SHA-256 and
+// Ed25519 (RFC 8032) through OpenSSL 3, plus base64 and hex codecs.
+//
+// Everything here is stateless or immutable after construction and therefore
+// thread-safe. Keys are raw 32-byte Ed25519 values; PEM is only used at the edges
+// (files on disk).
+#ifndef CORRIDOR_LEDGER_CRYPTO_CRYPTO_H_
+#define CORRIDOR_LEDGER_CRYPTO_CRYPTO_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace corridor {
+
+using Sha256Digest = std::array<uint8_t, 32>;
+
+// SHA-256 of `data`.
+Sha256Digest Sha256(absl::string_view data);
+
+// Incremental SHA-256, for hashing data that arrives in pieces (evidence uploads,
+// domain-separated tree hashes). Not thread-safe.
+class Sha256Hasher {
+ public:
+  Sha256Hasher();
+  ~Sha256Hasher();
+  Sha256Hasher(const Sha256Hasher&) = delete;
+  Sha256Hasher& operator=(const Sha256Hasher&) = delete;
+  void Update(absl::string_view data);
+  Sha256Digest Finish();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// The digest as a 32-byte string.
+inline std::string DigestBytes(const Sha256Digest& d) {
+  return std::string(reinterpret_cast<const char*>(d.data()), d.size());
+}
+
+std::string HexEncode(absl::string_view bytes);
+// Returns InvalidArgument for odd length or non-hex characters.
+absl::StatusOr<std::string> HexDecode(absl::string_view hex);
+// Standard base64 with padding (RFC 4648 §4).
+std::string Base64Encode(absl::string_view bytes);
+// Strict standard base64 with padding; InvalidArgument on anything else.
+absl::StatusOr<std::string> Base64Decode(absl::string_view b64);
+
+// Fills `n` bytes from the OpenSSL CSPRNG.
+std::string RandomBytes(size_t n);
+
+constexpr size_t kEd25519PublicKeySize = 32;
+constexpr size_t kEd25519SignatureSize = 64;
+
+// An Ed25519 public key. Verification is constant in the key; cheap to copy.
+class Ed25519PublicKey {
+ public:
+  // Returns InvalidArgument unless `raw` is exactly 32 bytes.
+  static absl::StatusOr<Ed25519PublicKey> FromRaw(absl::string_view raw);
+  // Parses a SubjectPublicKeyInfo PEM ("-----BEGIN PUBLIC KEY-----").
+  static absl::StatusOr<Ed25519PublicKey> FromPem(absl::string_view pem);
+
+  // True iff `signature` is a valid Ed25519 signature of `message`.
+  bool Verify(absl::string_view message, absl::string_view signature) const;
+
+  const std::string& raw() const { return raw_; }
+  std::string ToPem() const;
+
+ private:
+  explicit Ed25519PublicKey(std::string raw) : raw_(std::move(raw)) {}
+  std::string raw_;
+};
+
+// An Ed25519 private key. Signing is thread-safe. The key is parsed once,
+// when it is made, and shared by copies: signing never re-derives it.
+class Ed25519PrivateKey {
+ public:
+  static Ed25519PrivateKey Generate();
+  // From the 32-byte RFC 8032 seed.
+  static absl::StatusOr<Ed25519PrivateKey> FromSeed(absl::string_view seed);
+  // PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----").
+  static absl::StatusOr<Ed25519PrivateKey> FromPem(absl::string_view pem);
+  static absl::StatusOr<Ed25519PrivateKey> FromPemFile(const std::string& path);
+
+  std::string Sign(absl::string_view message) const;
+  const Ed25519PublicKey& public_key() const { return public_key_; }
+  std::string ToPem() const;  // PKCS#8, unencrypted
+  const std::string& seed() const { return seed_; }
+
+ private:
+  struct Parsed;  // the OpenSSL key object
+  Ed25519PrivateKey(std::string seed, Ed25519PublicKey pub, std::shared_ptr<const Parsed> parsed)
+      : seed_(std::move(seed)), public_key_(std::move(pub)), parsed_(std::move(parsed)) {}
+  std::string seed_;
+  Ed25519PublicKey public_key_;
+  std::shared_ptr<const Parsed> parsed_;
+};
+
+// Reads a whole file. NotFound if it does not exist, PermissionDenied / Internal
+// otherwise; the message names the path.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+// Writes `data` to `path` atomically (temp file + fsync + rename) with `mode`.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, int mode = 0644);
+
+// Compares in time independent of the content.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_LEDGER_CRYPTO_CRYPTO_H_

@@ -1,0 +1,453 @@
+// One suite, run against every Ledger implementation (RocksDbLedger and
+// MemoryLedger): what ledger.h promises.
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "ledger/export.h"
+#include "ledger/ledger.h"
+#include "ledger/testing/ledger_test_util.h"
+#include "ledger/testing/memory_ledger.h"
+#include "ledger/rocksdb/rocksdb_ledger.h"
+#include "tests/testing/status_matchers.h"
+
+namespace corridor::ledger {
+namespace {
+
+using ::corridor::ledger::testing::FakeClock;
+using ::corridor::ledger::testing::ReferenceRoot;
+using ::corridor::ledger::testing::TempDir;
+
+// Makes ledgers of one implementation; owns whatever they live on.
+class Factory {
+ public:
+  virtual ~Factory() = default;
+  virtual absl::StatusOr<std::unique_ptr<Ledger>> Make(LedgerOptions options) = 0;
+};
+
+class MemoryFactory : public Factory {
+ public:
+  absl::StatusOr<std::unique_ptr<Ledger>> Make(LedgerOptions options) override {
+    auto l = MemoryLedger::Create(std::move(options));
+    if (!l.ok()) return l.status();
+    return std::unique_ptr<Ledger>(std::move(*l));
+  }
+};
+
+class RocksDbFactory : public Factory {
+ public:
+  absl::StatusOr<std::unique_ptr<Ledger>> Make(LedgerOptions options) override {
+    auto db = OpenStandaloneDb(absl::StrCat(dir_.path(), "/db", dbs_.size()));
+    if (!db.ok()) return db.status();
+    RocksDbLedgerOptions o;
+    static_cast<LedgerOptions&>(o) = std::move(options);
+    auto l = RocksDbLedger::Open((*db)->db.get(), (*db)->families, std::move(o));
+    dbs_.push_back(std::move(*db));
+    if (!l.ok()) return l.status();
+    return std::unique_ptr<Ledger>(std::move(*l));
+  }
+  ~RocksDbFactory() override {
+    // Ledgers are destroyed by the test before the factory (declared later).
+  }
+
+ private:
+  TempDir dir_;
+  std::vector<std::unique_ptr<StandaloneDb>> dbs_;
+};
+
+class LedgerConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") {
+      factory_ = std::make_unique<MemoryFactory>();
+    } else {
+      factory_ = std::make_unique<RocksDbFactory>();
+    }
+  }
+  void TearDown() override {
+    ledger_.reset();
+    factory_.reset();
+  }
+
+  LedgerOptions Options() {
+    LedgerOptions o;
+    o.origin = "corridor.test/union-sg";
+    o.signing_key = &key_;
+    o.clock = clock_.AsFunction();
+    return o;
+  }
+  Ledger& Make(LedgerOptions o) {
+    auto l = factory_->Make(std::move(o));
+    EXPECT_TRUE(l.ok()) << l.status();
+    ledger_ = std::move(*l);
+    return *ledger_;
+  }
+  Ledger& Make() { return Make(Options()); }
+
+  // Appends `n` entries in requests of random sizes; returns all entries.
+  std::vector<std::string> Fill(Ledger& l, size_t n, std::mt19937_64& rng) {
+    std::vector<std::string> all;
+    while (all.size() < n) {
+      const size_t batch = std::min<size_t>(n - all.size(), 1 + rng() % 40);
+      std::vector<AppendEntry> req;
+      for (size_t i = 0; i < batch; ++i) {
+        std::string data = absl::StrCat("event ", all.size() + i, " ", rng());
+        data.push_back('\0');  // entries are bytes, not strings
+        req.push_back({data, {}});
+      }
+      auto first = l.Append(req);
+      EXPECT_TRUE(first.ok()) << first.status();
+      if (!first.ok()) return all;
+      EXPECT_EQ(*first, all.size());
+      for (auto& e : req) all.push_back(e.data);
+    }
+    return all;
+  }
+
+  Ed25519PrivateKey key_ = Ed25519PrivateKey::Generate();
+  FakeClock clock_;
+  std::unique_ptr<Factory> factory_;
+  std::unique_ptr<Ledger> ledger_;
+};
+
+TEST_P(LedgerConformance, EmptyLedgerHasTheEmptyRootAndNoCheckpoint) {
+  Ledger& l = Make();
+  EXPECT_EQ(l.head().size, 0u);
+  EXPECT_EQ(l.head().root, merkle::EmptyRoot());
+  EXPECT_TRUE(l.head().checkpoint.empty());
+  EXPECT_OK(l.health());
+  EXPECT_OK(l.VerifyAll());
+  EXPECT_STATUS(l.Entry(0), absl::StatusCode::kOutOfRange, "does not exist");
+}
+
+TEST_P(LedgerConformance, OptionsAreValidated) {
+  LedgerOptions o = Options();
+  o.origin = "";
+  EXPECT_STATUS(factory_->Make(o), absl::StatusCode::kInvalidArgument, "origin");
+  o = Options();
+  o.signing_key = nullptr;
+  EXPECT_STATUS(factory_->Make(o), absl::StatusCode::kInvalidArgument, "signing key");
+  o = Options();
+  o.key_name = "has space";
+  EXPECT_STATUS(factory_->Make(o), absl::StatusCode::kInvalidArgument, "key name");
+}
+
+TEST_P(LedgerConformance, AppendsGetConsecutiveIndexesAndStoreExactBytes) {
+  Ledger& l = Make();
+  const std::string binary("\x00\x01\xff\n\x00", 5);
+  ASSERT_OK_AND_ASSIGN(uint64_t a, l.Append({{"first", {}}, {binary, {}}, {"", {}}}));
+  ASSERT_OK_AND_ASSIGN(uint64_t b, l.Append({{"fourth", {}}}));
+  EXPECT_EQ(a, 0u);
+  EXPECT_EQ(b, 3u);
+  ASSERT_OK_AND_ASSIGN(std::string e1, l.Entry(1));
+  EXPECT_EQ(e1, binary);
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> all, l.Entries(0, 4));
+  EXPECT_EQ(all, (std::vector<std::string>{"first", binary, "", "fourth"}));
+  EXPECT_EQ(l.head().root, ReferenceRoot(all, 0, 4));
+  ASSERT_OK_AND_ASSIGN(merkle::Hash leaf, l.SubtreeHash(0, 1));
+  EXPECT_EQ(leaf, merkle::HashLeaf(binary));
+  EXPECT_STATUS(l.SubtreeHash(3, 0), absl::StatusCode::kOutOfRange, "not complete");
+  EXPECT_STATUS(l.SubtreeHash(0, 4), absl::StatusCode::kOutOfRange, "not complete");
+  EXPECT_STATUS(l.Entries(2, 5), absl::StatusCode::kOutOfRange, "not within");
+}
+
+TEST_P(LedgerConformance, EveryCommitLeavesASignedCheckpointOfTheHead) {
+  Ledger& l = Make();
+  std::mt19937_64 rng(7);
+  std::vector<std::string> all = Fill(l, 50, rng);
+  const Head h = l.head();
+  ASSERT_OK_AND_ASSIGN(note::Verifier v, note::ParseVerifier(l.verifier().ToString()));
+  ASSERT_OK_AND_ASSIGN(note::Checkpoint cp, note::OpenCheckpoint(h.checkpoint, v));
+  EXPECT_EQ(cp.origin, "corridor.test/union-sg");
+  EXPECT_EQ(cp.size, 50u);
+  EXPECT_EQ(cp.root, ReferenceRoot(all, 0, 50));
+  EXPECT_EQ(h.root, cp.root);
+  EXPECT_TRUE(absl::StartsWith(h.checkpoint, "corridor.test/union-sg\n50\n"));
+  // Signed by our key under our key name, not by anyone else's.
+  note::Verifier other{"corridor.test/union-sg", 0x01, Ed25519PrivateKey::Generate().public_key()};
+  EXPECT_FALSE(note::OpenCheckpoint(h.checkpoint, other).ok());
+  EXPECT_OK(l.VerifyAll());
+}
+
+TEST_P(LedgerConformance, ProofsForEverySizeVerifyAgainstTreesRecomputedFromScratch) {
+  Ledger& l = Make();
+  std::mt19937_64 rng(GetParam() == "memory" ? 11 : 12);
+  const size_t n = 700;  // spans several 256-leaf tiles
+  std::vector<std::string> all = Fill(l, n, rng);
+  ASSERT_EQ(l.head().size, n);
+  for (int round = 0; round < 150; ++round) {
+    const uint64_t size = round < 20 ? round + 1 : 1 + rng() % n;
+    SCOPED_TRACE(size);
+    const merkle::Hash root = ReferenceRoot(all, 0, size);
+    ASSERT_OK_AND_ASSIGN(merkle::Hash got, l.RootAt(size));
+    ASSERT_EQ(got, root);
+    const uint64_t index = rng() % size;
+    ASSERT_OK_AND_ASSIGN(std::vector<merkle::Hash> incl, l.InclusionProof(index, size));
+    ASSERT_OK(merkle::VerifyInclusion(index, size, merkle::HashLeaf(all[index]), incl, root));
+    merkle::Hash flipped = root;
+    flipped[rng() % 32] ^= uint8_t{1} << (rng() % 8);
+    EXPECT_FALSE(
+        merkle::VerifyInclusion(index, size, merkle::HashLeaf(all[index]), incl, flipped).ok());
+    const uint64_t old_size = 1 + rng() % size;
+    ASSERT_OK_AND_ASSIGN(std::vector<merkle::Hash> cons, l.ConsistencyProof(old_size, size));
+    ASSERT_OK(
+        merkle::VerifyConsistency(old_size, size, ReferenceRoot(all, 0, old_size), root, cons));
+    if (!cons.empty()) {
+      cons[rng() % cons.size()][rng() % 32] ^= uint8_t{1} << (rng() % 8);
+      EXPECT_FALSE(
+          merkle::VerifyConsistency(old_size, size, ReferenceRoot(all, 0, old_size), root, cons)
+              .ok());
+    }
+  }
+  EXPECT_STATUS(l.InclusionProof(0, n + 1), absl::StatusCode::kOutOfRange, "no tree of size");
+  EXPECT_STATUS(l.InclusionProof(n, n), absl::StatusCode::kInvalidArgument, "not in a tree");
+  EXPECT_STATUS(l.ConsistencyProof(0, n), absl::StatusCode::kInvalidArgument, "0 < old size");
+  EXPECT_STATUS(l.ConsistencyProof(5, n + 1), absl::StatusCode::kOutOfRange, "no tree of size");
+  EXPECT_OK(l.VerifyAll());
+}
+
+TEST_P(LedgerConformance, LookupIsNewestFirstPagedAndExactPerKey) {
+  Ledger& l = Make();
+  // Entry i is filed under case/<i % 3>; every 4th also under case/10.
+  for (int i = 0; i < 40; ++i) {
+    std::vector<std::string> keys = {absl::StrCat("case/", i % 3)};
+    if (i % 4 == 0) keys.push_back("case/10");
+    ASSERT_OK(l.Append({{absl::StrCat("e", i), keys}}));
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> page1, l.Lookup("case/1", Ledger::kFromNewest, 5));
+  EXPECT_EQ(page1, (std::vector<uint64_t>{37, 34, 31, 28, 25}));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> page2, l.Lookup("case/1", page1.back(), 100));
+  EXPECT_EQ(page2, (std::vector<uint64_t>{22, 19, 16, 13, 10, 7, 4, 1}));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> end, l.Lookup("case/1", 1, 100));
+  EXPECT_TRUE(end.empty());
+  // "case/1" must not match "case/10" (a prefix of the key, not of the index).
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> ten, l.Lookup("case/10", Ledger::kFromNewest, 3));
+  EXPECT_EQ(ten, (std::vector<uint64_t>{36, 32, 28}));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> none, l.Lookup("case/", Ledger::kFromNewest, 3));
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> zero, l.Lookup("case/0", Ledger::kFromNewest, 0));
+  EXPECT_TRUE(zero.empty());
+}
+
+TEST_P(LedgerConformance, EntryTimesFollowTheClockAndFindTimeRanges) {
+  Ledger& l = Make();
+  const absl::Time t0 = clock_.Now();
+  ASSERT_OK(l.Append({{"a", {}}, {"b", {}}}));
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_OK(l.Append({{"c", {}}}));
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_OK(l.Append({{"d", {}}}));
+  ASSERT_OK_AND_ASSIGN(absl::Time t1, l.EntryTime(1));
+  EXPECT_EQ(t1, t0);
+  ASSERT_OK_AND_ASSIGN(absl::Time t3, l.EntryTime(3));
+  EXPECT_EQ(t3, t0 + absl::Seconds(20));
+  ASSERT_OK_AND_ASSIGN(uint64_t i, l.FirstIndexAtOrAfter(t0 + absl::Seconds(5)));
+  EXPECT_EQ(i, 2u);
+  ASSERT_OK_AND_ASSIGN(uint64_t first, l.FirstIndexAtOrAfter(t0 - absl::Hours(1)));
+  EXPECT_EQ(first, 0u);
+  ASSERT_OK_AND_ASSIGN(uint64_t past, l.FirstIndexAtOrAfter(t0 + absl::Hours(1)));
+  EXPECT_EQ(past, 4u);
+  EXPECT_STATUS(l.EntryTime(4), absl::StatusCode::kOutOfRange, "does not exist");
+}
+
+TEST_P(LedgerConformance, BadAppendsAreRefusedAndChangeNothing) {
+  Ledger& l = Make();
+  EXPECT_STATUS(l.Append({}), absl::StatusCode::kInvalidArgument, "nothing to append");
+  EXPECT_STATUS(l.Append({{"x", {""}}}), absl::StatusCode::kInvalidArgument, "index keys");
+  EXPECT_STATUS(l.Append({{"x", {std::string("a\0b", 3)}}}), absl::StatusCode::kInvalidArgument,
+                "index keys");
+  EXPECT_EQ(l.head().size, 0u);
+  EXPECT_OK(l.health());
+}
+
+TEST_P(LedgerConformance, AFailedCommitFailsTheGroupAndRefusesEveryLaterAppend) {
+  absl::Mutex mu;
+  bool fail = false;
+  LedgerOptions o = Options();
+  o.before_commit = [&]() -> absl::Status {
+    absl::MutexLock lock(&mu);
+    return fail ? absl::InternalError("injected fsync failure") : absl::OkStatus();
+  };
+  Ledger& l = Make(o);
+  ASSERT_OK(l.Append({{"kept", {"case/1"}}}));
+  const Head before = l.head();
+  {
+    absl::MutexLock lock(&mu);
+    fail = true;
+  }
+  EXPECT_STATUS(l.Append({{"lost", {"case/1"}}}), absl::StatusCode::kUnavailable,
+                "injected fsync failure");
+  // While the fault lasts, every later append is refused.
+  EXPECT_STATUS(l.Append({{"later", {}}}), absl::StatusCode::kUnavailable, "refuses");
+  EXPECT_STATUS(l.health(), absl::StatusCode::kUnavailable, "refuses");
+  // Nothing of the failed group is visible; reads of committed state still work.
+  EXPECT_EQ(l.head().size, before.size);
+  EXPECT_EQ(l.head().checkpoint, before.checkpoint);
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> hits, l.Lookup("case/1", Ledger::kFromNewest, 10));
+  EXPECT_EQ(hits, std::vector<uint64_t>{0});
+  EXPECT_STATUS(l.Entry(1), absl::StatusCode::kOutOfRange, "does not exist");
+  EXPECT_OK(l.VerifyAll());
+}
+
+TEST_P(LedgerConformance, ConcurrentAppendsCompleteExactlyOnceWithDistinctIndexes) {
+  Ledger& l = Make();
+  constexpr int kThreads = 8, kPerThread = 40;
+  absl::Mutex mu;
+  std::map<std::string, std::vector<uint64_t>> results;  // data -> indexes reported
+  int completed = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string data = absl::StrCat("t", t, "/", i);
+        l.AppendAsync({{data, {absl::StrCat("thread/", t)}}}, nullptr,
+                      [&, data](absl::StatusOr<uint64_t> r) {
+                        absl::MutexLock lock(&mu);
+                        ASSERT_TRUE(r.ok()) << r.status();
+                        results[data].push_back(*r);
+                        ++completed;
+                      });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  {
+    absl::MutexLock lock(&mu);
+    auto all_done = [&] { return completed == kThreads * kPerThread; };
+    mu.Await(absl::Condition(&all_done));
+  }
+  absl::MutexLock lock(&mu);
+  std::set<uint64_t> indexes;
+  for (const auto& [data, idx] : results) {
+    ASSERT_EQ(idx.size(), 1u) << data << " completed more than once";
+    indexes.insert(idx[0]);
+    ASSERT_OK_AND_ASSIGN(std::string stored, l.Entry(idx[0]));
+    EXPECT_EQ(stored, data);
+  }
+  EXPECT_EQ(indexes.size(), size_t{kThreads * kPerThread});
+  EXPECT_EQ(*indexes.rbegin(), uint64_t{kThreads * kPerThread - 1});
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> t3, l.Lookup("thread/3", Ledger::kFromNewest, 1000));
+  EXPECT_EQ(t3.size(), size_t{kPerThread});
+  EXPECT_OK(l.VerifyAll());
+}
+
+TEST_P(LedgerConformance, ExportVerifiesOfflineWithOnlyTheFileAndTheKey) {
+  Ledger& l = Make();
+  std::mt19937_64 rng(3);
+  std::vector<std::string> all = Fill(l, 300, rng);
+  const std::string vkey = l.verifier().ToString();
+  for (auto [a, b] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, 300}, {0, 1}, {299, 300}, {17, 200}, {256, 257}, {100, 101}, {3, 9}}) {
+    SCOPED_TRACE(absl::StrCat(a, "..", b));
+    ASSERT_OK_AND_ASSIGN(std::string file, l.Export(a, b));
+    ASSERT_OK_AND_ASSIGN(VerifiedExport v, VerifyExport(file, vkey));
+    EXPECT_EQ(v.first_index, a);
+    EXPECT_EQ(v.checkpoint.size, 300u);
+    EXPECT_EQ(v.entries, std::vector<std::string>(all.begin() + a, all.begin() + b));
+    EXPECT_EQ(v.checkpoint_note, l.head().checkpoint);
+  }
+  ASSERT_OK_AND_ASSIGN(std::string file, l.Export(10, 20));
+  std::vector<std::string> lines = absl::StrSplit(file, '\n');
+  // lines: magic, first, count, hashes, entry x10, hash..., "checkpoint", note
+  // A changed entry.
+  {
+    std::vector<std::string> bad = lines;
+    bad[6] = "entry " + Base64Encode("forged");
+    EXPECT_STATUS(VerifyExport(absl::StrJoin(bad, "\n"), vkey), absl::StatusCode::kDataLoss,
+                  "do not lead to the root");
+  }
+  // Two entries swapped.
+  {
+    std::vector<std::string> bad = lines;
+    std::swap(bad[5], bad[6]);
+    EXPECT_STATUS(VerifyExport(absl::StrJoin(bad, "\n"), vkey), absl::StatusCode::kDataLoss,
+                  "reordered");
+  }
+  // An entry dropped (header adjusted so it parses): the range no longer fits.
+  {
+    std::vector<std::string> bad = lines;
+    bad.erase(bad.begin() + 13);
+    bad[2] = "count 9";
+    EXPECT_STATUS(VerifyExport(absl::StrJoin(bad, "\n"), vkey), absl::StatusCode::kInvalidArgument,
+                  "connecting hashes");
+  }
+  // A shifted range claim.
+  {
+    std::vector<std::string> bad = lines;
+    bad[1] = "first 11";
+    EXPECT_FALSE(VerifyExport(absl::StrJoin(bad, "\n"), vkey).ok());
+  }
+  // Another key, a forged checkpoint, garbage.
+  Ed25519PrivateKey other = Ed25519PrivateKey::Generate();
+  note::Verifier other_v{l.verifier().name, 0x01, other.public_key()};
+  EXPECT_STATUS(VerifyExport(file, other_v), absl::StatusCode::kPermissionDenied, "not signed by");
+  std::string forged = file;
+  const size_t at = forged.find("\ncheckpoint\n") + 12;
+  forged.replace(at, forged.size() - at,
+                 note::SignCheckpoint(note::Checkpoint{l.verifier().name, 300, l.head().root, {}},
+                                      l.verifier().name, other));
+  EXPECT_STATUS(VerifyExport(forged, vkey), absl::StatusCode::kPermissionDenied, "");
+  EXPECT_STATUS(VerifyExport("hello", vkey), absl::StatusCode::kInvalidArgument,
+                "not a Corridor ledger export");
+  EXPECT_STATUS(VerifyExport(file, "not-a-key"), absl::StatusCode::kInvalidArgument, "");
+  EXPECT_STATUS(l.Export(5, 5), absl::StatusCode::kOutOfRange, "cannot export");
+  EXPECT_STATUS(l.Export(0, 301), absl::StatusCode::kOutOfRange, "cannot export");
+}
+
+INSTANTIATE_TEST_SUITE_P(Implementations, LedgerConformance, ::testing::Values("memory", "rocksdb"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace corridor::ledger
+
+namespace corridor::ledger {
+namespace {
+
+// Every single-bit change anywhere in an export file is rejected.
+TEST(Export, EveryBitFlipIsRejected) {
+  Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  LedgerOptions o;
+  o.origin = "corridor.test/union-sg";
+  o.signing_key = &key;
+  ASSERT_OK_AND_ASSIGN(auto l, MemoryLedger::Create(o));
+  for (int i = 0; i < 7; ++i) ASSERT_OK(l->Append({{absl::StrCat("event ", i), {}}}));
+  ASSERT_OK_AND_ASSIGN(std::string file, l->Export(2, 4));
+  const note::Verifier v = l->verifier();
+  ASSERT_OK(VerifyExport(file, v));
+  int accepted = 0;
+  for (size_t byte = 0; byte < file.size(); ++byte) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string bad = file;
+      bad[byte] ^= static_cast<char>(1 << bit);
+      if (VerifyExport(bad, v).ok()) {
+        ++accepted;
+        ADD_FAILURE() << "flip of bit " << bit << " in byte " << byte << " ('" << file[byte]
+                      << "') was accepted";
+      }
+    }
+  }
+  EXPECT_EQ(accepted, 0);
+}
+
+TEST(MemoryLedger, RefusesARocksDbChange) {
+  Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+  LedgerOptions o;
+  o.origin = "corridor.test/union-sg";
+  o.signing_key = &key;
+  ASSERT_OK_AND_ASSIGN(auto l, MemoryLedger::Create(o));
+  auto change = std::make_unique<rocksdb::WriteBatch>();
+  change->Put("k", "v");
+  EXPECT_STATUS(l->Append({{"e", {}}}, std::move(change)), absl::StatusCode::kUnimplemented,
+                "cannot commit a RocksDB change");
+  EXPECT_EQ(l->head().size, 0u);
+}
+
+}  // namespace
+}  // namespace corridor::ledger

@@ -1,0 +1,220 @@
+#include "server/audit/access_log.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "client/lib/yaml_proto.h"
+#include "server/common/edge.h"
+#include "ledger/base/log.h"
+
+namespace corridor {
+namespace {
+
+std::string OutcomeKey(v1::AccessOutcome o) {
+  return absl::StrCat("outcome/", absl::AsciiStrToLower(absl::StripPrefix(v1::AccessOutcome_Name(o),
+                                                                          "ACCESS_OUTCOME_")));
+}
+
+// Every text field within its bound, without control characters or invalid
+// UTF-8: no caller or peer can make an entry that breaks the audit trail
+// (too large to read back, or forging rows in a terminal).
+void Bound(v1::AccessEvent* e) {
+  auto bound = [](std::string* field, size_t max) {
+    if (field->size() > max || ForLedger(*field, max) != *field) *field = ForLedger(*field, max);
+  };
+  bound(e->mutable_actor_org(), kMaxLedgerFieldBytes);
+  bound(e->mutable_actor_subject(), kMaxLedgerFieldBytes);
+  bound(e->mutable_action(), kMaxLedgerFieldBytes);
+  bound(e->mutable_resource_kind(), kMaxLedgerFieldBytes);
+  bound(e->mutable_resource_id(), kMaxLedgerFieldBytes);
+  bound(e->mutable_purpose(), kMaxLedgerFieldBytes);
+  bound(e->mutable_agreement(), kMaxLedgerFieldBytes);
+  bound(e->mutable_reason(), kMaxLedgerTextBytes);
+  bound(e->mutable_peer_org(), kMaxLedgerFieldBytes);
+  bound(e->mutable_request_id(), kMaxLedgerFieldBytes);
+  bound(e->mutable_case_id(), kMaxLedgerFieldBytes);
+  if (e->payload_sha256().size() > 64) e->mutable_payload_sha256()->resize(64);
+}
+
+}  // namespace
+
+std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEvent>& events) const {
+  const int64_t now = absl::ToUnixMicros(clock_());
+  std::vector<ledger::AppendEntry> entries;
+  for (v1::AccessEvent& e : events) {
+    e.set_time_unix_micros(now);
+    Bound(&e);
+    ledger::AppendEntry entry;
+    entry.data = e.SerializeAsString();
+    if (!e.case_id().empty()) entry.index_keys.push_back("case/" + e.case_id());
+    entry.index_keys.push_back(absl::StrCat("actor/", e.actor_org(), "/", e.actor_subject()));
+    entry.index_keys.push_back("org/" + e.actor_org());
+    entry.index_keys.push_back("action/" + e.action());
+    entry.index_keys.push_back(OutcomeKey(e.outcome()));
+    // A received envelope is found again by its id (redelivery returns its receipt).
+    if (e.action() == "envelope.receive" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED) {
+      entry.index_keys.push_back("envelope/" + e.resource_id());
+    }
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+void AccessLog::Record(std::vector<v1::AccessEvent> events,
+                       std::unique_ptr<rocksdb::WriteBatch> change,
+                       std::function<void(absl::StatusOr<uint64_t>)> done) {
+  // The sequencer only hands the result over; `done` runs on the executor.
+  ledger_->AppendAsync(
+      ToEntries(events), std::move(change),
+      [executor = completions_, done = std::move(done)](absl::StatusOr<uint64_t> index) mutable {
+        executor->Post([done = std::move(done), index = std::move(index)]() mutable {
+          done(std::move(index));
+        });
+      });
+}
+
+AccessLog::~AccessLog() {
+  {
+    absl::MutexLock lock(&aggregator_mu_);
+    aggregator_stop_ = true;
+  }
+  if (aggregator_.joinable()) aggregator_.join();
+}
+
+void AccessLog::LimitRefusals(uint32_t budget, absl::Duration interval) {
+  budget_ = std::make_unique<RefusalBudget>(budget, interval, clock_);
+  aggregator_ = std::thread([this] { RunAggregator(); });
+}
+
+void AccessLog::RunAggregator() {
+  const absl::Duration tick =
+      std::clamp(budget_->interval() / 10, absl::Milliseconds(10), absl::Seconds(1));
+  absl::MutexLock lock(&aggregator_mu_);
+  while (!aggregator_stop_) {
+    aggregator_mu_.AwaitWithTimeout(absl::Condition(&aggregator_stop_), tick);
+    if (aggregator_stop_) break;
+    std::vector<v1::AccessEvent> closed = budget_->TakeAggregates(/*all=*/false);
+    if (closed.empty()) continue;
+    aggregator_mu_.Unlock();
+    const size_t n = closed.size();
+    if (auto index = RecordSync(std::move(closed)); !index.ok()) {
+      log::Error(
+          "access.unrecorded",
+          {{"action", "access.refusals"}, {"entries", n}, {"error", index.status().message()}});
+    }
+    aggregator_mu_.Lock();
+  }
+}
+
+void AccessLog::FlushRefusals() {
+  if (budget_ == nullptr) return;
+  {
+    absl::MutexLock lock(&aggregator_mu_);
+    aggregator_stop_ = true;
+  }
+  if (aggregator_.joinable()) aggregator_.join();
+  std::vector<v1::AccessEvent> all;
+  {
+    absl::WriterMutexLock lock(&budget_mu_);
+    if (flushed_) return;
+    flushed_ = true;
+    all = budget_->TakeAggregates(/*all=*/true);
+  }
+  if (all.empty()) return;
+  const size_t n = all.size();
+  if (auto index = RecordSync(std::move(all)); !index.ok()) {
+    log::Error(
+        "access.unrecorded",
+        {{"action", "access.refusals"}, {"entries", n}, {"error", index.status().message()}});
+  }
+}
+
+void AccessLog::RecordRefusal(v1::AccessEvent event, std::function<void(absl::Status)> done) {
+  RefusalBudget::Verdict verdict = RefusalBudget::Verdict::kRecord;
+  {
+    absl::ReaderMutexLock lock(&budget_mu_);
+    if (budget_ != nullptr && !flushed_) verdict = budget_->Charge(event);
+  }
+  if (verdict == RefusalBudget::Verdict::kCount) {
+    completions_->Post([done = std::move(done)] { done(absl::OkStatus()); });
+    return;
+  }
+  if (verdict == RefusalBudget::Verdict::kRecordFirstOver) {
+    event.set_reason(
+        absl::StrCat(ForLedger(event.reason(), kMaxLedgerTextBytes / 2), " [refusal budget of ",
+                     budget_->budget(), " per ", absl::FormatDuration(budget_->interval()),
+                     " reached: further refusals of ", RefusalBudget::IdentityOf(event),
+                     " are counted in one access.refusals entry when the interval closes]"));
+  }
+  Record({std::move(event)}, nullptr,
+         [done = std::move(done)](absl::StatusOr<uint64_t> index) { done(index.status()); });
+}
+
+absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,
+                                               std::unique_ptr<rocksdb::WriteBatch> change) {
+  return ledger_->Append(ToEntries(events), std::move(change));
+}
+
+absl::StatusOr<v1::AccessEvent> AccessLog::Decode(absl::string_view entry) {
+  v1::AccessEvent e;
+  if (auto st = ParseProtoStrict(entry, "ledger entry", &e); !st.ok()) return st;
+  return e;
+}
+
+absl::StatusOr<std::vector<AccessLog::Hit>> AccessLog::Find(const Query& q) const {
+  // Scan the most selective index; filter the rest.
+  std::string key;
+  if (!q.case_id.empty()) {
+    key = "case/" + q.case_id;
+  } else if (!q.actor.empty()) {
+    key = "actor/" + q.actor;
+  } else if (!q.action.empty()) {
+    key = "action/" + q.action;
+  } else if (!q.org.empty()) {
+    key = "org/" + q.org;
+  } else if (q.outcome != v1::ACCESS_OUTCOME_UNSPECIFIED) {
+    key = OutcomeKey(q.outcome);
+  }
+  std::vector<Hit> out;
+  uint64_t before = q.before_index;
+  const int64_t after_us =
+      q.after == absl::InfinitePast() ? INT64_MIN : absl::ToUnixMicros(q.after);
+  const int64_t before_us =
+      q.before == absl::InfiniteFuture() ? INT64_MAX : absl::ToUnixMicros(q.before);
+  while (out.size() < q.limit) {
+    std::vector<uint64_t> batch;
+    if (key.empty()) {
+      uint64_t top = std::min<uint64_t>(before, ledger_->head().size);
+      for (uint64_t i = top; i > 0 && batch.size() < 256; --i) batch.push_back(i - 1);
+    } else {
+      auto found = ledger_->Lookup(key, before, 256);
+      if (!found.ok()) return found.status();
+      batch = *std::move(found);
+    }
+    if (batch.empty()) break;
+    for (uint64_t index : batch) {
+      before = index;
+      auto entry = ledger_->Entry(index);
+      if (!entry.ok()) return entry.status();
+      auto e = Decode(*entry);
+      if (!e.ok()) continue;  // not an access event (e.g. another record type)
+      // Entries are in time order up to clock jitter between callers: stop a second past the range.
+      if (after_us != INT64_MIN && e->time_unix_micros() < after_us - 1000000) return out;
+      if (e->time_unix_micros() < after_us) continue;
+      if (e->time_unix_micros() >= before_us) continue;
+      if (!q.case_id.empty() && e->case_id() != q.case_id) continue;
+      if (!q.actor.empty() && absl::StrCat(e->actor_org(), "/", e->actor_subject()) != q.actor)
+        continue;
+      if (!q.org.empty() && e->actor_org() != q.org) continue;
+      if (!q.action.empty() && e->action() != q.action) continue;
+      if (q.outcome != v1::ACCESS_OUTCOME_UNSPECIFIED && e->outcome() != q.outcome) continue;
+      out.push_back({index, *std::move(e), *std::move(entry)});
+      if (out.size() >= q.limit) break;
+    }
+  }
+  return out;
+}
+
+}  // namespace corridor

@@ -1,0 +1,1107 @@
+#include "server/cases/case_service.h"
+
+#include <atomic>
+#include <optional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/lib/grpc_util.h"
+#include "ledger/crypto/crypto.h"
+#include "server/audit/audited_call.h"
+#include "server/auth/auth.h"
+#include "ledger/base/log.h"
+
+namespace corridor {
+namespace {
+
+constexpr char kCaseService[] = "/corridor.v1.CaseService/";
+constexpr char kAuditService[] = "/corridor.v1.AuditService/";
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
+absl::Status ValidateNewCase(const v1::Case& c) {
+  if (c.category() == v1::CASE_CATEGORY_UNSPECIFIED) {
+    return absl::InvalidArgumentError(
+        "a case needs a category (e.g. recruitment-fees, wage-theft)");
+  }
+  for (const auto* cc : {&c.origin_country(), &c.destination_country()}) {
+    if (cc->size() != 2) {
+      return absl::InvalidArgumentError(
+          "origin and destination countries are two-letter ISO codes (e.g. ID, SG)");
+    }
+  }
+  if (c.worker().name().empty())
+    return absl::InvalidArgumentError("a case needs the worker's name");
+  return absl::OkStatus();
+}
+
+// A case as an answer to a write: ids, status, times and links, without the
+// worker, parties, narrative, evidence or notes.
+v1::Case WithoutPersonalData(const v1::Case& c) {
+  v1::Case out = c;
+  out.clear_worker();
+  out.clear_employer();
+  out.clear_recruiter();
+  out.clear_narrative();
+  out.clear_evidence();
+  out.clear_history();
+  out.clear_consent();
+  return out;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContext* ctx,
+                                                      const v1::CreateCaseRequest* req,
+                                                      v1::Case* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::Case c = req->case_();
+  c.set_id(CaseStore::NewCaseId());
+  v1::AccessEvent ev;
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "CreateCase",
+                      "case.create", "case", c.id(), "case-intake", req->request_id(), &ev);
+  if (!caller) return reactor;
+  if (auto st = ValidateNewCase(c); !st.ok()) {
+    RecordRefusal(log_, reactor, ev, st);
+    return reactor;
+  }
+  const std::string now = Rfc3339(clock_());
+  c.set_owner_org(config_.org());
+  c.set_status(v1::CASE_STATUS_OPEN);
+  c.clear_evidence();
+  c.set_created_at(now);
+  c.set_updated_at(now);
+  c.set_created_by(caller->Name());
+  auto change = store_->PrepareCreate(c);
+  if (!change.ok()) {
+    RecordRefusal(log_, reactor, ev, change.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c](uint64_t) {
+    *resp = c;
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* ctx,
+                                                   const v1::GetCaseRequest* req, v1::Case* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "GetCase",
+                      "case.get", "case", req->id(), req->purpose(), req->request_id(), &ev);
+  if (!caller) return reactor;
+  if (req->purpose().empty()) {
+    RecordRefusal(
+        log_, reactor, ev,
+        absl::InvalidArgumentError("reading a case's personal data needs a purpose (--purpose)"));
+    return reactor;
+  }
+  auto c = store_->Get(req->id());
+  if (c.ok()) {
+    if (auto st = RetentionAllowsRead(*c, clock_()); !st.ok()) c = st;
+  }
+  if (!c.ok()) {
+    RecordRefusal(log_, reactor, ev, c.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, c = *std::move(c)](uint64_t) {
+    *resp = c;
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListCasesRequest* req,
+                                                     v1::ListCasesResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "ListCases",
+                      "case.list", "case", "", "", req->request_id(), &ev);
+  if (!caller) return reactor;
+  const size_t page = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 500);
+  absl::Time after = absl::InfinitePast(), before = absl::InfiniteFuture();
+  std::string err;
+  if ((!req->created_after().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req->created_after(), &after, &err)) ||
+      (!req->created_before().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req->created_before(), &before, &err))) {
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("dates must be RFC 3339, e.g. 2026-01-31T00:00:00Z"));
+    return reactor;
+  }
+  std::vector<v1::CaseSummary> found;
+  std::string cursor = req->page_token();
+  bool more = true;
+  while (found.size() < page && more) {
+    auto batch = store_->Scan(cursor, 256);
+    if (!batch.ok()) {
+      RecordRefusal(log_, reactor, ev, batch.status());
+      return reactor;
+    }
+    more = batch->size() == 256;
+    for (const v1::StoredCase& s : *batch) {
+      cursor = s.summary().id();
+      const v1::CaseSummary& sum = s.summary();
+      absl::Time created;
+      absl::ParseTime(absl::RFC3339_full, sum.created_at(), &created, &err);
+      if ((req->status() && sum.status() != req->status()) ||
+          (req->category() && sum.category() != req->category()) ||
+          (!req->sector().empty() && sum.sector() != req->sector()) ||
+          (!req->origin_country().empty() && sum.origin_country() != req->origin_country()) ||
+          (!req->destination_country().empty() &&
+           sum.destination_country() != req->destination_country()) ||
+          created < after || created >= before) {
+        continue;
+      }
+      found.push_back(sum);
+      if (found.size() >= page) break;
+    }
+  }
+  // One event per case returned: no unrecorded bulk read.
+  std::vector<v1::AccessEvent> events;
+  for (const auto& sum : found) {
+    v1::AccessEvent e = ev;
+    e.set_resource_id(sum.id());
+    e.set_case_id(sum.id());
+    e.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    events.push_back(std::move(e));
+  }
+  if (events.empty()) {
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    ev.set_reason("no case matched");
+    events.push_back(ev);
+  }
+  const std::string next = found.size() >= page ? found.back().id() : "";
+  RecordThenFinish(log_, reactor, std::move(events), nullptr, [resp, found, next](uint64_t) {
+    for (const auto& s : found) *resp->add_cases() = s;
+    resp->set_next_page_token(next);
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContext* ctx,
+                                                      const v1::UpdateCaseRequest* req,
+                                                      v1::Case* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "UpdateCase",
+                      "case.update", "case", req->id(), "case-handling", req->request_id(), &ev);
+  if (!caller) return reactor;
+  auto lock = CaseLock::Acquire(store_, req->id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
+    return reactor;
+  }
+  auto c = store_->Get(req->id());
+  if (c.ok() && c->status() == v1::CASE_STATUS_CLOSED &&
+      req->status() == v1::CASE_STATUS_UNSPECIFIED) {
+    c = absl::FailedPreconditionError("the case is closed; reopen it by setting a status");
+  }
+  if (c.ok() &&
+      (req->status() == v1::CASE_STATUS_ERASED || req->status() == v1::CASE_STATUS_INCOMING)) {
+    c = absl::InvalidArgumentError(
+        "that status cannot be set by an update (erase has its own command)");
+  }
+  if (!c.ok()) {
+    RecordRefusal(log_, reactor, ev, c.status());
+    return reactor;
+  }
+  if (req->status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req->status());
+  if (!req->narrative().empty()) c->set_narrative(req->narrative());
+  if (req->has_employer()) *c->mutable_employer() = req->employer();
+  if (req->has_recruiter()) *c->mutable_recruiter() = req->recruiter();
+  if (req->has_worker()) *c->mutable_worker() = req->worker();
+  c->set_updated_at(Rfc3339(clock_()));
+  auto change = store_->PrepareUpdate(*c);
+  if (!change.ok()) {
+    RecordRefusal(log_, reactor, ev, change.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  // An update is not a read: the answer carries no personal data (a caller
+  // who wants the case reads it with GetCase, stating a purpose).
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c = *c, lock = *std::move(lock)](uint64_t) {
+    *resp = WithoutPersonalData(c);
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext* ctx,
+                                                     const v1::CloseCaseRequest* req,
+                                                     v1::CaseSummary* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "CloseCase",
+                      "case.close", "case", req->id(), "case-handling", req->request_id(), &ev);
+  if (!caller) return reactor;
+  ev.set_reason(ReasonForLedger(req->reason()));
+  auto lock = CaseLock::Acquire(store_, req->id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
+    return reactor;
+  }
+  auto c = store_->Get(req->id());
+  if (!c.ok()) {
+    RecordRefusal(log_, reactor, ev, c.status());
+    return reactor;
+  }
+  c->set_status(v1::CASE_STATUS_CLOSED);
+  c->set_updated_at(Rfc3339(clock_()));
+  auto change = store_->PrepareUpdate(*c);
+  if (!change.ok()) {
+    RecordRefusal(log_, reactor, ev, change.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  RecordThenFinish(log_, reactor, {ev}, *std::move(change),
+                   [resp, sum = SummaryOf(*c), lock = *std::move(lock)](uint64_t) {
+                     *resp = sum;
+                     return grpc::Status::OK;
+                   });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext* ctx,
+                                                     const v1::EraseCaseRequest* req,
+                                                     v1::EraseCaseResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "EraseCase",
+                      "case.erase", "case", req->id(), "erasure", req->request_id(), &ev);
+  if (!caller) return reactor;
+  // The reason is free text (it may well name the worker): the ledger, which
+  // is never erased, keeps only its SHA-256; the text goes with the case.
+  if (!req->reason().empty()) {
+    ev.set_reason(ReasonForLedger(req->reason()));
+  }
+  if (req->reason().empty()) {
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("erasing a case needs a reason (--reason)"));
+    return reactor;
+  }
+  auto lock = CaseLock::Acquire(store_, req->id());
+  if (!lock.ok()) {
+    RecordRefusal(log_, reactor, ev, lock.status());
+    return reactor;
+  }
+  // The content as it was, for the outbox's part: its queued envelopes are
+  // cancelled and the receivers of its referrals asked to erase their copies.
+  // A case already erased (a retry after its key could not be destroyed) has
+  // nothing left queued.
+  auto before = store_->Get(req->id());
+  if (!before.ok() && !store_->IsErased(req->id())) {
+    RecordRefusal(log_, reactor, ev, before.status());
+    return reactor;
+  }
+  auto change = store_->PrepareErase(req->id());
+  if (!change.ok()) {
+    RecordRefusal(log_, reactor, ev, change.status());
+    return reactor;
+  }
+  std::vector<v1::AccessEvent> events = {ev};
+  if (before.ok() && exchange_ != nullptr) {
+    auto outbox = exchange_->PrepareErasure(change->get(), *before);
+    if (!outbox.ok()) {
+      RecordRefusal(log_, reactor, ev, outbox.status());
+      return reactor;
+    }
+    events.insert(events.end(), outbox->begin(), outbox->end());
+  }
+  events[0].set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  CaseStore* store = store_;
+  Exchange* exchange = exchange_;
+  const std::string id = req->id();
+  RecordThenFinish(
+      log_, reactor, std::move(events), *std::move(change),
+      [resp, id, store, exchange, lock = *std::move(lock)](uint64_t index) {
+        if (exchange != nullptr) exchange->Wake();
+        // The erasure is recorded and the content gone; now destroy the key.
+        if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
+          log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});
+          return grpc::Status(grpc::StatusCode::INTERNAL,
+                              "the case content was erased but its key could not be destroyed; "
+                              "the operator must retry (corridord logs case.key_destroy_failed)");
+        }
+        resp->set_id(id);
+        resp->set_ledger_index(index);
+        return grpc::Status::OK;
+      },
+      bulk_);
+  return reactor;
+}
+
+// ---- AuditService ------------------------------------------------------------
+
+namespace {
+
+v1::LoggedEvent Logged(uint64_t index, const std::string& entry) {
+  v1::LoggedEvent out;
+  out.set_index(index);
+  out.set_entry(entry);
+  if (auto e = AccessLog::Decode(entry); e.ok()) *out.mutable_event() = *e;
+  return out;
+}
+
+}  // namespace
+
+// The most entry bytes one QueryEvents or GetEntries answer carries (well under
+// gRPC's 4 MiB message limit, whatever the entries hold).
+constexpr size_t kMaxAuditAnswerBytes = 1 << 20;
+
+grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerContext* ctx,
+                                                        const v1::QueryEventsRequest* req,
+                                                        v1::QueryEventsResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "QueryEvents",
+                      "audit.query", "ledger", req->case_id(), "audit", req->request_id(), &ev);
+  if (!caller) return reactor;
+  AccessLog::Query q;
+  q.case_id = req->case_id();
+  q.actor = req->actor();
+  q.org = req->org();
+  q.action = req->action();
+  q.outcome = req->outcome();
+  q.limit = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 1000);
+  std::string err;
+  if ((!req->after().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req->after(), &q.after, &err)) ||
+      (!req->before().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req->before(), &q.before, &err)) ||
+      (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &q.before_index))) {
+    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("bad time range or page token"));
+    return reactor;
+  }
+  auto hits = log_->Find(q);
+  if (!hits.ok()) {
+    RecordRefusal(log_, reactor, ev, hits.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ev.set_case_id(req->case_id());
+  const size_t limit = q.limit;
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, hits = *std::move(hits), limit](uint64_t) {
+    // A page ends at `limit` entries or kMaxAuditAnswerBytes, whichever comes first, so
+    // no set of entries can make an answer too large to send.
+    size_t bytes = 0;
+    for (const auto& h : hits) {
+      if (resp->events_size() > 0 && bytes + h.entry.size() > kMaxAuditAnswerBytes) {
+        resp->set_next_page_token(std::to_string(resp->events().rbegin()->index()));
+        return grpc::Status::OK;
+      }
+      bytes += h.entry.size();
+      *resp->add_events() = Logged(h.index, h.entry);
+    }
+    if (hits.size() >= limit) resp->set_next_page_token(std::to_string(hits.back().index));
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetCheckpointRequest*,
+                                                          v1::CheckpointResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetCheckpoint",
+             "audit.checkpoint", "ledger", "", "audit", "", &ev)) {
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger](uint64_t) {
+    const ledger::Head h = ledger->head();
+    resp->set_size(h.size);
+    resp->set_root_hash(merkle::ToBytes(h.root));
+    resp->set_checkpoint(h.checkpoint);
+    resp->set_verifier_key(ledger->verifier().ToString());
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(grpc::CallbackServerContext* ctx,
+                                                              const v1::InclusionProofRequest* req,
+                                                              v1::InclusionProofResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetInclusionProof",
+             "audit.prove", "ledger", std::to_string(req->index()), "audit", "", &ev)) {
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t index = req->index(), asked = req->tree_size();
+  RecordThenFinish(
+      log_, reactor, {ev}, nullptr,
+      [resp, ledger, index, asked](uint64_t) {
+        const ledger::Head h = ledger->head();
+        const uint64_t size = asked == 0 ? h.size : asked;
+        auto proof = ledger->InclusionProof(index, size);
+        if (!proof.ok()) return ToGrpcStatus(proof.status());
+        auto entry = ledger->Entry(index);
+        if (!entry.ok()) return ToGrpcStatus(entry.status());
+        resp->set_index(index);
+        resp->set_tree_size(size);
+        resp->set_entry(*entry);
+        resp->set_leaf_hash(merkle::ToBytes(merkle::HashLeaf(*entry)));
+        for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
+        if (size == h.size) resp->set_checkpoint(h.checkpoint);
+        return grpc::Status::OK;
+      },
+      bulk_);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
+    grpc::CallbackServerContext* ctx, const v1::ConsistencyProofRequest* req,
+    v1::ConsistencyProofResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetConsistencyProof",
+             "audit.consistency", "ledger", "", "audit", "", &ev)) {
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t old_size = req->old_size(), asked = req->new_size();
+  RecordThenFinish(
+      log_, reactor, {ev}, nullptr,
+      [resp, ledger, old_size, asked](uint64_t) {
+        const ledger::Head h = ledger->head();
+        const uint64_t size = asked == 0 ? h.size : asked;
+        auto proof = ledger->ConsistencyProof(old_size, size);
+        if (!proof.ok()) return ToGrpcStatus(proof.status());
+        auto old_root = ledger->RootAt(old_size);
+        auto new_root = ledger->RootAt(size);
+        if (!old_root.ok()) return ToGrpcStatus(old_root.status());
+        if (!new_root.ok()) return ToGrpcStatus(new_root.status());
+        resp->set_old_size(old_size);
+        resp->set_new_size(size);
+        resp->set_old_root(merkle::ToBytes(*old_root));
+        resp->set_new_root(merkle::ToBytes(*new_root));
+        for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
+        if (size == h.size) resp->set_checkpoint(h.checkpoint);
+        return grpc::Status::OK;
+      },
+      bulk_);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetEntriesRequest* req,
+                                                       v1::GetEntriesResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetEntries",
+             "audit.entries", "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "",
+             &ev)) {
+    return reactor;
+  }
+  if (req->end() < req->begin() || req->end() - req->begin() > 1000) {
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError("ask for at most 1000 entries at a time"));
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t begin = req->begin(), end = req->end();
+  RecordThenFinish(
+      log_, reactor, {ev}, nullptr,
+      [resp, ledger, begin, end](uint64_t) {
+        auto entries = ledger->Entries(begin, end);
+        if (!entries.ok()) return ToGrpcStatus(entries.status());
+        // At most kMaxAuditAnswerBytes of entries (always at least one): the
+        // caller asks again from the index after the last one returned.
+        size_t bytes = 0;
+        for (uint64_t i = begin; i < end; ++i) {
+          const std::string& entry = (*entries)[i - begin];
+          if (i > begin && bytes + entry.size() > kMaxAuditAnswerBytes) break;
+          bytes += entry.size();
+          *resp->add_events() = Logged(i, entry);
+        }
+        return grpc::Status::OK;
+      },
+      bulk_);
+  return reactor;
+}
+
+namespace {
+
+// Sends an export in pieces of at most kMaxAuditAnswerBytes, so an export of any
+// size fits gRPC's message limit. The access is recorded, and the export built on
+// the bulk executor, before the first piece goes.
+class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
+ public:
+  ExportStream(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
+               const v1::ExportRequest* req, AccessLog* log, Executor* bulk) {
+    v1::AccessEvent ev;
+    if (!Begin(identity, ctx, this, log, std::string(kAuditService) + "Export", "audit.export",
+               "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
+      return;
+    }
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    ledger::Ledger* ledger = log->ledger();
+    const uint64_t begin = req->begin(), asked = req->end();
+    RecordThenFinish(
+        log, this, {ev}, nullptr,
+        [this, ledger, begin, asked](uint64_t) {
+          const uint64_t end = asked == 0 ? ledger->head().size : asked;
+          auto exp = ledger->Export(begin, end);
+          if (!exp.ok()) return ToGrpcStatus(exp.status());
+          export_ = *std::move(exp);
+          return grpc::Status::OK;
+        },
+        bulk);
+  }
+
+  // What the helpers above call when the answer is known: an error ends the
+  // call; OK starts sending the export.
+  void Finish(grpc::Status status) {
+    if (!status.ok()) return ServerWriteReactor::Finish(status);
+    WriteNext();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return ServerWriteReactor::Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (offset_ >= export_.size() && offset_ > 0) return ServerWriteReactor::Finish(grpc::Status::OK);
+    const size_t n = std::min(kMaxAuditAnswerBytes, export_.size() - offset_);
+    piece_.set_export_(export_.substr(offset_, n));
+    offset_ += n;
+    if (n == 0) offset_ = 1;  // an empty export: one empty piece, then done
+    StartWrite(&piece_);
+  }
+
+  std::string export_;
+  size_t offset_ = 0;
+  v1::ExportResponse piece_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::ExportResponse>* AuditServiceImpl::Export(
+    grpc::CallbackServerContext* ctx, const v1::ExportRequest* req) {
+  return new ExportStream(*identity_, ctx, req, log_, bulk_);
+}
+
+}  // namespace corridor
+
+// ---- Evidence ----------------------------------------------------------------
+
+namespace corridor {
+namespace {
+
+// What a transfer past the limit is told.
+absl::Status TooManyTransfers(uint32_t max) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the node is already handling ", max,
+                   " evidence transfers at once (limits.max_evidence_transfers); try again "
+                   "in a moment"));
+}
+
+// The case lock, for a commit: other changes hold it for one ledger commit,
+// so wait a little for it rather than fail a whole upload.
+absl::StatusOr<std::shared_ptr<CaseLock>> LockForCommit(CaseStore* store, const std::string& id) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(2);
+  for (;;) {
+    auto lock = CaseLock::Acquire(store, id);
+    if (lock.ok() || !absl::IsAborted(lock.status()) || absl::Now() >= give_up) return lock;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+}
+
+// Receives an upload (docs/architecture.md, "Evidence transfers"): header
+// first, then data, hashed and sealed chunk by chunk into the staging area as
+// it arrives, without the case lock, so the memory an upload uses is one
+// message and one chunk. At the end the case lock is taken only to commit:
+// the item is listed in the case (if the case still exists and is not
+// erased) in one batch with its ledger entry. Anything else (a refusal, the
+// client going away, an erase, a stream silent for the idle timeout) discards
+// what was staged. Holds a transfer slot from the header to the end.
+// Thread-safe: gRPC's reads and the watchdog's timeout meet under `mu_`.
+// Counts a stream reactor for CaseServiceImpl::WaitForStreams: a base of each
+// reactor, so it is destroyed after every member that uses the service.
+class LiveStream {
+ public:
+  explicit LiveStream(std::atomic<int>* count) : count_(count) { count_->fetch_add(1); }
+  ~LiveStream() { count_->fetch_sub(1); }
+  LiveStream(const LiveStream&) = delete;
+  LiveStream& operator=(const LiveStream&) = delete;
+
+ private:
+  std::atomic<int>* count_;
+};
+
+class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, private LiveStream {
+ public:
+  EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx,
+                 v1::EvidenceItem* resp, CaseStore* store, AccessLog* log, uint64_t max_bytes,
+                 std::function<absl::Time()> clock, TransferSlots* slots, StreamWatchdog* watchdog,
+                 std::atomic<int>* live)
+      : LiveStream(live),
+        identity_(identity),
+        ctx_(ctx),
+        resp_(resp),
+        store_(store),
+        log_(log),
+        max_bytes_(max_bytes),
+        clock_(std::move(clock)),
+        slots_(slots),
+        watchdog_(watchdog) {
+    watch_ = watchdog_->Register([this] { TimedOut(); });
+    StartRead(&msg_);
+  }
+
+  void OnReadDone(bool ok) override {
+    bool no_header = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (ended_) return;  // refused, timed out or committing: nothing more is read
+      watch_->Touch();
+      if (!ok && !started_) {
+        ended_ = true;
+        no_header = true;
+      } else if (!ok) {
+        Complete();
+      } else if (!started_) {
+        Start();
+      } else {
+        Receive();
+      }
+    }
+    if (no_header) {
+      // The client closed the upload without sending anything.
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the upload sent no header"));
+    }
+  }
+
+  void OnDone() override {
+    watchdog_->Unregister(watch_);  // waits for a running timeout of this stream
+    if (staged_ && !committed_) {
+      if (absl::Status st = store_->DiscardStaged(header_.case_id(), evidence_id_); !st.ok()) {
+        log::Error(
+            "evidence.discard_failed",
+            {{"case", header_.case_id()}, {"evidence", evidence_id_}, {"error", st.message()}});
+      }
+    }
+    delete this;
+  }
+  void OnCancel() override {}
+
+ private:
+  void Start() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    started_ = true;
+    if (!msg_.has_header())
+      return Refuse(absl::InvalidArgumentError("the first message must be the header"));
+    header_ = msg_.header();
+    caller_ =
+        Begin(*identity_, ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence", "evidence.add",
+              "case", header_.case_id(), "case-handling", header_.request_id(), &event_);
+    if (!caller_) {
+      ended_ = true;  // refused and recorded
+      return;
+    }
+    if (header_.file_name().empty())
+      return Refuse(absl::InvalidArgumentError("evidence needs a file name"));
+    slot_ = slots_->TryAcquire();
+    if (slot_ == nullptr) return Refuse(TooManyTransfers(slots_->max()));
+    if (auto c = store_->Get(header_.case_id()); !c.ok()) return Refuse(c.status());
+    evidence_id_ = "E-" + HexEncode(RandomBytes(6));
+    event_.set_resource_kind("evidence");
+    event_.set_resource_id(evidence_id_);
+    if (auto st = store_->BeginStaging(header_.case_id(), evidence_id_); !st.ok())
+      return Refuse(st);
+    staged_ = true;
+    StartRead(&msg_);
+  }
+
+  void Receive() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (msg_.has_header())
+      return Refuse(absl::InvalidArgumentError("only the first message may be a header"));
+    absl::string_view data = msg_.data();
+    size_ += data.size();
+    if (size_ > max_bytes_) {
+      return Refuse(absl::InvalidArgumentError(
+          absl::StrCat("evidence is larger than this node accepts (", max_bytes_,
+                       " bytes; limits.max_evidence_bytes)")));
+    }
+    hasher_.Update(data);
+    // Whole chunks go straight to staging; only a partial chunk waits here.
+    if (!pending_.empty()) {
+      const size_t n = std::min(kEvidenceChunkSize - pending_.size(), data.size());
+      pending_.append(data.data(), n);
+      data.remove_prefix(n);
+      if (pending_.size() == kEvidenceChunkSize) {
+        if (auto st = Stage(pending_); !st.ok()) return Refuse(st);
+        pending_.clear();
+      }
+    }
+    while (data.size() >= kEvidenceChunkSize) {
+      if (auto st = Stage(data.substr(0, kEvidenceChunkSize)); !st.ok()) return Refuse(st);
+      data.remove_prefix(kEvidenceChunkSize);
+    }
+    pending_.append(data.data(), data.size());
+    msg_.Clear();
+    StartRead(&msg_);
+  }
+
+  absl::Status Stage(absl::string_view chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return store_->StageEvidenceChunk(header_.case_id(), evidence_id_, chunks_++, chunk);
+  }
+
+  // Records the refusal and answers with it; OnDone discards what was staged.
+  void Refuse(const absl::Status& st) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (ended_) return;
+    ended_ = true;
+    RecordRefusal(log_, this, event_, st);
+  }
+
+  // Called by the watchdog when the stream has been silent for its timeout.
+  void TimedOut() {
+    absl::MutexLock lock(&mu_);
+    if (ended_ || committing_) return;
+    if (!started_) {
+      // Not even a header: say who it was, as far as the connection tells.
+      event_.set_action("evidence.add");
+      event_.set_resource_kind("case");
+      auto auth = ctx_->auth_context();
+      auto caller = auth ? CallerOf(*identity_, *auth) : absl::UnauthenticatedError("no identity");
+      if (caller.ok()) {
+        SetActor(*caller, &event_);
+      } else {
+        event_.set_actor_subject("unknown");
+      }
+    }
+    log::Warn("evidence.upload_idle", {{"case", header_.case_id()}});
+    Refuse(absl::DeadlineExceededError(absl::StrCat(
+        "the upload sent nothing for ", absl::FormatDuration(watchdog_->timeout()),
+        " (limits.stream_idle_timeout_seconds), so the node ended it; nothing was stored")));
+  }
+
+  void Complete() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!caller_) return;
+    committing_ = true;
+    if (!pending_.empty() || chunks_ == 0) {
+      if (auto st = Stage(pending_); !st.ok()) return Refuse(st);
+      pending_.clear();
+    }
+    // The case lock only now, to commit; the case must still be there.
+    auto lock = LockForCommit(store_, header_.case_id());
+    if (!lock.ok()) return Refuse(lock.status());
+    auto c = store_->Get(header_.case_id());
+    if (!c.ok()) {
+      return Refuse(absl::Status(c.status().code(),
+                                 absl::StrCat("the upload was discarded: ", c.status().message())));
+    }
+    const Sha256Digest digest = hasher_.Finish();
+    v1::EvidenceItem item;
+    item.set_id(evidence_id_);
+    item.set_file_name(header_.file_name());
+    item.set_media_type(header_.media_type().empty() ? "application/octet-stream"
+                                                     : header_.media_type());
+    item.set_size(size_);
+    item.set_sha256(DigestBytes(digest));
+    item.set_added_at(Rfc3339(clock_()));
+    item.set_added_by(caller_->Name());
+    *c->add_evidence() = item;
+    c->set_updated_at(item.added_at());
+    // The case record and the end of staging commit in one batch with the entry.
+    auto change = std::make_unique<rocksdb::WriteBatch>();
+    if (auto st = store_->PutCase(change.get(), *c); !st.ok()) return Refuse(st);
+    store_->EndStaging(change.get(), header_.case_id(), evidence_id_);
+    ended_ = true;
+    event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    event_.set_payload_sha256(DigestBytes(digest));
+    v1::EvidenceItem* resp = resp_;
+    RecordThenFinish(log_, this, {event_}, std::move(change),
+                     [this, resp, item, lock = *std::move(lock)](uint64_t) {
+                       committed_ = true;
+                       *resp = item;
+                       return grpc::Status::OK;
+                     });
+  }
+
+  const IdentityResolver* identity_;
+  grpc::CallbackServerContext* ctx_;
+  v1::EvidenceItem* resp_;
+  CaseStore* store_;
+  AccessLog* log_;
+  const uint64_t max_bytes_;
+  std::function<absl::Time()> clock_;
+  TransferSlots* slots_;
+  StreamWatchdog* watchdog_;
+  StreamWatchdog::Registration* watch_ = nullptr;
+  absl::Mutex mu_;
+  v1::AddEvidenceRequest msg_;
+  v1::AddEvidenceRequest::Header header_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool committing_ ABSL_GUARDED_BY(mu_) = false;
+  bool staged_ = false;     // written under mu_; read in OnDone, after every read
+  bool committed_ = false;  // set when the commit is durable, before the answer
+  std::unique_ptr<TransferSlots::Slot> slot_;
+  std::optional<Principal> caller_;
+  v1::AccessEvent event_;
+  std::string evidence_id_;
+  uint64_t size_ = 0;
+  uint32_t chunks_ = 0;
+  std::string pending_;
+  Sha256Hasher hasher_;
+};
+
+}  // namespace
+}  // namespace corridor
+
+namespace corridor {
+namespace {
+
+// Serves a download: checks every chunk and the whole item's size and SHA-256
+// before anything is sent (reading it chunk by chunk), records the access,
+// then streams it chunk by chunk again, so a download holds one chunk in
+// memory. Holds a transfer slot; a client that stops reading for the idle
+// timeout is cut off (recorded).
+class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, private LiveStream {
+ public:
+  EvidenceDownload(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
+                   const v1::GetEvidenceRequest* req, CaseStore* store, AccessLog* log,
+                   TransferSlots* slots, StreamWatchdog* watchdog, absl::Time now,
+                   std::atomic<int>* live)
+      : LiveStream(live),
+        ctx_(ctx),
+        store_(store),
+        log_(log),
+        watchdog_(watchdog),
+        case_id_(req->case_id()),
+        evidence_id_(req->evidence_id()) {
+    watch_ = watchdog_->Register([this] { TimedOut(); });
+    auto caller =
+        Begin(identity, ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get",
+              "evidence", req->evidence_id(), req->purpose(), req->request_id(), &event_);
+    event_.set_case_id(req->case_id());
+    if (!caller) return;
+    if (req->purpose().empty()) {
+      RecordRefusal(log, this, event_,
+                    absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
+      return;
+    }
+    slot_ = slots->TryAcquire();
+    if (slot_ == nullptr) {
+      RecordRefusal(log, this, event_, TooManyTransfers(slots->max()));
+      return;
+    }
+    auto c = store->Get(req->case_id());
+    if (c.ok()) {
+      if (auto st = RetentionAllowsRead(*c, now); !st.ok()) c = st;
+    }
+    if (!c.ok()) {
+      RecordRefusal(log, this, event_, c.status());
+      return;
+    }
+    const v1::EvidenceItem* found = nullptr;
+    for (const auto& item : c->evidence()) {
+      if (item.id() == req->evidence_id()) found = &item;
+    }
+    if (found == nullptr) {
+      RecordRefusal(log, this, event_,
+                    absl::NotFoundError(absl::StrCat("case ", req->case_id(), " has no evidence ",
+                                                     req->evidence_id())));
+      return;
+    }
+    item_ = *found;
+    // A received case holds only the metadata of the evidence shared with it:
+    // the content stayed with the org that referred the case. Not corruption.
+    if (item_.size() > 0 &&
+        absl::IsNotFound(store->ReadEvidenceChunk(case_id_, evidence_id_, 0).status())) {
+      for (const auto& link : c->referrals()) {
+        if (link.outgoing()) continue;
+        RecordRefusal(
+            log, this, event_,
+            absl::FailedPreconditionError(absl::StrCat(
+                "the content of evidence ", item_.id(), " stayed with ", link.peer_org(),
+                ", who referred this case (their case ", link.peer_case_id(),
+                "); only its description, size and SHA-256 were shared. Ask ", link.peer_org(),
+                " for the file; its SHA-256 here lets you check the copy they send")));
+        return;
+      }
+    }
+    if (absl::Status st = Verify(); !st.ok()) {
+      log::Error("evidence.corrupt", {{"case", req->case_id()}, {"evidence", req->evidence_id()}});
+      RecordRefusal(log, this, event_, st);
+      return;
+    }
+    event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    event_.set_payload_sha256(item_.sha256());
+    log->Record({event_}, nullptr, [this](absl::StatusOr<uint64_t> index) {
+      if (!index.ok()) {
+        Finish(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            "the node could not record this access in its ledger, so it returned nothing"));
+        return;
+      }
+      watch_->Touch();
+      streaming_ = true;
+      WriteNext();
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      streaming_ = false;
+      return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    }
+    watch_->Touch();
+    WriteNext();
+  }
+  void OnDone() override {
+    watchdog_->Unregister(watch_);
+    delete this;
+  }
+
+ private:
+  // Chunks of an item: at least one (an empty item has one empty chunk).
+  uint32_t ChunkCount() const {
+    return static_cast<uint32_t>(
+        std::max<uint64_t>(1, (item_.size() + kEvidenceChunkSize - 1) / kEvidenceChunkSize));
+  }
+
+  // Every chunk opens, and together they have the recorded size and SHA-256.
+  absl::Status Verify() {
+    Sha256Hasher hasher;
+    uint64_t size = 0;
+    for (uint32_t i = 0; i < ChunkCount(); ++i) {
+      auto chunk = store_->ReadEvidenceChunk(case_id_, evidence_id_, i);
+      if (absl::IsNotFound(chunk.status())) {
+        return absl::DataLossError(
+            absl::StrCat("evidence ", evidence_id_, ": chunk ", i, " is missing"));
+      }
+      if (!chunk.ok()) return chunk.status();
+      size += chunk->size();
+      hasher.Update(*chunk);
+    }
+    if (size != item_.size() || DigestBytes(hasher.Finish()) != item_.sha256()) {
+      return absl::DataLossError(absl::StrCat(
+          "evidence ", item_.id(), " does not match the SHA-256 recorded when it was added"));
+    }
+    return absl::OkStatus();
+  }
+
+  void WriteNext() {
+    if (next_ >= ChunkCount()) {
+      streaming_ = false;
+      return Finish(grpc::Status::OK);
+    }
+    auto data = store_->ReadEvidenceChunk(case_id_, evidence_id_, next_);
+    if (!data.ok()) {
+      streaming_ = false;
+      log::Error("evidence.corrupt", {{"case", case_id_}, {"evidence", evidence_id_}});
+      return Finish(grpc::Status(
+          grpc::StatusCode::DATA_LOSS,
+          absl::StrCat("evidence ", evidence_id_,
+                       " changed on disk while it was being sent: ", data.status().message())));
+    }
+    chunk_.Clear();
+    if (next_ == 0) *chunk_.mutable_item() = item_;
+    chunk_.set_data(*std::move(data));
+    ++next_;
+    StartWrite(&chunk_);
+  }
+
+  // The client has read nothing for the idle timeout: cut it off, and say so
+  // in the ledger (its access was recorded as allowed before sending).
+  void TimedOut() {
+    if (!streaming_.exchange(false)) return;  // not sending (yet, or any more)
+    v1::AccessEvent ev = event_;
+    ev.set_outcome(v1::ACCESS_OUTCOME_ERROR);
+    ev.set_reason(absl::StrCat("the client read nothing for ",
+                               absl::FormatDuration(watchdog_->timeout()),
+                               " (limits.stream_idle_timeout_seconds), so the node ended the "
+                               "download after ",
+                               next_.load(), " chunks"));
+    log::Warn("evidence.download_idle", {{"case", case_id_}, {"evidence", evidence_id_}});
+    log_->RecordRefusal(std::move(ev), [](absl::Status) {});
+    ctx_->TryCancel();
+  }
+
+  grpc::CallbackServerContext* ctx_;
+  CaseStore* store_;
+  AccessLog* log_;
+  StreamWatchdog* watchdog_;
+  StreamWatchdog::Registration* watch_ = nullptr;
+  const std::string case_id_, evidence_id_;
+  std::unique_ptr<TransferSlots::Slot> slot_;
+  v1::AccessEvent event_;  // not changed once streaming_ is set
+  // Between the recorded access and the end of the stream: the watchdog may cut it off.
+  std::atomic<bool> streaming_{false};
+  v1::EvidenceItem item_;
+  std::atomic<uint32_t> next_{0};
+  v1::EvidenceChunk chunk_;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
+    grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp) {
+  return new EvidenceUpload(identity_, ctx, resp, store_, log_,
+                            config_.limits().max_evidence_bytes(), clock_, &transfers_,
+                            watchdog_.get(), &live_streams_);
+}
+
+grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
+    grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
+  return new EvidenceDownload(*identity_, ctx, req, store_, log_, &transfers_, watchdog_.get(),
+                              clock_(), &live_streams_);
+}
+
+void CaseServiceImpl::WaitForStreams() {
+  while (live_streams_.load() > 0) absl::SleepFor(absl::Milliseconds(1));
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListEvidenceRequest* req,
+                                                        v1::ListEvidenceResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  v1::AccessEvent ev;
+  auto caller =
+      Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "ListEvidence",
+            "evidence.list", "case", req->case_id(), req->purpose(), req->request_id(), &ev);
+  if (!caller) return reactor;
+  // File names and media types can name the worker: a list is a read of personal data.
+  if (req->purpose().empty()) {
+    RecordRefusal(log_, reactor, ev,
+                  absl::InvalidArgumentError(
+                      "listing a case's evidence shows its file names and needs a purpose (--purpose)"));
+    return reactor;
+  }
+  auto c = store_->Get(req->case_id());
+  if (c.ok()) {
+    if (auto st = RetentionAllowsRead(*c, clock_()); !st.ok()) c = st;
+  }
+  if (!c.ok()) {
+    RecordRefusal(log_, reactor, ev, c.status());
+    return reactor;
+  }
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, items = c->evidence()](uint64_t) {
+    for (const auto& i : items) *resp->add_items() = i;
+    return grpc::Status::OK;
+  });
+  return reactor;
+}
+
+}  // namespace corridor

@@ -1,0 +1,123 @@
+// CaseService (caseworkers) and AuditService (auditors): every call that
+// touches a case or the ledger — allowed, denied or failed — appends an
+// AccessEvent, and a call returns data only after that event is durable
+// (fail closed: if the ledger cannot write, the call fails UNAVAILABLE and
+// returns nothing). A change and its event commit in one synced batch.
+// Thread-safe.
+#ifndef CORRIDOR_SERVER_CASES_CASE_SERVICE_H_
+#define CORRIDOR_SERVER_CASES_CASE_SERVICE_H_
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "corridor/v1/case.grpc.pb.h"
+#include "corridor/v1/config.pb.h"
+#include "server/audit/access_log.h"
+#include "server/store/case_store.h"
+#include "server/federation/exchange.h"
+#include "server/common/executor.h"
+#include "server/auth/identity.h"
+#include "server/common/rate_limit.h"
+
+namespace corridor {
+
+class CaseServiceImpl final : public v1::CaseService::CallbackService {
+ public:
+  CaseServiceImpl(const v1::NodeConfig& config, const IdentityResolver* identity, CaseStore* store,
+                  AccessLog* log, Executor* bulk, std::function<absl::Time()> clock)
+      : config_(config),
+        identity_(identity),
+        store_(store),
+        log_(log),
+        bulk_(bulk),
+        clock_(std::move(clock)),
+        transfers_(config.limits().max_evidence_transfers()),
+        watchdog_(std::make_unique<StreamWatchdog>(
+            absl::Seconds(config.limits().stream_idle_timeout_seconds()), clock_)) {}
+
+  // The node's exchange: erasing a case cancels its queued envelopes and asks
+  // the receivers of its referrals to erase their copies. Set once at start,
+  // before serving.
+  void set_exchange(Exchange* exchange) { exchange_ = exchange; }
+
+  // Waits until every evidence upload and download has ended (its reactor is
+  // deleted): gRPC may run a reactor's OnDone after the server's Shutdown has
+  // returned, and the reactors use this service's store, log, transfer slots
+  // and watchdog. Call after the server has shut down, before those go.
+  void WaitForStreams();
+
+  grpc::ServerUnaryReactor* CreateCase(grpc::CallbackServerContext* ctx,
+                                       const v1::CreateCaseRequest* req, v1::Case* resp) override;
+  grpc::ServerUnaryReactor* GetCase(grpc::CallbackServerContext* ctx, const v1::GetCaseRequest* req,
+                                    v1::Case* resp) override;
+  grpc::ServerUnaryReactor* ListCases(grpc::CallbackServerContext* ctx,
+                                      const v1::ListCasesRequest* req,
+                                      v1::ListCasesResponse* resp) override;
+  grpc::ServerUnaryReactor* UpdateCase(grpc::CallbackServerContext* ctx,
+                                       const v1::UpdateCaseRequest* req, v1::Case* resp) override;
+  grpc::ServerUnaryReactor* CloseCase(grpc::CallbackServerContext* ctx,
+                                      const v1::CloseCaseRequest* req,
+                                      v1::CaseSummary* resp) override;
+  grpc::ServerUnaryReactor* EraseCase(grpc::CallbackServerContext* ctx,
+                                      const v1::EraseCaseRequest* req,
+                                      v1::EraseCaseResponse* resp) override;
+  grpc::ServerReadReactor<v1::AddEvidenceRequest>* AddEvidence(grpc::CallbackServerContext* ctx,
+                                                               v1::EvidenceItem* resp) override;
+  grpc::ServerUnaryReactor* ListEvidence(grpc::CallbackServerContext* ctx,
+                                         const v1::ListEvidenceRequest* req,
+                                         v1::ListEvidenceResponse* resp) override;
+  grpc::ServerWriteReactor<v1::EvidenceChunk>* GetEvidence(
+      grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) override;
+
+ private:
+  const v1::NodeConfig config_;
+  const IdentityResolver* identity_;
+  CaseStore* store_;
+  AccessLog* log_;
+  Exchange* exchange_ = nullptr;
+  // Runs slow follow-up work (destroying an erased case's key) off the
+  // completion threads.
+  Executor* bulk_;
+  std::function<absl::Time()> clock_;
+  // Evidence uploads and downloads in progress, and their idle timeout.
+  TransferSlots transfers_;
+  std::unique_ptr<StreamWatchdog> watchdog_;
+  // Evidence stream reactors not yet deleted.
+  std::atomic<int> live_streams_{0};
+};
+
+class AuditServiceImpl final : public v1::AuditService::CallbackService {
+ public:
+  // `bulk` builds proofs and exports, so that a large export never holds up
+  // the completion threads that answer ordinary calls.
+  AuditServiceImpl(const IdentityResolver* identity, AccessLog* log, Executor* bulk)
+      : identity_(identity), log_(log), bulk_(bulk) {}
+
+  grpc::ServerUnaryReactor* QueryEvents(grpc::CallbackServerContext* ctx,
+                                        const v1::QueryEventsRequest* req,
+                                        v1::QueryEventsResponse* resp) override;
+  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* ctx,
+                                          const v1::GetCheckpointRequest* req,
+                                          v1::CheckpointResponse* resp) override;
+  grpc::ServerUnaryReactor* GetInclusionProof(grpc::CallbackServerContext* ctx,
+                                              const v1::InclusionProofRequest* req,
+                                              v1::InclusionProofResponse* resp) override;
+  grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* ctx,
+                                                const v1::ConsistencyProofRequest* req,
+                                                v1::ConsistencyProofResponse* resp) override;
+  grpc::ServerUnaryReactor* GetEntries(grpc::CallbackServerContext* ctx,
+                                       const v1::GetEntriesRequest* req,
+                                       v1::GetEntriesResponse* resp) override;
+  grpc::ServerWriteReactor<v1::ExportResponse>* Export(grpc::CallbackServerContext* ctx,
+                                                       const v1::ExportRequest* req) override;
+
+ private:
+  const IdentityResolver* identity_;
+  AccessLog* log_;
+  Executor* bulk_;
+};
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_CASES_CASE_SERVICE_H_

@@ -1,0 +1,121 @@
+#include "server/common/edge.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "ledger/crypto/crypto.h"
+
+namespace corridor {
+namespace {
+
+bool IdentifierChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+         c == '-';
+}
+
+bool PurposeChar(char c) {
+  return (c >= 'a' && c <= 'z') || absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.' ||
+         c == '_' || c == '-';
+}
+
+// Length of the valid UTF-8 sequence of at least two bytes at `s[i]`, or 0.
+size_t Utf8SequenceAt(absl::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  size_t n = 0;
+  uint32_t cp = 0;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  // Overlong forms, surrogates, beyond U+10FFFF, and the C1 controls.
+  if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+      (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp <= 0x9F)) {
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+absl::Status ValidateIdentifier(absl::string_view what, absl::string_view id) {
+  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(what, " is missing"));
+  if (id.size() > kMaxIdentifierBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is ", id.size(), " bytes long; the limit is ", kMaxIdentifierBytes));
+  }
+  for (char c : id) {
+    if (!IdentifierChar(c)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " \"", ForLedger(id, 64), "\" may only hold letters, digits and . _ : -"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOptionalIdentifier(absl::string_view what, absl::string_view id) {
+  return id.empty() ? absl::OkStatus() : ValidateIdentifier(what, id);
+}
+
+absl::Status ValidatePurposeCode(absl::string_view purpose) {
+  if (purpose.empty()) return absl::InvalidArgumentError("a purpose is required (--purpose CODE)");
+  bool ok = purpose.size() <= kMaxPurposeBytes &&
+            absl::ascii_isalnum(static_cast<unsigned char>(purpose[0]));
+  for (char c : purpose) ok = ok && PurposeChar(c);
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "purpose \"", ForLedger(purpose, 64),
+        "\" is not a purpose code: use a code from the agreement, such as case-handling "
+        "(lower-case letters, digits and - . _, at most ",
+        kMaxPurposeBytes, " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ForLedger(absl::string_view text, size_t max_bytes) {
+  std::string out;
+  size_t i = 0;
+  while (i < text.size() && out.size() <= max_bytes) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7F) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+    } else if (size_t n = c >= 0x80 ? Utf8SequenceAt(text, i) : 0; n > 0) {
+      out.append(text.data() + i, n);
+      i += n;
+    } else {
+      absl::StrAppendFormat(&out, "\\x%02X", c);
+      ++i;
+    }
+  }
+  if (i < text.size() || out.size() > max_bytes) {
+    // Cut at a character boundary (never inside a UTF-8 sequence or an escape).
+    size_t cut = std::min(out.size(), max_bytes);
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    const size_t esc = out.rfind("\\x", cut);
+    if (esc != std::string::npos && esc + 4 > cut) cut = esc;
+    out.resize(cut);
+    absl::StrAppend(&out, " …[", text.size(), " bytes]");
+  }
+  return out;
+}
+
+std::string ReasonForLedger(absl::string_view reason) {
+  if (reason.empty()) return "";
+  return absl::StrCat("reason sha256:", HexEncode(DigestBytes(Sha256(reason))));
+}
+
+}  // namespace corridor

@@ -1,0 +1,48 @@
+// Bounds on what callers and peers send, checked at the edge before anything
+// is stored or recorded (docs/access-control.md, "Input bounds").
+//
+//  - identifiers (case, evidence, referral, envelope, request ids): 1 to
+//    kMaxIdentifierBytes bytes of [A-Za-z0-9._:-];
+//  - purpose codes: 1 to kMaxPurposeBytes bytes of [a-z0-9._-], starting with
+//    a letter or digit (codes from the agreements' vocabulary, never free text);
+//  - anything that goes into a ledger entry is made safe by ForLedger: no
+//    control characters, no invalid UTF-8, and at most a given length, with
+//    the original length said.
+// Stateless and thread-safe.
+#ifndef CORRIDOR_SERVER_COMMON_EDGE_H_
+#define CORRIDOR_SERVER_COMMON_EDGE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace corridor {
+
+inline constexpr size_t kMaxIdentifierBytes = 128;
+inline constexpr size_t kMaxPurposeBytes = 64;
+// The longest text field of a ledger entry (reasons); other fields are shorter.
+inline constexpr size_t kMaxLedgerTextBytes = 1024;
+inline constexpr size_t kMaxLedgerFieldBytes = 256;
+
+// InvalidArgument naming `what` unless `id` is a valid identifier.
+absl::Status ValidateIdentifier(absl::string_view what, absl::string_view id);
+// Like ValidateIdentifier, but an empty value is allowed (optional fields).
+absl::Status ValidateOptionalIdentifier(absl::string_view what, absl::string_view id);
+// InvalidArgument unless `purpose` is a valid purpose code.
+absl::Status ValidatePurposeCode(absl::string_view purpose);
+
+// `text` fit for a ledger entry and a terminal: every byte outside printable
+// ASCII and valid multi-byte UTF-8 is shown as \xHH, and if the result is
+// longer than `max_bytes` it is cut and " …[N bytes]" says the original length.
+std::string ForLedger(absl::string_view text, size_t max_bytes = kMaxLedgerFieldBytes);
+
+// What the ledger keeps of a free-text reason a person typed (closing, declining,
+// erasing): "reason sha256:<hex>", never the text, which may name the worker and
+// could never be erased from the ledger. The text itself is kept, if at all, in
+// the sealed case. Empty for an empty reason.
+std::string ReasonForLedger(absl::string_view reason);
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_COMMON_EDGE_H_

@@ -1,0 +1,64 @@
+#include "server/common/edge.h"
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace corridor {
+namespace {
+
+TEST(EdgeTest, IdentifiersHaveACharacterSetAndALength) {
+  EXPECT_OK(ValidateIdentifier("case id", "C-3F9A0C12D4E7"));
+  EXPECT_OK(ValidateIdentifier("id", "ref_1.2:3-x"));
+  EXPECT_OK(ValidateIdentifier("id", std::string(kMaxIdentifierBytes, 'a')));
+  EXPECT_STATUS(ValidateIdentifier("case id", ""), absl::StatusCode::kInvalidArgument,
+                "case id is missing");
+  EXPECT_STATUS(ValidateIdentifier("id", std::string(kMaxIdentifierBytes + 1, 'a')),
+                absl::StatusCode::kInvalidArgument, "the limit is 128");
+  for (std::string bad : {std::string("C-1\0x", 5), std::string("C 1"), std::string("C-1\n"),
+                          std::string("C/1"), std::string("C-\xc3\xa9"), std::string("\x1b[0m")}) {
+    EXPECT_STATUS(ValidateIdentifier("id", bad), absl::StatusCode::kInvalidArgument,
+                  "may only hold");
+  }
+  EXPECT_OK(ValidateOptionalIdentifier("id", ""));
+}
+
+TEST(EdgeTest, PurposesAreCodesNotFreeText) {
+  EXPECT_OK(ValidatePurposeCode("case-handling"));
+  EXPECT_OK(ValidatePurposeCode("fee.recovery_2"));
+  for (std::string bad : {std::string("Case Handling"), std::string("-x"), std::string("a\nb"),
+                          std::string(kMaxPurposeBytes + 1, 'a'), std::string("Siti Rahayu")}) {
+    EXPECT_STATUS(ValidatePurposeCode(bad), absl::StatusCode::kInvalidArgument,
+                  "not a purpose code");
+  }
+  EXPECT_STATUS(ValidatePurposeCode(""), absl::StatusCode::kInvalidArgument, "required");
+}
+
+TEST(EdgeTest, ForLedgerEscapesControlsAndInvalidUtf8AndBoundsLength) {
+  EXPECT_EQ(ForLedger("plain text"), "plain text");
+  EXPECT_EQ(ForLedger("Bahasa \xe2\x80\x94 ok"), "Bahasa \xe2\x80\x94 ok");  // valid UTF-8 kept
+  EXPECT_EQ(ForLedger(std::string("a\0b\nc\x1b", 6)), "a\\x00b\\x0Ac\\x1B");
+  EXPECT_EQ(ForLedger("\xc3"), "\\xC3");           // truncated sequence
+  EXPECT_EQ(ForLedger("\xc0\xaf"), "\\xC0\\xAF");  // overlong
+  EXPECT_EQ(ForLedger("\xc2\x85"), "\\xC2\\x85");  // C1 control (NEL)
+  const std::string big(10000, 'x');
+  const std::string bounded = ForLedger(big, 100);
+  EXPECT_EQ(bounded, std::string(100, 'x') + " …[10000 bytes]");
+  // A cut never splits an escape or a UTF-8 sequence.
+  for (size_t max = 1; max < 20; ++max) {
+    const std::string s = ForLedger(std::string("ab\x01\xe2\x80\x94zzzzzzzzzzzzzzzzzzzz"), max);
+    const size_t cut = s.find(" …[");
+    ASSERT_NE(cut, std::string::npos) << s;
+    EXPECT_LE(cut, max);
+    const std::string kept = s.substr(0, cut);
+    EXPECT_EQ(ForLedger(kept, 1000), kept) << "split UTF-8 sequence: " << s;
+    EXPECT_TRUE(absl::StartsWith("ab\\x01\xe2\x80\x94zzzzzzzzzzzzzzzzzzzz", kept))
+        << "split escape: " << s;
+    EXPECT_FALSE(absl::EndsWith(kept, "\\") || absl::EndsWith(kept, "\\x") ||
+                 absl::EndsWith(kept, "\\x0"))
+        << s;
+  }
+}
+
+}  // namespace
+}  // namespace corridor

@@ -1,0 +1,290 @@
+// Exchange: the node's side of the federation protocol (docs/federation.md).
+//
+// Sending: envelopes are written to a durable outbox in the same batch as the
+// ledger entry that records the send. Delivery runs in one lane per peer: up to
+// `max_in_flight_per_peer` envelopes in flight to each peer at once on
+// asynchronous gRPC calls with a deadline, so a slow or frozen peer holds only
+// its own lane. Envelopes about the same referral go out one at a time, in the
+// order they were queued. A transient failure is retried with exponential
+// backoff and jitter; a peer that answers again (a successful probe or
+// delivery) has every pending envelope's backoff reset. Once a signed receipt
+// comes back the item moves from "pending/" to "delivered/" in the same synced
+// batch as the ledger entry that records the receipt and, for a referral, a
+// durable "case-update/" marker; the delivery thread then turns the link on the
+// sending case DELIVERED under the case lock, retrying while the case is busy
+// and again after a restart, until done. Delivered
+// items are pruned after a retention window; the ledger keeps the receipt.
+// Pending work is loaded at Start and then kept in memory: the outbox is never
+// rescanned. A pending envelope that carries personal data is stored sealed
+// under its case's data key and opened only in memory to be sent; erasing the
+// case cancels what is still queued and asks each peer that received a
+// referral of it to erase its copy (docs/federation.md, "Erasure").
+//
+// Receiving: Deliver() verifies an envelope completely before anything but a
+// denial is written (signature, key validity by both clocks, lifetime, and that
+// the body speaks only for its sender), deduplicates by (sender, envelope id)
+// (a redelivery returns the original receipt and changes nothing), applies the
+// body to the local case only where it is the sender's to change (a decision
+// once, by the referral's receiver; updates and permissions on accepted
+// referrals), and answers with a signed receipt naming the ledger index of the
+// receive entry. Every refusal is one denied ledger entry. Thread-safe.
+#ifndef CORRIDOR_SERVER_FEDERATION_EXCHANGE_H_
+#define CORRIDOR_SERVER_FEDERATION_EXCHANGE_H_
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "client/lib/grpc_util.h"
+#include "corridor/v1/config.pb.h"
+#include "corridor/v1/federation.pb.h"
+#include "corridor/v1/node.grpc.pb.h"
+#include "corridor/v1/storage.pb.h"
+#include "server/audit/access_log.h"
+#include "server/store/case_store.h"
+#include "server/auth/identity.h"
+
+namespace corridor {
+
+inline constexpr char kOutboxFamily[] = "outbox";
+inline constexpr char kReceivedFamily[] = "envelopes_in";
+inline constexpr char kReferralIndexFamily[] = "referrals";  // referral id → local case id
+
+// How delivery behaves. Zero or negative values take the default.
+struct ExchangeOptions {
+  // Envelopes in flight to one peer at a time. Default 16.
+  int max_in_flight_per_peer = 16;
+  // Retry delay after the n-th transient failure in a row:
+  // min(base_backoff · 2^n, max_backoff) · uniform(0.5, 1.5). Defaults 250 ms and 30 s.
+  absl::Duration base_backoff = absl::Milliseconds(250);
+  absl::Duration max_backoff = absl::Seconds(30);
+  // Delivered items are deleted from the outbox this long after their receipt
+  // was recorded (the ledger keeps the receipt entry). Default 24 hours.
+  absl::Duration delivered_retention = absl::Hours(24);
+  // The clock for due times, expiry and retention. Default absl::Now.
+  std::function<absl::Time()> clock;
+};
+
+class Exchange {
+ public:
+  Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
+           const Ed25519PrivateKey* signing_key, rocksdb::DB* db,
+           const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families, CaseStore* cases,
+           AccessLog* log, TlsIdentity tls, ExchangeOptions options = {});
+  ~Exchange();
+
+  // Converts an outbox written by an earlier version (keyed by envelope id),
+  // loads the pending items, sweeps "case-update/" markers, prunes, and starts
+  // the delivery thread. Errors reading the outbox are logged; delivery of what
+  // could be read goes ahead.
+  void Start();
+  // Stops the delivery thread, cancels calls in flight and waits for their
+  // completions (and receipt recordings) to finish. Idempotent.
+  void Stop();
+  // Tells the delivery thread that an outbox write committed (call after the
+  // batch given to Enqueue is durable): it picks the new items up.
+  void Wake();
+  // `org` answers again (a successful probe): every pending item for it is due
+  // now with its backoff reset, and its channel reconnects at once.
+  void PeerReachable(const std::string& org);
+
+  // A new payload from this node to `to` under `agreement` / `purpose`.
+  v1::EnvelopePayload NewPayload(const std::string& to, const std::string& agreement,
+                                 const std::string& purpose) const;
+  // Signs `payload` and adds it to `batch` as a pending outbox item; Wake()
+  // once the batch is durable. The stored envelope is sealed under the data
+  // key of `case_id` unless the body is an erasure request or outcome (which
+  // carry no personal data). The returned item holds the signed envelope in
+  // memory. NotFound / FailedPrecondition if the case is missing or erased.
+  absl::StatusOr<v1::OutboxItem> Enqueue(rocksdb::WriteBatch* batch,
+                                         const v1::EnvelopePayload& payload,
+                                         const std::string& kind, const std::string& case_id,
+                                         const std::string& referral_id);
+  // The outbox side of erasing live case `c` (call under its case lock, with
+  // the content read before the erase; the caller commits `batch` with the
+  // returned ledger events and calls Wake()): every queued envelope of the
+  // case that is not being sent right now is cancelled (deleted from
+  // "pending/", kept as a "failed/" item in state "cancelled" without its
+  // envelope; one `envelope.cancel` event each); and every peer that received,
+  // or may have received (the envelope is in flight), a referral of the case
+  // gets an erasure request (one `erasure.request` event each). An envelope in
+  // flight that fails afterwards is cancelled when it would be retried. The
+  // events hold ids only.
+  absl::StatusOr<std::vector<v1::AccessEvent>> PrepareErasure(rocksdb::WriteBatch* batch,
+                                                              const v1::Case& c);
+  // The referral index write for `batch`.
+  void IndexReferral(rocksdb::WriteBatch* batch, const std::string& referral_id,
+                     const std::string& case_id) const;
+  absl::StatusOr<std::string> CaseForReferral(const std::string& referral_id) const;
+
+  // Receiver: handles PeerService.Deliver from `caller`; `done` is called once.
+  void Deliver(const Principal& caller, const v1::Envelope& envelope,
+               std::function<void(grpc::Status, v1::Receipt)> done);
+
+  struct OutboxPage {
+    std::vector<v1::OutboxItem> items;
+    std::string next_page_token;  // empty on the last page
+  };
+  static constexpr size_t kDefaultPageSize = 100;
+  static constexpr size_t kMaxPageSize = 1000;
+  // One page of the outbox: pending items oldest first, then failed, then
+  // delivered ones in delivery order. `page_size` 0 means kDefaultPageSize and
+  // is capped at kMaxPageSize. InvalidArgument for a token this node did not issue.
+  absl::StatusOr<OutboxPage> ListOutbox(size_t page_size, const std::string& page_token) const;
+  // Deletes delivered items whose receipt was recorded more than
+  // `delivered_retention` ago. Runs by itself every 10 minutes; for tests.
+  absl::Status PruneDelivered();
+
+  // Signs new envelopes and receipts with `key` (listed as `key_id` in the
+  // roster in force, checked by the caller) from now on, without a restart.
+  void RotateSigningKey(std::shared_ptr<const Ed25519PrivateKey> key, std::string key_id);
+  std::shared_ptr<const v1::Roster> roster() const { return identity_->roster(); }
+  const v1::NodeConfig& config() const { return config_; }
+
+ private:
+  // An item waiting in a lane (its envelope stays on disk until it is sent).
+  struct Pending {
+    std::string key;        // "pending/<seq>"
+    std::string order_key;  // envelopes with the same one go out in order
+    std::string case_id, kind, referral_id;
+    absl::Time due;
+    uint32_t failures = 0;         // transient failures in a row: the backoff exponent
+    bool in_flight = false;        // being sent, or its receipt being recorded
+    bool reset_while_out = false;  // the lane was reset while it was in flight
+  };
+  // One peer's delivery lane.
+  struct Lane {
+    std::map<uint64_t, Pending> items;                     // by seq
+    std::map<std::string, std::deque<uint64_t>> by_order;  // order key → seqs, oldest first
+    std::set<std::pair<absl::Time, uint64_t>> ready;       // heads not in flight, by due time
+    int in_flight = 0;                                     // calls in flight
+    bool failing = false;                                  // a call failed since the last success
+  };
+  struct Call;
+  // A referral link on a local case to move from QUEUED to `state`; its
+  // "case-update/" marker is deleted in the same write.
+  struct CaseFix {
+    std::string case_id, referral_id;
+    v1::ReferralState state;
+  };
+  struct PeerChannel {
+    std::shared_ptr<grpc::Channel> channel;
+    std::shared_ptr<v1::PeerService::Stub> stub;
+  };
+
+  void Run();
+  absl::Time Now() const { return options_.clock(); }
+  uint64_t NextSeq();
+  void LoadOutbox();
+  void PromoteStaged();
+  void AddPendingLocked(const v1::OutboxItem& item, absl::Time due)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StartCall(const std::string& org, uint64_t seq);
+  void OnCallDone(std::shared_ptr<Call> call, grpc::Status status);
+  // The item leaves its lane (delivered or failed).
+  void FinishItem(const std::string& org, uint64_t seq);
+  // The item stays pending and is retried after `delay`; `item`, if given, is
+  // saved with `error` for `corridorctl outbox`.
+  void RetryItem(const std::string& org, uint64_t seq, std::optional<v1::OutboxItem> item,
+                 const std::string& error, absl::Duration delay);
+  // The item's case was erased while it was in flight or queued: it is
+  // cancelled as PrepareErasure cancels, and the cancellation recorded.
+  void CancelItem(const std::string& org, uint64_t seq, v1::OutboxItem item);
+  // Removes item `seq` from its lane; the next of its order key becomes ready.
+  void RemoveLocked(Lane& lane, uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes of a cancellation into `batch`; the event that records it.
+  v1::AccessEvent Cancellation(rocksdb::WriteBatch* batch, v1::OutboxItem item);
+  // Receiving an ErasureRequest / ErasureOutcome (branches of ApplyBody).
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyErasureRequest(
+      const v1::EnvelopePayload& p, std::string* case_id, std::string* locked,
+      std::vector<v1::AccessEvent>* also_record);
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyErasureOutcome(
+      const v1::EnvelopePayload& p, std::string* case_id,
+      std::vector<v1::AccessEvent>* also_record);
+  // Destroys the keys of cases erased at a peer's request once their erasure
+  // committed (the shred marker finishes the job after a crash); forgets
+  // erasures prepared long ago.
+  void DestroyOwedKeys();
+  void Fail(const std::string& org, uint64_t seq, v1::OutboxItem item, const std::string& error);
+  void RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxItem item,
+                     const v1::Receipt& receipt, uint64_t receiver_index);
+  void ResetLaneLocked(Lane& lane, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration Backoff(uint32_t failures);
+  // Moves the links named by `fixes` on case `case_id` and deletes their
+  // markers in one write; false if the case is busy or the write failed (try
+  // again later).
+  bool ApplyCaseFixes(const std::string& case_id, const std::vector<CaseFix>& fixes);
+  void DoneOutstanding();
+  // The stub for `org`'s node (one channel per peer, reused); null if `org` is
+  // not in the roster.
+  std::shared_ptr<v1::PeerService::Stub> StubFor(const std::string& org);
+  // `also_record`: ledger events to commit after the receive entry.
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyBody(
+      const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
+      std::string* locked, std::vector<v1::AccessEvent>* also_record);
+  // The receipt of the envelope `envelope_id` with `digest` received from
+  // `sender`, rebuilt from its receive entry; Unavailable while not visible.
+  absl::StatusOr<v1::Receipt> ReceiptFor(const std::string& sender, const std::string& envelope_id,
+                                         const std::string& digest) const;
+  // limits.max_envelope_lifetime_days, or its default if unset.
+  absl::Duration MaxEnvelopeLifetime() const;
+
+  const v1::NodeConfig config_;
+  ExchangeOptions options_;
+  std::shared_ptr<IdentityResolver> identity_;
+  // The key envelopes and receipts are signed with; replaced by RotateSigningKey.
+  struct Signer {
+    std::shared_ptr<const Ed25519PrivateKey> key;
+    std::string key_id;
+  };
+  Signer signer() const;
+  mutable absl::Mutex signer_mu_;
+  Signer signer_ ABSL_GUARDED_BY(signer_mu_);
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* outbox_;
+  rocksdb::ColumnFamilyHandle* received_;
+  rocksdb::ColumnFamilyHandle* referrals_;
+  CaseStore* cases_;
+  AccessLog* log_;
+  const TlsIdentity tls_;
+  std::atomic<uint64_t> last_seq_{0};
+
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  // Calls in flight plus receipts being recorded; Stop waits for zero.
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
+  // Items enqueued whose batch may not be durable yet: key → (item, when).
+  std::map<std::string, std::pair<v1::OutboxItem, absl::Time>> staged_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Lane> lanes_ ABSL_GUARDED_BY(mu_);
+  std::deque<CaseFix> case_fixes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, PeerChannel> peers_ ABSL_GUARDED_BY(mu_);
+  // Envelopes being received right now, by (sender, id) key: a concurrent
+  // duplicate waits its turn.
+  std::set<std::string> receiving_ ABSL_GUARDED_BY(mu_);
+  // Cases erased at a peer's request whose key is still to be destroyed once
+  // the erasure commits: case id → when it was prepared.
+  std::map<std::string, absl::Time> shreds_owed_ ABSL_GUARDED_BY(mu_);
+  // Cases whose erasure is prepared (case id → when): their envelopes are not
+  // sent until the erasure has committed (then they are cancelled) or is
+  // given up for failed.
+  std::map<std::string, absl::Time> erasing_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_FEDERATION_EXCHANGE_H_

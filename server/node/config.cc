@@ -1,0 +1,195 @@
+#include "server/node/config.h"
+
+#include <unistd.h>
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "client/lib/pki.h"
+#include "client/lib/yaml_proto.h"
+#include "ledger/crypto/crypto.h"
+#include "ledger/base/log.h"
+
+namespace corridor {
+namespace {
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string Resolve(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  return absl::StrCat(base_dir, "/", p);
+}
+
+class Checker {
+ public:
+  explicit Checker(std::string source) : source_(std::move(source)) {}
+
+  absl::Status Error(absl::string_view key, absl::string_view what) const {
+    return absl::InvalidArgumentError(absl::StrCat(source_, ": ", key, ": ", what));
+  }
+
+  absl::Status Required(absl::string_view key, const std::string& value) const {
+    if (value.empty()) return Error(key, "is required but missing");
+    return absl::OkStatus();
+  }
+
+  // `value` (already resolved) must name a readable regular file.
+  absl::Status ReadableFile(absl::string_view key, const std::string& value) const {
+    if (auto st = Required(key, value); !st.ok()) return st;
+    if (access(value.c_str(), F_OK) != 0) return Error(key, absl::StrCat(value, ": no such file"));
+    if (access(value.c_str(), R_OK) != 0) {
+      return Error(key, absl::StrCat(value, ": not readable by this user"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string source_;
+};
+
+}  // namespace
+
+absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
+  v1::NodeConfig config;
+  if (auto st = LoadYamlFileToProto(path, &config); !st.ok()) return st;
+  const std::string base = DirName(path);
+  const Checker check(path);
+
+  // Paths are relative to the config file, so a node directory can move as a whole.
+  config.set_data_dir(Resolve(base, config.data_dir()));
+  auto* tls = config.mutable_tls();
+  tls->set_cert_file(Resolve(base, tls->cert_file()));
+  tls->set_key_file(Resolve(base, tls->key_file()));
+  tls->set_ca_file(Resolve(base, tls->ca_file()));
+  config.mutable_roster()->set_file(Resolve(base, config.roster().file()));
+  config.mutable_signing_key()->set_key_file(Resolve(base, config.signing_key().key_file()));
+  config.set_master_key_file(Resolve(base, config.master_key_file()));
+
+  if (auto st = check.Required("federation", config.federation()); !st.ok()) return st;
+  if (auto st = check.Required("org", config.org()); !st.ok()) return st;
+  if (auto st = check.Required("listen", config.listen()); !st.ok()) return st;
+  {
+    int port = -1;
+    if (config.listen().rfind(':') == std::string::npos ||
+        !absl::SimpleAtoi(config.listen().substr(config.listen().rfind(':') + 1), &port) ||
+        port < 0 || port > 65535) {
+      return check.Error(
+          "listen", absl::StrCat("\"", config.listen(), "\" is not host:port (e.g. 0.0.0.0:7443)"));
+    }
+  }
+  if (auto st = check.Required("data_dir", config.data_dir()); !st.ok()) return st;
+  if (auto st = check.ReadableFile("tls.cert_file", tls->cert_file()); !st.ok()) return st;
+  if (auto st = check.ReadableFile("tls.key_file", tls->key_file()); !st.ok()) return st;
+  if (auto st = check.ReadableFile("tls.ca_file", tls->ca_file()); !st.ok()) return st;
+  if (auto st = check.ReadableFile("roster.file", config.roster().file()); !st.ok()) return st;
+  if (auto st = check.Required("signing_key.key_id", config.signing_key().key_id()); !st.ok()) {
+    return st;
+  }
+  if (auto st = check.ReadableFile("signing_key.key_file", config.signing_key().key_file());
+      !st.ok()) {
+    return st;
+  }
+  if (auto st = check.ReadableFile("master_key_file", config.master_key_file()); !st.ok())
+    return st;
+  if (auto text = ReadFileToString(config.master_key_file()); text.ok()) {
+    auto key = Base64Decode(absl::StripAsciiWhitespace(*text));
+    if (!key.ok() || key->size() != 32) {
+      return check.Error("master_key_file", absl::StrCat(config.master_key_file(),
+                                                         ": must hold 32 random bytes in base64"));
+    }
+  }
+  if (auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file()); !key.ok()) {
+    return check.Error("signing_key.key_file", key.status().message());
+  }
+
+  const auto& roster = config.roster();
+  if (roster.steward_keys_size() == 0) {
+    return check.Error("roster.steward_keys", "at least one steward key is required");
+  }
+  std::set<std::string> names;
+  for (int i = 0; i < roster.steward_keys_size(); ++i) {
+    const auto& k = roster.steward_keys(i);
+    const std::string key = absl::StrCat("roster.steward_keys[", i, "]");
+    if (k.name().empty()) return check.Error(key + ".name", "is required but missing");
+    if (!names.insert(k.name()).second) return check.Error(key + ".name", "is listed twice");
+    auto raw = Base64Decode(k.public_key());
+    if (!raw.ok() || !Ed25519PublicKey::FromRaw(*raw).ok()) {
+      return check.Error(key + ".public_key", "must be a base64 32-byte Ed25519 public key");
+    }
+  }
+  if (roster.threshold() == 0) return check.Error("roster.threshold", "must be at least 1");
+  if (roster.threshold() > static_cast<uint32_t>(roster.steward_keys_size())) {
+    return check.Error("roster.threshold",
+                       absl::StrCat("is ", roster.threshold(), " but only ",
+                                    roster.steward_keys_size(), " steward keys are configured"));
+  }
+  // Revoked serials in the one form identity checks compare (pki::NormalizeSerial):
+  // a serial written as `openssl x509 -text` prints it must match, and one that
+  // cannot be read must not pass the check and then never match.
+  for (int i = 0; i < tls->revoked_serials_size(); ++i) {
+    auto normal = pki::NormalizeSerial(tls->revoked_serials(i));
+    if (!normal.ok()) {
+      return check.Error(absl::StrCat("tls.revoked_serials[", i, "]"), normal.status().message());
+    }
+    tls->set_revoked_serials(i, *normal);
+  }
+  for (const auto& [name, entry] : config.users()) {
+    if (entry.roles_size() == 0) {
+      return check.Error(absl::StrCat("users.", name, ".roles"), "lists no roles");
+    }
+  }
+  if (!config.log().level().empty()) {
+    log::Level level;
+    if (!log::ParseLevel(config.log().level(), &level)) {
+      return check.Error("log.level", "must be one of debug, info, warn, error");
+    }
+  }
+
+  auto* limits = config.mutable_limits();
+  if (limits->max_message_bytes() == 0) limits->set_max_message_bytes(kDefaultMaxMessageBytes);
+  if (limits->max_evidence_bytes() == 0) limits->set_max_evidence_bytes(kDefaultMaxEvidenceBytes);
+  if (limits->peer_probe_interval_seconds() == 0) {
+    limits->set_peer_probe_interval_seconds(kDefaultPeerProbeIntervalSeconds);
+  }
+  if (limits->peer_call_timeout_seconds() == 0) {
+    limits->set_peer_call_timeout_seconds(kDefaultPeerCallTimeoutSeconds);
+  }
+  if (limits->max_envelope_lifetime_days() == 0) {
+    limits->set_max_envelope_lifetime_days(kDefaultMaxEnvelopeLifetimeDays);
+  }
+  if (limits->max_envelope_lifetime_days() < kMinEnvelopeLifetimeDays ||
+      limits->max_envelope_lifetime_days() > kMaxEnvelopeLifetimeDays) {
+    return check.Error("limits.max_envelope_lifetime_days",
+                       absl::StrCat("must be from ", kMinEnvelopeLifetimeDays,
+                                    " (the lifetime "
+                                    "senders give envelopes) to ",
+                                    kMaxEnvelopeLifetimeDays));
+  }
+  auto fill = [](uint32_t value, uint32_t fallback) { return value == 0 ? fallback : value; };
+  limits->set_user_calls_per_second(
+      fill(limits->user_calls_per_second(), kDefaultUserCallsPerSecond));
+  limits->set_user_call_burst(fill(limits->user_call_burst(), kDefaultUserCallBurst));
+  limits->set_peer_calls_per_second(
+      fill(limits->peer_calls_per_second(), kDefaultPeerCallsPerSecond));
+  limits->set_peer_call_burst(fill(limits->peer_call_burst(), kDefaultPeerCallBurst));
+  limits->set_refusal_budget(fill(limits->refusal_budget(), kDefaultRefusalBudget));
+  limits->set_refusal_interval_seconds(
+      fill(limits->refusal_interval_seconds(), kDefaultRefusalIntervalSeconds));
+  limits->set_max_evidence_transfers(
+      fill(limits->max_evidence_transfers(), kDefaultMaxEvidenceTransfers));
+  limits->set_stream_idle_timeout_seconds(
+      fill(limits->stream_idle_timeout_seconds(), kDefaultStreamIdleTimeoutSeconds));
+  if (limits->user_call_burst() < limits->user_calls_per_second() ||
+      limits->peer_call_burst() < limits->peer_calls_per_second()) {
+    return check.Error("limits", "a call burst must be at least its calls per second");
+  }
+  return config;
+}
+
+}  // namespace corridor

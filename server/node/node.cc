@@ -1,0 +1,645 @@
+#include "server/node/node.h"
+
+#include <sys/stat.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/lib/grpc_util.h"
+#include "client/lib/pki.h"
+#include "client/lib/roster.h"
+#include "corridor/v1/node.grpc.pb.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "ledger/crypto/crypto.h"
+#include "ledger/rocksdb/rocksdb_ledger.h"
+#include "server/audit/access_log.h"
+#include "server/auth/auth.h"
+#include "server/cases/case_service.h"
+#include "server/store/case_store.h"
+#include "server/node/config.h"
+#include "server/federation/exchange.h"
+#include "server/common/executor.h"
+#include "server/node/health.h"
+#include "server/auth/identity.h"
+#include "ledger/base/log.h"
+#include "server/federation/peers.h"
+#include "server/federation/referral_service.h"
+#include "server/store/store.h"
+
+namespace corridor {
+
+absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
+                                const TlsIdentity& tls);
+
+// The roster in force: installs newer signed rosters (pushed by an admin or
+// fetched from a peer) after full verification, persisting the file, the
+// node state and a ledger entry; serves the signed bytes to peers.
+class RosterInForce {
+ public:
+  RosterInForce(const v1::NodeConfig& config, NodeStore* store, AccessLog* log,
+                std::shared_ptr<IdentityResolver> identity, TlsIdentity tls, std::string json,
+                uint64_t version)
+      : config_(config),
+        store_(store),
+        log_(log),
+        identity_(std::move(identity)),
+        tls_(std::move(tls)),
+        json_(std::move(json)),
+        version_(version) {}
+
+  absl::StatusOr<VerifiedRoster> Install(const std::string& json, const std::string& actor_org,
+                                         const std::string& actor_subject) {
+    std::vector<StewardPublicKey> stewards;
+    for (const auto& k : config_.roster().steward_keys()) {
+      stewards.push_back(
+          {k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
+    }
+    absl::MutexLock lock(&mu_);
+    v1::AccessEvent ev;
+    ev.set_actor_org(actor_org);
+    ev.set_actor_subject(actor_subject);
+    ev.set_action("roster.install");
+    ev.set_resource_kind("roster");
+    auto refuse = [&](absl::Status st) -> absl::Status {
+      ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+      // The first line only: a parser's message goes on to quote the pushed text,
+      // which has no place in the ledger; the file's digest identifies it.
+      ev.set_reason(std::string(st.message().substr(0, st.message().find('\n'))));
+      if (ev.payload_sha256().empty()) ev.set_payload_sha256(DigestBytes(Sha256(json)));
+      (void)log_->RecordSync({ev});
+      return st;
+    };
+    auto roster =
+        VerifySignedRoster(json, stewards, config_.roster().threshold(), config_.federation());
+    if (!roster.ok()) return refuse(roster.status());
+    ev.set_resource_id(absl::StrCat(roster->roster.version()));
+    ev.set_payload_sha256(*HexDecode(roster->digest_hex));
+    if (roster->roster.version() <= version_) {
+      return refuse(absl::FailedPreconditionError(
+          absl::StrCat("roster version ", roster->roster.version(), " is not newer than version ",
+                       version_, " in force")));
+    }
+    if (auto st = CheckOwnMembership(config_, roster->roster, tls_); !st.ok()) {
+      return refuse(absl::FailedPreconditionError(
+          absl::StrCat("this roster would cut this node off: ", st.message())));
+    }
+    // The file first: a restart then starts from the new version even if what follows is lost.
+    if (auto st = WriteFileAtomically(config_.roster().file(), json); !st.ok()) return refuse(st);
+    auto change = std::make_unique<rocksdb::WriteBatch>();
+    change->Put(store_->family(NodeStore::kMetaFamily), "roster/version",
+                absl::StrCat(roster->roster.version()));
+    change->Put(store_->family(NodeStore::kMetaFamily), "roster/digest", roster->digest_hex);
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    ev.set_reason(absl::StrCat("roster version ", roster->roster.version(), " in force"));
+    if (auto idx = log_->RecordSync({ev}, std::move(change)); !idx.ok()) return idx.status();
+    identity_->SetRoster(std::make_shared<const v1::Roster>(roster->roster));
+    json_ = json;
+    version_ = roster->roster.version();
+    log::Info("roster.in_force", {{"version", version_},
+                                  {"digest", roster->digest_hex},
+                                  {"from", actor_org + "/" + actor_subject}});
+    return roster;
+  }
+
+  uint64_t version() const {
+    absl::MutexLock lock(&mu_);
+    return version_;
+  }
+  std::string json() const {
+    absl::MutexLock lock(&mu_);
+    return json_;
+  }
+
+ private:
+  const v1::NodeConfig config_;
+  NodeStore* store_;
+  AccessLog* log_;
+  std::shared_ptr<IdentityResolver> identity_;
+  const TlsIdentity tls_;
+  mutable absl::Mutex mu_;
+  std::string json_ ABSL_GUARDED_BY(mu_);
+  uint64_t version_ ABSL_GUARDED_BY(mu_);
+};
+
+// The gRPC services of the foundation: NodeService for users, PeerService for nodes.
+class NodeServices {
+ public:
+  NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
+               AccessLog* log, PeerProber* prober, Exchange* exchange, RosterInForce* roster)
+      : node_(config, identity, log, prober, roster),
+        peer_(config, identity, log, exchange, roster) {}
+
+  class NodeServiceImpl final : public v1::NodeService::CallbackService {
+   public:
+    NodeServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
+                    AccessLog* log, PeerProber* prober, RosterInForce* roster)
+        : config_(config),
+          identity_(std::move(identity)),
+          log_(log),
+          prober_(prober),
+          roster_(roster),
+          started_unix_(absl::ToUnixSeconds(absl::Now())) {}
+
+    grpc::ServerUnaryReactor* PushRoster(grpc::CallbackServerContext* ctx,
+                                         const v1::PushRosterRequest* req,
+                                         v1::PushRosterResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/PushRoster", log_);
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      auto installed = roster_->Install(req->signed_roster(), caller->org, caller->subject);
+      if (installed.ok()) {
+        resp->set_version(installed->roster.version());
+        resp->set_digest(installed->digest_hex);
+      }
+      reactor->Finish(ToGrpcStatus(installed.status()));
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* Whoami(grpc::CallbackServerContext* ctx, const v1::WhoamiRequest*,
+                                     v1::WhoamiResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Whoami", log_);
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      resp->set_federation(config_.federation());
+      resp->set_org(caller->org);
+      resp->set_subject(caller->subject);
+      for (v1::Role r : caller->roles) resp->add_roles(r);
+      resp->set_node_org(config_.org());
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const v1::StatusRequest*,
+                                     v1::StatusResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Status", log_);
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      resp->set_federation(config_.federation());
+      resp->set_org(config_.org());
+      resp->set_roster_version(roster_->version());
+      resp->set_started_unix(started_unix_);
+      for (auto& p : prober_->Snapshot()) *resp->add_peers() = std::move(p);
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+
+   private:
+    const v1::NodeConfig config_;
+    std::shared_ptr<IdentityResolver> identity_;
+    AccessLog* log_;
+    PeerProber* prober_;
+    RosterInForce* roster_;
+    int64_t started_unix_;
+  };
+
+  class PeerServiceImpl final : public v1::PeerService::CallbackService {
+   public:
+    PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
+                    AccessLog* log, Exchange* exchange, RosterInForce* roster)
+        : config_(config),
+          identity_(std::move(identity)),
+          log_(log),
+          exchange_(exchange),
+          roster_(roster) {}
+
+    grpc::ServerUnaryReactor* GetRoster(grpc::CallbackServerContext* ctx,
+                                        const v1::GetRosterRequest*,
+                                        v1::SignedRoster* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/GetRoster", log_);
+      if (caller.ok()) {
+        resp->set_signed_roster(roster_->json());
+        resp->set_version(roster_->version());
+      }
+      reactor->Finish(ToGrpcStatus(caller.status()));
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* Deliver(grpc::CallbackServerContext* ctx, const v1::Envelope* env,
+                                      v1::Receipt* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Deliver", log_);
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      exchange_->Deliver(*caller, *env, [reactor, resp](grpc::Status s, v1::Receipt r) {
+        if (s.ok()) *resp = std::move(r);
+        reactor->Finish(s);
+      });
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* Hello(grpc::CallbackServerContext* ctx, const v1::HelloRequest* req,
+                                    v1::HelloResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Hello", log_);
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      log::Debug("peer.hello",
+                 {{"peer", caller->org}, {"peer_roster_version", req->roster_version()}});
+      resp->set_org(config_.org());
+      resp->set_roster_version(roster_->version());
+      resp->set_time_unix(absl::ToUnixSeconds(absl::Now()));
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+
+   private:
+    const v1::NodeConfig config_;
+    std::shared_ptr<IdentityResolver> identity_;
+    AccessLog* log_;
+    Exchange* exchange_;
+    RosterInForce* roster_;
+  };
+
+  NodeServiceImpl node_;
+  PeerServiceImpl peer_;
+};
+
+namespace {
+
+constexpr char kRosterVersionKey[] = "roster/version";
+// Threads that finish calls once their access event is durable; threads for
+// slow follow-up work (proofs, exports, key destruction).
+constexpr int kCompletionThreads = 4;
+constexpr int kBulkThreads = 2;
+constexpr char kRosterDigestKey[] = "roster/digest";
+
+// Loads and verifies the roster file, and checks it is not older than the one in force.
+absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStore& store) {
+  std::vector<StewardPublicKey> stewards;
+  for (const auto& k : config.roster().steward_keys()) {
+    stewards.push_back(
+        {k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
+  }
+  auto json = ReadFileToString(config.roster().file());
+  if (!json.ok()) return json.status();
+  auto roster =
+      VerifySignedRoster(*json, stewards, config.roster().threshold(), config.federation());
+  if (!roster.ok()) {
+    return absl::Status(roster.status().code(),
+                        absl::StrCat(config.roster().file(), ": ", roster.status().message()));
+  }
+  auto stored_version = store.GetMeta(kRosterVersionKey);
+  if (stored_version.ok()) {
+    uint64_t in_force = 0;
+    (void)absl::SimpleAtoi(*stored_version, &in_force);
+    if (roster->roster.version() < in_force) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(config.roster().file(), ": roster version ", roster->roster.version(),
+                       " is older than version ", in_force,
+                       " already in force at this node; use the newer roster"));
+    }
+    if (roster->roster.version() == in_force &&
+        store.GetMeta(kRosterDigestKey).value_or("") != roster->digest_hex) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          config.roster().file(), ": roster version ", in_force, " differs from the version ",
+          in_force, " already in force; a changed roster needs a new version"));
+    }
+  } else if (!absl::IsNotFound(stored_version.status())) {
+    return stored_version.status();
+  }
+  return roster;
+}
+
+uint64_t StoredRosterVersion(const NodeStore& store) {
+  uint64_t v = 0;
+  if (auto s = store.GetMeta(kRosterVersionKey); s.ok()) (void)absl::SimpleAtoi(*s, &v);
+  return v;
+}
+
+absl::StatusOr<std::string> LoadMasterKey(const std::string& path) {
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  auto key = Base64Decode(absl::StripAsciiWhitespace(*text));
+  if (!key.ok() || key->size() != 32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": master_key_file must hold 32 random bytes in base64"));
+  }
+  return key;
+}
+
+}  // namespace
+
+// This node must be in the roster with the CA, certificate and signing key it is configured with.
+absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
+                                const TlsIdentity& tls) {
+  const v1::Member* self = nullptr;
+  for (const auto& m : roster.members()) {
+    if (m.org() == config.org()) self = &m;
+  }
+  if (self == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "org \"", config.org(), "\" is not in the roster (version ", roster.version(), ")"));
+  }
+  if (!pki::SameCertificate(tls.roots_pem, self->ca_cert_pem())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        config.tls().ca_file(), ": tls.ca_file is not the CA the roster lists for org \"",
+        config.org(), "\""));
+  }
+  if (auto st = pki::VerifyIssuedBy(tls.cert_pem, self->ca_cert_pem(), absl::Now()); !st.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(config.tls().cert_file(),
+                     ": tls.cert_file is not valid under this org's CA: ", st.message()));
+  }
+  auto cert = pki::InspectCertificate(tls.cert_pem);
+  const std::string want = pki::NodeSpiffeUri(config.federation(), config.org());
+  bool has_uri = false;
+  for (const auto& u : cert->uris) has_uri = has_uri || u == want;
+  if (!has_uri) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        config.tls().cert_file(), ": tls.cert_file does not carry the node identity ", want));
+  }
+  auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
+  if (!key.ok()) return key.status();
+  for (const auto& k : self->signing_keys()) {
+    if (k.key_id() != config.signing_key().key_id()) continue;
+    if (k.public_key() != Base64Encode(key->public_key().raw())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "signing_key: the roster lists key id \"", k.key_id(), "\" for org \"", config.org(),
+          "\" with a different public key than ", config.signing_key().key_file()));
+    }
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("signing_key.key_id: the roster lists no key \"", config.signing_key().key_id(),
+                   "\" for org \"", config.org(), "\""));
+}
+
+std::string LedgerOrigin(const v1::NodeConfig& config) {
+  return absl::StrCat(config.federation(), "/", config.org());
+}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
+                                                  NodeTestHooks hooks) {
+  std::unique_ptr<Node> node(new Node);
+  if (mkdir(config.data_dir().c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("data_dir: cannot create ", config.data_dir(), ": ", strerror(errno)));
+  }
+  std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
+  families.push_back(kCasesFamily);
+  families.push_back(kEvidenceFamily);
+  for (const char* f : {kOutboxFamily, kReceivedFamily, kReferralIndexFamily})
+    families.push_back(f);
+  NodeStoreOptions store_options;
+  if (config.limits().disk_reserve_mib() > 0) {
+    store_options.reserve_bytes = uint64_t{config.limits().disk_reserve_mib()} << 20;
+  }
+  auto store = NodeStore::Open(config.data_dir(), families, store_options);
+  if (!store.ok()) return store.status();
+  node->store_ = *std::move(store);
+
+  const uint64_t stored_roster_version = StoredRosterVersion(*node->store_);
+  auto roster = LoadRoster(config, *node->store_);
+  if (!roster.ok()) return roster.status();
+  auto tls =
+      LoadTlsIdentity(config.tls().cert_file(), config.tls().key_file(), config.tls().ca_file());
+  if (!tls.ok()) return tls.status();
+  if (auto st = CheckOwnMembership(config, roster->roster, *tls); !st.ok()) return st;
+  if (auto st = node->store_->PutMeta({{kRosterVersionKey, absl::StrCat(roster->roster.version())},
+                                       {kRosterDigestKey, roster->digest_hex}});
+      !st.ok()) {
+    return st;
+  }
+  // The ledger: this node's checkpoints are signed with its roster signing key.
+  auto signing_key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
+  if (!signing_key.ok()) return signing_key.status();
+  node->signing_key_ = std::make_unique<Ed25519PrivateKey>(*std::move(signing_key));
+  ledger::RocksDbLedgerOptions ledger_options;
+  ledger_options.origin = LedgerOrigin(config);
+  ledger_options.signing_key = node->signing_key_.get();
+  ledger_options.before_commit = std::move(hooks.ledger_before_commit);
+  ledger_options.on_health_change = [](const absl::Status& st) {
+    if (st.ok()) {
+      log::Info("ledger.recovered");
+    } else {
+      log::Error("ledger.refusing_writes", {{"reason", st.message()}});
+    }
+  };
+  // After a key rotation the stored checkpoint is signed by an earlier key of
+  // this org (the one in use before the switch): accept any key the roster
+  // lists for this org — even one revoked since, as the checkpoint is this
+  // node's own — so the node starts and signs on with the new key.
+  for (const auto& m : roster->roster.members()) {
+    if (m.org() != config.org()) continue;
+    for (const auto& k : m.signing_keys()) {
+      if (k.key_id() == config.signing_key().key_id()) continue;
+      auto raw = Base64Decode(k.public_key());
+      if (!raw.ok()) continue;
+      if (auto pub = Ed25519PublicKey::FromRaw(*raw); pub.ok()) {
+        ledger_options.previous_verifiers.push_back(
+            note::Verifier{LedgerOrigin(config), 0x01, *pub});
+      }
+    }
+  }
+  // Completions of ledger appends run here, never on the ledger's sequencer;
+  // slow follow-up work (proofs, exports, key destruction) on `bulk_`.
+  node->completions_ = std::make_unique<Executor>("completions", kCompletionThreads);
+  node->bulk_ = std::make_unique<Executor>("bulk", kBulkThreads);
+  auto ledger = ledger::RocksDbLedger::Open(node->store_->db(), node->store_->families(),
+                                            std::move(ledger_options));
+  if (!ledger.ok()) {
+    return absl::Status(ledger.status().code(),
+                        absl::StrCat("the ledger in ", config.data_dir(),
+                                     " cannot be opened: ", ledger.status().message()));
+  }
+  node->ledger_ = *std::move(ledger);
+  std::function<absl::Time()> clock = hooks.clock;
+  if (!clock) clock = [] { return absl::Now(); };
+  node->access_log_ =
+      std::make_unique<AccessLog>(node->ledger_.get(), clock, node->completions_.get());
+  node->access_log_->LimitRefusals(config.limits().refusal_budget(),
+                                   absl::Seconds(config.limits().refusal_interval_seconds()));
+  auto master_key = LoadMasterKey(config.master_key_file());
+  if (!master_key.ok()) return master_key.status();
+  auto case_store = CaseStore::Open(node->store_->db(), node->store_->family(kCasesFamily),
+                                    node->store_->family(kEvidenceFamily),
+                                    node->store_->family(NodeStore::kMetaFamily),
+                                    config.data_dir() + "/keystore", *std::move(master_key));
+  if (!case_store.ok()) return case_store.status();
+  node->case_store_ = *std::move(case_store);
+  // Uploads a crash cut off left sealed chunks in staging: they go.
+  if (auto discarded = node->case_store_->DiscardAllStaged(); !discarded.ok()) {
+    return discarded.status();
+  } else if (*discarded > 0) {
+    log::Info("evidence.staging_discarded", {{"uploads", *discarded}});
+  }
+  auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
+  node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
+  node->case_service_ = std::make_unique<CaseServiceImpl>(
+      config, node->identity_.get(), node->case_store_.get(), node->access_log_.get(),
+      node->bulk_.get(), clock);
+  node->audit_service_ = std::make_unique<AuditServiceImpl>(
+      node->identity_.get(), node->access_log_.get(), node->bulk_.get());
+  // A new roster version in force is itself an audited event.
+  if (stored_roster_version != roster->roster.version()) {
+    v1::AccessEvent ev;
+    ev.set_actor_org(config.org());
+    ev.set_actor_subject("node");
+    ev.set_action("roster.in_force");
+    ev.set_resource_kind("roster");
+    ev.set_resource_id(absl::StrCat(roster->roster.version()));
+    ev.set_payload_sha256(*HexDecode(roster->digest_hex));
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    if (auto idx = node->access_log_->RecordSync({ev}); !idx.ok()) return idx.status();
+  }
+  log::Info("roster.in_force", {{"version", roster->roster.version()},
+                                {"digest", roster->digest_hex},
+                                {"members", roster->roster.members_size()}});
+
+  node->prober_ = std::make_unique<PeerProber>(config, roster_ptr, *tls);
+  node->exchange_ = std::make_unique<Exchange>(
+      config, node->identity_, node->signing_key_.get(), node->store_->db(),
+      node->store_->families(), node->case_store_.get(), node->access_log_.get(), *tls);
+  node->case_service_->set_exchange(node->exchange_.get());
+  node->referral_service_ =
+      std::make_unique<ReferralServiceImpl>(node->identity_.get(), node->exchange_.get(),
+                                            node->case_store_.get(), node->access_log_.get());
+  auto roster_json = ReadFileToString(config.roster().file());
+  if (!roster_json.ok()) return roster_json.status();
+  node->roster_ = std::make_unique<RosterInForce>(config, node->store_.get(),
+                                                  node->access_log_.get(), node->identity_, *tls,
+                                                  *roster_json, roster->roster.version());
+  RosterInForce* keeper = node->roster_.get();
+  node->prober_->set_roster_sync(
+      [keeper] { return keeper->version(); },
+      [keeper](const std::string& json, const std::string& from) {
+        auto st = keeper->Install(json, from, "node");
+        if (!st.ok())
+          log::Warn("roster.fetch_refused", {{"from", from}, {"reason", st.status().message()}});
+      });
+  Exchange* exchange = node->exchange_.get();
+  node->prober_->set_on_reachable(
+      [exchange](const std::string& org) { exchange->PeerReachable(org); });
+  node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->access_log_.get(),
+                                                   node->prober_.get(), node->exchange_.get(),
+                                                   node->roster_.get());
+
+  // Accept client certificates from any member's CA at the TLS layer; the
+  // auth processor then insists on the right CA for the claimed org.
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  std::string roots;
+  for (const auto& m : roster->roster.members()) absl::StrAppend(&roots, m.ca_cert_pem(), "\n");
+  ssl.pem_root_certs = roots;
+  ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
+  auto creds = grpc::SslServerCredentials(ssl);
+  const auto now = [] { return absl::Now(); };
+  creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
+      node->identity_, node->access_log_.get(), config.federation(),
+      std::make_shared<CallLimiter>(config.limits().user_calls_per_second(),
+                                    config.limits().user_call_burst(), now),
+      std::make_shared<CallLimiter>(config.limits().peer_calls_per_second(),
+                                    config.limits().peer_call_burst(), now)));
+
+  // grpc.health.v1 answers from the ledger's and the database's state on
+  // every call: NOT_SERVING, with the reason, while writes are refused.
+  ledger::RocksDbLedger* ledger_ptr = node->ledger_.get();
+  NodeStore* store_ptr = node->store_.get();
+  node->health_ = std::make_unique<HealthServiceImpl>([ledger_ptr, store_ptr]() -> absl::Status {
+    if (absl::Status st = ledger_ptr->health(); !st.ok()) return st;
+    return store_ptr->health();
+  });
+  grpc::EnableDefaultHealthCheckService(false);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  // One node per port: without this gRPC sets SO_REUSEPORT and a second node
+  // on the same port would silently share its traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddListeningPort(config.listen(), creds, &node->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
+  builder.RegisterService(&node->services_->node_);
+  builder.RegisterService(&node->services_->peer_);
+  builder.RegisterService(node->case_service_.get());
+  builder.RegisterService(node->audit_service_.get());
+  builder.RegisterService(node->referral_service_.get());
+  builder.RegisterService(node->health_.get());
+  node->server_ = builder.BuildAndStart();
+  if (node->server_ == nullptr || node->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),
+                                               " (address in use or not available?)"));
+  }
+  node->prober_->Start();
+  node->exchange_->Start();
+  log::Info("node.started", {{"federation", config.federation()},
+                             {"org", config.org()},
+                             {"listen", config.listen()},
+                             {"port", node->port_}});
+  return node;
+}
+
+absl::Status Node::ReloadSigningKey(const std::string& config_path) {
+  auto config = LoadNodeConfig(config_path);
+  if (!config.ok()) return config.status();
+  auto key = Ed25519PrivateKey::FromPemFile(config->signing_key().key_file());
+  if (!key.ok()) return key.status();
+  const std::string& key_id = config->signing_key().key_id();
+  auto roster = identity_->roster();
+  const v1::SigningKey* listed = nullptr;
+  for (const auto& m : roster->members()) {
+    if (m.org() != config->org()) continue;
+    for (const auto& k : m.signing_keys()) {
+      if (k.key_id() == key_id) listed = &k;
+    }
+  }
+  if (listed == nullptr || listed->status() != v1::KEY_STATUS_ACTIVE ||
+      listed->public_key() != Base64Encode(key->public_key().raw())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "signing_key: the roster in force (version ", roster->version(), ") does not list key \"",
+        key_id, "\" as active with the public key of ", config->signing_key().key_file()));
+  }
+  exchange_->RotateSigningKey(std::make_shared<const Ed25519PrivateKey>(*std::move(key)), key_id);
+  v1::AccessEvent ev;
+  ev.set_actor_org(config->org());
+  ev.set_actor_subject("node");
+  ev.set_action("node.signing_key");
+  ev.set_resource_kind("key");
+  ev.set_resource_id(key_id);
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ev.set_reason("envelopes and receipts are now signed with this key");
+  if (auto idx = access_log_->RecordSync({ev}); !idx.ok()) return idx.status();
+  log::Info("node.signing_key", {{"key_id", key_id}});
+  return absl::OkStatus();
+}
+
+void Node::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
+  if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  if (prober_) prober_->Stop();
+  if (exchange_) exchange_->Stop();
+  server_.reset();
+  // gRPC may run an evidence stream's last callback after Shutdown returned; what
+  // the streams use goes only once they are gone.
+  if (case_service_) case_service_->WaitForStreams();
+  // Refusals counted but not yet recorded go into the ledger before it closes.
+  if (access_log_) access_log_->FlushRefusals();
+  // The ledger commits what is queued before the database closes; the
+  // executors then run the last completions.
+  ledger_.reset();
+  bulk_.reset();
+  completions_.reset();
+  case_store_.reset();
+  store_.reset();
+  log::Info("node.stopped");
+}
+
+Node::~Node() { Shutdown(absl::Seconds(5)); }
+
+}  // namespace corridor

@@ -1,0 +1,97 @@
+// A running Corridor node: the database, the roster in force, identity, the
+// gRPC server (mutual TLS only, client certificates required) and the peer
+// prober. Start() does every start-up check and refuses to start, with an
+// error naming what is wrong, rather than run half-configured.
+// Thread-safe.
+#ifndef CORRIDOR_SERVER_NODE_NODE_H_
+#define CORRIDOR_SERVER_NODE_NODE_H_
+
+#include <functional>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "corridor/v1/config.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "ledger/crypto/crypto.h"
+
+namespace corridor {
+
+class AccessLog;
+class AuditServiceImpl;
+class CaseServiceImpl;
+class CaseStore;
+class Exchange;
+class Executor;
+class HealthServiceImpl;
+class ReferralServiceImpl;
+class RosterInForce;
+class NodeServices;
+class NodeStore;
+namespace ledger {
+class RocksDbLedger;
+}
+class PeerProber;
+class IdentityResolver;
+
+// The origin line of this node's ledger checkpoints: "<federation>/<org>".
+std::string LedgerOrigin(const v1::NodeConfig& config);
+
+// Test-only injection points; production leaves them empty.
+struct NodeTestHooks {
+  // Called before every ledger commit; an error fails it like a disk error.
+  std::function<absl::Status()> ledger_before_commit;
+  // The node's clock for the access log and the case service (retention, times
+  // recorded); absl::Now when empty.
+  std::function<absl::Time()> clock;
+};
+
+class Node {
+ public:
+  // Opens the data directory, verifies the roster (signatures, version not
+  // older than the one in force, this org listed with this node's CA and
+  // signing key), checks the node certificate, and starts serving.
+  static absl::StatusOr<std::unique_ptr<Node>> Start(const v1::NodeConfig& config,
+                                                     NodeTestHooks hooks = {});
+  ~Node();
+
+  // The port actually bound (useful with listen port 0).
+  int port() const { return port_; }
+
+  // Re-reads `config_path` and, if `signing_key` names another key that the
+  // roster in force lists as active for this org with the same public key,
+  // signs envelopes and receipts with it from now on (no restart). Ledger
+  // checkpoints move to the new key at the next restart. Errors say why the
+  // key was not taken; the old key stays in use then.
+  absl::Status ReloadSigningKey(const std::string& config_path);
+
+  // Stops accepting calls, lets calls in flight finish for up to `grace`,
+  // stops the prober and closes the database. Idempotent.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  Node() = default;
+  int port_ = 0;
+  std::unique_ptr<Ed25519PrivateKey> signing_key_;
+  std::unique_ptr<NodeStore> store_;
+  // Declared before the ledger: they must outlive its last completion.
+  std::unique_ptr<Executor> completions_;
+  std::unique_ptr<Executor> bulk_;
+  std::unique_ptr<ledger::RocksDbLedger> ledger_;
+  std::unique_ptr<CaseStore> case_store_;
+  std::unique_ptr<AccessLog> access_log_;
+  std::unique_ptr<CaseServiceImpl> case_service_;
+  std::unique_ptr<AuditServiceImpl> audit_service_;
+  std::unique_ptr<Exchange> exchange_;
+  std::unique_ptr<ReferralServiceImpl> referral_service_;
+  std::unique_ptr<RosterInForce> roster_;
+  std::shared_ptr<IdentityResolver> identity_;
+  std::unique_ptr<PeerProber> prober_;
+  std::unique_ptr<NodeServices> services_;
+  std::unique_ptr<HealthServiceImpl> health_;
+  std::unique_ptr<grpc::Server> server_;
+  bool shut_down_ = false;
+};
+
+}  // namespace corridor
+
+#endif  // CORRIDOR_SERVER_NODE_NODE_H_

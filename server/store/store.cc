@@ -1,0 +1,268 @@
+#include "server/store/store.h"
+
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "ledger/rocksdb/rocksdb_ledger.h"
+#include "ledger/rocksdb/tsan_visible_writes.h"
+#include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
+#include "rocksdb/listener.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "ledger/base/log.h"
+
+namespace corridor {
+
+absl::Status FromRocksStatus(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsIOError() && absl::StrContains(s.ToString(), "lock")) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(msg, " (is another corridord using this data_dir?)"));
+  }
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+// Follows RocksDB's background errors: the database is read-only from the
+// first until a recovery ends well. Runs on RocksDB's threads (writers,
+// flushes, compactions): only records and unlinks.
+class NodeStore::Listener : public rocksdb::EventListener {
+ public:
+  explicit Listener(NodeStore* store) : store_(store) {}
+  const char* Name() const override { return "CorridorNodeStore"; }
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error == nullptr || error->ok()) return;
+    {
+      absl::MutexLock lock(&store_->mu_);
+      store_->background_error_ =
+          absl::UnavailableError(absl::StrCat("the database cannot write: ", error->ToString()));
+    }
+    if (error->IsNoSpace()) store_->ReleaseReserve("the disk is full");
+  }
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    if (info.new_bg_error.ok()) Recovered();
+  }
+  void OnErrorRecoveryCompleted(rocksdb::Status old_error) override {
+    old_error.PermitUncheckedError();
+    Recovered();
+  }
+
+ private:
+  void Recovered() {
+    absl::MutexLock lock(&store_->mu_);
+    store_->background_error_ = absl::OkStatus();
+  }
+  NodeStore* const store_;
+};
+
+NodeStore::NodeStore(std::string dir, NodeStoreOptions options)
+    : dir_(std::move(dir)), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
+    const std::string& dir, const std::vector<std::string>& extra_families,
+    NodeStoreOptions store_options) {
+  if (store_options.env == nullptr) store_options.env = rocksdb::Env::Default();
+  std::unique_ptr<NodeStore> store(new NodeStore(dir, std::move(store_options)));
+  store->fs_ = store->options_.env->GetFileSystem();
+  // Give the reserve back before opening if the disk is short of room
+  // (filled up before or since the last stop): opening needs a little.
+  uint64_t free_bytes = 0;
+  if (!store->fs_->GetFreeSpace(dir, rocksdb::IOOptions(), &free_bytes, nullptr).ok() ||
+      free_bytes < 2 * store->options_.reserve_bytes) {
+    (void)store->fs_->DeleteFile(dir + "/" + kReserveFile, rocksdb::IOOptions(), nullptr);
+  }
+
+  rocksdb::Options options;
+  options.env = store->options_.env;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.paranoid_checks = true;
+  // Opening replays the WAL into memtables without flushing them, so a
+  // restart on a nearly full disk needs only a few KiB (new MANIFEST,
+  // OPTIONS and WAL files), which the released reserve gives.
+  options.avoid_flush_during_recovery = true;
+  options.listeners.push_back(std::make_shared<Listener>(store.get()));
+  // Recovery from a full disk is driven by the ledger and by KeepReserve
+  // (ledger::ResumeWhenRoom), not by RocksDB's own retries.
+  options.listeners.push_back(ledger::NewManualRecoveryListener());
+
+  std::set<std::string> names = {rocksdb::kDefaultColumnFamilyName, kMetaFamily};
+  names.insert(extra_families.begin(), extra_families.end());
+  // Keep families created by other versions too: RocksDB refuses to open otherwise.
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(options, dir, &existing).ok()) {
+    names.insert(existing.begin(), existing.end());
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& n : names) {
+    // The ledger's families have their own tuning (bounded memtables).
+    rocksdb::ColumnFamilyOptions family = absl::StartsWith(n, "ledger_")
+                                              ? ledger::LedgerColumnFamilyOptions(n)
+                                              : rocksdb::ColumnFamilyOptions(options);
+    // Evidence is written once in large sealed chunks and read rarely: small
+    // memtables keep what concurrent uploads cost in memory low.
+    if (n == "evidence") family.write_buffer_size = 16 << 20;
+    descriptors.emplace_back(n, family);
+  }
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors, &store->handles_, &raw);
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the database in ", dir));
+  store->db_.reset(ledger::WithTsanVisibleWrites(raw));
+  for (size_t i = 0; i < descriptors.size(); ++i) {
+    store->families_[descriptors[i].name] = store->handles_[i];
+  }
+  // The reserve is written by the background thread, first thing, so that
+  // writing it does not delay the start.
+  if (store->options_.reserve_bytes > 0) {
+    absl::MutexLock lock(&store->mu_);
+    store->reserve_ = absl::FailedPreconditionError("the space reserve is not written yet");
+  }
+  store->keeper_ = std::thread([s = store.get()] { s->KeepReserve(); });
+  return store;
+}
+
+NodeStore::~NodeStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (keeper_.joinable()) keeper_.join();
+  if (!db_) return;
+  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close();
+}
+
+rocksdb::ColumnFamilyHandle* NodeStore::family(const std::string& name) const {
+  auto it = families_.find(name);
+  return it == families_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<std::string> NodeStore::GetMeta(const std::string& key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), family(kMetaFamily), key, &value);
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("reading ", key));
+  return value;
+}
+
+absl::Status NodeStore::PutMeta(const std::map<std::string, std::string>& values) {
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : values) batch.Put(family(kMetaFamily), k, v);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocksStatus(db_->Write(wo, &batch), "writing node state");
+}
+
+}  // namespace corridor
+
+namespace corridor {
+
+absl::Status NodeStore::health() const {
+  absl::MutexLock lock(&mu_);
+  return background_error_;
+}
+
+absl::Status NodeStore::reserve_ok() const {
+  absl::MutexLock lock(&mu_);
+  return reserve_;
+}
+
+void NodeStore::ReleaseReserve(absl::string_view why) {
+  if (options_.reserve_bytes == 0) return;
+  // No reserve_mu_ here: this runs inside RocksDB's error handling and must
+  // not wait for a reserve being written; RestoreReserve notices.
+  rocksdb::IOStatus s = fs_->DeleteFile(dir_ + "/" + kReserveFile, rocksdb::IOOptions(), nullptr);
+  {
+    absl::MutexLock lock(&mu_);
+    reserve_ = absl::FailedPreconditionError(absl::StrCat("the space reserve was released: ", why));
+  }
+  log::Warn("store.reserve_released",
+            {{"reason", std::string(why)}, {"deleted", s.ok() ? "yes" : s.ToString()}});
+}
+
+absl::Status NodeStore::RestoreReserve() {
+  if (options_.reserve_bytes == 0) return absl::OkStatus();
+  absl::MutexLock reserve_lock(&reserve_mu_);
+  const std::string path = dir_ + "/" + kReserveFile;
+  const rocksdb::IOOptions io;
+  uint64_t size = 0;
+  if (fs_->GetFileSize(path, io, &size, nullptr).ok() && size == options_.reserve_bytes) {
+    absl::MutexLock lock(&mu_);
+    reserve_ = absl::OkStatus();
+    return reserve_;
+  }
+  auto fail = [&](absl::Status st) {
+    (void)fs_->DeleteFile(path, io, nullptr);
+    absl::MutexLock lock(&mu_);
+    reserve_ = st;
+    return st;
+  };
+  if (!health().ok()) return fail(absl::FailedPreconditionError("the database cannot write"));
+  uint64_t free_bytes = 0;
+  if (fs_->GetFreeSpace(dir_, io, &free_bytes, nullptr).ok() &&
+      free_bytes < 2 * options_.reserve_bytes) {
+    return fail(absl::FailedPreconditionError(
+        absl::StrCat("only ", free_bytes >> 20, " MiB free; the reserve of ",
+                     options_.reserve_bytes >> 20, " MiB needs twice that")));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    reserve_ = absl::OkStatus();  // a release from here on marks it missing again
+  }
+  std::unique_ptr<rocksdb::FSWritableFile> file;
+  rocksdb::IOStatus s = fs_->NewWritableFile(path, rocksdb::FileOptions(), &file, nullptr);
+  // Allocate the blocks without writing them (fallocate, then set the
+  // size), or where the file system cannot, write zeros.
+  rocksdb::IOStatus allocated = s;
+  if (s.ok()) allocated = file->Allocate(0, options_.reserve_bytes, io, nullptr);
+  if (allocated.ok()) allocated = file->Truncate(options_.reserve_bytes, io, nullptr);
+  const std::string zeros(allocated.ok() ? 0 : 1 << 20, '\0');
+  for (uint64_t left = options_.reserve_bytes; s.ok() && !allocated.ok() && left > 0;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, zeros.size()));
+    s = file->Append(rocksdb::Slice(zeros.data(), n), io, nullptr);
+    left -= n;
+  }
+  if (s.ok()) s = file->Fsync(io, nullptr);
+  if (file) {
+    rocksdb::IOStatus c = file->Close(io, nullptr);
+    if (s.ok()) s = c;
+  }
+  if (!s.ok()) {
+    return fail(absl::InternalError(absl::StrCat("writing ", path, ": ", s.ToString())));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!reserve_.ok()) {  // released while being written
+    (void)fs_->DeleteFile(path, io, nullptr);
+    return reserve_;
+  }
+  log::Info("store.reserve_kept", {{"bytes", options_.reserve_bytes}});
+  return reserve_;
+}
+
+void NodeStore::KeepReserve() {
+  for (bool first = true;; first = false) {
+    bool stopped_writing;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ ||
+          (!first && mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.check_interval))) {
+        return;
+      }
+      stopped_writing = !background_error_.ok();
+      if (reserve_.ok() && !stopped_writing) continue;
+    }
+    // RocksDB stopped writing with no ledger commit failing (an idle node,
+    // or a failed flush): resume it here, once there is room.
+    if (stopped_writing && !ledger::ResumeWhenRoom(db_.get()).ok()) continue;
+    if (absl::Status st = RestoreReserve(); !st.ok() && first) {
+      log::Warn("store.reserve_missing", {{"reason", st.message()}});
+    }
+  }
+}
+
+}  // namespace corridor
