@@ -66,7 +66,7 @@ std::shared_ptr<grpc::Channel> OwnChannel(const std::string& cert_pem, const std
 // Deadlines scale with the build (ScaledDeadline: longer under sanitizers).
 std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration deadline = absl::Seconds(30)) {
   auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + ScaledDeadline(deadline)));
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + corridor::testing::ScaledDeadline(deadline)));
   return ctx;
 }
 
@@ -476,6 +476,14 @@ TEST_F(FloodTest, StalledUploadHoldsNoCaseLockAndIsEndedWhenIdle) {
 }
 
 TEST_F(FloodTest, DownloadThatStopsReadingIsCutOffWhenIdle) {
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  // Under ThreadSanitizer the client's transport takes in the whole 32 MiB for
+  // the stalled reader (seen with BDP probing off too), so the node never finds
+  // the download idle. The cut-off is checked by the optimised and ASan builds.
+  GTEST_SKIP() << "not meaningful under ThreadSanitizer (see the comment)";
+#endif
+#endif
   StartNode({{"stream_idle_timeout_seconds", "2"}});
   const std::string id = CreateCase();
   auto cw = As("cw");
@@ -501,7 +509,7 @@ TEST_F(FloodTest, DownloadThatStopsReadingIsCutOffWhenIdle) {
   ASSERT_TRUE(reader->Read(&chunk));
   // The client stops reading; the node stops waiting for it after the idle timeout.
   bool cut_off = false;
-  const absl::Time give_up = absl::Now() + ScaledDeadline(absl::Seconds(30));
+  const absl::Time give_up = absl::Now() + corridor::testing::ScaledDeadline(absl::Seconds(30));
   while (!cut_off && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(500));
     for (const auto& e : EventsOf("union-sg/user/cw")) {

@@ -13,12 +13,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/ctl/ctl.h"
 #include "client/ctl/display.h"
@@ -110,14 +112,36 @@ class HostileNode : public grpc::CallbackGenericService {
   std::atomic<Mode> mode{Mode::kAnswer};
 
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
-    return new Reactor(ctx->method(), mode.load());
+    return new Reactor(ctx->method(), mode.load(), this);
+  }
+
+  // Declare the server after this service: it is shut down first, and every
+  // reactor is done by then.
+  ~HostileNode() override {
+    absl::MutexLock lock(&done_mu_);
+    for (Reactor* r : done_) r->Free();
   }
 
  private:
+  class Reactor;
+  void Done(Reactor* r) {
+    absl::MutexLock lock(&done_mu_);
+    done_.push_back(r);
+  }
+
+  absl::Mutex done_mu_;
+  std::vector<Reactor*> done_ ABSL_GUARDED_BY(done_mu_);
+
   class Reactor : public grpc::ServerGenericBidiReactor {
    public:
-    Reactor(std::string method, Mode mode) : method_(std::move(method)), mode_(mode) {
+    Reactor(std::string method, Mode mode, HostileNode* node)
+        : method_(std::move(method)), mode_(mode), node_(node) {
       StartRead(&in_);
+      Release();
+    }
+    void Free() {
+      Acquire();
+      delete this;
     }
     void OnReadDone(bool ok) override {
       Acquire();
@@ -126,12 +150,14 @@ class HostileNode : public grpc::CallbackGenericService {
         in_.Clear();
         Release();
         StartRead(&in_);
+        Release();
         return;
       }
       if (mode_ == Mode::kFail) {
         Release();
         Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                             std::string(kHostile) + "\xff\xfe"));
+        Release();
         return;
       }
       // "/pkg.Service/Method" → "pkg.Service.Method".
@@ -141,6 +167,7 @@ class HostileNode : public grpc::CallbackGenericService {
       if (md == nullptr) {
         Release();
         Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no such method: " + name));
+        Release();
         return;
       }
       std::unique_ptr<Message> resp(google::protobuf::MessageFactory::generated_factory()
@@ -174,23 +201,31 @@ class HostileNode : public grpc::CallbackGenericService {
       out_ = grpc::ByteBuffer(&slice, 1);
       Release();
       StartWrite(&out_);
+      Release();
     }
-    void OnWriteDone(bool) override { Finish(grpc::Status::OK); }
-    void OnDone() override {
-      Acquire();
-      delete this;
+    void OnWriteDone(bool) override {
+      Finish(grpc::Status::OK);
+      Release();
     }
+    // Not deleted here: Finish() (gRPC++ code compiled into the test, so seen
+    // by ThreadSanitizer) reads the reactor on the thread that called it, and
+    // gRPC orders that read before OnDone in its own uninstrumented code. The
+    // node frees its reactors when it is destroyed, acquiring what each
+    // callback released after its last use.
+    void OnDone() override { node_->Done(this); }
 
    private:
     // gRPC runs one reactor's callbacks one after another, possibly on
     // different threads, ordering them inside its own (uninstrumented) code:
     // ThreadSanitizer cannot see that order. Each callback acquires at its start
-    // and releases before handing a buffer back to gRPC, so the order is visible.
+    // and releases before and after handing the reactor back to gRPC, so the
+    // order is visible.
     void Acquire() { handoff_.load(std::memory_order_acquire); }
     void Release() { handoff_.fetch_add(1, std::memory_order_release); }
 
     const std::string method_;
     const Mode mode_;
+    HostileNode* const node_;
     grpc::ByteBuffer in_, last_request_, out_;
     std::atomic<int> handoff_{0};
   };
