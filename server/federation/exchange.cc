@@ -270,6 +270,22 @@ void Exchange::Wake() {
   woken_ = true;
 }
 
+void Exchange::DeliverDueNow() {
+  absl::MutexLock lock(&mu_);
+  if (!started_ || stopping_) return;
+  // A pass under way may have read the clock before this call: wait for the next.
+  const uint64_t target = passes_ + (idle_ ? 1 : 2);
+  woken_ = true;
+  auto done = [this, target]()
+                  ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || passes_ >= target; };
+  mu_.Await(absl::Condition(&done));
+}
+
+int Exchange::Outstanding() const {
+  absl::MutexLock lock(&mu_);
+  return outstanding_;
+}
+
 void Exchange::PeerReachable(const std::string& org) {
   std::shared_ptr<grpc::Channel> channel;
   {
@@ -603,6 +619,7 @@ void Exchange::Run() {
       next_prune = Now() + kPruneInterval;
     }
     absl::MutexLock lock(&mu_);
+    ++passes_;
     for (CaseFix& fix : busy) case_fixes_.push_back(std::move(fix));
     // Sleep until the next item is due (the clock may be a test's: never long).
     absl::Duration wait = absl::Seconds(1);
@@ -615,7 +632,9 @@ void Exchange::Run() {
     if (!case_fixes_.empty()) wait = std::min(wait, kCaseFixRetry);
     if (!staged_.empty() || !shreds_owed_.empty()) wait = std::min(wait, absl::Milliseconds(100));
     auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_ || woken_; };
+    idle_ = true;
     if (wait > absl::ZeroDuration()) mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+    idle_ = false;
     woken_ = false;
   }
 }

@@ -103,6 +103,13 @@ class Exchange {
   // `org` answers again (a successful probe): every pending item for it is due
   // now with its backoff reset, and its channel reconnects at once.
   void PeerReachable(const std::string& org);
+  // Wakes the delivery thread and returns once it has made a whole pass that
+  // began after this call: every item due by the clock as it is now has been
+  // started (its call is in flight or done). Returns at once if delivery is
+  // not running. For tests on a fake clock; never from a completion.
+  void DeliverDueNow();
+  // Calls in flight plus receipts being recorded (for tests).
+  int Outstanding() const;
 
   // A new payload from this node to `to` under `agreement` / `purpose`.
   v1::EnvelopePayload NewPayload(const std::string& to, const std::string& agreement,
@@ -266,10 +273,13 @@ class Exchange {
   Jitter jitter_;  // backoff jitter, seeded from options_.jitter_seed
   std::atomic<uint64_t> last_seq_{0};
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  // Passes of the delivery loop finished; whether it is waiting between two.
+  uint64_t passes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool idle_ ABSL_GUARDED_BY(mu_) = false;
   // Calls in flight plus receipts being recorded; Stop waits for zero.
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);

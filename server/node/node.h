@@ -74,10 +74,12 @@ class Node {
   // stops the prober and closes the database. Idempotent.
   void Shutdown(absl::Duration grace);
 
-  // Tells the delivery thread to look at the outbox now: items due by the
-  // node's clock go out without waiting for its next periodic look. For tests
-  // on a fake clock, after advancing it.
+  // Has the delivery thread look at the outbox now and returns once it has:
+  // every item due by the node's clock has been sent (its call started, not
+  // necessarily finished). For tests on a fake clock, after advancing it.
   void DeliverNow();
+  // Delivery calls in flight plus receipts being recorded (for tests).
+  int DeliveriesOutstanding() const;
   // Probes every peer once, now, and returns when all probes are done (a peer
   // that answers has its delivery backoff reset). For tests.
   void ProbePeersNow();
