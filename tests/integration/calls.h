@@ -92,6 +92,17 @@ inline bool EventuallyInState(InProcessFederation& fed, const std::string& at,
       [&] { return OutboxEntryOf(fed, at, envelope_id).state() == state; });
 }
 
+// Waits until `envelope_id` in `at`'s outbox has been tried at least
+// `attempts` times and no delivery call of `at` is in flight: its next retry
+// is then scheduled, and moving the clock decides when it happens.
+inline bool EventuallySettled(InProcessFederation& fed, const std::string& at,
+                              const std::string& envelope_id, uint32_t attempts) {
+  return InProcessFederation::Eventually([&] {
+    return OutboxEntryOf(fed, at, envelope_id).attempts() >= attempts &&
+           fed.node(at).DeliveriesOutstanding() == 0;
+  });
+}
+
 // The inbox item of `referral_id` at `at` (empty if it is not there).
 inline v1::InboxItem InboxItemOf(InProcessFederation& fed, const std::string& at,
                                  const std::string& referral_id) {

@@ -15,12 +15,15 @@ namespace {
 
 // Whole seconds, so times the nodes write (RFC 3339 to the second) compare
 // exactly with times a test computes from the clock.
-absl::Time StartTime() { return absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())); }
+absl::Time StartTime(absl::Time start) {
+  if (start != absl::InfinitePast()) return start;
+  return absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+}
 
 }  // namespace
 
 InProcessFederation::InProcessFederation(InProcessFederationOptions options)
-    : options_(std::move(options)), clock_(StartTime()) {
+    : options_(std::move(options)), clock_(StartTime(options_.start)) {
   for (const auto& [name, value] : options_.limits) fed_.limits[name] = value;
   for (const auto& [org, kind] : options_.orgs) fed_.AddOrg(org, kind);
   uint64_t seed = options_.jitter_seed;

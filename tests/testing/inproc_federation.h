@@ -6,9 +6,9 @@
 // the clock instead of sleeping (docs/testing.md, "In-process tests on a fake
 // clock").
 //
-// Time: the clock starts at the real time (whole seconds), so the
-// certificates the TestFederation issued are valid, and moves only through
-// Advance(). Everything a node dates or expires reads it: envelope and key
+// Time: the clock starts at the real time (whole seconds, or
+// options.start), so the certificates the TestFederation issued are valid,
+// and moves only through Advance(). Everything a node dates or expires reads it: envelope and key
 // validity, retention, delivery due times and backoff, outbox retention, rate
 // limits. gRPC deadlines, connection retries and the prober's intervals are
 // real time. Delivery: DeliverNow() returns once every running node's
@@ -63,6 +63,10 @@ struct InProcessFederationOptions {
   std::map<std::string, std::string> limits;
   // The delivery jitter seed of the i-th org's node is jitter_seed + i.
   uint64_t jitter_seed = 1;
+  // Where the clock starts; InfinitePast means the real time now, in whole
+  // seconds. The TestFederation's certificates are valid from the real time
+  // now for kCertificateValidity.
+  absl::Time start = absl::InfinitePast();
 };
 
 class InProcessFederation {
