@@ -78,6 +78,51 @@ TEST_F(BackoffTest, RetriesFollowTheSeededScheduleAndAdvancingTheClockMakesThemH
   EXPECT_FALSE(InboxItemOf(fed_, kMinistry, sent.referral_id()).case_id().empty());
 }
 
+// The in-process form of federation_test's ReferralSentWhileRecipientIsDown:
+// queued while the ministry is down, delivered once it starts, accepted there,
+// and the ministry's outcome shows on the union's case.
+TEST_F(BackoffTest, AReferralSentWhileTheReceiverIsDownArrivesAndItsOutcomeComesBack) {
+  fed_.Stop(kMinistry);
+  const std::string origin = CreateCase(fed_, kUnion, {});
+  v1::ReferCaseResponse sent;
+  ASSERT_TRUE(Refer(fed_, kUnion, ReferralOf(origin, kMinistry), &sent).ok());
+  ASSERT_TRUE(EventuallySettled(fed_, kUnion, sent.envelope_id(), 1));
+  const v1::OutboxEntry waiting = OutboxEntryOf(fed_, kUnion, sent.envelope_id());
+  EXPECT_EQ(waiting.state(), "pending");
+  EXPECT_FALSE(waiting.last_error().empty());
+  ASSERT_TRUE(fed_.Start(kMinistry).ok());
+  fed_.Advance(kMaxBackoff * 1.5);
+  ASSERT_TRUE(EventuallyInState(fed_, kUnion, sent.envelope_id(), "delivered"));
+  const std::string received = InboxItemOf(fed_, kMinistry, sent.referral_id()).case_id();
+  ASSERT_FALSE(received.empty());
+
+  v1::DecideReferralRequest decide;
+  decide.set_referral_id(sent.referral_id());
+  decide.set_accept(true);
+  v1::DecideReferralResponse decided;
+  ASSERT_TRUE(fed_.Referrals(kMinistry)
+                  ->Decide(InProcessFederation::Context().get(), decide, &decided)
+                  .ok());
+  v1::PostUpdateRequest update;
+  update.set_case_id(received);
+  update.set_outcome("fees-refunded");
+  update.set_note("refunded in full");
+  v1::PostUpdateResponse updated;
+  grpc::Status s =
+      fed_.Referrals(kMinistry)->PostUpdate(InProcessFederation::Context().get(), update, &updated);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(updated.envelope_ids_size(), 1);
+  ASSERT_TRUE(EventuallyInState(fed_, kMinistry, updated.envelope_ids(0), "delivered"));
+  v1::Case c;
+  ASSERT_TRUE(InProcessFederation::Eventually([&] {
+    if (!GetCase(fed_, kUnion, origin, &c).ok()) return false;
+    bool outcome = false;
+    for (const v1::CaseNote& n : c.history()) outcome = outcome || n.outcome() == "fees-refunded";
+    return outcome && c.referrals_size() == 1 &&
+           c.referrals(0).state() == v1::REFERRAL_STATE_ACCEPTED;
+  })) << c.DebugString();
+}
+
 TEST_F(BackoffTest, TheSameSeedGivesTheSameScheduleAndAnotherSeedAnother) {
   Jitter a(kSeed), b(kSeed), c(kSeed + 1);
   bool differs = false;

@@ -41,7 +41,8 @@ class KeyExpiryTest : public ::testing::Test {
     // The union's only signing key is valid for ten days from the start.
     o.edit_roster = [start](v1::Roster& r) {
       for (auto& m : *r.mutable_members()) {
-        if (m.org() == kUnion) m.mutable_signing_keys(0)->set_valid_until(Rfc3339(start + kKeyLife));
+        if (m.org() == kUnion)
+          m.mutable_signing_keys(0)->set_valid_until(Rfc3339(start + kKeyLife));
       }
     };
     o.limits = {{"peer_call_timeout_seconds", "1"}};
@@ -58,7 +59,8 @@ class KeyExpiryTest : public ::testing::Test {
 TEST_F(KeyExpiryTest, EnvelopesSignedWithAKeyPastItsValidUntilAreRefusedHoweverTheyAreDated) {
   // Within the key's validity a referral is delivered.
   v1::ReferCaseResponse before;
-  ASSERT_TRUE(Refer(fed_, kUnion, ReferralOf(CreateCase(fed_, kUnion, {}), kMinistry), &before).ok());
+  ASSERT_TRUE(
+      Refer(fed_, kUnion, ReferralOf(CreateCase(fed_, kUnion, {}), kMinistry), &before).ok());
   ASSERT_TRUE(EventuallyInState(fed_, kUnion, before.envelope_id(), "delivered"));
 
   // Signed a minute before the key ends, but the ministry is down until after
@@ -73,15 +75,17 @@ TEST_F(KeyExpiryTest, EnvelopesSignedWithAKeyPastItsValidUntilAreRefusedHoweverT
   ASSERT_TRUE(fed_.Start(kMinistry).ok());
   fed_.Advance(absl::Minutes(1));  // past any backoff
   ASSERT_TRUE(EventuallyInState(fed_, kUnion, late.envelope_id(), "failed"));
-  EXPECT_NE(OutboxEntryOf(fed_, kUnion, late.envelope_id()).last_error().find("stopped being valid"),
-            std::string::npos)
+  EXPECT_NE(
+      OutboxEntryOf(fed_, kUnion, late.envelope_id()).last_error().find("stopped being valid"),
+      std::string::npos)
       << OutboxEntryOf(fed_, kUnion, late.envelope_id()).last_error();
   EXPECT_TRUE(InProcessFederation::Eventually(
       [&] { return LinkState(fed_, late_case, late.referral_id()) == v1::REFERRAL_STATE_FAILED; }));
 
   // Signed after the key ended: refused the same way.
   v1::ReferCaseResponse after;
-  ASSERT_TRUE(Refer(fed_, kUnion, ReferralOf(CreateCase(fed_, kUnion, {}), kMinistry), &after).ok());
+  ASSERT_TRUE(
+      Refer(fed_, kUnion, ReferralOf(CreateCase(fed_, kUnion, {}), kMinistry), &after).ok());
   ASSERT_TRUE(EventuallyInState(fed_, kUnion, after.envelope_id(), "failed"));
 
   // Neither reached the ministry's inbox; each refusal is a denied entry there.
@@ -160,8 +164,8 @@ TEST_F(ExpiryTest, AReceivedCaseClosesToReadsAtItsRetentionDate) {
   for (const Step& step : steps) {
     fed_.clock().Set(start + step.at);
     SCOPED_TRACE(absl::FormatDuration(step.at));
-    for (const auto& [id, readable] :
-         {std::pair{two_days, step.two_days_readable}, std::pair{one_year, step.one_year_readable}}) {
+    for (const auto& [id, readable] : {std::pair{two_days, step.two_days_readable},
+                                       std::pair{one_year, step.one_year_readable}}) {
       v1::Case c;
       grpc::Status s = GetCase(fed_, kMinistry, id, &c);
       if (readable) {
