@@ -70,7 +70,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContex
     RecordRefusal(log_, reactor, ev, st);
     return reactor;
   }
-  const std::string now = Rfc3339(clock_());
+  const std::string now = Rfc3339(clock_->Now());
   c.set_owner_org(config_.org());
   c.set_status(v1::CASE_STATUS_OPEN);
   c.clear_evidence();
@@ -105,7 +105,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
   }
   auto c = store_->Get(req->id());
   if (c.ok()) {
-    if (auto st = RetentionAllowsRead(*c, clock_()); !st.ok()) c = st;
+    if (auto st = RetentionAllowsRead(*c, clock_->Now()); !st.ok()) c = st;
   }
   if (!c.ok()) {
     RecordRefusal(log_, reactor, ev, c.status());
@@ -221,7 +221,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
   if (req->has_employer()) *c->mutable_employer() = req->employer();
   if (req->has_recruiter()) *c->mutable_recruiter() = req->recruiter();
   if (req->has_worker()) *c->mutable_worker() = req->worker();
-  c->set_updated_at(Rfc3339(clock_()));
+  c->set_updated_at(Rfc3339(clock_->Now()));
   auto change = store_->PrepareUpdate(*c);
   if (!change.ok()) {
     RecordRefusal(log_, reactor, ev, change.status());
@@ -257,7 +257,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
     return reactor;
   }
   c->set_status(v1::CASE_STATUS_CLOSED);
-  c->set_updated_at(Rfc3339(clock_()));
+  c->set_updated_at(Rfc3339(clock_->Now()));
   auto change = store_->PrepareUpdate(*c);
   if (!change.ok()) {
     RecordRefusal(log_, reactor, ev, change.status());
@@ -616,7 +616,8 @@ absl::Status TooManyTransfers(uint32_t max) {
 }
 
 // The case lock, for a commit: other changes hold it for one ledger commit,
-// so wait a little for it rather than fail a whole upload.
+// so wait a little for it rather than fail a whole upload (in real time: it
+// waits on other threads).
 absl::StatusOr<std::shared_ptr<CaseLock>> LockForCommit(CaseStore* store, const std::string& id) {
   const absl::Time give_up = absl::Now() + absl::Seconds(2);
   for (;;) {
@@ -652,7 +653,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
  public:
   EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx,
                  v1::EvidenceItem* resp, CaseStore* store, AccessLog* log, uint64_t max_bytes,
-                 std::function<absl::Time()> clock, TransferSlots* slots, StreamWatchdog* watchdog,
+                 const Clock* clock, TransferSlots* slots, StreamWatchdog* watchdog,
                  std::atomic<int>* live)
       : LiveStream(live),
         identity_(identity),
@@ -661,7 +662,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
         store_(store),
         log_(log),
         max_bytes_(max_bytes),
-        clock_(std::move(clock)),
+        clock_(clock),
         slots_(slots),
         watchdog_(watchdog) {
     watch_ = watchdog_->Register([this] { TimedOut(); });
@@ -817,7 +818,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
                                                      : header_.media_type());
     item.set_size(size_);
     item.set_sha256(DigestBytes(digest));
-    item.set_added_at(Rfc3339(clock_()));
+    item.set_added_at(Rfc3339(clock_->Now()));
     item.set_added_by(caller_->Name());
     *c->add_evidence() = item;
     c->set_updated_at(item.added_at());
@@ -843,7 +844,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
   CaseStore* store_;
   AccessLog* log_;
   const uint64_t max_bytes_;
-  std::function<absl::Time()> clock_;
+  const Clock* const clock_;
   TransferSlots* slots_;
   StreamWatchdog* watchdog_;
   StreamWatchdog::Registration* watch_ = nullptr;
@@ -1065,7 +1066,7 @@ grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
 grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
   return new EvidenceDownload(*identity_, ctx, req, store_, log_, &transfers_, watchdog_.get(),
-                              clock_(), &live_streams_);
+                              clock_->Now(), &live_streams_);
 }
 
 void CaseServiceImpl::WaitForStreams() {
@@ -1090,7 +1091,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
   }
   auto c = store_->Get(req->case_id());
   if (c.ok()) {
-    if (auto st = RetentionAllowsRead(*c, clock_()); !st.ok()) c = st;
+    if (auto st = RetentionAllowsRead(*c, clock_->Now()); !st.ok()) c = st;
   }
   if (!c.ok()) {
     RecordRefusal(log_, reactor, ev, c.status());

@@ -51,9 +51,10 @@
 #include "corridor/v1/federation.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "corridor/v1/storage.pb.h"
+#include "ledger/base/clock.h"
 #include "server/audit/access_log.h"
-#include "server/store/case_store.h"
 #include "server/auth/identity.h"
+#include "server/store/case_store.h"
 
 namespace corridor {
 
@@ -72,8 +73,12 @@ struct ExchangeOptions {
   // Delivered items are deleted from the outbox this long after their receipt
   // was recorded (the ledger keeps the receipt entry). Default 24 hours.
   absl::Duration delivered_retention = absl::Hours(24);
-  // The clock for due times, expiry and retention. Default absl::Now.
-  std::function<absl::Time()> clock;
+  // The clock for due times, expiry, retention and the times envelopes carry
+  // (not owned; it must outlive the exchange). Null means Clock::Real().
+  const Clock* clock = nullptr;
+  // Seeds the backoff jitter, so a test can predict the retry schedule. 0
+  // means a seed from std::random_device.
+  uint64_t jitter_seed = 0;
 };
 
 class Exchange {
@@ -98,6 +103,13 @@ class Exchange {
   // `org` answers again (a successful probe): every pending item for it is due
   // now with its backoff reset, and its channel reconnects at once.
   void PeerReachable(const std::string& org);
+  // Wakes the delivery thread and returns once it has made a whole pass that
+  // began after this call: every item due by the clock as it is now has been
+  // started (its call is in flight or done). Returns at once if delivery is
+  // not running. For tests on a fake clock; never from a completion.
+  void DeliverDueNow();
+  // Calls in flight plus receipts being recorded (for tests).
+  int Outstanding() const;
 
   // A new payload from this node to `to` under `agreement` / `purpose`.
   v1::EnvelopePayload NewPayload(const std::string& to, const std::string& agreement,
@@ -184,7 +196,7 @@ class Exchange {
   };
 
   void Run();
-  absl::Time Now() const { return options_.clock(); }
+  absl::Time Now() const { return options_.clock->Now(); }
   uint64_t NextSeq();
   void LoadOutbox();
   void PromoteStaged();
@@ -258,12 +270,16 @@ class Exchange {
   CaseStore* cases_;
   AccessLog* log_;
   const TlsIdentity tls_;
+  Jitter jitter_;  // backoff jitter, seeded from options_.jitter_seed
   std::atomic<uint64_t> last_seq_{0};
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  // Passes of the delivery loop finished; whether it is waiting between two.
+  uint64_t passes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool idle_ ABSL_GUARDED_BY(mu_) = false;
   // Calls in flight plus receipts being recorded; Stop waits for zero.
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
