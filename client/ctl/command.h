@@ -51,6 +51,10 @@ struct Command {
   Handler run;
 };
 
+// The whole command table, every group's rows in the order `corridorctl help`
+// lists them (assembled once by ctl.cc).
+const std::vector<Command>& Commands();
+
 // Each group's rows, in the order `corridorctl help` lists them.
 std::vector<Command> NodeStatusCommands();  // node.cc: health, whoami
 std::vector<Command> PkiCommands();         // pki.cc: pki federation|org|user

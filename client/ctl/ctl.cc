@@ -8,9 +8,7 @@
 #include "client/ctl/display.h"
 
 namespace corridor::ctl {
-namespace {
 
-// The command table: every group's rows, in the order help lists them.
 const std::vector<Command>& Commands() {
   static const auto* commands = [] {
     auto* all = new std::vector<Command>;
@@ -22,6 +20,8 @@ const std::vector<Command>& Commands() {
   }();
   return *commands;
 }
+
+namespace {
 
 void PrintHelp(std::ostream& out) {
   out << "corridorctl: talk to your Corridor node, and manage federation keys and rosters.\n\n"
