@@ -6,6 +6,7 @@
 #include "absl/time/time.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
+#include "client/ctl/roster_signing.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "ledger/crypto/crypto.h"

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/ctl/certificates.h"
 #include "client/ctl/command.h"
 #include "ledger/crypto/crypto.h"
 

@@ -1,4 +1,5 @@
 // corridorctl roster: write, sign, co-sign, show and push the federation roster.
+#include "client/ctl/roster_signing.h"
 #include "client/lib/roster.h"
 
 #include <sys/stat.h>
