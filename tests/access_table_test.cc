@@ -228,7 +228,7 @@ class AccessTableTest : public ::testing::Test {
       request = m->SerializeAsString();
     }
     Outcome out;
-    // Streams that the server keeps open (health Watch) count as let in.
+    // A stream the server kept open past the deadline would count as let in.
     out.status = testing::CallByPath(caller.channel, rule.method, {request},
                                      testing::ScaledDeadline(absl::Seconds(5)))
                      .status;
