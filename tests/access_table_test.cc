@@ -29,8 +29,11 @@
 #include "absl/synchronization/mutex.h"
 #include "client/lib/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
+#include "corridor/v1/node.grpc.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/dynamic_message.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "gtest/gtest.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
@@ -114,6 +117,30 @@ TEST(AccessTableCheckTest, AServiceServedWithoutItsRulesOrItsDescriptorIsCaught)
   EXPECT_STATUS(CheckAccessTable({"corridor.v1.CaseService"}),
                 absl::StatusCode::kFailedPrecondition,
                 "/corridor.v1.AuditService/QueryEvents names a method not served");
+}
+
+// What the node checks at start is what its server registered, plugins
+// included: a server serving part of the node's services records exactly
+// those, and the check then names the rules for the methods it does not serve.
+TEST(AccessTableCheckTest, TheServicesAServerRegisteredAreRecordedForTheCheck) {
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  v1::NodeService::CallbackService node_service;
+  grpc::health::v1::Health::CallbackService health_service;
+  auto served = std::make_shared<std::vector<std::string>>();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&node_service);
+  builder.RegisterService(&health_service);
+  builder.SetOption(RecordServedServices(served));
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  server->Shutdown();
+  EXPECT_EQ(std::set<std::string>(served->begin(), served->end()),
+            (std::set<std::string>{"corridor.v1.NodeService", "grpc.health.v1.Health",
+                                   "grpc.reflection.v1alpha.ServerReflection"}));
+  EXPECT_STATUS(CheckAccessTable(*served), absl::StatusCode::kFailedPrecondition,
+                "the rule for /corridor.v1.CaseService/GetCase names a method not served");
 }
 
 // ---- the table walked at a running node -------------------------------------
