@@ -393,6 +393,14 @@ TEST_F(CtlTest, ReferralCommandsQueueAReferralAndShowTheBoxes) {
   EXPECT_EQ(outbox.code, 0) << outbox;
   EXPECT_TRUE(absl::StartsWith(outbox.out, "ENVELOPE")) << outbox;
   EXPECT_TRUE(absl::StrContains(outbox.out, envelope)) << outbox;
+  CtlRun note = CtlAs("cw", {"update", id, "--note", "called the employer"});
+  EXPECT_EQ(note.code, 0) << note;
+  EXPECT_TRUE(absl::StartsWith(note.out, "update recorded on case " + id + " and sent to "))
+      << note;
+  CtlRun accept = CtlAs("cw", {"accept", "REF-0000000000000000"});
+  EXPECT_EQ(accept.code, 1) << accept;
+  EXPECT_TRUE(absl::StartsWith(accept.err, "corridorctl accept: ")) << accept;
+  ExpectWords(accept.err);
   CtlRun bad = CtlAs("cw", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement",
                             "--purpose", "case-referral", "--include", "photos"});
   EXPECT_EQ(bad.code, 1) << bad;
