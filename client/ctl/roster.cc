@@ -1,5 +1,4 @@
 // corridorctl roster: write, sign, co-sign, show and push the federation roster.
-#include "client/ctl/roster_signing.h"
 #include "client/lib/roster.h"
 
 #include <sys/stat.h>
@@ -15,6 +14,7 @@
 #include "absl/time/time.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
+#include "client/ctl/roster_signing.h"
 #include "client/lib/yaml_proto.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "ledger/crypto/crypto.h"
