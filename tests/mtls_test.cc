@@ -2,6 +2,7 @@
 // who is refused at the handshake, who is refused by identity checks, and who
 // gets through with which roles.
 #include "absl/time/clock.h"
+#include "client/ctl/certificates.h"
 #include "client/lib/grpc_util.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "gtest/gtest.h"

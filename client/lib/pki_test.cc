@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/ctl/certificates.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 

@@ -33,7 +33,15 @@ absl::Status ValidateTime(absl::string_view value, absl::string_view where) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Envelope> ParseEnvelope(absl::string_view json) {
+DsseEnvelope ToDsse(const v1::Envelope& env) {
+  DsseEnvelope d{env.payload_type(), env.payload(), {}};
+  for (const auto& s : env.signatures()) d.signatures.push_back({s.keyid(), s.sig()});
+  return d;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Envelope> ParseSignedRosterEnvelope(absl::string_view json) {
   v1::Envelope env;
   if (auto st = ParseJsonStrict(json, "signed roster", &env); !st.ok()) return st;
   if (env.payload_type() != kRosterPayloadType) {
@@ -43,14 +51,6 @@ absl::StatusOr<v1::Envelope> ParseEnvelope(absl::string_view json) {
   }
   return env;
 }
-
-DsseEnvelope ToDsse(const v1::Envelope& env) {
-  DsseEnvelope d{env.payload_type(), env.payload(), {}};
-  for (const auto& s : env.signatures()) d.signatures.push_back({s.keyid(), s.sig()});
-  return d;
-}
-
-}  // namespace
 
 absl::Status ValidateRoster(const v1::Roster& roster) {
   if (roster.federation().empty()) return absl::InvalidArgumentError("roster: federation is empty");
@@ -130,7 +130,7 @@ absl::StatusOr<VerifiedRoster> VerifySignedRoster(absl::string_view envelope_jso
                                                   const std::vector<StewardPublicKey>& stewards,
                                                   uint32_t threshold,
                                                   absl::string_view expected_federation) {
-  auto env = ParseEnvelope(envelope_json);
+  auto env = ParseSignedRosterEnvelope(envelope_json);
   if (!env.ok()) return env.status();
   if (threshold == 0) return absl::FailedPreconditionError("steward threshold must be at least 1");
   // Verify before parsing the payload: count distinct stewards whose signature holds.
@@ -159,35 +159,6 @@ absl::StatusOr<VerifiedRoster> VerifySignedRoster(absl::string_view envelope_jso
   return out;
 }
 
-absl::StatusOr<std::string> SignRoster(const v1::Roster* roster, absl::string_view existing_json,
-                                       absl::string_view key_name, const Ed25519PrivateKey& key) {
-  v1::Envelope env;
-  if (!existing_json.empty()) {
-    auto parsed = ParseEnvelope(existing_json);
-    if (!parsed.ok()) return parsed.status();
-    env = *std::move(parsed);
-    for (const auto& s : env.signatures()) {
-      if (s.keyid() == key_name) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("roster is already signed by \"", key_name, "\""));
-      }
-    }
-  } else {
-    if (roster == nullptr) return absl::InvalidArgumentError("no roster to sign");
-    if (auto st = ValidateRoster(*roster); !st.ok()) return st;
-    env.set_payload_type(kRosterPayloadType);
-    env.set_payload(roster->SerializeAsString());
-  }
-  v1::EnvelopeSignature* sig = env.add_signatures();
-  sig->set_keyid(std::string(key_name));
-  sig->set_sig(key.Sign(DssePae(env.payload_type(), env.payload())));
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  std::string json;
-  (void)google::protobuf::util::MessageToJsonString(env, &json, options);
-  return json;
-}
-
 absl::StatusOr<std::vector<note::Verifier>> LedgerVerifiersFromRoster(const v1::Roster& roster,
                                                                       absl::string_view org) {
   std::vector<note::Verifier> active, retired;
@@ -209,14 +180,6 @@ absl::StatusOr<std::vector<note::Verifier>> LedgerVerifiersFromRoster(const v1::
     return active;
   }
   return absl::NotFoundError(absl::StrCat("org ", org, " is not in the roster"));
-}
-
-absl::StatusOr<v1::Roster> PeekSignedRoster(absl::string_view envelope_json) {
-  auto env = ParseEnvelope(envelope_json);
-  if (!env.ok()) return env.status();
-  v1::Roster roster;
-  if (auto st = ParseProtoStrict(env->payload(), "roster payload", &roster); !st.ok()) return st;
-  return roster;
 }
 
 }  // namespace corridor

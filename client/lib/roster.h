@@ -1,5 +1,6 @@
-// The signed federation roster: signing (corridorctl, by stewards) and
-// verification (corridord, before it trusts anything in it).
+// The signed federation roster: its verification (corridord, before it trusts
+// anything in it; corridorctl, checking an export against an org's keys).
+// Signing and unverified display are corridorctl's (client/ctl/roster_signing.h).
 //
 // A signed roster is a DSSE envelope, stored as JSON, whose payload is the
 // serialized corridor.v1.Roster and whose signatures are Ed25519 signatures by
@@ -32,6 +33,11 @@ struct VerifiedRoster {
   std::vector<std::string> signed_by;  // steward names whose signatures verified
 };
 
+// Parses a signed roster's DSSE envelope (strict JSON, no unknown fields)
+// and checks its payload type. Signatures are not checked here.
+// InvalidArgument saying what is malformed.
+absl::StatusOr<v1::Envelope> ParseSignedRosterEnvelope(absl::string_view json);
+
 // Checks the roster's own consistency: federation set, version > 0, member ids
 // well-formed and unique, CA certificates and signing keys parse, endpoints
 // present, agreement parties are members. InvalidArgument naming the problem.
@@ -46,20 +52,11 @@ absl::StatusOr<VerifiedRoster> VerifySignedRoster(absl::string_view envelope_jso
                                                   uint32_t threshold,
                                                   absl::string_view expected_federation);
 
-// Returns the DSSE JSON for `roster` signed by `key` under `key_name`. If
-// `existing_json` is not empty it must be a signed roster; the signature is
-// added to it (co-signing by several stewards) and its payload is kept byte for byte.
-absl::StatusOr<std::string> SignRoster(const v1::Roster* roster, absl::string_view existing_json,
-                                       absl::string_view key_name, const Ed25519PrivateKey& key);
-
 // Every key of `org` that may have signed its checkpoints (active and retired,
 // not revoked), active first: after a key rotation older checkpoints verify
 // with the retired key.
 absl::StatusOr<std::vector<note::Verifier>> LedgerVerifiersFromRoster(const v1::Roster& roster,
                                                                       absl::string_view org);
-
-// Parses a signed roster without verifying signatures (for display).
-absl::StatusOr<v1::Roster> PeekSignedRoster(absl::string_view envelope_json);
 
 }  // namespace corridor
 

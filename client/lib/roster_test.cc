@@ -1,6 +1,7 @@
 #include "client/lib/roster.h"
 
 #include "absl/strings/str_replace.h"
+#include "client/ctl/roster_signing.h"
 #include "client/lib/yaml_proto.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"

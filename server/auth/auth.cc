@@ -8,74 +8,10 @@
 #include "client/lib/grpc_util.h"
 #include "client/lib/pki.h"
 #include "ledger/base/log.h"
+#include "server/auth/access_table.h"
 #include "server/common/edge.h"
 
 namespace corridor {
-namespace {
-
-// Who may call what. `nodes`: peer nodes of the federation; `any_user`: every
-// configured user of this org whatever their roles; `roles`: users holding
-// any of these roles.
-struct MethodRule {
-  const char* method;
-  bool nodes;
-  bool any_user;
-  std::vector<v1::Role> roles;
-};
-
-const std::vector<MethodRule>& MethodRules() {
-  static const auto* rules = new std::vector<MethodRule>{
-      {"/corridor.v1.NodeService/Whoami", true, true, {}},
-      {"/corridor.v1.NodeService/Status", false, true, {}},
-      {"/corridor.v1.NodeService/PushRoster", false, false, {v1::ROLE_ADMIN}},
-      {"/corridor.v1.PeerService/GetRoster", true, false, {}},
-      {"/corridor.v1.PeerService/Hello", true, false, {}},
-      {"/corridor.v1.PeerService/Deliver", true, false, {}},
-      // Referrals: caseworkers.
-      {"/corridor.v1.ReferralService/Refer", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.ReferralService/ListInbox", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.ReferralService/Decide", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.ReferralService/PostUpdate", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.ReferralService/ListOutbox", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.ReferralService/Permit", false, false, {v1::ROLE_CASEWORKER}},
-      // Cases: caseworkers handle them; prosecutors may read; only the
-      // approver (data controller) may erase. Admins and auditors read no case content.
-      {"/corridor.v1.CaseService/CreateCase", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.CaseService/GetCase",
-       false,
-       false,
-       {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
-      {"/corridor.v1.CaseService/ListCases",
-       false,
-       false,
-       {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
-      {"/corridor.v1.CaseService/UpdateCase", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.CaseService/CloseCase", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.CaseService/EraseCase", false, false, {v1::ROLE_APPROVER}},
-      {"/corridor.v1.CaseService/AddEvidence", false, false, {v1::ROLE_CASEWORKER}},
-      {"/corridor.v1.CaseService/ListEvidence",
-       false,
-       false,
-       {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
-      {"/corridor.v1.CaseService/GetEvidence",
-       false,
-       false,
-       {v1::ROLE_CASEWORKER, v1::ROLE_PROSECUTOR}},
-      // The ledger: auditors only.
-      {"/corridor.v1.AuditService/QueryEvents", false, false, {v1::ROLE_AUDITOR}},
-      {"/corridor.v1.AuditService/GetCheckpoint", false, false, {v1::ROLE_AUDITOR}},
-      {"/corridor.v1.AuditService/GetInclusionProof", false, false, {v1::ROLE_AUDITOR}},
-      {"/corridor.v1.AuditService/GetConsistencyProof", false, false, {v1::ROLE_AUDITOR}},
-      {"/corridor.v1.AuditService/GetEntries", false, false, {v1::ROLE_AUDITOR}},
-      {"/corridor.v1.AuditService/Export", false, false, {v1::ROLE_AUDITOR}},
-      {"/grpc.health.v1.Health/Check", true, true, {}},
-      {"/grpc.health.v1.Health/Watch", true, true, {}},
-      {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", false, true, {}},
-  };
-  return *rules;
-}
-
-}  // namespace
 
 void Queue(RefusalSink* log, v1::AccessEvent ev) {
   // Queued, not waited for: callers run on gRPC transport threads. Refusals

@@ -8,7 +8,7 @@
 // every call on it reads it concurrently (grpc/grpc#28809).
 // Handlers then call Authorize() / CallerOf(), which get the same immutable
 // Principal from the same cache and check the method against the one access
-// table (MethodRules in auth.cc; docs/access-control.md). Deny by default: a
+// table (MethodRules() in access_table.h; docs/access-control.md). Deny by default: a
 // method missing from the table is refused to everyone.
 // Thread-safe.
 #ifndef CORRIDOR_SERVER_AUTH_AUTH_H_

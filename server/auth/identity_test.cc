@@ -27,10 +27,7 @@ class IdentityTest : public ::testing::Test {
   }
 
   std::string Issue(const std::string& issuer_org, const std::string& uri) {
-    pki::LeafOptions opts;
-    opts.spiffe_uri = uri;
-    opts.common_name = "test";
-    return pki::IssueLeaf(fed_.org(issuer_org).ca, opts).value().cert_pem;
+    return fed_.IssueCertificatePem(issuer_org, uri);
   }
 
   absl::StatusOr<Principal> Resolve(const std::string& pem) {

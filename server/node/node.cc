@@ -15,6 +15,7 @@
 #include "ledger/crypto/crypto.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
+#include "server/auth/access_table.h"
 #include "server/auth/auth.h"
 #include "server/cases/case_service.h"
 #include "server/store/case_store.h"
@@ -573,11 +574,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   builder.RegisterService(node->audit_service_.get());
   builder.RegisterService(node->referral_service_.get());
   builder.RegisterService(node->health_.get());
+  auto served = std::make_shared<std::vector<std::string>>();
+  builder.SetOption(RecordServedServices(served));
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || node->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),
                                                " (address in use or not available?)"));
   }
+  // Every method served has exactly one rule (the destructor stops the server).
+  if (absl::Status st = CheckAccessTable(*served); !st.ok()) return st;
   node->prober_->Start();
   node->exchange_->Start();
   log::Info("node.started", {{"federation", config.federation()},

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "client/ctl/roster_signing.h"
 #include "client/lib/roster.h"
 
 namespace corridor::testing {
@@ -180,6 +181,15 @@ std::string TestFederation::IssueUser(const std::string& org, const std::string&
   WriteOrDie(prefix + ".crt", user.cert_pem, 0644);
   WriteOrDie(prefix + ".key", user.key_pem);
   return prefix;
+}
+
+std::string TestFederation::IssueCertificatePem(const std::string& issuer_org,
+                                                const std::string& spiffe_uri,
+                                                const std::string& common_name) {
+  pki::LeafOptions opts;
+  opts.spiffe_uri = spiffe_uri;
+  opts.common_name = common_name;
+  return pki::IssueLeaf(orgs_.at(issuer_org).ca, opts).value().cert_pem;
 }
 
 }  // namespace corridor::testing

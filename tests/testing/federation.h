@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "client/lib/pki.h"
+#include "client/ctl/certificates.h"
 #include "corridor/v1/roster.pb.h"
 #include "ledger/crypto/crypto.h"
 
@@ -70,6 +70,11 @@ class TestFederation {
   // Issues a user certificate from `org`'s CA and writes <name>.crt/.key into
   // the org's directory; returns the paths' common prefix (<dir>/<name>).
   std::string IssueUser(const std::string& org, const std::string& name);
+
+  // A certificate (PEM) issued by `issuer_org`'s CA for `spiffe_uri`, whatever
+  // it claims: for tests of what a node makes of certificates.
+  std::string IssueCertificatePem(const std::string& issuer_org, const std::string& spiffe_uri,
+                                  const std::string& common_name = "test");
 
   // The limits block of every node config written from now on (name → YAML
   // value). Tests get generous call and refusal limits unless they set their own.

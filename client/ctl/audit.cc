@@ -1,0 +1,302 @@
+// corridorctl audit: the ledger for auditors: query, checkpoint, proofs, export and offline
+// verification.
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "client/ctl/command.h"
+#include "client/ctl/display.h"
+#include "client/ctl/roster_signing.h"
+#include "client/lib/roster.h"
+#include "corridor/v1/case.grpc.pb.h"
+#include "ledger/crypto/crypto.h"
+#include "ledger/export.h"
+#include "ledger/merkle.h"
+#include "ledger/note.h"
+
+namespace corridor::ctl {
+namespace {
+
+std::string EventTime(const v1::AccessEvent& e) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(e.time_unix_micros()),
+                          absl::UTCTimeZone());
+}
+
+absl::Status RunAuditLog(Context& c) {
+  v1::QueryEventsRequest req;
+  req.set_case_id(c.args.Get("case"));
+  req.set_actor(c.args.Get("actor"));
+  req.set_org(c.args.Get("org"));
+  req.set_action(c.args.Get("action"));
+  if (c.args.Has("outcome")) {
+    auto o = ParseEnumOption<v1::AccessOutcome>(c.args.Get("outcome"), "outcome",
+                                                v1::AccessOutcome_descriptor());
+    if (!o.ok()) return o.status();
+    req.set_outcome(*o);
+  }
+  req.set_after(c.args.Get("after"));
+  req.set_before(c.args.Get("before"));
+  uint32_t limit = 50;
+  if (c.args.Has("limit") && !absl::SimpleAtoi(c.args.Get("limit"), &limit)) {
+    return absl::InvalidArgumentError("--limit must be a number");
+  }
+  req.set_page_size(limit);
+  req.set_page_token(c.args.Get("page-token"));
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::QueryEventsResponse resp;
+  grpc::Status s = v1::AuditService::NewStub(conn->channel)->QueryEvents(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+    return absl::OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"INDEX", "TIME (UTC)", "ACTOR", "ACTION", "RESOURCE", "PURPOSE", "OUTCOME", "REASON"}};
+  for (const auto& le : resp.events()) {
+    const auto& e = le.event();
+    rows.push_back(
+        {std::to_string(le.index()), EventTime(e), e.actor_org() + "/" + e.actor_subject(),
+         e.action(), e.resource_kind() + (e.resource_id().empty() ? "" : " " + e.resource_id()),
+         e.purpose(), EnumShort(v1::AccessOutcome_descriptor(), e.outcome()), e.reason()});
+  }
+  PrintTable(c.out, rows);
+  if (!resp.next_page_token().empty())
+    c.out << "more: --page-token " << Printable(resp.next_page_token()) << "\n";
+  return absl::OkStatus();
+}
+
+// The keys that may have signed `org`'s checkpoints, from a roster file
+// (--roster FILE --org ORG), or the one given with --vkey.
+absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& args,
+                                                                 const std::string& default_org) {
+  if (args.Has("vkey")) {
+    auto v = note::ParseVerifier(args.Get("vkey"));
+    if (!v.ok()) return v.status();
+    return std::vector<note::Verifier>{*v};
+  }
+  const std::string roster_file = OptionOrEnv(args, "roster", "CORRIDOR_ROSTER");
+  if (roster_file.empty()) {
+    return absl::InvalidArgumentError(
+        "give the roster (--roster FILE or CORRIDOR_ROSTER) so the key comes from the federation, "
+        "not from the node being audited; or --vkey NAME+ID+KEY");
+  }
+  auto text = ReadFileToString(roster_file);
+  if (!text.ok()) return text.status();
+  auto roster = PeekSignedRoster(*text);
+  if (!roster.ok()) return roster.status();
+  const std::string org = args.Get("org", default_org);
+  if (org.empty())
+    return absl::InvalidArgumentError("name the org whose ledger this is: --org ORG");
+  return LedgerVerifiersFromRoster(*roster, org);
+}
+
+absl::Status RunAuditKey(Context& c) {
+  const std::string org = c.args.positional().empty() ? c.args.Get("org") : c.args.positional()[0];
+  auto vs = VerifiersFromOptions(c.args, org);
+  if (!vs.ok()) return vs.status();
+  for (const auto& v : *vs) c.out << Printable(v.ToString()) << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunAuditCheckpoint(Context& c) {
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::CheckpointResponse resp;
+  grpc::Status s = v1::AuditService::NewStub(conn->channel)
+                       ->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  // A checkpoint is a signed note: lines of text, each shown through Printable().
+  if (c.json()) {
+    c.out << ToJson(resp);
+  } else {
+    for (absl::string_view line : absl::StrSplit(resp.checkpoint(), '\n')) {
+      c.out << Printable(line) << "\n";
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunAuditProve(Context& c) {
+  if (c.args.positional().empty())
+    return absl::InvalidArgumentError("name the ledger entry: corridorctl audit prove INDEX");
+  uint64_t index = 0;
+  if (!absl::SimpleAtoi(c.args.positional()[0], &index))
+    return absl::InvalidArgumentError("INDEX must be a number");
+  auto verifiers = VerifiersFromOptions(c.args, "");
+  if (!verifiers.ok()) return verifiers.status();
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::InclusionProofRequest req;
+  req.set_index(index);
+  v1::InclusionProofResponse resp;
+  grpc::Status s =
+      v1::AuditService::NewStub(conn->channel)->GetInclusionProof(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  // Check everything here, with the roster's key: nothing is taken on the node's word.
+  absl::StatusOr<note::Checkpoint> cp = absl::NotFoundError("no key");
+  const note::Verifier* verifier = nullptr;
+  for (const auto& v : *verifiers) {
+    cp = note::OpenCheckpoint(resp.checkpoint(), v);
+    if (cp.ok()) {
+      verifier = &v;
+      break;
+    }
+  }
+  if (!cp.ok())
+    return absl::DataLossError(
+        absl::StrCat("the node's checkpoint does not verify: ", cp.status().message()));
+  if (cp->size != resp.tree_size())
+    return absl::DataLossError("the checkpoint is for another tree size");
+  std::vector<merkle::Hash> proof;
+  for (const std::string& p : resp.proof()) {
+    auto h = merkle::FromBytes(p);
+    if (!h.ok()) return absl::DataLossError("the proof holds a malformed hash");
+    proof.push_back(*h);
+  }
+  const merkle::Hash leaf = merkle::HashLeaf(resp.entry());
+  absl::Status verified = merkle::VerifyInclusion(index, resp.tree_size(), leaf, proof, cp->root);
+  if (c.json()) {
+    c.out << "{\n  \"leaf_index\": " << index << ",\n  \"tree_size\": " << resp.tree_size()
+          << ",\n  \"entry\": \"" << Base64Encode(resp.entry()) << "\",\n  \"leaf_hash\": \""
+          << Base64Encode(merkle::ToBytes(leaf)) << "\",\n  \"proof\": [";
+    for (size_t i = 0; i < proof.size(); ++i) {
+      c.out << (i ? ", " : "") << "\"" << Base64Encode(merkle::ToBytes(proof[i])) << "\"";
+    }
+    c.out << "],\n  \"root_hash\": \"" << Base64Encode(merkle::ToBytes(cp->root))
+          << "\",\n  \"checkpoint\": " << JsonQuoted(resp.checkpoint())
+          << ",\n  \"verifier_key\": " << JsonQuoted(verifier->ToString())
+          << ",\n  \"verified\": " << (verified.ok() ? "true" : "false") << "\n}\n";
+  } else if (verified.ok()) {
+    c.out << "entry " << index << " is in the ledger of " << Printable(cp->origin) << " at size "
+          << cp->size << ": inclusion proof (" << proof.size()
+          << " hashes) verified against the checkpoint signed by " << Printable(verifier->name)
+          << "\n";
+    if (auto e = v1::AccessEvent(); e.ParseFromString(resp.entry())) {
+      c.out << "  " << EventTime(e) << "  " << Printable(e.actor_org() + "/" + e.actor_subject())
+            << "  " << Printable(e.action()) << "  " << Printable(e.resource_kind()) << " "
+            << Printable(e.resource_id()) << "  "
+            << EnumShort(v1::AccessOutcome_descriptor(), e.outcome()) << "\n";
+    }
+  }
+  if (!verified.ok())
+    return absl::DataLossError(
+        absl::StrCat("the inclusion proof does NOT verify: ", verified.message()));
+  return absl::OkStatus();
+}
+
+absl::Status RunAuditExport(Context& c) {
+  if (auto st = Require(c.args, {"out"}); !st.ok()) return st;
+  v1::ExportRequest req;
+  uint64_t begin = 0, end = 0;
+  if ((c.args.Has("begin") && !absl::SimpleAtoi(c.args.Get("begin"), &begin)) ||
+      (c.args.Has("end") && !absl::SimpleAtoi(c.args.Get("end"), &end))) {
+    return absl::InvalidArgumentError("--begin and --end are entry indexes");
+  }
+  req.set_begin(begin);
+  req.set_end(end);
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  // The export arrives in pieces (an export may be larger than any one message).
+  std::string exported;
+  v1::ExportResponse piece;
+  auto stub = v1::AuditService::NewStub(conn->channel);
+  auto reader = stub->Export(ctx.get(), req);
+  while (reader->Read(&piece)) exported += piece.export_();
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return Explain(s, *conn);
+  if (auto st = WriteFileAtomically(c.args.Get("out"), exported); !st.ok()) return st;
+  c.out << "exported to " << c.args.Get("out") << " (" << exported.size()
+        << " bytes); check it with `corridorctl audit verify " << c.args.Get("out")
+        << " --roster FILE --org ORG`\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunAuditVerify(Context& c) {
+  if (c.args.positional().empty())
+    return absl::InvalidArgumentError("name the export file: corridorctl audit verify FILE");
+  auto verifiers = VerifiersFromOptions(c.args, "");
+  if (!verifiers.ok()) return verifiers.status();
+  auto text = ReadFileToString(c.args.positional()[0]);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<ledger::VerifiedExport> v = absl::NotFoundError("no key");
+  const note::Verifier* verifier = nullptr;
+  for (const auto& candidate : *verifiers) {
+    v = ledger::VerifyExport(*text, candidate);
+    verifier = &candidate;
+    // Only a wrong key is worth another try; a bad export stays bad.
+    if (v.ok() || !absl::IsPermissionDenied(v.status())) break;
+  }
+  if (!v.ok())
+    return absl::DataLossError(absl::StrCat("the export does NOT verify: ", v.status().message()));
+  size_t undecodable = 0;
+  for (const std::string& e : v->entries) {
+    v1::AccessEvent ev;
+    if (!ev.ParseFromString(e)) ++undecodable;
+  }
+  c.out << "verified: entries " << v->first_index << ".." << v->first_index + v->entries.size() - 1
+        << " of " << Printable(v->checkpoint.origin)
+        << " are exactly those committed to by its checkpoint at size " << v->checkpoint.size
+        << ", signed by " << Printable(verifier->name) << "\n";
+  if (undecodable) c.out << "  note: " << undecodable << " entries are not access events\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<Command> AuditCommands() {
+  return {
+      {{"audit", "log"},
+       "[--case ID] [--actor ORG/SUBJECT] ...",
+       "who did what, newest first (auditors)",
+       With(ConnectionOptions(),
+            {{"case", "ID", "events about this case"},
+             {"actor", "ORG/SUBJECT", "events by this actor, e.g. union-sg/user/caseworker1"},
+             {"org", "ORG", "events by this org's actors"},
+             {"action", "A", "e.g. case.get, case.erase, auth.refused"},
+             {"outcome", "O", "allowed, denied or error"},
+             {"after", "TIME", "at or after (RFC 3339)"},
+             {"before", "TIME", "before (RFC 3339)"},
+             {"limit", "N", "events per page (default 50)"},
+             {"page-token", "T", "continue"}}),
+       RunAuditLog},
+      {{"audit", "checkpoint"},
+       "",
+       "the node's latest signed checkpoint",
+       ConnectionOptions(),
+       RunAuditCheckpoint},
+      {{"audit", "key"},
+       "ORG --roster FILE",
+       "an org's checkpoint verifier key, from the roster",
+       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"}, {"org", "ORG", "the org"}},
+       RunAuditKey},
+      {{"audit", "prove"},
+       "INDEX --roster FILE --org ORG",
+       "fetch and check an inclusion proof for a ledger entry",
+       With(ConnectionOptions(),
+            {{"roster", "FILE", "signed roster to take the key from (env CORRIDOR_ROSTER)"},
+             {"org", "ORG", "whose ledger"},
+             {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}}),
+       RunAuditProve},
+      {{"audit", "export"},
+       "--out FILE [--begin N] [--end N]",
+       "export ledger entries with their checkpoint",
+       With(ConnectionOptions(), {{"out", "FILE", "where to write"},
+                                  {"begin", "N", "first entry (default 0)"},
+                                  {"end", "N", "end (default: all)"}}),
+       RunAuditExport},
+      {{"audit", "verify"},
+       "FILE --roster FILE --org ORG",
+       "check an export offline",
+       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"},
+        {"org", "ORG", "whose ledger"},
+        {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}},
+       RunAuditVerify},
+  };
+}
+
+}  // namespace corridor::ctl

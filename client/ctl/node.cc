@@ -1,0 +1,149 @@
+// corridorctl health and whoami: what the node says about itself and about you.
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "client/ctl/command.h"
+#include "client/ctl/display.h"
+#include "client/lib/grpc_util.h"
+#include "corridor/v1/node.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace corridor::ctl {
+namespace {
+
+std::string RoleName(int r) {
+  std::string n = v1::Role_Name(static_cast<v1::Role>(r));
+  return absl::AsciiStrToLower(absl::StripPrefix(n, "ROLE_"));
+}
+
+std::string PeerStateName(v1::PeerState s) {
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::PeerState_Name(s), "PEER_STATE_"));
+}
+
+// Prints rows as an aligned table.
+absl::Status RunHealth(Context& c) {
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  int wait_seconds = 0;
+  if (c.args.Has("wait") && !absl::SimpleAtoi(c.args.Get("wait"), &wait_seconds)) {
+    return absl::InvalidArgumentError("--wait must be a number of seconds");
+  }
+  const bool require_peers = c.args.Has("require-peers");
+  const absl::Time give_up = absl::Now() + absl::Seconds(wait_seconds);
+  auto health = grpc::health::v1::Health::NewStub(conn->channel);
+  auto node = v1::NodeService::NewStub(conn->channel);
+  while (true) {
+    grpc::health::v1::HealthCheckResponse hresp;
+    v1::StatusResponse sresp;
+    absl::Status problem;
+    std::string not_serving;  // the node's reason, if it answered NOT_SERVING
+    {
+      auto ctx = conn->NewContext();
+      // While waiting, let the call wait for the connection instead of failing fast.
+      if (absl::Now() < give_up) ctx->set_wait_for_ready(true);
+      grpc::Status s = health->Check(ctx.get(), grpc::health::v1::HealthCheckRequest(), &hresp);
+      if (!s.ok()) {
+        problem = Explain(s, *conn);
+      } else if (hresp.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+        const auto& trailers = ctx->GetServerTrailingMetadata();
+        auto reason = trailers.find(kHealthReasonKey);
+        not_serving = reason == trailers.end()
+                          ? "no reason given"
+                          : std::string(reason->second.data(), reason->second.size());
+        problem = absl::UnavailableError(absl::StrCat(
+            "the node at ", conn->target, " is running but not serving: ", not_serving,
+            ". It refuses to record anything until this is fixed; once it is (e.g. disk space "
+            "freed) it recovers by itself."));
+      }
+    }
+    // Not serving still answers: show the node's view with the reason.
+    if (problem.ok() || !not_serving.empty()) {
+      auto ctx = conn->NewContext();
+      grpc::Status s = node->Status(ctx.get(), v1::StatusRequest(), &sresp);
+      if (!s.ok() && problem.ok()) problem = Explain(s, *conn);
+    }
+    std::vector<std::string> unhealthy;
+    if (problem.ok()) {
+      for (const auto& p : sresp.peers()) {
+        if (p.state() != v1::PEER_STATE_HEALTHY) unhealthy.push_back(p.org());
+      }
+      if (require_peers && !unhealthy.empty()) {
+        problem = absl::UnavailableError(
+            absl::StrCat("peers not healthy: ", absl::StrJoin(unhealthy, ", ")));
+      }
+    }
+    // A refusal will not change by waiting; anything else might.
+    const bool refused = absl::IsPermissionDenied(problem) || absl::IsUnauthenticated(problem);
+    if (!problem.ok() && !refused && absl::Now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      continue;
+    }
+    if (!problem.ok() && sresp.org().empty()) return problem;
+    if (c.json()) {
+      c.out << ToJson(sresp);
+    } else {
+      c.out << "node " << Printable(sresp.org()) << " (" << Printable(sresp.federation()) << ") at "
+            << Printable(conn->target) << ": "
+            << (not_serving.empty() ? "serving" : "NOT SERVING (" + Printable(not_serving) + ")")
+            << ", roster version " << sresp.roster_version() << "\n";
+      std::vector<std::vector<std::string>> rows = {{"PEER", "ENDPOINT", "STATE", "DETAIL"}};
+      for (const auto& p : sresp.peers()) {
+        rows.push_back({p.org(), p.endpoint(), PeerStateName(p.state()),
+                        p.state() == v1::PEER_STATE_HEALTHY
+                            ? "mutual TLS ok, roster v" + std::to_string(p.peer_roster_version())
+                            : p.last_error()});
+      }
+      PrintTable(c.out, rows);
+    }
+    return problem;
+  }
+}
+
+absl::Status RunWhoami(Context& c) {
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto stub = v1::NodeService::NewStub(conn->channel);
+  auto ctx = conn->NewContext();
+  v1::WhoamiResponse resp;
+  grpc::Status s = stub->Whoami(ctx.get(), v1::WhoamiRequest(), &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+    return absl::OkStatus();
+  }
+  std::vector<std::string> roles;
+  for (int r : resp.roles()) roles.push_back(RoleName(r));
+  c.out << "org:     " << Printable(resp.org()) << "\n"
+        << "subject: " << Printable(resp.subject()) << "\n"
+        << "roles:   " << (roles.empty() ? "(none)" : absl::StrJoin(roles, ", ")) << "\n"
+        << "node:    " << Printable(resp.node_org()) << " in federation "
+        << Printable(resp.federation()) << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<Command> NodeStatusCommands() {
+  return {
+      {{"health"},
+       "",
+       "is the node serving, and which peers has it authenticated?",
+       With(ConnectionOptions(),
+            {{"wait", "SECONDS", "keep trying for up to this long"},
+             {"require-peers", "", "fail unless every roster peer is healthy"}}),
+       RunHealth},
+      {{"whoami"},
+       "",
+       "the org, subject and roles the node sees for you",
+       ConnectionOptions(),
+       RunWhoami},
+  };
+}
+
+}  // namespace corridor::ctl
