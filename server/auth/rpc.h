@@ -31,17 +31,14 @@ class Rpc {
   }
 
   // TEMPORARY, for handlers not yet moved to Served().
-  static Rpc ForPath(const std::string& path) {
-    Rpc r("", "");
-    r.path_ = path;
-    return r;
-  }
+  static Rpc ForPath(const std::string& path) { return Rpc(path); }
 
   // "/corridor.v1.CaseService/GetCase": the key of the access table.
   const std::string& path() const { return path_; }
 
  private:
   Rpc(absl::string_view service, absl::string_view method);
+  explicit Rpc(std::string path) : path_(std::move(path)) {}
 
   std::string path_;
 };
