@@ -27,23 +27,6 @@
 namespace corridor {
 namespace {
 
-// A clock that moves only when told to.
-class FakeClock {
- public:
-  absl::Time Now() const {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    now_ += d;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::Now();
-};
-
 // Polls `done` until it holds; false if it still does not after `limit` (a
 // generous bound for an eventual state, not a timing check).
 template <typename F>
@@ -81,8 +64,7 @@ class DeliveryTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(
         ledger_, ledger::RocksDbLedger::Open(store_->db(), store_->families(), std::move(o)));
     completions_ = std::make_unique<Executor>("completions", 2);
-    log_ = std::make_unique<AccessLog>(
-        ledger_.get(), [] { return absl::Now(); }, completions_.get());
+    log_ = std::make_unique<AccessLog>(ledger_.get(), &Clock::Real(), completions_.get());
     ASSERT_OK_AND_ASSIGN(std::string master, ReadFileToString(config_.master_key_file()));
     ASSERT_OK_AND_ASSIGN(std::string master_key, Base64Decode(absl::StripAsciiWhitespace(master)));
     ASSERT_OK_AND_ASSIGN(cases_, CaseStore::Open(store_->db(), store_->family(kCasesFamily),
@@ -104,11 +86,17 @@ class DeliveryTest : public ::testing::Test {
 
   std::unique_ptr<Exchange> NewExchange() {
     ExchangeOptions options;
-    options.clock = [this] { return clock_.Now(); };
+    options.clock = &clock_;
     return std::make_unique<Exchange>(config_, identity_, signing_key_.get(), store_->db(),
                                       store_->families(), cases_.get(), log_.get(), tls_, options);
   }
-  void StartReceiver() { ASSERT_OK_AND_ASSIGN(receiver_, Node::Start(receiver_config_)); }
+  // The receiver runs on the sender's clock: an envelope dated by a clock
+  // moved a day ahead would be refused as created in the future.
+  void StartReceiver() {
+    NodeTestHooks hooks;
+    hooks.clock = &clock_;
+    ASSERT_OK_AND_ASSIGN(receiver_, Node::Start(receiver_config_, hooks));
+  }
 
   std::string CreateCase() {
     v1::Case c;
@@ -194,7 +182,7 @@ class DeliveryTest : public ::testing::Test {
   }
 
   testing::TestFederation fed_;
-  FakeClock clock_;
+  FakeClock clock_{absl::Now()};
   v1::NodeConfig config_, receiver_config_;
   std::unique_ptr<NodeStore> store_;
   std::unique_ptr<Ed25519PrivateKey> signing_key_;

@@ -75,7 +75,7 @@ class PersonalDataTest : public ::testing::Test {
                          LoadNodeConfig(fed_.WriteNodeConfig("ministry-id", users)));
     ASSERT_OK_AND_ASSIGN(sender_, Node::Start(sender_config_));
     NodeTestHooks hooks;
-    hooks.clock = [this] { return absl::Now() + receiver_ahead_.load(); };
+    hooks.clock = &receiver_clock_;
     ASSERT_OK_AND_ASSIGN(receiver_, Node::Start(receiver_config_, hooks));
   }
   void TearDown() override {
@@ -249,8 +249,14 @@ class PersonalDataTest : public ::testing::Test {
 
   testing::TestFederation fed_;
   v1::NodeConfig sender_config_, receiver_config_;
+  // The receiver's clock: real time plus `ahead` (declared before the
+  // node that reads it).
+  struct AheadClock : Clock {
+    absl::Time Now() const override { return absl::Now() + ahead.load(); }
+    std::atomic<absl::Duration> ahead{absl::ZeroDuration()};
+  };
+  AheadClock receiver_clock_;
   std::unique_ptr<Node> sender_, receiver_;
-  std::atomic<absl::Duration> receiver_ahead_{absl::ZeroDuration()};
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
 };
 
@@ -345,7 +351,7 @@ TEST_F(PersonalDataTest, EveryListedMethodObeysTheRetentionDateOfAReceivedCase) 
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   ASSERT_NE(FoundMarker(Everything(r)), "");
 
-  receiver_ahead_ = absl::Hours(24 * 366);  // the default retention is one year
+  receiver_clock_.ahead = absl::Hours(24 * 366);  // the default retention is one year
   for (const testing::MethodInfo& method : testing::MethodsOf(testing::CorridorServices())) {
     if (!kPersonalDataMethods.count(method.path)) continue;
     for (const std::string user : {"cw", "pros"}) {

@@ -41,7 +41,7 @@ void Bound(v1::AccessEvent* e) {
 }  // namespace
 
 std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEvent>& events) const {
-  const int64_t now = absl::ToUnixMicros(clock_());
+  const int64_t now = absl::ToUnixMicros(clock_->Now());
   std::vector<ledger::AppendEntry> entries;
   for (v1::AccessEvent& e : events) {
     e.set_time_unix_micros(now);

@@ -35,9 +35,10 @@ namespace corridor {
 class AccessLog : public RefusalSink {
  public:
   // `completions` runs every Record() completion; it must outlive the ledger's
-  // last completion (destroy it after the ledger).
-  AccessLog(ledger::Ledger* ledger, std::function<absl::Time()> clock, Executor* completions)
-      : ledger_(ledger), clock_(std::move(clock)), completions_(completions) {}
+  // last completion (destroy it after the ledger). Events are stamped with
+  // `clock`'s time (not owned; it must outlive this log).
+  AccessLog(ledger::Ledger* ledger, const Clock* clock, Executor* completions)
+      : ledger_(ledger), clock_(clock), completions_(completions) {}
   ~AccessLog();
 
   // From now on, refusals past `budget` per identity and `interval` are
@@ -90,7 +91,7 @@ class AccessLog : public RefusalSink {
   void RunAggregator();
 
   ledger::Ledger* ledger_;
-  std::function<absl::Time()> clock_;
+  const Clock* const clock_;
   Executor* completions_;
   std::unique_ptr<RefusalBudget> budget_;  // set once before serving
   // Readers charge refusals; FlushRefusals writes, so no count comes after the last flush.

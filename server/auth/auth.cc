@@ -5,11 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/clock.h"
 #include "client/lib/grpc_util.h"
 #include "client/lib/pki.h"
-#include "server/common/edge.h"
 #include "ledger/base/log.h"
+#include "server/common/edge.h"
 
 namespace corridor {
 namespace {
@@ -135,7 +134,7 @@ grpc::Status CorridorAuthProcessor::Process(const InputMetadata& metadata,
                                             OutputMetadata*) {
   // Read-only use of the connection's AuthContext: see auth.h.
   const std::string pem = PeerCertificatePem(*context);
-  auto principal = resolver_->ResolveCached(pem, absl::Now());
+  auto principal = resolver_->ResolveCached(pem, resolver_->clock().Now());
   if (!principal.ok()) {
     log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},
                                {"reason", principal.status().message()}});
@@ -182,7 +181,7 @@ absl::StatusOr<Principal> CallerOf(const IdentityResolver& identity,
   if (pem.empty()) {
     return absl::UnauthenticatedError("the call carries no authenticated Corridor identity");
   }
-  auto principal = identity.ResolveCached(pem, absl::Now());
+  auto principal = identity.ResolveCached(pem, identity.clock().Now());
   if (!principal.ok()) return principal.status();
   return **principal;
 }

@@ -74,8 +74,9 @@ absl::StatusOr<SpiffeId> ParseSpiffeUri(absl::string_view uri, absl::string_view
       "\"", uri, "\" is neither spiffe://<federation>/<org>/node nor .../<org>/user/<name>"));
 }
 
-IdentityResolver::IdentityResolver(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster)
-    : config_(std::move(config)), roster_(std::move(roster)) {}
+IdentityResolver::IdentityResolver(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
+                                   const Clock* clock)
+    : config_(std::move(config)), clock_(clock), roster_(std::move(roster)) {}
 
 void IdentityResolver::SetRoster(std::shared_ptr<const v1::Roster> roster) {
   {

@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 #include "corridor/v1/config.pb.h"
 #include "corridor/v1/roster.pb.h"
+#include "ledger/base/clock.h"
 
 namespace corridor {
 
@@ -69,7 +70,13 @@ absl::StatusOr<SpiffeId> ParseSpiffeUri(absl::string_view uri, absl::string_view
 
 class IdentityResolver {
  public:
-  IdentityResolver(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster);
+  // `clock` (not owned; it must outlive the resolver) is the time calls are
+  // resolved at (certificate validity, cache rechecks).
+  IdentityResolver(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
+                   const Clock* clock = &Clock::Real());
+
+  // The node's clock, for resolving calls as of now.
+  const Clock& clock() const { return *clock_; }
 
   // Resolves a peer's leaf certificate (PEM) as of `now`. No caching.
   absl::StatusOr<Principal> Resolve(absl::string_view cert_pem, absl::Time now) const;
@@ -102,6 +109,7 @@ class IdentityResolver {
   };
 
   const v1::NodeConfig config_;
+  const Clock* const clock_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const v1::Roster> roster_ ABSL_GUARDED_BY(mu_);
 

@@ -187,7 +187,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContex
                            {"case.create", "case", c.id(), "case-intake", req->request_id()});
   if (!caller) return call.reactor();
   if (auto st = ValidateNewCase(c); !st.ok()) return call.Refuse(st);
-  const std::string now = Rfc3339(clock_());
+  const std::string now = Rfc3339(clock_->Now());
   c.set_owner_org(config_.org());
   c.set_status(v1::CASE_STATUS_OPEN);
   c.clear_evidence();
@@ -213,7 +213,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
     return call.Refuse(
         absl::InvalidArgumentError("reading a case's personal data needs a purpose (--purpose)"));
   }
-  auto c = ReadableCase(*store_, req->id(), clock_());
+  auto c = ReadableCase(*store_, req->id(), clock_->Now());
   if (!c.ok()) return call.Refuse(c.status());
   return call.Allow(nullptr, [resp, c = *std::move(c)](uint64_t) {
     *resp = c;
@@ -256,7 +256,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
   if (!c.ok()) return call.Refuse(c.status());
   if (auto st = UpdateAllowed(*c, *req); !st.ok()) return call.Refuse(st);
   ApplyUpdate(*req, &*c);
-  c->set_updated_at(Rfc3339(clock_()));
+  c->set_updated_at(Rfc3339(clock_->Now()));
   auto change = store_->PrepareUpdate(*c);
   if (!change.ok()) return call.Refuse(change.status());
   // An update is not a read: the answer carries no personal data (a caller
@@ -281,7 +281,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
   auto c = store_->Get(req->id());
   if (!c.ok()) return call.Refuse(c.status());
   c->set_status(v1::CASE_STATUS_CLOSED);
-  c->set_updated_at(Rfc3339(clock_()));
+  c->set_updated_at(Rfc3339(clock_->Now()));
   auto change = store_->PrepareUpdate(*c);
   if (!change.ok()) return call.Refuse(change.status());
   return call.Allow(*std::move(change),
@@ -351,7 +351,8 @@ absl::Status TooManyTransfers(uint32_t max) {
 }
 
 // The case lock, for a commit: other changes hold it for one ledger commit,
-// so wait a little for it rather than fail a whole upload.
+// so wait a little for it rather than fail a whole upload (in real time: it
+// waits on other threads).
 absl::StatusOr<std::shared_ptr<CaseLock>> LockForCommit(CaseStore* store, const std::string& id) {
   const absl::Time give_up = absl::Now() + absl::Seconds(2);
   for (;;) {
@@ -387,7 +388,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
  public:
   EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx, Rpc rpc,
                  v1::EvidenceItem* resp, CaseStore* store, AccessLog* log, uint64_t max_bytes,
-                 std::function<absl::Time()> clock, TransferSlots* slots, StreamWatchdog* watchdog,
+                 const Clock* clock, TransferSlots* slots, StreamWatchdog* watchdog,
                  std::atomic<int>* live)
       : LiveStream(live),
         identity_(identity),
@@ -397,7 +398,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
         store_(store),
         log_(log),
         max_bytes_(max_bytes),
-        clock_(std::move(clock)),
+        clock_(clock),
         slots_(slots),
         watchdog_(watchdog) {
     watch_ = watchdog_->Register([this] { TimedOut(); });
@@ -554,7 +555,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
                                                      : header_.media_type());
     item.set_size(size_);
     item.set_sha256(DigestBytes(digest));
-    item.set_added_at(Rfc3339(clock_()));
+    item.set_added_at(Rfc3339(clock_->Now()));
     item.set_added_by(caller_->Name());
     *c->add_evidence() = item;
     c->set_updated_at(item.added_at());
@@ -581,7 +582,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
   CaseStore* store_;
   AccessLog* log_;
   const uint64_t max_bytes_;
-  std::function<absl::Time()> clock_;
+  const Clock* const clock_;
   TransferSlots* slots_;
   StreamWatchdog* watchdog_;
   StreamWatchdog::Registration* watch_ = nullptr;
@@ -808,7 +809,7 @@ grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
 grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
   return new EvidenceDownload(*identity_, ctx, Cases(), req, store_, log_, &transfers_,
-                              watchdog_.get(), clock_(), &live_streams_);
+                              watchdog_.get(), clock_->Now(), &live_streams_);
 }
 
 void CaseServiceImpl::WaitForStreams() {
@@ -828,7 +829,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
     return call.Refuse(absl::InvalidArgumentError(
         "listing a case's evidence shows its file names and needs a purpose (--purpose)"));
   }
-  auto c = ReadableCase(*store_, req->case_id(), clock_());
+  auto c = ReadableCase(*store_, req->case_id(), clock_->Now());
   if (!c.ok()) return call.Refuse(c.status());
   return call.Allow(nullptr, [resp, items = c->evidence()](uint64_t) {
     for (const auto& i : items) *resp->add_items() = i;

@@ -26,13 +26,13 @@ namespace corridor {
 class CaseServiceImpl final : public v1::CaseService::CallbackService {
  public:
   CaseServiceImpl(const v1::NodeConfig& config, const IdentityResolver* identity, CaseStore* store,
-                  AccessLog* log, Executor* bulk, std::function<absl::Time()> clock)
+                  AccessLog* log, Executor* bulk, const Clock* clock)
       : config_(config),
         identity_(identity),
         store_(store),
         log_(log),
         bulk_(bulk),
-        clock_(std::move(clock)),
+        clock_(clock),
         transfers_(config.limits().max_evidence_transfers()),
         watchdog_(std::make_unique<StreamWatchdog>(
             absl::Seconds(config.limits().stream_idle_timeout_seconds()), clock_)) {}
@@ -87,7 +87,7 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // Runs slow follow-up work (destroying an erased case's key) off the
   // completion threads.
   Executor* bulk_;
-  std::function<absl::Time()> clock_;
+  const Clock* const clock_;  // not owned
   // Evidence uploads and downloads in progress, and their idle timeout.
   TransferSlots transfers_;
   std::unique_ptr<StreamWatchdog> watchdog_;

@@ -45,8 +45,7 @@ class AccessLogCompletionTest : public ::testing::Test {
     o.origin = "corridor.test/union-sg";
     o.signing_key = &key_;
     ledger_ = ledger::RocksDbLedger::Open(db_->db.get(), db_->families, std::move(o)).value();
-    log_ = std::make_unique<AccessLog>(
-        ledger_.get(), [] { return absl::Now(); }, &completions_);
+    log_ = std::make_unique<AccessLog>(ledger_.get(), &Clock::Real(), &completions_);
   }
   ~AccessLogCompletionTest() override {
     ledger_.reset();

@@ -12,15 +12,14 @@ namespace corridor {
 
 // ---- CallLimiter ---------------------------------------------------------------
 
-CallLimiter::CallLimiter(double per_second, double burst, std::function<absl::Time()> clock,
-                         size_t max_identities)
+CallLimiter::CallLimiter(double per_second, double burst, const Clock* clock, size_t max_identities)
     : per_second_(std::max(per_second, 1e-9)),
       burst_(std::max(burst, 1.0)),
-      clock_(std::move(clock)),
+      clock_(clock),
       max_identities_(std::max<size_t>(max_identities, 1)) {}
 
 absl::Duration CallLimiter::Take(const std::string& identity) {
-  const absl::Time now = clock_();
+  const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
   auto it = buckets_.find(identity);
   if (it == buckets_.end()) {
@@ -91,11 +90,11 @@ std::string Rfc3339(absl::Time t) {
 
 }  // namespace
 
-RefusalBudget::RefusalBudget(uint32_t budget, absl::Duration interval,
-                             std::function<absl::Time()> clock, size_t max_identities)
+RefusalBudget::RefusalBudget(uint32_t budget, absl::Duration interval, const Clock* clock,
+                             size_t max_identities)
     : budget_(budget),
       interval_(std::max(interval, absl::Milliseconds(1))),
-      clock_(std::move(clock)),
+      clock_(clock),
       max_identities_(std::max<size_t>(max_identities, 1)) {}
 
 std::string RefusalBudget::IdentityOf(const v1::AccessEvent& event) {
@@ -127,7 +126,7 @@ v1::AccessEvent RefusalBudget::Aggregate(const Window& w, absl::Time end, uint32
 }
 
 RefusalBudget::Verdict RefusalBudget::Charge(const v1::AccessEvent& event) {
-  const absl::Time now = clock_();
+  const absl::Time now = clock_->Now();
   std::string identity = IdentityOf(event);
   absl::MutexLock lock(&mu_);
   auto it = windows_.find(identity);
@@ -169,7 +168,7 @@ RefusalBudget::Verdict RefusalBudget::Charge(const v1::AccessEvent& event) {
 }
 
 std::vector<v1::AccessEvent> RefusalBudget::TakeAggregates(bool all) {
-  const absl::Time now = clock_();
+  const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
   std::vector<v1::AccessEvent> out = std::move(closed_);
   closed_.clear();
@@ -199,11 +198,11 @@ std::unique_ptr<TransferSlots::Slot> TransferSlots::TryAcquire() {
 // ---- StreamWatchdog ---------------------------------------------------------------
 
 void StreamWatchdog::Registration::Touch() {
-  last_us_.store(absl::ToUnixMicros(clock_()), std::memory_order_relaxed);
+  last_us_.store(absl::ToUnixMicros(clock_->Now()), std::memory_order_relaxed);
 }
 
-StreamWatchdog::StreamWatchdog(absl::Duration timeout, std::function<absl::Time()> clock)
-    : timeout_(timeout), clock_(std::move(clock)) {
+StreamWatchdog::StreamWatchdog(absl::Duration timeout, const Clock* clock)
+    : timeout_(timeout), clock_(clock) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -247,7 +246,7 @@ void StreamWatchdog::Run() {
   while (!stop_) {
     mu_.AwaitWithTimeout(absl::Condition(&stop_), tick);
     if (stop_) break;
-    const int64_t now_us = absl::ToUnixMicros(clock_());
+    const int64_t now_us = absl::ToUnixMicros(clock_->Now());
     const int64_t timeout_us = absl::ToInt64Microseconds(timeout_);
     std::vector<Registration*> expired;
     for (auto& r : streams_) {

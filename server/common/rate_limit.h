@@ -14,7 +14,7 @@
 // Memory is bounded: idle identities are forgotten (a bucket that has filled
 // up again is the same as a new one), and past `max_identities` the least
 // recently seen is dropped. All classes are thread-safe; time comes from the
-// clock they are given, so tests need not sleep.
+// Clock they are given (not owned; it must outlive them), so tests need not sleep.
 #ifndef CORRIDOR_SERVER_COMMON_RATE_LIMIT_H_
 #define CORRIDOR_SERVER_COMMON_RATE_LIMIT_H_
 
@@ -32,14 +32,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "corridor/v1/case.pb.h"
+#include "ledger/base/clock.h"
 
 namespace corridor {
 
 class CallLimiter {
  public:
   // `per_second` tokens come back each second, up to `burst` (>= 1).
-  CallLimiter(double per_second, double burst, std::function<absl::Time()> clock,
-              size_t max_identities = 10000);
+  CallLimiter(double per_second, double burst, const Clock* clock, size_t max_identities = 10000);
 
   // Takes a token for `identity`. Zero if the call may go ahead; otherwise
   // how long until a token is back (nothing is taken then).
@@ -56,7 +56,7 @@ class CallLimiter {
   void EvictLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const double per_second_, burst_;
-  const std::function<absl::Time()> clock_;
+  const Clock* const clock_;
   const size_t max_identities_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
@@ -68,7 +68,7 @@ std::string TooManyRequests(const std::string& identity, absl::Duration wait);
 class RefusalBudget {
  public:
   // Up to `budget` refusals per identity and `interval` are recorded one by one.
-  RefusalBudget(uint32_t budget, absl::Duration interval, std::function<absl::Time()> clock,
+  RefusalBudget(uint32_t budget, absl::Duration interval, const Clock* clock,
                 size_t max_identities = 10000);
 
   enum class Verdict {
@@ -104,7 +104,7 @@ class RefusalBudget {
 
   const uint32_t budget_;
   const absl::Duration interval_;
-  const std::function<absl::Time()> clock_;
+  const Clock* const clock_;
   const size_t max_identities_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Window> windows_ ABSL_GUARDED_BY(mu_);
@@ -144,7 +144,7 @@ class TransferSlots {
 // returns the stream may go.
 class StreamWatchdog {
  public:
-  StreamWatchdog(absl::Duration timeout, std::function<absl::Time()> clock);
+  StreamWatchdog(absl::Duration timeout, const Clock* clock);
   ~StreamWatchdog();
 
   class Registration {
@@ -155,7 +155,7 @@ class StreamWatchdog {
     friend class StreamWatchdog;
     std::atomic<int64_t> last_us_{0};
     std::function<void()> expire_;
-    std::function<absl::Time()> clock_;
+    const Clock* clock_ = nullptr;
     bool fired_ = false;   // guarded by the watchdog's mu_
     bool firing_ = false;  // guarded by the watchdog's mu_: `expire` is running
   };
@@ -167,7 +167,7 @@ class StreamWatchdog {
   void Run();
 
   const absl::Duration timeout_;
-  const std::function<absl::Time()> clock_;
+  const Clock* const clock_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::unique_ptr<Registration>> streams_ ABSL_GUARDED_BY(mu_);

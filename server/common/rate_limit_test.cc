@@ -11,22 +11,12 @@
 namespace corridor {
 namespace {
 
-// A clock the test moves by hand.
-class FakeClock {
- public:
-  absl::Time Now() const { return absl::FromUnixMicros(us_.load()); }
-  void Advance(absl::Duration d) { us_ += absl::ToInt64Microseconds(d); }
-  std::function<absl::Time()> fn() {
-    return [this] { return Now(); };
-  }
-
- private:
-  std::atomic<int64_t> us_{1'700'000'000'000'000};
-};
+// Where the test's clock starts; it moves only by hand.
+constexpr absl::Time kStart = absl::FromUnixSeconds(1'700'000'000);
 
 TEST(CallLimiterTest, BurstThenRefillAtTheRate) {
-  FakeClock clock;
-  CallLimiter limiter(2, 5, clock.fn());
+  FakeClock clock(kStart);
+  CallLimiter limiter(2, 5, &clock);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(limiter.Take("a/user/x"), absl::ZeroDuration()) << i;
   const absl::Duration wait = limiter.Take("a/user/x");
   EXPECT_GT(wait, absl::ZeroDuration());
@@ -42,8 +32,8 @@ TEST(CallLimiterTest, BurstThenRefillAtTheRate) {
 }
 
 TEST(CallLimiterTest, MemoryStaysBounded) {
-  FakeClock clock;
-  CallLimiter limiter(1, 1, clock.fn(), /*max_identities=*/100);
+  FakeClock clock(kStart);
+  CallLimiter limiter(1, 1, &clock, /*max_identities=*/100);
   for (int i = 0; i < 10000; ++i) {
     limiter.Take(absl::StrCat("org/user/", i));
     if (i % 7 == 0) clock.Advance(absl::Milliseconds(1));
@@ -52,8 +42,8 @@ TEST(CallLimiterTest, MemoryStaysBounded) {
 }
 
 TEST(CallLimiterTest, ConcurrentTakesNeverExceedTheBurst) {
-  FakeClock clock;  // frozen: no refill
-  CallLimiter limiter(1, 50, clock.fn());
+  FakeClock clock(kStart);  // frozen: no refill
+  CallLimiter limiter(1, 50, &clock);
   std::atomic<int> allowed{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -78,8 +68,8 @@ v1::AccessEvent Refusal(const std::string& subject, const std::string& action,
 }
 
 TEST(RefusalBudgetTest, BudgetThenFirstOverThenCountedPerInterval) {
-  FakeClock clock;
-  RefusalBudget budget(3, absl::Seconds(10), clock.fn());
+  FakeClock clock(kStart);
+  RefusalBudget budget(3, absl::Seconds(10), &clock);
   using V = RefusalBudget::Verdict;
   for (int i = 0; i < 3; ++i) EXPECT_EQ(budget.Charge(Refusal("user/x", "case.get")), V::kRecord);
   EXPECT_EQ(budget.Charge(Refusal("user/x", "case.get")), V::kRecordFirstOver);
@@ -104,8 +94,8 @@ TEST(RefusalBudgetTest, BudgetThenFirstOverThenCountedPerInterval) {
 }
 
 TEST(RefusalBudgetTest, ShutdownTakesOpenIntervalsAndChargingClosesOldOnes) {
-  FakeClock clock;
-  RefusalBudget budget(0, absl::Seconds(10), clock.fn());
+  FakeClock clock(kStart);
+  RefusalBudget budget(0, absl::Seconds(10), &clock);
   using V = RefusalBudget::Verdict;
   EXPECT_EQ(budget.Charge(Refusal("user/x", "case.get")), V::kRecordFirstOver);
   EXPECT_EQ(budget.Charge(Refusal("user/x", "case.get")), V::kCount);
@@ -120,8 +110,8 @@ TEST(RefusalBudgetTest, ShutdownTakesOpenIntervalsAndChargingClosesOldOnes) {
 }
 
 TEST(RefusalBudgetTest, ConcurrentChargesAreAllAccountedFor) {
-  FakeClock clock;
-  RefusalBudget budget(10, absl::Seconds(60), clock.fn(), /*max_identities=*/4);
+  FakeClock clock(kStart);
+  RefusalBudget budget(10, absl::Seconds(60), &clock, /*max_identities=*/4);
   std::atomic<uint64_t> recorded{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -152,8 +142,8 @@ TEST(TransferSlotsTest, AtMostMax) {
 }
 
 TEST(StreamWatchdogTest, ExpiresSilentStreamsOnly) {
-  FakeClock clock;
-  StreamWatchdog watchdog(absl::Seconds(5), clock.fn());
+  FakeClock clock(kStart);
+  StreamWatchdog watchdog(absl::Seconds(5), &clock);
   absl::Notification silent_expired;
   std::atomic<int> busy_expired{0};
   auto* silent = watchdog.Register([&] { silent_expired.Notify(); });

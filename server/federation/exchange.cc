@@ -4,7 +4,6 @@
 #include <cstring>
 #include <iterator>
 #include <optional>
-#include <random>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -14,9 +13,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "client/lib/yaml_proto.h"
+#include "ledger/base/log.h"
 #include "server/common/edge.h"
 #include "server/federation/envelope.h"
-#include "ledger/base/log.h"
 #include "server/store/store.h"
 
 namespace corridor {
@@ -212,7 +211,8 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
       referrals_(families.at(kReferralIndexFamily)),
       cases_(cases),
       log_(log),
-      tls_(std::move(tls)) {
+      tls_(std::move(tls)),
+      jitter_(options_.jitter_seed) {
   const ExchangeOptions defaults;
   if (options_.max_in_flight_per_peer <= 0)
     options_.max_in_flight_per_peer = defaults.max_in_flight_per_peer;
@@ -220,7 +220,7 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
   if (options_.max_backoff <= absl::ZeroDuration()) options_.max_backoff = defaults.max_backoff;
   if (options_.delivered_retention <= absl::ZeroDuration())
     options_.delivered_retention = defaults.delivered_retention;
-  if (!options_.clock) options_.clock = [] { return absl::Now(); };
+  if (options_.clock == nullptr) options_.clock = &Clock::Real();
 }
 
 Exchange::~Exchange() { Stop(); }
@@ -301,7 +301,7 @@ void Exchange::ResetLaneLocked(Lane& lane, absl::Time now) {
 
 v1::EnvelopePayload Exchange::NewPayload(const std::string& to, const std::string& agreement,
                                          const std::string& purpose) const {
-  const absl::Time now = absl::Now();
+  const absl::Time now = Now();
   v1::EnvelopePayload p;
   p.set_envelope_id(NewId("ENV-"));
   p.set_sender_org(config_.org());
@@ -558,10 +558,9 @@ void Exchange::PromoteStaged() {
 }
 
 absl::Duration Exchange::Backoff(uint32_t failures) {
-  static thread_local std::mt19937_64 rng(std::random_device{}());
   const absl::Duration backoff = std::min(
       options_.base_backoff * (1 << std::min<uint32_t>(failures, 10)), options_.max_backoff);
-  return backoff * std::uniform_real_distribution<double>(0.5, 1.5)(rng);
+  return backoff * jitter_.Uniform(0.5, 1.5);
 }
 
 void Exchange::Run() {
@@ -711,7 +710,8 @@ void Exchange::StartCall(const std::string& org, uint64_t seq) {
   }
   // Wait for the connection (within the deadline) instead of failing at once
   // while the channel is between reconnect attempts: a peer that is back is
-  // reached by the calls already waiting for it.
+  // reached by the calls already waiting for it. The deadline is gRPC's,
+  // in real time.
   call->ctx.set_wait_for_ready(true);
   call->ctx.set_deadline(absl::ToChronoTime(
       absl::Now() + absl::Seconds(config_.limits().peer_call_timeout_seconds())));

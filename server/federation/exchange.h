@@ -51,9 +51,10 @@
 #include "corridor/v1/federation.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "corridor/v1/storage.pb.h"
+#include "ledger/base/clock.h"
 #include "server/audit/access_log.h"
-#include "server/store/case_store.h"
 #include "server/auth/identity.h"
+#include "server/store/case_store.h"
 
 namespace corridor {
 
@@ -72,8 +73,12 @@ struct ExchangeOptions {
   // Delivered items are deleted from the outbox this long after their receipt
   // was recorded (the ledger keeps the receipt entry). Default 24 hours.
   absl::Duration delivered_retention = absl::Hours(24);
-  // The clock for due times, expiry and retention. Default absl::Now.
-  std::function<absl::Time()> clock;
+  // The clock for due times, expiry, retention and the times envelopes carry
+  // (not owned; it must outlive the exchange). Null means Clock::Real().
+  const Clock* clock = nullptr;
+  // Seeds the backoff jitter, so a test can predict the retry schedule. 0
+  // means a seed from std::random_device.
+  uint64_t jitter_seed = 0;
 };
 
 class Exchange {
@@ -184,7 +189,7 @@ class Exchange {
   };
 
   void Run();
-  absl::Time Now() const { return options_.clock(); }
+  absl::Time Now() const { return options_.clock->Now(); }
   uint64_t NextSeq();
   void LoadOutbox();
   void PromoteStaged();
@@ -258,6 +263,7 @@ class Exchange {
   CaseStore* cases_;
   AccessLog* log_;
   const TlsIdentity tls_;
+  Jitter jitter_;  // backoff jitter, seeded from options_.jitter_seed
   std::atomic<uint64_t> last_seq_{0};
 
   absl::Mutex mu_;

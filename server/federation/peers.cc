@@ -14,8 +14,8 @@ constexpr absl::Duration kUnhealthyProbeInterval = absl::Seconds(1);
 }  // namespace
 
 PeerProber::PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
-                       TlsIdentity own_identity)
-    : config_(std::move(config)), roster_(std::move(roster)) {
+                       TlsIdentity own_identity, const Clock* clock)
+    : config_(std::move(config)), roster_(std::move(roster)), clock_(clock) {
   for (const v1::Member& m : roster_->members()) {
     if (m.org() == config_.org()) continue;
     auto peer = std::make_unique<Peer>();
@@ -158,7 +158,7 @@ v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
     }
   }
   st.set_state(v1::PEER_STATE_HEALTHY);
-  st.set_last_healthy_unix(absl::ToUnixSeconds(absl::Now()));
+  st.set_last_healthy_unix(absl::ToUnixSeconds(clock_->Now()));
   st.set_peer_roster_version(resp.roster_version());
   return st;
 }

@@ -23,13 +23,16 @@
 #include "corridor/v1/config.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "corridor/v1/roster.pb.h"
+#include "ledger/base/clock.h"
 
 namespace corridor {
 
 class PeerProber {
  public:
+  // `clock` (not owned; it must outlive the prober) dates the last healthy
+  // probe; the probe intervals and call deadlines are real time.
   PeerProber(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
-             TlsIdentity own_identity);
+             TlsIdentity own_identity, const Clock* clock = &Clock::Real());
   ~PeerProber();  // stops the thread
 
   // When a peer reports a newer roster version than `current_version()`, the
@@ -67,6 +70,7 @@ class PeerProber {
 
   const v1::NodeConfig config_;
   const std::shared_ptr<const v1::Roster> roster_;
+  const Clock* const clock_;
   std::vector<std::unique_ptr<Peer>> peers_;  // immutable after construction
 
   mutable absl::Mutex mu_;

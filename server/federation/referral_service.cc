@@ -2,7 +2,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "server/audit/audited_call.h"
 #include "server/federation/envelope.h"
 
@@ -106,7 +105,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
           in->peer_case_id(), " --referral ", in->referral_id(), " --to ", req->to_org(),
           " --purpose ", req->purpose(), " --agreement ", req->agreement(), "`"));
       // A stored permission counts if it still verifies for exactly this onward referral.
-      EnvelopeContext ctx{"", req->to_org(), roster.get(), absl::Now(), 4 << 20};
+      EnvelopeContext ctx{"", req->to_org(), roster.get(), clock_->Now(), 4 << 20};
       for (const std::string& p : in->permissions()) {
         if (VerifyOnwardPermission(p, exchange_->config().org(), req->purpose(), req->agreement(),
                                    ctx)
@@ -148,7 +147,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
                                                 ? v1::ONWARD_SHARING_NEVER
                                                 : req->onward_sharing());
   r->mutable_handling()->set_retention_until(req->retention_until().empty()
-                                                 ? Rfc3339(absl::Now() + absl::Hours(24 * 365))
+                                                 ? Rfc3339(clock_->Now() + absl::Hours(24 * 365))
                                                  : req->retention_until());
   r->mutable_handling()->set_contains_personal_data(!deidentified);
   v1::SharedCase* shared = r->mutable_shared();
@@ -198,7 +197,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   link->set_agreement(req->agreement());
   link->set_purpose(req->purpose());
   link->set_state(v1::REFERRAL_STATE_QUEUED);
-  link->set_created_at(Rfc3339(absl::Now()));
+  link->set_created_at(Rfc3339(clock_->Now()));
   if (c->status() == v1::CASE_STATUS_OPEN) c->set_status(v1::CASE_STATUS_REFERRED);
   v1::CaseNote* n = c->add_history();
   n->set_time(link->created_at());
@@ -331,7 +330,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   in->set_state(req->accept() ? v1::REFERRAL_STATE_ACCEPTED : v1::REFERRAL_STATE_DECLINED);
   in->set_reason(req->reason());
   c->set_status(req->accept() ? v1::CASE_STATUS_OPEN : v1::CASE_STATUS_DECLINED);
-  const std::string now = Rfc3339(absl::Now());
+  const std::string now = Rfc3339(clock_->Now());
   v1::CaseNote* n = c->add_history();
   n->set_time(now);
   n->set_org(exchange_->config().org());
@@ -398,7 +397,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
     RecordRefusal(log_, reactor, ev, c.status());
     return reactor;
   }
-  const std::string now = Rfc3339(absl::Now());
+  const std::string now = Rfc3339(clock_->Now());
   v1::CaseNote* n = c->add_history();
   n->set_time(now);
   n->set_org(exchange_->config().org());
@@ -533,7 +532,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
   }
   const v1::OutboxItem item = *std::move(queued);
   v1::CaseNote* n = c->add_history();
-  n->set_time(Rfc3339(absl::Now()));
+  n->set_time(Rfc3339(clock_->Now()));
   n->set_org(exchange_->config().org());
   n->set_author(caller->Name());
   n->set_note(absl::StrCat("permitted ", link->peer_org(), " to pass the case on to ",

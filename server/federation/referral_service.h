@@ -15,9 +15,11 @@ namespace corridor {
 
 class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
  public:
+  // `clock` (not owned; it must outlive the service) dates links, decisions,
+  // updates and consent.
   ReferralServiceImpl(const IdentityResolver* identity, Exchange* exchange, CaseStore* cases,
-                      AccessLog* log)
-      : identity_(identity), exchange_(exchange), cases_(cases), log_(log) {}
+                      AccessLog* log, const Clock* clock)
+      : identity_(identity), exchange_(exchange), cases_(cases), log_(log), clock_(clock) {}
 
   grpc::ServerUnaryReactor* Refer(grpc::CallbackServerContext* ctx, const v1::ReferCaseRequest* req,
                                   v1::ReferCaseResponse* resp) override;
@@ -41,6 +43,7 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
   Exchange* exchange_;
   CaseStore* cases_;
   AccessLog* log_;
+  const Clock* const clock_;
 };
 
 }  // namespace corridor

@@ -31,7 +31,7 @@
 namespace corridor {
 
 absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
-                                const TlsIdentity& tls);
+                                const TlsIdentity& tls, absl::Time now);
 
 // The roster in force: installs newer signed rosters (pushed by an admin or
 // fetched from a peer) after full verification, persisting the file, the
@@ -81,7 +81,8 @@ class RosterInForce {
           absl::StrCat("roster version ", roster->roster.version(), " is not newer than version ",
                        version_, " in force")));
     }
-    if (auto st = CheckOwnMembership(config_, roster->roster, tls_); !st.ok()) {
+    if (auto st = CheckOwnMembership(config_, roster->roster, tls_, identity_->clock().Now());
+        !st.ok()) {
       return refuse(absl::FailedPreconditionError(
           absl::StrCat("this roster would cut this node off: ", st.message())));
     }
@@ -140,7 +141,7 @@ class NodeServices {
           log_(log),
           prober_(prober),
           roster_(roster),
-          started_unix_(absl::ToUnixSeconds(absl::Now())) {}
+          started_unix_(absl::ToUnixSeconds(identity_->clock().Now())) {}
 
     grpc::ServerUnaryReactor* PushRoster(grpc::CallbackServerContext* ctx,
                                          const v1::PushRosterRequest* req,
@@ -253,7 +254,7 @@ class NodeServices {
                  {{"peer", caller->org}, {"peer_roster_version", req->roster_version()}});
       resp->set_org(config_.org());
       resp->set_roster_version(roster_->version());
-      resp->set_time_unix(absl::ToUnixSeconds(absl::Now()));
+      resp->set_time_unix(absl::ToUnixSeconds(identity_->clock().Now()));
       reactor->Finish(grpc::Status::OK);
       return reactor;
     }
@@ -337,7 +338,7 @@ absl::StatusOr<std::string> LoadMasterKey(const std::string& path) {
 
 // This node must be in the roster with the CA, certificate and signing key it is configured with.
 absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
-                                const TlsIdentity& tls) {
+                                const TlsIdentity& tls, absl::Time now) {
   const v1::Member* self = nullptr;
   for (const auto& m : roster.members()) {
     if (m.org() == config.org()) self = &m;
@@ -351,7 +352,7 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
         config.tls().ca_file(), ": tls.ca_file is not the CA the roster lists for org \"",
         config.org(), "\""));
   }
-  if (auto st = pki::VerifyIssuedBy(tls.cert_pem, self->ca_cert_pem(), absl::Now()); !st.ok()) {
+  if (auto st = pki::VerifyIssuedBy(tls.cert_pem, self->ca_cert_pem(), now); !st.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat(config.tls().cert_file(),
                      ": tls.cert_file is not valid under this org's CA: ", st.message()));
@@ -387,6 +388,7 @@ std::string LedgerOrigin(const v1::NodeConfig& config) {
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                                   NodeTestHooks hooks) {
   std::unique_ptr<Node> node(new Node);
+  const Clock* clock = hooks.clock != nullptr ? hooks.clock : &Clock::Real();
   if (mkdir(config.data_dir().c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::FailedPreconditionError(
         absl::StrCat("data_dir: cannot create ", config.data_dir(), ": ", strerror(errno)));
@@ -410,7 +412,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   auto tls =
       LoadTlsIdentity(config.tls().cert_file(), config.tls().key_file(), config.tls().ca_file());
   if (!tls.ok()) return tls.status();
-  if (auto st = CheckOwnMembership(config, roster->roster, *tls); !st.ok()) return st;
+  if (auto st = CheckOwnMembership(config, roster->roster, *tls, clock->Now()); !st.ok()) return st;
   if (auto st = node->store_->PutMeta({{kRosterVersionKey, absl::StrCat(roster->roster.version())},
                                        {kRosterDigestKey, roster->digest_hex}});
       !st.ok()) {
@@ -424,6 +426,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   ledger_options.origin = LedgerOrigin(config);
   ledger_options.signing_key = node->signing_key_.get();
   ledger_options.before_commit = std::move(hooks.ledger_before_commit);
+  ledger_options.clock = [clock] { return clock->Now(); };
   ledger_options.on_health_change = [](const absl::Status& st) {
     if (st.ok()) {
       log::Info("ledger.recovered");
@@ -459,8 +462,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                      " cannot be opened: ", ledger.status().message()));
   }
   node->ledger_ = *std::move(ledger);
-  std::function<absl::Time()> clock = hooks.clock;
-  if (!clock) clock = [] { return absl::Now(); };
   node->access_log_ =
       std::make_unique<AccessLog>(node->ledger_.get(), clock, node->completions_.get());
   node->access_log_->LimitRefusals(config.limits().refusal_budget(),
@@ -480,7 +481,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
     log::Info("evidence.staging_discarded", {{"uploads", *discarded}});
   }
   auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
-  node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr);
+  node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr, clock);
   node->case_service_ = std::make_unique<CaseServiceImpl>(
       config, node->identity_.get(), node->case_store_.get(), node->access_log_.get(),
       node->bulk_.get(), clock);
@@ -502,14 +503,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                 {"digest", roster->digest_hex},
                                 {"members", roster->roster.members_size()}});
 
-  node->prober_ = std::make_unique<PeerProber>(config, roster_ptr, *tls);
-  node->exchange_ = std::make_unique<Exchange>(
-      config, node->identity_, node->signing_key_.get(), node->store_->db(),
-      node->store_->families(), node->case_store_.get(), node->access_log_.get(), *tls);
+  node->prober_ = std::make_unique<PeerProber>(config, roster_ptr, *tls, clock);
+  ExchangeOptions exchange_options;
+  exchange_options.clock = clock;
+  exchange_options.jitter_seed = hooks.jitter_seed;
+  node->exchange_ = std::make_unique<Exchange>(config, node->identity_, node->signing_key_.get(),
+                                               node->store_->db(), node->store_->families(),
+                                               node->case_store_.get(), node->access_log_.get(),
+                                               *tls, exchange_options);
   node->case_service_->set_exchange(node->exchange_.get());
-  node->referral_service_ =
-      std::make_unique<ReferralServiceImpl>(node->identity_.get(), node->exchange_.get(),
-                                            node->case_store_.get(), node->access_log_.get());
+  node->referral_service_ = std::make_unique<ReferralServiceImpl>(
+      node->identity_.get(), node->exchange_.get(), node->case_store_.get(),
+      node->access_log_.get(), clock);
   auto roster_json = ReadFileToString(config.roster().file());
   if (!roster_json.ok()) return roster_json.status();
   node->roster_ = std::make_unique<RosterInForce>(config, node->store_.get(),
@@ -538,13 +543,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   ssl.pem_root_certs = roots;
   ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
   auto creds = grpc::SslServerCredentials(ssl);
-  const auto now = [] { return absl::Now(); };
   creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
       node->identity_, node->access_log_.get(), config.federation(),
       std::make_shared<CallLimiter>(config.limits().user_calls_per_second(),
-                                    config.limits().user_call_burst(), now),
+                                    config.limits().user_call_burst(), clock),
       std::make_shared<CallLimiter>(config.limits().peer_calls_per_second(),
-                                    config.limits().peer_call_burst(), now)));
+                                    config.limits().peer_call_burst(), clock)));
 
   // grpc.health.v1 answers from the ledger's and the database's state on
   // every call: NOT_SERVING, with the reason, while writes are refused.
@@ -638,6 +642,14 @@ void Node::Shutdown(absl::Duration grace) {
   case_store_.reset();
   store_.reset();
   log::Info("node.stopped");
+}
+
+void Node::DeliverNow() {
+  if (exchange_) exchange_->Wake();
+}
+
+void Node::ProbePeersNow() {
+  if (prober_) prober_->ProbeAll();
 }
 
 Node::~Node() { Shutdown(absl::Seconds(5)); }

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "corridor/v1/config.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "ledger/base/clock.h"
 #include "ledger/crypto/crypto.h"
 
 namespace corridor {
@@ -40,9 +41,14 @@ std::string LedgerOrigin(const v1::NodeConfig& config);
 struct NodeTestHooks {
   // Called before every ledger commit; an error fails it like a disk error.
   std::function<absl::Status()> ledger_before_commit;
-  // The node's clock for the access log and the case service (retention, times
-  // recorded); absl::Now when empty.
-  std::function<absl::Time()> clock;
+  // The node's clock for everything that reads business time: the access log,
+  // cases (retention, times recorded), the exchange (envelope times and
+  // expiry, delivery due times and backoff, outbox retention), referrals,
+  // identities and rate limits. Not owned; it must outlive the node.
+  // Clock::Real() when null. gRPC deadlines and thread waits stay real time.
+  const Clock* clock = nullptr;
+  // Seeds the delivery backoff jitter (ExchangeOptions::jitter_seed); 0 draws one.
+  uint64_t jitter_seed = 0;
 };
 
 class Node {
@@ -67,6 +73,14 @@ class Node {
   // Stops accepting calls, lets calls in flight finish for up to `grace`,
   // stops the prober and closes the database. Idempotent.
   void Shutdown(absl::Duration grace);
+
+  // Tells the delivery thread to look at the outbox now: items due by the
+  // node's clock go out without waiting for its next periodic look. For tests
+  // on a fake clock, after advancing it.
+  void DeliverNow();
+  // Probes every peer once, now, and returns when all probes are done (a peer
+  // that answers has its delivery backoff reset). For tests.
+  void ProbePeersNow();
 
  private:
   Node() = default;

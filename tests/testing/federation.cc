@@ -69,6 +69,7 @@ TestOrg& TestFederation::AddOrg(const std::string& org, v1::OrgKind kind) {
   ca_opts.federation = federation_;
   ca_opts.org = org;
   ca_opts.common_name = org + " CA";
+  ca_opts.validity = kCertificateValidity + absl::Hours(24);
   o.ca = pki::CreateOrgCa(ca_opts).value();
   pki::LeafOptions leaf;
   leaf.spiffe_uri = pki::NodeSpiffeUri(federation_, org);
@@ -76,6 +77,7 @@ TestOrg& TestFederation::AddOrg(const std::string& org, v1::OrgKind kind) {
   leaf.dns_names = {"localhost"};
   leaf.ip_addresses = {"127.0.0.1"};
   leaf.server_auth = true;
+  leaf.validity = kCertificateValidity;
   o.node = pki::IssueLeaf(o.ca, leaf).value();
   o.key_id = org + "-1";
   o.port = PickFreePort();
@@ -172,6 +174,7 @@ std::string TestFederation::IssueUser(const std::string& org, const std::string&
   pki::LeafOptions opts;
   opts.spiffe_uri = pki::UserSpiffeUri(federation_, org, name);
   opts.common_name = name;
+  opts.validity = kCertificateValidity;
   pki::IssuedCertificate user = pki::IssueLeaf(o.ca, opts).value();
   const std::string prefix = absl::StrCat(o.dir, "/", name);
   WriteOrDie(prefix + ".crt", user.cert_pem, 0644);

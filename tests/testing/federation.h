@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "client/lib/pki.h"
 #include "corridor/v1/roster.pb.h"
 #include "ledger/crypto/crypto.h"
@@ -20,6 +21,11 @@ std::string MakeTempDir(const std::string& prefix);
 int PickFreePort();
 // Whether any regular file below `dir` (recursively) contains `needle`.
 bool AnyFileContains(const std::string& dir, const std::string& needle);
+
+// How long the test federation's certificates are valid: ten years, so a
+// test may move a node's clock past a year of retention without its
+// certificates expiring.
+inline constexpr absl::Duration kCertificateValidity = absl::Hours(24 * 365 * 10);
 
 struct TestOrg {
   std::string org;
