@@ -132,17 +132,6 @@ std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackS
   return *caller;
 }
 
-// TEMPORARY (until ReferralService names its methods with Rpc::Served).
-template <typename Reactor>
-std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
-                               Reactor* reactor, AccessLog* log, const std::string& method,
-                               const std::string& action, const std::string& kind,
-                               const std::string& id, const std::string& purpose,
-                               const std::string& request_id, v1::AccessEvent* event) {
-  return Begin(identity, ctx, reactor, log, Rpc::ForPath(method),
-               CallEvent{action, kind, id, purpose, request_id}, event);
-}
-
 // One audited call, from its start to its one answer: every way it ends is
 // one call that records the event and finishes the reactor, and returns the
 // reactor for the handler to return:

@@ -84,12 +84,6 @@ absl::Status CheckAccess(const Principal& principal, absl::string_view method);
 absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
                                     const grpc::CallbackServerContext& context, const Rpc& rpc,
                                     RefusalSink* log = nullptr);
-// TEMPORARY, until NodeService and PeerService name their methods with Rpc::Served.
-inline absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
-                                           const grpc::CallbackServerContext& context,
-                                           const char* method, RefusalSink* log = nullptr) {
-  return Authorize(identity, context, Rpc::ForPath(method), log);
-}
 
 }  // namespace corridor
 

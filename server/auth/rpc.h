@@ -24,21 +24,19 @@ namespace corridor {
 class Rpc {
  public:
   // The RPC of generated service `Service` served by the function this is
-  // called from (`handler` is filled in by the compiler; do not pass it).
+  // called from. `handler` is filled in by the compiler; only a service's own
+  // shorthand, itself defaulted the same way and called in the handler
+  // (`Rpc Cases(const char* handler = __builtin_FUNCTION())`), passes it on.
   template <typename Service>
   static Rpc Served(const char* handler = __builtin_FUNCTION()) {
     return Rpc(Service::service_full_name(), handler);
   }
-
-  // TEMPORARY, for handlers not yet moved to Served().
-  static Rpc ForPath(const std::string& path) { return Rpc(path); }
 
   // "/corridor.v1.CaseService/GetCase": the key of the access table.
   const std::string& path() const { return path_; }
 
  private:
   Rpc(absl::string_view service, absl::string_view method);
-  explicit Rpc(std::string path) : path_(std::move(path)) {}
 
   std::string path_;
 };
