@@ -6,9 +6,9 @@
 #include <optional>
 #include <string>
 
-#include "server/node/config.h"
 #include "ledger/base/log.h"
 #include "server/common/grpc_logs.h"
+#include "server/node/config.h"
 #include "server/node/node.h"
 
 namespace {

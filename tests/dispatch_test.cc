@@ -82,8 +82,8 @@ class DispatchTest : public ::testing::Test {
     node.subject = "node";
     TlsIdentity id{fed_.org("ministry-id").node.cert_pem, fed_.org("ministry-id").node.key_pem,
                    fed_.org("union-sg").ca.cert_pem};
-    out.push_back({"ministry-id node", node,
-                   MakeMutualTlsChannel(id, fed_.org("union-sg").endpoint(), "")});
+    out.push_back(
+        {"ministry-id node", node, MakeMutualTlsChannel(id, fed_.org("union-sg").endpoint(), "")});
     return out;
   }
 
@@ -132,10 +132,10 @@ class DispatchTest : public ::testing::Test {
   }
 
   const std::map<std::string, std::vector<std::string>> kUsers = {{"cw", {"caseworker"}},
-                                                                   {"pros", {"prosecutor"}},
-                                                                   {"appr", {"approver"}},
-                                                                   {"aud", {"auditor"}},
-                                                                   {"adm", {"admin"}}};
+                                                                  {"pros", {"prosecutor"}},
+                                                                  {"appr", {"approver"}},
+                                                                  {"aud", {"auditor"}},
+                                                                  {"adm", {"admin"}}};
   testing::TestFederation fed_;
   v1::NodeConfig config_;
   std::unique_ptr<Node> node_;

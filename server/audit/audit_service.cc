@@ -83,8 +83,8 @@ grpc::Status AnswerInclusionProof(const ledger::Ledger& ledger, uint64_t index, 
   return grpc::Status::OK;
 }
 
-grpc::Status AnswerConsistencyProof(const ledger::Ledger& ledger, uint64_t old_size,
-                                    uint64_t asked, v1::ConsistencyProofResponse* resp) {
+grpc::Status AnswerConsistencyProof(const ledger::Ledger& ledger, uint64_t old_size, uint64_t asked,
+                                    v1::ConsistencyProofResponse* resp) {
   const ledger::Head h = ledger.head();
   const uint64_t size = asked == 0 ? h.size : asked;
   auto proof = ledger.ConsistencyProof(old_size, size);
@@ -126,9 +126,9 @@ class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
   ExportStream(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
                const v1::ExportRequest* req, const Rpc& rpc, AccessLog* log, Executor* bulk) {
     AuditedCall<ExportStream> call(log, this);
-    if (!call.Begin(identity, ctx, rpc,
-                    {"audit.export", "ledger", absl::StrCat(req->begin(), "-", req->end()),
-                     "audit", ""})) {
+    if (!call.Begin(
+            identity, ctx, rpc,
+            {"audit.export", "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", ""})) {
       return;
     }
     ledger::Ledger* ledger = log->ledger();
@@ -255,9 +255,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
                                                        const v1::GetEntriesRequest* req,
                                                        v1::GetEntriesResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
-  if (!call.Begin(*identity_, ctx, Audit(),
-                  {"audit.entries", "ledger", absl::StrCat(req->begin(), "-", req->end()),
-                   "audit", ""})) {
+  if (!call.Begin(
+          *identity_, ctx, Audit(),
+          {"audit.entries", "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", ""})) {
     return call.reactor();
   }
   if (req->end() < req->begin() || req->end() - req->begin() > 1000) {

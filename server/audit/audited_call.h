@@ -13,11 +13,11 @@
 
 #include "client/lib/grpc_util.h"
 #include "grpcpp/grpcpp.h"
+#include "ledger/base/log.h"
 #include "server/audit/access_log.h"
 #include "server/auth/auth.h"
 #include "server/auth/rpc.h"
 #include "server/common/edge.h"
-#include "ledger/base/log.h"
 
 namespace corridor {
 
@@ -149,9 +149,8 @@ class AuditedCall {
   AuditedCall(AccessLog* log, Reactor* reactor) : log_(log), reactor_(reactor) {}
 
   // Begin() above, for this call's reactor and event.
-  std::optional<Principal> Begin(const IdentityResolver& identity,
-                                 grpc::CallbackServerContext* ctx, const Rpc& rpc,
-                                 const CallEvent& what) {
+  std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
+                                 const Rpc& rpc, const CallEvent& what) {
     return corridor::Begin(identity, ctx, reactor_, log_, rpc, what, &event_);
   }
 

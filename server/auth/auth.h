@@ -20,9 +20,9 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/auth_metadata_processor.h"
+#include "server/auth/identity.h"
 #include "server/auth/refusal_sink.h"
 #include "server/auth/rpc.h"
-#include "server/auth/identity.h"
 #include "server/common/rate_limit.h"
 
 namespace corridor {

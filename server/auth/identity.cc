@@ -188,9 +188,9 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
   if (id->kind == PrincipalKind::kUser) return ResolveUser(cert_pem, *member, *id, now, p);
   // The TLS layer accepted any member's CA; here the issuer must be the claimed org's.
   if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("certificate claims to be a node of \"", p.org,
-                     "\" but was not issued by that org's CA (", st.message(), ")"));
+    return absl::PermissionDeniedError(absl::StrCat("certificate claims to be a node of \"", p.org,
+                                                    "\" but was not issued by that org's CA (",
+                                                    st.message(), ")"));
   }
   p.subject = "node";
   return p;
@@ -203,8 +203,7 @@ absl::StatusOr<Principal> IdentityResolver::ResolveUser(absl::string_view cert_p
   if (id.org != config_.org()) {
     return absl::PermissionDeniedError(
         absl::StrCat("user \"", id.user, "\" of org \"", id.org,
-                     "\" must use their own org's node; this node serves \"", config_.org(),
-                     "\""));
+                     "\" must use their own org's node; this node serves \"", config_.org(), "\""));
   }
   if (auto st = pki::VerifyIssuedBy(cert_pem, member.ca_cert_pem(), now); !st.ok()) {
     return absl::PermissionDeniedError(absl::StrCat(

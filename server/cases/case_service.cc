@@ -122,8 +122,8 @@ absl::StatusOr<CaseFilter> FilterOf(const v1::ListCasesRequest& req) {
 
 // Up to `page` summaries matching `filter`, after the case `cursor`.
 absl::StatusOr<std::vector<v1::CaseSummary>> FindCases(const CaseStore& store,
-                                                       const CaseFilter& filter,
-                                                       std::string cursor, size_t page) {
+                                                       const CaseFilter& filter, std::string cursor,
+                                                       size_t page) {
   std::vector<v1::CaseSummary> found;
   bool more = true;
   while (found.size() < page && more) {
@@ -331,10 +331,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext
   events[0].set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   return call.Record(
       std::move(events), *std::move(change),
-      [resp, id = req->id(), store = store_, exchange = exchange_,
-       lock = *std::move(lock)](uint64_t index) {
-        return AnswerErasure(store, exchange, id, index, resp);
-      },
+      [resp, id = req->id(), store = store_, exchange = exchange_, lock = *std::move(lock)](
+          uint64_t index) { return AnswerErasure(store, exchange, id, index, resp); },
       bulk_);
 }
 
@@ -447,10 +445,10 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
     if (!msg_.has_header())
       return Refuse(absl::InvalidArgumentError("the first message must be the header"));
     header_ = msg_.header();
-    caller_ = Begin(*identity_, ctx_, this, log_, rpc_,
-                    {"evidence.add", "case", header_.case_id(), "case-handling",
-                     header_.request_id()},
-                    &event_);
+    caller_ =
+        Begin(*identity_, ctx_, this, log_, rpc_,
+              {"evidence.add", "case", header_.case_id(), "case-handling", header_.request_id()},
+              &event_);
     if (!caller_) {
       ended_ = true;  // refused and recorded
       return;
@@ -649,10 +647,9 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
   // The call's access check and checks, then the recorded access, then the stream.
   void Start(const IdentityResolver& identity, const Rpc& rpc, const v1::GetEvidenceRequest& req,
              TransferSlots* slots, absl::Time now) {
-    auto caller = Begin(identity, ctx_, this, log_, rpc,
-                        {"evidence.get", "evidence", req.evidence_id(), req.purpose(),
-                         req.request_id()},
-                        &event_);
+    auto caller = Begin(
+        identity, ctx_, this, log_, rpc,
+        {"evidence.get", "evidence", req.evidence_id(), req.purpose(), req.request_id()}, &event_);
     event_.set_case_id(req.case_id());
     if (!caller) return;
     if (req.purpose().empty()) {

@@ -14,12 +14,11 @@
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/config.pb.h"
 #include "server/audit/access_log.h"
-#include "server/audit/audit_service.h"  // for server/node until it includes it itself
-#include "server/store/case_store.h"
-#include "server/federation/exchange.h"
-#include "server/common/executor.h"
 #include "server/auth/identity.h"
+#include "server/common/executor.h"
 #include "server/common/rate_limit.h"
+#include "server/federation/exchange.h"
+#include "server/store/case_store.h"
 
 namespace corridor {
 

@@ -112,7 +112,7 @@ namespace {
 // The envelope's one signature is by a roster key of the calling org and
 // verifies over the payload as sent; returns that key. Nothing is parsed yet.
 absl::StatusOr<const v1::SigningKey*> VerifySignedByCaller(const v1::Envelope& env,
-                                                          const EnvelopeContext& ctx) {
+                                                           const EnvelopeContext& ctx) {
   if (env.payload_type() != kEnvelopePayloadType) {
     return absl::InvalidArgumentError(absl::StrCat(
         "envelope has another payload type (", env.payload_type().size(),
@@ -150,7 +150,7 @@ absl::StatusOr<const v1::SigningKey*> VerifySignedByCaller(const v1::Envelope& e
 // is not from the future, not expired, and declares a lifetime the receiver
 // accepts.
 absl::Status CheckAddressAndTimes(const v1::EnvelopePayload& payload, const v1::SigningKey& key,
-                                const EnvelopeContext& ctx) {
+                                  const EnvelopeContext& ctx) {
   const absl::Time created = absl::FromUnixSeconds(payload.created_unix());
   const absl::Time expires = absl::FromUnixSeconds(payload.expires_unix());
   if (auto st = KeyUsable(key, created, ctx.now); !st.ok()) return st;

@@ -1304,8 +1304,7 @@ EnvelopeContext Exchange::ReceiverContext(const std::string& sender,
                          MaxEnvelopeLifetime()};
 }
 
-Exchange::Applied Exchange::ApplyBody(const v1::Envelope& envelope,
-                                      const v1::EnvelopePayload& p) {
+Exchange::Applied Exchange::ApplyBody(const v1::Envelope& envelope, const v1::EnvelopePayload& p) {
   if (p.has_erasure_request()) return ApplyErasureRequest(p);
   if (p.has_erasure_outcome()) return ApplyErasureOutcome(p);
   if (p.has_referral()) return ApplyReferral(p);
@@ -1438,8 +1437,7 @@ Exchange::Applied Exchange::ApplyErasureRequest(const v1::EnvelopePayload& p) {
   }
   v1::EnvelopePayload answer = NewPayload(p.sender_org(), p.agreement(), p.purpose());
   *answer.mutable_erasure_outcome() = result;
-  auto item =
-      Enqueue(out.change.get(), answer, kErasureOutcomeKind, out.case_id, r.referral_id());
+  auto item = Enqueue(out.change.get(), answer, kErasureOutcomeKind, out.case_id, r.referral_id());
   if (!item.ok()) return std::move(out).Refused(item.status());
   return out;
 }
@@ -1455,12 +1453,14 @@ Exchange::Applied Exchange::ApplyErasureOutcome(const v1::EnvelopePayload& p) {
         "an erasure outcome needs a result and, as its reason, a rule's code"));
   }
   auto id = CaseForReferral(o.referral_id());
-  if (!id.ok()) return std::move(out).Refused(absl::IsNotFound(id.status()) ? not_asked : id.status());
+  if (!id.ok())
+    return std::move(out).Refused(absl::IsNotFound(id.status()) ? not_asked : id.status());
   std::string value;
   rocksdb::Status s =
       db_->Get(rocksdb::ReadOptions(), outbox_, ErasureKey(*id, o.referral_id()), &value);
   if (s.IsNotFound()) return std::move(out).Refused(not_asked);
-  if (!s.ok()) return std::move(out).Refused(FromRocksStatus(s, "reading the erasure requests sent"));
+  if (!s.ok())
+    return std::move(out).Refused(FromRocksStatus(s, "reading the erasure requests sent"));
   v1::SentErasure sent;
   if (!sent.ParseFromString(value)) {
     return std::move(out).Refused(absl::DataLossError("a sent erasure record is malformed"));
@@ -1513,7 +1513,8 @@ v1::Receipt Exchange::ReceiptAt(const std::string& envelope_id, const std::strin
   body.set_envelope_sha256(digest);
   body.set_receiver_org(config_.org());
   auto entry = log_->ledger()->Entry(index);
-  auto ev = entry.ok() ? AccessLog::Decode(*entry) : absl::StatusOr<v1::AccessEvent>(entry.status());
+  auto ev =
+      entry.ok() ? AccessLog::Decode(*entry) : absl::StatusOr<v1::AccessEvent>(entry.status());
   body.set_time_unix(ev.ok() ? ev->time_unix_micros() / 1000000 : 0);
   body.set_ledger_index(index);
   const Signer s = signer();
@@ -1532,21 +1533,21 @@ void Exchange::CommitReceive(const std::string& sender, const std::string& diges
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   std::vector<v1::AccessEvent> events = {ev};
   events.insert(events.end(), applied.also_record.begin(), applied.also_record.end());
-  log_->Record(std::move(events), std::move(applied.change),
-               [this, done, id, digest, lock = std::move(applied.lock),
-                release](absl::StatusOr<uint64_t> index) mutable {
-                 lock.reset();  // the case may change again
-                 if (!index.ok()) {
-                   release();
-                   done(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                     "could not record the envelope; retry"),
-                        {});
-                   return;
-                 }
-                 v1::Receipt receipt = ReceiptAt(id, digest, *index);
-                 release();
-                 done(grpc::Status::OK, std::move(receipt));
-               });
+  log_->Record(
+      std::move(events), std::move(applied.change),
+      [this, done, id, digest, lock = std::move(applied.lock),
+       release](absl::StatusOr<uint64_t> index) mutable {
+        lock.reset();  // the case may change again
+        if (!index.ok()) {
+          release();
+          done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "could not record the envelope; retry"),
+               {});
+          return;
+        }
+        v1::Receipt receipt = ReceiptAt(id, digest, *index);
+        release();
+        done(grpc::Status::OK, std::move(receipt));
+      });
 }
 
 void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,

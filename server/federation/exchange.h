@@ -53,8 +53,8 @@
 #include "corridor/v1/storage.pb.h"
 #include "ledger/base/clock.h"
 #include "server/audit/access_log.h"
-#include "server/federation/envelope.h"
 #include "server/auth/identity.h"
+#include "server/federation/envelope.h"
 #include "server/store/case_store.h"
 
 namespace corridor {
@@ -272,7 +272,7 @@ class Exchange {
                               v1::ErasureOutcome* result);
   // The record of envelope `id` already received from `sender`, if any.
   absl::StatusOr<std::optional<v1::ReceivedEnvelope>> FindReceived(const std::string& sender,
-                                                                    const std::string& id) const;
+                                                                   const std::string& id) const;
   // Marks the envelope `key` as being received; false if it already is.
   bool BeginReceiving(const std::string& key);
   void EndReceiving(const std::string& key);

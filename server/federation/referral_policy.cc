@@ -33,9 +33,9 @@ absl::Status CheckDecision(const v1::ReferralLink& link, const v1::EnvelopePaylo
                                                     " to this node; only its receiver decides it"));
   }
   if (link.state() == v1::REFERRAL_STATE_ACCEPTED || link.state() == v1::REFERRAL_STATE_DECLINED) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "referral ", link.referral_id(), " was already ", DecisionWord(link.state()), " by ",
-        p.sender_org(), "; a decision is final once recorded"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("referral ", link.referral_id(), " was already ", DecisionWord(link.state()),
+                     " by ", p.sender_org(), "; a decision is final once recorded"));
   }
   if (d.accepted() == d.linked_case_id().empty()) {
     return absl::InvalidArgumentError(d.accepted()
@@ -93,13 +93,12 @@ absl::Status CheckAgreement(const v1::Roster& roster, const std::string& agreeme
         absl::StrCat("agreement \"", agreement, "\" is not in the roster"));
   }
   if (!Contains(found->parties(), sender) || !Contains(found->parties(), recipient)) {
-    return absl::PermissionDeniedError(absl::StrCat("agreement ", found->id(),
-                                                    " does not bind both ", sender, " and ",
-                                                    recipient));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "agreement ", found->id(), " does not bind both ", sender, " and ", recipient));
   }
   if (!Contains(found->purposes(), purpose)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "agreement ", found->id(), " does not cover the purpose \"", purpose, "\""));
+    return absl::PermissionDeniedError(
+        absl::StrCat("agreement ", found->id(), " does not cover the purpose \"", purpose, "\""));
   }
   return absl::OkStatus();
 }
@@ -189,9 +188,9 @@ absl::Status CheckPeerChange(const v1::ReferralLink& link, const v1::EnvelopePay
     case v1::EnvelopePayload::kUpdate:
       return CheckUpdate(link, p.update());
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("envelope body (field ", static_cast<int>(p.body_case()),
-                       ") does not change a referral link"));
+      return absl::InvalidArgumentError(absl::StrCat("envelope body (field ",
+                                                     static_cast<int>(p.body_case()),
+                                                     ") does not change a referral link"));
   }
 }
 

@@ -42,12 +42,9 @@ v1::CaseNote* AddNote(v1::Case* c, absl::Time now, const std::string& org,
 
 // What a referral request asks, as the referral policy sees it.
 ReferralRequest AsPolicyRequest(const v1::ReferCaseRequest& req, const std::string& self_org) {
-  return {self_org,
-          req.to_org(),
-          req.agreement(),
-          req.purpose(),
-          req.include_personal_data(),
-          req.deidentify()};
+  return {
+      self_org,        req.to_org(), req.agreement(), req.purpose(), req.include_personal_data(),
+      req.deidentify()};
 }
 
 // The part of case `c` a referral carries: always the corridor, sector and
@@ -180,8 +177,8 @@ absl::StatusOr<const v1::ReferralLink*> PermittableLink(const v1::Case& c,
     if (l.outgoing() && l.referral_id() == req.referral_id()) link = &l;
   }
   if (link == nullptr) {
-    return absl::NotFoundError(absl::StrCat("case ", req.case_id(), " has no outgoing referral ",
-                                            req.referral_id()));
+    return absl::NotFoundError(
+        absl::StrCat("case ", req.case_id(), " has no outgoing referral ", req.referral_id()));
   }
   if (link->state() != v1::REFERRAL_STATE_ACCEPTED) {
     return absl::FailedPreconditionError("the referral has not been accepted by its receiver");
@@ -197,8 +194,7 @@ absl::StatusOr<const v1::ReferralLink*> PermittableLink(const v1::Case& c,
 absl::StatusOr<v1::EnvelopePayload> ReferralServiceImpl::ReferralPayload(
     const v1::ReferCaseRequest& req, const ReferralClearance& clearance, const v1::Case& c,
     const std::string& referral_id, absl::Time now) const {
-  v1::EnvelopePayload payload =
-      exchange_->NewPayload(req.to_org(), req.agreement(), req.purpose());
+  v1::EnvelopePayload payload = exchange_->NewPayload(req.to_org(), req.agreement(), req.purpose());
   v1::Referral* r = payload.mutable_referral();
   r->set_referral_id(referral_id);
   r->set_origin_case_id(c.id());
@@ -207,12 +203,12 @@ absl::StatusOr<v1::EnvelopePayload> ReferralServiceImpl::ReferralPayload(
   r->mutable_handling()->set_onward_sharing(req.onward_sharing() == v1::ONWARD_SHARING_UNSPECIFIED
                                                 ? v1::ONWARD_SHARING_NEVER
                                                 : req.onward_sharing());
-  r->mutable_handling()->set_retention_until(req.retention_until().empty()
-                                                 ? Rfc3339(now + absl::Hours(24 * 365))
-                                                 : req.retention_until());
+  r->mutable_handling()->set_retention_until(
+      req.retention_until().empty() ? Rfc3339(now + absl::Hours(24 * 365)) : req.retention_until());
   r->mutable_handling()->set_contains_personal_data(!clearance.deidentified);
   *r->mutable_shared() = SharedCaseOf(c, clearance.deidentified);
-  if (auto st = ShareEvidence(c, req.evidence_ids(), exchange_->config().org(), r->mutable_shared());
+  if (auto st =
+          ShareEvidence(c, req.evidence_ids(), exchange_->config().org(), r->mutable_shared());
       !st.ok()) {
     return st;
   }
@@ -220,8 +216,8 @@ absl::StatusOr<v1::EnvelopePayload> ReferralServiceImpl::ReferralPayload(
 }
 
 absl::StatusOr<ReferralServiceImpl::QueuedReferral> ReferralServiceImpl::QueueReferral(
-    rocksdb::WriteBatch* batch, const v1::ReferCaseRequest& req,
-    const ReferralClearance& clearance, const std::string& author, v1::Case* c) {
+    rocksdb::WriteBatch* batch, const v1::ReferCaseRequest& req, const ReferralClearance& clearance,
+    const std::string& author, v1::Case* c) {
   const absl::Time now = clock_->Now();
   const std::string referral_id = NewReferralId();
   auto payload = ReferralPayload(req, clearance, *c, referral_id, now);
@@ -230,8 +226,7 @@ absl::StatusOr<ReferralServiceImpl::QueuedReferral> ReferralServiceImpl::QueueRe
   auto queued = exchange_->Enqueue(batch, *payload, "referral", c->id(), referral_id);
   if (!queued.ok()) return queued.status();
   exchange_->IndexReferral(batch, referral_id, c->id());
-  LinkReferral(req, referral_id, clearance.deidentified, author, exchange_->config().org(), now,
-               c);
+  LinkReferral(req, referral_id, clearance.deidentified, author, exchange_->config().org(), now, c);
   if (auto st = cases_->PutCase(batch, *c); !st.ok()) return st;
   return QueuedReferral{referral_id, *std::move(queued)};
 }
@@ -240,9 +235,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
                                                      const v1::ReferCaseRequest* req,
                                                      v1::ReferCaseResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
-  auto caller = call.Begin(*identity_, ctx, Referrals(),
-                           {"referral.send", "case", req->case_id(), req->purpose(),
-                            req->request_id()});
+  auto caller =
+      call.Begin(*identity_, ctx, Referrals(),
+                 {"referral.send", "case", req->case_id(), req->purpose(), req->request_id()});
   if (!caller) return call.reactor();
   call.event().set_peer_org(req->to_org());
   call.event().set_agreement(req->agreement());
@@ -261,9 +256,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   if (!sent.ok()) return call.Refuse(sent.status());
   const bool deidentified = clearance->deidentified;
   call.event().set_payload_sha256(EnvelopeDigest(sent->item.envelope()));
-  call.event().set_reason(absl::StrCat(
-      "referral ", sent->referral_id, " envelope ", sent->item.envelope_id(),
-      deidentified ? " (de-identified)" : " (with personal data, consented)"));
+  call.event().set_reason(
+      absl::StrCat("referral ", sent->referral_id, " envelope ", sent->item.envelope_id(),
+                   deidentified ? " (de-identified)" : " (with personal data, consented)"));
   return call.Allow(std::move(batch), [resp, sent = *std::move(sent), deidentified,
                                        exchange = exchange_, lock = *std::move(lock)](uint64_t) {
     exchange->Wake();
@@ -395,9 +390,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
                                                           const v1::PostUpdateRequest* req,
                                                           v1::PostUpdateResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
-  auto caller = call.Begin(*identity_, ctx, Referrals(),
-                           {"case.post_update", "case", req->case_id(), "case-handling",
-                            req->request_id()});
+  auto caller =
+      call.Begin(*identity_, ctx, Referrals(),
+                 {"case.post_update", "case", req->case_id(), "case-handling", req->request_id()});
   if (!caller) return call.reactor();
   if (req->note().empty() && req->outcome().empty() &&
       req->status() == v1::CASE_STATUS_UNSPECIFIED) {
@@ -450,9 +445,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
                                                       const v1::PermitRequest* req,
                                                       v1::PermitResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
-  auto caller = call.Begin(*identity_, ctx, Referrals(),
-                           {"referral.permit", "case", req->case_id(), req->purpose(),
-                            req->request_id()});
+  auto caller =
+      call.Begin(*identity_, ctx, Referrals(),
+                 {"referral.permit", "case", req->case_id(), req->purpose(), req->request_id()});
   if (!caller) return call.reactor();
   call.event().set_agreement(req->agreement());
   auto lock = CaseLock::Acquire(cases_, req->case_id());

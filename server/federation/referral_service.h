@@ -8,9 +8,9 @@
 
 #include "corridor/v1/federation.grpc.pb.h"
 #include "server/audit/access_log.h"
-#include "server/store/case_store.h"
 #include "server/federation/exchange.h"
 #include "server/federation/referral_policy.h"
+#include "server/store/case_store.h"
 
 namespace corridor {
 

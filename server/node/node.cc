@@ -12,22 +12,22 @@
 #include "corridor/v1/node.grpc.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
 #include "server/audit/audit_service.h"
 #include "server/auth/auth.h"
+#include "server/auth/identity.h"
 #include "server/auth/rpc.h"
 #include "server/cases/case_service.h"
-#include "server/store/case_store.h"
-#include "server/node/config.h"
-#include "server/federation/exchange.h"
 #include "server/common/executor.h"
-#include "server/node/health.h"
-#include "server/auth/identity.h"
-#include "ledger/base/log.h"
+#include "server/federation/exchange.h"
 #include "server/federation/peers.h"
 #include "server/federation/referral_service.h"
+#include "server/node/config.h"
+#include "server/node/health.h"
+#include "server/store/case_store.h"
 #include "server/store/store.h"
 
 namespace corridor {
@@ -472,10 +472,10 @@ absl::Status Node::OpenLedger(const v1::NodeConfig& config, const v1::Roster& ro
 absl::Status Node::OpenCases(const v1::NodeConfig& config) {
   auto master_key = LoadMasterKey(config.master_key_file());
   if (!master_key.ok()) return master_key.status();
-  auto case_store = CaseStore::Open(store_->db(), store_->family(kCasesFamily),
-                                    store_->family(kEvidenceFamily),
-                                    store_->family(NodeStore::kMetaFamily),
-                                    config.data_dir() + "/keystore", *std::move(master_key));
+  auto case_store =
+      CaseStore::Open(store_->db(), store_->family(kCasesFamily), store_->family(kEvidenceFamily),
+                      store_->family(NodeStore::kMetaFamily), config.data_dir() + "/keystore",
+                      *std::move(master_key));
   if (!case_store.ok()) return case_store.status();
   case_store_ = *std::move(case_store);
   // Uploads a crash cut off left sealed chunks in staging: they go.
@@ -508,8 +508,7 @@ absl::Status Node::RecordRosterInForce(const v1::NodeConfig& config, const Verif
 }
 
 absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRoster& roster,
-                                 const TlsIdentity& tls, const Clock* clock,
-                                 uint64_t jitter_seed) {
+                                 const TlsIdentity& tls, const Clock* clock, uint64_t jitter_seed) {
   auto roster_ptr = std::make_shared<const v1::Roster>(roster.roster);
   identity_ = std::make_shared<IdentityResolver>(config, roster_ptr, clock);
   case_service_ = std::make_unique<CaseServiceImpl>(config, identity_.get(), case_store_.get(),
@@ -571,8 +570,7 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
 
 absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
                          const TlsIdentity& tls, const Clock* clock) {
-  auto creds =
-      ServerCredentials(config, roster, tls, identity_, access_log_.get(), clock);
+  auto creds = ServerCredentials(config, roster, tls, identity_, access_log_.get(), clock);
   // grpc.health.v1 answers from the ledger's and the database's state on
   // every call: NOT_SERVING, with the reason, while writes are refused.
   ledger::RocksDbLedger* ledger_ptr = ledger_.get();
@@ -621,8 +619,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
       !st.ok()) {
     return st;
   }
-  if (auto st = node->OpenLedger(config, roster->roster, std::move(hooks.ledger_before_commit),
-                                 clock);
+  if (auto st =
+          node->OpenLedger(config, roster->roster, std::move(hooks.ledger_before_commit), clock);
       !st.ok()) {
     return st;
   }

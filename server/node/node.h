@@ -102,8 +102,8 @@ class Node {
   absl::Status StartServices(const v1::NodeConfig& config, const VerifiedRoster& roster,
                              const TlsIdentity& tls, const Clock* clock, uint64_t jitter_seed);
   // Listens with mutual TLS and the auth processor, and serves every service.
-  absl::Status Serve(const v1::NodeConfig& config, const v1::Roster& roster,
-                     const TlsIdentity& tls, const Clock* clock);
+  absl::Status Serve(const v1::NodeConfig& config, const v1::Roster& roster, const TlsIdentity& tls,
+                     const Clock* clock);
 
   int port_ = 0;
   std::unique_ptr<Ed25519PrivateKey> signing_key_;
