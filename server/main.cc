@@ -3,11 +3,12 @@
 
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 
-#include "server/node/config.h"
 #include "ledger/base/log.h"
 #include "server/common/grpc_logs.h"
+#include "server/node/config.h"
 #include "server/node/node.h"
 
 namespace {
@@ -20,28 +21,62 @@ int Usage() {
   return 2;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Args {
   std::string config_path;
   bool check_only = false;
+};
+
+// The command line, or nullopt when corridord should exit at once with
+// `*exit_code` (usage printed).
+std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
+  Args args;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--config" && i + 1 < argc) {
-      config_path = argv[++i];
+      args.config_path = argv[++i];
     } else if (arg.rfind("--config=", 0) == 0) {
-      config_path = arg.substr(strlen("--config="));
+      args.config_path = arg.substr(strlen("--config="));
     } else if (arg == "--check-config") {
-      check_only = true;
+      args.check_only = true;
     } else if (arg == "--help" || arg == "-h") {
       Usage();
-      return 0;
+      *exit_code = 0;
+      return std::nullopt;
     } else {
       std::cerr << "corridord: unknown argument \"" << arg << "\"\n";
-      return Usage();
+      *exit_code = Usage();
+      return std::nullopt;
     }
   }
-  if (config_path.empty()) return Usage();
+  if (args.config_path.empty()) {
+    *exit_code = Usage();
+    return std::nullopt;
+  }
+  return args;
+}
+
+// Serves until SIGTERM or SIGINT; SIGHUP takes a rotated signing key from the
+// config file without a restart.
+void ServeUntilStopped(corridor::Node& node, const std::string& config_path,
+                       const sigset_t& stop_signals) {
+  int sig = 0;
+  while (true) {
+    sigwait(&stop_signals, &sig);
+    if (sig != SIGHUP) break;
+    if (auto st = node.ReloadSigningKey(config_path); !st.ok()) {
+      corridor::log::Error("node.signing_key_refused", {{"error", st.message()}});
+    }
+  }
+  corridor::log::Info("node.signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  node.Shutdown(absl::Seconds(10));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int exit_code = 0;
+  const std::optional<Args> args = ParseArgs(argc, argv, &exit_code);
+  if (!args) return exit_code;
 
   // Block the stop signals before any thread starts so only sigwait sees them.
   sigset_t stop_signals;
@@ -52,7 +87,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   corridor::log::RouteGrpcLogs();
-  auto config = corridor::LoadNodeConfig(config_path);
+  auto config = corridor::LoadNodeConfig(args->config_path);
   if (!config.ok()) {
     corridor::log::Error("config.invalid", {{"error", config.status().message()}});
     std::cerr << "corridord: configuration error: " << config.status().message() << "\n";
@@ -60,8 +95,8 @@ int main(int argc, char** argv) {
   }
   corridor::log::Level level = corridor::log::Level::kInfo;
   if (corridor::log::ParseLevel(config->log().level(), &level)) corridor::log::SetLevel(level);
-  if (check_only) {
-    std::cout << "configuration " << config_path << " is valid\n";
+  if (args->check_only) {
+    std::cout << "configuration " << args->config_path << " is valid\n";
     return 0;
   }
 
@@ -71,16 +106,6 @@ int main(int argc, char** argv) {
     std::cerr << "corridord: cannot start: " << node.status().message() << "\n";
     return 1;
   }
-  int sig = 0;
-  while (true) {
-    sigwait(&stop_signals, &sig);
-    if (sig != SIGHUP) break;
-    // SIGHUP: take a rotated signing key from the config file without a restart.
-    if (auto st = (*node)->ReloadSigningKey(config_path); !st.ok()) {
-      corridor::log::Error("node.signing_key_refused", {{"error", st.message()}});
-    }
-  }
-  corridor::log::Info("node.signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
-  (*node)->Shutdown(absl::Seconds(10));
+  ServeUntilStopped(**node, args->config_path, stop_signals);
   return 0;
 }

@@ -1,6 +1,8 @@
 // The shape every audited call takes (CaseService, AuditService,
 // ReferralService): authorise, record the event, and answer only once the
-// event is durable. Header-only templates over the gRPC reactor type.
+// event is durable; a refusal is recorded too, and answered once it is.
+// AuditedCall puts the three together for a unary call. Header-only templates
+// over the gRPC reactor type.
 #ifndef CORRIDOR_SERVER_AUDIT_AUDITED_CALL_H_
 #define CORRIDOR_SERVER_AUDIT_AUDITED_CALL_H_
 
@@ -11,10 +13,11 @@
 
 #include "client/lib/grpc_util.h"
 #include "grpcpp/grpcpp.h"
+#include "ledger/base/log.h"
 #include "server/audit/access_log.h"
 #include "server/auth/auth.h"
+#include "server/auth/rpc.h"
 #include "server/common/edge.h"
-#include "ledger/base/log.h"
 
 namespace corridor {
 
@@ -82,22 +85,30 @@ inline void RecordRefusal(AccessLog* log, Reactor* reactor, v1::AccessEvent even
   });
 }
 
+// What a call's access event says before its outcome is known.
+struct CallEvent {
+  std::string action;      // "case.get", "audit.export", ...
+  std::string kind;        // the resource kind: "case", "evidence", "ledger", ...
+  std::string id;          // the resource id (for kind "case", also the event's case id)
+  std::string purpose;     // the caller's purpose code, or the action's own
+  std::string request_id;  // the caller's idempotency id, if any
+};
+
 // The start of every audited call: who is calling, the event skeleton, the
-// access check, and the bounds on the identifiers and purpose the caller sent
+// access check of `rpc` (Rpc::Served in the handler: the method gRPC
+// dispatched), and the bounds on the identifiers and purpose the caller sent
 // (server/common/edge.h; an empty `id`, `purpose` or `request_id` is left to the
 // handler to require). Returns nullopt if the call was refused (and recorded).
 template <typename Reactor>
 std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
-                               Reactor* reactor, AccessLog* log, const std::string& method,
-                               const std::string& action, const std::string& kind,
-                               const std::string& id, const std::string& purpose,
-                               const std::string& request_id, v1::AccessEvent* event) {
-  event->set_action(action);
-  event->set_resource_kind(kind);
-  event->set_resource_id(id);
-  if (kind == "case") event->set_case_id(id);
-  event->set_purpose(purpose);
-  event->set_request_id(request_id);
+                               Reactor* reactor, AccessLog* log, const Rpc& rpc,
+                               const CallEvent& what, v1::AccessEvent* event) {
+  event->set_action(what.action);
+  event->set_resource_kind(what.kind);
+  event->set_resource_id(what.id);
+  if (what.kind == "case") event->set_case_id(what.id);
+  event->set_purpose(what.purpose);
+  event->set_request_id(what.request_id);
   auto auth = ctx->auth_context();
   auto caller = auth ? CallerOf(identity, *auth) : absl::UnauthenticatedError("no identity");
   if (!caller.ok()) {
@@ -106,20 +117,73 @@ std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackS
     return std::nullopt;
   }
   SetActor(*caller, event);
-  if (auto st = CheckAccess(*caller, method); !st.ok()) {
-    log::Warn("auth.denied", {{"caller", caller->Name()}, {"method", method}});
+  if (auto st = CheckAccess(*caller, rpc.path()); !st.ok()) {
+    log::Warn("auth.denied", {{"caller", caller->Name()}, {"method", rpc.path()}});
     RecordRefusal(log, reactor, *event, st);
     return std::nullopt;
   }
-  absl::Status bad = ValidateOptionalIdentifier("the id", id);
-  if (bad.ok() && !purpose.empty()) bad = ValidatePurposeCode(purpose);
-  if (bad.ok()) bad = ValidateOptionalIdentifier("the request id", request_id);
+  absl::Status bad = ValidateOptionalIdentifier("the id", what.id);
+  if (bad.ok() && !what.purpose.empty()) bad = ValidatePurposeCode(what.purpose);
+  if (bad.ok()) bad = ValidateOptionalIdentifier("the request id", what.request_id);
   if (!bad.ok()) {
     RecordRefusal(log, reactor, *event, bad);  // the access log bounds what it records
     return std::nullopt;
   }
   return *caller;
 }
+
+// One audited call, from its start to its one answer: every way it ends is
+// one call that records the event and finishes the reactor, and returns the
+// reactor for the handler to return:
+//
+//   AuditedCall call(log_, ctx->DefaultReactor());
+//   auto caller = call.Begin(*identity_, ctx, Rpc::Served<v1::CaseService>(), {...});
+//   if (!caller) return call.reactor();
+//   if (!ok) return call.Refuse(absl::InvalidArgumentError("..."));
+//   return call.Allow(std::move(change), [resp](uint64_t) { ...; return grpc::Status::OK; });
+//
+// Not thread-safe; lives on the handler's stack (what it records is copied).
+template <typename Reactor = grpc::ServerUnaryReactor>
+class AuditedCall {
+ public:
+  AuditedCall(AccessLog* log, Reactor* reactor) : log_(log), reactor_(reactor) {}
+
+  // Begin() above, for this call's reactor and event.
+  std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
+                                 const Rpc& rpc, const CallEvent& what) {
+    return corridor::Begin(identity, ctx, reactor_, log_, rpc, what, &event_);
+  }
+
+  // The event so far: a handler adds what it learns (peer org, agreement, reason).
+  v1::AccessEvent& event() { return event_; }
+  Reactor* reactor() const { return reactor_; }
+
+  // Records the event refused with `why` (RecordRefusal) and finishes the call with it.
+  Reactor* Refuse(const absl::Status& why) {
+    RecordRefusal(log_, reactor_, event_, why);
+    return reactor_;
+  }
+  // Records the event allowed, with `change` (may be null) in the same batch,
+  // then answers with what `on_durable` returns (RecordThenFinish).
+  Reactor* Allow(std::unique_ptr<rocksdb::WriteBatch> change,
+                 std::function<grpc::Status(uint64_t)> on_durable, Executor* slow = nullptr) {
+    event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    return Record({event_}, std::move(change), std::move(on_durable), slow);
+  }
+  // Records `events` (their outcomes set; one per resource touched) with
+  // `change`, then answers as Allow does.
+  Reactor* Record(std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
+                  std::function<grpc::Status(uint64_t)> on_durable, Executor* slow = nullptr) {
+    RecordThenFinish(log_, reactor_, std::move(events), std::move(change), std::move(on_durable),
+                     slow);
+    return reactor_;
+  }
+
+ private:
+  AccessLog* log_;
+  Reactor* reactor_;
+  v1::AccessEvent event_;
+};
 
 }  // namespace corridor
 

@@ -145,8 +145,9 @@ absl::Status CheckAccess(const Principal& principal, absl::string_view method) {
 }
 
 absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
-                                    const grpc::CallbackServerContext& context,
-                                    absl::string_view method, RefusalSink* log) {
+                                    const grpc::CallbackServerContext& context, const Rpc& rpc,
+                                    RefusalSink* log) {
+  const std::string& method = rpc.path();
   auto auth = context.auth_context();
   if (auth == nullptr) return absl::UnauthenticatedError("call has no TLS identity");
   auto principal = CallerOf(identity, *auth);

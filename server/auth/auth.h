@@ -20,8 +20,9 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/auth_metadata_processor.h"
-#include "server/auth/refusal_sink.h"
 #include "server/auth/identity.h"
+#include "server/auth/refusal_sink.h"
+#include "server/auth/rpc.h"
 #include "server/common/rate_limit.h"
 
 namespace corridor {
@@ -77,11 +78,12 @@ absl::StatusOr<Principal> CallerOf(const IdentityResolver& identity,
 // PERMISSION_DENIED with a reason a person can act on.
 absl::Status CheckAccess(const Principal& principal, absl::string_view method);
 
-// CallerOf + CheckAccess for a server call; logs refusals and, given a log,
-// records them in the ledger (queued, not waited for).
+// CallerOf + CheckAccess of `rpc` (Rpc::Served in the handler: the method
+// dispatched) for a server call; logs refusals and, given a log, records them
+// in the ledger (queued, not waited for).
 absl::StatusOr<Principal> Authorize(const IdentityResolver& identity,
-                                    const grpc::CallbackServerContext& context,
-                                    absl::string_view method, RefusalSink* log = nullptr);
+                                    const grpc::CallbackServerContext& context, const Rpc& rpc,
+                                    RefusalSink* log = nullptr);
 
 }  // namespace corridor
 

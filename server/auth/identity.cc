@@ -128,13 +128,14 @@ std::shared_ptr<const v1::Roster> IdentityResolver::roster() const {
   return roster_;
 }
 
-absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
-                                                    absl::Time now) const {
-  if (cert_pem.empty()) return absl::UnauthenticatedError("no client certificate was presented");
-  auto info = pki::InspectCertificate(cert_pem);
-  if (!info.ok()) return absl::UnauthenticatedError("the client certificate cannot be read");
+namespace {
+
+// The one spiffe:// identity of this federation that `info` claims
+// (unverified); UNAUTHENTICATED if it claims none or several.
+absl::StatusOr<SpiffeId> ClaimedIdentity(const pki::CertificateInfo& info,
+                                         const std::string& federation) {
   std::vector<std::string> ours;
-  for (const std::string& uri : info->uris) {
+  for (const std::string& uri : info.uris) {
     if (absl::StartsWith(uri, "spiffe://")) ours.push_back(uri);
   }
   if (ours.empty()) {
@@ -148,8 +149,20 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
         " spiffe:// identities and must carry exactly one (unverified claims: ", NameClaims(ours),
         ")"));
   }
-  auto id = ParseSpiffeUri(ours[0], config_.federation());
+  auto id = ParseSpiffeUri(ours[0], federation);
   if (!id.ok()) return absl::UnauthenticatedError(id.status().message());
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
+                                                    absl::Time now) const {
+  if (cert_pem.empty()) return absl::UnauthenticatedError("no client certificate was presented");
+  auto info = pki::InspectCertificate(cert_pem);
+  if (!info.ok()) return absl::UnauthenticatedError("the client certificate cannot be read");
+  auto id = ClaimedIdentity(*info, config_.federation());
+  if (!id.ok()) return id.status();
 
   const std::shared_ptr<const v1::Roster> roster = this->roster();
   const v1::Member* member = nullptr;
@@ -172,37 +185,40 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
     return absl::PermissionDeniedError(
         absl::StrCat("certificate ", p.serial_hex, " of org \"", p.org, "\" has been revoked"));
   }
-
-  if (id->kind == PrincipalKind::kNode) {
-    // The TLS layer accepted any member's CA; here the issuer must be the claimed org's.
-    if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("certificate claims to be a node of \"", p.org,
-                       "\" but was not issued by that org's CA (", st.message(), ")"));
-    }
-    p.subject = "node";
-    return p;
+  if (id->kind == PrincipalKind::kUser) return ResolveUser(cert_pem, *member, *id, now, p);
+  // The TLS layer accepted any member's CA; here the issuer must be the claimed org's.
+  if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat("certificate claims to be a node of \"", p.org,
+                                                    "\" but was not issued by that org's CA (",
+                                                    st.message(), ")"));
   }
+  p.subject = "node";
+  return p;
+}
 
-  if (id->org != config_.org()) {
+absl::StatusOr<Principal> IdentityResolver::ResolveUser(absl::string_view cert_pem,
+                                                        const v1::Member& member,
+                                                        const SpiffeId& id, absl::Time now,
+                                                        Principal p) const {
+  if (id.org != config_.org()) {
     return absl::PermissionDeniedError(
-        absl::StrCat("user \"", id->user, "\" of org \"", id->org,
+        absl::StrCat("user \"", id.user, "\" of org \"", id.org,
                      "\" must use their own org's node; this node serves \"", config_.org(), "\""));
   }
-  if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
+  if (auto st = pki::VerifyIssuedBy(cert_pem, member.ca_cert_pem(), now); !st.ok()) {
     return absl::PermissionDeniedError(absl::StrCat(
         "user certificate was not issued by the CA of \"", p.org, "\" (", st.message(), ")"));
   }
-  auto it = config_.users().find(id->user);
+  auto it = config_.users().find(id.user);
   if (it == config_.users().end()) {
     return absl::PermissionDeniedError(absl::StrCat(
-        "user \"", id->user,
+        "user \"", id.user,
         "\" is not listed in this node's configuration; ask the node's admin to add them"));
   }
   if (it->second.suspended()) {
-    return absl::PermissionDeniedError(absl::StrCat("user \"", id->user, "\" is suspended"));
+    return absl::PermissionDeniedError(absl::StrCat("user \"", id.user, "\" is suspended"));
   }
-  p.subject = absl::StrCat("user/", id->user);
+  p.subject = absl::StrCat("user/", id.user);
   for (int r : it->second.roles()) p.roles.push_back(static_cast<v1::Role>(r));
   return p;
 }

@@ -103,6 +103,11 @@ class IdentityResolver {
   static constexpr size_t kMaxCached = 4096;
 
  private:
+  // Resolve() for a user `id` of roster member `member`: this node's org,
+  // issued by its CA, listed in the config and not suspended; `p` so far.
+  absl::StatusOr<Principal> ResolveUser(absl::string_view cert_pem, const v1::Member& member,
+                                        const SpiffeId& id, absl::Time now, Principal p) const;
+
   struct Cached {
     absl::StatusOr<std::shared_ptr<const Principal>> result;
     absl::Time recheck_at;

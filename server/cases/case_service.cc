@@ -17,8 +17,10 @@
 namespace corridor {
 namespace {
 
-constexpr char kCaseService[] = "/corridor.v1.CaseService/";
-constexpr char kAuditService[] = "/corridor.v1.AuditService/";
+// The RPC of CaseService being served, named by the handler that calls this (server/auth/rpc.h).
+Rpc Cases(const char* handler = __builtin_FUNCTION()) {
+  return Rpc::Served<v1::CaseService>(handler);
+}
 
 std::string Rfc3339(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
@@ -54,22 +56,137 @@ v1::Case WithoutPersonalData(const v1::Case& c) {
   return out;
 }
 
+// Case `id` for a read of its personal data at `now`: it exists and, if it was
+// received, its retention date has not passed.
+absl::StatusOr<v1::Case> ReadableCase(const CaseStore& store, const std::string& id,
+                                      absl::Time now) {
+  auto c = store.Get(id);
+  if (!c.ok()) return c;
+  if (auto st = RetentionAllowsRead(*c, now); !st.ok()) return st;
+  return c;
+}
+
+// Whether `req` may change `c`: a closed case is reopened only by setting a
+// status, and erased and incoming are not statuses an update sets.
+absl::Status UpdateAllowed(const v1::Case& c, const v1::UpdateCaseRequest& req) {
+  if (c.status() == v1::CASE_STATUS_CLOSED && req.status() == v1::CASE_STATUS_UNSPECIFIED) {
+    return absl::FailedPreconditionError("the case is closed; reopen it by setting a status");
+  }
+  if (req.status() == v1::CASE_STATUS_ERASED || req.status() == v1::CASE_STATUS_INCOMING) {
+    return absl::InvalidArgumentError(
+        "that status cannot be set by an update (erase has its own command)");
+  }
+  return absl::OkStatus();
+}
+
+// The fields of `req` that are set, onto `c`.
+void ApplyUpdate(const v1::UpdateCaseRequest& req, v1::Case* c) {
+  if (req.status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req.status());
+  if (!req.narrative().empty()) c->set_narrative(req.narrative());
+  if (req.has_employer()) *c->mutable_employer() = req.employer();
+  if (req.has_recruiter()) *c->mutable_recruiter() = req.recruiter();
+  if (req.has_worker()) *c->mutable_worker() = req.worker();
+}
+
+// The filter of a ListCases request.
+struct CaseFilter {
+  const v1::ListCasesRequest& req;
+  absl::Time after = absl::InfinitePast(), before = absl::InfiniteFuture();
+
+  bool Matches(const v1::CaseSummary& sum) const {
+    absl::Time created;
+    std::string err;
+    absl::ParseTime(absl::RFC3339_full, sum.created_at(), &created, &err);
+    return !((req.status() && sum.status() != req.status()) ||
+             (req.category() && sum.category() != req.category()) ||
+             (!req.sector().empty() && sum.sector() != req.sector()) ||
+             (!req.origin_country().empty() && sum.origin_country() != req.origin_country()) ||
+             (!req.destination_country().empty() &&
+              sum.destination_country() != req.destination_country()) ||
+             created < after || created >= before);
+  }
+};
+
+// The filter of `req`; InvalidArgument if its dates are not RFC 3339.
+absl::StatusOr<CaseFilter> FilterOf(const v1::ListCasesRequest& req) {
+  CaseFilter f{req};
+  std::string err;
+  if ((!req.created_after().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req.created_after(), &f.after, &err)) ||
+      (!req.created_before().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req.created_before(), &f.before, &err))) {
+    return absl::InvalidArgumentError("dates must be RFC 3339, e.g. 2026-01-31T00:00:00Z");
+  }
+  return f;
+}
+
+// Up to `page` summaries matching `filter`, after the case `cursor`.
+absl::StatusOr<std::vector<v1::CaseSummary>> FindCases(const CaseStore& store,
+                                                       const CaseFilter& filter, std::string cursor,
+                                                       size_t page) {
+  std::vector<v1::CaseSummary> found;
+  bool more = true;
+  while (found.size() < page && more) {
+    auto batch = store.Scan(cursor, 256);
+    if (!batch.ok()) return batch.status();
+    more = batch->size() == 256;
+    for (const v1::StoredCase& s : *batch) {
+      cursor = s.summary().id();
+      if (!filter.Matches(s.summary())) continue;
+      found.push_back(s.summary());
+      if (found.size() >= page) break;
+    }
+  }
+  return found;
+}
+
+// One allowed event per case returned, from the call's event: no unrecorded
+// bulk read. One event saying so if none matched.
+std::vector<v1::AccessEvent> OneEventPerCase(v1::AccessEvent ev,
+                                             const std::vector<v1::CaseSummary>& found) {
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  std::vector<v1::AccessEvent> events;
+  for (const auto& sum : found) {
+    v1::AccessEvent e = ev;
+    e.set_resource_id(sum.id());
+    e.set_case_id(sum.id());
+    events.push_back(std::move(e));
+  }
+  if (events.empty()) {
+    ev.set_reason("no case matched");
+    events.push_back(ev);
+  }
+  return events;
+}
+
+// The answer to an erasure once it is durable: destroys the case's key (the
+// content is gone already) and wakes the outbox for the erasure requests.
+grpc::Status AnswerErasure(CaseStore* store, Exchange* exchange, const std::string& id,
+                           uint64_t index, v1::EraseCaseResponse* resp) {
+  if (exchange != nullptr) exchange->Wake();
+  if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
+    log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        "the case content was erased but its key could not be destroyed; "
+                        "the operator must retry (corridord logs case.key_destroy_failed)");
+  }
+  resp->set_id(id);
+  resp->set_ledger_index(index);
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContext* ctx,
                                                       const v1::CreateCaseRequest* req,
                                                       v1::Case* resp) {
-  auto* reactor = ctx->DefaultReactor();
+  AuditedCall call(log_, ctx->DefaultReactor());
   v1::Case c = req->case_();
   c.set_id(CaseStore::NewCaseId());
-  v1::AccessEvent ev;
-  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "CreateCase",
-                      "case.create", "case", c.id(), "case-intake", req->request_id(), &ev);
-  if (!caller) return reactor;
-  if (auto st = ValidateNewCase(c); !st.ok()) {
-    RecordRefusal(log_, reactor, ev, st);
-    return reactor;
-  }
+  auto caller = call.Begin(*identity_, ctx, Cases(),
+                           {"case.create", "case", c.id(), "case-intake", req->request_id()});
+  if (!caller) return call.reactor();
+  if (auto st = ValidateNewCase(c); !st.ok()) return call.Refuse(st);
   const std::string now = Rfc3339(clock_->Now());
   c.set_owner_org(config_.org());
   c.set_status(v1::CASE_STATUS_OPEN);
@@ -78,533 +195,149 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContex
   c.set_updated_at(now);
   c.set_created_by(caller->Name());
   auto change = store_->PrepareCreate(c);
-  if (!change.ok()) {
-    RecordRefusal(log_, reactor, ev, change.status());
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c](uint64_t) {
+  if (!change.ok()) return call.Refuse(change.status());
+  return call.Allow(*std::move(change), [resp, c](uint64_t) {
     *resp = c;
     return grpc::Status::OK;
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* ctx,
                                                    const v1::GetCaseRequest* req, v1::Case* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "GetCase",
-                      "case.get", "case", req->id(), req->purpose(), req->request_id(), &ev);
-  if (!caller) return reactor;
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Cases(),
+                  {"case.get", "case", req->id(), req->purpose(), req->request_id()})) {
+    return call.reactor();
+  }
   if (req->purpose().empty()) {
-    RecordRefusal(
-        log_, reactor, ev,
+    return call.Refuse(
         absl::InvalidArgumentError("reading a case's personal data needs a purpose (--purpose)"));
-    return reactor;
   }
-  auto c = store_->Get(req->id());
-  if (c.ok()) {
-    if (auto st = RetentionAllowsRead(*c, clock_->Now()); !st.ok()) c = st;
-  }
-  if (!c.ok()) {
-    RecordRefusal(log_, reactor, ev, c.status());
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, c = *std::move(c)](uint64_t) {
+  auto c = ReadableCase(*store_, req->id(), clock_->Now());
+  if (!c.ok()) return call.Refuse(c.status());
+  return call.Allow(nullptr, [resp, c = *std::move(c)](uint64_t) {
     *resp = c;
     return grpc::Status::OK;
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext* ctx,
                                                      const v1::ListCasesRequest* req,
                                                      v1::ListCasesResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "ListCases",
-                      "case.list", "case", "", "", req->request_id(), &ev);
-  if (!caller) return reactor;
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Cases(), {"case.list", "case", "", "", req->request_id()})) {
+    return call.reactor();
+  }
   const size_t page = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 500);
-  absl::Time after = absl::InfinitePast(), before = absl::InfiniteFuture();
-  std::string err;
-  if ((!req->created_after().empty() &&
-       !absl::ParseTime(absl::RFC3339_full, req->created_after(), &after, &err)) ||
-      (!req->created_before().empty() &&
-       !absl::ParseTime(absl::RFC3339_full, req->created_before(), &before, &err))) {
-    RecordRefusal(log_, reactor, ev,
-                  absl::InvalidArgumentError("dates must be RFC 3339, e.g. 2026-01-31T00:00:00Z"));
-    return reactor;
-  }
-  std::vector<v1::CaseSummary> found;
-  std::string cursor = req->page_token();
-  bool more = true;
-  while (found.size() < page && more) {
-    auto batch = store_->Scan(cursor, 256);
-    if (!batch.ok()) {
-      RecordRefusal(log_, reactor, ev, batch.status());
-      return reactor;
-    }
-    more = batch->size() == 256;
-    for (const v1::StoredCase& s : *batch) {
-      cursor = s.summary().id();
-      const v1::CaseSummary& sum = s.summary();
-      absl::Time created;
-      absl::ParseTime(absl::RFC3339_full, sum.created_at(), &created, &err);
-      if ((req->status() && sum.status() != req->status()) ||
-          (req->category() && sum.category() != req->category()) ||
-          (!req->sector().empty() && sum.sector() != req->sector()) ||
-          (!req->origin_country().empty() && sum.origin_country() != req->origin_country()) ||
-          (!req->destination_country().empty() &&
-           sum.destination_country() != req->destination_country()) ||
-          created < after || created >= before) {
-        continue;
-      }
-      found.push_back(sum);
-      if (found.size() >= page) break;
-    }
-  }
-  // One event per case returned: no unrecorded bulk read.
-  std::vector<v1::AccessEvent> events;
-  for (const auto& sum : found) {
-    v1::AccessEvent e = ev;
-    e.set_resource_id(sum.id());
-    e.set_case_id(sum.id());
-    e.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-    events.push_back(std::move(e));
-  }
-  if (events.empty()) {
-    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-    ev.set_reason("no case matched");
-    events.push_back(ev);
-  }
-  const std::string next = found.size() >= page ? found.back().id() : "";
-  RecordThenFinish(log_, reactor, std::move(events), nullptr, [resp, found, next](uint64_t) {
-    for (const auto& s : found) *resp->add_cases() = s;
-    resp->set_next_page_token(next);
-    return grpc::Status::OK;
-  });
-  return reactor;
+  auto filter = FilterOf(*req);
+  if (!filter.ok()) return call.Refuse(filter.status());
+  auto found = FindCases(*store_, *filter, req->page_token(), page);
+  if (!found.ok()) return call.Refuse(found.status());
+  const std::string next = found->size() >= page ? found->back().id() : "";
+  return call.Record(OneEventPerCase(call.event(), *found), nullptr,
+                     [resp, found = *std::move(found), next](uint64_t) {
+                       for (const auto& s : found) *resp->add_cases() = s;
+                       resp->set_next_page_token(next);
+                       return grpc::Status::OK;
+                     });
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContext* ctx,
                                                       const v1::UpdateCaseRequest* req,
                                                       v1::Case* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "UpdateCase",
-                      "case.update", "case", req->id(), "case-handling", req->request_id(), &ev);
-  if (!caller) return reactor;
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Cases(),
+                  {"case.update", "case", req->id(), "case-handling", req->request_id()})) {
+    return call.reactor();
+  }
   auto lock = CaseLock::Acquire(store_, req->id());
-  if (!lock.ok()) {
-    RecordRefusal(log_, reactor, ev, lock.status());
-    return reactor;
-  }
+  if (!lock.ok()) return call.Refuse(lock.status());
   auto c = store_->Get(req->id());
-  if (c.ok() && c->status() == v1::CASE_STATUS_CLOSED &&
-      req->status() == v1::CASE_STATUS_UNSPECIFIED) {
-    c = absl::FailedPreconditionError("the case is closed; reopen it by setting a status");
-  }
-  if (c.ok() &&
-      (req->status() == v1::CASE_STATUS_ERASED || req->status() == v1::CASE_STATUS_INCOMING)) {
-    c = absl::InvalidArgumentError(
-        "that status cannot be set by an update (erase has its own command)");
-  }
-  if (!c.ok()) {
-    RecordRefusal(log_, reactor, ev, c.status());
-    return reactor;
-  }
-  if (req->status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req->status());
-  if (!req->narrative().empty()) c->set_narrative(req->narrative());
-  if (req->has_employer()) *c->mutable_employer() = req->employer();
-  if (req->has_recruiter()) *c->mutable_recruiter() = req->recruiter();
-  if (req->has_worker()) *c->mutable_worker() = req->worker();
+  if (!c.ok()) return call.Refuse(c.status());
+  if (auto st = UpdateAllowed(*c, *req); !st.ok()) return call.Refuse(st);
+  ApplyUpdate(*req, &*c);
   c->set_updated_at(Rfc3339(clock_->Now()));
   auto change = store_->PrepareUpdate(*c);
-  if (!change.ok()) {
-    RecordRefusal(log_, reactor, ev, change.status());
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  if (!change.ok()) return call.Refuse(change.status());
   // An update is not a read: the answer carries no personal data (a caller
   // who wants the case reads it with GetCase, stating a purpose).
-  RecordThenFinish(log_, reactor, {ev}, *std::move(change), [resp, c = *c, lock = *std::move(lock)](uint64_t) {
+  return call.Allow(*std::move(change), [resp, c = *c, lock = *std::move(lock)](uint64_t) {
     *resp = WithoutPersonalData(c);
     return grpc::Status::OK;
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext* ctx,
                                                      const v1::CloseCaseRequest* req,
                                                      v1::CaseSummary* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "CloseCase",
-                      "case.close", "case", req->id(), "case-handling", req->request_id(), &ev);
-  if (!caller) return reactor;
-  ev.set_reason(ReasonForLedger(req->reason()));
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Cases(),
+                  {"case.close", "case", req->id(), "case-handling", req->request_id()})) {
+    return call.reactor();
+  }
+  call.event().set_reason(ReasonForLedger(req->reason()));
   auto lock = CaseLock::Acquire(store_, req->id());
-  if (!lock.ok()) {
-    RecordRefusal(log_, reactor, ev, lock.status());
-    return reactor;
-  }
+  if (!lock.ok()) return call.Refuse(lock.status());
   auto c = store_->Get(req->id());
-  if (!c.ok()) {
-    RecordRefusal(log_, reactor, ev, c.status());
-    return reactor;
-  }
+  if (!c.ok()) return call.Refuse(c.status());
   c->set_status(v1::CASE_STATUS_CLOSED);
   c->set_updated_at(Rfc3339(clock_->Now()));
   auto change = store_->PrepareUpdate(*c);
-  if (!change.ok()) {
-    RecordRefusal(log_, reactor, ev, change.status());
-    return reactor;
+  if (!change.ok()) return call.Refuse(change.status());
+  return call.Allow(*std::move(change),
+                    [resp, sum = SummaryOf(*c), lock = *std::move(lock)](uint64_t) {
+                      *resp = sum;
+                      return grpc::Status::OK;
+                    });
+}
+
+absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseServiceImpl::PrepareErasure(
+    const std::string& id, std::vector<v1::AccessEvent>* events) {
+  // The content as it was, for the outbox's part: its queued envelopes are
+  // cancelled and the receivers of its referrals asked to erase their copies.
+  // A case already erased (a retry after its key could not be destroyed) has
+  // nothing left queued.
+  auto before = store_->Get(id);
+  if (!before.ok() && !store_->IsErased(id)) return before.status();
+  auto change = store_->PrepareErase(id);
+  if (!change.ok()) return change.status();
+  if (before.ok() && exchange_ != nullptr) {
+    auto outbox = exchange_->PrepareErasure(change->get(), *before);
+    if (!outbox.ok()) return outbox.status();
+    events->insert(events->end(), outbox->begin(), outbox->end());
   }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  RecordThenFinish(log_, reactor, {ev}, *std::move(change),
-                   [resp, sum = SummaryOf(*c), lock = *std::move(lock)](uint64_t) {
-                     *resp = sum;
-                     return grpc::Status::OK;
-                   });
-  return reactor;
+  return change;
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::EraseCase(grpc::CallbackServerContext* ctx,
                                                      const v1::EraseCaseRequest* req,
                                                      v1::EraseCaseResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "EraseCase",
-                      "case.erase", "case", req->id(), "erasure", req->request_id(), &ev);
-  if (!caller) return reactor;
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Cases(),
+                  {"case.erase", "case", req->id(), "erasure", req->request_id()})) {
+    return call.reactor();
+  }
   // The reason is free text (it may well name the worker): the ledger, which
   // is never erased, keeps only its SHA-256; the text goes with the case.
-  if (!req->reason().empty()) {
-    ev.set_reason(ReasonForLedger(req->reason()));
-  }
   if (req->reason().empty()) {
-    RecordRefusal(log_, reactor, ev,
-                  absl::InvalidArgumentError("erasing a case needs a reason (--reason)"));
-    return reactor;
+    return call.Refuse(absl::InvalidArgumentError("erasing a case needs a reason (--reason)"));
   }
+  call.event().set_reason(ReasonForLedger(req->reason()));
   auto lock = CaseLock::Acquire(store_, req->id());
-  if (!lock.ok()) {
-    RecordRefusal(log_, reactor, ev, lock.status());
-    return reactor;
-  }
-  // The content as it was, for the outbox's part: its queued envelopes are
-  // cancelled and the receivers of its referrals asked to erase their copies.
-  // A case already erased (a retry after its key could not be destroyed) has
-  // nothing left queued.
-  auto before = store_->Get(req->id());
-  if (!before.ok() && !store_->IsErased(req->id())) {
-    RecordRefusal(log_, reactor, ev, before.status());
-    return reactor;
-  }
-  auto change = store_->PrepareErase(req->id());
-  if (!change.ok()) {
-    RecordRefusal(log_, reactor, ev, change.status());
-    return reactor;
-  }
-  std::vector<v1::AccessEvent> events = {ev};
-  if (before.ok() && exchange_ != nullptr) {
-    auto outbox = exchange_->PrepareErasure(change->get(), *before);
-    if (!outbox.ok()) {
-      RecordRefusal(log_, reactor, ev, outbox.status());
-      return reactor;
-    }
-    events.insert(events.end(), outbox->begin(), outbox->end());
-  }
+  if (!lock.ok()) return call.Refuse(lock.status());
+  std::vector<v1::AccessEvent> events = {call.event()};
+  auto change = PrepareErasure(req->id(), &events);
+  if (!change.ok()) return call.Refuse(change.status());
   events[0].set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  CaseStore* store = store_;
-  Exchange* exchange = exchange_;
-  const std::string id = req->id();
-  RecordThenFinish(
-      log_, reactor, std::move(events), *std::move(change),
-      [resp, id, store, exchange, lock = *std::move(lock)](uint64_t index) {
-        if (exchange != nullptr) exchange->Wake();
-        // The erasure is recorded and the content gone; now destroy the key.
-        if (absl::Status destroyed = store->DestroyKey(id); !destroyed.ok()) {
-          log::Error("case.key_destroy_failed", {{"case", id}, {"error", destroyed.message()}});
-          return grpc::Status(grpc::StatusCode::INTERNAL,
-                              "the case content was erased but its key could not be destroyed; "
-                              "the operator must retry (corridord logs case.key_destroy_failed)");
-        }
-        resp->set_id(id);
-        resp->set_ledger_index(index);
-        return grpc::Status::OK;
-      },
+  return call.Record(
+      std::move(events), *std::move(change),
+      [resp, id = req->id(), store = store_, exchange = exchange_, lock = *std::move(lock)](
+          uint64_t index) { return AnswerErasure(store, exchange, id, index, resp); },
       bulk_);
-  return reactor;
 }
-
-// ---- AuditService ------------------------------------------------------------
-
-namespace {
-
-v1::LoggedEvent Logged(uint64_t index, const std::string& entry) {
-  v1::LoggedEvent out;
-  out.set_index(index);
-  out.set_entry(entry);
-  if (auto e = AccessLog::Decode(entry); e.ok()) *out.mutable_event() = *e;
-  return out;
-}
-
-}  // namespace
-
-// The most entry bytes one QueryEvents or GetEntries answer carries (well under
-// gRPC's 4 MiB message limit, whatever the entries hold).
-constexpr size_t kMaxAuditAnswerBytes = 1 << 20;
-
-grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerContext* ctx,
-                                                        const v1::QueryEventsRequest* req,
-                                                        v1::QueryEventsResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  auto caller = Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "QueryEvents",
-                      "audit.query", "ledger", req->case_id(), "audit", req->request_id(), &ev);
-  if (!caller) return reactor;
-  AccessLog::Query q;
-  q.case_id = req->case_id();
-  q.actor = req->actor();
-  q.org = req->org();
-  q.action = req->action();
-  q.outcome = req->outcome();
-  q.limit = req->page_size() == 0 ? 50 : std::min<uint32_t>(req->page_size(), 1000);
-  std::string err;
-  if ((!req->after().empty() &&
-       !absl::ParseTime(absl::RFC3339_full, req->after(), &q.after, &err)) ||
-      (!req->before().empty() &&
-       !absl::ParseTime(absl::RFC3339_full, req->before(), &q.before, &err)) ||
-      (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &q.before_index))) {
-    RecordRefusal(log_, reactor, ev, absl::InvalidArgumentError("bad time range or page token"));
-    return reactor;
-  }
-  auto hits = log_->Find(q);
-  if (!hits.ok()) {
-    RecordRefusal(log_, reactor, ev, hits.status());
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ev.set_case_id(req->case_id());
-  const size_t limit = q.limit;
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, hits = *std::move(hits), limit](uint64_t) {
-    // A page ends at `limit` entries or kMaxAuditAnswerBytes, whichever comes first, so
-    // no set of entries can make an answer too large to send.
-    size_t bytes = 0;
-    for (const auto& h : hits) {
-      if (resp->events_size() > 0 && bytes + h.entry.size() > kMaxAuditAnswerBytes) {
-        resp->set_next_page_token(std::to_string(resp->events().rbegin()->index()));
-        return grpc::Status::OK;
-      }
-      bytes += h.entry.size();
-      *resp->add_events() = Logged(h.index, h.entry);
-    }
-    if (hits.size() >= limit) resp->set_next_page_token(std::to_string(hits.back().index));
-    return grpc::Status::OK;
-  });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerContext* ctx,
-                                                          const v1::GetCheckpointRequest*,
-                                                          v1::CheckpointResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetCheckpoint",
-             "audit.checkpoint", "ledger", "", "audit", "", &ev)) {
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ledger::Ledger* ledger = log_->ledger();
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, ledger](uint64_t) {
-    const ledger::Head h = ledger->head();
-    resp->set_size(h.size);
-    resp->set_root_hash(merkle::ToBytes(h.root));
-    resp->set_checkpoint(h.checkpoint);
-    resp->set_verifier_key(ledger->verifier().ToString());
-    return grpc::Status::OK;
-  });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(grpc::CallbackServerContext* ctx,
-                                                              const v1::InclusionProofRequest* req,
-                                                              v1::InclusionProofResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetInclusionProof",
-             "audit.prove", "ledger", std::to_string(req->index()), "audit", "", &ev)) {
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ledger::Ledger* ledger = log_->ledger();
-  const uint64_t index = req->index(), asked = req->tree_size();
-  RecordThenFinish(
-      log_, reactor, {ev}, nullptr,
-      [resp, ledger, index, asked](uint64_t) {
-        const ledger::Head h = ledger->head();
-        const uint64_t size = asked == 0 ? h.size : asked;
-        auto proof = ledger->InclusionProof(index, size);
-        if (!proof.ok()) return ToGrpcStatus(proof.status());
-        auto entry = ledger->Entry(index);
-        if (!entry.ok()) return ToGrpcStatus(entry.status());
-        resp->set_index(index);
-        resp->set_tree_size(size);
-        resp->set_entry(*entry);
-        resp->set_leaf_hash(merkle::ToBytes(merkle::HashLeaf(*entry)));
-        for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
-        if (size == h.size) resp->set_checkpoint(h.checkpoint);
-        return grpc::Status::OK;
-      },
-      bulk_);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
-    grpc::CallbackServerContext* ctx, const v1::ConsistencyProofRequest* req,
-    v1::ConsistencyProofResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetConsistencyProof",
-             "audit.consistency", "ledger", "", "audit", "", &ev)) {
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ledger::Ledger* ledger = log_->ledger();
-  const uint64_t old_size = req->old_size(), asked = req->new_size();
-  RecordThenFinish(
-      log_, reactor, {ev}, nullptr,
-      [resp, ledger, old_size, asked](uint64_t) {
-        const ledger::Head h = ledger->head();
-        const uint64_t size = asked == 0 ? h.size : asked;
-        auto proof = ledger->ConsistencyProof(old_size, size);
-        if (!proof.ok()) return ToGrpcStatus(proof.status());
-        auto old_root = ledger->RootAt(old_size);
-        auto new_root = ledger->RootAt(size);
-        if (!old_root.ok()) return ToGrpcStatus(old_root.status());
-        if (!new_root.ok()) return ToGrpcStatus(new_root.status());
-        resp->set_old_size(old_size);
-        resp->set_new_size(size);
-        resp->set_old_root(merkle::ToBytes(*old_root));
-        resp->set_new_root(merkle::ToBytes(*new_root));
-        for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
-        if (size == h.size) resp->set_checkpoint(h.checkpoint);
-        return grpc::Status::OK;
-      },
-      bulk_);
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerContext* ctx,
-                                                       const v1::GetEntriesRequest* req,
-                                                       v1::GetEntriesResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  if (!Begin(*identity_, ctx, reactor, log_, std::string(kAuditService) + "GetEntries",
-             "audit.entries", "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "",
-             &ev)) {
-    return reactor;
-  }
-  if (req->end() < req->begin() || req->end() - req->begin() > 1000) {
-    RecordRefusal(log_, reactor, ev,
-                  absl::InvalidArgumentError("ask for at most 1000 entries at a time"));
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ledger::Ledger* ledger = log_->ledger();
-  const uint64_t begin = req->begin(), end = req->end();
-  RecordThenFinish(
-      log_, reactor, {ev}, nullptr,
-      [resp, ledger, begin, end](uint64_t) {
-        auto entries = ledger->Entries(begin, end);
-        if (!entries.ok()) return ToGrpcStatus(entries.status());
-        // At most kMaxAuditAnswerBytes of entries (always at least one): the
-        // caller asks again from the index after the last one returned.
-        size_t bytes = 0;
-        for (uint64_t i = begin; i < end; ++i) {
-          const std::string& entry = (*entries)[i - begin];
-          if (i > begin && bytes + entry.size() > kMaxAuditAnswerBytes) break;
-          bytes += entry.size();
-          *resp->add_events() = Logged(i, entry);
-        }
-        return grpc::Status::OK;
-      },
-      bulk_);
-  return reactor;
-}
-
-namespace {
-
-// Sends an export in pieces of at most kMaxAuditAnswerBytes, so an export of any
-// size fits gRPC's message limit. The access is recorded, and the export built on
-// the bulk executor, before the first piece goes.
-class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
- public:
-  ExportStream(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
-               const v1::ExportRequest* req, AccessLog* log, Executor* bulk) {
-    v1::AccessEvent ev;
-    if (!Begin(identity, ctx, this, log, std::string(kAuditService) + "Export", "audit.export",
-               "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", "", &ev)) {
-      return;
-    }
-    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-    ledger::Ledger* ledger = log->ledger();
-    const uint64_t begin = req->begin(), asked = req->end();
-    RecordThenFinish(
-        log, this, {ev}, nullptr,
-        [this, ledger, begin, asked](uint64_t) {
-          const uint64_t end = asked == 0 ? ledger->head().size : asked;
-          auto exp = ledger->Export(begin, end);
-          if (!exp.ok()) return ToGrpcStatus(exp.status());
-          export_ = *std::move(exp);
-          return grpc::Status::OK;
-        },
-        bulk);
-  }
-
-  // What the helpers above call when the answer is known: an error ends the
-  // call; OK starts sending the export.
-  void Finish(grpc::Status status) {
-    if (!status.ok()) return ServerWriteReactor::Finish(status);
-    WriteNext();
-  }
-  void OnWriteDone(bool ok) override {
-    if (!ok) return ServerWriteReactor::Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-    WriteNext();
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void WriteNext() {
-    if (offset_ >= export_.size() && offset_ > 0) return ServerWriteReactor::Finish(grpc::Status::OK);
-    const size_t n = std::min(kMaxAuditAnswerBytes, export_.size() - offset_);
-    piece_.set_export_(export_.substr(offset_, n));
-    offset_ += n;
-    if (n == 0) offset_ = 1;  // an empty export: one empty piece, then done
-    StartWrite(&piece_);
-  }
-
-  std::string export_;
-  size_t offset_ = 0;
-  v1::ExportResponse piece_;
-};
-
-}  // namespace
-
-grpc::ServerWriteReactor<v1::ExportResponse>* AuditServiceImpl::Export(
-    grpc::CallbackServerContext* ctx, const v1::ExportRequest* req) {
-  return new ExportStream(*identity_, ctx, req, log_, bulk_);
-}
-
-}  // namespace corridor
 
 // ---- Evidence ----------------------------------------------------------------
 
-namespace corridor {
 namespace {
 
 // What a transfer past the limit is told.
@@ -651,13 +384,14 @@ class LiveStream {
 
 class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, private LiveStream {
  public:
-  EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx,
+  EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx, Rpc rpc,
                  v1::EvidenceItem* resp, CaseStore* store, AccessLog* log, uint64_t max_bytes,
                  const Clock* clock, TransferSlots* slots, StreamWatchdog* watchdog,
                  std::atomic<int>* live)
       : LiveStream(live),
         identity_(identity),
         ctx_(ctx),
+        rpc_(std::move(rpc)),
         resp_(resp),
         store_(store),
         log_(log),
@@ -712,8 +446,9 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
       return Refuse(absl::InvalidArgumentError("the first message must be the header"));
     header_ = msg_.header();
     caller_ =
-        Begin(*identity_, ctx_, this, log_, "/corridor.v1.CaseService/AddEvidence", "evidence.add",
-              "case", header_.case_id(), "case-handling", header_.request_id(), &event_);
+        Begin(*identity_, ctx_, this, log_, rpc_,
+              {"evidence.add", "case", header_.case_id(), "case-handling", header_.request_id()},
+              &event_);
     if (!caller_) {
       ended_ = true;  // refused and recorded
       return;
@@ -840,6 +575,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
 
   const IdentityResolver* identity_;
   grpc::CallbackServerContext* ctx_;
+  const Rpc rpc_;
   v1::EvidenceItem* resp_;
   CaseStore* store_;
   AccessLog* log_;
@@ -880,8 +616,8 @@ namespace {
 class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, private LiveStream {
  public:
   EvidenceDownload(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
-                   const v1::GetEvidenceRequest* req, CaseStore* store, AccessLog* log,
-                   TransferSlots* slots, StreamWatchdog* watchdog, absl::Time now,
+                   const Rpc& rpc, const v1::GetEvidenceRequest* req, CaseStore* store,
+                   AccessLog* log, TransferSlots* slots, StreamWatchdog* watchdog, absl::Time now,
                    std::atomic<int>* live)
       : LiveStream(live),
         ctx_(ctx),
@@ -891,74 +627,7 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
         case_id_(req->case_id()),
         evidence_id_(req->evidence_id()) {
     watch_ = watchdog_->Register([this] { TimedOut(); });
-    auto caller =
-        Begin(identity, ctx, this, log, "/corridor.v1.CaseService/GetEvidence", "evidence.get",
-              "evidence", req->evidence_id(), req->purpose(), req->request_id(), &event_);
-    event_.set_case_id(req->case_id());
-    if (!caller) return;
-    if (req->purpose().empty()) {
-      RecordRefusal(log, this, event_,
-                    absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
-      return;
-    }
-    slot_ = slots->TryAcquire();
-    if (slot_ == nullptr) {
-      RecordRefusal(log, this, event_, TooManyTransfers(slots->max()));
-      return;
-    }
-    auto c = store->Get(req->case_id());
-    if (c.ok()) {
-      if (auto st = RetentionAllowsRead(*c, now); !st.ok()) c = st;
-    }
-    if (!c.ok()) {
-      RecordRefusal(log, this, event_, c.status());
-      return;
-    }
-    const v1::EvidenceItem* found = nullptr;
-    for (const auto& item : c->evidence()) {
-      if (item.id() == req->evidence_id()) found = &item;
-    }
-    if (found == nullptr) {
-      RecordRefusal(log, this, event_,
-                    absl::NotFoundError(absl::StrCat("case ", req->case_id(), " has no evidence ",
-                                                     req->evidence_id())));
-      return;
-    }
-    item_ = *found;
-    // A received case holds only the metadata of the evidence shared with it:
-    // the content stayed with the org that referred the case. Not corruption.
-    if (item_.size() > 0 &&
-        absl::IsNotFound(store->ReadEvidenceChunk(case_id_, evidence_id_, 0).status())) {
-      for (const auto& link : c->referrals()) {
-        if (link.outgoing()) continue;
-        RecordRefusal(
-            log, this, event_,
-            absl::FailedPreconditionError(absl::StrCat(
-                "the content of evidence ", item_.id(), " stayed with ", link.peer_org(),
-                ", who referred this case (their case ", link.peer_case_id(),
-                "); only its description, size and SHA-256 were shared. Ask ", link.peer_org(),
-                " for the file; its SHA-256 here lets you check the copy they send")));
-        return;
-      }
-    }
-    if (absl::Status st = Verify(); !st.ok()) {
-      log::Error("evidence.corrupt", {{"case", req->case_id()}, {"evidence", req->evidence_id()}});
-      RecordRefusal(log, this, event_, st);
-      return;
-    }
-    event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-    event_.set_payload_sha256(item_.sha256());
-    log->Record({event_}, nullptr, [this](absl::StatusOr<uint64_t> index) {
-      if (!index.ok()) {
-        Finish(grpc::Status(
-            grpc::StatusCode::UNAVAILABLE,
-            "the node could not record this access in its ledger, so it returned nothing"));
-        return;
-      }
-      watch_->Touch();
-      streaming_ = true;
-      WriteNext();
-    });
+    Start(identity, rpc, *req, slots, now);
   }
 
   void OnWriteDone(bool ok) override {
@@ -975,6 +644,77 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
   }
 
  private:
+  // The call's access check and checks, then the recorded access, then the stream.
+  void Start(const IdentityResolver& identity, const Rpc& rpc, const v1::GetEvidenceRequest& req,
+             TransferSlots* slots, absl::Time now) {
+    auto caller = Begin(
+        identity, ctx_, this, log_, rpc,
+        {"evidence.get", "evidence", req.evidence_id(), req.purpose(), req.request_id()}, &event_);
+    event_.set_case_id(req.case_id());
+    if (!caller) return;
+    if (req.purpose().empty()) {
+      return Refuse(absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
+    }
+    slot_ = slots->TryAcquire();
+    if (slot_ == nullptr) return Refuse(TooManyTransfers(slots->max()));
+    if (absl::Status st = FindItem(now); !st.ok()) return Refuse(st);
+    event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    event_.set_payload_sha256(item_.sha256());
+    log_->Record({event_}, nullptr, [this](absl::StatusOr<uint64_t> index) {
+      if (!index.ok()) {
+        Finish(grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            "the node could not record this access in its ledger, so it returned nothing"));
+        return;
+      }
+      watch_->Touch();
+      streaming_ = true;
+      WriteNext();
+    });
+  }
+
+  void Refuse(const absl::Status& why) { RecordRefusal(log_, this, event_, why); }
+
+  // Finds the item in its case, readable at `now`, and checks that this node
+  // holds its content and that the content is intact.
+  absl::Status FindItem(absl::Time now) {
+    auto c = ReadableCase(*store_, case_id_, now);
+    if (!c.ok()) return c.status();
+    const v1::EvidenceItem* found = nullptr;
+    for (const auto& item : c->evidence()) {
+      if (item.id() == evidence_id_) found = &item;
+    }
+    if (found == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("case ", case_id_, " has no evidence ", evidence_id_));
+    }
+    item_ = *found;
+    if (absl::Status st = ContentHeldHere(*c); !st.ok()) return st;
+    if (absl::Status st = Verify(); !st.ok()) {
+      log::Error("evidence.corrupt", {{"case", case_id_}, {"evidence", evidence_id_}});
+      return st;
+    }
+    return absl::OkStatus();
+  }
+
+  // A received case holds only the metadata of the evidence shared with it:
+  // the content stayed with the org that referred the case. Not corruption.
+  absl::Status ContentHeldHere(const v1::Case& c) {
+    if (item_.size() == 0 ||
+        !absl::IsNotFound(store_->ReadEvidenceChunk(case_id_, evidence_id_, 0).status())) {
+      return absl::OkStatus();
+    }
+    for (const auto& link : c.referrals()) {
+      if (link.outgoing()) continue;
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the content of evidence ", item_.id(), " stayed with ", link.peer_org(),
+          ", who referred this case (their case ", link.peer_case_id(),
+          "); only its description, size and SHA-256 were shared. Ask ", link.peer_org(),
+          " for the file; its SHA-256 here lets you check the copy they send"));
+    }
+    return absl::OkStatus();
+  }
+
   // Chunks of an item: at least one (an empty item has one empty chunk).
   uint32_t ChunkCount() const {
     return static_cast<uint32_t>(
@@ -1058,15 +798,15 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
 
 grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
     grpc::CallbackServerContext* ctx, v1::EvidenceItem* resp) {
-  return new EvidenceUpload(identity_, ctx, resp, store_, log_,
+  return new EvidenceUpload(identity_, ctx, Cases(), resp, store_, log_,
                             config_.limits().max_evidence_bytes(), clock_, &transfers_,
                             watchdog_.get(), &live_streams_);
 }
 
 grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
-  return new EvidenceDownload(*identity_, ctx, req, store_, log_, &transfers_, watchdog_.get(),
-                              clock_->Now(), &live_streams_);
+  return new EvidenceDownload(*identity_, ctx, Cases(), req, store_, log_, &transfers_,
+                              watchdog_.get(), clock_->Now(), &live_streams_);
 }
 
 void CaseServiceImpl::WaitForStreams() {
@@ -1076,33 +816,22 @@ void CaseServiceImpl::WaitForStreams() {
 grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerContext* ctx,
                                                         const v1::ListEvidenceRequest* req,
                                                         v1::ListEvidenceResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
-  v1::AccessEvent ev;
-  auto caller =
-      Begin(*identity_, ctx, reactor, log_, std::string(kCaseService) + "ListEvidence",
-            "evidence.list", "case", req->case_id(), req->purpose(), req->request_id(), &ev);
-  if (!caller) return reactor;
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Cases(),
+                  {"evidence.list", "case", req->case_id(), req->purpose(), req->request_id()})) {
+    return call.reactor();
+  }
   // File names and media types can name the worker: a list is a read of personal data.
   if (req->purpose().empty()) {
-    RecordRefusal(log_, reactor, ev,
-                  absl::InvalidArgumentError(
-                      "listing a case's evidence shows its file names and needs a purpose (--purpose)"));
-    return reactor;
+    return call.Refuse(absl::InvalidArgumentError(
+        "listing a case's evidence shows its file names and needs a purpose (--purpose)"));
   }
-  auto c = store_->Get(req->case_id());
-  if (c.ok()) {
-    if (auto st = RetentionAllowsRead(*c, clock_->Now()); !st.ok()) c = st;
-  }
-  if (!c.ok()) {
-    RecordRefusal(log_, reactor, ev, c.status());
-    return reactor;
-  }
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, items = c->evidence()](uint64_t) {
+  auto c = ReadableCase(*store_, req->case_id(), clock_->Now());
+  if (!c.ok()) return call.Refuse(c.status());
+  return call.Allow(nullptr, [resp, items = c->evidence()](uint64_t) {
     for (const auto& i : items) *resp->add_items() = i;
     return grpc::Status::OK;
   });
-  return reactor;
 }
 
 }  // namespace corridor

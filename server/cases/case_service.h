@@ -1,5 +1,5 @@
-// CaseService (caseworkers) and AuditService (auditors): every call that
-// touches a case or the ledger — allowed, denied or failed — appends an
+// CaseService (caseworkers, prosecutors, approvers): every call that
+// touches a case — allowed, denied or failed — appends an
 // AccessEvent, and a call returns data only after that event is durable
 // (fail closed: if the ledger cannot write, the call fails UNAVAILABLE and
 // returns nothing). A change and its event commit in one synced batch.
@@ -14,11 +14,11 @@
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/config.pb.h"
 #include "server/audit/access_log.h"
-#include "server/store/case_store.h"
-#include "server/federation/exchange.h"
-#include "server/common/executor.h"
 #include "server/auth/identity.h"
+#include "server/common/executor.h"
 #include "server/common/rate_limit.h"
+#include "server/federation/exchange.h"
+#include "server/store/case_store.h"
 
 namespace corridor {
 
@@ -71,6 +71,13 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) override;
 
  private:
+  // The erasure of case `id` (its content, and what the outbox holds or sent
+  // of it) into a batch, adding the outbox's events to `events`. NotFound if
+  // there is no such case; a case already erased is erased again (a retry
+  // after its key could not be destroyed). Call under the case lock.
+  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareErasure(
+      const std::string& id, std::vector<v1::AccessEvent>* events);
+
   const v1::NodeConfig config_;
   const IdentityResolver* identity_;
   CaseStore* store_;
@@ -85,37 +92,6 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   std::unique_ptr<StreamWatchdog> watchdog_;
   // Evidence stream reactors not yet deleted.
   std::atomic<int> live_streams_{0};
-};
-
-class AuditServiceImpl final : public v1::AuditService::CallbackService {
- public:
-  // `bulk` builds proofs and exports, so that a large export never holds up
-  // the completion threads that answer ordinary calls.
-  AuditServiceImpl(const IdentityResolver* identity, AccessLog* log, Executor* bulk)
-      : identity_(identity), log_(log), bulk_(bulk) {}
-
-  grpc::ServerUnaryReactor* QueryEvents(grpc::CallbackServerContext* ctx,
-                                        const v1::QueryEventsRequest* req,
-                                        v1::QueryEventsResponse* resp) override;
-  grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* ctx,
-                                          const v1::GetCheckpointRequest* req,
-                                          v1::CheckpointResponse* resp) override;
-  grpc::ServerUnaryReactor* GetInclusionProof(grpc::CallbackServerContext* ctx,
-                                              const v1::InclusionProofRequest* req,
-                                              v1::InclusionProofResponse* resp) override;
-  grpc::ServerUnaryReactor* GetConsistencyProof(grpc::CallbackServerContext* ctx,
-                                                const v1::ConsistencyProofRequest* req,
-                                                v1::ConsistencyProofResponse* resp) override;
-  grpc::ServerUnaryReactor* GetEntries(grpc::CallbackServerContext* ctx,
-                                       const v1::GetEntriesRequest* req,
-                                       v1::GetEntriesResponse* resp) override;
-  grpc::ServerWriteReactor<v1::ExportResponse>* Export(grpc::CallbackServerContext* ctx,
-                                                       const v1::ExportRequest* req) override;
-
- private:
-  const IdentityResolver* identity_;
-  AccessLog* log_;
-  Executor* bulk_;
 };
 
 }  // namespace corridor

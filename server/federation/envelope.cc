@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "client/lib/yaml_proto.h"
 #include "ledger/crypto/dsse.h"
+#include "server/federation/referral_policy.h"
 
 namespace corridor {
 namespace {
@@ -106,8 +107,12 @@ std::string EnvelopeDigest(const v1::Envelope& envelope) {
   return DigestBytes(Sha256(envelope.payload()));
 }
 
-absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
-                                                   const EnvelopeContext& ctx) {
+namespace {
+
+// The envelope's one signature is by a roster key of the calling org and
+// verifies over the payload as sent; returns that key. Nothing is parsed yet.
+absl::StatusOr<const v1::SigningKey*> VerifySignedByCaller(const v1::Envelope& env,
+                                                           const EnvelopeContext& ctx) {
   if (env.payload_type() != kEnvelopePayloadType) {
     return absl::InvalidArgumentError(absl::StrCat(
         "envelope has another payload type (", env.payload_type().size(),
@@ -137,22 +142,18 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
   if (!pub.ok() || !pub->Verify(DssePae(env.payload_type(), env.payload()), sig.sig())) {
     return absl::PermissionDeniedError("envelope signature does not verify");
   }
-  // Only now is the payload parsed.
-  v1::EnvelopePayload payload;
-  if (auto st = ParseProtoStrict(env.payload(), "envelope payload", &payload); !st.ok()) return st;
-  if (payload.envelope_id().empty()) return absl::InvalidArgumentError("envelope has no id");
-  if (payload.sender_org() != ctx.caller_org) {
-    return absl::PermissionDeniedError(absl::StrCat("envelope claims sender ", payload.sender_org(),
-                                                    " but was delivered by the node of ",
-                                                    ctx.caller_org));
-  }
-  if (payload.key_id() != sig.keyid()) {
-    return absl::PermissionDeniedError(
-        "envelope names a different key than the one that signed it");
-  }
+  return key;
+}
+
+// The envelope's address and times by the receiver's clock: its key was
+// usable when it was created and still is; it is addressed to this node; it
+// is not from the future, not expired, and declares a lifetime the receiver
+// accepts.
+absl::Status CheckAddressAndTimes(const v1::EnvelopePayload& payload, const v1::SigningKey& key,
+                                  const EnvelopeContext& ctx) {
   const absl::Time created = absl::FromUnixSeconds(payload.created_unix());
   const absl::Time expires = absl::FromUnixSeconds(payload.expires_unix());
-  if (auto st = KeyUsable(*key, created, ctx.now); !st.ok()) return st;
+  if (auto st = KeyUsable(key, created, ctx.now); !st.ok()) return st;
   if (payload.recipient_org() != ctx.self_org) {
     return absl::PermissionDeniedError(absl::StrCat(
         "envelope is addressed to ", payload.recipient_org(), ", this node is ", ctx.self_org));
@@ -172,26 +173,34 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
         absl::StrCat("envelope declares a lifetime from ", Rfc3339(created), " to ",
                      Rfc3339(expires), ", longer than the ", max_days, " days this node accepts"));
   }
-  const v1::Agreement* agreement = nullptr;
-  for (const auto& a : ctx.roster->agreements()) {
-    if (a.id() == payload.agreement()) agreement = &a;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
+                                                   const EnvelopeContext& ctx) {
+  auto key = VerifySignedByCaller(env, ctx);
+  if (!key.ok()) return key.status();
+  // Only now is the payload parsed.
+  v1::EnvelopePayload payload;
+  if (auto st = ParseProtoStrict(env.payload(), "envelope payload", &payload); !st.ok()) return st;
+  if (payload.envelope_id().empty()) return absl::InvalidArgumentError("envelope has no id");
+  if (payload.sender_org() != ctx.caller_org) {
+    return absl::PermissionDeniedError(absl::StrCat("envelope claims sender ", payload.sender_org(),
+                                                    " but was delivered by the node of ",
+                                                    ctx.caller_org));
   }
-  if (agreement == nullptr) {
+  if (payload.key_id() != env.signatures(0).keyid()) {
     return absl::PermissionDeniedError(
-        absl::StrCat("agreement \"", payload.agreement(), "\" is not in the roster"));
+        "envelope names a different key than the one that signed it");
   }
-  auto has = [](const auto& list, const std::string& v) {
-    return std::find(list.begin(), list.end(), v) != list.end();
-  };
-  if (!has(agreement->parties(), payload.sender_org()) ||
-      !has(agreement->parties(), payload.recipient_org())) {
-    return absl::PermissionDeniedError(absl::StrCat("agreement ", agreement->id(),
-                                                    " does not bind both ", payload.sender_org(),
-                                                    " and ", payload.recipient_org()));
-  }
-  if (!has(agreement->purposes(), payload.purpose())) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "agreement ", agreement->id(), " does not cover the purpose \"", payload.purpose(), "\""));
+  if (auto st = CheckAddressAndTimes(payload, **key, ctx); !st.ok()) return st;
+  // The referral policy's agreement rule (server/federation/referral_policy.h).
+  if (auto st = CheckAgreement(*ctx.roster, payload.agreement(), payload.sender_org(),
+                               payload.recipient_org(), payload.purpose());
+      !st.ok()) {
+    return st;
   }
   if (payload.body_case() == v1::EnvelopePayload::BODY_NOT_SET) {
     return absl::InvalidArgumentError("envelope has no body");

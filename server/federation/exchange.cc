@@ -16,6 +16,7 @@
 #include "ledger/base/log.h"
 #include "server/common/edge.h"
 #include "server/federation/envelope.h"
+#include "server/federation/referral_policy.h"
 #include "server/store/store.h"
 
 namespace corridor {
@@ -152,10 +153,6 @@ absl::Status ValidatePeerIdentifiers(const v1::EnvelopePayload& p) {
     return ValidateOptionalIdentifier("erasure_outcome.reason", o.reason());  // a rule's code
   }
   return absl::OkStatus();
-}
-
-const char* DecisionWord(v1::ReferralState state) {
-  return state == v1::REFERRAL_STATE_ACCEPTED ? "accepted" : "declined";
 }
 
 std::string NewId(const char* prefix) {
@@ -432,9 +429,7 @@ absl::Status Exchange::PruneDelivered() {
 
 // ---- sending -------------------------------------------------------------------
 
-void Exchange::LoadOutbox() {
-  rocksdb::ReadOptions ro;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, outbox_));
+void Exchange::ContinueSequence(rocksdb::Iterator* it) {
   // The sequence continues after the newest item of any state.
   uint64_t last = 0;
   for (const char* prefix : kListedPrefixes) {
@@ -447,6 +442,9 @@ void Exchange::LoadOutbox() {
   uint64_t expected = last_seq_.load();
   while (expected < last && !last_seq_.compare_exchange_weak(expected, last)) {
   }
+}
+
+void Exchange::MigrateLegacyOutbox(rocksdb::Iterator* it) {
   // An outbox written by an earlier version: items keyed by envelope id.
   std::vector<std::pair<std::string, v1::OutboxItem>> legacy;
   for (it->Seek("ENV-"); it->Valid() && HasPrefix(it->key(), "ENV-"); it->Next()) {
@@ -454,61 +452,52 @@ void Exchange::LoadOutbox() {
     if (item.ParseFromString(it->value().ToString()))
       legacy.push_back({it->key().ToString(), std::move(item)});
   }
-  if (!legacy.empty()) {
-    std::stable_sort(legacy.begin(), legacy.end(), [](const auto& a, const auto& b) {
-      return a.second.created_unix() < b.second.created_unix();
-    });
-    rocksdb::WriteBatch batch;
-    const int64_t now_ms = absl::ToUnixMillis(Now());
-    for (auto& [old_key, item] : legacy) {
-      item.set_seq(NextSeq());
-      batch.Delete(outbox_, old_key);
-      if (item.state() == "pending") {
-        batch.Put(outbox_, PendingKey(item.seq()), item.SerializeAsString());
-        continue;
-      }
-      item.clear_envelope();
-      item.set_finished_unix_ms(now_ms);
-      batch.Put(outbox_,
-                item.state() == "failed" ? FailedKey(item.seq()) : DeliveredKey(now_ms, item.seq()),
-                item.SerializeAsString());
-    }
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    if (rocksdb::Status s = db_->Write(wo, &batch); !s.ok()) {
-      log::Error("outbox.migration_failed", {{"error", s.ToString()}});
-    } else {
-      log::Info("outbox.migrated", {{"items", legacy.size()}});
-    }
-  }
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = Now();
-  size_t pending = 0;
-  for (it->Seek(kPendingPrefix); it->Valid() && HasPrefix(it->key(), kPendingPrefix); it->Next()) {
-    v1::OutboxItem item;
-    if (!item.ParseFromString(it->value().ToString())) {
-      log::Error("outbox.unreadable_item", {{"key", it->key().ToString()}});
+  if (legacy.empty()) return;
+  std::stable_sort(legacy.begin(), legacy.end(), [](const auto& a, const auto& b) {
+    return a.second.created_unix() < b.second.created_unix();
+  });
+  rocksdb::WriteBatch batch;
+  const int64_t now_ms = absl::ToUnixMillis(Now());
+  for (auto& [old_key, item] : legacy) {
+    item.set_seq(NextSeq());
+    batch.Delete(outbox_, old_key);
+    if (item.state() == "pending") {
+      batch.Put(outbox_, PendingKey(item.seq()), item.SerializeAsString());
       continue;
     }
-    if (item.has_envelope() && CarriesPersonalData(item.kind())) {
-      // Written by an earlier version in plaintext: sealed now (an erased
-      // case's item stays as it is and is cancelled when it comes up).
-      auto sealed = cases_->SealForCase(item.case_id(), OutboxAad(item.envelope_id()),
-                                        item.envelope().SerializeAsString());
-      if (sealed.ok()) {
-        v1::OutboxItem stored = item;
-        stored.clear_envelope();
-        stored.set_sealed_envelope(*std::move(sealed));
-        rocksdb::WriteOptions wo;
-        wo.sync = true;
-        if (!db_->Put(wo, outbox_, it->key(), stored.SerializeAsString()).ok()) {
-          log::Error("outbox.seal_failed", {{"envelope", item.envelope_id()}});
-        }
-      }
-    }
-    AddPendingLocked(item, now);
-    ++pending;
+    item.clear_envelope();
+    item.set_finished_unix_ms(now_ms);
+    batch.Put(outbox_,
+              item.state() == "failed" ? FailedKey(item.seq()) : DeliveredKey(now_ms, item.seq()),
+              item.SerializeAsString());
   }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  if (rocksdb::Status s = db_->Write(wo, &batch); !s.ok()) {
+    log::Error("outbox.migration_failed", {{"error", s.ToString()}});
+  } else {
+    log::Info("outbox.migrated", {{"items", legacy.size()}});
+  }
+}
+
+void Exchange::SealIfPlaintext(const std::string& key, const v1::OutboxItem& item) {
+  if (!item.has_envelope() || !CarriesPersonalData(item.kind())) return;
+  // Written by an earlier version in plaintext: sealed now (an erased
+  // case's item stays as it is and is cancelled when it comes up).
+  auto sealed = cases_->SealForCase(item.case_id(), OutboxAad(item.envelope_id()),
+                                    item.envelope().SerializeAsString());
+  if (!sealed.ok()) return;
+  v1::OutboxItem stored = item;
+  stored.clear_envelope();
+  stored.set_sealed_envelope(*std::move(sealed));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  if (!db_->Put(wo, outbox_, key, stored.SerializeAsString()).ok()) {
+    log::Error("outbox.seal_failed", {{"envelope", item.envelope_id()}});
+  }
+}
+
+void Exchange::LoadCaseFixesLocked(rocksdb::Iterator* it) {
   for (it->Seek(kCaseUpdatePrefix); it->Valid() && HasPrefix(it->key(), kCaseUpdatePrefix);
        it->Next()) {
     std::vector<std::string> parts =
@@ -518,6 +507,27 @@ void Exchange::LoadOutbox() {
     (void)absl::SimpleAtoi(it->value().ToString(), &state);
     case_fixes_.push_back(CaseFix{parts[0], parts[1], static_cast<v1::ReferralState>(state)});
   }
+}
+
+void Exchange::LoadOutbox() {
+  rocksdb::ReadOptions ro;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, outbox_));
+  ContinueSequence(it.get());
+  MigrateLegacyOutbox(it.get());
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = Now();
+  size_t pending = 0;
+  for (it->Seek(kPendingPrefix); it->Valid() && HasPrefix(it->key(), kPendingPrefix); it->Next()) {
+    v1::OutboxItem item;
+    if (!item.ParseFromString(it->value().ToString())) {
+      log::Error("outbox.unreadable_item", {{"key", it->key().ToString()}});
+      continue;
+    }
+    SealIfPlaintext(it->key().ToString(), item);
+    AddPendingLocked(item, now);
+    ++pending;
+  }
+  LoadCaseFixesLocked(it.get());
   if (!it->status().ok()) {
     log::Error("outbox.unreadable", {{"error", it->status().ToString()}});
   }
@@ -655,6 +665,59 @@ std::shared_ptr<v1::PeerService::Stub> Exchange::StubFor(const std::string& org)
   return nullptr;
 }
 
+bool Exchange::WaitForErasure(const v1::OutboxItem& item) {
+  if (!CarriesPersonalData(item.kind())) return false;
+  bool wait = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto e = erasing_.find(item.case_id());
+    if (e != erasing_.end() && Now() - e->second > kStagedLimit) {
+      erasing_.erase(e);  // the erasure's write failed: the case stays
+    } else if (e != erasing_.end()) {
+      wait = true;
+    }
+  }
+  return wait && !cases_->IsErased(item.case_id());
+}
+
+absl::Status Exchange::OpenEnvelope(Call* call) {
+  if (!call->item.sealed_envelope().empty()) {
+    auto plain = cases_->OpenForCase(call->item.case_id(), OutboxAad(call->item.envelope_id()),
+                                     call->item.sealed_envelope());
+    if (!plain.ok()) return plain.status();
+    if (!call->envelope.ParseFromString(*plain)) {
+      return absl::DataLossError("a sealed outbox envelope does not parse");
+    }
+    return absl::OkStatus();
+  }
+  call->envelope = call->item.envelope();
+  call->item.clear_envelope();
+  if (CarriesPersonalData(call->item.kind()) && cases_->IsErased(call->item.case_id())) {
+    return absl::FailedPreconditionError("case erased");
+  }
+  return absl::OkStatus();
+}
+
+void Exchange::LeaveLane(const std::string& org) {
+  absl::MutexLock lock(&mu_);
+  --lanes_[org].in_flight;
+}
+
+void Exchange::NotSent(const std::string& org, uint64_t seq, const rocksdb::Status& read,
+                       bool readable, bool expired, v1::OutboxItem item) {
+  if (read.IsNotFound()) {  // gone (only if the store was changed underneath)
+    FinishItem(org, seq);
+  } else if (!readable) {
+    log::Error("outbox.unreadable_item", {{"seq", seq}, {"error", read.ToString()}});
+    RetryItem(org, seq, std::nullopt, "", options_.max_backoff);
+  } else if (expired) {
+    const std::string error = absl::StrCat("expired before delivery: ", item.last_error());
+    Fail(org, seq, std::move(item), error);
+  } else {
+    Fail(org, seq, std::move(item), absl::StrCat(org, " is no longer in the roster"));
+  }
+}
+
 void Exchange::StartCall(const std::string& org, uint64_t seq) {
   auto call = std::make_shared<Call>();
   call->org = org;
@@ -663,68 +726,27 @@ void Exchange::StartCall(const std::string& org, uint64_t seq) {
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), outbox_, PendingKey(seq), &value);
   std::shared_ptr<v1::PeerService::Stub> stub = StubFor(org);
   bool readable = s.ok() && call->item.ParseFromString(value);
-  if (readable && CarriesPersonalData(call->item.kind())) {
-    // Its case's erasure is being committed: wait for it, then cancel.
-    bool wait = false;
-    {
-      absl::MutexLock lock(&mu_);
-      auto e = erasing_.find(call->item.case_id());
-      if (e != erasing_.end() && Now() - e->second > kStagedLimit) {
-        erasing_.erase(e);  // the erasure's write failed: the case stays
-      } else if (e != erasing_.end()) {
-        wait = true;
-      }
-    }
-    if (wait && !cases_->IsErased(call->item.case_id())) {
-      {
-        absl::MutexLock lock(&mu_);
-        --lanes_[org].in_flight;
-      }
-      RetryItem(org, seq, std::nullopt, "", kCaseFixRetry);
-      return DoneOutstanding();
-    }
+  // Its case's erasure is being committed: wait for it, then cancel.
+  if (readable && WaitForErasure(call->item)) {
+    LeaveLane(org);
+    RetryItem(org, seq, std::nullopt, "", kCaseFixRetry);
+    return DoneOutstanding();
   }
   // Personal data is opened here, in memory only; a case erased meanwhile has
   // nothing left to send.
-  absl::Status open = absl::OkStatus();
-  if (readable && !call->item.sealed_envelope().empty()) {
-    auto plain = cases_->OpenForCase(call->item.case_id(), OutboxAad(call->item.envelope_id()),
-                                     call->item.sealed_envelope());
-    open = plain.status();
-    readable = plain.ok() && call->envelope.ParseFromString(*plain);
-  } else if (readable) {
-    call->envelope = call->item.envelope();
-    call->item.clear_envelope();
-    if (CarriesPersonalData(call->item.kind()) && cases_->IsErased(call->item.case_id())) {
-      open = absl::FailedPreconditionError("case erased");
+  if (readable) {
+    const absl::Status open = OpenEnvelope(call.get());
+    if (absl::IsFailedPrecondition(open) || absl::IsNotFound(open)) {
+      LeaveLane(org);
+      CancelItem(org, seq, std::move(call->item));
+      return DoneOutstanding();
     }
-  }
-  const bool erased = absl::IsFailedPrecondition(open) || absl::IsNotFound(open);
-  if (erased) {
-    {
-      absl::MutexLock lock(&mu_);
-      --lanes_[org].in_flight;
-    }
-    CancelItem(org, seq, std::move(call->item));
-    return DoneOutstanding();
+    readable = open.ok();
   }
   const bool expired = readable && Now() > absl::FromUnixSeconds(call->item.expires_unix());
   if (!readable || expired || stub == nullptr) {
-    {
-      absl::MutexLock lock(&mu_);
-      --lanes_[org].in_flight;
-    }
-    if (s.IsNotFound()) {  // gone (only if the store was changed underneath)
-      FinishItem(org, seq);
-    } else if (!readable) {
-      log::Error("outbox.unreadable_item", {{"seq", seq}, {"error", s.ToString()}});
-      RetryItem(org, seq, std::nullopt, "", options_.max_backoff);
-    } else if (expired) {
-      Fail(org, seq, std::move(call->item),
-           absl::StrCat("expired before delivery: ", call->item.last_error()));
-    } else {
-      Fail(org, seq, std::move(call->item), absl::StrCat(org, " is no longer in the roster"));
-    }
+    LeaveLane(org);
+    NotSent(org, seq, s, readable, expired, std::move(call->item));
     return DoneOutstanding();
   }
   // Wait for the connection (within the deadline) instead of failing at once
@@ -984,44 +1006,91 @@ void Exchange::CancelItem(const std::string& org, uint64_t seq, v1::OutboxItem i
   FinishItem(org, seq);
 }
 
+std::vector<std::pair<std::string, uint64_t>> Exchange::TakeQueuedOfCase(
+    const std::string& case_id) {
+  std::vector<std::pair<std::string, uint64_t>> removed;  // (org, seq)
+  absl::MutexLock lock(&mu_);
+  for (auto it = staged_.begin(); it != staged_.end();) {
+    // Still invisible: its batch failed; nothing to cancel.
+    if (it->second.first.case_id() == case_id) {
+      it = staged_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  erasing_[case_id] = Now();
+  for (auto& [org, lane] : lanes_) {
+    std::vector<uint64_t> seqs;
+    for (auto& [seq, p] : lane.items) {
+      if (p.case_id != case_id || !CarriesPersonalData(p.kind)) continue;
+      if (p.in_flight) {
+        // It may arrive; the erasure request follows it. Cut short
+        // (CutShortCallsOfCase), it comes up again at once, to be cancelled.
+        p.reset_while_out = true;
+      } else {
+        seqs.push_back(seq);
+      }
+    }
+    for (uint64_t seq : seqs) {
+      RemoveLocked(lane, seq);
+      removed.push_back({org, seq});
+    }
+  }
+  return removed;
+}
+
+absl::StatusOr<v1::AccessEvent> Exchange::RequestErasure(rocksdb::WriteBatch* batch,
+                                                         const v1::Case& c,
+                                                         const v1::ReferralLink& link) {
+  v1::EnvelopePayload payload = NewPayload(link.peer_org(), link.agreement(), link.purpose());
+  payload.mutable_erasure_request()->set_referral_id(link.referral_id());
+  payload.mutable_erasure_request()->set_origin_case_id(c.id());
+  auto item = Enqueue(batch, payload, kErasureRequestKind, c.id(), link.referral_id());
+  if (!item.ok()) return item.status();
+  v1::SentErasure sent;
+  sent.set_receiver_org(link.peer_org());
+  sent.set_request_envelope_id(item->envelope_id());
+  batch->Put(outbox_, ErasureKey(c.id(), link.referral_id()), sent.SerializeAsString());
+  v1::AccessEvent ev;
+  ev.set_actor_org(config_.org());
+  ev.set_actor_subject("node");
+  ev.set_action("erasure.request");
+  ev.set_resource_kind("envelope");
+  ev.set_resource_id(item->envelope_id());
+  ev.set_case_id(c.id());
+  ev.set_peer_org(link.peer_org());
+  ev.set_agreement(link.agreement());
+  ev.set_purpose(link.purpose());
+  ev.set_payload_sha256(EnvelopeDigest(item->envelope()));
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ev.set_reason(absl::StrCat("erase what was received through referral ", link.referral_id()));
+  return ev;
+}
+
+void Exchange::CutShortCallsOfCase(const std::string& case_id) {
+  // Whether the peer took the envelope is unknown: its erasure request
+  // follows it. They are cancelled when they come up again, the case being
+  // erased by then.
+  std::vector<std::shared_ptr<Call>> sending;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& call : calls_) {
+      if (call->item.case_id() == case_id && CarriesPersonalData(call->item.kind())) {
+        sending.push_back(call);
+      }
+    }
+  }
+  for (const auto& call : sending) call->ctx.TryCancel();  // not under mu_
+}
+
 absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(rocksdb::WriteBatch* batch,
                                                                       const v1::Case& c) {
   // Everything committed for the case is on disk (its writers held the case
   // lock until their commit): bring it into the lanes first.
   PromoteStaged();
-  std::vector<std::pair<std::string, uint64_t>> removed;  // (org, seq)
-  {
-    absl::MutexLock lock(&mu_);
-    for (auto it = staged_.begin(); it != staged_.end();) {
-      // Still invisible: its batch failed; nothing to cancel.
-      if (it->second.first.case_id() == c.id()) {
-        it = staged_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    erasing_[c.id()] = Now();
-    for (auto& [org, lane] : lanes_) {
-      std::vector<uint64_t> seqs;
-      for (auto& [seq, p] : lane.items) {
-        if (p.case_id != c.id() || !CarriesPersonalData(p.kind)) continue;
-        if (p.in_flight) {
-          // It may arrive; the erasure request below follows it. Cut short
-          // (below), it comes up again at once, to be cancelled.
-          p.reset_while_out = true;
-        } else {
-          seqs.push_back(seq);
-        }
-      }
-      for (uint64_t seq : seqs) {
-        RemoveLocked(lane, seq);
-        removed.push_back({org, seq});
-      }
-    }
-  }
   std::vector<v1::AccessEvent> events;
   std::set<std::string> never_sent;  // referrals whose envelope is cancelled
-  for (const auto& [org, seq] : removed) {
+  for (const auto& [org, seq] : TakeQueuedOfCase(c.id())) {
     std::string value;
     v1::OutboxItem item;
     rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), outbox_, PendingKey(seq), &value);
@@ -1037,43 +1106,11 @@ absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(rocksdb::W
         link.state() == v1::REFERRAL_STATE_UNSPECIFIED || never_sent.count(link.referral_id())) {
       continue;
     }
-    v1::EnvelopePayload payload = NewPayload(link.peer_org(), link.agreement(), link.purpose());
-    payload.mutable_erasure_request()->set_referral_id(link.referral_id());
-    payload.mutable_erasure_request()->set_origin_case_id(c.id());
-    auto item = Enqueue(batch, payload, kErasureRequestKind, c.id(), link.referral_id());
-    if (!item.ok()) return item.status();
-    v1::SentErasure sent;
-    sent.set_receiver_org(link.peer_org());
-    sent.set_request_envelope_id(item->envelope_id());
-    batch->Put(outbox_, ErasureKey(c.id(), link.referral_id()), sent.SerializeAsString());
-    v1::AccessEvent ev;
-    ev.set_actor_org(config_.org());
-    ev.set_actor_subject("node");
-    ev.set_action("erasure.request");
-    ev.set_resource_kind("envelope");
-    ev.set_resource_id(item->envelope_id());
-    ev.set_case_id(c.id());
-    ev.set_peer_org(link.peer_org());
-    ev.set_agreement(link.agreement());
-    ev.set_purpose(link.purpose());
-    ev.set_payload_sha256(EnvelopeDigest(item->envelope()));
-    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-    ev.set_reason(absl::StrCat("erase what was received through referral ", link.referral_id()));
-    events.push_back(std::move(ev));
+    auto ev = RequestErasure(batch, c, link);
+    if (!ev.ok()) return ev.status();
+    events.push_back(*std::move(ev));
   }
-  // Calls still sending the case's envelopes are cut short (whether the peer
-  // took one is unknown: its erasure request above follows it); they are
-  // cancelled when they come up again, the case being erased by then.
-  std::vector<std::shared_ptr<Call>> sending;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& call : calls_) {
-      if (call->item.case_id() == c.id() && CarriesPersonalData(call->item.kind())) {
-        sending.push_back(call);
-      }
-    }
-  }
-  for (const auto& call : sending) call->ctx.TryCancel();  // not under mu_
+  CutShortCallsOfCase(c.id());
   return events;
 }
 
@@ -1146,271 +1183,118 @@ absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& sender,
   return absl::UnavailableError("the receive entry is not visible yet; retry");
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
-    const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
-    std::string* locked, std::vector<v1::AccessEvent>* also_record) {
-  if (p.has_erasure_request()) return ApplyErasureRequest(p, case_id, locked, also_record);
-  if (p.has_erasure_outcome()) return ApplyErasureOutcome(p, case_id, also_record);
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  const std::string now = Rfc3339(Now());
-  auto note = [&](v1::Case& c, const std::string& text, const std::string& outcome,
-                  v1::CaseStatus st) {
-    v1::CaseNote* n = c.add_history();
-    n->set_time(now);
-    n->set_org(p.sender_org());
-    n->set_author(p.has_update() ? p.update().author() : p.sender_org() + "/node");
-    n->set_note(text);
-    n->set_outcome(outcome);
-    n->set_status(st);
-  };
-  if (p.has_referral()) {
-    const v1::Referral& r = p.referral();
-    std::string originator;
-    if (!r.onward_permission().empty()) {
-      EnvelopeContext ctx{p.sender_org(),
-                          config_.org(),
-                          roster().get(),
-                          Now(),
-                          config_.limits().max_message_bytes(),
-                          MaxEnvelopeLifetime()};
-      auto from = VerifyOnwardPermission(r.onward_permission(), p.sender_org(), p.purpose(),
-                                         p.agreement(), ctx);
-      if (!from.ok()) return from.status();
-      originator = *from;
-    }
-    if (CaseForReferral(r.referral_id()).ok()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("referral ", r.referral_id(), " was already received"));
-    }
-    v1::Case c;
-    c.set_id(CaseStore::NewCaseId());
-    c.set_owner_org(config_.org());
-    c.set_category(r.shared().category());
-    c.set_sector(r.shared().sector());
-    c.set_origin_country(r.shared().origin_country());
-    c.set_destination_country(r.shared().destination_country());
-    *c.mutable_worker() = r.shared().worker();
-    *c.mutable_employer() = r.shared().employer();
-    *c.mutable_recruiter() = r.shared().recruiter();
-    c.set_narrative(r.shared().narrative());
-    for (const auto& e : r.shared().evidence()) *c.add_evidence() = e;
-    c.set_status(v1::CASE_STATUS_INCOMING);
-    c.set_created_at(now);
-    c.set_updated_at(now);
-    c.set_created_by(p.sender_org() + "/node");
-    v1::ReferralLink* link = c.add_referrals();
-    link->set_referral_id(r.referral_id());
-    link->set_outgoing(false);
-    link->set_peer_org(p.sender_org());
-    link->set_peer_case_id(r.origin_case_id());
-    link->set_agreement(p.agreement());
-    link->set_purpose(p.purpose());
-    link->set_state(v1::REFERRAL_STATE_PENDING);
-    link->set_onward_sharing(r.handling().onward_sharing());
-    link->set_retention_until(r.handling().retention_until());
-    link->set_created_at(now);
-    note(c,
-         absl::StrCat("referral received from ", p.sender_org(),
-                      originator.empty() ? "" : " with the permission of " + originator,
-                      r.deidentified() ? " (de-identified)" : ""),
-         "", v1::CASE_STATUS_INCOMING);
-    auto create = cases_->PrepareCreate(c);
-    if (!create.ok()) return create.status();
-    batch = *std::move(create);
-    IndexReferral(batch.get(), r.referral_id(), c.id());
-    *case_id = c.id();
-    return batch;
-  }
-  const std::string referral_id = p.has_decision() ? p.decision().referral_id()
-                                  : p.has_update() ? p.update().referral_id()
-                                                   : p.permission().referral_id();
-  auto id = CaseForReferral(referral_id);
-  if (!id.ok()) return id.status();
-  *case_id = *id;
-  if (auto st = cases_->Lock(*id); !st.ok()) return absl::UnavailableError(st.message());
-  *locked = *id;
-  auto c = cases_->Get(*id);
-  if (!c.ok()) return c.status();
-  v1::ReferralLink* link = nullptr;
-  for (auto& l : *c->mutable_referrals()) {
-    if (l.referral_id() == referral_id && l.peer_org() == p.sender_org()) link = &l;
-  }
-  if (link == nullptr) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(p.sender_org(), " is not party to referral ", referral_id));
-  }
-  // A peer changes only what is its own to change, and a decision once.
+namespace {
+
+// A note a peer's envelope leaves in a local case's history.
+void AddPeerNote(v1::Case& c, const v1::EnvelopePayload& p, const std::string& now,
+                 const std::string& text, const std::string& outcome, v1::CaseStatus status) {
+  v1::CaseNote* n = c.add_history();
+  n->set_time(now);
+  n->set_org(p.sender_org());
+  n->set_author(p.has_update() ? p.update().author() : p.sender_org() + "/node");
+  n->set_note(text);
+  n->set_outcome(outcome);
+  n->set_status(status);
+}
+
+// The local case a referral envelope creates: incoming, waiting for a
+// decision, linked to the sender's case; `originator` gave the permission the
+// referral cites ("" if it cites none).
+v1::Case ReceivedCase(const v1::EnvelopePayload& p, const std::string& self_org,
+                      const std::string& originator, const std::string& now) {
+  const v1::Referral& r = p.referral();
+  v1::Case c;
+  c.set_id(CaseStore::NewCaseId());
+  c.set_owner_org(self_org);
+  c.set_category(r.shared().category());
+  c.set_sector(r.shared().sector());
+  c.set_origin_country(r.shared().origin_country());
+  c.set_destination_country(r.shared().destination_country());
+  *c.mutable_worker() = r.shared().worker();
+  *c.mutable_employer() = r.shared().employer();
+  *c.mutable_recruiter() = r.shared().recruiter();
+  c.set_narrative(r.shared().narrative());
+  for (const auto& e : r.shared().evidence()) *c.add_evidence() = e;
+  c.set_status(v1::CASE_STATUS_INCOMING);
+  c.set_created_at(now);
+  c.set_updated_at(now);
+  c.set_created_by(p.sender_org() + "/node");
+  v1::ReferralLink* link = c.add_referrals();
+  link->set_referral_id(r.referral_id());
+  link->set_outgoing(false);
+  link->set_peer_org(p.sender_org());
+  link->set_peer_case_id(r.origin_case_id());
+  link->set_agreement(p.agreement());
+  link->set_purpose(p.purpose());
+  link->set_state(v1::REFERRAL_STATE_PENDING);
+  link->set_onward_sharing(r.handling().onward_sharing());
+  link->set_retention_until(r.handling().retention_until());
+  link->set_created_at(now);
+  AddPeerNote(c, p, now,
+              absl::StrCat("referral received from ", p.sender_org(),
+                           originator.empty() ? "" : " with the permission of " + originator,
+                           r.deidentified() ? " (de-identified)" : ""),
+              "", v1::CASE_STATUS_INCOMING);
+  return c;
+}
+
+// The referral a decision, update or permission envelope is about.
+const std::string& ReferralIdOf(const v1::EnvelopePayload& p) {
+  return p.has_decision() ? p.decision().referral_id()
+         : p.has_update() ? p.update().referral_id()
+                          : p.permission().referral_id();
+}
+
+// Applies decision, permission or update `p` (`envelope`), which the referral
+// policy allowed (CheckPeerChange), to `link` and its case `c`.
+void ApplyPeerChange(const v1::Envelope& envelope, const v1::EnvelopePayload& p,
+                     const std::string& now, v1::ReferralLink* link, v1::Case* c) {
   if (p.has_decision()) {
     const auto& d = p.decision();
-    if (!link->outgoing()) {
-      return absl::PermissionDeniedError(
-          absl::StrCat(p.sender_org(), " sent referral ", referral_id,
-                       " to this node; only its receiver decides it"));
-    }
-    if (link->state() == v1::REFERRAL_STATE_ACCEPTED ||
-        link->state() == v1::REFERRAL_STATE_DECLINED) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("referral ", referral_id, " was already ", DecisionWord(link->state()),
-                       " by ", p.sender_org(), "; a decision is final once recorded"));
-    }
-    if (d.accepted() == d.linked_case_id().empty()) {
-      return absl::InvalidArgumentError(d.accepted()
-                                            ? "an acceptance must name the receiver's linked case"
-                                            : "a decline names no linked case");
-    }
     link->set_state(d.accepted() ? v1::REFERRAL_STATE_ACCEPTED : v1::REFERRAL_STATE_DECLINED);
     link->set_peer_case_id(d.linked_case_id());
     link->set_reason(d.reason());
-    note(*c,
-         absl::StrCat(p.sender_org(),
-                      d.accepted() ? " accepted the referral" : " declined the referral",
-                      d.reason().empty() ? "" : ": " + d.reason()),
-         "", v1::CASE_STATUS_UNSPECIFIED);
+    AddPeerNote(*c, p, now,
+                absl::StrCat(p.sender_org(),
+                             d.accepted() ? " accepted the referral" : " declined the referral",
+                             d.reason().empty() ? "" : ": " + d.reason()),
+                "", v1::CASE_STATUS_UNSPECIFIED);
   } else if (p.has_permission()) {
-    if (link->outgoing() || p.permission().holder_org() != config_.org()) {
-      return absl::PermissionDeniedError("a permission must concern a referral this node received");
-    }
-    if (link->state() != v1::REFERRAL_STATE_ACCEPTED) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "referral ", referral_id, " has not been accepted here; there is nothing to pass on"));
-    }
     link->add_permissions(envelope.SerializeAsString());
-    note(*c,
-         absl::StrCat(p.sender_org(), " permits passing this case on to ",
-                      p.permission().permitted_org(), " for ", p.permission().purpose()),
-         "", v1::CASE_STATUS_UNSPECIFIED);
+    AddPeerNote(*c, p, now,
+                absl::StrCat(p.sender_org(), " permits passing this case on to ",
+                             p.permission().permitted_org(), " for ", p.permission().purpose()),
+                "", v1::CASE_STATUS_UNSPECIFIED);
   } else {
     const auto& u = p.update();
-    if (link->state() != v1::REFERRAL_STATE_ACCEPTED) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "referral ", referral_id, " is not accepted; updates are taken only on linked cases"));
-    }
-    if (!v1::CaseStatus_IsValid(u.status()) || u.status() == v1::CASE_STATUS_ERASED ||
-        u.status() == v1::CASE_STATUS_INCOMING) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("update.status ", static_cast<int>(u.status()), " cannot be posted"));
-    }
-    note(*c, u.note(), u.outcome(), u.status());
+    AddPeerNote(*c, p, now, u.note(), u.outcome(), u.status());
   }
   c->set_updated_at(now);
-  if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) return st;
-  return batch;
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureRequest(
-    const v1::EnvelopePayload& p, std::string* case_id, std::string* locked,
-    std::vector<v1::AccessEvent>* also_record) {
-  const v1::ErasureRequest& r = p.erasure_request();
-  if (r.referral_id().empty()) {
-    return absl::InvalidArgumentError("an erasure request must name a referral");
-  }
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  v1::ErasureOutcome out;
-  out.set_referral_id(r.referral_id());
-  out.set_request_envelope_id(p.envelope_id());
+// The event of erasing a case at `p`'s sender's request (its case and outcome set later).
+v1::AccessEvent PeerErasureEvent(const v1::EnvelopePayload& p, const std::string& self_org) {
   v1::AccessEvent ev;
-  ev.set_actor_org(config_.org());
+  ev.set_actor_org(self_org);
   ev.set_actor_subject("node");
   ev.set_action("case.erase");
   ev.set_resource_kind("case");
   ev.set_peer_org(p.sender_org());
   ev.set_agreement(p.agreement());
   ev.set_purpose("erasure");
-  const std::string why = absl::StrCat("requested by ", p.sender_org(), " (envelope ",
-                                       p.envelope_id(), ", referral ", r.referral_id(), ")");
-  auto id = CaseForReferral(r.referral_id());
-  if (absl::IsNotFound(id.status())) {
-    out.set_result(v1::ERASURE_RESULT_NOT_HELD);
-  } else if (!id.ok()) {
-    return id.status();
-  } else {
-    *case_id = *id;
-    if (auto st = cases_->Lock(*id); !st.ok()) return absl::UnavailableError(st.message());
-    *locked = *id;
-    out.set_receiver_case_id(*id);
-    ev.set_resource_id(*id);
-    ev.set_case_id(*id);
-    if (cases_->IsErased(*id)) {
-      out.set_result(v1::ERASURE_RESULT_ERASED);  // already: nothing left to do
-    } else {
-      auto c = cases_->Get(*id);
-      if (!c.ok()) return c.status();
-      bool received = false;
-      for (const auto& l : c->referrals()) {
-        received = received || (!l.outgoing() && l.referral_id() == r.referral_id() &&
-                                l.peer_org() == p.sender_org());
-      }
-      if (!received) {
-        return absl::PermissionDeniedError(absl::StrCat(p.sender_org(), " did not send referral ",
-                                                        r.referral_id(), " to this node"));
-      }
-      if (UnderLegalHold(*c)) {
-        out.set_result(v1::ERASURE_RESULT_REFUSED);
-        out.set_reason(kLegalHold);
-        ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
-        ev.set_reason(
-            absl::StrCat("refused (legal-hold: the case is held for proceedings); ", why));
-      } else {
-        auto erase = cases_->PrepareErase(*id);
-        if (!erase.ok()) return erase.status();
-        batch = *std::move(erase);
-        // What this node queued about the case goes too, and whoever it
-        // passed the case on to is asked in turn.
-        auto more = PrepareErasure(batch.get(), *c);
-        if (!more.ok()) return more.status();
-        out.set_result(v1::ERASURE_RESULT_ERASED);
-        ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-        ev.set_reason(why);
-        also_record->push_back(ev);
-        also_record->insert(also_record->end(), more->begin(), more->end());
-        absl::MutexLock lock(&mu_);
-        shreds_owed_[*id] = Now();
-      }
-      if (out.result() == v1::ERASURE_RESULT_REFUSED) also_record->push_back(ev);
-    }
-  }
-  v1::EnvelopePayload answer = NewPayload(p.sender_org(), p.agreement(), p.purpose());
-  *answer.mutable_erasure_outcome() = out;
-  auto item = Enqueue(batch.get(), answer, kErasureOutcomeKind, *case_id, r.referral_id());
-  if (!item.ok()) return item.status();
-  return batch;
+  return ev;
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureOutcome(
-    const v1::EnvelopePayload& p, std::string* case_id, std::vector<v1::AccessEvent>* also_record) {
+// The event of receiving erasure outcome `o` from `p`'s sender about case `case_id`.
+v1::AccessEvent ErasureOutcomeEvent(const v1::EnvelopePayload& p, const std::string& case_id) {
   const v1::ErasureOutcome& o = p.erasure_outcome();
-  const absl::Status not_asked = absl::PermissionDeniedError(
-      absl::StrCat("this node sent ", p.sender_org(), " no erasure request ",
-                   o.request_envelope_id(), " about referral ", o.referral_id()));
-  if (o.result() == v1::ERASURE_RESULT_UNSPECIFIED || !IsReasonCode(o.reason())) {
-    return absl::InvalidArgumentError(
-        "an erasure outcome needs a result and, as its reason, a rule's code");
-  }
-  auto id = CaseForReferral(o.referral_id());
-  if (!id.ok()) return absl::IsNotFound(id.status()) ? not_asked : id.status();
-  std::string value;
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), outbox_, ErasureKey(*id, o.referral_id()), &value);
-  if (s.IsNotFound()) return not_asked;
-  if (!s.ok()) return FromRocksStatus(s, "reading the erasure requests sent");
-  v1::SentErasure sent;
-  if (!sent.ParseFromString(value))
-    return absl::DataLossError("a sent erasure record is malformed");
-  if (sent.receiver_org() != p.sender_org() ||
-      sent.request_envelope_id() != o.request_envelope_id()) {
-    return not_asked;
-  }
-  *case_id = *id;
-  sent.set_result(o.result());
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Put(outbox_, ErasureKey(*id, o.referral_id()), sent.SerializeAsString());
   v1::AccessEvent ev;
   ev.set_actor_org(p.sender_org());
   ev.set_actor_subject("node");
   ev.set_action("erasure.outcome");
   ev.set_resource_kind("envelope");
   ev.set_resource_id(o.request_envelope_id());
-  ev.set_case_id(*id);
+  ev.set_case_id(case_id);
   ev.set_peer_org(p.sender_org());
   ev.set_outcome(o.result() == v1::ERASURE_RESULT_REFUSED ? v1::ACCESS_OUTCOME_DENIED
                                                           : v1::ACCESS_OUTCOME_ALLOWED);
@@ -1424,8 +1308,265 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureOutco
     default:
       ev.set_reason(absl::StrCat("they hold nothing received through referral ", o.referral_id()));
   }
-  also_record->push_back(std::move(ev));
-  return batch;
+  return ev;
+}
+
+}  // namespace
+
+EnvelopeContext Exchange::ReceiverContext(const std::string& sender,
+                                          const v1::Roster* roster) const {
+  return EnvelopeContext{sender,
+                         config_.org(),
+                         roster,
+                         Now(),
+                         config_.limits().max_message_bytes(),
+                         MaxEnvelopeLifetime()};
+}
+
+Exchange::Applied Exchange::ApplyBody(const v1::Envelope& envelope, const v1::EnvelopePayload& p) {
+  if (p.has_erasure_request()) return ApplyErasureRequest(p);
+  if (p.has_erasure_outcome()) return ApplyErasureOutcome(p);
+  if (p.has_referral()) return ApplyReferral(p);
+  return ApplyLinkChange(envelope, p);
+}
+
+Exchange::Applied Exchange::ApplyReferral(const v1::EnvelopePayload& p) {
+  Applied out;
+  const v1::Referral& r = p.referral();
+  auto roster = this->roster();
+  auto originator = CheckReceivedReferral(p, ReceiverContext(p.sender_org(), roster.get()));
+  if (!originator.ok()) return std::move(out).Refused(originator.status());
+  if (CaseForReferral(r.referral_id()).ok()) {
+    return std::move(out).Refused(absl::AlreadyExistsError(
+        absl::StrCat("referral ", r.referral_id(), " was already received")));
+  }
+  const v1::Case c = ReceivedCase(p, config_.org(), *originator, Rfc3339(Now()));
+  auto create = cases_->PrepareCreate(c);
+  if (!create.ok()) return std::move(out).Refused(create.status());
+  auto batch = *std::move(create);
+  IndexReferral(batch.get(), r.referral_id(), c.id());
+  out.case_id = c.id();
+  out.change = std::move(batch);
+  return out;
+}
+
+Exchange::Applied Exchange::ApplyLinkChange(const v1::Envelope& envelope,
+                                            const v1::EnvelopePayload& p) {
+  Applied out;
+  const std::string& referral_id = ReferralIdOf(p);
+  auto id = CaseForReferral(referral_id);
+  if (!id.ok()) return std::move(out).Refused(id.status());
+  out.case_id = *id;
+  auto lock = CaseLock::Acquire(cases_, *id);
+  if (!lock.ok()) return std::move(out).Refused(absl::UnavailableError(lock.status().message()));
+  out.lock = *std::move(lock);
+  auto c = cases_->Get(*id);
+  if (!c.ok()) return std::move(out).Refused(c.status());
+  v1::ReferralLink* link = nullptr;
+  for (auto& l : *c->mutable_referrals()) {
+    if (l.referral_id() == referral_id && l.peer_org() == p.sender_org()) link = &l;
+  }
+  if (link == nullptr) {
+    return std::move(out).Refused(absl::PermissionDeniedError(
+        absl::StrCat(p.sender_org(), " is not party to referral ", referral_id)));
+  }
+  // A peer changes only what is its own to change, and a decision once.
+  if (auto st = CheckPeerChange(*link, p, config_.org()); !st.ok()) {
+    return std::move(out).Refused(st);
+  }
+  ApplyPeerChange(envelope, p, Rfc3339(Now()), link, &*c);
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) return std::move(out).Refused(st);
+  out.change = std::move(batch);
+  return out;
+}
+
+absl::Status Exchange::EraseOnRequest(const v1::EnvelopePayload& p, Applied* out,
+                                      v1::ErasureOutcome* result) {
+  const v1::ErasureRequest& r = p.erasure_request();
+  const std::string& id = out->case_id;
+  if (cases_->IsErased(id)) {
+    result->set_result(v1::ERASURE_RESULT_ERASED);  // already: nothing left to do
+    return absl::OkStatus();
+  }
+  auto c = cases_->Get(id);
+  if (!c.ok()) return c.status();
+  bool received = false;
+  for (const auto& l : c->referrals()) {
+    received = received || (!l.outgoing() && l.referral_id() == r.referral_id() &&
+                            l.peer_org() == p.sender_org());
+  }
+  if (!received) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(p.sender_org(), " did not send referral ", r.referral_id(), " to this node"));
+  }
+  v1::AccessEvent ev = PeerErasureEvent(p, config_.org());
+  ev.set_resource_id(id);
+  ev.set_case_id(id);
+  const std::string why = absl::StrCat("requested by ", p.sender_org(), " (envelope ",
+                                       p.envelope_id(), ", referral ", r.referral_id(), ")");
+  if (UnderLegalHold(*c)) {
+    result->set_result(v1::ERASURE_RESULT_REFUSED);
+    result->set_reason(kLegalHold);
+    ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+    ev.set_reason(absl::StrCat("refused (legal-hold: the case is held for proceedings); ", why));
+    out->also_record.push_back(ev);
+    return absl::OkStatus();
+  }
+  auto erase = cases_->PrepareErase(id);
+  if (!erase.ok()) return erase.status();
+  out->change = *std::move(erase);
+  // What this node queued about the case goes too, and whoever it passed the
+  // case on to is asked in turn.
+  auto more = PrepareErasure(out->change.get(), *c);
+  if (!more.ok()) return more.status();
+  result->set_result(v1::ERASURE_RESULT_ERASED);
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  ev.set_reason(why);
+  out->also_record.push_back(ev);
+  out->also_record.insert(out->also_record.end(), more->begin(), more->end());
+  absl::MutexLock lock(&mu_);
+  shreds_owed_[id] = Now();
+  return absl::OkStatus();
+}
+
+Exchange::Applied Exchange::ApplyErasureRequest(const v1::EnvelopePayload& p) {
+  const v1::ErasureRequest& r = p.erasure_request();
+  Applied out;
+  if (r.referral_id().empty()) {
+    return std::move(out).Refused(
+        absl::InvalidArgumentError("an erasure request must name a referral"));
+  }
+  out.change = std::make_unique<rocksdb::WriteBatch>();
+  v1::ErasureOutcome result;
+  result.set_referral_id(r.referral_id());
+  result.set_request_envelope_id(p.envelope_id());
+  auto id = CaseForReferral(r.referral_id());
+  if (absl::IsNotFound(id.status())) {
+    result.set_result(v1::ERASURE_RESULT_NOT_HELD);
+  } else if (!id.ok()) {
+    return std::move(out).Refused(id.status());
+  } else {
+    out.case_id = *id;
+    auto lock = CaseLock::Acquire(cases_, *id);
+    if (!lock.ok()) return std::move(out).Refused(absl::UnavailableError(lock.status().message()));
+    out.lock = *std::move(lock);
+    result.set_receiver_case_id(*id);
+    if (auto st = EraseOnRequest(p, &out, &result); !st.ok()) return std::move(out).Refused(st);
+  }
+  v1::EnvelopePayload answer = NewPayload(p.sender_org(), p.agreement(), p.purpose());
+  *answer.mutable_erasure_outcome() = result;
+  auto item = Enqueue(out.change.get(), answer, kErasureOutcomeKind, out.case_id, r.referral_id());
+  if (!item.ok()) return std::move(out).Refused(item.status());
+  return out;
+}
+
+Exchange::Applied Exchange::ApplyErasureOutcome(const v1::EnvelopePayload& p) {
+  const v1::ErasureOutcome& o = p.erasure_outcome();
+  Applied out;
+  const absl::Status not_asked = absl::PermissionDeniedError(
+      absl::StrCat("this node sent ", p.sender_org(), " no erasure request ",
+                   o.request_envelope_id(), " about referral ", o.referral_id()));
+  if (o.result() == v1::ERASURE_RESULT_UNSPECIFIED || !IsReasonCode(o.reason())) {
+    return std::move(out).Refused(absl::InvalidArgumentError(
+        "an erasure outcome needs a result and, as its reason, a rule's code"));
+  }
+  auto id = CaseForReferral(o.referral_id());
+  if (!id.ok())
+    return std::move(out).Refused(absl::IsNotFound(id.status()) ? not_asked : id.status());
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), outbox_, ErasureKey(*id, o.referral_id()), &value);
+  if (s.IsNotFound()) return std::move(out).Refused(not_asked);
+  if (!s.ok())
+    return std::move(out).Refused(FromRocksStatus(s, "reading the erasure requests sent"));
+  v1::SentErasure sent;
+  if (!sent.ParseFromString(value)) {
+    return std::move(out).Refused(absl::DataLossError("a sent erasure record is malformed"));
+  }
+  if (sent.receiver_org() != p.sender_org() ||
+      sent.request_envelope_id() != o.request_envelope_id()) {
+    return std::move(out).Refused(not_asked);
+  }
+  out.case_id = *id;
+  sent.set_result(o.result());
+  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  batch->Put(outbox_, ErasureKey(*id, o.referral_id()), sent.SerializeAsString());
+  out.change = std::move(batch);
+  out.also_record.push_back(ErasureOutcomeEvent(p, *id));
+  return out;
+}
+
+absl::StatusOr<std::optional<v1::ReceivedEnvelope>> Exchange::FindReceived(
+    const std::string& sender, const std::string& id) const {
+  std::string seen;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), received_, ReceivedKey(sender, id), &seen);
+  if (s.IsNotFound()) {
+    // A record from before (sender, id) keys counts for its own sender only.
+    rocksdb::Status ls = db_->Get(rocksdb::ReadOptions(), received_, id, &seen);
+    v1::ReceivedEnvelope prior;
+    if (ls.ok() && prior.ParseFromString(seen) && prior.sender_org() == sender) return prior;
+    if (!ls.ok() && !ls.IsNotFound()) return FromRocksStatus(ls, "reading received envelopes");
+    return std::nullopt;
+  }
+  if (!s.ok()) return FromRocksStatus(s, "reading received envelopes");
+  v1::ReceivedEnvelope prior;
+  prior.ParseFromString(seen);
+  return prior;
+}
+
+bool Exchange::BeginReceiving(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  return receiving_.insert(key).second;
+}
+
+void Exchange::EndReceiving(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  receiving_.erase(key);
+}
+
+v1::Receipt Exchange::ReceiptAt(const std::string& envelope_id, const std::string& digest,
+                                uint64_t index) const {
+  v1::ReceiptBody body;
+  body.set_envelope_id(envelope_id);
+  body.set_envelope_sha256(digest);
+  body.set_receiver_org(config_.org());
+  auto entry = log_->ledger()->Entry(index);
+  auto ev =
+      entry.ok() ? AccessLog::Decode(*entry) : absl::StatusOr<v1::AccessEvent>(entry.status());
+  body.set_time_unix(ev.ok() ? ev->time_unix_micros() / 1000000 : 0);
+  body.set_ledger_index(index);
+  const Signer s = signer();
+  return SignReceipt(body, s.key_id, *s.key);
+}
+
+void Exchange::CommitReceive(const std::string& sender, const std::string& digest,
+                             v1::AccessEvent ev, Applied applied, std::function<void()> release,
+                             std::function<void(grpc::Status, v1::Receipt)> done) {
+  const std::string id = ev.resource_id();
+  v1::ReceivedEnvelope record;
+  record.set_payload_sha256(digest);
+  record.set_sender_org(sender);
+  applied.change->Put(received_, ReceivedKey(sender, id), record.SerializeAsString());
+  ev.set_case_id(applied.case_id);
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  std::vector<v1::AccessEvent> events = {ev};
+  events.insert(events.end(), applied.also_record.begin(), applied.also_record.end());
+  log_->Record(
+      std::move(events), std::move(applied.change),
+      [this, done, id, digest, lock = std::move(applied.lock),
+       release](absl::StatusOr<uint64_t> index) mutable {
+        lock.reset();  // the case may change again
+        if (!index.ok()) {
+          release();
+          done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "could not record the envelope; retry"),
+               {});
+          return;
+        }
+        v1::Receipt receipt = ReceiptAt(id, digest, *index);
+        release();
+        done(grpc::Status::OK, std::move(receipt));
+      });
 }
 
 void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
@@ -1445,113 +1586,45 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
                  [done, st](absl::StatusOr<uint64_t>) { done(ToGrpcStatus(st), {}); });
   };
   auto roster = this->roster();
-  EnvelopeContext ctx{caller.org,
-                      config_.org(),
-                      roster.get(),
-                      Now(),
-                      config_.limits().max_message_bytes(),
-                      MaxEnvelopeLifetime()};
-  auto payload = VerifyEnvelope(envelope, ctx);
+  auto payload = VerifyEnvelope(envelope, ReceiverContext(caller.org, roster.get()));
   if (!payload.ok()) return refuse(payload.status());
   if (auto st = ValidatePeerIdentifiers(*payload); !st.ok()) return refuse(st);
   ev.set_resource_id(payload->envelope_id());
   ev.set_agreement(payload->agreement());
   ev.set_purpose(payload->purpose());
   const std::string id = payload->envelope_id();
-  // Ids are unique per sender: everything below is keyed by (sender, id).
+  // Ids are unique per sender: everything below is keyed by (sender, id); a
+  // concurrent duplicate waits its turn.
   const std::string key = ReceivedKey(caller.org, id);
-  {
-    absl::MutexLock lock(&mu_);
-    if (!receiving_.insert(key).second) {
-      done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "this envelope is being received; retry"),
-           {});
-      return;
-    }
+  if (!BeginReceiving(key)) {
+    done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "this envelope is being received; retry"), {});
+    return;
   }
-  auto release = [this, key] {
-    absl::MutexLock lock(&mu_);
-    receiving_.erase(key);
-  };
+  auto release = [this, key] { EndReceiving(key); };
   // Deduplicate: the same envelope again gets the original receipt; another
   // payload under an id this sender used is refused.
-  std::string seen;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), received_, key, &seen);
-  if (s.IsNotFound()) {
-    // A record from before (sender, id) keys counts for its own sender only.
-    std::string legacy;
-    rocksdb::Status ls = db_->Get(rocksdb::ReadOptions(), received_, id, &legacy);
-    v1::ReceivedEnvelope prior;
-    if (ls.ok() && prior.ParseFromString(legacy) && prior.sender_org() == caller.org) {
-      seen = std::move(legacy);
-      s = ls;
-    } else if (!ls.ok() && !ls.IsNotFound()) {
-      s = ls;
-    }
-  }
-  if (s.ok()) {
-    v1::ReceivedEnvelope prior;
-    prior.ParseFromString(seen);
-    if (prior.payload_sha256() != digest) {
-      release();
+  auto prior = FindReceived(caller.org, id);
+  if (!prior.ok() || prior->has_value()) release();
+  if (!prior.ok()) return done(ToGrpcStatus(prior.status()), {});
+  if (prior->has_value()) {
+    if ((*prior)->payload_sha256() != digest) {
       return refuse(absl::AlreadyExistsError(
           absl::StrCat("envelope id ", id, " from ", caller.org,
                        " was already used for a different payload; refused")));
     }
     auto receipt = ReceiptFor(caller.org, id, digest);
-    release();
-    done(receipt.ok() ? grpc::Status::OK : ToGrpcStatus(receipt.status()),
-         receipt.value_or(v1::Receipt()));
-    return;
+    return done(receipt.ok() ? grpc::Status::OK : ToGrpcStatus(receipt.status()),
+                receipt.value_or(v1::Receipt()));
   }
-  if (!s.IsNotFound()) {
+  Applied applied = ApplyBody(envelope, *payload);
+  if (!applied.status.ok()) {
+    applied.lock.reset();
     release();
-    done(ToGrpcStatus(FromRocksStatus(s, "reading received envelopes")), {});
-    return;
+    if (absl::IsUnavailable(applied.status)) return done(ToGrpcStatus(applied.status), {});
+    ev.set_case_id(applied.case_id);
+    return refuse(applied.status);
   }
-  std::string case_id, locked;
-  std::vector<v1::AccessEvent> also_record;
-  auto change = ApplyBody(envelope, *payload, &case_id, &locked, &also_record);
-  if (!change.ok()) {
-    if (!locked.empty()) cases_->Unlock(locked);
-    release();
-    if (absl::IsUnavailable(change.status())) {
-      done(ToGrpcStatus(change.status()), {});
-      return;
-    }
-    ev.set_case_id(case_id);
-    return refuse(change.status());
-  }
-  v1::ReceivedEnvelope record;
-  record.set_payload_sha256(digest);
-  record.set_sender_org(caller.org);
-  (*change)->Put(received_, key, record.SerializeAsString());
-  ev.set_case_id(case_id);
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  std::vector<v1::AccessEvent> events = {ev};
-  events.insert(events.end(), also_record.begin(), also_record.end());
-  log_->Record(
-      std::move(events), *std::move(change),
-      [this, done, id, digest, locked, release](absl::StatusOr<uint64_t> index) {
-        if (!locked.empty()) cases_->Unlock(locked);
-        if (!index.ok()) {
-          release();
-          done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "could not record the envelope; retry"),
-               {});
-          return;
-        }
-        v1::ReceiptBody body;
-        body.set_envelope_id(id);
-        body.set_envelope_sha256(digest);
-        body.set_receiver_org(config_.org());
-        auto entry = log_->ledger()->Entry(*index);
-        auto ev = entry.ok() ? AccessLog::Decode(*entry)
-                             : absl::StatusOr<v1::AccessEvent>(entry.status());
-        body.set_time_unix(ev.ok() ? ev->time_unix_micros() / 1000000 : 0);
-        body.set_ledger_index(*index);
-        release();
-        const Signer s = signer();
-        done(grpc::Status::OK, SignReceipt(body, s.key_id, *s.key));
-      });
+  CommitReceive(caller.org, digest, std::move(ev), std::move(applied), release, done);
 }
 
 }  // namespace corridor

@@ -54,6 +54,7 @@
 #include "ledger/base/clock.h"
 #include "server/audit/access_log.h"
 #include "server/auth/identity.h"
+#include "server/federation/envelope.h"
 #include "server/store/case_store.h"
 
 namespace corridor {
@@ -199,10 +200,28 @@ class Exchange {
   absl::Time Now() const { return options_.clock->Now(); }
   uint64_t NextSeq();
   void LoadOutbox();
+  // The steps of LoadOutbox: the sequence continues after the newest item;
+  // an outbox of an earlier version (keyed by envelope id) is rewritten; a
+  // pending envelope an earlier version stored in plaintext is sealed; the
+  // "case-update/" markers are queued.
+  void ContinueSequence(rocksdb::Iterator* it);
+  void MigrateLegacyOutbox(rocksdb::Iterator* it);
+  void SealIfPlaintext(const std::string& key, const v1::OutboxItem& item);
+  void LoadCaseFixesLocked(rocksdb::Iterator* it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PromoteStaged();
   void AddPendingLocked(const v1::OutboxItem& item, absl::Time due)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartCall(const std::string& org, uint64_t seq);
+  // The steps of StartCall. Whether `item`'s case is being erased right now
+  // (wait for the erasure to commit, then cancel); opens the envelope of
+  // `call->item` into `call->envelope` (FAILED_PRECONDITION or NOT_FOUND: its
+  // case is erased); one call fewer in `org`'s lane; what becomes of an item
+  // that could not be sent (`read`: reading it from the outbox).
+  bool WaitForErasure(const v1::OutboxItem& item);
+  absl::Status OpenEnvelope(Call* call);
+  void LeaveLane(const std::string& org);
+  void NotSent(const std::string& org, uint64_t seq, const rocksdb::Status& read, bool readable,
+               bool expired, v1::OutboxItem item);
   void OnCallDone(std::shared_ptr<Call> call, grpc::Status status);
   // The item leaves its lane (delivered or failed).
   void FinishItem(const std::string& org, uint64_t seq);
@@ -215,15 +234,63 @@ class Exchange {
   void CancelItem(const std::string& org, uint64_t seq, v1::OutboxItem item);
   // Removes item `seq` from its lane; the next of its order key becomes ready.
   void RemoveLocked(Lane& lane, uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The steps of PrepareErasure: takes the case's queued envelopes that are
+  // not being sent out of their lanes (returns them as (org, seq)) and marks
+  // the case as being erased; queues into `batch` the erasure request to the
+  // receiver of `link` and returns its event; cuts short the calls sending
+  // the case's envelopes right now.
+  std::vector<std::pair<std::string, uint64_t>> TakeQueuedOfCase(const std::string& case_id);
+  absl::StatusOr<v1::AccessEvent> RequestErasure(rocksdb::WriteBatch* batch, const v1::Case& c,
+                                                 const v1::ReferralLink& link);
+  void CutShortCallsOfCase(const std::string& case_id);
   // Writes of a cancellation into `batch`; the event that records it.
   v1::AccessEvent Cancellation(rocksdb::WriteBatch* batch, v1::OutboxItem item);
-  // Receiving an ErasureRequest / ErasureOutcome (branches of ApplyBody).
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyErasureRequest(
-      const v1::EnvelopePayload& p, std::string* case_id, std::string* locked,
-      std::vector<v1::AccessEvent>* also_record);
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyErasureOutcome(
-      const v1::EnvelopePayload& p, std::string* case_id,
-      std::vector<v1::AccessEvent>* also_record);
+  // What receiving an envelope's body comes to (ApplyBody).
+  struct Applied {
+    // OK, or why the body is refused (UNAVAILABLE: try again, nothing recorded).
+    absl::Status status;
+    // The local case it concerns, once known: named in the receive entry,
+    // refused or not.
+    std::string case_id;
+    // The case's lock, held from the checks to the commit (or the refusal).
+    std::shared_ptr<CaseLock> lock;
+    // What to commit with the receive entry, when OK.
+    std::unique_ptr<rocksdb::WriteBatch> change;
+    // Ledger events to commit after the receive entry.
+    std::vector<v1::AccessEvent> also_record;
+
+    // This application refused with `why`; the case id and lock stay.
+    Applied Refused(absl::Status why) && {
+      status = std::move(why);
+      return std::move(*this);
+    }
+  };
+  // The receiver's view of an envelope from `sender`: this node, `roster`,
+  // the time now and the limits.
+  EnvelopeContext ReceiverContext(const std::string& sender, const v1::Roster* roster) const;
+  // The branches of ApplyBody, one per kind of body.
+  Applied ApplyReferral(const v1::EnvelopePayload& p);
+  Applied ApplyLinkChange(const v1::Envelope& envelope, const v1::EnvelopePayload& p);
+  Applied ApplyErasureRequest(const v1::EnvelopePayload& p);
+  Applied ApplyErasureOutcome(const v1::EnvelopePayload& p);
+  // Erases the case `out->case_id` (locked) that `p`'s sender asked to erase,
+  // unless it is held for proceedings; `result` says which.
+  absl::Status EraseOnRequest(const v1::EnvelopePayload& p, Applied* out,
+                              v1::ErasureOutcome* result);
+  // The record of envelope `id` already received from `sender`, if any.
+  absl::StatusOr<std::optional<v1::ReceivedEnvelope>> FindReceived(const std::string& sender,
+                                                                   const std::string& id) const;
+  // Marks the envelope `key` as being received; false if it already is.
+  bool BeginReceiving(const std::string& key);
+  void EndReceiving(const std::string& key);
+  // The signed receipt of envelope `envelope_id` received at ledger `index`.
+  v1::Receipt ReceiptAt(const std::string& envelope_id, const std::string& digest,
+                        uint64_t index) const;
+  // Commits `applied` with the receive event `ev` and the received record,
+  // then answers `done` with the receipt; `release` ends the receiving.
+  void CommitReceive(const std::string& sender, const std::string& digest, v1::AccessEvent ev,
+                     Applied applied, std::function<void()> release,
+                     std::function<void(grpc::Status, v1::Receipt)> done);
   // Destroys the keys of cases erased at a peer's request once their erasure
   // committed (the shred marker finishes the job after a crash); forgets
   // erasures prepared long ago.
@@ -241,10 +308,9 @@ class Exchange {
   // The stub for `org`'s node (one channel per peer, reused); null if `org` is
   // not in the roster.
   std::shared_ptr<v1::PeerService::Stub> StubFor(const std::string& org);
-  // `also_record`: ledger events to commit after the receive entry.
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyBody(
-      const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
-      std::string* locked, std::vector<v1::AccessEvent>* also_record);
+  // Checks `p` (`envelope`) against this node's state and the referral
+  // policy and prepares its change, holding the case's lock if it has one.
+  Applied ApplyBody(const v1::Envelope& envelope, const v1::EnvelopePayload& p);
   // The receipt of the envelope `envelope_id` with `digest` received from
   // `sender`, rebuilt from its receive entry; Unavailable while not visible.
   absl::StatusOr<v1::Receipt> ReceiptFor(const std::string& sender, const std::string& envelope_id,

@@ -8,8 +8,9 @@
 
 #include "corridor/v1/federation.grpc.pb.h"
 #include "server/audit/access_log.h"
-#include "server/store/case_store.h"
 #include "server/federation/exchange.h"
+#include "server/federation/referral_policy.h"
+#include "server/store/case_store.h"
 
 namespace corridor {
 
@@ -39,6 +40,36 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
                                        v1::ListOutboxResponse* resp) override;
 
  private:
+  struct QueuedReferral {
+    std::string referral_id;
+    v1::OutboxItem item;
+  };
+  // The referral envelope's payload for `req` as `clearance` allows, from
+  // case `c`; NotFound if `req` names evidence the case does not have.
+  absl::StatusOr<v1::EnvelopePayload> ReferralPayload(const v1::ReferCaseRequest& req,
+                                                      const ReferralClearance& clearance,
+                                                      const v1::Case& c,
+                                                      const std::string& referral_id,
+                                                      absl::Time now) const;
+  // Queues the referral into `batch` (the outbox item, the referral index and
+  // case `c` with its new outgoing link). Call under the case lock.
+  absl::StatusOr<QueuedReferral> QueueReferral(rocksdb::WriteBatch* batch,
+                                               const v1::ReferCaseRequest& req,
+                                               const ReferralClearance& clearance,
+                                               const std::string& author, v1::Case* c);
+  // The cases received and waiting in the inbox.
+  absl::StatusOr<std::vector<v1::InboxItem>> InboxItems() const;
+  // Records the decision `req` by `author` on case `c` and its incoming link
+  // `in`; returns the envelope that tells the referring org.
+  v1::EnvelopePayload DecisionOn(const v1::DecideReferralRequest& req, const std::string& author,
+                                 v1::Case* c, v1::ReferralLink* in) const;
+  // Queues update `req` into `batch` for every peer holding a case linked to
+  // `c`; returns their envelope ids.
+  absl::StatusOr<std::vector<std::string>> QueueUpdates(rocksdb::WriteBatch* batch,
+                                                        const v1::PostUpdateRequest& req,
+                                                        const std::string& author,
+                                                        const v1::Case& c);
+
   const IdentityResolver* identity_;
   Exchange* exchange_;
   CaseStore* cases_;

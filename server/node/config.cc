@@ -53,24 +53,20 @@ class Checker {
   std::string source_;
 };
 
-}  // namespace
-
-absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
-  v1::NodeConfig config;
-  if (auto st = LoadYamlFileToProto(path, &config); !st.ok()) return st;
-  const std::string base = DirName(path);
-  const Checker check(path);
-
-  // Paths are relative to the config file, so a node directory can move as a whole.
-  config.set_data_dir(Resolve(base, config.data_dir()));
-  auto* tls = config.mutable_tls();
+// Paths in the file are relative to it, so a node directory can move as a whole.
+void ResolvePaths(const std::string& base, v1::NodeConfig* config) {
+  config->set_data_dir(Resolve(base, config->data_dir()));
+  auto* tls = config->mutable_tls();
   tls->set_cert_file(Resolve(base, tls->cert_file()));
   tls->set_key_file(Resolve(base, tls->key_file()));
   tls->set_ca_file(Resolve(base, tls->ca_file()));
-  config.mutable_roster()->set_file(Resolve(base, config.roster().file()));
-  config.mutable_signing_key()->set_key_file(Resolve(base, config.signing_key().key_file()));
-  config.set_master_key_file(Resolve(base, config.master_key_file()));
+  config->mutable_roster()->set_file(Resolve(base, config->roster().file()));
+  config->mutable_signing_key()->set_key_file(Resolve(base, config->signing_key().key_file()));
+  config->set_master_key_file(Resolve(base, config->master_key_file()));
+}
 
+// Who the node is, where it listens, and the files it needs (readable, keys that parse).
+absl::Status CheckIdentityAndFiles(const Checker& check, const v1::NodeConfig& config) {
   if (auto st = check.Required("federation", config.federation()); !st.ok()) return st;
   if (auto st = check.Required("org", config.org()); !st.ok()) return st;
   if (auto st = check.Required("listen", config.listen()); !st.ok()) return st;
@@ -84,9 +80,9 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
     }
   }
   if (auto st = check.Required("data_dir", config.data_dir()); !st.ok()) return st;
-  if (auto st = check.ReadableFile("tls.cert_file", tls->cert_file()); !st.ok()) return st;
-  if (auto st = check.ReadableFile("tls.key_file", tls->key_file()); !st.ok()) return st;
-  if (auto st = check.ReadableFile("tls.ca_file", tls->ca_file()); !st.ok()) return st;
+  if (auto st = check.ReadableFile("tls.cert_file", config.tls().cert_file()); !st.ok()) return st;
+  if (auto st = check.ReadableFile("tls.key_file", config.tls().key_file()); !st.ok()) return st;
+  if (auto st = check.ReadableFile("tls.ca_file", config.tls().ca_file()); !st.ok()) return st;
   if (auto st = check.ReadableFile("roster.file", config.roster().file()); !st.ok()) return st;
   if (auto st = check.Required("signing_key.key_id", config.signing_key().key_id()); !st.ok()) {
     return st;
@@ -108,7 +104,11 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
     return check.Error("signing_key.key_file", key.status().message());
   }
 
-  const auto& roster = config.roster();
+  return absl::OkStatus();
+}
+
+// The stewards who sign rosters and how many must.
+absl::Status CheckRosterTrust(const Checker& check, const v1::RosterConfig& roster) {
   if (roster.steward_keys_size() == 0) {
     return check.Error("roster.steward_keys", "at least one steward key is required");
   }
@@ -129,9 +129,14 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
                        absl::StrCat("is ", roster.threshold(), " but only ",
                                     roster.steward_keys_size(), " steward keys are configured"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status NormalizeRevokedSerials(const Checker& check, v1::NodeConfig* config) {
   // Revoked serials in the one form identity checks compare (pki::NormalizeSerial):
   // a serial written as `openssl x509 -text` prints it must match, and one that
   // cannot be read must not pass the check and then never match.
+  auto* tls = config->mutable_tls();
   for (int i = 0; i < tls->revoked_serials_size(); ++i) {
     auto normal = pki::NormalizeSerial(tls->revoked_serials(i));
     if (!normal.ok()) {
@@ -139,6 +144,11 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
     }
     tls->set_revoked_serials(i, *normal);
   }
+  return absl::OkStatus();
+}
+
+// Every user has a role; the log level is one the log knows.
+absl::Status CheckUsersAndLog(const Checker& check, const v1::NodeConfig& config) {
   for (const auto& [name, entry] : config.users()) {
     if (entry.roles_size() == 0) {
       return check.Error(absl::StrCat("users.", name, ".roles"), "lists no roles");
@@ -151,7 +161,11 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
     }
   }
 
-  auto* limits = config.mutable_limits();
+  return absl::OkStatus();
+}
+
+// Defaults for limits left at zero, and the bounds on those set.
+absl::Status FillLimits(const Checker& check, v1::Limits* limits) {
   if (limits->max_message_bytes() == 0) limits->set_max_message_bytes(kDefaultMaxMessageBytes);
   if (limits->max_evidence_bytes() == 0) limits->set_max_evidence_bytes(kDefaultMaxEvidenceBytes);
   if (limits->peer_probe_interval_seconds() == 0) {
@@ -189,6 +203,21 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
       limits->peer_call_burst() < limits->peer_calls_per_second()) {
     return check.Error("limits", "a call burst must be at least its calls per second");
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
+  v1::NodeConfig config;
+  if (auto st = LoadYamlFileToProto(path, &config); !st.ok()) return st;
+  const Checker check(path);
+  ResolvePaths(DirName(path), &config);
+  if (auto st = CheckIdentityAndFiles(check, config); !st.ok()) return st;
+  if (auto st = CheckRosterTrust(check, config.roster()); !st.ok()) return st;
+  if (auto st = NormalizeRevokedSerials(check, &config); !st.ok()) return st;
+  if (auto st = CheckUsersAndLog(check, config); !st.ok()) return st;
+  if (auto st = FillLimits(check, config.mutable_limits()); !st.ok()) return st;
   return config;
 }
 

@@ -12,21 +12,23 @@
 #include "corridor/v1/node.grpc.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
 #include "server/auth/access_table.h"
+#include "server/audit/audit_service.h"
 #include "server/auth/auth.h"
-#include "server/cases/case_service.h"
-#include "server/store/case_store.h"
-#include "server/node/config.h"
-#include "server/federation/exchange.h"
-#include "server/common/executor.h"
-#include "server/node/health.h"
 #include "server/auth/identity.h"
-#include "ledger/base/log.h"
+#include "server/auth/rpc.h"
+#include "server/cases/case_service.h"
+#include "server/common/executor.h"
+#include "server/federation/exchange.h"
 #include "server/federation/peers.h"
 #include "server/federation/referral_service.h"
+#include "server/node/config.h"
+#include "server/node/health.h"
+#include "server/store/case_store.h"
 #include "server/store/store.h"
 
 namespace corridor {
@@ -148,7 +150,7 @@ class NodeServices {
                                          const v1::PushRosterRequest* req,
                                          v1::PushRosterResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/PushRoster", log_);
+      auto caller = Authorize(*identity_, *ctx, Rpc::Served<v1::NodeService>(), log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -165,7 +167,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Whoami(grpc::CallbackServerContext* ctx, const v1::WhoamiRequest*,
                                      v1::WhoamiResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Whoami", log_);
+      auto caller = Authorize(*identity_, *ctx, Rpc::Served<v1::NodeService>(), log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -182,7 +184,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx, const v1::StatusRequest*,
                                      v1::StatusResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.NodeService/Status", log_);
+      auto caller = Authorize(*identity_, *ctx, Rpc::Served<v1::NodeService>(), log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -219,7 +221,7 @@ class NodeServices {
                                         const v1::GetRosterRequest*,
                                         v1::SignedRoster* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/GetRoster", log_);
+      auto caller = Authorize(*identity_, *ctx, Rpc::Served<v1::PeerService>(), log_);
       if (caller.ok()) {
         resp->set_signed_roster(roster_->json());
         resp->set_version(roster_->version());
@@ -231,7 +233,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Deliver(grpc::CallbackServerContext* ctx, const v1::Envelope* env,
                                       v1::Receipt* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Deliver", log_);
+      auto caller = Authorize(*identity_, *ctx, Rpc::Served<v1::PeerService>(), log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -246,7 +248,7 @@ class NodeServices {
     grpc::ServerUnaryReactor* Hello(grpc::CallbackServerContext* ctx, const v1::HelloRequest* req,
                                     v1::HelloResponse* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      auto caller = Authorize(*identity_, *ctx, "/corridor.v1.PeerService/Hello", log_);
+      auto caller = Authorize(*identity_, *ctx, Rpc::Served<v1::PeerService>(), log_);
       if (!caller.ok()) {
         reactor->Finish(ToGrpcStatus(caller.status()));
         return reactor;
@@ -386,10 +388,7 @@ std::string LedgerOrigin(const v1::NodeConfig& config) {
   return absl::StrCat(config.federation(), "/", config.org());
 }
 
-absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
-                                                  NodeTestHooks hooks) {
-  std::unique_ptr<Node> node(new Node);
-  const Clock* clock = hooks.clock != nullptr ? hooks.clock : &Clock::Real();
+absl::Status Node::OpenStore(const v1::NodeConfig& config) {
   if (mkdir(config.data_dir().c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::FailedPreconditionError(
         absl::StrCat("data_dir: cannot create ", config.data_dir(), ": ", strerror(errno)));
@@ -405,8 +404,213 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   }
   auto store = NodeStore::Open(config.data_dir(), families, store_options);
   if (!store.ok()) return store.status();
-  node->store_ = *std::move(store);
+  store_ = *std::move(store);
+  return absl::OkStatus();
+}
 
+namespace {
+
+// After a key rotation the stored checkpoint is signed by an earlier key of
+// this org (the one in use before the switch): accept any key the roster
+// lists for this org — even one revoked since, as the checkpoint is this
+// node's own — so the node starts and signs on with the new key.
+std::vector<note::Verifier> PreviousVerifiers(const v1::NodeConfig& config,
+                                              const v1::Roster& roster) {
+  std::vector<note::Verifier> out;
+  for (const auto& m : roster.members()) {
+    if (m.org() != config.org()) continue;
+    for (const auto& k : m.signing_keys()) {
+      if (k.key_id() == config.signing_key().key_id()) continue;
+      auto raw = Base64Decode(k.public_key());
+      if (!raw.ok()) continue;
+      if (auto pub = Ed25519PublicKey::FromRaw(*raw); pub.ok()) {
+        out.push_back(note::Verifier{LedgerOrigin(config), 0x01, *pub});
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status Node::OpenLedger(const v1::NodeConfig& config, const v1::Roster& roster,
+                              std::function<absl::Status()> before_commit, const Clock* clock) {
+  // The ledger: this node's checkpoints are signed with its roster signing key.
+  auto signing_key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
+  if (!signing_key.ok()) return signing_key.status();
+  signing_key_ = std::make_unique<Ed25519PrivateKey>(*std::move(signing_key));
+  ledger::RocksDbLedgerOptions ledger_options;
+  ledger_options.origin = LedgerOrigin(config);
+  ledger_options.signing_key = signing_key_.get();
+  ledger_options.before_commit = std::move(before_commit);
+  ledger_options.clock = [clock] { return clock->Now(); };
+  ledger_options.on_health_change = [](const absl::Status& st) {
+    if (st.ok()) {
+      log::Info("ledger.recovered");
+    } else {
+      log::Error("ledger.refusing_writes", {{"reason", st.message()}});
+    }
+  };
+  ledger_options.previous_verifiers = PreviousVerifiers(config, roster);
+  // Completions of ledger appends run here, never on the ledger's sequencer;
+  // slow follow-up work (proofs, exports, key destruction) on `bulk_`.
+  completions_ = std::make_unique<Executor>("completions", kCompletionThreads);
+  bulk_ = std::make_unique<Executor>("bulk", kBulkThreads);
+  auto ledger =
+      ledger::RocksDbLedger::Open(store_->db(), store_->families(), std::move(ledger_options));
+  if (!ledger.ok()) {
+    return absl::Status(ledger.status().code(),
+                        absl::StrCat("the ledger in ", config.data_dir(),
+                                     " cannot be opened: ", ledger.status().message()));
+  }
+  ledger_ = *std::move(ledger);
+  access_log_ = std::make_unique<AccessLog>(ledger_.get(), clock, completions_.get());
+  access_log_->LimitRefusals(config.limits().refusal_budget(),
+                             absl::Seconds(config.limits().refusal_interval_seconds()));
+  return absl::OkStatus();
+}
+
+absl::Status Node::OpenCases(const v1::NodeConfig& config) {
+  auto master_key = LoadMasterKey(config.master_key_file());
+  if (!master_key.ok()) return master_key.status();
+  auto case_store =
+      CaseStore::Open(store_->db(), store_->family(kCasesFamily), store_->family(kEvidenceFamily),
+                      store_->family(NodeStore::kMetaFamily), config.data_dir() + "/keystore",
+                      *std::move(master_key));
+  if (!case_store.ok()) return case_store.status();
+  case_store_ = *std::move(case_store);
+  // Uploads a crash cut off left sealed chunks in staging: they go.
+  if (auto discarded = case_store_->DiscardAllStaged(); !discarded.ok()) {
+    return discarded.status();
+  } else if (*discarded > 0) {
+    log::Info("evidence.staging_discarded", {{"uploads", *discarded}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Node::RecordRosterInForce(const v1::NodeConfig& config, const VerifiedRoster& roster,
+                                       uint64_t stored_version) {
+  // A new roster version in force is itself an audited event.
+  if (stored_version != roster.roster.version()) {
+    v1::AccessEvent ev;
+    ev.set_actor_org(config.org());
+    ev.set_actor_subject("node");
+    ev.set_action("roster.in_force");
+    ev.set_resource_kind("roster");
+    ev.set_resource_id(absl::StrCat(roster.roster.version()));
+    ev.set_payload_sha256(*HexDecode(roster.digest_hex));
+    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+    if (auto idx = access_log_->RecordSync({ev}); !idx.ok()) return idx.status();
+  }
+  log::Info("roster.in_force", {{"version", roster.roster.version()},
+                                {"digest", roster.digest_hex},
+                                {"members", roster.roster.members_size()}});
+  return absl::OkStatus();
+}
+
+absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRoster& roster,
+                                 const TlsIdentity& tls, const Clock* clock, uint64_t jitter_seed) {
+  auto roster_ptr = std::make_shared<const v1::Roster>(roster.roster);
+  identity_ = std::make_shared<IdentityResolver>(config, roster_ptr, clock);
+  case_service_ = std::make_unique<CaseServiceImpl>(config, identity_.get(), case_store_.get(),
+                                                    access_log_.get(), bulk_.get(), clock);
+  audit_service_ =
+      std::make_unique<AuditServiceImpl>(identity_.get(), access_log_.get(), bulk_.get());
+  prober_ = std::make_unique<PeerProber>(config, roster_ptr, tls, clock);
+  ExchangeOptions exchange_options;
+  exchange_options.clock = clock;
+  exchange_options.jitter_seed = jitter_seed;
+  exchange_ = std::make_unique<Exchange>(config, identity_, signing_key_.get(), store_->db(),
+                                         store_->families(), case_store_.get(), access_log_.get(),
+                                         tls, exchange_options);
+  case_service_->set_exchange(exchange_.get());
+  referral_service_ = std::make_unique<ReferralServiceImpl>(
+      identity_.get(), exchange_.get(), case_store_.get(), access_log_.get(), clock);
+  auto roster_json = ReadFileToString(config.roster().file());
+  if (!roster_json.ok()) return roster_json.status();
+  roster_ = std::make_unique<RosterInForce>(config, store_.get(), access_log_.get(), identity_, tls,
+                                            *roster_json, roster.roster.version());
+  RosterInForce* keeper = roster_.get();
+  prober_->set_roster_sync(
+      [keeper] { return keeper->version(); },
+      [keeper](const std::string& json, const std::string& from) {
+        auto st = keeper->Install(json, from, "node");
+        if (!st.ok())
+          log::Warn("roster.fetch_refused", {{"from", from}, {"reason", st.status().message()}});
+      });
+  Exchange* exchange = exchange_.get();
+  prober_->set_on_reachable([exchange](const std::string& org) { exchange->PeerReachable(org); });
+  services_ = std::make_unique<NodeServices>(config, identity_, access_log_.get(), prober_.get(),
+                                             exchange_.get(), roster_.get());
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Accept client certificates from any member's CA at the TLS layer; the
+// auth processor then insists on the right CA for the claimed org.
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
+    const v1::NodeConfig& config, const v1::Roster& roster, const TlsIdentity& tls,
+    std::shared_ptr<IdentityResolver> identity, AccessLog* log, const Clock* clock) {
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  std::string roots;
+  for (const auto& m : roster.members()) absl::StrAppend(&roots, m.ca_cert_pem(), "\n");
+  ssl.pem_root_certs = roots;
+  ssl.pem_key_cert_pairs.push_back({tls.key_pem, tls.cert_pem});
+  auto creds = grpc::SslServerCredentials(ssl);
+  creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
+      std::move(identity), log, config.federation(),
+      std::make_shared<CallLimiter>(config.limits().user_calls_per_second(),
+                                    config.limits().user_call_burst(), clock),
+      std::make_shared<CallLimiter>(config.limits().peer_calls_per_second(),
+                                    config.limits().peer_call_burst(), clock)));
+  return creds;
+}
+
+}  // namespace
+
+absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
+                         const TlsIdentity& tls, const Clock* clock) {
+  auto creds = ServerCredentials(config, roster, tls, identity_, access_log_.get(), clock);
+  // grpc.health.v1 answers from the ledger's and the database's state on
+  // every call: NOT_SERVING, with the reason, while writes are refused.
+  ledger::RocksDbLedger* ledger_ptr = ledger_.get();
+  NodeStore* store_ptr = store_.get();
+  health_ = std::make_unique<HealthServiceImpl>([ledger_ptr, store_ptr]() -> absl::Status {
+    if (absl::Status st = ledger_ptr->health(); !st.ok()) return st;
+    return store_ptr->health();
+  });
+  grpc::EnableDefaultHealthCheckService(false);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  // One node per port: without this gRPC sets SO_REUSEPORT and a second node
+  // on the same port would silently share its traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddListeningPort(config.listen(), creds, &port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
+  builder.RegisterService(&services_->node_);
+  builder.RegisterService(&services_->peer_);
+  builder.RegisterService(case_service_.get());
+  builder.RegisterService(audit_service_.get());
+  builder.RegisterService(referral_service_.get());
+  builder.RegisterService(health_.get());
+  auto served = std::make_shared<std::vector<std::string>>();
+  builder.SetOption(RecordServedServices(served));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),
+                                               " (address in use or not available?)"));
+  }
+  // Every method served has exactly one rule (the destructor stops the server).
+  return CheckAccessTable(*served);
+}
+
+absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
+                                                  NodeTestHooks hooks) {
+  std::unique_ptr<Node> node(new Node);
+  const Clock* clock = hooks.clock != nullptr ? hooks.clock : &Clock::Real();
+  if (auto st = node->OpenStore(config); !st.ok()) return st;
   const uint64_t stored_roster_version = StoredRosterVersion(*node->store_);
   auto roster = LoadRoster(config, *node->store_);
   if (!roster.ok()) return roster.status();
@@ -419,170 +623,19 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
       !st.ok()) {
     return st;
   }
-  // The ledger: this node's checkpoints are signed with its roster signing key.
-  auto signing_key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
-  if (!signing_key.ok()) return signing_key.status();
-  node->signing_key_ = std::make_unique<Ed25519PrivateKey>(*std::move(signing_key));
-  ledger::RocksDbLedgerOptions ledger_options;
-  ledger_options.origin = LedgerOrigin(config);
-  ledger_options.signing_key = node->signing_key_.get();
-  ledger_options.before_commit = std::move(hooks.ledger_before_commit);
-  ledger_options.clock = [clock] { return clock->Now(); };
-  ledger_options.on_health_change = [](const absl::Status& st) {
-    if (st.ok()) {
-      log::Info("ledger.recovered");
-    } else {
-      log::Error("ledger.refusing_writes", {{"reason", st.message()}});
-    }
-  };
-  // After a key rotation the stored checkpoint is signed by an earlier key of
-  // this org (the one in use before the switch): accept any key the roster
-  // lists for this org — even one revoked since, as the checkpoint is this
-  // node's own — so the node starts and signs on with the new key.
-  for (const auto& m : roster->roster.members()) {
-    if (m.org() != config.org()) continue;
-    for (const auto& k : m.signing_keys()) {
-      if (k.key_id() == config.signing_key().key_id()) continue;
-      auto raw = Base64Decode(k.public_key());
-      if (!raw.ok()) continue;
-      if (auto pub = Ed25519PublicKey::FromRaw(*raw); pub.ok()) {
-        ledger_options.previous_verifiers.push_back(
-            note::Verifier{LedgerOrigin(config), 0x01, *pub});
-      }
-    }
+  if (auto st =
+          node->OpenLedger(config, roster->roster, std::move(hooks.ledger_before_commit), clock);
+      !st.ok()) {
+    return st;
   }
-  // Completions of ledger appends run here, never on the ledger's sequencer;
-  // slow follow-up work (proofs, exports, key destruction) on `bulk_`.
-  node->completions_ = std::make_unique<Executor>("completions", kCompletionThreads);
-  node->bulk_ = std::make_unique<Executor>("bulk", kBulkThreads);
-  auto ledger = ledger::RocksDbLedger::Open(node->store_->db(), node->store_->families(),
-                                            std::move(ledger_options));
-  if (!ledger.ok()) {
-    return absl::Status(ledger.status().code(),
-                        absl::StrCat("the ledger in ", config.data_dir(),
-                                     " cannot be opened: ", ledger.status().message()));
+  if (auto st = node->OpenCases(config); !st.ok()) return st;
+  if (auto st = node->RecordRosterInForce(config, *roster, stored_roster_version); !st.ok()) {
+    return st;
   }
-  node->ledger_ = *std::move(ledger);
-  node->access_log_ =
-      std::make_unique<AccessLog>(node->ledger_.get(), clock, node->completions_.get());
-  node->access_log_->LimitRefusals(config.limits().refusal_budget(),
-                                   absl::Seconds(config.limits().refusal_interval_seconds()));
-  auto master_key = LoadMasterKey(config.master_key_file());
-  if (!master_key.ok()) return master_key.status();
-  auto case_store = CaseStore::Open(node->store_->db(), node->store_->family(kCasesFamily),
-                                    node->store_->family(kEvidenceFamily),
-                                    node->store_->family(NodeStore::kMetaFamily),
-                                    config.data_dir() + "/keystore", *std::move(master_key));
-  if (!case_store.ok()) return case_store.status();
-  node->case_store_ = *std::move(case_store);
-  // Uploads a crash cut off left sealed chunks in staging: they go.
-  if (auto discarded = node->case_store_->DiscardAllStaged(); !discarded.ok()) {
-    return discarded.status();
-  } else if (*discarded > 0) {
-    log::Info("evidence.staging_discarded", {{"uploads", *discarded}});
+  if (auto st = node->StartServices(config, *roster, *tls, clock, hooks.jitter_seed); !st.ok()) {
+    return st;
   }
-  auto roster_ptr = std::make_shared<const v1::Roster>(roster->roster);
-  node->identity_ = std::make_shared<IdentityResolver>(config, roster_ptr, clock);
-  node->case_service_ = std::make_unique<CaseServiceImpl>(
-      config, node->identity_.get(), node->case_store_.get(), node->access_log_.get(),
-      node->bulk_.get(), clock);
-  node->audit_service_ = std::make_unique<AuditServiceImpl>(
-      node->identity_.get(), node->access_log_.get(), node->bulk_.get());
-  // A new roster version in force is itself an audited event.
-  if (stored_roster_version != roster->roster.version()) {
-    v1::AccessEvent ev;
-    ev.set_actor_org(config.org());
-    ev.set_actor_subject("node");
-    ev.set_action("roster.in_force");
-    ev.set_resource_kind("roster");
-    ev.set_resource_id(absl::StrCat(roster->roster.version()));
-    ev.set_payload_sha256(*HexDecode(roster->digest_hex));
-    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-    if (auto idx = node->access_log_->RecordSync({ev}); !idx.ok()) return idx.status();
-  }
-  log::Info("roster.in_force", {{"version", roster->roster.version()},
-                                {"digest", roster->digest_hex},
-                                {"members", roster->roster.members_size()}});
-
-  node->prober_ = std::make_unique<PeerProber>(config, roster_ptr, *tls, clock);
-  ExchangeOptions exchange_options;
-  exchange_options.clock = clock;
-  exchange_options.jitter_seed = hooks.jitter_seed;
-  node->exchange_ = std::make_unique<Exchange>(config, node->identity_, node->signing_key_.get(),
-                                               node->store_->db(), node->store_->families(),
-                                               node->case_store_.get(), node->access_log_.get(),
-                                               *tls, exchange_options);
-  node->case_service_->set_exchange(node->exchange_.get());
-  node->referral_service_ = std::make_unique<ReferralServiceImpl>(
-      node->identity_.get(), node->exchange_.get(), node->case_store_.get(),
-      node->access_log_.get(), clock);
-  auto roster_json = ReadFileToString(config.roster().file());
-  if (!roster_json.ok()) return roster_json.status();
-  node->roster_ = std::make_unique<RosterInForce>(config, node->store_.get(),
-                                                  node->access_log_.get(), node->identity_, *tls,
-                                                  *roster_json, roster->roster.version());
-  RosterInForce* keeper = node->roster_.get();
-  node->prober_->set_roster_sync(
-      [keeper] { return keeper->version(); },
-      [keeper](const std::string& json, const std::string& from) {
-        auto st = keeper->Install(json, from, "node");
-        if (!st.ok())
-          log::Warn("roster.fetch_refused", {{"from", from}, {"reason", st.status().message()}});
-      });
-  Exchange* exchange = node->exchange_.get();
-  node->prober_->set_on_reachable(
-      [exchange](const std::string& org) { exchange->PeerReachable(org); });
-  node->services_ = std::make_unique<NodeServices>(config, node->identity_, node->access_log_.get(),
-                                                   node->prober_.get(), node->exchange_.get(),
-                                                   node->roster_.get());
-
-  // Accept client certificates from any member's CA at the TLS layer; the
-  // auth processor then insists on the right CA for the claimed org.
-  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  std::string roots;
-  for (const auto& m : roster->roster.members()) absl::StrAppend(&roots, m.ca_cert_pem(), "\n");
-  ssl.pem_root_certs = roots;
-  ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
-  auto creds = grpc::SslServerCredentials(ssl);
-  creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
-      node->identity_, node->access_log_.get(), config.federation(),
-      std::make_shared<CallLimiter>(config.limits().user_calls_per_second(),
-                                    config.limits().user_call_burst(), clock),
-      std::make_shared<CallLimiter>(config.limits().peer_calls_per_second(),
-                                    config.limits().peer_call_burst(), clock)));
-
-  // grpc.health.v1 answers from the ledger's and the database's state on
-  // every call: NOT_SERVING, with the reason, while writes are refused.
-  ledger::RocksDbLedger* ledger_ptr = node->ledger_.get();
-  NodeStore* store_ptr = node->store_.get();
-  node->health_ = std::make_unique<HealthServiceImpl>([ledger_ptr, store_ptr]() -> absl::Status {
-    if (absl::Status st = ledger_ptr->health(); !st.ok()) return st;
-    return store_ptr->health();
-  });
-  grpc::EnableDefaultHealthCheckService(false);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  // One node per port: without this gRPC sets SO_REUSEPORT and a second node
-  // on the same port would silently share its traffic.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(config.listen(), creds, &node->port_);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
-  builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
-  builder.RegisterService(&node->services_->node_);
-  builder.RegisterService(&node->services_->peer_);
-  builder.RegisterService(node->case_service_.get());
-  builder.RegisterService(node->audit_service_.get());
-  builder.RegisterService(node->referral_service_.get());
-  builder.RegisterService(node->health_.get());
-  auto served = std::make_shared<std::vector<std::string>>();
-  builder.SetOption(RecordServedServices(served));
-  node->server_ = builder.BuildAndStart();
-  if (node->server_ == nullptr || node->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),
-                                               " (address in use or not available?)"));
-  }
-  // Every method served has exactly one rule (the destructor stops the server).
-  if (absl::Status st = CheckAccessTable(*served); !st.ok()) return st;
+  if (auto st = node->Serve(config, roster->roster, *tls, clock); !st.ok()) return st;
   node->prober_->Start();
   node->exchange_->Start();
   log::Info("node.started", {{"federation", config.federation()},
@@ -650,10 +703,8 @@ void Node::Shutdown(absl::Duration grace) {
 }
 
 void Node::DeliverNow() {
-  if (exchange_) exchange_->DeliverDueNow();
+  if (exchange_) exchange_->Wake();
 }
-
-int Node::DeliveriesOutstanding() const { return exchange_ ? exchange_->Outstanding() : 0; }
 
 void Node::ProbePeersNow() {
   if (prober_) prober_->ProbeAll();

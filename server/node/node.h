@@ -10,7 +10,10 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "client/lib/grpc_util.h"
+#include "client/lib/roster.h"
 #include "corridor/v1/config.pb.h"
+#include "corridor/v1/roster.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "ledger/base/clock.h"
 #include "ledger/crypto/crypto.h"
@@ -86,6 +89,24 @@ class Node {
 
  private:
   Node() = default;
+  // The steps of Start(), in order; each fills the members it names.
+  // The data directory and its database (store_).
+  absl::Status OpenStore(const v1::NodeConfig& config);
+  // The ledger signed with this node's key, its executors and the access log.
+  absl::Status OpenLedger(const v1::NodeConfig& config, const v1::Roster& roster,
+                          std::function<absl::Status()> before_commit, const Clock* clock);
+  // The case store, under the master key; discards uploads a crash cut off.
+  absl::Status OpenCases(const v1::NodeConfig& config);
+  // Records a roster version new to this node as in force.
+  absl::Status RecordRosterInForce(const v1::NodeConfig& config, const VerifiedRoster& roster,
+                                   uint64_t stored_version);
+  // Identity, services, exchange, prober and roster keeper, wired together.
+  absl::Status StartServices(const v1::NodeConfig& config, const VerifiedRoster& roster,
+                             const TlsIdentity& tls, const Clock* clock, uint64_t jitter_seed);
+  // Listens with mutual TLS and the auth processor, and serves every service.
+  absl::Status Serve(const v1::NodeConfig& config, const v1::Roster& roster, const TlsIdentity& tls,
+                     const Clock* clock);
+
   int port_ = 0;
   std::unique_ptr<Ed25519PrivateKey> signing_key_;
   std::unique_ptr<NodeStore> store_;

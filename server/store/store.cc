@@ -60,6 +60,36 @@ class NodeStore::Listener : public rocksdb::EventListener {
   NodeStore* const store_;
 };
 
+namespace {
+
+// The families to open in `dir`, each with its tuning: the meta family,
+// `extra_families`, and any family an earlier version created.
+std::vector<rocksdb::ColumnFamilyDescriptor> FamilyDescriptors(
+    const rocksdb::Options& options, const std::string& dir,
+    const std::vector<std::string>& extra_families) {
+  std::set<std::string> names = {rocksdb::kDefaultColumnFamilyName, NodeStore::kMetaFamily};
+  names.insert(extra_families.begin(), extra_families.end());
+  // Keep families created by other versions too: RocksDB refuses to open otherwise.
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(options, dir, &existing).ok()) {
+    names.insert(existing.begin(), existing.end());
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& n : names) {
+    // The ledger's families have their own tuning (bounded memtables).
+    rocksdb::ColumnFamilyOptions family = absl::StartsWith(n, "ledger_")
+                                              ? ledger::LedgerColumnFamilyOptions(n)
+                                              : rocksdb::ColumnFamilyOptions(options);
+    // Evidence is written once in large sealed chunks and read rarely: small
+    // memtables keep what concurrent uploads cost in memory low.
+    if (n == "evidence") family.write_buffer_size = 16 << 20;
+    descriptors.emplace_back(n, family);
+  }
+  return descriptors;
+}
+
+}  // namespace
+
 NodeStore::NodeStore(std::string dir, NodeStoreOptions options)
     : dir_(std::move(dir)), options_(std::move(options)) {}
 
@@ -91,24 +121,8 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
   // (ledger::ResumeWhenRoom), not by RocksDB's own retries.
   options.listeners.push_back(ledger::NewManualRecoveryListener());
 
-  std::set<std::string> names = {rocksdb::kDefaultColumnFamilyName, kMetaFamily};
-  names.insert(extra_families.begin(), extra_families.end());
-  // Keep families created by other versions too: RocksDB refuses to open otherwise.
-  std::vector<std::string> existing;
-  if (rocksdb::DB::ListColumnFamilies(options, dir, &existing).ok()) {
-    names.insert(existing.begin(), existing.end());
-  }
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const std::string& n : names) {
-    // The ledger's families have their own tuning (bounded memtables).
-    rocksdb::ColumnFamilyOptions family = absl::StartsWith(n, "ledger_")
-                                              ? ledger::LedgerColumnFamilyOptions(n)
-                                              : rocksdb::ColumnFamilyOptions(options);
-    // Evidence is written once in large sealed chunks and read rarely: small
-    // memtables keep what concurrent uploads cost in memory low.
-    if (n == "evidence") family.write_buffer_size = 16 << 20;
-    descriptors.emplace_back(n, family);
-  }
+  const std::vector<rocksdb::ColumnFamilyDescriptor> descriptors =
+      FamilyDescriptors(options, dir, extra_families);
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
       rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors, &store->handles_, &raw);

@@ -1,0 +1,279 @@
+#include "server/audit/audit_service.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/lib/grpc_util.h"
+#include "ledger/merkle.h"
+#include "server/audit/audited_call.h"
+
+namespace corridor {
+namespace {
+
+// The most entry bytes one QueryEvents or GetEntries answer carries (well under
+// gRPC's 4 MiB message limit, whatever the entries hold).
+constexpr size_t kMaxAuditAnswerBytes = 1 << 20;
+
+Rpc Audit(const char* handler = __builtin_FUNCTION()) {
+  return Rpc::Served<v1::AuditService>(handler);
+}
+
+v1::LoggedEvent Logged(uint64_t index, const std::string& entry) {
+  v1::LoggedEvent out;
+  out.set_index(index);
+  out.set_entry(entry);
+  if (auto e = AccessLog::Decode(entry); e.ok()) *out.mutable_event() = *e;
+  return out;
+}
+
+// The query a QueryEvents request asks for; InvalidArgument for a bad time
+// range or page token.
+absl::StatusOr<AccessLog::Query> QueryOf(const v1::QueryEventsRequest& req) {
+  AccessLog::Query q;
+  q.case_id = req.case_id();
+  q.actor = req.actor();
+  q.org = req.org();
+  q.action = req.action();
+  q.outcome = req.outcome();
+  q.limit = req.page_size() == 0 ? 50 : std::min<uint32_t>(req.page_size(), 1000);
+  std::string err;
+  if ((!req.after().empty() && !absl::ParseTime(absl::RFC3339_full, req.after(), &q.after, &err)) ||
+      (!req.before().empty() &&
+       !absl::ParseTime(absl::RFC3339_full, req.before(), &q.before, &err)) ||
+      (!req.page_token().empty() && !absl::SimpleAtoi(req.page_token(), &q.before_index))) {
+    return absl::InvalidArgumentError("bad time range or page token");
+  }
+  return q;
+}
+
+// A page of hits: it ends at `limit` entries or kMaxAuditAnswerBytes, whichever
+// comes first, so no set of entries can make an answer too large to send.
+void AnswerPage(const std::vector<AccessLog::Hit>& hits, size_t limit,
+                v1::QueryEventsResponse* resp) {
+  size_t bytes = 0;
+  for (const auto& h : hits) {
+    if (resp->events_size() > 0 && bytes + h.entry.size() > kMaxAuditAnswerBytes) {
+      resp->set_next_page_token(std::to_string(resp->events().rbegin()->index()));
+      return;
+    }
+    bytes += h.entry.size();
+    *resp->add_events() = Logged(h.index, h.entry);
+  }
+  if (hits.size() >= limit) resp->set_next_page_token(std::to_string(hits.back().index));
+}
+
+grpc::Status AnswerInclusionProof(const ledger::Ledger& ledger, uint64_t index, uint64_t asked,
+                                  v1::InclusionProofResponse* resp) {
+  const ledger::Head h = ledger.head();
+  const uint64_t size = asked == 0 ? h.size : asked;
+  auto proof = ledger.InclusionProof(index, size);
+  if (!proof.ok()) return ToGrpcStatus(proof.status());
+  auto entry = ledger.Entry(index);
+  if (!entry.ok()) return ToGrpcStatus(entry.status());
+  resp->set_index(index);
+  resp->set_tree_size(size);
+  resp->set_entry(*entry);
+  resp->set_leaf_hash(merkle::ToBytes(merkle::HashLeaf(*entry)));
+  for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
+  if (size == h.size) resp->set_checkpoint(h.checkpoint);
+  return grpc::Status::OK;
+}
+
+grpc::Status AnswerConsistencyProof(const ledger::Ledger& ledger, uint64_t old_size, uint64_t asked,
+                                    v1::ConsistencyProofResponse* resp) {
+  const ledger::Head h = ledger.head();
+  const uint64_t size = asked == 0 ? h.size : asked;
+  auto proof = ledger.ConsistencyProof(old_size, size);
+  if (!proof.ok()) return ToGrpcStatus(proof.status());
+  auto old_root = ledger.RootAt(old_size);
+  auto new_root = ledger.RootAt(size);
+  if (!old_root.ok()) return ToGrpcStatus(old_root.status());
+  if (!new_root.ok()) return ToGrpcStatus(new_root.status());
+  resp->set_old_size(old_size);
+  resp->set_new_size(size);
+  resp->set_old_root(merkle::ToBytes(*old_root));
+  resp->set_new_root(merkle::ToBytes(*new_root));
+  for (const auto& p : *proof) resp->add_proof(merkle::ToBytes(p));
+  if (size == h.size) resp->set_checkpoint(h.checkpoint);
+  return grpc::Status::OK;
+}
+
+// At most kMaxAuditAnswerBytes of entries [begin, end) (always at least one):
+// the caller asks again from the index after the last one returned.
+grpc::Status AnswerEntries(const ledger::Ledger& ledger, uint64_t begin, uint64_t end,
+                           v1::GetEntriesResponse* resp) {
+  auto entries = ledger.Entries(begin, end);
+  if (!entries.ok()) return ToGrpcStatus(entries.status());
+  size_t bytes = 0;
+  for (uint64_t i = begin; i < end; ++i) {
+    const std::string& entry = (*entries)[i - begin];
+    if (i > begin && bytes + entry.size() > kMaxAuditAnswerBytes) break;
+    bytes += entry.size();
+    *resp->add_events() = Logged(i, entry);
+  }
+  return grpc::Status::OK;
+}
+
+// Sends an export in pieces of at most kMaxAuditAnswerBytes, so an export of any
+// size fits gRPC's message limit. The access is recorded, and the export built on
+// the bulk executor, before the first piece goes.
+class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
+ public:
+  ExportStream(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
+               const v1::ExportRequest* req, const Rpc& rpc, AccessLog* log, Executor* bulk) {
+    AuditedCall<ExportStream> call(log, this);
+    if (!call.Begin(
+            identity, ctx, rpc,
+            {"audit.export", "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", ""})) {
+      return;
+    }
+    ledger::Ledger* ledger = log->ledger();
+    const uint64_t begin = req->begin(), asked = req->end();
+    call.Allow(
+        nullptr,
+        [this, ledger, begin, asked](uint64_t) {
+          const uint64_t end = asked == 0 ? ledger->head().size : asked;
+          auto exp = ledger->Export(begin, end);
+          if (!exp.ok()) return ToGrpcStatus(exp.status());
+          export_ = *std::move(exp);
+          return grpc::Status::OK;
+        },
+        bulk);
+  }
+
+  // What the helpers above call when the answer is known: an error ends the
+  // call; OK starts sending the export.
+  void Finish(grpc::Status status) {
+    if (!status.ok()) return ServerWriteReactor::Finish(status);
+    WriteNext();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      return ServerWriteReactor::Finish(
+          grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    }
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (offset_ >= export_.size() && offset_ > 0) {
+      return ServerWriteReactor::Finish(grpc::Status::OK);
+    }
+    const size_t n = std::min(kMaxAuditAnswerBytes, export_.size() - offset_);
+    piece_.set_export_(export_.substr(offset_, n));
+    offset_ += n;
+    if (n == 0) offset_ = 1;  // an empty export: one empty piece, then done
+    StartWrite(&piece_);
+  }
+
+  std::string export_;
+  size_t offset_ = 0;
+  v1::ExportResponse piece_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerContext* ctx,
+                                                        const v1::QueryEventsRequest* req,
+                                                        v1::QueryEventsResponse* resp) {
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Audit(),
+                  {"audit.query", "ledger", req->case_id(), "audit", req->request_id()})) {
+    return call.reactor();
+  }
+  auto query = QueryOf(*req);
+  if (!query.ok()) return call.Refuse(query.status());
+  auto hits = log_->Find(*query);
+  if (!hits.ok()) return call.Refuse(hits.status());
+  call.event().set_case_id(req->case_id());
+  return call.Allow(nullptr, [resp, hits = *std::move(hits), limit = query->limit](uint64_t) {
+    AnswerPage(hits, limit, resp);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetCheckpointRequest*,
+                                                          v1::CheckpointResponse* resp) {
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Audit(), {"audit.checkpoint", "ledger", "", "audit", ""})) {
+    return call.reactor();
+  }
+  ledger::Ledger* ledger = log_->ledger();
+  return call.Allow(nullptr, [resp, ledger](uint64_t) {
+    const ledger::Head h = ledger->head();
+    resp->set_size(h.size);
+    resp->set_root_hash(merkle::ToBytes(h.root));
+    resp->set_checkpoint(h.checkpoint);
+    resp->set_verifier_key(ledger->verifier().ToString());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetInclusionProof(grpc::CallbackServerContext* ctx,
+                                                              const v1::InclusionProofRequest* req,
+                                                              v1::InclusionProofResponse* resp) {
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Audit(),
+                  {"audit.prove", "ledger", std::to_string(req->index()), "audit", ""})) {
+    return call.reactor();
+  }
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t index = req->index(), asked = req->tree_size();
+  return call.Allow(
+      nullptr,
+      [resp, ledger, index, asked](uint64_t) {
+        return AnswerInclusionProof(*ledger, index, asked, resp);
+      },
+      bulk_);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetConsistencyProof(
+    grpc::CallbackServerContext* ctx, const v1::ConsistencyProofRequest* req,
+    v1::ConsistencyProofResponse* resp) {
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Audit(), {"audit.consistency", "ledger", "", "audit", ""})) {
+    return call.reactor();
+  }
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t old_size = req->old_size(), asked = req->new_size();
+  return call.Allow(
+      nullptr,
+      [resp, ledger, old_size, asked](uint64_t) {
+        return AnswerConsistencyProof(*ledger, old_size, asked, resp);
+      },
+      bulk_);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetEntriesRequest* req,
+                                                       v1::GetEntriesResponse* resp) {
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(
+          *identity_, ctx, Audit(),
+          {"audit.entries", "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", ""})) {
+    return call.reactor();
+  }
+  if (req->end() < req->begin() || req->end() - req->begin() > 1000) {
+    return call.Refuse(absl::InvalidArgumentError("ask for at most 1000 entries at a time"));
+  }
+  ledger::Ledger* ledger = log_->ledger();
+  const uint64_t begin = req->begin(), end = req->end();
+  return call.Allow(
+      nullptr,
+      [resp, ledger, begin, end](uint64_t) { return AnswerEntries(*ledger, begin, end, resp); },
+      bulk_);
+}
+
+grpc::ServerWriteReactor<v1::ExportResponse>* AuditServiceImpl::Export(
+    grpc::CallbackServerContext* ctx, const v1::ExportRequest* req) {
+  return new ExportStream(*identity_, ctx, req, Audit(), log_, bulk_);
+}
+
+}  // namespace corridor
