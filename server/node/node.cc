@@ -703,8 +703,10 @@ void Node::Shutdown(absl::Duration grace) {
 }
 
 void Node::DeliverNow() {
-  if (exchange_) exchange_->Wake();
+  if (exchange_) exchange_->DeliverDueNow();
 }
+
+int Node::DeliveriesOutstanding() const { return exchange_ ? exchange_->Outstanding() : 0; }
 
 void Node::ProbePeersNow() {
   if (prober_) prober_->ProbeAll();
