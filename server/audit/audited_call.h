@@ -25,7 +25,7 @@ namespace corridor {
 // so it never holds up the completions of ordinary calls.
 template <typename Reactor>
 inline void RecordThenFinish(AccessLog* log, Reactor* reactor, std::vector<v1::AccessEvent> events,
-                             std::unique_ptr<rocksdb::WriteBatch> change,
+                             std::unique_ptr<ledger::Mutation> change,
                              std::function<grpc::Status(uint64_t)> on_durable,
                              Executor* slow = nullptr) {
   const std::string action = events.empty() ? "" : events.front().action();

@@ -822,7 +822,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
     *c->add_evidence() = item;
     c->set_updated_at(item.added_at());
     // The case record and the end of staging commit in one batch with the entry.
-    auto change = std::make_unique<rocksdb::WriteBatch>();
+    auto change = std::make_unique<ledger::Mutation>();
     if (auto st = store_->PutCase(change.get(), *c); !st.ok()) return Refuse(st);
     store_->EndStaging(change.get(), header_.case_id(), evidence_id_);
     ended_ = true;

@@ -17,6 +17,7 @@
 #include "server/common/edge.h"
 #include "server/federation/envelope.h"
 #include "ledger/base/log.h"
+#include "ledger/rocksdb/rocksdb_key_spaces.h"
 #include "server/store/store.h"
 
 namespace corridor {
@@ -207,6 +208,7 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
           std::shared_ptr<const Ed25519PrivateKey>(signing_key, [](const Ed25519PrivateKey*) {}),
           config.signing_key().key_id()},
       db_(db),
+      families_(families),
       outbox_(families.at(kOutboxFamily)),
       received_(families.at(kReceivedFamily)),
       referrals_(families.at(kReferralIndexFamily)),
@@ -323,7 +325,7 @@ uint64_t Exchange::NextSeq() {
   }
 }
 
-absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(rocksdb::WriteBatch* batch,
+absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(ledger::Mutation* batch,
                                                  const v1::EnvelopePayload& payload,
                                                  const std::string& kind,
                                                  const std::string& case_id,
@@ -351,7 +353,7 @@ absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(rocksdb::WriteBatch* batch,
     stored.clear_envelope();
     stored.set_sealed_envelope(*std::move(sealed));
   }
-  batch->Put(outbox_, key, stored.SerializeAsString());
+  batch->Put(kOutboxFamily, key, stored.SerializeAsString());
   v1::OutboxItem meta = item;
   meta.clear_envelope();
   absl::MutexLock lock(&mu_);
@@ -359,9 +361,9 @@ absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(rocksdb::WriteBatch* batch,
   return item;
 }
 
-void Exchange::IndexReferral(rocksdb::WriteBatch* batch, const std::string& referral_id,
+void Exchange::IndexReferral(ledger::Mutation* batch, const std::string& referral_id,
                              const std::string& case_id) const {
-  batch->Put(referrals_, referral_id, case_id);
+  batch->Put(kReferralIndexFamily, referral_id, case_id);
 }
 
 absl::StatusOr<std::string> Exchange::CaseForReferral(const std::string& referral_id) const {
@@ -777,15 +779,15 @@ void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxIte
   *done.mutable_receipt() = receipt;
   done.set_receipt_ledger_index(receiver_index);
   done.set_finished_unix_ms(absl::ToUnixMillis(Now()));
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Delete(outbox_, PendingKey(seq));
-  batch->Put(outbox_, DeliveredKey(done.finished_unix_ms(), seq), done.SerializeAsString());
+  auto batch = std::make_unique<ledger::Mutation>();
+  batch->Delete(kOutboxFamily, PendingKey(seq));
+  batch->Put(kOutboxFamily, DeliveredKey(done.finished_unix_ms(), seq), done.SerializeAsString());
   // The referral is to show as delivered on the sending case: a marker in this
   // batch, applied under the case lock right after (never holding the case's
   // lock across this commit, which would turn the case's users away).
   const bool marker = item.kind() == "referral";
   if (marker) {
-    batch->Put(outbox_, CaseUpdateKey(item.case_id(), item.referral_id()),
+    batch->Put(kOutboxFamily, CaseUpdateKey(item.case_id(), item.referral_id()),
                absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_DELIVERED)));
   }
   v1::AccessEvent ev;
@@ -903,7 +905,7 @@ void Exchange::RemoveLocked(Lane& lane, uint64_t seq) {
 
 bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<CaseFix>& fixes) {
   if (!cases_->Lock(case_id).ok()) return false;  // busy: the next round tries again
-  rocksdb::WriteBatch batch;
+  ledger::Mutation batch;
   bool done = true;
   auto c = cases_->Get(case_id);
   if (c.ok()) {
@@ -916,11 +918,11 @@ bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<Case
   }
   if (done) {
     for (const CaseFix& fix : fixes) {
-      batch.Delete(outbox_, CaseUpdateKey(fix.case_id, fix.referral_id));
+      batch.Delete(kOutboxFamily, CaseUpdateKey(fix.case_id, fix.referral_id));
     }
     // Not synced: the marker it deletes was, so a crash that loses this write
     // loses both halves and the marker is applied again at start.
-    done = db_->Write(rocksdb::WriteOptions(), &batch).ok();
+    done = ledger::WriteMutation(db_, families_, batch, /*sync=*/false).ok();
   }
   cases_->Unlock(case_id);
   return done;
@@ -928,15 +930,15 @@ bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<Case
 
 // ---- erasure --------------------------------------------------------------------
 
-v1::AccessEvent Exchange::Cancellation(rocksdb::WriteBatch* batch, v1::OutboxItem item) {
+v1::AccessEvent Exchange::Cancellation(ledger::Mutation* batch, v1::OutboxItem item) {
   const uint64_t seq = item.seq();
   item.clear_envelope();
   item.clear_sealed_envelope();
   item.set_state("cancelled");
   item.set_last_error("cancelled: the case was erased before delivery");
   item.set_finished_unix_ms(absl::ToUnixMillis(Now()));
-  batch->Delete(outbox_, PendingKey(seq));
-  batch->Put(outbox_, FailedKey(seq), item.SerializeAsString());
+  batch->Delete(kOutboxFamily, PendingKey(seq));
+  batch->Put(kOutboxFamily, FailedKey(seq), item.SerializeAsString());
   v1::AccessEvent ev;
   ev.set_actor_org(config_.org());
   ev.set_actor_subject("node");
@@ -951,8 +953,8 @@ v1::AccessEvent Exchange::Cancellation(rocksdb::WriteBatch* batch, v1::OutboxIte
 }
 
 void Exchange::CancelItem(const std::string& org, uint64_t seq, v1::OutboxItem item) {
-  rocksdb::WriteBatch* raw = new rocksdb::WriteBatch;
-  std::unique_ptr<rocksdb::WriteBatch> batch(raw);
+  ledger::Mutation* raw = new ledger::Mutation;
+  std::unique_ptr<ledger::Mutation> batch(raw);
   v1::AccessEvent ev = Cancellation(raw, item);
   auto index = log_->RecordSync({ev}, std::move(batch));
   if (!index.ok()) {
@@ -965,7 +967,7 @@ void Exchange::CancelItem(const std::string& org, uint64_t seq, v1::OutboxItem i
   FinishItem(org, seq);
 }
 
-absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(rocksdb::WriteBatch* batch,
+absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(ledger::Mutation* batch,
                                                                       const v1::Case& c) {
   // Everything committed for the case is on disk (its writers held the case
   // lock until their commit): bring it into the lanes first.
@@ -1026,7 +1028,7 @@ absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(rocksdb::W
     v1::SentErasure sent;
     sent.set_receiver_org(link.peer_org());
     sent.set_request_envelope_id(item->envelope_id());
-    batch->Put(outbox_, ErasureKey(c.id(), link.referral_id()), sent.SerializeAsString());
+    batch->Put(kOutboxFamily, ErasureKey(c.id(), link.referral_id()), sent.SerializeAsString());
     v1::AccessEvent ev;
     ev.set_actor_org(config_.org());
     ev.set_actor_subject("node");
@@ -1127,12 +1129,12 @@ absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& sender,
   return absl::UnavailableError("the receive entry is not visible yet; retry");
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
+absl::StatusOr<std::unique_ptr<ledger::Mutation>> Exchange::ApplyBody(
     const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
     std::string* locked, std::vector<v1::AccessEvent>* also_record) {
   if (p.has_erasure_request()) return ApplyErasureRequest(p, case_id, locked, also_record);
   if (p.has_erasure_outcome()) return ApplyErasureOutcome(p, case_id, also_record);
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   const std::string now = Rfc3339(Now());
   auto note = [&](v1::Case& c, const std::string& text, const std::string& outcome,
                   v1::CaseStatus st) {
@@ -1278,14 +1280,14 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyBody(
   return batch;
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureRequest(
+absl::StatusOr<std::unique_ptr<ledger::Mutation>> Exchange::ApplyErasureRequest(
     const v1::EnvelopePayload& p, std::string* case_id, std::string* locked,
     std::vector<v1::AccessEvent>* also_record) {
   const v1::ErasureRequest& r = p.erasure_request();
   if (r.referral_id().empty()) {
     return absl::InvalidArgumentError("an erasure request must name a referral");
   }
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   v1::ErasureOutcome out;
   out.set_referral_id(r.referral_id());
   out.set_request_envelope_id(p.envelope_id());
@@ -1357,7 +1359,7 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureReque
   return batch;
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureOutcome(
+absl::StatusOr<std::unique_ptr<ledger::Mutation>> Exchange::ApplyErasureOutcome(
     const v1::EnvelopePayload& p, std::string* case_id, std::vector<v1::AccessEvent>* also_record) {
   const v1::ErasureOutcome& o = p.erasure_outcome();
   const absl::Status not_asked = absl::PermissionDeniedError(
@@ -1383,8 +1385,8 @@ absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> Exchange::ApplyErasureOutco
   }
   *case_id = *id;
   sent.set_result(o.result());
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Put(outbox_, ErasureKey(*id, o.referral_id()), sent.SerializeAsString());
+  auto batch = std::make_unique<ledger::Mutation>();
+  batch->Put(kOutboxFamily, ErasureKey(*id, o.referral_id()), sent.SerializeAsString());
   v1::AccessEvent ev;
   ev.set_actor_org(p.sender_org());
   ev.set_actor_subject("node");
@@ -1505,7 +1507,7 @@ void Exchange::Deliver(const Principal& caller, const v1::Envelope& envelope,
   v1::ReceivedEnvelope record;
   record.set_payload_sha256(digest);
   record.set_sender_org(caller.org);
-  (*change)->Put(received_, key, record.SerializeAsString());
+  (*change)->Put(kReceivedFamily, key, record.SerializeAsString());
   ev.set_case_id(case_id);
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   std::vector<v1::AccessEvent> events = {ev};

@@ -107,7 +107,7 @@ class Exchange {
   // key of `case_id` unless the body is an erasure request or outcome (which
   // carry no personal data). The returned item holds the signed envelope in
   // memory. NotFound / FailedPrecondition if the case is missing or erased.
-  absl::StatusOr<v1::OutboxItem> Enqueue(rocksdb::WriteBatch* batch,
+  absl::StatusOr<v1::OutboxItem> Enqueue(ledger::Mutation* batch,
                                          const v1::EnvelopePayload& payload,
                                          const std::string& kind, const std::string& case_id,
                                          const std::string& referral_id);
@@ -121,10 +121,10 @@ class Exchange {
   // gets an erasure request (one `erasure.request` event each). An envelope in
   // flight that fails afterwards is cancelled when it would be retried. The
   // events hold ids only.
-  absl::StatusOr<std::vector<v1::AccessEvent>> PrepareErasure(rocksdb::WriteBatch* batch,
+  absl::StatusOr<std::vector<v1::AccessEvent>> PrepareErasure(ledger::Mutation* batch,
                                                               const v1::Case& c);
   // The referral index write for `batch`.
-  void IndexReferral(rocksdb::WriteBatch* batch, const std::string& referral_id,
+  void IndexReferral(ledger::Mutation* batch, const std::string& referral_id,
                      const std::string& case_id) const;
   absl::StatusOr<std::string> CaseForReferral(const std::string& referral_id) const;
 
@@ -204,12 +204,12 @@ class Exchange {
   // Removes item `seq` from its lane; the next of its order key becomes ready.
   void RemoveLocked(Lane& lane, uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes of a cancellation into `batch`; the event that records it.
-  v1::AccessEvent Cancellation(rocksdb::WriteBatch* batch, v1::OutboxItem item);
+  v1::AccessEvent Cancellation(ledger::Mutation* batch, v1::OutboxItem item);
   // Receiving an ErasureRequest / ErasureOutcome (branches of ApplyBody).
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyErasureRequest(
+  absl::StatusOr<std::unique_ptr<ledger::Mutation>> ApplyErasureRequest(
       const v1::EnvelopePayload& p, std::string* case_id, std::string* locked,
       std::vector<v1::AccessEvent>* also_record);
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyErasureOutcome(
+  absl::StatusOr<std::unique_ptr<ledger::Mutation>> ApplyErasureOutcome(
       const v1::EnvelopePayload& p, std::string* case_id,
       std::vector<v1::AccessEvent>* also_record);
   // Destroys the keys of cases erased at a peer's request once their erasure
@@ -230,7 +230,7 @@ class Exchange {
   // not in the roster.
   std::shared_ptr<v1::PeerService::Stub> StubFor(const std::string& org);
   // `also_record`: ledger events to commit after the receive entry.
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> ApplyBody(
+  absl::StatusOr<std::unique_ptr<ledger::Mutation>> ApplyBody(
       const v1::Envelope& envelope, const v1::EnvelopePayload& p, std::string* case_id,
       std::string* locked, std::vector<v1::AccessEvent>* also_record);
   // The receipt of the envelope `envelope_id` with `digest` received from
@@ -252,6 +252,7 @@ class Exchange {
   mutable absl::Mutex signer_mu_;
   Signer signer_ ABSL_GUARDED_BY(signer_mu_);
   rocksdb::DB* db_;
+  const std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
   rocksdb::ColumnFamilyHandle* outbox_;
   rocksdb::ColumnFamilyHandle* received_;
   rocksdb::ColumnFamilyHandle* referrals_;

@@ -182,7 +182,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
       return reactor;
     }
   }
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   // Stored sealed under the case's key: erasing the case shreds it too.
   auto queued = exchange_->Enqueue(batch.get(), payload, "referral", c->id(), referral_id);
   if (!queued.ok()) {
@@ -344,7 +344,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   payload.mutable_decision()->set_accepted(req->accept());
   payload.mutable_decision()->set_reason(req->reason());
   if (req->accept()) payload.mutable_decision()->set_linked_case_id(c->id());
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   auto queued = exchange_->Enqueue(batch.get(), payload, "decision", c->id(), req->referral_id());
   if (!queued.ok()) {
     RecordRefusal(log_, reactor, ev, queued.status());
@@ -408,7 +408,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
   n->set_status(req->status());
   if (req->status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req->status());
   c->set_updated_at(now);
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   std::vector<std::string> envelopes;
   std::string digests;
   for (const auto& link : c->referrals()) {
@@ -525,7 +525,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
   p->set_permitted_org(req->to_org());
   p->set_purpose(req->purpose());
   p->set_agreement(req->agreement());
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   auto queued = exchange_->Enqueue(batch.get(), payload, "permission", c->id(), req->referral_id());
   if (!queued.ok()) {
     RecordRefusal(log_, reactor, ev, queued.status());
