@@ -55,7 +55,7 @@ absl::StatusOr<note::Checkpoint> OpenStoredCheckpoint(const LedgerOptions& optio
 }
 
 absl::StatusOr<uint64_t> Ledger::Append(std::vector<AppendEntry> entries,
-                                        std::unique_ptr<rocksdb::WriteBatch> change) {
+                                        std::unique_ptr<Mutation> change) {
   absl::Mutex mu;
   bool finished = false;
   absl::StatusOr<uint64_t> result;

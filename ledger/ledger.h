@@ -25,8 +25,8 @@
 #include "ledger/crypto/crypto.h"
 #include "ledger/export.h"
 #include "ledger/merkle.h"
+#include "ledger/mutation.h"
 #include "ledger/note.h"
-#include "rocksdb/write_batch.h"
 
 namespace corridor::ledger {
 
@@ -89,19 +89,20 @@ class Ledger {
  public:
   virtual ~Ledger() = default;
 
-  // Queues `entries` (and `change`, the caller's own RocksDB writes, may be
-  // null) to be committed atomically together: all become durable, or none.
-  // `done` is called exactly once. Errors passed to `done`:
+  // Queues `entries` (and `change`, the caller's own writes to the store the
+  // ledger lives in, see mutation.h; may be null) to be committed atomically
+  // together: all become durable, or none. `done` is called exactly once.
+  // Errors passed to `done` (and then nothing of the request was applied):
   //   InvalidArgument   no entries, a bad index key, or a `change` that
-  //                     writes a column family it may not (see Open);
-  //   Unimplemented     a `change` given to a ledger without RocksDB;
+  //                     writes a key space the ledger was not given or one
+  //                     of the ledger's own;
   //   Unavailable       the ledger is refusing writes after a failed commit
-  //                     (until it is reopened).
-  virtual void AppendAsync(std::vector<AppendEntry> entries,
-                           std::unique_ptr<rocksdb::WriteBatch> change, AppendCallback done) = 0;
+  //                     (until it recovers or is reopened).
+  virtual void AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<Mutation> change,
+                           AppendCallback done) = 0;
   // Blocking form of AppendAsync: the first entry's index once durable.
   absl::StatusOr<uint64_t> Append(std::vector<AppendEntry> entries,
-                                  std::unique_ptr<rocksdb::WriteBatch> change = nullptr);
+                                  std::unique_ptr<Mutation> change = nullptr);
 
   // The latest committed head (size, root, signed checkpoint).
   virtual Head head() const = 0;

@@ -8,6 +8,7 @@
 #include "absl/numeric/bits.h"
 #include "absl/strings/str_cat.h"
 #include "ledger/crypto/crypto.h"
+#include "ledger/crypto/openssl_ptr.h"
 
 namespace corridor::merkle {
 namespace {
@@ -68,16 +69,12 @@ absl::Status Subproof(uint64_t m, uint64_t lo, uint64_t hi, bool b, const NodeSo
 // context allocation and implicit fetch would cost as much as the hashing.
 Hash Sha256Of(const void* a, size_t a_len, const void* b, size_t b_len) {
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  struct Ctx {
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    ~Ctx() { EVP_MD_CTX_free(ctx); }
-  };
-  thread_local Ctx c;
+  thread_local const EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   Hash out;
   unsigned int len = 0;
-  if (md == nullptr || c.ctx == nullptr || EVP_DigestInit_ex2(c.ctx, md, nullptr) != 1 ||
-      EVP_DigestUpdate(c.ctx, a, a_len) != 1 || EVP_DigestUpdate(c.ctx, b, b_len) != 1 ||
-      EVP_DigestFinal_ex(c.ctx, out.data(), &len) != 1) {
+  if (md == nullptr || ctx == nullptr || EVP_DigestInit_ex2(ctx.get(), md, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), a, a_len) != 1 || EVP_DigestUpdate(ctx.get(), b, b_len) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1) {
     abort();  // OpenSSL without SHA-256 is not a state to continue in
   }
   return out;

@@ -3,7 +3,9 @@
 # its layer may not use. The rules, as in docs/architecture.md "Dependency rules":
 #   ledger/**        never proto, gRPC, server/ or client/; ledger/base only
 #                    itself; ledger/crypto only base; ledger/ not its rocksdb/ or
-#                    testing/ implementations.
+#                    testing/ implementations. ledger/ (top level), ledger/base
+#                    and ledger/crypto never include RocksDB (rocksdb/): the
+#                    Ledger interface is storage-neutral (ledger/mutation.h).
 #   client/lib       only proto, ledger and itself.
 #   client/ctl       is included only by client/ and tests/ (nothing in the node).
 #   server/common    no other server folder.
@@ -67,6 +69,15 @@ allowed() {
   # ledger/ never uses gRPC or proto, in tests neither.
   case $f in
     ledger/*) [ $kind = PROTO ] || [ $kind = GRPC ] && return 1 ;;
+  esac
+  # Only ledger/rocksdb (and what builds on it) knows RocksDB.
+  case $inc in
+    rocksdb/*)
+      case $f in
+        ledger/base/*|ledger/crypto/*) return 1 ;;
+        ledger/*/*) ;;
+        ledger/*) return 1 ;;
+      esac ;;
   esac
   [ $kind = other ] && return 0
   local m

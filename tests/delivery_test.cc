@@ -57,7 +57,8 @@ class DeliveryTest : public ::testing::Test {
       families.push_back(f);
     }
     ASSERT_OK_AND_ASSIGN(store_, NodeStore::Open(config_.data_dir(), families));
-    signing_key_ = std::make_unique<Ed25519PrivateKey>(fed_.org("union-sg").signing);
+    signing_key_ = std::make_unique<Ed25519PrivateKey>(
+        *Ed25519PrivateKey::FromSeed(fed_.org("union-sg").signing.seed()));
     ledger::RocksDbLedgerOptions o;
     o.origin = LedgerOrigin(config_);
     o.signing_key = signing_key_.get();
@@ -122,7 +123,7 @@ class DeliveryTest : public ::testing::Test {
     p.mutable_referral()->set_origin_case_id(case_id);
     p.mutable_referral()->set_deidentified(true);
     p.mutable_referral()->mutable_shared()->set_category(v1::CASE_CATEGORY_ABUSE);
-    auto batch = std::make_unique<rocksdb::WriteBatch>();
+    auto batch = std::make_unique<ledger::Mutation>();
     EXPECT_OK(exchange_->Enqueue(batch.get(), p, "referral", case_id, referral_id).status());
     exchange_->IndexReferral(batch.get(), referral_id, case_id);
     auto c = cases_->Get(case_id);
@@ -238,7 +239,7 @@ TEST_F(DeliveryTest, OutboxPagesThroughPendingFailedAndDeliveredItemsOnce) {
   for (int i = 0; i < 5; ++i) {
     v1::EnvelopePayload p = exchange_->NewPayload("nobody", "test-agreement", "case-referral");
     p.mutable_update()->set_referral_id("REF-none");
-    auto batch = std::make_unique<rocksdb::WriteBatch>();
+    auto batch = std::make_unique<ledger::Mutation>();
     ASSERT_OK(exchange_->Enqueue(batch.get(), p, "update", case_id, "REF-none").status());
     ASSERT_OK(log_->RecordSync({v1::AccessEvent()}, std::move(batch)).status());
     exchange_->Wake();

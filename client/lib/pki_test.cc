@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "client/ctl/certificates.h"
 #include "gtest/gtest.h"
+#include "ledger/crypto/openssl_ptr.h"
 #include "tests/testing/status_matchers.h"
 
 namespace corridor::pki {
@@ -30,14 +31,7 @@ constexpr char kFederation[] = "corridor.test";
 // ---------------------------------------------------------------------------
 // OpenSSL access for checking what the certificates actually say.
 
-template <typename T, void (*Free)(T*)>
-struct OpenSslDeleter {
-  void operator()(T* p) const { Free(p); }
-};
-template <typename T, void (*Free)(T*)>
-using OpenSslPtr = std::unique_ptr<T, OpenSslDeleter<T, Free>>;
-using BioPtr = OpenSslPtr<BIO, BIO_free_all>;
-using PkeyPtr = OpenSslPtr<EVP_PKEY, EVP_PKEY_free>;
+using PkeyPtr = EvpPkeyPtr;
 using SslCtxPtr = OpenSslPtr<SSL_CTX, SSL_CTX_free>;
 using SslPtr = OpenSslPtr<SSL, SSL_free>;
 using X509Ptr = OpenSslPtr<X509, X509_free>;

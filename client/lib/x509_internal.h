@@ -22,16 +22,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ledger/crypto/openssl_ptr.h"
 
 namespace corridor::pki {
 
-// RAII for OpenSSL objects.
-template <typename T, void (*Free)(T*)>
-struct OpenSslDeleter {
-  void operator()(T* p) const { Free(p); }
-};
-template <typename T, void (*Free)(T*)>
-using OpenSslPtr = std::unique_ptr<T, OpenSslDeleter<T, Free>>;
+// RAII for the X.509 objects, in the project's one family
+// (ledger/crypto/openssl_ptr.h).
+using corridor::BioPtr;
+using corridor::OpenSslPtr;
 
 inline void FreeOpenSslString(char* s) { OPENSSL_free(s); }
 inline void FreeGeneralNames(GENERAL_NAMES* names) { GENERAL_NAMES_free(names); }
@@ -39,12 +37,11 @@ inline void FreeGeneralNames(GENERAL_NAMES* names) { GENERAL_NAMES_free(names); 
 using Asn1IntegerPtr = OpenSslPtr<ASN1_INTEGER, ASN1_INTEGER_free>;
 using Asn1StringPtr = OpenSslPtr<ASN1_STRING, ASN1_STRING_free>;
 using BigNumPtr = OpenSslPtr<BIGNUM, BN_free>;
-using BioPtr = OpenSslPtr<BIO, BIO_free_all>;
 using ExtensionPtr = OpenSslPtr<X509_EXTENSION, X509_EXTENSION_free>;
 using GeneralNamePtr = OpenSslPtr<GENERAL_NAME, GENERAL_NAME_free>;
 using GeneralNamesPtr = OpenSslPtr<GENERAL_NAMES, FreeGeneralNames>;
 using OpenSslStringPtr = OpenSslPtr<char, FreeOpenSslString>;
-using PkeyPtr = OpenSslPtr<EVP_PKEY, EVP_PKEY_free>;
+using PkeyPtr = corridor::EvpPkeyPtr;
 using StoreCtxPtr = OpenSslPtr<X509_STORE_CTX, X509_STORE_CTX_free>;
 using StorePtr = OpenSslPtr<X509_STORE, X509_STORE_free>;
 using X509Ptr = OpenSslPtr<X509, X509_free>;

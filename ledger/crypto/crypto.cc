@@ -15,6 +15,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "ledger/crypto/openssl_ptr.h"
 
 namespace corridor {
 namespace {
@@ -29,19 +30,6 @@ namespace {
   return OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
 }();
 
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
-struct BioDeleter {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using BioPtr = std::unique_ptr<BIO, BioDeleter>;
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
-
 std::string BioToString(BIO* bio) {
   char* data = nullptr;
   long len = BIO_get_mem_data(bio, &data);
@@ -51,7 +39,7 @@ std::string BioToString(BIO* bio) {
 }  // namespace
 
 struct Sha256Hasher::State {
-  MdCtxPtr ctx{EVP_MD_CTX_new()};
+  EvpMdCtxPtr ctx{EVP_MD_CTX_new()};
 };
 
 Sha256Hasher::Sha256Hasher() : state_(new State) {
@@ -136,7 +124,7 @@ bool Ed25519PublicKey::Verify(absl::string_view message, absl::string_view signa
   EvpPkeyPtr key(EVP_PKEY_new_raw_public_key(
       EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw_.data()), raw_.size()));
   if (!key) return false;
-  MdCtxPtr ctx(EVP_MD_CTX_new());
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) return false;
   return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
                           signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
@@ -152,13 +140,21 @@ std::string Ed25519PublicKey::ToPem() const {
 }
 
 Ed25519PrivateKey Ed25519PrivateKey::Generate() {
-  auto key = FromSeed(RandomBytes(32));
+  SecretBytes seed = SecretBytes::Random(32);
+  auto key = FromSeed(seed.view());
   return *std::move(key);
 }
 
 struct Ed25519PrivateKey::Parsed {
   EvpPkeyPtr key;
 };
+
+Ed25519PrivateKey::Ed25519PrivateKey(SecretBytes seed, Ed25519PublicKey pub,
+                                     std::unique_ptr<const Parsed> parsed)
+    : seed_(std::move(seed)), public_key_(std::move(pub)), parsed_(std::move(parsed)) {}
+Ed25519PrivateKey::Ed25519PrivateKey(Ed25519PrivateKey&&) noexcept = default;
+Ed25519PrivateKey& Ed25519PrivateKey::operator=(Ed25519PrivateKey&&) noexcept = default;
+Ed25519PrivateKey::~Ed25519PrivateKey() = default;
 
 absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromSeed(absl::string_view seed) {
   if (seed.size() != 32) return absl::InvalidArgumentError("an Ed25519 seed is 32 bytes");
@@ -168,9 +164,9 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromSeed(absl::string_view 
   std::string raw(kEd25519PublicKeySize, '\0');
   size_t len = raw.size();
   EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(raw.data()), &len);
-  auto parsed = std::make_shared<Parsed>();
+  auto parsed = std::make_unique<Parsed>();
   parsed->key = std::move(key);
-  return Ed25519PrivateKey(std::string(seed), Ed25519PublicKey::FromRaw(raw).value(),
+  return Ed25519PrivateKey(SecretBytes::CopyOf(seed), Ed25519PublicKey::FromRaw(raw).value(),
                            std::move(parsed));
 }
 
@@ -183,13 +179,15 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(absl::string_view p
   std::string seed(32, '\0');
   size_t len = seed.size();
   EVP_PKEY_get_raw_private_key(key.get(), reinterpret_cast<unsigned char*>(seed.data()), &len);
-  return FromSeed(seed);
+  const SecretBytes owned(std::move(seed));
+  return FromSeed(owned.view());
 }
 
 absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPemFile(const std::string& path) {
   auto pem = ReadFileToString(path);
   if (!pem.ok()) return pem.status();
   auto key = FromPem(*pem);
+  WipeString(*pem);
   if (!key.ok())
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", key.status().message()));
   return key;
@@ -198,7 +196,7 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPemFile(const std::stri
 std::string Ed25519PrivateKey::Sign(absl::string_view message) const {
   // OpenSSL 3 allows one EVP_PKEY to sign from many threads at once.
   EVP_PKEY* key = parsed_->key.get();
-  MdCtxPtr ctx(EVP_MD_CTX_new());
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   std::string sig(kEd25519SignatureSize, '\0');
   size_t len = sig.size();
   if (EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key) != 1 ||
@@ -210,54 +208,12 @@ std::string Ed25519PrivateKey::Sign(absl::string_view message) const {
 }
 
 std::string Ed25519PrivateKey::ToPem() const {
-  EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
-                                              reinterpret_cast<const unsigned char*>(seed_.data()),
-                                              seed_.size()));
+  EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed_.view().data()),
+      seed_.size()));
   BioPtr bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   return BioToString(bio.get());
-}
-
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-    if (err == EACCES)
-      return absl::PermissionDeniedError(absl::StrCat(path, ": permission denied"));
-    return absl::InternalError(absl::StrCat(path, ": cannot open: ", strerror(err)));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::InternalError(absl::StrCat(path, ": read failed"));
-  return ss.str();
-}
-
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, int mode) {
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return absl::InternalError(absl::StrCat(path, ": cannot create: ", strerror(errno)));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return absl::InternalError(absl::StrCat(path, ": write failed: ", strerror(err)));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat(path, ": fsync failed"));
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat(path, ": rename failed: ", strerror(errno)));
-  }
-  return absl::OkStatus();
 }
 
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {

@@ -15,6 +15,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+// Key files are read and written with these (ReadFileToString,
+// WriteFileAtomically); many users of this header rely on it for them.
+#include "ledger/base/file.h"
+#include "ledger/crypto/secret.h"
 
 namespace corridor {
 
@@ -78,7 +82,11 @@ class Ed25519PublicKey {
 };
 
 // An Ed25519 private key. Signing is thread-safe. The key is parsed once,
-// when it is made, and shared by copies: signing never re-derives it.
+// when it is made: signing never re-derives it. Move-only: a private key is
+// never copied; its seed is wiped when the key is destroyed (SecretBytes),
+// and OpenSSL wipes its own copy when the parsed key is freed. Share one key
+// by pointer (std::shared_ptr<const Ed25519PrivateKey> or a reference to an
+// owner that outlives the users).
 class Ed25519PrivateKey {
  public:
   static Ed25519PrivateKey Generate();
@@ -88,25 +96,24 @@ class Ed25519PrivateKey {
   static absl::StatusOr<Ed25519PrivateKey> FromPem(absl::string_view pem);
   static absl::StatusOr<Ed25519PrivateKey> FromPemFile(const std::string& path);
 
+  Ed25519PrivateKey(Ed25519PrivateKey&&) noexcept;
+  Ed25519PrivateKey& operator=(Ed25519PrivateKey&&) noexcept;
+  Ed25519PrivateKey(const Ed25519PrivateKey&) = delete;
+  Ed25519PrivateKey& operator=(const Ed25519PrivateKey&) = delete;
+  ~Ed25519PrivateKey();
+
   std::string Sign(absl::string_view message) const;
   const Ed25519PublicKey& public_key() const { return public_key_; }
   std::string ToPem() const;  // PKCS#8, unencrypted
-  const std::string& seed() const { return seed_; }
+  absl::string_view seed() const { return seed_.view(); }
 
  private:
   struct Parsed;  // the OpenSSL key object
-  Ed25519PrivateKey(std::string seed, Ed25519PublicKey pub, std::shared_ptr<const Parsed> parsed)
-      : seed_(std::move(seed)), public_key_(std::move(pub)), parsed_(std::move(parsed)) {}
-  std::string seed_;
+  Ed25519PrivateKey(SecretBytes seed, Ed25519PublicKey pub, std::unique_ptr<const Parsed> parsed);
+  SecretBytes seed_;
   Ed25519PublicKey public_key_;
-  std::shared_ptr<const Parsed> parsed_;
+  std::unique_ptr<const Parsed> parsed_;
 };
-
-// Reads a whole file. NotFound if it does not exist, PermissionDenied / Internal
-// otherwise; the message names the path.
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
-// Writes `data` to `path` atomically (temp file + fsync + rename) with `mode`.
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view data, int mode = 0644);
 
 // Compares in time independent of the content.
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);

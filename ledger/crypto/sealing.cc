@@ -5,17 +5,13 @@
 #include <memory>
 
 #include "ledger/crypto/crypto.h"
+#include "ledger/crypto/openssl_ptr.h"
 
 namespace corridor {
 namespace {
 
 constexpr size_t kNonceSize = 12;
 constexpr size_t kTagSize = 16;
-
-struct CtxDeleter {
-  void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-};
-using CtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter>;
 
 const unsigned char* U(absl::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());
@@ -28,7 +24,7 @@ std::string Seal(absl::string_view key, absl::string_view aad, absl::string_view
   const std::string nonce = RandomBytes(kNonceSize);
   std::string out(kNonceSize + plaintext.size() + kTagSize, '\0');
   memcpy(out.data(), nonce.data(), kNonceSize);
-  CtxPtr ctx(EVP_CIPHER_CTX_new());
+  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   unsigned char* ct = reinterpret_cast<unsigned char*>(out.data()) + kNonceSize;
   if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key), U(nonce)) != 1 ||
@@ -50,7 +46,7 @@ absl::StatusOr<std::string> Unseal(absl::string_view key, absl::string_view aad,
   }
   const size_t ct_len = sealed.size() - kNonceSize - kTagSize;
   std::string out(ct_len, '\0');
-  CtxPtr ctx(EVP_CIPHER_CTX_new());
+  EvpCipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   std::string tag(sealed.substr(kNonceSize + ct_len));
   if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, U(key), U(sealed)) != 1 ||

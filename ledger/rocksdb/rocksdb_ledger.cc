@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -40,13 +41,14 @@ std::string TileKey(int level, uint64_t index) {
 
 uint64_t CacheKey(int level, uint64_t index) { return (uint64_t(level) << 56) | index; }
 
-// The one place RocksDB statuses become absl ones.
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  if (s.IsCorruption()) return absl::DataLossError(absl::StrCat(what, ": ", s.ToString()));
-  if (s.IsInvalidArgument())
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", s.ToString()));
-  return absl::InternalError(absl::StrCat(what, ": ", s.ToString()));
+// The families callers' changes may name: every one given, and the default
+// one. The ledger's own are reserved (RocksDbKeySpaces refuses them).
+RocksDbKeySpaces CallerFamilies(
+    rocksdb::DB* db, const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families) {
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> all = families;
+  all.emplace(rocksdb::kDefaultColumnFamilyName, db->DefaultColumnFamily());
+  const std::vector<std::string> own = LedgerColumnFamilyNames();
+  return RocksDbKeySpaces(std::move(all), std::set<std::string>(own.begin(), own.end()));
 }
 
 std::string HashName(const merkle::Hash& h) { return Base64Encode(merkle::ToBytes(h)); }
@@ -59,54 +61,6 @@ uint32_t ExpectedTileWidth(int level, uint64_t index, uint64_t size) {
   if (nodes <= start) return 0;
   return static_cast<uint32_t>(std::min<uint64_t>(kTileWidth, nodes - start));
 }
-
-// Replays a caller's WriteBatch into the group's batch (or, with out ==
-// nullptr, only checks that every column family it writes is known).
-class CopyHandler : public rocksdb::WriteBatch::Handler {
- public:
-  CopyHandler(rocksdb::WriteBatch* out,
-              const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>* families)
-      : out_(out), families_(families) {}
-  rocksdb::Status PutCF(uint32_t id, const rocksdb::Slice& k, const rocksdb::Slice& v) override {
-    auto* cf = Family(id);
-    if (cf == nullptr) return Unknown(id);
-    return out_ ? out_->Put(cf, k, v) : rocksdb::Status::OK();
-  }
-  rocksdb::Status DeleteCF(uint32_t id, const rocksdb::Slice& k) override {
-    auto* cf = Family(id);
-    if (cf == nullptr) return Unknown(id);
-    return out_ ? out_->Delete(cf, k) : rocksdb::Status::OK();
-  }
-  rocksdb::Status SingleDeleteCF(uint32_t id, const rocksdb::Slice& k) override {
-    auto* cf = Family(id);
-    if (cf == nullptr) return Unknown(id);
-    return out_ ? out_->SingleDelete(cf, k) : rocksdb::Status::OK();
-  }
-  rocksdb::Status DeleteRangeCF(uint32_t id, const rocksdb::Slice& b,
-                                const rocksdb::Slice& e) override {
-    auto* cf = Family(id);
-    if (cf == nullptr) return Unknown(id);
-    return out_ ? out_->DeleteRange(cf, b, e) : rocksdb::Status::OK();
-  }
-  rocksdb::Status MergeCF(uint32_t id, const rocksdb::Slice& k, const rocksdb::Slice& v) override {
-    auto* cf = Family(id);
-    if (cf == nullptr) return Unknown(id);
-    return out_ ? out_->Merge(cf, k, v) : rocksdb::Status::OK();
-  }
-
- private:
-  rocksdb::ColumnFamilyHandle* Family(uint32_t id) const {
-    auto it = families_->find(id);
-    return it == families_->end() ? nullptr : it->second;
-  }
-  static rocksdb::Status Unknown(uint32_t id) {
-    return rocksdb::Status::InvalidArgument(
-        "the change writes to column family id " + std::to_string(id) +
-        ", which is one of the ledger's own or was not given to RocksDbLedger::Open");
-  }
-  rocksdb::WriteBatch* out_;
-  const std::map<uint32_t, rocksdb::ColumnFamilyHandle*>* families_;
-};
 
 }  // namespace
 
@@ -165,19 +119,12 @@ rocksdb::ColumnFamilyOptions LedgerColumnFamilyOptions(const std::string& name) 
 RocksDbLedger::RocksDbLedger(rocksdb::DB* db,
                              const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
                              RocksDbLedgerOptions options)
-    : db_(db), options_(std::move(options)) {
+    : db_(db), spaces_(CallerFamilies(db, families)), options_(std::move(options)) {
   entries_cf_ = families.at(kEntriesFamily);
   tiles_cf_ = families.at(kTilesFamily);
   state_cf_ = families.at(kStateFamily);
   index_cf_ = families.at(kIndexFamily);
   times_cf_ = families.at(kTimesFamily);
-  families_by_id_[db->DefaultColumnFamily()->GetID()] = db->DefaultColumnFamily();
-  // Callers' changes may write any family they gave us, but never the
-  // ledger's own: only the sequencer writes those.
-  for (const auto& [name, handle] : families) families_by_id_[handle->GetID()] = handle;
-  for (const std::string& name : LedgerColumnFamilyNames()) {
-    families_by_id_.erase(families.at(name)->GetID());
-  }
 }
 
 absl::StatusOr<std::unique_ptr<RocksDbLedger>> RocksDbLedger::Open(
@@ -234,7 +181,7 @@ absl::Status RocksDbLedger::Load() {
     tiles->SeekToFirst();
     if (tiles->Valid()) return absl::DataLossError("the ledger has tiles but no stored tree head");
   } else if (!s.ok()) {
-    return FromRocks(s, "reading the ledger head");
+    return FromRocksStatus(s, "reading the ledger head");
   } else {
     if (head.size() != 40) return absl::DataLossError("the stored ledger head is malformed");
     h.size = ReadBe64(head.data());
@@ -262,7 +209,7 @@ absl::Status RocksDbLedger::Load() {
     if (s.IsNotFound()) {
       return absl::DataLossError(absl::StrCat("entry ", h.size - 1, " (the last one) is missing"));
     }
-    if (!s.ok()) return FromRocks(s, "reading the last entry");
+    if (!s.ok()) return FromRocksStatus(s, "reading the last entry");
     auto leaf = StoredNode(0, h.size - 1);
     if (!leaf.ok()) return leaf.status();
     if (merkle::HashLeaf(last) != *leaf) {
@@ -329,8 +276,8 @@ absl::Status RocksDbLedger::health() const {
   return broken_;
 }
 
-void RocksDbLedger::AppendAsync(std::vector<AppendEntry> entries,
-                                std::unique_ptr<rocksdb::WriteBatch> change, AppendCallback done) {
+void RocksDbLedger::AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<Mutation> change,
+                                AppendCallback done) {
   if (entries.empty()) return done(absl::InvalidArgumentError("nothing to append"));
   for (const auto& e : entries) {
     for (const auto& k : e.index_keys) {
@@ -340,10 +287,7 @@ void RocksDbLedger::AppendAsync(std::vector<AppendEntry> entries,
     }
   }
   if (change) {
-    CopyHandler check(nullptr, &families_by_id_);
-    if (rocksdb::Status s = change->Iterate(&check); !s.ok()) {
-      return done(FromRocks(s, "ledger append"));
-    }
+    if (absl::Status st = spaces_.Check(*change); !st.ok()) return done(st);
   }
   absl::Status refused;
   {
@@ -509,7 +453,7 @@ absl::Status RocksDbLedger::Recover() {
   if (st.ok()) {
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    st = FromRocks(db_->Write(wo, &probe), "writing to the database");
+    st = FromRocksStatus(db_->Write(wo, &probe), "writing to the database");
   }
   if (!st.ok()) return absl::UnavailableError(st.message());
   return absl::OkStatus();
@@ -597,12 +541,7 @@ void RocksDbLedger::CommitGroup(std::vector<Request>& group) {
       edge.Push(merkle::HashLeaf(e.data));
       ++size;
     }
-    if (r.change) {
-      CopyHandler copier(&batch, &families_by_id_);
-      if (rocksdb::Status s = r.change->Iterate(&copier); !s.ok() && copy_error.ok()) {
-        copy_error = FromRocks(s, "copying a caller's change");
-      }
-    }
+    if (r.change && copy_error.ok()) copy_error = spaces_.AddTo(*r.change, &batch);
   }
   absl::Status st = tile_error.ok() ? copy_error : tile_error;
   if (st.ok()) {
@@ -626,7 +565,7 @@ void RocksDbLedger::CommitGroup(std::vector<Request>& group) {
     if (st.ok()) {
       rocksdb::WriteOptions wo;
       wo.sync = true;
-      st = FromRocks(db_->Write(wo, &batch), "committing a ledger group");
+      st = FromRocksStatus(db_->Write(wo, &batch), "committing a ledger group");
     }
     if (st.ok()) {
       edge.set_on_node(nullptr);
@@ -664,7 +603,7 @@ absl::StatusOr<std::shared_ptr<const RocksDbLedger::Tile>> RocksDbLedger::ReadTi
   if (s.IsNotFound()) {
     return absl::NotFoundError(absl::StrCat("tile ", level, "/", index, " is not stored"));
   }
-  if (!s.ok()) return FromRocks(s, "reading a tile");
+  if (!s.ok()) return FromRocksStatus(s, "reading a tile");
   auto tile = Tile::Decode(value);
   if (!tile.ok()) {
     return absl::DataLossError(
@@ -742,7 +681,7 @@ absl::StatusOr<std::string> RocksDbLedger::Entry(uint64_t index) const {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), entries_cf_, Be64(index), &value);
   if (s.IsNotFound()) return absl::DataLossError(absl::StrCat("entry ", index, " is missing"));
-  if (!s.ok()) return FromRocks(s, "reading an entry");
+  if (!s.ok()) return FromRocksStatus(s, "reading an entry");
   return value;
 }
 
@@ -760,7 +699,7 @@ absl::StatusOr<std::vector<std::string>> RocksDbLedger::Entries(uint64_t begin,
   if (begin < end) it->Seek(Be64(begin));
   for (; expect < end; it->Next(), ++expect) {
     if (!it->Valid() || it->key().size() != 8 || ReadBe64(it->key().data()) != expect) {
-      if (!it->status().ok()) return FromRocks(it->status(), "reading entries");
+      if (!it->status().ok()) return FromRocksStatus(it->status(), "reading entries");
       return absl::DataLossError(absl::StrCat("entry ", expect, " is missing"));
     }
     out.push_back(it->value().ToString());
@@ -778,7 +717,7 @@ absl::StatusOr<absl::Time> RocksDbLedger::EntryTime(uint64_t index) const {
   it->SeekForPrev(std::string(1, kGroupPrefix) + Be64(index));
   if (!it->Valid() || it->key().size() != 9 || it->key()[0] != kGroupPrefix ||
       it->value().size() != 8) {
-    if (!it->status().ok()) return FromRocks(it->status(), "reading entry times");
+    if (!it->status().ok()) return FromRocksStatus(it->status(), "reading entry times");
     return absl::DataLossError(absl::StrCat("no commit time is stored for entry ", index));
   }
   return absl::FromUnixMicros(static_cast<int64_t>(ReadBe64(it->value().data())));
@@ -790,7 +729,7 @@ absl::StatusOr<uint64_t> RocksDbLedger::FirstIndexAtOrAfter(absl::Time t) const 
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), times_cf_));
   it->Seek(std::string(1, kTimePrefix) + Be64(static_cast<uint64_t>(micros)));
   if (!it->Valid()) {
-    if (!it->status().ok()) return FromRocks(it->status(), "reading entry times");
+    if (!it->status().ok()) return FromRocksStatus(it->status(), "reading entry times");
     return size;
   }
   if (it->key().size() != 17 || it->key()[0] != kTimePrefix) {
@@ -813,7 +752,7 @@ absl::StatusOr<std::vector<uint64_t>> RocksDbLedger::Lookup(absl::string_view in
     if (k.size() != prefix.size() + 8 || !k.starts_with(prefix)) break;
     out.push_back(ReadBe64(k.data() + prefix.size()));
   }
-  if (!it->status().ok()) return FromRocks(it->status(), "reading the ledger index");
+  if (!it->status().ok()) return FromRocksStatus(it->status(), "reading the ledger index");
   return out;
 }
 
@@ -898,7 +837,7 @@ absl::Status RocksDbLedger::VerifyAll() const {
     }
     if (reader_status.ok()) {
       if (!it->status().ok()) {
-        reader_status = FromRocks(it->status(), "reading entries");
+        reader_status = FromRocksStatus(it->status(), "reading entries");
       } else if (expect != h.size) {
         reader_status = absl::DataLossError(absl::StrCat("entry ", expect, " is missing"));
       } else if (it->Valid()) {
@@ -951,31 +890,52 @@ absl::Status RocksDbLedger::VerifyAll() const {
   return absl::OkStatus();
 }
 
-StandaloneDb::~StandaloneDb() {
+LedgerDb::~LedgerDb() {
   if (!db) return;
   for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   db->Close();
 }
 
-absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string& path,
-                                                               rocksdb::Env* env) {
+rocksdb::Options LedgerDbOptions::DefaultOptions() {
   rocksdb::Options options;
-  if (env != nullptr) options.env = env;
-  options.listeners.push_back(NewManualRecoveryListener());
-  options.create_if_missing = true;
-  options.create_missing_column_families = true;
   options.db_write_buffer_size = 64 << 20;
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{rocksdb::kDefaultColumnFamilyName, options}};
-  for (const std::string& n : LedgerColumnFamilyNames()) {
-    cfs.emplace_back(n, LedgerColumnFamilyOptions(n));
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<LedgerDb>> OpenLedgerDb(const std::string& path,
+                                                       LedgerDbOptions options) {
+  rocksdb::Options& o = options.options;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  o.listeners.push_back(NewManualRecoveryListener());
+
+  std::set<std::string> names = {rocksdb::kDefaultColumnFamilyName};
+  for (const std::string& n : LedgerColumnFamilyNames()) names.insert(n);
+  names.insert(options.families.begin(), options.families.end());
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(o, path, &existing).ok()) {
+    names.insert(existing.begin(), existing.end());
   }
-  auto out = std::make_unique<StandaloneDb>();
+  const std::vector<std::string> own = LedgerColumnFamilyNames();
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& n : names) {
+    if (std::find(own.begin(), own.end(), n) != own.end()) {
+      descriptors.emplace_back(n, LedgerColumnFamilyOptions(n));
+    } else if (options.family_options) {
+      descriptors.emplace_back(n, options.family_options(n));
+    } else {
+      descriptors.emplace_back(n, rocksdb::ColumnFamilyOptions(o));
+    }
+  }
+  auto out = std::make_unique<LedgerDb>();
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s =
-      rocksdb::DB::Open(rocksdb::DBOptions(options), path, cfs, &out->handles, &raw);
-  if (!s.ok()) return FromRocks(s, absl::StrCat("opening ", path));
+      rocksdb::DB::Open(rocksdb::DBOptions(o), path, descriptors, &out->handles, &raw);
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the database in ", path));
   out->db.reset(WithTsanVisibleWrites(raw));
-  for (size_t i = 0; i < cfs.size(); ++i) out->families[cfs[i].name] = out->handles[i];
+  for (size_t i = 0; i < descriptors.size(); ++i) {
+    out->families[descriptors[i].name] = out->handles[i];
+  }
   return out;
 }
 

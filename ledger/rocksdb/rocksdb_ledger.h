@@ -5,7 +5,7 @@
 // request (up to max_group_entries entries), assigns consecutive indexes,
 // extends the tree, signs a checkpoint for the new head, and writes entries,
 // subtree-hash tiles, secondary index keys, the group's time stamp, the new
-// head, the checkpoint and every caller's own WriteBatch in ONE synced
+// head, the checkpoint and every caller's own Mutation in ONE synced
 // RocksDB write; then it completes every caller. A failed commit fails the
 // whole group (and everything still queued) and leaves the ledger refusing
 // all later appends with Unavailable: nothing half-written is ever visible to
@@ -44,6 +44,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "ledger/ledger.h"
+#include "ledger/rocksdb/rocksdb_key_spaces.h"
+#include "ledger/rocksdb/rocksdb_status.h"
 #include "rocksdb/db.h"
 #include "rocksdb/listener.h"
 
@@ -85,8 +87,9 @@ class RocksDbLedger final : public Ledger {
  public:
   // Opens the ledger on `db`. `families` maps names to handles: it must hold
   // every LedgerColumnFamilyNames() family, plus every other column family
-  // (besides the default one) that callers' `change` batches write to. A
-  // change may never write the ledger's own families.
+  // (besides the default one) that callers' `change` mutations write to: a
+  // mutation's key space "x" is the family named "x" (rocksdb_key_spaces.h).
+  // A change may never write the ledger's own families.
   // Errors: InvalidArgument for missing families or bad options; DataLoss
   // naming the mismatch if the stored head, subtree hashes, last entry and
   // latest signed checkpoint do not agree; Internal for RocksDB read errors.
@@ -96,7 +99,7 @@ class RocksDbLedger final : public Ledger {
   // Commits what is queued, then stops the sequencer.
   ~RocksDbLedger() override;
 
-  void AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<rocksdb::WriteBatch> change,
+  void AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<Mutation> change,
                    AppendCallback done) override;
   Head head() const override;
   absl::Status health() const override;
@@ -125,7 +128,7 @@ class RocksDbLedger final : public Ledger {
  private:
   struct Request {
     std::vector<AppendEntry> entries;
-    std::unique_ptr<rocksdb::WriteBatch> change;
+    std::unique_ptr<Mutation> change;
     AppendCallback done;
   };
 
@@ -154,7 +157,7 @@ class RocksDbLedger final : public Ledger {
   rocksdb::ColumnFamilyHandle* state_cf_;
   rocksdb::ColumnFamilyHandle* index_cf_;
   rocksdb::ColumnFamilyHandle* times_cf_;
-  std::map<uint32_t, rocksdb::ColumnFamilyHandle*> families_by_id_;  // for callers' changes
+  const RocksDbKeySpaces spaces_;  // what callers' changes may write
   const RocksDbLedgerOptions options_;
 
   // Held for a whole commit or recovery attempt; acquired before mu_.
@@ -199,21 +202,40 @@ absl::Status ResumeWhenRoom(rocksdb::DB* db);
 // database a RocksDbLedger writes to.
 std::shared_ptr<rocksdb::EventListener> NewManualRecoveryListener();
 
-// A standalone RocksDB holding the ledger's families (tests, benchmarks,
-// tools). Closes the database when destroyed.
-struct StandaloneDb {
+// A RocksDB database holding the default column family, the ledger's
+// families and the caller's: the node's one database, or a standalone one
+// (tests, benchmarks, tools). Closes the database when destroyed.
+struct LedgerDb {
   std::unique_ptr<rocksdb::DB> db;
+  // Every open family by name, the default one ("default") included.
   std::map<std::string, rocksdb::ColumnFamilyHandle*> families;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  ~StandaloneDb();
+  ~LedgerDb();
 };
-// Opens (creating if missing) the database at `path` with the default family
-// and LedgerColumnFamilyNames() (with LedgerColumnFamilyOptions, and all
-// memtables together capped at 64 MiB), on `env` if given (tests inject
-// file-system faults this way; it must outlive the database). Internal on
-// RocksDB errors.
-absl::StatusOr<std::unique_ptr<StandaloneDb>> OpenStandaloneDb(const std::string& path,
-                                                               rocksdb::Env* env = nullptr);
+
+struct LedgerDbOptions {
+  // Column families besides the default one and LedgerColumnFamilyNames(),
+  // created if missing. Families already in the database are opened too
+  // (RocksDB refuses to open without them). Default: none.
+  std::vector<std::string> families;
+  // The database's options. OpenLedgerDb sets create_if_missing and
+  // create_missing_column_families, and adds NewManualRecoveryListener().
+  // Default: RocksDB's, with all memtables together capped at 64 MiB.
+  rocksdb::Options options = DefaultOptions();
+  // The options of a family that is not the ledger's (those get
+  // LedgerColumnFamilyOptions). Default (empty): ColumnFamilyOptions(options).
+  std::function<rocksdb::ColumnFamilyOptions(const std::string& name)> family_options;
+
+  static rocksdb::Options DefaultOptions();
+};
+
+// Opens (creating if missing) the database at `path` with the default
+// family, LedgerColumnFamilyNames() and `options.families`, the ledger's
+// families tuned with LedgerColumnFamilyOptions. RocksDB errors through
+// FromRocksStatus (FailedPrecondition if another process holds it), naming
+// `path`.
+absl::StatusOr<std::unique_ptr<LedgerDb>> OpenLedgerDb(const std::string& path,
+                                                       LedgerDbOptions options = {});
 
 }  // namespace corridor::ledger
 

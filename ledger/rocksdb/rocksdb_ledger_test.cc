@@ -28,6 +28,13 @@ using ::corridor::ledger::testing::FakeClock;
 using ::corridor::ledger::testing::ReferenceRoot;
 using ::corridor::ledger::testing::TempDir;
 
+// Options for a database on `env` (file-system faults).
+LedgerDbOptions OnEnv(rocksdb::Env* env) {
+  LedgerDbOptions o;
+  o.options.env = env;
+  return o;
+}
+
 std::string Be64(uint64_t v) {
   std::string s(8, '\0');
   for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (56 - 8 * i));
@@ -38,7 +45,7 @@ std::string TileKey(int level, uint64_t index) { return std::string(1, char(leve
 class RocksDbLedgerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto db = OpenStandaloneDb(dir_.path() + "/db");
+    auto db = OpenLedgerDb(dir_.path() + "/db");
     ASSERT_OK(db);
     db_ = std::move(*db);
   }
@@ -95,7 +102,7 @@ class RocksDbLedgerTest : public ::testing::Test {
   Ed25519PrivateKey key_ = Ed25519PrivateKey::Generate();
   FakeClock clock_;
   std::mt19937_64 rng_{42};
-  std::unique_ptr<StandaloneDb> db_;
+  std::unique_ptr<LedgerDb> db_;
   std::unique_ptr<RocksDbLedger> ledger_;
   std::vector<std::string> entries_;
 };
@@ -210,17 +217,17 @@ TEST_F(RocksDbLedgerTest, TheCallersChangeCommitsInTheSameBatchOrNotAtAll) {
   RocksDbLedgerOptions o = Options();
   o.before_commit = [&] { return fail ? absl::InternalError("injected") : absl::OkStatus(); };
   Reopen(o);
-  auto change = std::make_unique<rocksdb::WriteBatch>();
-  change->Put(db()->DefaultColumnFamily(), "case/1", "opened");
+  auto change = std::make_unique<Mutation>();
+  change->Put("default", "case/1", "opened");
   ASSERT_OK(ledger_->Append({{"case 1 created", {"case/1"}}}, std::move(change)));
   std::string v;
   ASSERT_TRUE(db()->Get(rocksdb::ReadOptions(), "case/1", &v).ok());
   EXPECT_EQ(v, "opened");
 
   fail = true;
-  change = std::make_unique<rocksdb::WriteBatch>();
-  change->Put(db()->DefaultColumnFamily(), "case/2", "opened");
-  change->Delete(db()->DefaultColumnFamily(), "case/1");
+  change = std::make_unique<Mutation>();
+  change->Put("default", "case/2", "opened");
+  change->Delete("default", "case/1");
   EXPECT_STATUS(ledger_->Append({{"case 2 created", {"case/2"}}}, std::move(change)),
                 absl::StatusCode::kUnavailable, "injected");
   EXPECT_TRUE(db()->Get(rocksdb::ReadOptions(), "case/2", &v).IsNotFound());
@@ -237,19 +244,22 @@ TEST_F(RocksDbLedgerTest, AChangeToAFamilyTheLedgerWasNotGivenIsRefused) {
   rocksdb::ColumnFamilyHandle* other = nullptr;
   ASSERT_TRUE(db()->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "cases", &other).ok());
   Reopen();
-  auto change = std::make_unique<rocksdb::WriteBatch>();
-  change->Put(other, "case/1", "x");
+  auto change = std::make_unique<Mutation>();
+  change->Put("cases", "case/1", "x");
   EXPECT_STATUS(ledger_->Append({{"e", {}}}, std::move(change)), absl::StatusCode::kInvalidArgument,
-                "was not given to RocksDbLedger::Open");
+                "which this ledger was not given");
   EXPECT_OK(ledger_->health());
   // Given to Open, the same change commits.
   auto families = db_->families;
   families["cases"] = other;
   ledger_.reset();
   ASSERT_OK_AND_ASSIGN(ledger_, RocksDbLedger::Open(db(), families, Options()));
-  change = std::make_unique<rocksdb::WriteBatch>();
-  change->Put(other, "case/1", "x");
+  change = std::make_unique<Mutation>();
+  change->Put("cases", "case/1", "x");
   EXPECT_OK(ledger_->Append({{"e", {}}}, std::move(change)));
+  std::string v;
+  EXPECT_TRUE(db()->Get(rocksdb::ReadOptions(), other, "case/1", &v).ok());
+  EXPECT_EQ(v, "x");
   ledger_.reset();
   ASSERT_TRUE(db()->DestroyColumnFamilyHandle(other).ok());
 }
@@ -258,8 +268,8 @@ TEST_F(RocksDbLedgerTest, AChangeCannotWriteTheLedgersOwnFamilies) {
   Reopen();
   ASSERT_OK(ledger_->Append({{"genuine", {}}}));
   for (const std::string& name : LedgerColumnFamilyNames()) {
-    auto change = std::make_unique<rocksdb::WriteBatch>();
-    change->Put(db_->families.at(name), "head", "forged");
+    auto change = std::make_unique<Mutation>();
+    change->Put(name, "head", "forged");
     EXPECT_STATUS(ledger_->Append({{"e", {}}}, std::move(change)),
                   absl::StatusCode::kInvalidArgument, "one of the ledger's own");
   }
@@ -536,7 +546,7 @@ TEST(DiskFullTest, TheLedgerRecoversByItselfOnceSpaceIsFreed) {
   };
   std::vector<std::string> acknowledged;
   {
-    ASSERT_OK_AND_ASSIGN(auto db, OpenStandaloneDb(dir.path() + "/db", env.get()));
+    ASSERT_OK_AND_ASSIGN(auto db, OpenLedgerDb(dir.path() + "/db", OnEnv(env.get())));
     ASSERT_OK_AND_ASSIGN(auto ledger, RocksDbLedger::Open(db->db.get(), db->families, options()));
     for (int i = 0; i < 50; ++i) {
       const std::string e = absl::StrCat("before ", i);
@@ -544,7 +554,12 @@ TEST(DiskFullTest, TheLedgerRecoversByItselfOnceSpaceIsFreed) {
       acknowledged.push_back(e);
     }
     fs->full = true;
-    EXPECT_STATUS(ledger->Append({{"while full", {"k"}}}), absl::StatusCode::kUnavailable, "space");
+    const absl::Status full = ledger->Append({{"while full", {"k"}}}).status();
+    EXPECT_EQ(full.code(), absl::StatusCode::kUnavailable) << full;
+    EXPECT_NE(full.message().find("no space left on the node's disk"), absl::string_view::npos)
+        << full;
+    // RocksDB's own text (file names under the data directory) stays in the log.
+    EXPECT_EQ(full.message().find(dir.path()), absl::string_view::npos) << full;
     const absl::Status broken = changes.Await(1);
     EXPECT_EQ(broken.code(), absl::StatusCode::kUnavailable) << broken;
     EXPECT_STATUS(ledger->health(), absl::StatusCode::kUnavailable, "refuses writes");
@@ -566,7 +581,7 @@ TEST(DiskFullTest, TheLedgerRecoversByItselfOnceSpaceIsFreed) {
     EXPECT_OK(ledger->VerifyAll());
   }
   // The database and the ledger reopen after the episode with everything.
-  ASSERT_OK_AND_ASSIGN(auto db, OpenStandaloneDb(dir.path() + "/db", env.get()));
+  ASSERT_OK_AND_ASSIGN(auto db, OpenLedgerDb(dir.path() + "/db", OnEnv(env.get())));
   ASSERT_OK_AND_ASSIGN(auto ledger, RocksDbLedger::Open(db->db.get(), db->families, options()));
   EXPECT_EQ(ledger->head().root, ReferenceRoot(acknowledged, 0, acknowledged.size()));
   ASSERT_OK_AND_ASSIGN(auto all, ledger->Entries(0, acknowledged.size()));
@@ -694,7 +709,7 @@ TEST(CrashTest, SigkillDuringAppendsLosesNothingAcknowledged) {
     ASSERT_GE(child, 0);
     if (child == 0) {
       close(fds[0]);
-      auto db = OpenStandaloneDb(dir.path() + "/db");
+      auto db = OpenLedgerDb(dir.path() + "/db");
       if (!db.ok()) _exit(2);
       auto l = RocksDbLedger::Open((*db)->db.get(), (*db)->families, options());
       if (!l.ok()) _exit(3);
@@ -729,7 +744,7 @@ TEST(CrashTest, SigkillDuringAppendsLosesNothingAcknowledged) {
     close(fds[0]);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited on its own: " << status;
 
-    ASSERT_OK_AND_ASSIGN(auto db, OpenStandaloneDb(dir.path() + "/db"));
+    ASSERT_OK_AND_ASSIGN(auto db, OpenLedgerDb(dir.path() + "/db"));
     ASSERT_OK_AND_ASSIGN(auto l, RocksDbLedger::Open(db->db.get(), db->families, options()));
     EXPECT_GE(l->head().size, acknowledged) << "round " << round;
     ASSERT_OK(l->VerifyAll());

@@ -25,26 +25,44 @@ using ::corridor::ledger::testing::FakeClock;
 using ::corridor::ledger::testing::ReferenceRoot;
 using ::corridor::ledger::testing::TempDir;
 
+// The key spaces every ledger made here lets changes write.
+const std::vector<std::string>& KeySpaces() {
+  static const auto* const spaces = new std::vector<std::string>{"cases", "outbox"};
+  return *spaces;
+}
+
 // Makes ledgers of one implementation; owns whatever they live on.
 class Factory {
  public:
   virtual ~Factory() = default;
   virtual absl::StatusOr<std::unique_ptr<Ledger>> Make(LedgerOptions options) = 0;
+  // What committed changes left at `key` of `space` in the last ledger's
+  // storage: NotFound if nothing.
+  virtual absl::StatusOr<std::string> Read(const std::string& space, const std::string& key) = 0;
 };
 
 class MemoryFactory : public Factory {
  public:
   absl::StatusOr<std::unique_ptr<Ledger>> Make(LedgerOptions options) override {
-    auto l = MemoryLedger::Create(std::move(options));
+    auto l = MemoryLedger::Create(std::move(options), KeySpaces());
     if (!l.ok()) return l.status();
+    last_ = l->get();
     return std::unique_ptr<Ledger>(std::move(*l));
   }
+  absl::StatusOr<std::string> Read(const std::string& space, const std::string& key) override {
+    return last_->key_spaces().Get(space, key);
+  }
+
+ private:
+  MemoryLedger* last_ = nullptr;
 };
 
 class RocksDbFactory : public Factory {
  public:
   absl::StatusOr<std::unique_ptr<Ledger>> Make(LedgerOptions options) override {
-    auto db = OpenStandaloneDb(absl::StrCat(dir_.path(), "/db", dbs_.size()));
+    LedgerDbOptions db_options;
+    db_options.families = KeySpaces();
+    auto db = OpenLedgerDb(absl::StrCat(dir_.path(), "/db", dbs_.size()), std::move(db_options));
     if (!db.ok()) return db.status();
     RocksDbLedgerOptions o;
     static_cast<LedgerOptions&>(o) = std::move(options);
@@ -53,13 +71,20 @@ class RocksDbFactory : public Factory {
     if (!l.ok()) return l.status();
     return std::unique_ptr<Ledger>(std::move(*l));
   }
+  absl::StatusOr<std::string> Read(const std::string& space, const std::string& key) override {
+    const LedgerDb& db = *dbs_.back();
+    std::string value;
+    rocksdb::Status s = db.db->Get(rocksdb::ReadOptions(), db.families.at(space), key, &value);
+    if (!s.ok()) return FromRocksStatus(s, absl::StrCat("reading ", space, "/", key));
+    return value;
+  }
   ~RocksDbFactory() override {
     // Ledgers are destroyed by the test before the factory (declared later).
   }
 
  private:
   TempDir dir_;
-  std::vector<std::unique_ptr<StandaloneDb>> dbs_;
+  std::vector<std::unique_ptr<LedgerDb>> dbs_;
 };
 
 class LedgerConformance : public ::testing::TestWithParam<std::string> {
@@ -296,6 +321,131 @@ TEST_P(LedgerConformance, AFailedCommitFailsTheGroupAndRefusesEveryLaterAppend) 
   EXPECT_OK(l.VerifyAll());
 }
 
+// A change: `n` puts into "cases" and one into "outbox", keys tagged `tag`.
+std::unique_ptr<Mutation> CaseChange(const std::string& tag, int n = 1) {
+  auto change = std::make_unique<Mutation>();
+  for (int i = 0; i < n; ++i) change->Put("cases", absl::StrCat(tag, "/", i), "sealed " + tag);
+  change->Put("outbox", tag, "queued " + tag);
+  return change;
+}
+
+TEST_P(LedgerConformance, AChangeIsAppliedWithItsEntries) {
+  Ledger& l = Make();
+  ASSERT_OK_AND_ASSIGN(uint64_t first,
+                       l.Append({{"case a opened", {"case/a"}}}, CaseChange("a", 3)));
+  EXPECT_EQ(first, 0u);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::string v, factory_->Read("cases", absl::StrCat("a/", i)));
+    EXPECT_EQ(v, "sealed a");
+  }
+  ASSERT_OK_AND_ASSIGN(std::string queued, factory_->Read("outbox", "a"));
+  EXPECT_EQ(queued, "queued a");
+  ASSERT_OK_AND_ASSIGN(std::string entry, l.Entry(0));
+  EXPECT_EQ(entry, "case a opened");
+  // An empty change and no change at all are the same.
+  EXPECT_OK(l.Append({{"nothing changed", {}}}, std::make_unique<Mutation>()));
+  EXPECT_EQ(l.head().size, 2u);
+}
+
+TEST_P(LedgerConformance, AChangesOperationsApplyInOrder) {
+  Ledger& l = Make();
+  auto change = std::make_unique<Mutation>();
+  change->Put("cases", "kept", "1");
+  change->Put("cases", "replaced", "old");
+  change->Put("cases", "replaced", "new");
+  change->Put("cases", "put then deleted", "x");
+  change->Delete("cases", "put then deleted");
+  change->Delete("cases", "deleted then put");
+  change->Put("cases", "deleted then put", "back");
+  for (const char* k : {"r/1", "r/2", "r/3", "s"}) change->Put("cases", k, "in range?");
+  ASSERT_OK(l.Append({{"first", {}}}, std::move(change)));
+  change = std::make_unique<Mutation>();
+  change->DeleteRange("cases", "r/", "r0");  // every "r/..." key, not "s"
+  change->Delete("outbox", "never written");
+  ASSERT_OK(l.Append({{"second", {}}}, std::move(change)));
+  EXPECT_EQ(*factory_->Read("cases", "kept"), "1");
+  EXPECT_EQ(*factory_->Read("cases", "replaced"), "new");
+  EXPECT_EQ(factory_->Read("cases", "put then deleted").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(*factory_->Read("cases", "deleted then put"), "back");
+  for (const char* k : {"r/1", "r/2", "r/3"}) {
+    EXPECT_EQ(factory_->Read("cases", k).status().code(), absl::StatusCode::kNotFound) << k;
+  }
+  EXPECT_EQ(*factory_->Read("cases", "s"), "in range?");
+}
+
+TEST_P(LedgerConformance, AFailedCommitAppliesNeitherTheChangeNorTheEntries) {
+  bool fail = false;
+  LedgerOptions o = Options();
+  o.before_commit = [&] { return fail ? absl::InternalError("injected") : absl::OkStatus(); };
+  Ledger& l = Make(o);
+  ASSERT_OK(l.Append({{"a", {}}}, CaseChange("a")));
+  fail = true;
+  auto change = CaseChange("b");
+  change->Delete("cases", "a/0");
+  EXPECT_STATUS(l.Append({{"b", {"case/b"}}}, std::move(change)), absl::StatusCode::kUnavailable,
+                "injected");
+  EXPECT_EQ(l.head().size, 1u);
+  EXPECT_EQ(factory_->Read("cases", "b/0").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(factory_->Read("outbox", "b").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*factory_->Read("cases", "a/0"), "sealed a");
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> hits, l.Lookup("case/b", Ledger::kFromNewest, 10));
+  EXPECT_TRUE(hits.empty());
+  // Refused while broken: a later change is not applied either.
+  EXPECT_STATUS(l.Append({{"c", {}}}, CaseChange("c")), absl::StatusCode::kUnavailable, "refuses");
+  EXPECT_EQ(factory_->Read("outbox", "c").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(LedgerConformance, ARefusedAppendAppliesNoneOfItsChange) {
+  Ledger& l = Make();
+  // A key space the ledger was not given, after one it was.
+  auto change = CaseChange("a");
+  change->Put("nowhere", "k", "v");
+  EXPECT_STATUS(l.Append({{"a", {}}}, std::move(change)), absl::StatusCode::kInvalidArgument,
+                "key space \"nowhere\", which this ledger was not given");
+  // A bad index key.
+  EXPECT_STATUS(l.Append({{"b", {""}}}, CaseChange("b")), absl::StatusCode::kInvalidArgument,
+                "index keys");
+  // No entries.
+  EXPECT_STATUS(l.Append({}, CaseChange("c")), absl::StatusCode::kInvalidArgument,
+                "nothing to append");
+  for (const char* tag : {"a", "b", "c"}) {
+    EXPECT_EQ(factory_->Read("cases", absl::StrCat(tag, "/0")).status().code(),
+              absl::StatusCode::kNotFound);
+    EXPECT_EQ(factory_->Read("outbox", tag).status().code(), absl::StatusCode::kNotFound);
+  }
+  EXPECT_EQ(l.head().size, 0u);
+  EXPECT_OK(l.health());
+}
+
+TEST_P(LedgerConformance, ConcurrentChangesEachLandWithTheirOwnEntry) {
+  Ledger& l = Make();
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 40;
+  absl::Mutex mu;
+  std::map<std::string, uint64_t> index_of;  // tag -> index of its entry
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string tag = absl::StrCat("t", t, "-", i);
+        auto index = l.Append({{"entry " + tag, {}}}, CaseChange(tag));
+        ASSERT_TRUE(index.ok()) << index.status();
+        absl::MutexLock lock(&mu);
+        index_of[tag] = *index;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(index_of.size(), size_t{kThreads * kPerThread});
+  for (const auto& [tag, index] : index_of) {
+    EXPECT_EQ(*l.Entry(index), "entry " + tag);
+    EXPECT_EQ(*factory_->Read("cases", tag + "/0"), "sealed " + tag);
+    EXPECT_EQ(*factory_->Read("outbox", tag), "queued " + tag);
+  }
+  EXPECT_OK(l.VerifyAll());
+}
+
 TEST_P(LedgerConformance, ConcurrentAppendsCompleteExactlyOnceWithDistinctIndexes) {
   Ledger& l = Make();
   constexpr int kThreads = 8, kPerThread = 40;
@@ -434,19 +584,6 @@ TEST(Export, EveryBitFlipIsRejected) {
     }
   }
   EXPECT_EQ(accepted, 0);
-}
-
-TEST(MemoryLedger, RefusesARocksDbChange) {
-  Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
-  LedgerOptions o;
-  o.origin = "corridor.test/union-sg";
-  o.signing_key = &key;
-  ASSERT_OK_AND_ASSIGN(auto l, MemoryLedger::Create(o));
-  auto change = std::make_unique<rocksdb::WriteBatch>();
-  change->Put("k", "v");
-  EXPECT_STATUS(l->Append({{"e", {}}}, std::move(change)), absl::StatusCode::kUnimplemented,
-                "cannot commit a RocksDB change");
-  EXPECT_EQ(l->head().size, 0u);
 }
 
 }  // namespace

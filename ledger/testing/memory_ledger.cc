@@ -6,13 +6,14 @@
 
 namespace corridor::ledger {
 
-absl::StatusOr<std::unique_ptr<MemoryLedger>> MemoryLedger::Create(LedgerOptions options) {
+absl::StatusOr<std::unique_ptr<MemoryLedger>> MemoryLedger::Create(
+    LedgerOptions options, const std::vector<std::string>& key_spaces) {
   if (auto st = ValidateOptions(options); !st.ok()) return st;
-  return std::unique_ptr<MemoryLedger>(new MemoryLedger(std::move(options)));
+  return std::unique_ptr<MemoryLedger>(new MemoryLedger(std::move(options), key_spaces));
 }
 
-void MemoryLedger::AppendAsync(std::vector<AppendEntry> entries,
-                               std::unique_ptr<rocksdb::WriteBatch> change, AppendCallback done) {
+void MemoryLedger::AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<Mutation> change,
+                               AppendCallback done) {
   if (entries.empty()) return done(absl::InvalidArgumentError("nothing to append"));
   for (const auto& e : entries) {
     for (const auto& k : e.index_keys) {
@@ -21,8 +22,8 @@ void MemoryLedger::AppendAsync(std::vector<AppendEntry> entries,
       }
     }
   }
-  if (change && change->Count() > 0) {
-    return done(absl::UnimplementedError("MemoryLedger cannot commit a RocksDB change"));
+  if (change) {
+    if (absl::Status st = spaces_.Check(*change); !st.ok()) return done(st);
   }
   absl::StatusOr<uint64_t> result;
   {
@@ -34,8 +35,13 @@ void MemoryLedger::AppendAsync(std::vector<AppendEntry> entries,
             st.message()));
       }
     }
+    // The key spaces are fixed at Create, so a change that passed the check
+    // above applies in full.
+    absl::Status applied = broken_.ok() && change ? spaces_.Apply(*change) : absl::OkStatus();
     if (!broken_.ok()) {
       result = broken_;
+    } else if (!applied.ok()) {
+      result = applied;
     } else {
       const uint64_t first = entries_.size();
       absl::Time now = options_.clock();

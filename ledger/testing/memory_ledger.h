@@ -1,9 +1,10 @@
 // MemoryLedger: a Ledger held in memory, for tests of code that uses a
 // ledger (not for production: nothing is durable). Appends commit
 // synchronously on the calling thread and call `done` before AppendAsync
-// returns. It has no RocksDB, so an append with a `change` batch fails with
-// Unimplemented. The before_commit hook works as in RocksDbLedger: a failure
-// puts the ledger in the refusing state for good.
+// returns. A request's `change` is applied to the ledger's in-memory key
+// spaces (memory_key_spaces.h) under the same lock as its entries: both or
+// neither. The before_commit hook works as in RocksDbLedger: a failure puts
+// the ledger in the refusing state for good (and applies nothing).
 //
 // Thread-safe.
 #ifndef CORRIDOR_LEDGER_TESTING_MEMORY_LEDGER_H_
@@ -17,15 +18,18 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "ledger/ledger.h"
+#include "ledger/testing/memory_key_spaces.h"
 
 namespace corridor::ledger {
 
 class MemoryLedger final : public Ledger {
  public:
-  // InvalidArgument for bad options.
-  static absl::StatusOr<std::unique_ptr<MemoryLedger>> Create(LedgerOptions options);
+  // A ledger whose changes may write the key spaces `key_spaces` (empty at
+  // first). InvalidArgument for bad options.
+  static absl::StatusOr<std::unique_ptr<MemoryLedger>> Create(
+      LedgerOptions options, const std::vector<std::string>& key_spaces = {});
 
-  void AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<rocksdb::WriteBatch> change,
+  void AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<Mutation> change,
                    AppendCallback done) override;
   Head head() const override;
   absl::Status health() const override;
@@ -39,10 +43,15 @@ class MemoryLedger final : public Ledger {
                                                size_t limit) const override;
   absl::Status VerifyAll() const override;
 
+  // What committed changes wrote.
+  const MemoryKeySpaces& key_spaces() const { return spaces_; }
+
  private:
-  explicit MemoryLedger(LedgerOptions options) : options_(std::move(options)) {}
+  MemoryLedger(LedgerOptions options, const std::vector<std::string>& key_spaces)
+      : options_(std::move(options)), spaces_(key_spaces) {}
 
   const LedgerOptions options_;
+  MemoryKeySpaces spaces_;  // applied to under mu_
   mutable absl::Mutex mu_;
   std::vector<std::string> entries_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Time> times_ ABSL_GUARDED_BY(mu_);

@@ -63,7 +63,7 @@ std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEven
 }
 
 void AccessLog::Record(std::vector<v1::AccessEvent> events,
-                       std::unique_ptr<rocksdb::WriteBatch> change,
+                       std::unique_ptr<ledger::Mutation> change,
                        std::function<void(absl::StatusOr<uint64_t>)> done) {
   // The sequencer only hands the result over; `done` runs on the executor.
   ledger_->AppendAsync(
@@ -153,7 +153,7 @@ void AccessLog::RecordRefusal(v1::AccessEvent event, std::function<void(absl::St
 }
 
 absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,
-                                               std::unique_ptr<rocksdb::WriteBatch> change) {
+                                               std::unique_ptr<ledger::Mutation> change) {
   return ledger_->Append(ToEntries(events), std::move(change));
 }
 

@@ -24,7 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "corridor/v1/case.pb.h"
 #include "ledger/ledger.h"
-#include "rocksdb/write_batch.h"
+#include "ledger/mutation.h"
 #include "server/common/executor.h"
 #include "server/auth/identity.h"
 #include "server/auth/refusal_sink.h"
@@ -54,7 +54,7 @@ class AccessLog : public RefusalSink {
   // (may be null) in one synced batch; `done` gets the first event's index
   // once durable, or the error (the change did not happen then either). `done`
   // runs on the completions executor.
-  void Record(std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
+  void Record(std::vector<v1::AccessEvent> events, std::unique_ptr<ledger::Mutation> change,
               std::function<void(absl::StatusOr<uint64_t>)> done);
   // Records the refusal `event` (outcome denied or error) as Record does, or,
   // past its identity's refusal budget, counts it into the aggregated entry;
@@ -62,7 +62,7 @@ class AccessLog : public RefusalSink {
   // completions executor).
   void RecordRefusal(v1::AccessEvent event, std::function<void(absl::Status)> done) override;
   absl::StatusOr<uint64_t> RecordSync(std::vector<v1::AccessEvent> events,
-                                      std::unique_ptr<rocksdb::WriteBatch> change = nullptr);
+                                      std::unique_ptr<ledger::Mutation> change = nullptr);
 
   struct Query {
     std::string case_id, actor, org, action;

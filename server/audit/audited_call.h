@@ -28,7 +28,7 @@ namespace corridor {
 // so it never holds up the completions of ordinary calls.
 template <typename Reactor>
 inline void RecordThenFinish(AccessLog* log, Reactor* reactor, std::vector<v1::AccessEvent> events,
-                             std::unique_ptr<rocksdb::WriteBatch> change,
+                             std::unique_ptr<ledger::Mutation> change,
                              std::function<grpc::Status(uint64_t)> on_durable,
                              Executor* slow = nullptr) {
   const std::string action = events.empty() ? "" : events.front().action();
@@ -165,14 +165,14 @@ class AuditedCall {
   }
   // Records the event allowed, with `change` (may be null) in the same batch,
   // then answers with what `on_durable` returns (RecordThenFinish).
-  Reactor* Allow(std::unique_ptr<rocksdb::WriteBatch> change,
+  Reactor* Allow(std::unique_ptr<ledger::Mutation> change,
                  std::function<grpc::Status(uint64_t)> on_durable, Executor* slow = nullptr) {
     event_.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     return Record({event_}, std::move(change), std::move(on_durable), slow);
   }
   // Records `events` (their outcomes set; one per resource touched) with
   // `change`, then answers as Allow does.
-  Reactor* Record(std::vector<v1::AccessEvent> events, std::unique_ptr<rocksdb::WriteBatch> change,
+  Reactor* Record(std::vector<v1::AccessEvent> events, std::unique_ptr<ledger::Mutation> change,
                   std::function<grpc::Status(uint64_t)> on_durable, Executor* slow = nullptr) {
     RecordThenFinish(log_, reactor_, std::move(events), std::move(change), std::move(on_durable),
                      slow);

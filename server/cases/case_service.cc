@@ -291,7 +291,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::CloseCase(grpc::CallbackServerContext
                     });
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseServiceImpl::PrepareErasure(
+absl::StatusOr<std::unique_ptr<ledger::Mutation>> CaseServiceImpl::PrepareErasure(
     const std::string& id, std::vector<v1::AccessEvent>* events) {
   // The content as it was, for the outbox's part: its queued envelopes are
   // cancelled and the receivers of its referrals asked to erase their copies.
@@ -558,7 +558,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
     *c->add_evidence() = item;
     c->set_updated_at(item.added_at());
     // The case record and the end of staging commit in one batch with the entry.
-    auto change = std::make_unique<rocksdb::WriteBatch>();
+    auto change = std::make_unique<ledger::Mutation>();
     if (auto st = store_->PutCase(change.get(), *c); !st.ok()) return Refuse(st);
     store_->EndStaging(change.get(), header_.case_id(), evidence_id_);
     ended_ = true;

@@ -75,7 +75,7 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // of it) into a batch, adding the outbox's events to `events`. NotFound if
   // there is no such case; a case already erased is erased again (a retry
   // after its key could not be destroyed). Call under the case lock.
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareErasure(
+  absl::StatusOr<std::unique_ptr<ledger::Mutation>> PrepareErasure(
       const std::string& id, std::vector<v1::AccessEvent>* events);
 
   const v1::NodeConfig config_;

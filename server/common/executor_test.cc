@@ -40,7 +40,7 @@ TEST(ExecutorTest, TaskPostedWhileStoppingStillRuns) {
 class AccessLogCompletionTest : public ::testing::Test {
  protected:
   AccessLogCompletionTest() {
-    db_ = ledger::OpenStandaloneDb(testing::MakeTempDir("corridor-exec") + "/db").value();
+    db_ = ledger::OpenLedgerDb(testing::MakeTempDir("corridor-exec") + "/db").value();
     ledger::RocksDbLedgerOptions o;
     o.origin = "corridor.test/union-sg";
     o.signing_key = &key_;
@@ -63,7 +63,7 @@ class AccessLogCompletionTest : public ::testing::Test {
 
   Ed25519PrivateKey key_ = Ed25519PrivateKey::Generate();
   Executor completions_{"completions", 2};
-  std::unique_ptr<ledger::StandaloneDb> db_;
+  std::unique_ptr<ledger::LedgerDb> db_;
   std::unique_ptr<ledger::RocksDbLedger> ledger_;
   std::unique_ptr<AccessLog> log_;
 };

@@ -203,6 +203,7 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
           std::shared_ptr<const Ed25519PrivateKey>(signing_key, [](const Ed25519PrivateKey*) {}),
           config.signing_key().key_id()},
       db_(db),
+      families_(families),
       outbox_(families.at(kOutboxFamily)),
       received_(families.at(kReceivedFamily)),
       referrals_(families.at(kReferralIndexFamily)),
@@ -336,7 +337,7 @@ uint64_t Exchange::NextSeq() {
   }
 }
 
-absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(rocksdb::WriteBatch* batch,
+absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(ledger::Mutation* batch,
                                                  const v1::EnvelopePayload& payload,
                                                  const std::string& kind,
                                                  const std::string& case_id,
@@ -364,7 +365,7 @@ absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(rocksdb::WriteBatch* batch,
     stored.clear_envelope();
     stored.set_sealed_envelope(*std::move(sealed));
   }
-  batch->Put(outbox_, key, stored.SerializeAsString());
+  batch->Put(kOutboxFamily, key, stored.SerializeAsString());
   v1::OutboxItem meta = item;
   meta.clear_envelope();
   absl::MutexLock lock(&mu_);
@@ -372,9 +373,9 @@ absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(rocksdb::WriteBatch* batch,
   return item;
 }
 
-void Exchange::IndexReferral(rocksdb::WriteBatch* batch, const std::string& referral_id,
+void Exchange::IndexReferral(ledger::Mutation* batch, const std::string& referral_id,
                              const std::string& case_id) const {
-  batch->Put(referrals_, referral_id, case_id);
+  batch->Put(kReferralIndexFamily, referral_id, case_id);
 }
 
 absl::StatusOr<std::string> Exchange::CaseForReferral(const std::string& referral_id) const {
@@ -456,18 +457,18 @@ void Exchange::MigrateLegacyOutbox(rocksdb::Iterator* it) {
   std::stable_sort(legacy.begin(), legacy.end(), [](const auto& a, const auto& b) {
     return a.second.created_unix() < b.second.created_unix();
   });
-  rocksdb::WriteBatch batch;
+  ledger::Mutation batch;
   const int64_t now_ms = absl::ToUnixMillis(Now());
   for (auto& [old_key, item] : legacy) {
     item.set_seq(NextSeq());
-    batch.Delete(outbox_, old_key);
+    batch.Delete(kOutboxFamily, old_key);
     if (item.state() == "pending") {
-      batch.Put(outbox_, PendingKey(item.seq()), item.SerializeAsString());
+      batch.Put(kOutboxFamily, PendingKey(item.seq()), item.SerializeAsString());
       continue;
     }
     item.clear_envelope();
     item.set_finished_unix_ms(now_ms);
-    batch.Put(outbox_,
+    batch.Put(kOutboxFamily,
               item.state() == "failed" ? FailedKey(item.seq()) : DeliveredKey(now_ms, item.seq()),
               item.SerializeAsString());
   }
@@ -818,15 +819,15 @@ void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxIte
   *done.mutable_receipt() = receipt;
   done.set_receipt_ledger_index(receiver_index);
   done.set_finished_unix_ms(absl::ToUnixMillis(Now()));
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Delete(outbox_, PendingKey(seq));
-  batch->Put(outbox_, DeliveredKey(done.finished_unix_ms(), seq), done.SerializeAsString());
+  auto batch = std::make_unique<ledger::Mutation>();
+  batch->Delete(kOutboxFamily, PendingKey(seq));
+  batch->Put(kOutboxFamily, DeliveredKey(done.finished_unix_ms(), seq), done.SerializeAsString());
   // The referral is to show as delivered on the sending case: a marker in this
   // batch, applied under the case lock right after (never holding the case's
   // lock across this commit, which would turn the case's users away).
   const bool marker = item.kind() == "referral";
   if (marker) {
-    batch->Put(outbox_, CaseUpdateKey(item.case_id(), item.referral_id()),
+    batch->Put(kOutboxFamily, CaseUpdateKey(item.case_id(), item.referral_id()),
                absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_DELIVERED)));
   }
   v1::AccessEvent ev;
@@ -874,12 +875,12 @@ void Exchange::Fail(const std::string& org, uint64_t seq, v1::OutboxItem item,
   item.set_state("failed");
   item.set_last_error(error);
   item.set_finished_unix_ms(absl::ToUnixMillis(Now()));
-  rocksdb::WriteBatch batch;
-  batch.Delete(outbox_, PendingKey(seq));
-  batch.Put(outbox_, FailedKey(seq), item.SerializeAsString());
+  ledger::Mutation batch;
+  batch.Delete(kOutboxFamily, PendingKey(seq));
+  batch.Put(kOutboxFamily, FailedKey(seq), item.SerializeAsString());
   const bool referral = item.kind() == "referral";
   if (referral) {
-    batch.Put(outbox_, CaseUpdateKey(item.case_id(), item.referral_id()),
+    batch.Put(kOutboxFamily, CaseUpdateKey(item.case_id(), item.referral_id()),
               absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_FAILED)));
   }
   rocksdb::WriteOptions wo;
@@ -944,7 +945,7 @@ void Exchange::RemoveLocked(Lane& lane, uint64_t seq) {
 
 bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<CaseFix>& fixes) {
   if (!cases_->Lock(case_id).ok()) return false;  // busy: the next round tries again
-  rocksdb::WriteBatch batch;
+  ledger::Mutation batch;
   bool done = true;
   auto c = cases_->Get(case_id);
   if (c.ok()) {
@@ -957,11 +958,11 @@ bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<Case
   }
   if (done) {
     for (const CaseFix& fix : fixes) {
-      batch.Delete(outbox_, CaseUpdateKey(fix.case_id, fix.referral_id));
+      batch.Delete(kOutboxFamily, CaseUpdateKey(fix.case_id, fix.referral_id));
     }
     // Not synced: the marker it deletes was, so a crash that loses this write
     // loses both halves and the marker is applied again at start.
-    done = db_->Write(rocksdb::WriteOptions(), &batch).ok();
+    done = ledger::WriteMutation(db_, families_, batch, /*sync=*/false).ok();
   }
   cases_->Unlock(case_id);
   return done;
@@ -969,15 +970,15 @@ bool Exchange::ApplyCaseFixes(const std::string& case_id, const std::vector<Case
 
 // ---- erasure --------------------------------------------------------------------
 
-v1::AccessEvent Exchange::Cancellation(rocksdb::WriteBatch* batch, v1::OutboxItem item) {
+v1::AccessEvent Exchange::Cancellation(ledger::Mutation* batch, v1::OutboxItem item) {
   const uint64_t seq = item.seq();
   item.clear_envelope();
   item.clear_sealed_envelope();
   item.set_state("cancelled");
   item.set_last_error("cancelled: the case was erased before delivery");
   item.set_finished_unix_ms(absl::ToUnixMillis(Now()));
-  batch->Delete(outbox_, PendingKey(seq));
-  batch->Put(outbox_, FailedKey(seq), item.SerializeAsString());
+  batch->Delete(kOutboxFamily, PendingKey(seq));
+  batch->Put(kOutboxFamily, FailedKey(seq), item.SerializeAsString());
   v1::AccessEvent ev;
   ev.set_actor_org(config_.org());
   ev.set_actor_subject("node");
@@ -992,8 +993,8 @@ v1::AccessEvent Exchange::Cancellation(rocksdb::WriteBatch* batch, v1::OutboxIte
 }
 
 void Exchange::CancelItem(const std::string& org, uint64_t seq, v1::OutboxItem item) {
-  rocksdb::WriteBatch* raw = new rocksdb::WriteBatch;
-  std::unique_ptr<rocksdb::WriteBatch> batch(raw);
+  ledger::Mutation* raw = new ledger::Mutation;
+  std::unique_ptr<ledger::Mutation> batch(raw);
   v1::AccessEvent ev = Cancellation(raw, item);
   auto index = log_->RecordSync({ev}, std::move(batch));
   if (!index.ok()) {
@@ -1039,7 +1040,7 @@ std::vector<std::pair<std::string, uint64_t>> Exchange::TakeQueuedOfCase(
   return removed;
 }
 
-absl::StatusOr<v1::AccessEvent> Exchange::RequestErasure(rocksdb::WriteBatch* batch,
+absl::StatusOr<v1::AccessEvent> Exchange::RequestErasure(ledger::Mutation* batch,
                                                          const v1::Case& c,
                                                          const v1::ReferralLink& link) {
   v1::EnvelopePayload payload = NewPayload(link.peer_org(), link.agreement(), link.purpose());
@@ -1050,7 +1051,7 @@ absl::StatusOr<v1::AccessEvent> Exchange::RequestErasure(rocksdb::WriteBatch* ba
   v1::SentErasure sent;
   sent.set_receiver_org(link.peer_org());
   sent.set_request_envelope_id(item->envelope_id());
-  batch->Put(outbox_, ErasureKey(c.id(), link.referral_id()), sent.SerializeAsString());
+  batch->Put(kOutboxFamily, ErasureKey(c.id(), link.referral_id()), sent.SerializeAsString());
   v1::AccessEvent ev;
   ev.set_actor_org(config_.org());
   ev.set_actor_subject("node");
@@ -1083,7 +1084,7 @@ void Exchange::CutShortCallsOfCase(const std::string& case_id) {
   for (const auto& call : sending) call->ctx.TryCancel();  // not under mu_
 }
 
-absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(rocksdb::WriteBatch* batch,
+absl::StatusOr<std::vector<v1::AccessEvent>> Exchange::PrepareErasure(ledger::Mutation* batch,
                                                                       const v1::Case& c) {
   // Everything committed for the case is on disk (its writers held the case
   // lock until their commit): bring it into the lanes first.
@@ -1375,7 +1376,7 @@ Exchange::Applied Exchange::ApplyLinkChange(const v1::Envelope& envelope,
     return std::move(out).Refused(st);
   }
   ApplyPeerChange(envelope, p, Rfc3339(Now()), link, &*c);
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) return std::move(out).Refused(st);
   out.change = std::move(batch);
   return out;
@@ -1437,7 +1438,7 @@ Exchange::Applied Exchange::ApplyErasureRequest(const v1::EnvelopePayload& p) {
     return std::move(out).Refused(
         absl::InvalidArgumentError("an erasure request must name a referral"));
   }
-  out.change = std::make_unique<rocksdb::WriteBatch>();
+  out.change = std::make_unique<ledger::Mutation>();
   v1::ErasureOutcome result;
   result.set_referral_id(r.referral_id());
   result.set_request_envelope_id(p.envelope_id());
@@ -1490,8 +1491,8 @@ Exchange::Applied Exchange::ApplyErasureOutcome(const v1::EnvelopePayload& p) {
   }
   out.case_id = *id;
   sent.set_result(o.result());
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Put(outbox_, ErasureKey(*id, o.referral_id()), sent.SerializeAsString());
+  auto batch = std::make_unique<ledger::Mutation>();
+  batch->Put(kOutboxFamily, ErasureKey(*id, o.referral_id()), sent.SerializeAsString());
   out.change = std::move(batch);
   out.also_record.push_back(ErasureOutcomeEvent(p, *id));
   return out;
@@ -1547,7 +1548,7 @@ void Exchange::CommitReceive(const std::string& sender, const std::string& diges
   v1::ReceivedEnvelope record;
   record.set_payload_sha256(digest);
   record.set_sender_org(sender);
-  applied.change->Put(received_, ReceivedKey(sender, id), record.SerializeAsString());
+  applied.change->Put(kReceivedFamily, ReceivedKey(sender, id), record.SerializeAsString());
   ev.set_case_id(applied.case_id);
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   std::vector<v1::AccessEvent> events = {ev};

@@ -120,7 +120,7 @@ class Exchange {
   // key of `case_id` unless the body is an erasure request or outcome (which
   // carry no personal data). The returned item holds the signed envelope in
   // memory. NotFound / FailedPrecondition if the case is missing or erased.
-  absl::StatusOr<v1::OutboxItem> Enqueue(rocksdb::WriteBatch* batch,
+  absl::StatusOr<v1::OutboxItem> Enqueue(ledger::Mutation* batch,
                                          const v1::EnvelopePayload& payload,
                                          const std::string& kind, const std::string& case_id,
                                          const std::string& referral_id);
@@ -134,10 +134,10 @@ class Exchange {
   // gets an erasure request (one `erasure.request` event each). An envelope in
   // flight that fails afterwards is cancelled when it would be retried. The
   // events hold ids only.
-  absl::StatusOr<std::vector<v1::AccessEvent>> PrepareErasure(rocksdb::WriteBatch* batch,
+  absl::StatusOr<std::vector<v1::AccessEvent>> PrepareErasure(ledger::Mutation* batch,
                                                               const v1::Case& c);
   // The referral index write for `batch`.
-  void IndexReferral(rocksdb::WriteBatch* batch, const std::string& referral_id,
+  void IndexReferral(ledger::Mutation* batch, const std::string& referral_id,
                      const std::string& case_id) const;
   absl::StatusOr<std::string> CaseForReferral(const std::string& referral_id) const;
 
@@ -240,11 +240,11 @@ class Exchange {
   // receiver of `link` and returns its event; cuts short the calls sending
   // the case's envelopes right now.
   std::vector<std::pair<std::string, uint64_t>> TakeQueuedOfCase(const std::string& case_id);
-  absl::StatusOr<v1::AccessEvent> RequestErasure(rocksdb::WriteBatch* batch, const v1::Case& c,
+  absl::StatusOr<v1::AccessEvent> RequestErasure(ledger::Mutation* batch, const v1::Case& c,
                                                  const v1::ReferralLink& link);
   void CutShortCallsOfCase(const std::string& case_id);
   // Writes of a cancellation into `batch`; the event that records it.
-  v1::AccessEvent Cancellation(rocksdb::WriteBatch* batch, v1::OutboxItem item);
+  v1::AccessEvent Cancellation(ledger::Mutation* batch, v1::OutboxItem item);
   // What receiving an envelope's body comes to (ApplyBody).
   struct Applied {
     // OK, or why the body is refused (UNAVAILABLE: try again, nothing recorded).
@@ -255,7 +255,7 @@ class Exchange {
     // The case's lock, held from the checks to the commit (or the refusal).
     std::shared_ptr<CaseLock> lock;
     // What to commit with the receive entry, when OK.
-    std::unique_ptr<rocksdb::WriteBatch> change;
+    std::unique_ptr<ledger::Mutation> change;
     // Ledger events to commit after the receive entry.
     std::vector<v1::AccessEvent> also_record;
 
@@ -330,6 +330,7 @@ class Exchange {
   mutable absl::Mutex signer_mu_;
   Signer signer_ ABSL_GUARDED_BY(signer_mu_);
   rocksdb::DB* db_;
+  const std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
   rocksdb::ColumnFamilyHandle* outbox_;
   rocksdb::ColumnFamilyHandle* received_;
   rocksdb::ColumnFamilyHandle* referrals_;

@@ -216,7 +216,7 @@ absl::StatusOr<v1::EnvelopePayload> ReferralServiceImpl::ReferralPayload(
 }
 
 absl::StatusOr<ReferralServiceImpl::QueuedReferral> ReferralServiceImpl::QueueReferral(
-    rocksdb::WriteBatch* batch, const v1::ReferCaseRequest& req, const ReferralClearance& clearance,
+    ledger::Mutation* batch, const v1::ReferCaseRequest& req, const ReferralClearance& clearance,
     const std::string& author, v1::Case* c) {
   const absl::Time now = clock_->Now();
   const std::string referral_id = NewReferralId();
@@ -251,7 +251,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   if (!c.ok()) return call.Refuse(c.status());
   auto clearance = DecideReferral(*roster, c->consent(), c->referrals(), asked, clock_->Now());
   if (!clearance.ok()) return call.Refuse(clearance.status());
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   auto sent = QueueReferral(batch.get(), *req, *clearance, caller->Name(), &*c);
   if (!sent.ok()) return call.Refuse(sent.status());
   const bool deidentified = clearance->deidentified;
@@ -332,7 +332,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   }
   call.event().set_peer_org(in->peer_org());
   v1::EnvelopePayload payload = DecisionOn(*req, caller->Name(), &*c, in);
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   auto queued = exchange_->Enqueue(batch.get(), payload, "decision", c->id(), req->referral_id());
   if (!queued.ok()) return call.Refuse(queued.status());
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) return call.Refuse(st);
@@ -366,7 +366,7 @@ v1::EnvelopePayload ReferralServiceImpl::DecisionOn(const v1::DecideReferralRequ
 }
 
 absl::StatusOr<std::vector<std::string>> ReferralServiceImpl::QueueUpdates(
-    rocksdb::WriteBatch* batch, const v1::PostUpdateRequest& req, const std::string& author,
+    ledger::Mutation* batch, const v1::PostUpdateRequest& req, const std::string& author,
     const v1::Case& c) {
   std::vector<std::string> envelopes;
   for (const auto& link : c.referrals()) {
@@ -412,7 +412,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
   n->set_status(req->status());
   if (req->status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req->status());
   c->set_updated_at(Rfc3339(now));
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   auto envelopes = QueueUpdates(batch.get(), *req, caller->Name(), *c);
   if (!envelopes.ok()) return call.Refuse(envelopes.status());
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) return call.Refuse(st);
@@ -465,7 +465,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
   p->set_permitted_org(req->to_org());
   p->set_purpose(req->purpose());
   p->set_agreement(req->agreement());
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+  auto batch = std::make_unique<ledger::Mutation>();
   auto queued = exchange_->Enqueue(batch.get(), payload, "permission", c->id(), req->referral_id());
   if (!queued.ok()) return call.Refuse(queued.status());
   AddNote(&*c, clock_->Now(), exchange_->config().org(), caller->Name(),

@@ -53,7 +53,7 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
                                                       absl::Time now) const;
   // Queues the referral into `batch` (the outbox item, the referral index and
   // case `c` with its new outgoing link). Call under the case lock.
-  absl::StatusOr<QueuedReferral> QueueReferral(rocksdb::WriteBatch* batch,
+  absl::StatusOr<QueuedReferral> QueueReferral(ledger::Mutation* batch,
                                                const v1::ReferCaseRequest& req,
                                                const ReferralClearance& clearance,
                                                const std::string& author, v1::Case* c);
@@ -65,7 +65,7 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
                                  v1::Case* c, v1::ReferralLink* in) const;
   // Queues update `req` into `batch` for every peer holding a case linked to
   // `c`; returns their envelope ids.
-  absl::StatusOr<std::vector<std::string>> QueueUpdates(rocksdb::WriteBatch* batch,
+  absl::StatusOr<std::vector<std::string>> QueueUpdates(ledger::Mutation* batch,
                                                         const v1::PostUpdateRequest& req,
                                                         const std::string& author,
                                                         const v1::Case& c);

@@ -91,10 +91,9 @@ class RosterInForce {
     }
     // The file first: a restart then starts from the new version even if what follows is lost.
     if (auto st = WriteFileAtomically(config_.roster().file(), json); !st.ok()) return refuse(st);
-    auto change = std::make_unique<rocksdb::WriteBatch>();
-    change->Put(store_->family(NodeStore::kMetaFamily), "roster/version",
-                absl::StrCat(roster->roster.version()));
-    change->Put(store_->family(NodeStore::kMetaFamily), "roster/digest", roster->digest_hex);
+    auto change = std::make_unique<ledger::Mutation>();
+    change->Put(NodeStore::kMetaFamily, "roster/version", absl::StrCat(roster->roster.version()));
+    change->Put(NodeStore::kMetaFamily, "roster/digest", roster->digest_hex);
     ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     ev.set_reason(absl::StrCat("roster version ", roster->roster.version(), " in force"));
     if (auto idx = log_->RecordSync({ev}, std::move(change)); !idx.ok()) return idx.status();
@@ -298,10 +297,11 @@ absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStor
     return absl::Status(roster.status().code(),
                         absl::StrCat(config.roster().file(), ": ", roster.status().message()));
   }
-  auto stored_version = store.GetMeta(kRosterVersionKey);
+  // A stored version that is not a number is DataLoss: the rollback check
+  // below cannot be made, so the node does not start.
+  auto stored_version = store.GetMetaNumber(kRosterVersionKey);
   if (stored_version.ok()) {
-    uint64_t in_force = 0;
-    (void)absl::SimpleAtoi(*stored_version, &in_force);
+    const uint64_t in_force = *stored_version;
     if (roster->roster.version() < in_force) {
       return absl::FailedPreconditionError(
           absl::StrCat(config.roster().file(), ": roster version ", roster->roster.version(),
@@ -320,10 +320,9 @@ absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStor
   return roster;
 }
 
+// 0 when none is stored. LoadRoster, called next, refuses a damaged one.
 uint64_t StoredRosterVersion(const NodeStore& store) {
-  uint64_t v = 0;
-  if (auto s = store.GetMeta(kRosterVersionKey); s.ok()) (void)absl::SimpleAtoi(*s, &v);
-  return v;
+  return store.GetMetaNumber(kRosterVersionKey).value_or(0);
 }
 
 absl::StatusOr<std::string> LoadMasterKey(const std::string& path) {

@@ -5,11 +5,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "client/lib/yaml_proto.h"
+#include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
+#include "ledger/crypto/sealing.h"
+#include "ledger/rocksdb/rocksdb_key_spaces.h"
 #include "ledger/rocksdb/tsan_visible_writes.h"
 #include "rocksdb/options.h"
-#include "ledger/base/log.h"
-#include "ledger/crypto/sealing.h"
 #include "server/store/store.h"
 
 namespace corridor {
@@ -75,7 +76,8 @@ absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(
   store->cases_ = cases;
   store->evidence_ = evidence;
   store->meta_ = meta;
-  store->master_key_ = std::move(master_key);
+  for (rocksdb::ColumnFamilyHandle* h : {cases, evidence, meta}) store->families_[h->GetName()] = h;
+  store->master_key_ = SecretBytes(std::move(master_key));
   rocksdb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
@@ -107,13 +109,13 @@ std::string CaseStore::KeystoreKey(const std::string& id, const v1::StoredCase& 
   return stored.key_slot().empty() ? id : stored.key_slot();
 }
 
-absl::StatusOr<std::string> CaseStore::DataKey(const std::string& id) const {
+absl::StatusOr<SecretBytes> CaseStore::DataKey(const std::string& id) const {
   auto stored = GetStored(id);
   if (!stored.ok()) return stored.status();
   return DataKeyOf(id, *stored);
 }
 
-absl::StatusOr<std::string> CaseStore::DataKeyOf(const std::string& id,
+absl::StatusOr<SecretBytes> CaseStore::DataKeyOf(const std::string& id,
                                                  const v1::StoredCase& stored) const {
   const std::string kk = KeystoreKey(id, stored);
   std::string wrapped;
@@ -123,12 +125,12 @@ absl::StatusOr<std::string> CaseStore::DataKeyOf(const std::string& id,
         absl::StrCat("case ", id, " has been erased: its data key no longer exists"));
   }
   if (!s.ok()) return FromRocksStatus(s, "reading a data key");
-  auto key = Unseal(master_key_, KeyAad(kk), wrapped);
+  auto key = Unseal(master_key_.view(), KeyAad(kk), wrapped);
   if (!key.ok()) {
     return absl::DataLossError(
         absl::StrCat("the data key of case ", id, " does not open under this node's master key"));
   }
-  return key;
+  return SecretBytes(*std::move(key));
 }
 
 size_t CaseStore::pooled_keys() const {
@@ -154,8 +156,8 @@ absl::Status CaseStore::RefillLocked() {
   }
   std::vector<PooledKey> fresh;
   for (int i = 0; i < kKeyPoolBatch; ++i) {
-    PooledKey k{kSlotPrefix + HexEncode(RandomBytes(12)), RandomBytes(kAesKeySize)};
-    batch.Put(k.slot, Seal(master_key_, KeyAad(k.slot), k.key));
+    PooledKey k{kSlotPrefix + HexEncode(RandomBytes(12)), SecretBytes::Random(kAesKeySize)};
+    batch.Put(k.slot, Seal(master_key_.view(), KeyAad(k.slot), k.key.view()));
     batch.Put(kPoolPrefix + k.slot, "");
     fresh.push_back(std::move(k));
   }
@@ -200,7 +202,7 @@ absl::Status CaseStore::SweepUnusedPoolKeys() {
   return FromRocksStatus(keystore_->Write(wo, &batch), "sweeping the key pool");
 }
 
-std::string CaseStore::SealedValue(const v1::Case& c, const std::string& key,
+std::string CaseStore::SealedValue(const v1::Case& c, absl::string_view key,
                                    const std::string& slot) const {
   v1::StoredCase stored;
   stored.set_key_slot(slot);
@@ -210,43 +212,42 @@ std::string CaseStore::SealedValue(const v1::Case& c, const std::string& key,
   return stored.SerializeAsString();
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareCreate(const v1::Case& c) {
+absl::StatusOr<std::unique_ptr<ledger::Mutation>> CaseStore::PrepareCreate(const v1::Case& c) {
   auto key = TakeKey();
   if (!key.ok()) return key.status();
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Put(cases_, c.id(), SealedValue(c, key->key, key->slot));
-  batch->Put(meta_, kAssignedPrefix + key->slot, c.id());
+  auto batch = std::make_unique<ledger::Mutation>();
+  batch->Put(cases_->GetName(), c.id(), SealedValue(c, key->key.view(), key->slot));
+  batch->Put(meta_->GetName(), kAssignedPrefix + key->slot, c.id());
   return batch;
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareUpdate(const v1::Case& c) {
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
+absl::StatusOr<std::unique_ptr<ledger::Mutation>> CaseStore::PrepareUpdate(const v1::Case& c) {
+  auto batch = std::make_unique<ledger::Mutation>();
   if (auto st = PutCase(batch.get(), c); !st.ok()) return st;
   return batch;
 }
 
-absl::Status CaseStore::PutCase(rocksdb::WriteBatch* batch, const v1::Case& c) const {
+absl::Status CaseStore::PutCase(ledger::Mutation* batch, const v1::Case& c) const {
   auto stored = GetStored(c.id());
   if (!stored.ok()) return stored.status();
   auto key = DataKeyOf(c.id(), *stored);
   if (!key.ok()) return key.status();
-  batch->Put(cases_, c.id(), SealedValue(c, *key, stored->key_slot()));
+  batch->Put(cases_->GetName(), c.id(), SealedValue(c, key->view(), stored->key_slot()));
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> CaseStore::PrepareErase(
-    const std::string& id) {
+absl::StatusOr<std::unique_ptr<ledger::Mutation>> CaseStore::PrepareErase(const std::string& id) {
   auto stored = GetStored(id);
   if (!stored.ok()) return stored.status();
   stored->mutable_summary()->set_status(v1::CASE_STATUS_ERASED);
   stored->clear_sealed();
-  auto batch = std::make_unique<rocksdb::WriteBatch>();
-  batch->Put(cases_, id, stored->SerializeAsString());
+  auto batch = std::make_unique<ledger::Mutation>();
+  batch->Put(cases_->GetName(), id, stored->SerializeAsString());
   // Evidence goes with it ('0' follows '/' in byte order: the whole "<id>/" range).
-  batch->DeleteRange(evidence_, id + "/", id + "0");
+  batch->DeleteRange(evidence_->GetName(), id + "/", id + "0");
   // The key goes after the commit (DestroyKey), or at the next start if the
   // process dies first.
-  batch->Put(meta_, kShredPrefix + KeystoreKey(id, *stored), id);
+  batch->Put(meta_->GetName(), kShredPrefix + KeystoreKey(id, *stored), id);
   return batch;
 }
 
@@ -259,7 +260,7 @@ absl::StatusOr<std::string> CaseStore::SealForCase(const std::string& id, absl::
   }
   auto key = DataKeyOf(id, *stored);
   if (!key.ok()) return key.status();
-  return Seal(*key, aad, plaintext);
+  return Seal(key->view(), aad, plaintext);
 }
 
 absl::StatusOr<std::string> CaseStore::OpenForCase(const std::string& id, absl::string_view aad,
@@ -271,7 +272,7 @@ absl::StatusOr<std::string> CaseStore::OpenForCase(const std::string& id, absl::
   }
   auto key = DataKeyOf(id, *stored);
   if (!key.ok()) return key.status();
-  auto plain = Unseal(*key, aad, sealed);
+  auto plain = Unseal(key->view(), aad, sealed);
   if (!plain.ok()) {
     return absl::DataLossError(absl::StrCat("a value sealed under case ", id,
                                             " does not open: ", plain.status().message()));
@@ -284,13 +285,13 @@ bool CaseStore::IsErased(const std::string& id) const {
   return stored.ok() && stored->summary().status() == v1::CASE_STATUS_ERASED;
 }
 
-absl::Status CaseStore::PutEvidenceChunk(rocksdb::WriteBatch* batch, const std::string& case_id,
+absl::Status CaseStore::PutEvidenceChunk(ledger::Mutation* batch, const std::string& case_id,
                                          const std::string& evidence_id, uint32_t chunk,
                                          absl::string_view data) const {
   auto key = DataKey(case_id);
   if (!key.ok()) return key.status();
   const std::string k = ChunkPrefix(case_id, evidence_id) + Be32(chunk);
-  batch->Put(evidence_, k, Seal(*key, k, data));
+  batch->Put(evidence_->GetName(), k, Seal(key->view(), k, data));
   return absl::OkStatus();
 }
 
@@ -308,7 +309,7 @@ absl::StatusOr<std::string> CaseStore::ReadEvidence(const std::string& case_id,
       return absl::DataLossError(
           absl::StrCat("evidence ", evidence_id, ": chunk ", expect, " is missing"));
     }
-    auto plain = Unseal(*key, k, absl::string_view(it->value().data(), it->value().size()));
+    auto plain = Unseal(key->view(), k, absl::string_view(it->value().data(), it->value().size()));
     if (!plain.ok()) {
       return absl::DataLossError(absl::StrCat("evidence ", evidence_id, ": chunk ", expect,
                                               " was altered on disk and does not decrypt"));
@@ -388,7 +389,7 @@ absl::StatusOr<v1::Case> CaseStore::Get(const std::string& id) const {
   }
   auto key = DataKeyOf(id, *stored);
   if (!key.ok()) return key.status();
-  auto plain = Unseal(*key, CaseAad(id), stored->sealed());
+  auto plain = Unseal(key->view(), CaseAad(id), stored->sealed());
   if (!plain.ok())
     return absl::DataLossError(
         absl::StrCat("case ", id, " does not decrypt: ", plain.status().message()));
@@ -444,23 +445,25 @@ absl::Status CaseStore::BeginStaging(const std::string& case_id, const std::stri
 absl::Status CaseStore::StageEvidenceChunk(const std::string& case_id,
                                            const std::string& evidence_id, uint32_t chunk,
                                            absl::string_view data) {
-  rocksdb::WriteBatch batch;
-  if (auto st = PutEvidenceChunk(&batch, case_id, evidence_id, chunk, data); !st.ok()) return st;
-  return FromRocksStatus(db_->Write(rocksdb::WriteOptions(), &batch), "staging evidence");
+  ledger::Mutation chunk_write;
+  if (auto st = PutEvidenceChunk(&chunk_write, case_id, evidence_id, chunk, data); !st.ok()) {
+    return st;
+  }
+  return ledger::WriteMutation(db_, families_, chunk_write, /*sync=*/false);
 }
 
-void CaseStore::EndStaging(rocksdb::WriteBatch* batch, const std::string& case_id,
+void CaseStore::EndStaging(ledger::Mutation* batch, const std::string& case_id,
                            const std::string& evidence_id) const {
-  batch->Delete(meta_, kStagingPrefix + case_id + "/" + evidence_id);
+  batch->Delete(meta_->GetName(), kStagingPrefix + case_id + "/" + evidence_id);
 }
 
 absl::Status CaseStore::DiscardStaged(const std::string& case_id, const std::string& evidence_id) {
-  rocksdb::WriteBatch batch;
+  ledger::Mutation discard;
   const std::string prefix = ChunkPrefix(case_id, evidence_id);
   // '0' follows '/' in byte order: the whole "<case>/<evidence>/" range.
-  batch.DeleteRange(evidence_, prefix, case_id + "/" + evidence_id + "0");
-  EndStaging(&batch, case_id, evidence_id);
-  return FromRocksStatus(db_->Write(rocksdb::WriteOptions(), &batch), "discarding staged evidence");
+  discard.DeleteRange(evidence_->GetName(), prefix, case_id + "/" + evidence_id + "0");
+  EndStaging(&discard, case_id, evidence_id);
+  return ledger::WriteMutation(db_, families_, discard, /*sync=*/false);
 }
 
 absl::StatusOr<int> CaseStore::DiscardAllStaged() {
@@ -490,7 +493,7 @@ absl::StatusOr<std::string> CaseStore::ReadEvidenceChunk(const std::string& case
     return absl::NotFoundError(absl::StrCat("evidence ", evidence_id, ": no chunk ", chunk));
   }
   if (!s.ok()) return FromRocksStatus(s, "reading evidence");
-  auto plain = Unseal(*key, k, sealed);
+  auto plain = Unseal(key->view(), k, sealed);
   if (!plain.ok()) {
     return absl::DataLossError(absl::StrCat("evidence ", evidence_id, ": chunk ", chunk,
                                             " was altered on disk and does not decrypt"));

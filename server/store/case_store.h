@@ -5,8 +5,9 @@
 // its data key (crypto-shredding): its content cannot be opened again from the
 // database or any backup of it, while its ledger entries stay and verify.
 //
-// Changes are returned as WriteBatches for the caller to commit together with
-// the ledger entries that record them. Thread-safe.
+// Changes are returned as ledger::Mutations (ledger/mutation.h; key spaces
+// "cases", "evidence", "meta") for the caller to commit together with the
+// ledger entries that record them. Thread-safe.
 //
 // Data keys come from a pool made ahead of time (docs/architecture.md, "One
 // durable step per write"): each key store slot ("slot/<hex>") is written,
@@ -20,6 +21,7 @@
 #ifndef CORRIDOR_SERVER_STORE_CASE_STORE_H_
 #define CORRIDOR_SERVER_STORE_CASE_STORE_H_
 
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -31,8 +33,9 @@
 #include "absl/time/time.h"
 #include "corridor/v1/case.pb.h"
 #include "corridor/v1/storage.pb.h"
+#include "ledger/crypto/secret.h"
+#include "ledger/mutation.h"
 #include "rocksdb/db.h"
-#include "rocksdb/write_batch.h"
 
 namespace corridor {
 
@@ -63,14 +66,14 @@ class CaseStore {
   // Takes a durable data key from the pool for `c.id()` and returns the write
   // that stores the sealed case and the key's assignment. Refills the pool
   // (one synced key store write for kKeyPoolBatch keys) when it is empty.
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareCreate(const v1::Case& c);
+  absl::StatusOr<std::unique_ptr<ledger::Mutation>> PrepareCreate(const v1::Case& c);
   // The write that replaces the stored case with `c` (same id, key exists).
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareUpdate(const v1::Case& c);
+  absl::StatusOr<std::unique_ptr<ledger::Mutation>> PrepareUpdate(const v1::Case& c);
   // Adds the sealed write of `c` (key exists) to `batch`.
-  absl::Status PutCase(rocksdb::WriteBatch* batch, const v1::Case& c) const;
+  absl::Status PutCase(ledger::Mutation* batch, const v1::Case& c) const;
   // The write that erases the case's content, marks it erased and records
   // that its key must be destroyed; call DestroyKey after it is durable.
-  absl::StatusOr<std::unique_ptr<rocksdb::WriteBatch>> PrepareErase(const std::string& id);
+  absl::StatusOr<std::unique_ptr<ledger::Mutation>> PrepareErase(const std::string& id);
   // Destroys the data key of erased case `id`, compacts the key store so no
   // copy remains in its files, and clears the shred marker. Idempotent.
   absl::Status DestroyKey(const std::string& id);
@@ -104,7 +107,7 @@ class CaseStore {
   absl::StatusOr<std::vector<v1::StoredCase>> Scan(const std::string& after_id, size_t limit) const;
 
   // Adds to `batch` the sealed chunk `chunk` of evidence `evidence_id`.
-  absl::Status PutEvidenceChunk(rocksdb::WriteBatch* batch, const std::string& case_id,
+  absl::Status PutEvidenceChunk(ledger::Mutation* batch, const std::string& case_id,
                                 const std::string& evidence_id, uint32_t chunk,
                                 absl::string_view data) const;
   // Reads, opens and concatenates every chunk of an evidence item. DataLoss if
@@ -123,7 +126,7 @@ class CaseStore {
   absl::Status StageEvidenceChunk(const std::string& case_id, const std::string& evidence_id,
                                   uint32_t chunk, absl::string_view data);
   // Adds the removal of the staging marker to the commit `batch`.
-  void EndStaging(rocksdb::WriteBatch* batch, const std::string& case_id,
+  void EndStaging(ledger::Mutation* batch, const std::string& case_id,
                   const std::string& evidence_id) const;
   // Deletes a staged item's chunks and its marker (abort, timeout, erase).
   absl::Status DiscardStaged(const std::string& case_id, const std::string& evidence_id);
@@ -144,24 +147,26 @@ class CaseStore {
  private:
   CaseStore() = default;
   bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return busy_.empty(); }
-  absl::StatusOr<std::string> DataKey(const std::string& id) const;
-  absl::StatusOr<std::string> DataKeyOf(const std::string& id, const v1::StoredCase& stored) const;
+  absl::StatusOr<SecretBytes> DataKey(const std::string& id) const;
+  absl::StatusOr<SecretBytes> DataKeyOf(const std::string& id, const v1::StoredCase& stored) const;
   // The key store key that holds the case's wrapped data key.
   static std::string KeystoreKey(const std::string& id, const v1::StoredCase& stored);
   struct PooledKey {
     std::string slot;
-    std::string key;
+    SecretBytes key;
   };
   absl::StatusOr<PooledKey> TakeKey();
   absl::Status RefillLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pool_mu_);
   absl::Status SweepUnusedPoolKeys();
   absl::Status PurgeKeystore();
-  std::string SealedValue(const v1::Case& c, const std::string& key, const std::string& slot) const;
+  std::string SealedValue(const v1::Case& c, absl::string_view key, const std::string& slot) const;
 
   rocksdb::DB* db_ = nullptr;
   rocksdb::ColumnFamilyHandle* cases_ = nullptr;
   rocksdb::ColumnFamilyHandle* evidence_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  // The three families above by name, for writes no ledger entry records.
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
   std::unique_ptr<rocksdb::DB> keystore_;
   mutable absl::Mutex pool_mu_;
   std::vector<PooledKey> pool_ ABSL_GUARDED_BY(pool_mu_);
@@ -169,7 +174,7 @@ class CaseStore {
   std::vector<std::string> handed_out_ ABSL_GUARDED_BY(pool_mu_);
   // Serialises key destruction (each compacts the key store).
   absl::Mutex destroy_mu_;
-  std::string master_key_;
+  SecretBytes master_key_;
   absl::Mutex mu_;
   std::set<std::string> busy_ ABSL_GUARDED_BY(mu_);
 };

@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "ledger/crypto/crypto.h"
+#include "ledger/rocksdb/rocksdb_key_spaces.h"
 #include "server/store/store.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
@@ -34,10 +35,8 @@ class CaseStoreTest : public ::testing::Test {
             .value();
   }
 
-  void Commit(std::unique_ptr<rocksdb::WriteBatch> batch) {
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    ASSERT_TRUE(store_->db()->Write(wo, batch.get()).ok());
+  void Commit(std::unique_ptr<ledger::Mutation> change) {
+    ASSERT_OK(ledger::WriteMutation(store_->db(), store_->families(), *change, /*sync=*/true));
   }
 
   std::string CreateCase(const std::string& name) {

@@ -3,30 +3,17 @@
 #include <set>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "ledger/base/log.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
-#include "ledger/rocksdb/tsan_visible_writes.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 #include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
-#include "ledger/base/log.h"
 
 namespace corridor {
-
-absl::Status FromRocksStatus(const rocksdb::Status& s, absl::string_view what) {
-  if (s.ok()) return absl::OkStatus();
-  const std::string msg = absl::StrCat(what, ": ", s.ToString());
-  if (s.IsNotFound()) return absl::NotFoundError(msg);
-  if (s.IsCorruption()) return absl::DataLossError(msg);
-  if (s.IsIOError() && absl::StrContains(s.ToString(), "lock")) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(msg, " (is another corridord using this data_dir?)"));
-  }
-  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) return absl::UnavailableError(msg);
-  return absl::InternalError(msg);
-}
 
 // Follows RocksDB's background errors: the database is read-only from the
 // first until a recovery ends well. Runs on RocksDB's threads (writers,
@@ -39,8 +26,11 @@ class NodeStore::Listener : public rocksdb::EventListener {
     if (error == nullptr || error->ok()) return;
     {
       absl::MutexLock lock(&store_->mu_);
-      store_->background_error_ =
-          absl::UnavailableError(absl::StrCat("the database cannot write: ", error->ToString()));
+      // RocksDB's own text goes to the log; health() reaches users.
+      store_->background_error_ = ledger::FromRocksStatus(*error, "the database cannot write");
+      if (store_->background_error_.code() != absl::StatusCode::kUnavailable) {
+        store_->background_error_ = absl::UnavailableError(store_->background_error_.message());
+      }
     }
     if (error->IsNoSpace()) store_->ReleaseReserve("the disk is full");
   }
@@ -60,36 +50,6 @@ class NodeStore::Listener : public rocksdb::EventListener {
   NodeStore* const store_;
 };
 
-namespace {
-
-// The families to open in `dir`, each with its tuning: the meta family,
-// `extra_families`, and any family an earlier version created.
-std::vector<rocksdb::ColumnFamilyDescriptor> FamilyDescriptors(
-    const rocksdb::Options& options, const std::string& dir,
-    const std::vector<std::string>& extra_families) {
-  std::set<std::string> names = {rocksdb::kDefaultColumnFamilyName, NodeStore::kMetaFamily};
-  names.insert(extra_families.begin(), extra_families.end());
-  // Keep families created by other versions too: RocksDB refuses to open otherwise.
-  std::vector<std::string> existing;
-  if (rocksdb::DB::ListColumnFamilies(options, dir, &existing).ok()) {
-    names.insert(existing.begin(), existing.end());
-  }
-  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const std::string& n : names) {
-    // The ledger's families have their own tuning (bounded memtables).
-    rocksdb::ColumnFamilyOptions family = absl::StartsWith(n, "ledger_")
-                                              ? ledger::LedgerColumnFamilyOptions(n)
-                                              : rocksdb::ColumnFamilyOptions(options);
-    // Evidence is written once in large sealed chunks and read rarely: small
-    // memtables keep what concurrent uploads cost in memory low.
-    if (n == "evidence") family.write_buffer_size = 16 << 20;
-    descriptors.emplace_back(n, family);
-  }
-  return descriptors;
-}
-
-}  // namespace
-
 NodeStore::NodeStore(std::string dir, NodeStoreOptions options)
     : dir_(std::move(dir)), options_(std::move(options)) {}
 
@@ -107,30 +67,32 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
     (void)store->fs_->DeleteFile(dir + "/" + kReserveFile, rocksdb::IOOptions(), nullptr);
   }
 
-  rocksdb::Options options;
+  ledger::LedgerDbOptions db_options;
+  db_options.families = extra_families;
+  db_options.families.push_back(kMetaFamily);
+  rocksdb::Options& options = db_options.options;
+  options = rocksdb::Options();
   options.env = store->options_.env;
-  options.create_if_missing = true;
-  options.create_missing_column_families = true;
   options.paranoid_checks = true;
   // Opening replays the WAL into memtables without flushing them, so a
   // restart on a nearly full disk needs only a few KiB (new MANIFEST,
   // OPTIONS and WAL files), which the released reserve gives.
   options.avoid_flush_during_recovery = true;
-  options.listeners.push_back(std::make_shared<Listener>(store.get()));
-  // Recovery from a full disk is driven by the ledger and by KeepReserve
+  // OpenLedgerDb adds ledger::NewManualRecoveryListener(): recovery from a
+  // full disk is driven by the ledger and by KeepReserve
   // (ledger::ResumeWhenRoom), not by RocksDB's own retries.
-  options.listeners.push_back(ledger::NewManualRecoveryListener());
-
-  const std::vector<rocksdb::ColumnFamilyDescriptor> descriptors =
-      FamilyDescriptors(options, dir, extra_families);
-  rocksdb::DB* raw = nullptr;
-  rocksdb::Status s =
-      rocksdb::DB::Open(rocksdb::DBOptions(options), dir, descriptors, &store->handles_, &raw);
-  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the database in ", dir));
-  store->db_.reset(ledger::WithTsanVisibleWrites(raw));
-  for (size_t i = 0; i < descriptors.size(); ++i) {
-    store->families_[descriptors[i].name] = store->handles_[i];
-  }
+  options.listeners.push_back(std::make_shared<Listener>(store.get()));
+  db_options.family_options = [base =
+                                   rocksdb::ColumnFamilyOptions(options)](const std::string& name) {
+    rocksdb::ColumnFamilyOptions family = base;
+    // Evidence is written once in large sealed chunks and read rarely: small
+    // memtables keep what concurrent uploads cost in memory low.
+    if (name == "evidence") family.write_buffer_size = 16 << 20;
+    return family;
+  };
+  auto db = ledger::OpenLedgerDb(dir, std::move(db_options));
+  if (!db.ok()) return db.status();
+  store->db_ = *std::move(db);
   // The reserve is written by the background thread, first thing, so that
   // writing it does not delay the start.
   if (store->options_.reserve_bytes > 0) {
@@ -147,21 +109,33 @@ NodeStore::~NodeStore() {
     stopping_ = true;
   }
   if (keeper_.joinable()) keeper_.join();
-  if (!db_) return;
-  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
-  db_->Close();
+  db_.reset();
 }
 
 rocksdb::ColumnFamilyHandle* NodeStore::family(const std::string& name) const {
-  auto it = families_.find(name);
-  return it == families_.end() ? nullptr : it->second;
+  auto it = db_->families.find(name);
+  return it == db_->families.end() ? nullptr : it->second;
 }
 
 absl::StatusOr<std::string> NodeStore::GetMeta(const std::string& key) const {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), family(kMetaFamily), key, &value);
+  rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), family(kMetaFamily), key, &value);
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("reading ", key));
   return value;
+}
+
+absl::StatusOr<uint64_t> NodeStore::GetMetaNumber(const std::string& key) const {
+  auto value = GetMeta(key);
+  if (!value.ok()) return value.status();
+  uint64_t n = 0;
+  const bool digits = !value->empty() && value->size() <= 20 &&
+                      value->find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || !absl::SimpleAtoi(*value, &n)) {
+    return absl::DataLossError(
+        absl::StrCat("the node state \"", key, "\" in ", dir_,
+                     " is damaged (it is not a number); restore the data directory from a backup"));
+  }
+  return n;
 }
 
 absl::Status NodeStore::PutMeta(const std::map<std::string, std::string>& values) {
@@ -169,7 +143,7 @@ absl::Status NodeStore::PutMeta(const std::map<std::string, std::string>& values
   for (const auto& [k, v] : values) batch.Put(family(kMetaFamily), k, v);
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  return FromRocksStatus(db_->Write(wo, &batch), "writing node state");
+  return FromRocksStatus(db()->Write(wo, &batch), "writing node state");
 }
 
 }  // namespace corridor
@@ -247,7 +221,7 @@ absl::Status NodeStore::RestoreReserve() {
     if (s.ok()) s = c;
   }
   if (!s.ok()) {
-    return fail(absl::InternalError(absl::StrCat("writing ", path, ": ", s.ToString())));
+    return fail(FromRocksStatus(s, absl::StrCat("writing the space reserve ", path)));
   }
   absl::MutexLock lock(&mu_);
   if (!reserve_.ok()) {  // released while being written
@@ -272,7 +246,7 @@ void NodeStore::KeepReserve() {
     }
     // RocksDB stopped writing with no ledger commit failing (an idle node,
     // or a failed flush): resume it here, once there is room.
-    if (stopped_writing && !ledger::ResumeWhenRoom(db_.get()).ok()) continue;
+    if (stopped_writing && !ledger::ResumeWhenRoom(db()).ok()) continue;
     if (absl::Status st = RestoreReserve(); !st.ok() && first) {
       log::Warn("store.reserve_missing", {{"reason", st.message()}});
     }

@@ -32,12 +32,16 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "ledger/rocksdb/rocksdb_ledger.h"
+#include "ledger/rocksdb/rocksdb_status.h"
 #include "rocksdb/db.h"
 
 namespace corridor {
 
-// RocksDB status → absl status, in one place. `what` says what was being done.
-absl::Status FromRocksStatus(const rocksdb::Status& s, absl::string_view what);
+// RocksDB status -> absl status: the ledger's one conversion
+// (ledger/rocksdb/rocksdb_status.h), which keeps RocksDB's own text out of
+// what reaches users and peers.
+using ledger::FromRocksStatus;
 
 struct NodeStoreOptions {
   // Size of the space reserve file. 0 keeps no reserve. Default 32 MiB:
@@ -58,22 +62,30 @@ class NodeStore {
   static constexpr char kMetaFamily[] = "meta";
   static constexpr char kReserveFile[] = "space-reserve";
 
-  // Opens (creating if needed) the database in `dir` with the default and meta
-  // column families plus `extra_families`. FailedPrecondition if another process
-  // holds the database; Internal/DataLoss for RocksDB errors, naming the
-  // directory. The reserve is written in the background (see reserve_ok()).
+  // Opens (creating if needed) the database in `dir` with the default, meta
+  // and ledger column families plus `extra_families` (ledger::OpenLedgerDb).
+  // FailedPrecondition if another process holds the database; Internal /
+  // DataLoss for RocksDB errors, naming the directory. The reserve is
+  // written in the background (see reserve_ok()).
   static absl::StatusOr<std::unique_ptr<NodeStore>> Open(
       const std::string& dir, const std::vector<std::string>& extra_families,
       NodeStoreOptions options = {});
   ~NodeStore();
 
-  rocksdb::DB* db() const { return db_.get(); }
+  rocksdb::DB* db() const { return db_->db.get(); }
   // The handle for `name`; nullptr if it was not opened.
   rocksdb::ColumnFamilyHandle* family(const std::string& name) const;
-  const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families() const { return families_; }
+  // Every open family by name (the default one included).
+  const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families() const {
+    return db_->families;
+  }
 
   // Meta values; NotFound if absent.
   absl::StatusOr<std::string> GetMeta(const std::string& key) const;
+  // A meta value that holds a decimal number (e.g. the roster version in
+  // force): NotFound if absent; DataLoss naming `key` if what is stored is
+  // not a number in [0, 2^64) (damaged node state is never read as 0).
+  absl::StatusOr<uint64_t> GetMetaNumber(const std::string& key) const;
   // Writes meta values in one synced batch.
   absl::Status PutMeta(const std::map<std::string, std::string>& values);
 
@@ -98,9 +110,7 @@ class NodeStore {
   const std::string dir_;
   const NodeStoreOptions options_;
   std::shared_ptr<rocksdb::FileSystem> fs_;
-  std::unique_ptr<rocksdb::DB> db_;
-  std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<ledger::LedgerDb> db_;
 
   mutable absl::Mutex mu_;
   absl::Status background_error_ ABSL_GUARDED_BY(mu_);

@@ -228,7 +228,7 @@ TEST_F(DiskFullStoreTest, WithoutAReserveTheNodeCannotReopenOnAFullDisk) {
     FillUntilFull(*ledger);
   }
   fs_->set_quota(fs_->used());  // not a byte free
-  EXPECT_STATUS(OpenStore(0), absl::StatusCode::kInternal, "space");
+  EXPECT_STATUS(OpenStore(0), absl::StatusCode::kResourceExhausted, "no space left");
   // Freeing space lets it open with everything.
   fs_->set_quota(fs_->used() + (8 << 20));
   ASSERT_OK_AND_ASSIGN(auto store, OpenStore(0));

@@ -75,14 +75,14 @@ std::string Be64(uint64_t v) {
 }
 
 struct Opened {
-  std::unique_ptr<StandaloneDb> db;
+  std::unique_ptr<LedgerDb> db;
   std::unique_ptr<RocksDbLedger> ledger;
 };
 
 Opened OpenLedger(const std::string& path, const Ed25519PrivateKey& key,
                   std::function<absl::Status()> hook = nullptr, double* ledger_open_ms = nullptr) {
   Opened o;
-  auto db = OpenStandaloneDb(path);
+  auto db = OpenLedgerDb(path);
   const auto start = Clock::now();
   if (!db.ok()) {
     fprintf(stderr, "%s\n", db.status().ToString().c_str());
@@ -183,7 +183,7 @@ AppendRun RunLedgerAppends(const std::string& path, int callers, double seconds,
 // index key), one after another, same column families, no tree.
 double RunRawAppends(const std::string& path, int group, double seconds,
                      const std::vector<std::string>& payloads) {
-  auto db = OpenStandaloneDb(path);
+  auto db = OpenLedgerDb(path);
   if (!db.ok()) exit(1);
   auto* entries = (*db)->families.at(kEntriesFamily);
   auto* index = (*db)->families.at(kIndexFamily);
