@@ -457,18 +457,18 @@ void Exchange::MigrateLegacyOutbox(rocksdb::Iterator* it) {
   std::stable_sort(legacy.begin(), legacy.end(), [](const auto& a, const auto& b) {
     return a.second.created_unix() < b.second.created_unix();
   });
-  ledger::Mutation batch;
+  rocksdb::WriteBatch batch;
   const int64_t now_ms = absl::ToUnixMillis(Now());
   for (auto& [old_key, item] : legacy) {
     item.set_seq(NextSeq());
-    batch.Delete(kOutboxFamily, old_key);
+    batch.Delete(outbox_, old_key);
     if (item.state() == "pending") {
-      batch.Put(kOutboxFamily, PendingKey(item.seq()), item.SerializeAsString());
+      batch.Put(outbox_, PendingKey(item.seq()), item.SerializeAsString());
       continue;
     }
     item.clear_envelope();
     item.set_finished_unix_ms(now_ms);
-    batch.Put(kOutboxFamily,
+    batch.Put(outbox_,
               item.state() == "failed" ? FailedKey(item.seq()) : DeliveredKey(now_ms, item.seq()),
               item.SerializeAsString());
   }
@@ -875,12 +875,12 @@ void Exchange::Fail(const std::string& org, uint64_t seq, v1::OutboxItem item,
   item.set_state("failed");
   item.set_last_error(error);
   item.set_finished_unix_ms(absl::ToUnixMillis(Now()));
-  ledger::Mutation batch;
-  batch.Delete(kOutboxFamily, PendingKey(seq));
-  batch.Put(kOutboxFamily, FailedKey(seq), item.SerializeAsString());
+  rocksdb::WriteBatch batch;
+  batch.Delete(outbox_, PendingKey(seq));
+  batch.Put(outbox_, FailedKey(seq), item.SerializeAsString());
   const bool referral = item.kind() == "referral";
   if (referral) {
-    batch.Put(kOutboxFamily, CaseUpdateKey(item.case_id(), item.referral_id()),
+    batch.Put(outbox_, CaseUpdateKey(item.case_id(), item.referral_id()),
               absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_FAILED)));
   }
   rocksdb::WriteOptions wo;
