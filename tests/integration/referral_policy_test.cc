@@ -124,8 +124,9 @@ TEST_F(ReferralPolicyTest, TheAgreementMustBindTheReceiverAndCoverThePurpose) {
     grpc::StatusCode code;
   };
   const std::vector<Row> rows = {
+      // Refused as the receiver refuses it (the referral policy, both sides).
       {"unknown agreement", kMinistry, "no-such-agreement", kPurpose,
-       grpc::StatusCode::INVALID_ARGUMENT},
+       grpc::StatusCode::PERMISSION_DENIED},
       {"agreement without the receiver", kNgo, kPairAgreement, kPurpose,
        grpc::StatusCode::PERMISSION_DENIED},
       {"purpose not covered", kMinistry, kAgreement, kFeeRecovery,
