@@ -204,9 +204,12 @@ TEST_F(DeliveryTest, ASuccessfulProbeRetriesABackedOffPeerAtOnce) {
   exchange_->Start();
   // The receiver is down: let the item fail until its backoff is long.
   for (uint32_t failures = 1; failures <= 4; ++failures) {
+    // Each attempt has failed and recorded its backoff (no call in flight): a
+    // probe's reset that raced an attempt still failing would be undone by it.
     ASSERT_TRUE(Eventually([&] {
       auto items = Outbox();
-      return items.size() == 1 && items[0].attempts() >= failures;
+      return items.size() == 1 && items[0].attempts() >= failures &&
+             exchange_->Outstanding() == 0;
     })) << "attempt "
         << failures << " did not happen";
     if (failures < 4) {
