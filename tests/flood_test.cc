@@ -678,6 +678,10 @@ uint64_t PeakRss(pid_t pid) {
 #define CORRIDOR_FLOOD_TEST_SANITIZED 1
 #endif
 #endif
+// gcc 12 has no __has_feature; it defines these instead.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define CORRIDOR_FLOOD_TEST_SANITIZED 1
+#endif
 
 TEST_F(FloodTest, ConcurrentLargeUploadsAndDownloadsKeepMemoryBounded) {
   // Issue 9's probe: six 60 MiB uploads at once peaked at 927 MB before.

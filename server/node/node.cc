@@ -41,11 +41,10 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
 // node state and a ledger entry; serves the signed bytes to peers.
 class RosterInForce {
  public:
-  RosterInForce(const v1::NodeConfig& config, NodeStore* store, AccessLog* log,
+  RosterInForce(const v1::NodeConfig& config, AccessLog* log,
                 std::shared_ptr<IdentityResolver> identity, TlsIdentity tls, std::string json,
                 uint64_t version)
       : config_(config),
-        store_(store),
         log_(log),
         identity_(std::move(identity)),
         tls_(std::move(tls)),
@@ -117,7 +116,6 @@ class RosterInForce {
 
  private:
   const v1::NodeConfig config_;
-  NodeStore* store_;
   AccessLog* log_;
   std::shared_ptr<IdentityResolver> identity_;
   const TlsIdentity tls_;
@@ -527,7 +525,7 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
       identity_.get(), exchange_.get(), case_store_.get(), access_log_.get(), clock);
   auto roster_json = ReadFileToString(config.roster().file());
   if (!roster_json.ok()) return roster_json.status();
-  roster_ = std::make_unique<RosterInForce>(config, store_.get(), access_log_.get(), identity_, tls,
+  roster_ = std::make_unique<RosterInForce>(config, access_log_.get(), identity_, tls,
                                             *roster_json, roster.roster.version());
   RosterInForce* keeper = roster_.get();
   prober_->set_roster_sync(
