@@ -154,17 +154,20 @@ TEST_F(PowerLossTest, EveryAcknowledgedAppendSurvivesAPowerCut) {
   std::mt19937_64 rng(20261130);
   uint64_t size = 0;
   uint64_t dropped = 0;
+  int names_undone = 0;
   for (int round = 0; round < kRounds; ++round) {
     const uint64_t cut_after = size + 20 + rng() % 600;
     RunRound(round, cut_after, /*flush=*/round % 3 == 2);
     if (HasFatalFailure()) return;
     dropped += fs_->last_reboot().bytes_dropped;
+    names_undone += fs_->last_reboot().files_removed + fs_->last_reboot().renames_undone;
     absl::StatusOr<uint64_t> reopened = CheckAfterReboot();
     ASSERT_TRUE(reopened.ok()) << "round " << round << ": " << reopened.status();
     size = *reopened;
   }
   // How much each cut took away (unsynced tails: in flight, never acknowledged).
   RecordProperty("bytes_dropped_by_power_cuts", static_cast<int64_t>(dropped));
+  RecordProperty("names_undone_by_power_cuts", names_undone);
   RecordProperty("entries_at_end", static_cast<int64_t>(size));
 }
 

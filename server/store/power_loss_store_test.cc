@@ -248,6 +248,7 @@ void PowerLossStoreTest::CheckAfterReboot(int round) {
 TEST_F(PowerLossStoreTest, AcknowledgedCreationsAndErasuresSurviveAPowerCut) {
   std::mt19937_64 rng(1130);
   uint64_t dropped = 0;
+  int names_undone = 0;
   for (int round = 0; round < kRounds; ++round) {
     uint64_t done;
     {
@@ -257,6 +258,7 @@ TEST_F(PowerLossStoreTest, AcknowledgedCreationsAndErasuresSurviveAPowerCut) {
     RunRound(round, done + 5 + rng() % 80);
     if (HasFatalFailure()) return;
     dropped += fs_->last_reboot().bytes_dropped;
+    names_undone += fs_->last_reboot().files_removed + fs_->last_reboot().renames_undone;
     CheckAfterReboot(round);
     if (HasFatalFailure()) return;
     Close();
@@ -264,6 +266,7 @@ TEST_F(PowerLossStoreTest, AcknowledgedCreationsAndErasuresSurviveAPowerCut) {
   absl::MutexLock lock(&acked_.mu);
   EXPECT_GT(acked_.erased.size(), 0u);
   RecordProperty("bytes_dropped_by_power_cuts", static_cast<int64_t>(dropped));
+  RecordProperty("names_undone_by_power_cuts", names_undone);
   RecordProperty("cases_created", static_cast<int64_t>(acked_.created.size()));
   RecordProperty("cases_erased", static_cast<int64_t>(acked_.erased.size()));
   RecordProperty("evidence_items", static_cast<int64_t>(acked_.evidence.size()));
