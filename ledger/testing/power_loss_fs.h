@@ -13,10 +13,10 @@
 //     told it failed). Reboot truncates every file written through this file
 //     system to its durable length.
 //   - Names: a file created (NewWritableFile, ReopenWritableFile on a missing
-//     file, ReuseWritableFile) or renamed is in its directory only once an
-//     FSDirectory::Fsync or FsyncWithDirOptions of that directory, obtained
-//     through NewDirectory, began after the creation or rename and returned OK
-//     before the cut. Reboot removes created files whose name never became
+//     file) or renamed (RenameFile, ReuseWritableFile) is in its directory only
+//     once an FSDirectory::Fsync or FsyncWithDirOptions of that directory,
+//     obtained through NewDirectory, began after the creation or rename and
+//     returned OK before the cut. Reboot removes created files whose name never became
 //     durable, renames files back to their old name when the rename never
 //     became durable (and restores the durable contents a rename replaced,
 //     e.g. the previous CURRENT), then truncates.
