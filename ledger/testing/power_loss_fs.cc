@@ -48,7 +48,7 @@ class PowerLossFileSystem::File : public rocksdb::FSWritableFileOwnerWrapper {
 
   IOStatus Append(const Slice& d, const IOOptions& o, IODebugContext* dbg) override {
     absl::MutexLock lock(&fs_->mu_);
-    if (fs_->off_) return Off();
+    if (fs_->StepLocked()) return Off();
     IOStatus s = target()->Append(d, o, dbg);
     if (s.ok()) state_->size += d.size();
     return s;
@@ -56,7 +56,7 @@ class PowerLossFileSystem::File : public rocksdb::FSWritableFileOwnerWrapper {
   IOStatus Append(const Slice& d, const IOOptions& o, const rocksdb::DataVerificationInfo& v,
                   IODebugContext* dbg) override {
     absl::MutexLock lock(&fs_->mu_);
-    if (fs_->off_) return Off();
+    if (fs_->StepLocked()) return Off();
     IOStatus s = target()->Append(d, o, v, dbg);
     if (s.ok()) state_->size += d.size();
     return s;
@@ -64,7 +64,7 @@ class PowerLossFileSystem::File : public rocksdb::FSWritableFileOwnerWrapper {
   IOStatus PositionedAppend(const Slice& d, uint64_t offset, const IOOptions& o,
                             IODebugContext* dbg) override {
     absl::MutexLock lock(&fs_->mu_);
-    if (fs_->off_) return Off();
+    if (fs_->StepLocked()) return Off();
     IOStatus s = target()->PositionedAppend(d, offset, o, dbg);
     if (s.ok()) state_->size = std::max(state_->size, offset + d.size());
     return s;
@@ -72,14 +72,14 @@ class PowerLossFileSystem::File : public rocksdb::FSWritableFileOwnerWrapper {
   IOStatus PositionedAppend(const Slice& d, uint64_t offset, const IOOptions& o,
                             const rocksdb::DataVerificationInfo& v, IODebugContext* dbg) override {
     absl::MutexLock lock(&fs_->mu_);
-    if (fs_->off_) return Off();
+    if (fs_->StepLocked()) return Off();
     IOStatus s = target()->PositionedAppend(d, offset, o, v, dbg);
     if (s.ok()) state_->size = std::max(state_->size, offset + d.size());
     return s;
   }
   IOStatus Truncate(uint64_t size, const IOOptions& o, IODebugContext* dbg) override {
     absl::MutexLock lock(&fs_->mu_);
-    if (fs_->off_) return Off();
+    if (fs_->StepLocked()) return Off();
     IOStatus s = target()->Truncate(size, o, dbg);
     if (s.ok()) {
       state_->size = size;
@@ -160,13 +160,34 @@ void PowerLossFileSystem::PowerCut() {
   off_ = true;
 }
 
+void PowerLossFileSystem::PowerCutAt(uint64_t step) {
+  absl::MutexLock lock(&mu_);
+  cut_at_ = steps_ + step;
+}
+
+bool PowerLossFileSystem::powered() const {
+  absl::MutexLock lock(&mu_);
+  return !off_;
+}
+
+uint64_t PowerLossFileSystem::steps() const {
+  absl::MutexLock lock(&mu_);
+  return steps_;
+}
+
+bool PowerLossFileSystem::StepLocked() {
+  if (off_) return true;
+  if (++steps_ == cut_at_) off_ = true;
+  return off_;
+}
+
 template <typename SyncFn>
 IOStatus PowerLossFileSystem::SyncFile(const std::shared_ptr<FileState>& state, SyncFn sync) {
   uint64_t upto;
   bool lie;
   {
     absl::MutexLock lock(&mu_);
-    if (off_) return Off();
+    if (StepLocked()) return Off();
     upto = state->size;
     lie = syncs_lie_;
   }
@@ -182,7 +203,7 @@ IOStatus PowerLossFileSystem::SyncDir(const std::string& dir, SyncFn sync) {
   uint64_t upto;
   {
     absl::MutexLock lock(&mu_);
-    if (off_) return Off();
+    if (StepLocked()) return Off();
     upto = seq_;
   }
   IOStatus s = sync();
@@ -215,7 +236,7 @@ IOStatus PowerLossFileSystem::NewWritableFile(const std::string& fname,
                                               IODebugContext* dbg) {
   const std::string f = Normalize(fname);
   absl::MutexLock lock(&mu_);
-  if (off_) return Off();
+  if (StepLocked()) return Off();
   const bool existed = files_.count(f) > 0 || target()->FileExists(f, IOOptions(), dbg).ok();
   IOStatus s = target()->NewWritableFile(f, o, r, dbg);
   if (!s.ok()) return s;
@@ -231,7 +252,7 @@ IOStatus PowerLossFileSystem::ReopenWritableFile(const std::string& fname,
                                                  IODebugContext* dbg) {
   const std::string f = Normalize(fname);
   absl::MutexLock lock(&mu_);
-  if (off_) return Off();
+  if (StepLocked()) return Off();
   uint64_t size = 0;
   const bool existed = target()->GetFileSize(f, IOOptions(), &size, dbg).ok();
   IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
@@ -250,7 +271,7 @@ IOStatus PowerLossFileSystem::ReuseWritableFile(const std::string& fname,
                                                 IODebugContext* dbg) {
   const std::string f = Normalize(fname), old_f = Normalize(old_fname);
   absl::MutexLock lock(&mu_);
-  if (off_) return Off();
+  if (StepLocked()) return Off();
   std::optional<std::string> replaced = DurableContentsLocked(f);
   IOStatus s = target()->ReuseWritableFile(f, old_f, o, r, dbg);
   if (!s.ok()) return s;
@@ -310,7 +331,7 @@ IOStatus PowerLossFileSystem::RenameFile(const std::string& src_name, const std:
                                          const IOOptions& o, IODebugContext* dbg) {
   const std::string src = Normalize(src_name), dst = Normalize(dst_name);
   absl::MutexLock lock(&mu_);
-  if (off_) return Off();
+  if (StepLocked()) return Off();
   std::optional<std::string> replaced = DurableContentsLocked(dst);  // before it is replaced
   IOStatus s = target()->RenameFile(src, dst, o, dbg);
   if (s.ok()) RenameLocked(src, dst, std::move(replaced));
@@ -321,7 +342,7 @@ IOStatus PowerLossFileSystem::DeleteFile(const std::string& fname, const IOOptio
                                          IODebugContext* dbg) {
   const std::string f = Normalize(fname);
   absl::MutexLock lock(&mu_);
-  if (off_) return Off();
+  if (StepLocked()) return Off();
   IOStatus s = target()->DeleteFile(f, o, dbg);
   if (s.ok()) {
     files_.erase(f);
@@ -334,7 +355,7 @@ IOStatus PowerLossFileSystem::Truncate(const std::string& fname, size_t size, co
                                        IODebugContext* dbg) {
   const std::string f = Normalize(fname);
   absl::MutexLock lock(&mu_);
-  if (off_) return Off();
+  if (StepLocked()) return Off();
   IOStatus s = target()->Truncate(f, size, o, dbg);
   auto known = files_.find(f);
   if (s.ok() && known != files_.end()) {
@@ -435,6 +456,7 @@ absl::Status PowerLossFileSystem::Reboot() {
   if (absl::Status st = UndoNamesLocked(); !st.ok()) return st;
   if (absl::Status st = TruncateLocked(); !st.ok()) return st;
   off_ = false;
+  cut_at_ = 0;
   return absl::OkStatus();
 }
 

@@ -79,6 +79,16 @@ class PowerLossFileSystem : public rocksdb::FileSystemWrapper {
 
   // Stops the disk now: what is durable at this instant is what Reboot keeps.
   void PowerCut();
+  // Stops the disk at the `step`-th step from now (1: the next one), instead
+  // of performing it: a deterministic cut point, to walk every step of a
+  // sequence. Steps are the calls that change the disk: appending to or
+  // truncating a file, Sync/Fsync of a file or directory, creating, reopening,
+  // renaming or deleting a file. Reboot() clears it.
+  void PowerCutAt(uint64_t step);
+  // False from the cut to Reboot().
+  bool powered() const;
+  // Steps taken so far (see PowerCutAt).
+  uint64_t steps() const;
   // Rewrites the disk to what survived the cut and powers on. Call with
   // nothing writing through this file system. FailedPrecondition without a
   // PowerCut() first; Internal if the real file system fails.
@@ -134,6 +144,8 @@ class PowerLossFileSystem : public rocksdb::FileSystemWrapper {
   };
 
   static rocksdb::IOStatus Off();
+  // Counts one step; true (power off) if it must not happen.
+  bool StepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tracks `f` as opened for writing (`created`: the name is new).
   std::shared_ptr<FileState> TrackLocked(const std::string& f, bool created, uint64_t size)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -157,6 +169,8 @@ class PowerLossFileSystem : public rocksdb::FileSystemWrapper {
   bool off_ ABSL_GUARDED_BY(mu_) = false;
   bool syncs_lie_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t steps_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t cut_at_ ABSL_GUARDED_BY(mu_) = 0;  // 0: none
   std::map<std::string, std::shared_ptr<FileState>> files_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, PendingName> pending_ ABSL_GUARDED_BY(mu_);
   RebootStats last_reboot_;
