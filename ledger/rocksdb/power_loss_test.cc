@@ -196,7 +196,7 @@ TEST_F(PowerLossTest, EveryAcknowledgedAppendSurvivesAPowerCut) {
 TEST_F(PowerLossTest, ACutAtAnyStepOfTheFirstStartLeavesALedgerThatOpens) {
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-  const uint64_t stride = 5;
+  const uint64_t stride = 12;
 #else
   const uint64_t stride = 1;
 #endif

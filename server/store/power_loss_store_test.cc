@@ -316,14 +316,14 @@ TEST_F(PowerLossStoreTest, AcknowledgedCreationsAndErasuresSurviveAPowerCut) {
 }
 
 // The power goes at one step of a node's first start after another (about
-// 20 seeded steps spread over all of them, 8 under sanitizers), in a new
+// 20 seeded steps spread over all of them, 4 under sanitizers), in a new
 // data directory each time: after the reboot the stores open (a node whose
 // power failed while it was being set up can start) and hold what was
 // acknowledged.
 TEST_F(PowerLossStoreTest, ACutDuringTheFirstStartLeavesStoresThatOpen) {
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-  constexpr uint64_t kCuts = 8;
+  constexpr uint64_t kCuts = 4;
 #else
   constexpr uint64_t kCuts = 20;
 #endif
