@@ -114,6 +114,24 @@ TEST_F(PowerLossFileSystemTest, NothingChangesTheDiskWhilePowerIsOff) {
   EXPECT_STATUS(fs_->Reboot(), absl::StatusCode::kFailedPrecondition, "PowerCut");
 }
 
+TEST_F(PowerLossFileSystemTest, PowerCutAtStopsTheDiskAtThatStep) {
+  WriteFile("a", "kept", /*sync=*/true);  // steps: create, append, sync
+  SyncDir();                              // step: directory fsync
+  EXPECT_EQ(fs_->steps(), 4u);
+  std::unique_ptr<rocksdb::FSWritableFile> f;
+  ASSERT_TRUE(fs_->ReopenWritableFile(Path("a"), rocksdb::FileOptions(), &f, nullptr).ok());
+  fs_->PowerCutAt(3);  // from here: append (1), sync (2), append (3: never happens)
+  ASSERT_TRUE(f->Append(" synced", IOOptions(), nullptr).ok());
+  ASSERT_TRUE(f->Sync(IOOptions(), nullptr).ok());
+  EXPECT_TRUE(fs_->powered());
+  EXPECT_TRUE(f->Append(" lost", IOOptions(), nullptr).IsIOError());
+  EXPECT_FALSE(fs_->powered());
+  EXPECT_TRUE(f->Close(IOOptions(), nullptr).IsIOError());
+  ASSERT_OK(fs_->Reboot());
+  EXPECT_EQ(Read("a"), "kept synced");
+  EXPECT_TRUE(fs_->powered());
+}
+
 // The reason the harness exists: plain RocksDB with WriteOptions::sync=false
 // acknowledges writes a power cut loses (killing the process would not).
 TEST_F(PowerLossFileSystemTest, RocksDbWritesWithoutSyncAreLostSyncedOnesSurvive) {
