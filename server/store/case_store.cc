@@ -68,7 +68,8 @@ absl::Status RetentionAllowsRead(const v1::Case& c, absl::Time now) {
 
 absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(
     rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cases, rocksdb::ColumnFamilyHandle* evidence,
-    rocksdb::ColumnFamilyHandle* meta, const std::string& keystore_dir, std::string master_key) {
+    rocksdb::ColumnFamilyHandle* meta, const std::string& keystore_dir, std::string master_key,
+    rocksdb::Env* keystore_env) {
   if (master_key.size() != kAesKeySize)
     return absl::InvalidArgumentError("master key must be 32 bytes");
   std::unique_ptr<CaseStore> store(new CaseStore);
@@ -81,6 +82,7 @@ absl::StatusOr<std::unique_ptr<CaseStore>> CaseStore::Open(
   rocksdb::Options options;
   options.create_if_missing = true;
   options.paranoid_checks = true;
+  if (keystore_env != nullptr) options.env = keystore_env;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, keystore_dir, &raw);
   if (!s.ok()) return FromRocksStatus(s, absl::StrCat("opening the key store in ", keystore_dir));

@@ -54,10 +54,14 @@ class CaseStore {
   // is opened (created) at `keystore_dir`; `master_key` is 32 bytes.
   // `meta` is the node's metadata family (slot assignments, shred markers).
   // Opening finishes any key destruction a crash interrupted and deletes
-  // pooled keys that no case uses.
+  // pooled keys that no case uses. `keystore_env`: the RocksDB environment of
+  // the key store (tests inject file-system faults, e.g. power loss, as
+  // NodeStoreOptions::env does for the main database); default (nullptr):
+  // rocksdb::Env::Default(). Must outlive the store.
   static absl::StatusOr<std::unique_ptr<CaseStore>> Open(
       rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cases, rocksdb::ColumnFamilyHandle* evidence,
-      rocksdb::ColumnFamilyHandle* meta, const std::string& keystore_dir, std::string master_key);
+      rocksdb::ColumnFamilyHandle* meta, const std::string& keystore_dir, std::string master_key,
+      rocksdb::Env* keystore_env = nullptr);
   ~CaseStore();
 
   // A new case id, e.g. "C-3F9A0C12D4E7".
