@@ -12,14 +12,14 @@
 #include "gtest/gtest.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
-#include "server/store/case_store.h"
-#include "server/node/config.h"
+#include "server/auth/identity.h"
+#include "server/common/executor.h"
 #include "server/federation/envelope.h"
 #include "server/federation/exchange.h"
-#include "server/common/executor.h"
-#include "server/auth/identity.h"
-#include "server/node/node.h"
 #include "server/federation/peers.h"
+#include "server/node/config.h"
+#include "server/node/node.h"
+#include "server/store/case_store.h"
 #include "server/store/store.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
@@ -208,8 +208,7 @@ TEST_F(DeliveryTest, ASuccessfulProbeRetriesABackedOffPeerAtOnce) {
     // probe's reset that raced an attempt still failing would be undone by it.
     ASSERT_TRUE(Eventually([&] {
       auto items = Outbox();
-      return items.size() == 1 && items[0].attempts() >= failures &&
-             exchange_->Outstanding() == 0;
+      return items.size() == 1 && items[0].attempts() >= failures && exchange_->Outstanding() == 0;
     })) << "attempt "
         << failures << " did not happen";
     if (failures < 4) {

@@ -25,11 +25,11 @@
 #include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "server/store/case_store.h"
-#include "server/node/config.h"
-#include "server/federation/envelope.h"
-#include "server/node/node.h"
 #include "server/common/rate_limit.h"
+#include "server/federation/envelope.h"
+#include "server/node/config.h"
+#include "server/node/node.h"
+#include "server/store/case_store.h"
 #include "server/store/store.h"
 #include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
@@ -504,7 +504,8 @@ TEST_F(FloodTest, DownloadThatStopsReadingIsCutOffWhenIdle) {
   auto ctx = Ctx(absl::Seconds(60));
   // The stalled reader's window stays small, or the transport would take in
   // the whole file on the client's behalf on a slow (sanitized) build.
-  auto reader = v1::CaseService::NewStub(As("cw", /*small_window=*/true))->GetEvidence(ctx.get(), req);
+  auto reader =
+      v1::CaseService::NewStub(As("cw", /*small_window=*/true))->GetEvidence(ctx.get(), req);
   v1::EvidenceChunk chunk;
   ASSERT_TRUE(reader->Read(&chunk));
   // The client stops reading; the node stops waiting for it after the idle timeout.

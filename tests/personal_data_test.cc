@@ -44,9 +44,17 @@ const std::set<std::string> kPersonalDataMethods = {
 // Distinctive values for every free-text field of a case that can hold
 // personal data; none of them may appear in any other answer.
 const std::vector<std::string> kMarkers = {
-    "Quillfeather",      "DOC-Q9Z8Y7",     "1987-03-14",   "+65-9123-4567",
-    "NARR-unpaid-7781",  "EMPL-Kestrel",   "LIC-K-5150",   "RECR-Falconry",
-    "LIC-R-6161",        "witnessed-by-Nadia", "Quillfeather-passport.jpg",
+    "Quillfeather",
+    "DOC-Q9Z8Y7",
+    "1987-03-14",
+    "+65-9123-4567",
+    "NARR-unpaid-7781",
+    "EMPL-Kestrel",
+    "LIC-K-5150",
+    "RECR-Falconry",
+    "LIC-R-6161",
+    "witnessed-by-Nadia",
+    "Quillfeather-passport.jpg",
     "EVID-payslip-5521",
 };
 

@@ -105,9 +105,8 @@ constexpr uint64_t kExportChunk = 4000;
 // pieces joined into `out`, then `done` with the status. Deletes itself.
 class ExportReader : public grpc::ClientReadReactor<v1::ExportResponse> {
  public:
-  ExportReader(v1::AuditService::Stub* stub, grpc::ClientContext* ctx,
-               const v1::ExportRequest* req, v1::ExportResponse* out,
-               std::function<void(grpc::Status)> done)
+  ExportReader(v1::AuditService::Stub* stub, grpc::ClientContext* ctx, const v1::ExportRequest* req,
+               v1::ExportResponse* out, std::function<void(grpc::Status)> done)
       : out_(out), done_(std::move(done)) {
     stub->async()->Export(ctx, req, this);
     StartRead(&piece_);

@@ -130,5 +130,4 @@ void Emit(Level level, absl::string_view event, std::initializer_list<Field> fie
   fflush(stderr);
 }
 
-
 }  // namespace corridor::log

@@ -11,9 +11,9 @@
 #include <string>
 
 #include "ledger/export.h"
-#include "ledger/testing/memory_ledger.h"
 #include "ledger/merkle.h"
 #include "ledger/note.h"
+#include "ledger/testing/memory_ledger.h"
 
 namespace {
 

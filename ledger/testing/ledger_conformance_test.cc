@@ -13,9 +13,9 @@
 #include "gtest/gtest.h"
 #include "ledger/export.h"
 #include "ledger/ledger.h"
+#include "ledger/rocksdb/rocksdb_ledger.h"
 #include "ledger/testing/ledger_test_util.h"
 #include "ledger/testing/memory_ledger.h"
-#include "ledger/rocksdb/rocksdb_ledger.h"
 #include "tests/testing/status_matchers.h"
 
 namespace corridor::ledger {

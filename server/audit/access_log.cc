@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "client/lib/yaml_proto.h"
-#include "server/common/edge.h"
 #include "ledger/base/log.h"
+#include "server/common/edge.h"
 
 namespace corridor {
 namespace {

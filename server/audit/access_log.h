@@ -25,9 +25,9 @@
 #include "corridor/v1/case.pb.h"
 #include "ledger/ledger.h"
 #include "ledger/mutation.h"
-#include "server/common/executor.h"
 #include "server/auth/identity.h"
 #include "server/auth/refusal_sink.h"
+#include "server/common/executor.h"
 #include "server/common/rate_limit.h"
 
 namespace corridor {

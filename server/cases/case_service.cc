@@ -9,10 +9,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/lib/grpc_util.h"
+#include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
 #include "server/audit/audited_call.h"
 #include "server/auth/auth.h"
-#include "ledger/base/log.h"
 
 namespace corridor {
 namespace {

@@ -114,9 +114,9 @@ namespace {
 absl::StatusOr<const v1::SigningKey*> VerifySignedByCaller(const v1::Envelope& env,
                                                            const EnvelopeContext& ctx) {
   if (env.payload_type() != kEnvelopePayloadType) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "envelope has another payload type (", env.payload_type().size(),
-        " bytes, not quoted here), expected ", kEnvelopePayloadType));
+    return absl::InvalidArgumentError(
+        absl::StrCat("envelope has another payload type (", env.payload_type().size(),
+                     " bytes, not quoted here), expected ", kEnvelopePayloadType));
   }
   if (env.payload().size() > ctx.max_payload_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("envelope payload of ", env.payload().size(),

@@ -145,8 +145,8 @@ absl::Status ValidatePeerIdentifiers(const v1::EnvelopePayload& p) {
           {"erasure_outcome.request_envelope_id", &o.request_envelope_id()}}) {
       if (auto st = ValidateIdentifier(what, *id); !st.ok()) return st;
     }
-    if (auto st = ValidateOptionalIdentifier("erasure_outcome.receiver_case_id",
-                                             o.receiver_case_id());
+    if (auto st =
+            ValidateOptionalIdentifier("erasure_outcome.receiver_case_id", o.receiver_case_id());
         !st.ok()) {
       return st;
     }
@@ -1040,8 +1040,7 @@ std::vector<std::pair<std::string, uint64_t>> Exchange::TakeQueuedOfCase(
   return removed;
 }
 
-absl::StatusOr<v1::AccessEvent> Exchange::RequestErasure(ledger::Mutation* batch,
-                                                         const v1::Case& c,
+absl::StatusOr<v1::AccessEvent> Exchange::RequestErasure(ledger::Mutation* batch, const v1::Case& c,
                                                          const v1::ReferralLink& link) {
   v1::EnvelopePayload payload = NewPayload(link.peer_org(), link.agreement(), link.purpose());
   payload.mutable_erasure_request()->set_referral_id(link.referral_id());

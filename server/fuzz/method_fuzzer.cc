@@ -13,9 +13,9 @@
 //            of the node's org, a user of another org, or another org's node;
 //   byte 2   bit 0 set: the request bytes are parsed as the method's request
 //            type and every string field reading "@case", "@ev" or "@ref" is
-//            replaced by the id of a real case or evidence item, or a referral id, so the fuzzer reaches
-//            the code behind the id checks; otherwise the bytes go to the
-//            node exactly as given, unparseable ones included;
+//            replaced by the id of a real case or evidence item, or a referral id, so the fuzzer
+//            reaches the code behind the id checks; otherwise the bytes go to the node exactly as
+//            given, unparseable ones included;
 //   the rest the request message(s); for streaming methods, "#next#"
 //            separates the messages of the stream.
 //
@@ -38,10 +38,11 @@
 // purposes as a code of the agreement),
 // so a new method or field gets seeds without anyone writing them. ctest does
 // that, then fuzzes from them for a short bounded time (server/CMakeLists.txt).
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <unistd.h>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,12 +102,11 @@ class World {
 
     fed_.AddOrg("union-sg");
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
-    const std::string path = fed_.WriteNodeConfig(
-        "union-sg", {{"cw", {"caseworker"}},
-                     {"pros", {"prosecutor"}},
-                     {"appr", {"approver"}},
-                     {"aud", {"auditor"}},
-                     {"adm", {"admin"}}});
+    const std::string path = fed_.WriteNodeConfig("union-sg", {{"cw", {"caseworker"}},
+                                                               {"pros", {"prosecutor"}},
+                                                               {"appr", {"approver"}},
+                                                               {"aud", {"auditor"}},
+                                                               {"adm", {"admin"}}});
     absl::StatusOr<v1::NodeConfig> config = LoadNodeConfig(path);
     if (!config.ok()) Fail(config.status().ToString());
     absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(*config);
@@ -183,10 +183,10 @@ class World {
  private:
   std::shared_ptr<grpc::Channel> UserChannel(const std::string& org, const std::string& user) {
     const std::string prefix = fed_.IssueUser(org, user);
-    return MakeMutualTlsChannel({ReadFileToString(prefix + ".crt").value(),
-                                 ReadFileToString(prefix + ".key").value(),
-                                 fed_.org("union-sg").ca.cert_pem},
-                                fed_.org("union-sg").endpoint(), "");
+    return MakeMutualTlsChannel(
+        {ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value(),
+         fed_.org("union-sg").ca.cert_pem},
+        fed_.org("union-sg").endpoint(), "");
   }
   static std::unique_ptr<grpc::ClientContext> Ctx() {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -241,8 +241,7 @@ class World {
             }
           }
         } else if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
-          CheckText(f->is_repeated() ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f),
-                    index);
+          CheckText(f->is_repeated() ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f), index);
         }
       }
     }
@@ -333,15 +332,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (trace) {
     fprintf(stderr, "call %s as %d: %d (%s) after %.1f ms\n", method.path.c_str(),
             data[1] % static_cast<int>(w.callers().size()), status.error_code(),
-            status.error_message().c_str(),
-            absl::ToDoubleMilliseconds(absl::Now() - start));
+            status.error_message().c_str(), absl::ToDoubleMilliseconds(absl::Now() - start));
   }
   if (status.error_code() == grpc::StatusCode::UNKNOWN ||
       (status.error_code() == grpc::StatusCode::INTERNAL &&
        status.error_message().find("pars") == std::string::npos &&
        status.error_message().find("eserializ") == std::string::npos)) {
-    Fail(absl::StrCat(method.path, " answered ", status.error_code(), ": ",
-                      status.error_message()));
+    Fail(
+        absl::StrCat(method.path, " answered ", status.error_code(), ": ", status.error_message()));
   }
   if (++calls % kCheckEvery == 0) w.CheckLedger();
   return 0;

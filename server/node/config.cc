@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "client/lib/pki.h"
 #include "client/lib/yaml_proto.h"
-#include "ledger/crypto/crypto.h"
 #include "ledger/base/log.h"
+#include "ledger/crypto/crypto.h"
 
 namespace corridor {
 namespace {

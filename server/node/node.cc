@@ -16,8 +16,8 @@
 #include "ledger/crypto/crypto.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
-#include "server/auth/access_table.h"
 #include "server/audit/audit_service.h"
+#include "server/auth/access_table.h"
 #include "server/auth/auth.h"
 #include "server/auth/identity.h"
 #include "server/auth/rpc.h"
@@ -525,8 +525,8 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
       identity_.get(), exchange_.get(), case_store_.get(), access_log_.get(), clock);
   auto roster_json = ReadFileToString(config.roster().file());
   if (!roster_json.ok()) return roster_json.status();
-  roster_ = std::make_unique<RosterInForce>(config, access_log_.get(), identity_, tls,
-                                            *roster_json, roster.roster.version());
+  roster_ = std::make_unique<RosterInForce>(config, access_log_.get(), identity_, tls, *roster_json,
+                                            roster.roster.version());
   RosterInForce* keeper = roster_.get();
   prober_->set_roster_sync(
       [keeper] { return keeper->version(); },

@@ -128,7 +128,8 @@ CallResult CallByPath(const std::shared_ptr<grpc::Channel>& channel, const std::
       std::vector<grpc::Slice> slices;
       (void)response.Dump(&slices);
       std::string bytes;
-      for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+      for (const grpc::Slice& s : slices)
+        bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
       result.responses.push_back(std::move(bytes));
     }
   }

@@ -17,8 +17,8 @@ namespace corridor::testing {
 
 // One method of a service, as a client calls it.
 struct MethodInfo {
-  std::string path;                                          // "/corridor.v1.CaseService/GetCase"
-  const google::protobuf::Descriptor* request = nullptr;     // null: no descriptor here
+  std::string path;                                       // "/corridor.v1.CaseService/GetCase"
+  const google::protobuf::Descriptor* request = nullptr;  // null: no descriptor here
   const google::protobuf::Descriptor* response = nullptr;
   bool client_streaming = false;
   bool server_streaming = false;
@@ -38,10 +38,10 @@ struct RequestValues {
   std::string evidence_id;  // fields naming evidence ("evidence_id", "evidence_ids", "item_id")
   std::string referral_id;  // field "referral_id"
   std::string purpose = "case-referral";  // field "purpose"
-  std::string org = "x";          // fields "org" and "*_org"
-  std::string agreement = "x";    // field "agreement"
-  std::string request_id = "x";   // field "request_id"
-  std::string text = "x";   // every other string field (free text)
+  std::string org = "x";                  // fields "org" and "*_org"
+  std::string agreement = "x";            // field "agreement"
+  std::string request_id = "x";           // field "request_id"
+  std::string text = "x";                 // every other string field (free text)
 };
 
 // Sets every field of `m`, to depth 3: strings from `values`, bytes to a few
