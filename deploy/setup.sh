@@ -17,7 +17,7 @@ esac
 
 PACKAGES=(
   # toolchain
-  clang g++ cmake ninja-build make pkg-config ccache
+  clang g++ cmake ninja-build make pkg-config ccache clang-format
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libssl-dev librocksdb-dev libabsl-dev libyaml-cpp-dev

@@ -256,7 +256,9 @@ TEST(Merkle, ProofsMatchTreesRecomputedFromScratch) {
         bad[rng() % bad.size()][rng() % 32] ^= uint8_t(1) << (rng() % 8);
         EXPECT_FALSE(VerifyInclusion(i, n, leaves[i], bad, root).ok());
       }
-      if (n > 1) EXPECT_FALSE(VerifyInclusion((i + 1) % n, n, leaves[i], proof, root).ok());
+      if (n > 1) {
+        EXPECT_FALSE(VerifyInclusion((i + 1) % n, n, leaves[i], proof, root).ok());
+      }
     }
     // Consistency from a sample of older sizes.
     for (int k = 0; k < 24; ++k) {
@@ -271,7 +273,9 @@ TEST(Merkle, ProofsMatchTreesRecomputedFromScratch) {
       }
       Hash bad_old = old_root;
       bad_old[rng() % 32] ^= 1;
-      if (m < n) EXPECT_FALSE(VerifyConsistency(m, n, bad_old, root, proof).ok());
+      if (m < n) {
+        EXPECT_FALSE(VerifyConsistency(m, n, bad_old, root, proof).ok());
+      }
     }
   }
 }

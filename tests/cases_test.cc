@@ -352,8 +352,12 @@ TEST_F(CasesTest, AccessTableWalkEveryMethodEveryRoleOneEntryEach) {
       EXPECT_EQ(e[0].event().outcome(),
                 allowed ? v1::ACCESS_OUTCOME_ALLOWED : v1::ACCESS_OUTCOME_DENIED)
           << e[0].event().DebugString();
-      if (name == "unknown") EXPECT_EQ(e[0].event().actor_subject(), "unverified:user/stranger");
-      if (name == "other-org") EXPECT_EQ(e[0].event().actor_org(), "ministry-id");
+      if (name == "unknown") {
+        EXPECT_EQ(e[0].event().actor_subject(), "unverified:user/stranger");
+      }
+      if (name == "other-org") {
+        EXPECT_EQ(e[0].event().actor_org(), "ministry-id");
+      }
       ++calls;
     }
   }

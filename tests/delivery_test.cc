@@ -258,7 +258,9 @@ TEST_F(DeliveryTest, OutboxPagesThroughPendingFailedAndDeliveredItemsOnce) {
     // Pending first (in the order queued), then failed, then delivered.
     for (size_t i = 0; i < items.size(); ++i) {
       EXPECT_EQ(items[i].state(), i < 4 ? "pending" : i < 9 ? "failed" : "delivered") << i;
-      if (i > 0 && i < 4) EXPECT_GT(items[i].seq(), items[i - 1].seq());
+      if (i > 0 && i < 4) {
+        EXPECT_GT(items[i].seq(), items[i - 1].seq());
+      }
     }
     // Delivered and failed items no longer carry the envelope (nor its personal data).
     EXPECT_FALSE(items.back().has_envelope());

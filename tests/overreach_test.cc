@@ -225,7 +225,9 @@ class OverreachTest : public ::testing::Test {
     EXPECT_EQ(ev.actor_org(), as_org);
     EXPECT_NE(ev.reason().find(says), std::string::npos) << ev.reason();
     EXPECT_EQ(CaseCount(), cases);
-    if (!watched.empty()) EXPECT_EQ(GetCase(watched).SerializeAsString(), before_case);
+    if (!watched.empty()) {
+      EXPECT_EQ(GetCase(watched).SerializeAsString(), before_case);
+    }
   }
 
   testing::TestFederation fed_;

@@ -26,7 +26,9 @@ class PowerLossFileSystemTest : public ::testing::Test {
     std::unique_ptr<rocksdb::FSWritableFile> f;
     ASSERT_TRUE(fs_->NewWritableFile(Path(name), rocksdb::FileOptions(), &f, nullptr).ok());
     ASSERT_TRUE(f->Append(data, IOOptions(), nullptr).ok());
-    if (sync) ASSERT_TRUE(f->Sync(IOOptions(), nullptr).ok());
+    if (sync) {
+      ASSERT_TRUE(f->Sync(IOOptions(), nullptr).ok());
+    }
     ASSERT_TRUE(f->Close(IOOptions(), nullptr).ok());
   }
   void SyncDir() {
