@@ -41,7 +41,7 @@ TEST_F(StoredRosterVersionTest, AVersionThatIsNotANumberStopsTheStart) {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Node> node, Node::Start(config_));
     node->Shutdown(absl::Seconds(1));
   }
-  for (const std::string garbage : std::initializer_list<std::string>{
+  for (const std::string& garbage : std::initializer_list<std::string>{
            "", "garbage", "-1", "+1", " 1", "1 ", "1.0", "0x10", "1e3", "18446744073709551616",
            "99999999999999999999999", std::string("1\0", 2), "\xef\xbc\x91" /* fullwidth 1 */}) {
     SCOPED_TRACE(garbage);
@@ -70,6 +70,26 @@ TEST_F(StoredRosterVersionTest, ANewerStoredVersionStillRefusesAnOlderRoster) {
       << node.status();
 }
 
+TEST_F(StoredRosterVersionTest, AStartCutOffBeforeTheRosterEntryLeavesNoVersionInForce) {
+  // The version in force and its roster.in_force entry commit together: a
+  // start whose ledger cannot commit stores no version, so the next start
+  // records the entry (storing the version first would skip it for good).
+  NodeTestHooks hooks;
+  hooks.ledger_before_commit = [] { return absl::UnavailableError("the disk failed (test)"); };
+  auto failed = Node::Start(config_, std::move(hooks));
+  ASSERT_FALSE(failed.ok());
+  {
+    ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(config_.data_dir(), {}));
+    EXPECT_EQ(store->GetMetaNumber(kRosterVersionKey).status().code(), absl::StatusCode::kNotFound);
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Node> node, Node::Start(config_));
+  node->Shutdown(absl::Seconds(1));
+  node.reset();
+  ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(config_.data_dir(), {}));
+  ASSERT_OK_AND_ASSIGN(uint64_t version, store->GetMetaNumber(kRosterVersionKey));
+  EXPECT_EQ(version, 1u);
+}
+
 TEST(NodeStoreMetaNumber, ReadsEveryDecimalNumberAndRefusesAnythingElse) {
   const std::string dir = testing::MakeTempDir("corridor-meta-number");
   ASSERT_OK_AND_ASSIGN(auto store, NodeStore::Open(dir, {}));
@@ -80,7 +100,7 @@ TEST(NodeStoreMetaNumber, ReadsEveryDecimalNumberAndRefusesAnythingElse) {
     ASSERT_OK_AND_ASSIGN(uint64_t got, store->GetMetaNumber("n"));
     EXPECT_EQ(got, value) << text;
   }
-  for (const std::string bad :
+  for (const std::string& bad :
        std::initializer_list<std::string>{"", "x", "-0", "18446744073709551616", "1 2"}) {
     ASSERT_OK(store->PutMeta({{"n", bad}}));
     EXPECT_EQ(store->GetMetaNumber("n").status().code(), absl::StatusCode::kDataLoss) << bad;

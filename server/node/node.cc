@@ -36,6 +36,11 @@ namespace corridor {
 absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
                                 const TlsIdentity& tls, absl::Time now);
 
+// The roster version in force and its digest, in the meta family; each change
+// of them commits together with its ledger entry.
+constexpr char kRosterVersionKey[] = "roster/version";
+constexpr char kRosterDigestKey[] = "roster/digest";
+
 // The roster in force: installs newer signed rosters (pushed by an admin or
 // fetched from a peer) after full verification, persisting the file, the
 // node state and a ledger entry; serves the signed bytes to peers.
@@ -91,8 +96,8 @@ class RosterInForce {
     // The file first: a restart then starts from the new version even if what follows is lost.
     if (auto st = WriteFileAtomically(config_.roster().file(), json); !st.ok()) return refuse(st);
     auto change = std::make_unique<ledger::Mutation>();
-    change->Put(NodeStore::kMetaFamily, "roster/version", absl::StrCat(roster->roster.version()));
-    change->Put(NodeStore::kMetaFamily, "roster/digest", roster->digest_hex);
+    change->Put(NodeStore::kMetaFamily, kRosterVersionKey, absl::StrCat(roster->roster.version()));
+    change->Put(NodeStore::kMetaFamily, kRosterDigestKey, roster->digest_hex);
     ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     ev.set_reason(absl::StrCat("roster version ", roster->roster.version(), " in force"));
     if (auto idx = log_->RecordSync({ev}, std::move(change)); !idx.ok()) return idx.status();
@@ -273,12 +278,10 @@ class NodeServices {
 
 namespace {
 
-constexpr char kRosterVersionKey[] = "roster/version";
 // Threads that finish calls once their access event is durable; threads for
 // slow follow-up work (proofs, exports, key destruction).
 constexpr int kCompletionThreads = 4;
 constexpr int kBulkThreads = 2;
-constexpr char kRosterDigestKey[] = "roster/digest";
 
 // Loads and verifies the roster file, and checks it is not older than the one in force.
 absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStore& store) {
@@ -497,7 +500,14 @@ absl::Status Node::RecordRosterInForce(const v1::NodeConfig& config, const Verif
     ev.set_resource_id(absl::StrCat(roster.roster.version()));
     ev.set_payload_sha256(*HexDecode(roster.digest_hex));
     ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-    if (auto idx = access_log_->RecordSync({ev}); !idx.ok()) return idx.status();
+    // The version in force and its entry commit together: a start cut off
+    // before this point records the version at the next start.
+    auto change = std::make_unique<ledger::Mutation>();
+    change->Put(NodeStore::kMetaFamily, kRosterVersionKey, absl::StrCat(roster.roster.version()));
+    change->Put(NodeStore::kMetaFamily, kRosterDigestKey, roster.digest_hex);
+    if (auto idx = access_log_->RecordSync({ev}, std::move(change)); !idx.ok()) {
+      return idx.status();
+    }
   }
   log::Info("roster.in_force", {{"version", roster.roster.version()},
                                 {"digest", roster.digest_hex},
@@ -615,11 +625,6 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
       LoadTlsIdentity(config.tls().cert_file(), config.tls().key_file(), config.tls().ca_file());
   if (!tls.ok()) return tls.status();
   if (auto st = CheckOwnMembership(config, roster->roster, *tls, clock->Now()); !st.ok()) return st;
-  if (auto st = node->store_->PutMeta({{kRosterVersionKey, absl::StrCat(roster->roster.version())},
-                                       {kRosterDigestKey, roster->digest_hex}});
-      !st.ok()) {
-    return st;
-  }
   if (auto st =
           node->OpenLedger(config, roster->roster, std::move(hooks.ledger_before_commit), clock);
       !st.ok()) {
