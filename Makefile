@@ -1,6 +1,7 @@
 # The two commands: `make demo` and `make test`. Both install what is missing first.
-# `make test-sanitize` (CI, after `make test`) runs the tests under ThreadSanitizer and under
-# AddressSanitizer+UndefinedBehaviorSanitizer; see docs/testing.md.
+# `make test-asan` and `make test-tsan` (CI runs both after `make test`; `make test-sanitize`
+# runs both) run the tests under AddressSanitizer+UndefinedBehaviorSanitizer (gcc) and under
+# ThreadSanitizer (clang); see docs/testing.md.
 BUILD_DIR ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)

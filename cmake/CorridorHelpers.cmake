@@ -1,6 +1,7 @@
 # corridor_cc_test(NAME <name> SRCS <files...> DEPS <libs...> [LABELS <labels...>]
 #                  [TIMEOUT <seconds>] [RUN_SERIAL])
-# Builds one GoogleTest binary and registers every test in it with ctest.
+# Builds one GoogleTest binary and registers every test in it with ctest, labelled
+# LABELS, or `unit` when none is given.
 # RUN_SERIAL: ctest runs its tests alone (a test that loads every core).
 function(corridor_cc_test)
   cmake_parse_arguments(T "RUN_SERIAL" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
@@ -11,9 +12,10 @@ function(corridor_cc_test)
     set(T_TIMEOUT 300)
   endif()
   set(props TIMEOUT ${T_TIMEOUT})
-  if(T_LABELS)
-    list(APPEND props LABELS "${T_LABELS}")
+  if(NOT T_LABELS)
+    set(T_LABELS unit)  # tests beside the code: `ctest -L unit`
   endif()
+  list(APPEND props LABELS "${T_LABELS}")
   if(T_RUN_SERIAL)
     list(APPEND props RUN_SERIAL TRUE)
   endif()
