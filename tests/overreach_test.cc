@@ -283,12 +283,14 @@ TEST_F(OverreachTest, EveryFieldNamingAPersonOrOrgMustNameTheSender) {
                   "referral.shared.evidence[1].added_by");
   }
   // permission.holder_org must be this node; permission.permitted_org a member.
-  for (const std::string& holder : {kUnion, kInspectorate, "nobody", ""}) {
+  for (const std::string& holder :
+       std::initializer_list<std::string>{kUnion, kInspectorate, "nobody", ""}) {
     SCOPED_TRACE(absl::StrCat("permission.holder_org ", holder));
     ExpectRefused(kUnion, Sign(Permission(kUnion, NextId(), "REF-ENV-R1", holder, kInspectorate)),
                   grpc::StatusCode::PERMISSION_DENIED, "permission.holder_org", mcase);
   }
-  for (const std::string& permitted : {"nobody", "", "inspectorate-sg/node"}) {
+  for (const std::string& permitted :
+       std::initializer_list<std::string>{"nobody", "", "inspectorate-sg/node"}) {
     SCOPED_TRACE(absl::StrCat("permission.permitted_org ", permitted));
     ExpectRefused(kUnion, Sign(Permission(kUnion, NextId(), "REF-ENV-R1", kSelf, permitted)),
                   grpc::StatusCode::PERMISSION_DENIED, "permission.permitted_org", mcase);
@@ -296,7 +298,8 @@ TEST_F(OverreachTest, EveryFieldNamingAPersonOrOrgMustNameTheSender) {
 
   // The sender's own people and node are taken, in every field.
   const size_t history = GetCase(mcase).history_size();
-  for (const std::string& who : {"union-sg/user/cw", "union-sg/node", "union-sg/user/a.b_c-1"}) {
+  for (const std::string& who : std::initializer_list<std::string>{
+           "union-sg/user/cw", "union-sg/node", "union-sg/user/a.b_c-1"}) {
     SCOPED_TRACE(who);
     ASSERT_TRUE(Deliver(kUnion, Sign(Update(kUnion, NextId(), "REF-ENV-R1", who))).ok());
   }
