@@ -24,18 +24,11 @@
 namespace corridor::ledger {
 namespace {
 
+using ::corridor::ledger::testing::kSanitizedBuild;
 using ::corridor::ledger::testing::PowerLossFileSystem;
 using ::corridor::ledger::testing::TempDir;
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr int kRounds = 4;
-#else
-constexpr int kRounds = 12;
-#endif
-#else
-constexpr int kRounds = 12;
-#endif
+constexpr int kRounds = kSanitizedBuild ? 4 : 12;
 constexpr int kWriters = 4;
 
 // What the ledger acknowledged: each entry by index.
@@ -194,15 +187,7 @@ TEST_F(PowerLossTest, EveryAcknowledgedAppendSurvivesAPowerCut) {
 // database and the ledger open (a node whose power failed while it was
 // being set up can start), verify, and hold what was acknowledged.
 TEST_F(PowerLossTest, ACutAtAnyStepOfTheFirstStartLeavesALedgerThatOpens) {
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-  const uint64_t stride = 12;
-#else
-  const uint64_t stride = 1;
-#endif
-#else
-  const uint64_t stride = 1;
-#endif
+  const uint64_t stride = kSanitizedBuild ? 12 : 1;
   uint64_t steps = 0;
   for (uint64_t step = 1;; step += stride) {
     db_path_ = absl::StrCat(dir_.path(), "/db-", step);

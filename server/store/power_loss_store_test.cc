@@ -34,18 +34,11 @@
 namespace corridor {
 namespace {
 
+using ::corridor::ledger::testing::kSanitizedBuild;
 using ::corridor::ledger::testing::PowerLossFileSystem;
 using ::corridor::ledger::testing::TempDir;
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr int kRounds = 3;
-#else
-constexpr int kRounds = 5;
-#endif
-#else
-constexpr int kRounds = 5;
-#endif
+constexpr int kRounds = kSanitizedBuild ? 3 : 5;
 constexpr int kWriters = 3;
 
 // What the stores acknowledged, across rounds.
@@ -321,15 +314,7 @@ TEST_F(PowerLossStoreTest, AcknowledgedCreationsAndErasuresSurviveAPowerCut) {
 // power failed while it was being set up can start) and hold what was
 // acknowledged.
 TEST_F(PowerLossStoreTest, ACutDuringTheFirstStartLeavesStoresThatOpen) {
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-  constexpr uint64_t kCuts = 4;
-#else
-  constexpr uint64_t kCuts = 20;
-#endif
-#else
-  constexpr uint64_t kCuts = 20;
-#endif
+  constexpr uint64_t kCuts = kSanitizedBuild ? 4 : 20;
   base_ = dir_.path() + "/uncut";
   std::filesystem::create_directories(base_);
   uint64_t before = fs_->steps();
