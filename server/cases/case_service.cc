@@ -234,12 +234,14 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext
   auto found = FindCases(*store_, *filter, req->page_token(), page);
   if (!found.ok()) return call.Refuse(found.status());
   const std::string next = found->size() >= page ? found->back().id() : "";
-  return call.Record(OneEventPerCase(call.event(), *found), nullptr,
-                     [resp, found = *std::move(found), next](uint64_t) {
-                       for (const auto& s : found) *resp->add_cases() = s;
-                       resp->set_next_page_token(next);
-                       return grpc::Status::OK;
-                     });
+  // Before the call below: the order its arguments are evaluated in is
+  // unspecified, and the completion takes `found` (gcc moved it out first).
+  std::vector<v1::AccessEvent> events = OneEventPerCase(call.event(), *found);
+  return call.Record(std::move(events), nullptr, [resp, found = *std::move(found), next](uint64_t) {
+    for (const auto& s : found) *resp->add_cases() = s;
+    resp->set_next_page_token(next);
+    return grpc::Status::OK;
+  });
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContext* ctx,

@@ -299,11 +299,12 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::ListInbox(grpc::CallbackServerCon
   }
   auto items = InboxItems();
   if (!items.ok()) return call.Refuse(items.status());
-  return call.Record(OneEventPerReferral(call.event(), *items), nullptr,
-                     [resp, items = *std::move(items)](uint64_t) {
-                       for (const auto& i : items) *resp->add_items() = i;
-                       return grpc::Status::OK;
-                     });
+  // Before the call: its arguments' order is unspecified and the completion takes `items`.
+  std::vector<v1::AccessEvent> events = OneEventPerReferral(call.event(), *items);
+  return call.Record(std::move(events), nullptr, [resp, items = *std::move(items)](uint64_t) {
+    for (const auto& i : items) *resp->add_items() = i;
+    return grpc::Status::OK;
+  });
 }
 
 grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContext* ctx,
