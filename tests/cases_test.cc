@@ -828,7 +828,7 @@ TEST_F(CasesTest, BadInputGetsASpecificErrorAndChangesNothing) {
   EXPECT_NE(s.error_message().find("purpose"), std::string::npos);
   v1::GetCaseRequest missing;
   missing.set_id("C-000000000000");
-  missing.set_purpose("x");
+  missing.set_purpose("case-handling");
   EXPECT_EQ(cw->GetCase(Ctx().get(), missing, &c).error_code(), grpc::StatusCode::NOT_FOUND);
   v1::ListCasesResponse list;
   ASSERT_TRUE(cw->ListCases(Ctx().get(), {}, &list).ok());

@@ -303,8 +303,12 @@ TEST_F(FederationTest, PersonalDataTravelsOnlyWithConsentAndReceivedCasesDoNotTr
                        "case-referral"});
   EXPECT_NE(r.err.find("not in the roster"), std::string::npos) << r.err;
   r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement",
-                       "--purpose", "marketing"});
+                       "--purpose", "prosecution"});
   EXPECT_NE(r.err.find("does not cover the purpose"), std::string::npos) << r.err;
+  // A purpose outside the node's vocabulary is refused before the agreement is looked at.
+  r = Ctl("union-sg", {"refer", id, "--to", "ministry-id", "--agreement", "test-agreement",
+                       "--purpose", "marketing"});
+  EXPECT_NE(r.err.find("not one of this node's purpose codes"), std::string::npos) << r.err;
 }
 
 TEST_F(FederationTest, PushedRosterReachesPeersAndRevocationStopsNewEnvelopesAtOnce) {
@@ -386,6 +390,9 @@ TEST_F(FederationTest, SigningKeyRotationWithoutRestartKeepsEnvelopesFlowingAndL
   v1::Roster v2 = fed_.MakeRoster(2);
   ASSERT_EQ(v2.members(0).org(), "union-sg");
   v2.mutable_members(0)->mutable_signing_keys(0)->set_status(v1::KEY_STATUS_RETIRED);
+  // Envelopes it signed stay acceptable for their lifetime, and no longer.
+  v2.mutable_members(0)->mutable_signing_keys(0)->set_valid_until(
+      absl::FormatTime(absl::RFC3339_sec, absl::Now() + absl::Hours(24 * 7), absl::UTCTimeZone()));
   v1::SigningKey* k2 = v2.mutable_members(0)->add_signing_keys();
   k2->set_key_id("union-sg-2");
   k2->set_public_key(Base64Encode(next.public_key().raw()));

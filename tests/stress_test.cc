@@ -67,6 +67,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto/crypto.h"
+#include "server/common/edge.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/load.h"
 #include "tests/testing/process.h"
@@ -181,9 +182,10 @@ class LedgerAccount {
     absl::MutexLock lock(&mu_);
     if (n > 0) by_action_[ActionKey(action, outcome)] += n;
   }
+  // The ledger holds each request id's digest, never the id (server/common/edge.h).
   void ExpectRequest(const std::string& request_id, uint64_t n) {
     absl::MutexLock lock(&mu_);
-    by_request_[request_id] += n;
+    by_request_[RequestIdForLedger(request_id)] += n;
   }
   std::map<std::string, uint64_t> by_action() const {
     absl::MutexLock lock(&mu_);

@@ -101,6 +101,14 @@ absl::Status ValidateRoster(const v1::Roster& roster) {
       }
       if (auto st = ValidateTime(k.valid_from(), kwhere + ".valid_from"); !st.ok()) return st;
       if (auto st = ValidateTime(k.valid_until(), kwhere + ".valid_until"); !st.ok()) return st;
+      // A retired key is kept only so that envelopes already signed with it still verify:
+      // without an end it would stay usable for ever.
+      if (k.status() == v1::KEY_STATUS_RETIRED && k.valid_until().empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            kwhere,
+            ": a retired key needs valid_until, the time after which nothing it signed is "
+            "accepted (e.g. its retirement plus the envelope lifetime, 7 days)"));
+      }
     }
   }
   std::set<std::string> agreements;

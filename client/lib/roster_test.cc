@@ -148,6 +148,11 @@ TEST_F(RosterTest, ValidateRosterCatchesMalformedContent) {
          r.mutable_members(0)->mutable_signing_keys(0)->set_valid_from("yesterday");
        },
        "not an RFC 3339 time"},
+      {"retired key without an end",
+       [](v1::Roster& r) {
+         r.mutable_members(0)->mutable_signing_keys(0)->set_status(v1::KEY_STATUS_RETIRED);
+       },
+       "a retired key needs valid_until"},
       {"stranger party", [](v1::Roster& r) { r.mutable_agreements(0)->add_parties("nobody"); },
        "party \"nobody\" is not a member"},
   };

@@ -92,6 +92,9 @@ struct CallEvent {
   std::string id;          // the resource id (for kind "case", also the event's case id)
   std::string purpose;     // the caller's purpose code, or the action's own
   std::string request_id;  // the caller's idempotency id, if any
+  // `purpose` is what the caller stated (checked against the node's purpose
+  // vocabulary), not the action's own.
+  bool stated = false;
 };
 
 // The start of every audited call: who is calling, the event skeleton, the
@@ -107,8 +110,13 @@ std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackS
   event->set_resource_kind(what.kind);
   event->set_resource_id(what.id);
   if (what.kind == "case") event->set_case_id(what.id);
-  event->set_purpose(what.purpose);
-  event->set_request_id(what.request_id);
+  // A stated purpose outside the node's vocabulary may be anything typed, a name
+  // included: no entry records it, whatever else refuses the call.
+  if (!what.stated || CheckPurposeListed(what.purpose, identity.Purposes()).ok()) {
+    event->set_purpose(what.purpose);
+  }
+  // The ledger keeps the request id's digest, never the id (server/common/edge.h).
+  event->set_request_id(RequestIdForLedger(what.request_id));
   auto auth = ctx->auth_context();
   auto caller = auth ? CallerOf(identity, *auth) : absl::UnauthenticatedError("no identity");
   if (!caller.ok()) {
@@ -123,7 +131,9 @@ std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackS
     return std::nullopt;
   }
   absl::Status bad = ValidateOptionalIdentifier("the id", what.id);
-  if (bad.ok() && !what.purpose.empty()) bad = ValidatePurposeCode(what.purpose);
+  if (bad.ok() && what.stated && !what.purpose.empty()) {
+    bad = CheckPurposeListed(what.purpose, identity.Purposes());
+  }
   if (bad.ok()) bad = ValidateOptionalIdentifier("the request id", what.request_id);
   if (!bad.ok()) {
     RecordRefusal(log, reactor, *event, bad);  // the access log bounds what it records

@@ -44,6 +44,7 @@ void CorridorAuthProcessor::RecordRefusedIdentity(const std::string& pem,
   // unverified, and the entry says so.
   v1::AccessEvent ev;
   ev.set_actor_subject("unverified:unknown");
+  if (!pem.empty()) ev.set_actor_issuer(resolver_->IssuingMember(pem, resolver_->clock().Now()));
   if (auto info = pki::InspectCertificate(pem); info.ok()) {
     std::vector<SpiffeId> claims;
     for (const auto& uri : info->uris) {

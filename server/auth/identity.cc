@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "client/lib/pki.h"
 #include "ledger/crypto/crypto.h"
+#include "server/common/edge.h"
 
 namespace corridor {
 namespace {
@@ -86,6 +87,30 @@ void IdentityResolver::SetRoster(std::shared_ptr<const v1::Roster> roster) {
   absl::MutexLock lock(&cache_mu_);
   ++generation_;
   cache_.clear();
+  issuers_.clear();
+}
+
+std::string IdentityResolver::IssuingMember(absl::string_view cert_pem, absl::Time now) const {
+  const std::string key = DigestBytes(Sha256(cert_pem));
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&cache_mu_);
+    if (auto it = issuers_.find(key); it != issuers_.end()) return it->second;
+    generation = generation_;
+  }
+  std::string issuer;
+  for (const v1::Member& m : roster()->members()) {
+    if (!m.ca_cert_pem().empty() && pki::VerifyIssuedBy(cert_pem, m.ca_cert_pem(), now).ok()) {
+      issuer = m.org();
+      break;
+    }
+  }
+  absl::MutexLock lock(&cache_mu_);
+  if (generation == generation_) {
+    if (issuers_.size() >= kMaxCached) issuers_.clear();
+    issuers_[key] = issuer;
+  }
+  return issuer;
 }
 
 uint64_t IdentityResolver::resolutions() const {
@@ -126,6 +151,23 @@ absl::StatusOr<std::shared_ptr<const Principal>> IdentityResolver::ResolveCached
 std::shared_ptr<const v1::Roster> IdentityResolver::roster() const {
   absl::MutexLock lock(&mu_);
   return roster_;
+}
+
+std::vector<std::string> IdentityResolver::Purposes() const {
+  std::vector<std::string> codes(config_.purposes().begin(), config_.purposes().end());
+  if (codes.empty()) {
+    for (absl::string_view p : kDefaultLocalPurposes) codes.emplace_back(p);
+  }
+  const std::shared_ptr<const v1::Roster> roster = this->roster();
+  for (const v1::Agreement& a : roster->agreements()) {
+    if (std::find(a.parties().begin(), a.parties().end(), config_.org()) == a.parties().end()) {
+      continue;
+    }
+    for (const std::string& p : a.purposes()) {
+      if (std::find(codes.begin(), codes.end(), p) == codes.end()) codes.push_back(p);
+    }
+  }
+  return codes;
 }
 
 namespace {

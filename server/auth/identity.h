@@ -91,6 +91,17 @@ class IdentityResolver {
   // cached resolution, so the next call of every connection is re-checked.
   void SetRoster(std::shared_ptr<const v1::Roster> roster);
   std::shared_ptr<const v1::Roster> roster() const;
+  // The node's purpose vocabulary, the only purpose codes callers may state:
+  // the purposes of the roster's agreements this node's org is party to, and
+  // the node's own (config `purposes`). Follows SetRoster.
+  std::vector<std::string> Purposes() const;
+
+  // The roster member whose CA issued `cert_pem`, checked by its signature, or
+  // "" if none did: the one verified thing about a refused certificate (what it
+  // claims is not). Refusal budgets are kept per issuer for refused
+  // identities, so that a member cannot get a fresh budget for each name it
+  // puts into a certificate. Cached like ResolveCached.
+  std::string IssuingMember(absl::string_view cert_pem, absl::Time now) const;
 
   // How many full resolutions ResolveCached has done (for tests).
   uint64_t resolutions() const;
@@ -124,6 +135,8 @@ class IdentityResolver {
   mutable uint64_t generation_ ABSL_GUARDED_BY(cache_mu_) = 0;
   mutable uint64_t resolutions_ ABSL_GUARDED_BY(cache_mu_) = 0;
   mutable absl::flat_hash_map<std::string, Cached> cache_ ABSL_GUARDED_BY(cache_mu_);
+  // IssuingMember's answers by certificate digest; cleared with cache_.
+  mutable absl::flat_hash_map<std::string, std::string> issuers_ ABSL_GUARDED_BY(cache_mu_);
 };
 
 }  // namespace corridor

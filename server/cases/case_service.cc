@@ -206,7 +206,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
                                                    const v1::GetCaseRequest* req, v1::Case* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
   if (!call.Begin(*identity_, ctx, Cases(),
-                  {"case.get", "case", req->id(), req->purpose(), req->request_id()})) {
+                  {"case.get", "case", req->id(), req->purpose(), req->request_id(),
+                   /*stated=*/true})) {
     return call.reactor();
   }
   if (req->purpose().empty()) {
@@ -649,9 +650,11 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
   // The call's access check and checks, then the recorded access, then the stream.
   void Start(const IdentityResolver& identity, const Rpc& rpc, const v1::GetEvidenceRequest& req,
              TransferSlots* slots, absl::Time now) {
-    auto caller = Begin(
-        identity, ctx_, this, log_, rpc,
-        {"evidence.get", "evidence", req.evidence_id(), req.purpose(), req.request_id()}, &event_);
+    auto caller =
+        Begin(identity, ctx_, this, log_, rpc,
+              {"evidence.get", "evidence", req.evidence_id(), req.purpose(), req.request_id(),
+               /*stated=*/true},
+              &event_);
     event_.set_case_id(req.case_id());
     if (!caller) return;
     if (req.purpose().empty()) {
@@ -820,7 +823,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
                                                         v1::ListEvidenceResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
   if (!call.Begin(*identity_, ctx, Cases(),
-                  {"evidence.list", "case", req->case_id(), req->purpose(), req->request_id()})) {
+                  {"evidence.list", "case", req->case_id(), req->purpose(), req->request_id(),
+                   /*stated=*/true})) {
     return call.reactor();
   }
   // File names and media types can name the worker: a list is a read of personal data.

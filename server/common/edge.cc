@@ -1,5 +1,7 @@
 #include "server/common/edge.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -57,10 +59,13 @@ absl::Status ValidateIdentifier(absl::string_view what, absl::string_view id) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " is ", id.size(), " bytes long; the limit is ", kMaxIdentifierBytes));
   }
-  for (char c : id) {
-    if (!IdentifierChar(c)) {
+  // What was sent is not repeated: a refusal is recorded in the ledger, which
+  // cannot be erased, and a mistyped id may be a person's name.
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (!IdentifierChar(id[i])) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, " \"", ForLedger(id, 64), "\" may only hold letters, digits and . _ : -"));
+          what, " (", id.size(), " bytes) has a character that is not allowed at byte ", i + 1,
+          ": ids may only hold letters, digits and . _ : -"));
     }
   }
   return absl::OkStatus();
@@ -77,12 +82,31 @@ absl::Status ValidatePurposeCode(absl::string_view purpose) {
   for (char c : purpose) ok = ok && PurposeChar(c);
   if (!ok) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "purpose \"", ForLedger(purpose, 64),
-        "\" is not a purpose code: use a code from the agreement, such as case-handling "
+        "the purpose (", purpose.size(),
+        " bytes, not recorded) is not a purpose code: use a code such as case-handling "
         "(lower-case letters, digits and - . _, at most ",
         kMaxPurposeBytes, " bytes)"));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckPurposeListed(absl::string_view purpose,
+                                const std::vector<std::string>& vocabulary) {
+  if (auto st = ValidatePurposeCode(purpose); !st.ok()) return st;
+  if (std::find(vocabulary.begin(), vocabulary.end(), purpose) != vocabulary.end()) {
+    return absl::OkStatus();
+  }
+  std::string codes;
+  for (const std::string& code : vocabulary) {
+    if (codes.size() + code.size() > kMaxLedgerTextBytes / 2) {
+      absl::StrAppend(&codes, ", …");
+      break;
+    }
+    absl::StrAppend(&codes, codes.empty() ? "" : ", ", code);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the purpose (", purpose.size(),
+      " bytes, not recorded) is not one of this node's purpose codes; use one of: ", codes));
 }
 
 std::string ForLedger(absl::string_view text, size_t max_bytes) {
@@ -116,6 +140,11 @@ std::string ForLedger(absl::string_view text, size_t max_bytes) {
 std::string ReasonForLedger(absl::string_view reason) {
   if (reason.empty()) return "";
   return absl::StrCat("reason sha256:", HexEncode(DigestBytes(Sha256(reason))));
+}
+
+std::string RequestIdForLedger(absl::string_view request_id) {
+  if (request_id.empty()) return "";
+  return absl::StrCat("sha256:", HexEncode(DigestBytes(Sha256(request_id))));
 }
 
 }  // namespace corridor

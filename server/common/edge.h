@@ -13,6 +13,7 @@
 #define CORRIDOR_SERVER_COMMON_EDGE_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -24,13 +25,28 @@ inline constexpr size_t kMaxPurposeBytes = 64;
 // The longest text field of a ledger entry (reasons); other fields are shorter.
 inline constexpr size_t kMaxLedgerTextBytes = 1024;
 inline constexpr size_t kMaxLedgerFieldBytes = 256;
+// The node's own purpose codes when its configuration lists none (`purposes`).
+inline constexpr absl::string_view kDefaultLocalPurposes[] = {"case-handling", "prosecution",
+                                                              "inspection", "legal-aid"};
 
 // InvalidArgument naming `what` unless `id` is a valid identifier.
 absl::Status ValidateIdentifier(absl::string_view what, absl::string_view id);
 // Like ValidateIdentifier, but an empty value is allowed (optional fields).
 absl::Status ValidateOptionalIdentifier(absl::string_view what, absl::string_view id);
-// InvalidArgument unless `purpose` is a valid purpose code.
+// InvalidArgument unless `purpose` is a valid purpose code. The message never
+// repeats what was sent (it may be a typed name; refusals are recorded).
 absl::Status ValidatePurposeCode(absl::string_view purpose);
+// InvalidArgument unless `purpose` is a valid code and one of `vocabulary` (the
+// node's purpose vocabulary: IdentityResolver::Purposes). The message lists the
+// vocabulary, never what was sent.
+absl::Status CheckPurposeListed(absl::string_view purpose,
+                                const std::vector<std::string>& vocabulary);
+
+// What the ledger keeps of a caller's request id (an idempotency id the caller
+// chose, which may be anything typed): "sha256:" and the hex SHA-256 of it. The caller, who knows
+// the id, can find its entries by the same digest; the ledger never holds the id itself. Empty for
+// an empty id.
+std::string RequestIdForLedger(absl::string_view request_id);
 
 // `text` fit for a ledger entry and a terminal: every byte outside printable
 // ASCII and valid multi-byte UTF-8 is shown as \xHH, and if the result is

@@ -1,5 +1,6 @@
 #include "server/common/edge.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -32,6 +33,38 @@ TEST(EdgeTest, PurposesAreCodesNotFreeText) {
                   "not a purpose code");
   }
   EXPECT_STATUS(ValidatePurposeCode(""), absl::StatusCode::kInvalidArgument, "required");
+}
+
+// What a caller typed into a code field is never repeated in the refusal, which
+// is recorded in the ledger: it may be a worker's name.
+TEST(EdgeTest, RefusalsOfCodesAndIdsDoNotRepeatWhatWasSent) {
+  const std::vector<std::string> vocabulary = {"case-handling", "fee-recovery"};
+  EXPECT_OK(CheckPurposeListed("fee-recovery", vocabulary));
+  for (std::string typed : {std::string("siti-rahayu"), std::string("Siti Rahayu"),
+                            std::string("siti\nrahayu"), std::string(300, 's')}) {
+    absl::Status st = CheckPurposeListed(typed, vocabulary);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << typed;
+    EXPECT_FALSE(absl::StrContains(st.message(), "siti")) << st.message();
+    EXPECT_FALSE(absl::StrContains(st.message(), "Siti")) << st.message();
+    EXPECT_FALSE(absl::StrContains(st.message(), "sss")) << st.message();
+  }
+  EXPECT_STATUS(CheckPurposeListed("siti-rahayu", vocabulary), absl::StatusCode::kInvalidArgument,
+                "use one of: case-handling, fee-recovery");
+  for (std::string typed : {std::string("Siti Rahayu"), std::string("siti\nrahayu")}) {
+    absl::Status st = ValidateIdentifier("the id", typed);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_FALSE(absl::StrContains(absl::AsciiStrToLower(st.message()), "siti")) << st.message();
+  }
+}
+
+TEST(EdgeTest, RequestIdsReachTheLedgerAsDigests) {
+  EXPECT_EQ(RequestIdForLedger(""), "");
+  const std::string d = RequestIdForLedger("siti-rahayu");
+  EXPECT_TRUE(absl::StartsWith(d, "sha256:")) << d;
+  EXPECT_EQ(d.size(), 7u + 64u);
+  EXPECT_FALSE(absl::StrContains(d, "siti"));
+  EXPECT_EQ(d, RequestIdForLedger("siti-rahayu"));  // the caller can find its entries
+  EXPECT_NE(d, RequestIdForLedger("siti-rahayv"));
 }
 
 TEST(EdgeTest, ForLedgerEscapesControlsAndInvalidUtf8AndBoundsLength) {

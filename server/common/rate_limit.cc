@@ -98,6 +98,13 @@ RefusalBudget::RefusalBudget(uint32_t budget, absl::Duration interval, const Clo
       max_identities_(std::max<size_t>(max_identities, 1)) {}
 
 std::string RefusalBudget::IdentityOf(const v1::AccessEvent& event) {
+  // A refused certificate's name is only claimed: whoever holds a member's CA
+  // can put any name in one. Such refusals share one budget per verified issuer.
+  if (absl::StartsWith(event.actor_subject(), "unverified:")) {
+    return event.actor_issuer().empty()
+               ? std::string("unverified identities not issued by a member's CA")
+               : absl::StrCat("unverified identities issued by ", event.actor_issuer(), "'s CA");
+  }
   return absl::StrCat(event.actor_org(), "/", event.actor_subject());
 }
 
@@ -109,6 +116,11 @@ uint64_t RefusalBudget::CountOf(const v1::AccessEvent& event) {
 
 v1::AccessEvent RefusalBudget::Aggregate(const Window& w, absl::Time end, uint32_t budget) {
   v1::AccessEvent e = w.actor;
+  if (absl::StartsWith(e.actor_subject(), "unverified:")) {
+    // Counted over every name claimed under this issuer, not only the first.
+    e.set_actor_org(e.actor_issuer());
+    e.set_actor_subject("unverified:*");
+  }
   e.set_action("access.refusals");
   e.set_resource_kind("count");
   e.set_resource_id(absl::StrCat(w.counted));
@@ -146,6 +158,7 @@ RefusalBudget::Verdict RefusalBudget::Charge(const v1::AccessEvent& event) {
       w.actor.set_actor_org(event.actor_org());
       w.actor.set_actor_subject(event.actor_subject());
       *w.actor.mutable_actor_roles() = event.actor_roles();
+      w.actor.set_actor_issuer(event.actor_issuer());
       if (identity == kOverflowIdentity) {
         w.actor.set_actor_org("");
         w.actor.set_actor_subject(kOverflowIdentity);

@@ -93,6 +93,40 @@ TEST(RefusalBudgetTest, BudgetThenFirstOverThenCountedPerInterval) {
   EXPECT_EQ(budget.Charge(Refusal("user/x", "case.get")), V::kRecord);
 }
 
+// A refused certificate's name is only a claim: a member that mints a new name
+// for each call gets no new budget; the budget is its CA's.
+TEST(RefusalBudgetTest, ClaimedNamesShareTheBudgetOfTheirVerifiedIssuer) {
+  FakeClock clock(kStart);
+  RefusalBudget budget(2, absl::Seconds(10), &clock);
+  using V = RefusalBudget::Verdict;
+  auto claimed = [](int i, const std::string& issuer, const std::string& org) {
+    v1::AccessEvent e = Refusal(absl::StrCat("unverified:user/made-up-", i), "auth.refused");
+    e.set_actor_org(org);  // what the certificate claims, any org
+    e.set_actor_issuer(issuer);
+    return e;
+  };
+  EXPECT_EQ(budget.Charge(claimed(0, "ministry-id", "union-sg")), V::kRecord);
+  EXPECT_EQ(budget.Charge(claimed(1, "ministry-id", "inspectorate-sg")), V::kRecord);
+  EXPECT_EQ(budget.Charge(claimed(2, "ministry-id", "union-sg")), V::kRecordFirstOver);
+  for (int i = 3; i < 100; ++i) {
+    EXPECT_EQ(budget.Charge(claimed(i, "ministry-id", absl::StrCat("org-", i))), V::kCount);
+  }
+  // Another issuer, and certificates no member issued, have budgets of their own.
+  EXPECT_EQ(budget.Charge(claimed(0, "union-sg", "union-sg")), V::kRecord);
+  EXPECT_EQ(budget.Charge(claimed(0, "", "union-sg")), V::kRecord);
+  // A verified identity is not charged to its issuer's unverified budget.
+  EXPECT_EQ(budget.Charge(Refusal("user/x", "case.get")), V::kRecord);
+  clock.Advance(absl::Seconds(10));
+  auto closed = budget.TakeAggregates(false);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(RefusalBudget::CountOf(closed[0]), 97u);
+  EXPECT_EQ(closed[0].actor_org(), "ministry-id");
+  EXPECT_EQ(closed[0].actor_subject(), "unverified:*");
+  EXPECT_NE(closed[0].reason().find("unverified identities issued by ministry-id's CA"),
+            std::string::npos)
+      << closed[0].reason();
+}
+
 TEST(RefusalBudgetTest, ShutdownTakesOpenIntervalsAndChargingClosesOldOnes) {
   FakeClock clock(kStart);
   RefusalBudget budget(0, absl::Seconds(10), &clock);

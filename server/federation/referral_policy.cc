@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace corridor {
 namespace {
@@ -88,17 +89,24 @@ absl::Status CheckAgreement(const v1::Roster& roster, const std::string& agreeme
   for (const auto& a : roster.agreements()) {
     if (a.id() == agreement) found = &a;
   }
+  // An unknown agreement or purpose is not repeated: refusals are recorded in
+  // the ledger, and what was typed there may be a name.
   if (found == nullptr) {
+    std::vector<std::string> known;
+    for (const auto& a : roster.agreements()) known.push_back(a.id());
     return absl::PermissionDeniedError(
-        absl::StrCat("agreement \"", agreement, "\" is not in the roster"));
+        absl::StrCat("the agreement named (", agreement.size(),
+                     " bytes, not recorded) is not in the roster; its agreements are: ",
+                     absl::StrJoin(known, ", ")));
   }
   if (!Contains(found->parties(), sender) || !Contains(found->parties(), recipient)) {
     return absl::PermissionDeniedError(absl::StrCat(
         "agreement ", found->id(), " does not bind both ", sender, " and ", recipient));
   }
   if (!Contains(found->purposes(), purpose)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("agreement ", found->id(), " does not cover the purpose \"", purpose, "\""));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "agreement ", found->id(),
+        " does not cover the purpose stated; it covers: ", absl::StrJoin(found->purposes(), ", ")));
   }
   return absl::OkStatus();
 }

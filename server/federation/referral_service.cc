@@ -237,7 +237,8 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Refer(grpc::CallbackServerContext
   AuditedCall call(log_, ctx->DefaultReactor());
   auto caller =
       call.Begin(*identity_, ctx, Referrals(),
-                 {"referral.send", "case", req->case_id(), req->purpose(), req->request_id()});
+                 {"referral.send", "case", req->case_id(), req->purpose(), req->request_id(),
+                  /*stated=*/true});
   if (!caller) return call.reactor();
   call.event().set_peer_org(req->to_org());
   call.event().set_agreement(req->agreement());
@@ -448,7 +449,8 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Permit(grpc::CallbackServerContex
   AuditedCall call(log_, ctx->DefaultReactor());
   auto caller =
       call.Begin(*identity_, ctx, Referrals(),
-                 {"referral.permit", "case", req->case_id(), req->purpose(), req->request_id()});
+                 {"referral.permit", "case", req->case_id(), req->purpose(), req->request_id(),
+                  /*stated=*/true});
   if (!caller) return call.reactor();
   call.event().set_agreement(req->agreement());
   auto lock = CaseLock::Acquire(cases_, req->case_id());

@@ -11,6 +11,7 @@
 #include "client/lib/yaml_proto.h"
 #include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
+#include "server/common/edge.h"
 
 namespace corridor {
 namespace {
@@ -164,6 +165,22 @@ absl::Status CheckUsersAndLog(const Checker& check, const v1::NodeConfig& config
   return absl::OkStatus();
 }
 
+// The node's own purpose codes: each a valid code, none twice; the default list if unset.
+absl::Status FillPurposes(const Checker& check, v1::NodeConfig* config) {
+  if (config->purposes_size() == 0) {
+    for (absl::string_view p : kDefaultLocalPurposes) config->add_purposes(std::string(p));
+  }
+  std::set<std::string> seen;
+  for (int i = 0; i < config->purposes_size(); ++i) {
+    const std::string key = absl::StrCat("purposes[", i, "]");
+    if (auto st = ValidatePurposeCode(config->purposes(i)); !st.ok()) {
+      return check.Error(key, st.message());
+    }
+    if (!seen.insert(config->purposes(i)).second) return check.Error(key, "is listed twice");
+  }
+  return absl::OkStatus();
+}
+
 // Defaults for limits left at zero, and the bounds on those set.
 absl::Status FillLimits(const Checker& check, v1::Limits* limits) {
   if (limits->max_message_bytes() == 0) limits->set_max_message_bytes(kDefaultMaxMessageBytes);
@@ -217,6 +234,7 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
   if (auto st = CheckRosterTrust(check, config.roster()); !st.ok()) return st;
   if (auto st = NormalizeRevokedSerials(check, &config); !st.ok()) return st;
   if (auto st = CheckUsersAndLog(check, config); !st.ok()) return st;
+  if (auto st = FillPurposes(check, &config); !st.ok()) return st;
   if (auto st = FillLimits(check, config.mutable_limits()); !st.ok()) return st;
   return config;
 }
