@@ -18,8 +18,8 @@
 //            fuzzed without touching this file);
 //   byte 1   bit 0 set: the body bytes are parsed as that body's message and
 //            every string field reading one of the tokens below is replaced;
-//            bit 1 set as well: every
-//            free-text field of the parsed body (FreeText below) is prefixed
+//            bit 1 set as well: every free-text field of the parsed body
+//            (every string field but those NamesSomething lists) is prefixed
 //            with kCanary, which must then never reach the ledger; a body that
 //            does not parse is skipped. With bit 0 clear the bytes are the
 //            body exactly as given, unparseable ones included;
@@ -29,7 +29,11 @@
 // sent to ministry-id, not yet decided (a new one once a decision on it is
 // taken); "@recv" the id of a referral this node received from ministry-id and
 // accepted (a new one once an erasure request on it is taken); "@sentcase" and
-// "@recvcase" the local cases of those referrals.
+// "@recvcase" the local cases of those referrals; "@erased" a referral whose
+// case this node erased and "@erasure" the id of the erasure request it sent
+// about it. ministry-id's real node runs in the process as well, so that
+// union-sg's referrals are delivered and its erasure request sent, as in
+// production; the harness speaks for ministry-id beside it.
 //
 // What must hold, whatever the input (a violation aborts, and libFuzzer keeps
 // the input):
@@ -63,6 +67,8 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -179,21 +185,22 @@ class World {
 
     fed_.AddOrg(kSelf);
     fed_.AddOrg(kPeer, v1::ORG_KIND_MINISTRY);
-    const std::string path =
-        fed_.WriteNodeConfig(kSelf, {{"cw", {"caseworker"}}, {"aud", {"auditor"}}});
-    absl::StatusOr<v1::NodeConfig> config = LoadNodeConfig(path);
-    if (!config.ok()) Fail(config.status().ToString());
-    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(*config);
-    if (!node.ok()) Fail(node.status().ToString());
-    node_ = std::move(*node);
+    node_ = StartNode(fed_.WriteNodeConfig(
+        kSelf, {{"cw", {"caseworker"}}, {"appr", {"approver"}}, {"aud", {"auditor"}}}));
+    // ministry-id's own node runs too: it takes union-sg's referrals and erasure
+    // requests, so union-sg holds sent referrals that were delivered, and an
+    // erasure request it sent, as in production.
+    peer_node_ = StartNode(fed_.WriteNodeConfig(kPeer, {}));
 
     caseworker_ = UserChannel("cw");
+    approver_ = UserChannel("appr");
     auditor_ = UserChannel("aud");
     const testing::TestOrg& peer = fed_.org(kPeer);
     peer_ =
         MakeMutualTlsChannel({peer.node.cert_pem, peer.node.key_pem, fed_.org(kSelf).ca.cert_pem},
                              fed_.org(kSelf).endpoint(), "");
     checked_ = LedgerSize();
+    NewErased();
     NewSent();
     NewReceived();
   }
@@ -212,6 +219,8 @@ class World {
       if (*v == "@recv") *v = recv_ref_;
       if (*v == "@sentcase") *v = sent_case_;
       if (*v == "@recvcase") *v = recv_case_;
+      if (*v == "@erased") *v = erased_ref_;
+      if (*v == "@erasure") *v = erasure_envelope_;
       if (*v != before) used.insert(before);
       if (canary) {
         while (absl::StrContains(*v, kCanary)) *v = absl::StrReplaceAll(*v, {{kCanary, ""}});
@@ -361,11 +370,14 @@ class World {
     out.emplace_back("erasure_request", er.SerializeAsString());
 
     v1::ErasureOutcome o;
-    o.set_referral_id("@sent");
-    o.set_request_envelope_id("@new");
+    o.set_referral_id("@erased");
+    o.set_request_envelope_id("@erasure");
     o.set_result(v1::ERASURE_RESULT_REFUSED);
     o.set_reason("legal-hold");
     o.set_receiver_case_id("@new");
+    out.emplace_back("erasure_outcome", o.SerializeAsString());
+    o.set_result(v1::ERASURE_RESULT_ERASED);
+    o.clear_reason();
     out.emplace_back("erasure_outcome", o.SerializeAsString());
     return out;
   }
@@ -382,6 +394,13 @@ class World {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
     return ctx;
+  }
+  static std::unique_ptr<Node> StartNode(const std::string& config_path) {
+    absl::StatusOr<v1::NodeConfig> config = LoadNodeConfig(config_path);
+    if (!config.ok()) Fail(config.status().ToString());
+    absl::StatusOr<std::unique_ptr<Node>> node = Node::Start(*config);
+    if (!node.ok()) Fail(node.status().ToString());
+    return *std::move(node);
   }
   std::string NewId() { return absl::StrCat("FZ", ++ids_, "-", getpid()); }
 
@@ -477,8 +496,9 @@ class World {
     return c.SerializeAsString();
   }
 
-  // A referral this node sent to ministry-id, undecided: "@sent".
-  void NewSent() {
+  // A case of this node referred to ministry-id, the referral delivered:
+  // (case id, referral id).
+  std::pair<std::string, std::string> ReferDelivered() {
     v1::CreateCaseRequest create;
     v1::Case* c = create.mutable_case_();
     c->set_category(v1::CASE_CATEGORY_RECRUITMENT_FEES);
@@ -497,10 +517,47 @@ class World {
     v1::ReferCaseResponse referred;
     s = v1::ReferralService::NewStub(caseworker_)->Refer(Ctx().get(), refer, &referred);
     if (!s.ok()) Fail(absl::StrCat("Refer: ", s.error_message()));
-    sent_case_ = created.id();
-    sent_ref_ = referred.referral_id();
+    // Delivered before anything watches the case: the receipt changes its link.
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while (true) {
+      node_->DeliverNow();
+      v1::Case c;
+      if (!c.ParseFromString(ReadCase(created.id()))) Fail("the referred case is unreadable");
+      if (c.referrals_size() == 1 && c.referrals(0).state() == v1::REFERRAL_STATE_DELIVERED) break;
+      if (absl::Now() > give_up) Fail("a referral to ministry-id was not delivered in 30 s");
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return {created.id(), referred.referral_id()};
+  }
+
+  // A referral this node sent to ministry-id, delivered, undecided: "@sent".
+  void NewSent() {
+    std::tie(sent_case_, sent_ref_) = ReferDelivered();
     checked_ = LedgerSize();
     RefreshWatched();
+  }
+
+  // A referral whose case this node erased, and the erasure request it sent
+  // ministry-id about it: "@erased" and "@erasure".
+  void NewErased() {
+    const auto [case_id, referral_id] = ReferDelivered();
+    v1::EraseCaseRequest erase;
+    erase.set_id(case_id);
+    erase.set_reason("the worker asked for it");
+    v1::EraseCaseResponse erased;
+    grpc::Status s = v1::CaseService::NewStub(approver_)->EraseCase(Ctx().get(), erase, &erased);
+    if (!s.ok()) Fail(absl::StrCat("EraseCase: ", s.error_message()));
+    v1::ListOutboxRequest list;
+    list.set_page_size(1000);
+    v1::ListOutboxResponse outbox;
+    s = v1::ReferralService::NewStub(caseworker_)->ListOutbox(Ctx().get(), list, &outbox);
+    if (!s.ok()) Fail(absl::StrCat("ListOutbox: ", s.error_message()));
+    for (const v1::OutboxEntry& e : outbox.entries()) {
+      if (e.kind() == "erasure-request") erasure_envelope_ = e.envelope_id();
+    }
+    if (erasure_envelope_.empty()) Fail("erasing a referred case sent no erasure request");
+    erased_ref_ = referral_id;
+    checked_ = LedgerSize();
   }
 
   // A referral received from ministry-id and accepted here: "@recv".
@@ -544,8 +601,9 @@ class World {
   testing::TestFederation fed_;
   std::unique_ptr<Node> node_;
   std::vector<const pb::FieldDescriptor*> bodies_;
-  std::shared_ptr<grpc::Channel> caseworker_, auditor_, peer_;
-  std::string sent_ref_, sent_case_, recv_ref_, recv_case_;
+  std::unique_ptr<Node> peer_node_;
+  std::shared_ptr<grpc::Channel> caseworker_, approver_, auditor_, peer_;
+  std::string sent_ref_, sent_case_, recv_ref_, recv_case_, erased_ref_, erasure_envelope_;
   std::map<std::string, std::string> watched_;  // case id → its contents, serialized
   std::set<std::string> taken_referrals_, refused_referrals_;
   uint64_t checked_ = 0;
