@@ -54,6 +54,9 @@
 // A crash, leak or undefined behaviour anywhere in the node is caught by the
 // sanitizers.
 //
+// It lives in server/fuzz/ beside method_fuzzer, not in server/federation/,
+// because it includes server/node/.
+//
 // Seeds: run with CORRIDOR_FUZZ_WRITE_SEEDS=<dir> and the fuzzer writes, and
 // exits, well-formed bodies of every type (each also with the canary), built
 // here from the tokens, so they never go stale. ctest does that, then fuzzes
