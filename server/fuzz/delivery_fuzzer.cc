@@ -135,7 +135,8 @@ bool NamesSomething(const pb::FieldDescriptor* f) {
   return names->count(f->name()) > 0 || names->count(f->full_name()) > 0;
 }
 
-// Calls `fn(message, field, index)` for every string value in `m`, recursively.
+// Calls `fn(field, &value)` for every string value in `m`, recursively; a
+// value `fn` changed (it returns true) is written back.
 template <typename Fn>
 void ForEachString(pb::Message* m, const Fn& fn) {
   const pb::Reflection* r = m->GetReflection();
