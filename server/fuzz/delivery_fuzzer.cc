@@ -16,14 +16,17 @@
 //            (referral, decision, update, permission, erasure request,
 //            erasure outcome; from the descriptor, so a new body type is
 //            fuzzed without touching this file);
-//   byte 1   bit 0 set: the body bytes are parsed as that body's message and
-//            every string field reading one of the tokens below is replaced;
-//            bit 1 set as well: every free-text field of the parsed body
-//            (every string field but those NamesSomething lists) is prefixed
-//            with kCanary, which must then never reach the ledger; a body that
-//            does not parse is skipped. With bit 0 clear the bytes are the
-//            body exactly as given, unparseable ones included;
-//   the rest the body.
+//   byte 1   bit 0 set: every string field of the body reading one of the
+//            tokens below is replaced; bit 1 set as well: every free-text
+//            field (every string field but those NamesSomething lists) is
+//            prefixed with kCanary, which must then never reach the ledger.
+//            With bit 0 clear the bytes are the body exactly as given
+//            (unknown fields included);
+//   the rest the body. Bytes that do not parse as the body's message are
+//            skipped: a payload that does not parse is refused before
+//            anything past the signature runs, and envelope_fuzzer and
+//            method_fuzzer cover that path (at first most inputs here were
+//            such bytes).
 //
 // Tokens: "@new" a fresh identifier; "@sent" the id of a referral this node
 // sent to ministry-id, not yet decided (a new one once a decision on it is
@@ -290,14 +293,14 @@ class World {
     for (const std::string& id : {sent_case_, recv_case_}) watched_[id] = ReadCase(id);
   }
 
-  // Bookkeeping after envelope `a` with `body` (parsed, or null): renews the
+  // Bookkeeping after envelope `a` with `body`: renews the
   // referrals an accepted envelope used up, remembers refused referrals.
   void After(const pb::FieldDescriptor* field, const pb::Message* body,
              const std::set<std::string>& used, const Answer& a) {
     const bool taken = a.status.ok();
     const bool refused = !taken && a.status.error_code() != grpc::StatusCode::UNAVAILABLE;
     if (refused) CheckWatchedUnchanged();
-    if (body != nullptr && field->name() == "referral") {
+    if (field->name() == "referral") {
       const auto& id = static_cast<const v1::Referral*>(body)->referral_id();
       if (taken) {
         taken_referrals_.insert(id);
@@ -656,16 +659,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool canary = (data[1] & 2) != 0;
   std::string bytes(reinterpret_cast<const char*>(data) + 2, size - 2);
 
-  std::unique_ptr<pb::Message> body;
+  std::unique_ptr<pb::Message> body(
+      pb::MessageFactory::generated_factory()->GetPrototype(field->message_type())->New());
+  if (!body->ParseFromString(bytes)) return 0;
   std::set<std::string> used;
   if (structured) {
-    body.reset(pb::MessageFactory::generated_factory()->GetPrototype(field->message_type())->New());
-    if (body->ParseFromString(bytes)) {
-      used = w.Prepare(body.get(), canary);
-      bytes = body->SerializeAsString();
-    } else {
-      return 0;  // unparseable bodies are the unstructured inputs' part
-    }
+    used = w.Prepare(body.get(), canary);
+    bytes = body->SerializeAsString();
   }
   const absl::Time start = absl::Now();
   const Answer a = w.Deliver(field, bytes);
