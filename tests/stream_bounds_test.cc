@@ -235,7 +235,7 @@ class StreamBoundsTest : public ::testing::Test {
                               const std::string& request, const std::string& what,
                               bool known_gap = false) {
     const uint64_t before = LedgerSize();
-    testing::CallResult got = testing::CallByPath(ch, path, {request}, absl::Seconds(30));
+    testing::CallResult got = testing::CallByPath(ch, path, {request}, absl::Seconds(120));
     EXPECT_TRUE(IsBoundedDenial(got.status) || (known_gap && got.status.ok()))
         << what << ": " << got.status.error_code() << " " << got.status.error_message();
     EXPECT_LE(got.status.error_message().size(), 4096u) << what;
@@ -416,9 +416,9 @@ TEST_F(StreamBoundsTest, ManyOversizedCallsAtOnceOnOneChannelAndOnSeveralLeaveTh
         env.set_payload_type(Hostile(kOversized / 2));
         env.mutable_signatures(0)->set_keyid(Hostile(kOversized / 2));
         auto a = testing::CallByPath(user, "/corridor.v1.ReferralService/Refer",
-                                     {up.SerializeAsString()}, absl::Seconds(60));
+                                     {up.SerializeAsString()}, absl::Seconds(120));
         auto b = testing::CallByPath(peer, "/corridor.v1.PeerService/Deliver",
-                                     {env.SerializeAsString()}, absl::Seconds(60));
+                                     {env.SerializeAsString()}, absl::Seconds(120));
         EXPECT_TRUE(IsBoundedDenial(a.status))
             << "Refer " << a.status.error_code() << " " << a.status.error_message();
         EXPECT_TRUE(IsBoundedDenial(b.status))
