@@ -52,22 +52,37 @@ absl::Status Malformed(size_t line, absl::string_view what) {
 
 }  // namespace
 
-absl::StatusOr<std::string> BuildExport(uint64_t first, const std::vector<std::string>& entries,
-                                        uint64_t size, absl::string_view checkpoint_note,
-                                        const merkle::NodeSource& nodes) {
-  const uint64_t end = first + entries.size();
-  if (entries.empty() || end > size || end < first) {
+absl::StatusOr<ExportFrame> BuildExportFrame(uint64_t first, uint64_t count, uint64_t size,
+                                             absl::string_view checkpoint_note,
+                                             const merkle::NodeSource& nodes) {
+  const uint64_t end = first + count;
+  if (count == 0 || end > size || end < first) {
     return absl::InvalidArgumentError("export: the range must be non-empty and within the tree");
   }
   std::vector<merkle::Hash> hashes;
   if (auto st = ConnectingHashes(0, size, first, end, nodes, &hashes); !st.ok()) return st;
-  std::string out = absl::StrCat(kExportMagic, "\nfirst ", first, "\ncount ", entries.size(),
-                                 "\nhashes ", hashes.size(), "\n");
-  for (const std::string& e : entries) absl::StrAppend(&out, "entry ", Base64Encode(e), "\n");
+  ExportFrame out;
+  out.head = absl::StrCat(kExportMagic, "\nfirst ", first, "\ncount ", count, "\nhashes ",
+                          hashes.size(), "\n");
   for (const merkle::Hash& h : hashes) {
-    absl::StrAppend(&out, "hash ", Base64Encode(merkle::ToBytes(h)), "\n");
+    absl::StrAppend(&out.tail, "hash ", Base64Encode(merkle::ToBytes(h)), "\n");
   }
-  absl::StrAppend(&out, "checkpoint\n", checkpoint_note);
+  absl::StrAppend(&out.tail, "checkpoint\n", checkpoint_note);
+  return out;
+}
+
+std::string ExportEntryLine(absl::string_view entry) {
+  return absl::StrCat("entry ", Base64Encode(entry), "\n");
+}
+
+absl::StatusOr<std::string> BuildExport(uint64_t first, const std::vector<std::string>& entries,
+                                        uint64_t size, absl::string_view checkpoint_note,
+                                        const merkle::NodeSource& nodes) {
+  auto frame = BuildExportFrame(first, entries.size(), size, checkpoint_note, nodes);
+  if (!frame.ok()) return frame.status();
+  std::string out = std::move(frame->head);
+  for (const std::string& e : entries) out += ExportEntryLine(e);
+  out += frame->tail;
   return out;
 }
 

@@ -27,6 +27,21 @@ absl::StatusOr<std::string> BuildExport(uint64_t first, const std::vector<std::s
                                         uint64_t size, absl::string_view checkpoint_note,
                                         const merkle::NodeSource& nodes);
 
+// An export in three parts, for sending one of any size with bounded memory:
+// `head`, then ExportEntryLine(e) for each entry of the range in order, then
+// `tail`. Concatenated, they are exactly BuildExport's bytes.
+struct ExportFrame {
+  std::string head;  // the magic line, first, count and hashes lines
+  std::string tail;  // the connecting hash lines and the checkpoint
+};
+// The frame of an export of the `count` entries [first, first + count) of a
+// tree of `size` leaves, as BuildExport (same errors).
+absl::StatusOr<ExportFrame> BuildExportFrame(uint64_t first, uint64_t count, uint64_t size,
+                                             absl::string_view checkpoint_note,
+                                             const merkle::NodeSource& nodes);
+// One entry's line in an export.
+std::string ExportEntryLine(absl::string_view entry);
+
 // What VerifyExport proved: the checkpoint (signature checked) and that
 // `entries` are exactly the entries [first_index, first_index + count) of
 // the tree it commits to.

@@ -97,14 +97,23 @@ absl::StatusOr<std::vector<merkle::Hash>> Ledger::ConsistencyProof(uint64_t old_
 }
 
 absl::StatusOr<std::string> Ledger::Export(uint64_t begin, uint64_t end) const {
+  auto frame = ExportFrameOf(begin, end);
+  if (!frame.ok()) return frame.status();
+  auto entries = Entries(begin, end);
+  if (!entries.ok()) return entries.status();
+  std::string out = std::move(frame->head);
+  for (const std::string& e : *entries) out += ExportEntryLine(e);
+  out += frame->tail;
+  return out;
+}
+
+absl::StatusOr<ExportFrame> Ledger::ExportFrameOf(uint64_t begin, uint64_t end) const {
   const Head h = head();
   if (begin >= end || end > h.size) {
     return absl::OutOfRangeError(absl::StrCat("cannot export [", begin, ", ", end,
                                               "): the ledger has ", h.size, " entries"));
   }
-  auto entries = Entries(begin, end);
-  if (!entries.ok()) return entries.status();
-  return BuildExport(begin, *entries, h.size, h.checkpoint, Nodes());
+  return BuildExportFrame(begin, end - begin, h.size, h.checkpoint, Nodes());
 }
 
 }  // namespace corridor::ledger

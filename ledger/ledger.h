@@ -153,6 +153,11 @@ class Ledger {
   // docs/ledger.md; verify with VerifyExport). OutOfRange unless
   // begin < end <= size.
   absl::StatusOr<std::string> Export(uint64_t begin, uint64_t end) const;
+  // The same export in parts (ExportFrame), at the latest checkpoint, for a
+  // caller that reads the entries [begin, end) itself, page by page, between
+  // `head` and `tail`: entries below the checkpoint's size never change.
+  // OutOfRange as Export.
+  absl::StatusOr<ExportFrame> ExportFrameOf(uint64_t begin, uint64_t end) const;
 
  protected:
   merkle::NodeSource Nodes() const {

@@ -6,8 +6,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/lib/grpc_util.h"
+#include "ledger/base/log.h"
 #include "ledger/merkle.h"
 #include "server/audit/audited_call.h"
 
@@ -118,62 +120,155 @@ grpc::Status AnswerEntries(const ledger::Ledger& ledger, uint64_t begin, uint64_
   return grpc::Status::OK;
 }
 
-// Sends an export in pieces of at most kMaxAuditAnswerBytes, so an export of any
-// size fits gRPC's message limit. The access is recorded, and the export built on
-// the bulk executor, before the first piece goes.
+// What an export past the limit is told.
+absl::Status TooManyExports() {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("the node is already sending ", AuditServiceImpl::kMaxExportsAtOnce,
+                   " ledger exports at once; try again in a moment"));
+}
+
+// Sends an export (ledger::ExportFrame) in pieces of at most
+// kMaxAuditAnswerBytes, so an export of any size fits gRPC's message limit,
+// building it page by page as the client reads it: the frame at the latest
+// checkpoint once, then kExportPageEntries entries per ledger read, so it
+// holds about one piece in memory. The access is recorded before the first
+// piece goes; ledger reads run on the bulk executor. Holds an export slot; a
+// client that reads nothing for the idle timeout is cut off (recorded).
 class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
  public:
   ExportStream(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
-               const v1::ExportRequest* req, const Rpc& rpc, AccessLog* log, Executor* bulk) {
+               const v1::ExportRequest* req, const Rpc& rpc, AccessLog* log, Executor* bulk,
+               TransferSlots* slots, StreamWatchdog* watchdog, std::atomic<int>* live)
+      : ctx_(ctx),
+        log_(log),
+        ledger_(log->ledger()),
+        bulk_(bulk),
+        watchdog_(watchdog),
+        live_(live) {
+    live_->fetch_add(1);
+    watch_ = watchdog_->Register([this] { TimedOut(); });
     AuditedCall<ExportStream> call(log, this);
     if (!call.Begin(
             identity, ctx, rpc,
             {"audit.export", "ledger", absl::StrCat(req->begin(), "-", req->end()), "audit", ""})) {
       return;
     }
-    ledger::Ledger* ledger = log->ledger();
+    slot_ = slots->TryAcquire();
+    if (slot_ == nullptr) {
+      call.Refuse(TooManyExports());
+      return;
+    }
+    event_ = call.event();
     const uint64_t begin = req->begin(), asked = req->end();
     call.Allow(
-        nullptr,
-        [this, ledger, begin, asked](uint64_t) {
-          const uint64_t end = asked == 0 ? ledger->head().size : asked;
-          auto exp = ledger->Export(begin, end);
-          if (!exp.ok()) return ToGrpcStatus(exp.status());
-          export_ = *std::move(exp);
-          return grpc::Status::OK;
-        },
-        bulk);
+        nullptr, [this, begin, asked](uint64_t) { return Open(begin, asked); }, bulk);
   }
 
   // What the helpers above call when the answer is known: an error ends the
-  // call; OK starts sending the export.
+  // call; OK starts sending the export (on the bulk executor).
   void Finish(grpc::Status status) {
     if (!status.ok()) return ServerWriteReactor::Finish(status);
+    watch_->Touch();
+    streaming_ = true;
     WriteNext();
   }
   void OnWriteDone(bool ok) override {
     if (!ok) {
+      streaming_ = false;
       return ServerWriteReactor::Finish(
           grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
     }
-    WriteNext();
+    watch_->Touch();
+    bulk_->Post([this] { WriteNext(); });
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    watchdog_->Unregister(watch_);
+    live_->fetch_sub(1);
+    delete this;
+  }
 
  private:
+  // The export's frame for [begin, asked) (asked 0: to the end of the ledger).
+  grpc::Status Open(uint64_t begin, uint64_t asked) {
+    end_ = asked == 0 ? ledger_->head().size : asked;
+    auto frame = ledger_->ExportFrameOf(begin, end_);
+    if (!frame.ok()) return ToGrpcStatus(frame.status());
+    pending_ = std::move(frame->head);
+    tail_ = std::move(frame->tail);
+    next_ = begin;
+    return grpc::Status::OK;
+  }
+
+  // Tops up `pending_` to a whole piece (or to what is left of the export),
+  // one page of entries at a time.
+  absl::Status Fill() {
+    while (pending_.size() < kMaxAuditAnswerBytes && !tail_added_) {
+      if (next_ >= end_) {
+        pending_ += tail_;
+        tail_added_ = true;
+        break;
+      }
+      const uint64_t to = std::min(end_, next_ + AuditServiceImpl::kExportPageEntries);
+      auto entries = ledger_->Entries(next_, to);
+      if (!entries.ok()) return entries.status();
+      for (const std::string& e : *entries) pending_ += ledger::ExportEntryLine(e);
+      next_ = to;
+    }
+    return absl::OkStatus();
+  }
+
   void WriteNext() {
-    if (offset_ >= export_.size() && offset_ > 0) {
+    if (absl::Status st = Fill(); !st.ok()) {
+      streaming_ = false;
+      log::Error("audit.export_failed", {{"error", st.message()}});
+      return ServerWriteReactor::Finish(ToGrpcStatus(st));
+    }
+    if (pending_.empty()) {
+      streaming_ = false;
       return ServerWriteReactor::Finish(grpc::Status::OK);
     }
-    const size_t n = std::min(kMaxAuditAnswerBytes, export_.size() - offset_);
-    piece_.set_export_(export_.substr(offset_, n));
-    offset_ += n;
-    if (n == 0) offset_ = 1;  // an empty export: one empty piece, then done
+    const size_t n = std::min(kMaxAuditAnswerBytes, pending_.size());
+    piece_.set_export_(pending_.substr(0, n));
+    pending_.erase(0, n);
+    ++pieces_;
     StartWrite(&piece_);
   }
 
-  std::string export_;
-  size_t offset_ = 0;
+  // The client has read nothing for the idle timeout: cut it off, and say so
+  // in the ledger (its access was recorded as allowed before sending).
+  void TimedOut() {
+    if (!streaming_.exchange(false)) return;  // not sending (yet, or any more)
+    v1::AccessEvent ev = event_;
+    ev.set_outcome(v1::ACCESS_OUTCOME_ERROR);
+    ev.set_reason(absl::StrCat("the client read nothing for ",
+                               absl::FormatDuration(watchdog_->timeout()),
+                               " (limits.stream_idle_timeout_seconds), so the node ended the "
+                               "export after ",
+                               pieces_.load(), " pieces"));
+    log::Warn("audit.export_idle",
+              {{"actor", absl::StrCat(ev.actor_org(), "/", ev.actor_subject())}});
+    log_->RecordRefusal(std::move(ev), [](absl::Status) {});
+    ctx_->TryCancel();
+  }
+
+  grpc::CallbackServerContext* ctx_;
+  AccessLog* log_;
+  const ledger::Ledger* ledger_;
+  Executor* bulk_;
+  StreamWatchdog* watchdog_;
+  StreamWatchdog::Registration* watch_ = nullptr;
+  std::atomic<int>* live_;
+  std::unique_ptr<TransferSlots::Slot> slot_;
+  v1::AccessEvent event_;  // not changed once streaming_ is set
+  // Between the recorded access and the end of the stream: the watchdog may cut it off.
+  std::atomic<bool> streaming_{false};
+  // The export: [next_, end_) still to read, then tail_; pending_ is built
+  // and not yet sent. Touched by one callback at a time (each write's
+  // completion posts the next).
+  uint64_t next_ = 0, end_ = 0;
+  std::string pending_, tail_;
+  bool tail_added_ = false;
+  std::atomic<uint64_t> pieces_{0};
   v1::ExportResponse piece_;
 };
 
@@ -273,7 +368,12 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetEntries(grpc::CallbackServerConte
 
 grpc::ServerWriteReactor<v1::ExportResponse>* AuditServiceImpl::Export(
     grpc::CallbackServerContext* ctx, const v1::ExportRequest* req) {
-  return new ExportStream(*identity_, ctx, req, Audit(), log_, bulk_);
+  return new ExportStream(*identity_, ctx, req, Audit(), log_, bulk_, &exports_, watchdog_.get(),
+                          &live_streams_);
+}
+
+void AuditServiceImpl::WaitForStreams() {
+  while (live_streams_.load() > 0) absl::SleepFor(absl::Milliseconds(1));
 }
 
 }  // namespace corridor

@@ -8,19 +8,47 @@
 #ifndef CORRIDOR_SERVER_AUDIT_AUDIT_SERVICE_H_
 #define CORRIDOR_SERVER_AUDIT_AUDIT_SERVICE_H_
 
+#include <atomic>
+#include <memory>
+
+#include "absl/time/time.h"
 #include "corridor/v1/case.grpc.pb.h"
+#include "ledger/base/clock.h"
 #include "server/audit/access_log.h"
 #include "server/auth/identity.h"
 #include "server/common/executor.h"
+#include "server/common/rate_limit.h"
 
 namespace corridor {
 
+//
+// Export streams the ledger as the client reads it: one page of entries at a
+// time (at most kExportPageEntries entries, pieces of at most 1 MiB), so an
+// export holds about 1 MiB of memory whatever the ledger's size. At most
+// kMaxExportsAtOnce exports run at once (more are refused RESOURCE_EXHAUSTED,
+// recorded), and an export whose client reads nothing for `idle_timeout`
+// (limits.stream_idle_timeout_seconds) is cut off (recorded as an error).
 class AuditServiceImpl final : public v1::AuditService::CallbackService {
  public:
-  // `bulk` builds proofs and exports, so that a large export never holds up
-  // the completion threads that answer ordinary calls.
-  AuditServiceImpl(const IdentityResolver* identity, AccessLog* log, Executor* bulk)
-      : identity_(identity), log_(log), bulk_(bulk) {}
+  // Exports in progress at once, node-wide.
+  static constexpr uint32_t kMaxExportsAtOnce = 4;
+  // Entries read from the ledger per page of an export.
+  static constexpr uint64_t kExportPageEntries = 128;
+
+  // `bulk` builds proofs and export pages, so that a large export never holds
+  // up the completion threads that answer ordinary calls.
+  AuditServiceImpl(const IdentityResolver* identity, AccessLog* log, Executor* bulk,
+                   absl::Duration idle_timeout, const Clock* clock)
+      : identity_(identity),
+        log_(log),
+        bulk_(bulk),
+        exports_(kMaxExportsAtOnce),
+        watchdog_(std::make_unique<StreamWatchdog>(idle_timeout, clock)) {}
+
+  // Waits until every export stream has ended (its reactor is deleted): gRPC
+  // may run a reactor's OnDone after the server's Shutdown has returned. Call
+  // after the server has shut down, before the log and the bulk executor go.
+  void WaitForStreams();
 
   grpc::ServerUnaryReactor* QueryEvents(grpc::CallbackServerContext* ctx,
                                         const v1::QueryEventsRequest* req,
@@ -44,6 +72,9 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   const IdentityResolver* identity_;
   AccessLog* log_;
   Executor* bulk_;
+  TransferSlots exports_;  // exports in progress
+  std::unique_ptr<StreamWatchdog> watchdog_;
+  std::atomic<int> live_streams_{0};  // export reactors not yet deleted
 };
 
 }  // namespace corridor

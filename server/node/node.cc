@@ -12,6 +12,7 @@
 #include "corridor/v1/node.grpc.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
@@ -521,8 +522,9 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
   identity_ = std::make_shared<IdentityResolver>(config, roster_ptr, clock);
   case_service_ = std::make_unique<CaseServiceImpl>(config, identity_.get(), case_store_.get(),
                                                     access_log_.get(), bulk_.get(), clock);
-  audit_service_ =
-      std::make_unique<AuditServiceImpl>(identity_.get(), access_log_.get(), bulk_.get());
+  audit_service_ = std::make_unique<AuditServiceImpl>(
+      identity_.get(), access_log_.get(), bulk_.get(),
+      absl::Seconds(config.limits().stream_idle_timeout_seconds()), clock);
   prober_ = std::make_unique<PeerProber>(config, roster_ptr, tls, clock);
   ExchangeOptions exchange_options;
   exchange_options.clock = clock;
@@ -553,6 +555,10 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
 }
 
 namespace {
+
+// Threads of gRPC's synchronous server, which serves only reflection: at most
+// this many reflection streams are open at once (docs/configuration.md).
+constexpr int kReflectionThreads = 8;
 
 // Accept client certificates from any member's CA at the TLS layer; the
 // auth processor then insists on the right CA for the claimed org.
@@ -596,6 +602,15 @@ absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
   builder.AddListeningPort(config.listen(), creds, &port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
+  // The only synchronous service is gRPC's reflection (a bidirectional stream
+  // that a client may hold open without sending): each held stream holds one
+  // of the synchronous server's threads. The thread quota bounds them
+  // (kReflectionThreads); past it, reflection calls wait or are refused
+  // RESOURCE_EXHAUSTED, and every other service (callback, on other threads)
+  // is unaffected (docs/threat-model.md).
+  grpc::ResourceQuota sync_threads("corridor-sync-threads");
+  sync_threads.SetMaxThreads(kReflectionThreads);
+  builder.SetResourceQuota(sync_threads);
   builder.RegisterService(&services_->node_);
   builder.RegisterService(&services_->peer_);
   builder.RegisterService(case_service_.get());
@@ -692,6 +707,7 @@ void Node::Shutdown(absl::Duration grace) {
   // gRPC may run an evidence stream's last callback after Shutdown returned; what
   // the streams use goes only once they are gone.
   if (case_service_) case_service_->WaitForStreams();
+  if (audit_service_) audit_service_->WaitForStreams();
   // Refusals counted but not yet recorded go into the ledger before it closes.
   if (access_log_) access_log_->FlushRefusals();
   // The ledger commits what is queued before the database closes; the
