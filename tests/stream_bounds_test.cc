@@ -229,14 +229,11 @@ class StreamBoundsTest : public ::testing::Test {
   }
 
   // One hostile call: refused with a bounded denial, exactly one bounded entry.
-  // `known_gap`: the call is known to be accepted today (docs/threat-model.md,
-  // "Gaps known today"); it must still record exactly one bounded entry.
   void ExpectOneBoundedDenial(const std::shared_ptr<grpc::Channel>& ch, const std::string& path,
-                              const std::string& request, const std::string& what,
-                              bool known_gap = false) {
+                              const std::string& request, const std::string& what) {
     const uint64_t before = LedgerSize();
     testing::CallResult got = testing::CallByPath(ch, path, {request}, absl::Seconds(120));
-    EXPECT_TRUE(IsBoundedDenial(got.status) || (known_gap && got.status.ok()))
+    EXPECT_TRUE(IsBoundedDenial(got.status))
         << what << ": " << got.status.error_code() << " " << got.status.error_message();
     EXPECT_LE(got.status.error_message().size(), 4096u) << what;
     const std::vector<std::string> entries = EntriesSince(before);
@@ -372,11 +369,8 @@ TEST_F(StreamBoundsTest, EveryReferralServiceStringFieldOversizedGetsOneBoundedD
       std::unique_ptr<pb::Message> req(base->New());
       req->CopyFrom(*base);
       SetAt(req.get(), f, Hostile(kOversized));
-      // PostUpdate's outcome and note are not bounded in length today.
-      const bool known_gap = absl::EndsWith(m.path, "/PostUpdate") &&
-                             (PathName(f) == "outcome" || PathName(f) == "note");
       ExpectOneBoundedDenial(cw, m.path, req->SerializeAsString(),
-                             absl::StrCat(m.path, " ", PathName(f)), known_gap);
+                             absl::StrCat(m.path, " ", PathName(f)));
       ++walked;
     }
     // Past the message limit: gRPC refuses it before the handler runs.

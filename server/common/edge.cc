@@ -43,9 +43,13 @@ size_t Utf8SequenceAt(absl::string_view s, size_t i) {
     if ((b(i + k) & 0xC0) != 0x80) return 0;
     cp = (cp << 6) | (b(i + k) & 0x3F);
   }
-  // Overlong forms, surrogates, beyond U+10FFFF, and the C1 controls.
+  // Overlong forms, surrogates, beyond U+10FFFF, the C1 controls, and the
+  // bidirectional marks and overrides (U+061C, U+200E/F, U+202A-E, U+2066-9),
+  // which can make a terminal show a line in another order than it is stored.
   if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-      (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp <= 0x9F)) {
+      (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp <= 0x9F) || cp == 0x061C ||
+      cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) ||
+      (cp >= 0x2066 && cp <= 0x2069)) {
     return 0;
   }
   return n;
@@ -126,13 +130,15 @@ std::string ForLedger(absl::string_view text, size_t max_bytes) {
     }
   }
   if (i < text.size() || out.size() > max_bytes) {
-    // Cut at a character boundary (never inside a UTF-8 sequence or an escape).
-    size_t cut = std::min(out.size(), max_bytes);
+    // Cut at a character boundary (never inside a UTF-8 sequence or an escape),
+    // leaving room for the note of the original length within `max_bytes`.
+    const std::string note = absl::StrCat(" …[", text.size(), " bytes]");
+    size_t cut = std::min(out.size(), max_bytes > note.size() ? max_bytes - note.size() : 0);
     while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
     const size_t esc = out.rfind("\\x", cut);
     if (esc != std::string::npos && esc + 4 > cut) cut = esc;
     out.resize(cut);
-    absl::StrAppend(&out, " …[", text.size(), " bytes]");
+    out += note;
   }
   return out;
 }
@@ -140,6 +146,26 @@ std::string ForLedger(absl::string_view text, size_t max_bytes) {
 std::string ReasonForLedger(absl::string_view reason) {
   if (reason.empty()) return "";
   return absl::StrCat("reason sha256:", HexEncode(DigestBytes(Sha256(reason))));
+}
+
+absl::Status ValidateUpdateText(absl::string_view outcome, absl::string_view note) {
+  if (!outcome.empty()) {
+    bool ok = outcome.size() <= kMaxPurposeBytes &&
+              absl::ascii_isalnum(static_cast<unsigned char>(outcome[0]));
+    for (char c : outcome) ok = ok && PurposeChar(c);
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the outcome (", outcome.size(),
+          " bytes) is not an outcome code such as fees-refunded (lower-case letters, digits "
+          "and - . _, at most ",
+          kMaxPurposeBytes, " bytes); put free text in the note"));
+    }
+  }
+  if (note.size() > kMaxNoteBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the note is ", note.size(), " bytes long; the limit is ", kMaxNoteBytes));
+  }
+  return absl::OkStatus();
 }
 
 std::string RequestIdForLedger(absl::string_view request_id) {

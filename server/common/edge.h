@@ -25,6 +25,11 @@ inline constexpr size_t kMaxPurposeBytes = 64;
 // The longest text field of a ledger entry (reasons); other fields are shorter.
 inline constexpr size_t kMaxLedgerTextBytes = 1024;
 inline constexpr size_t kMaxLedgerFieldBytes = 256;
+// The longest note a case update (local or from a peer) may carry, and the
+// largest a case may grow to with its history: every answer holding a case
+// then fits well inside a message.
+inline constexpr size_t kMaxNoteBytes = 16 << 10;
+inline constexpr size_t kMaxCaseBytes = 2 << 20;
 // The node's own purpose codes when its configuration lists none (`purposes`).
 inline constexpr absl::string_view kDefaultLocalPurposes[] = {"case-handling", "prosecution",
                                                               "inspection", "legal-aid"};
@@ -41,6 +46,10 @@ absl::Status ValidatePurposeCode(absl::string_view purpose);
 // vocabulary, never what was sent.
 absl::Status CheckPurposeListed(absl::string_view purpose,
                                 const std::vector<std::string>& vocabulary);
+
+// InvalidArgument unless a case update's `outcome` is empty or a code (as
+// purpose codes: "fees-refunded") and its `note` at most kMaxNoteBytes.
+absl::Status ValidateUpdateText(absl::string_view outcome, absl::string_view note);
 
 // What the ledger keeps of a caller's request id (an idempotency id the caller
 // chose, which may be anything typed): "sha256:" and the hex SHA-256 of it. The caller, who knows

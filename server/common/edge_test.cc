@@ -76,7 +76,18 @@ TEST(EdgeTest, ForLedgerEscapesControlsAndInvalidUtf8AndBoundsLength) {
   EXPECT_EQ(ForLedger("\xc2\x85"), "\\xC2\\x85");  // C1 control (NEL)
   const std::string big(10000, 'x');
   const std::string bounded = ForLedger(big, 100);
-  EXPECT_EQ(bounded, std::string(100, 'x') + " …[10000 bytes]");
+  // The note of the original length fits within the bound too.
+  EXPECT_EQ(bounded,
+            std::string(100 - std::string(" …[10000 bytes]").size(), 'x') + " …[10000 bytes]");
+  EXPECT_LE(bounded.size(), 100u);
+  // Bidirectional overrides and marks are shown, not obeyed, by a terminal.
+  EXPECT_EQ(ForLedger("a\xe2\x80\xae"
+                      "b"),
+            "a\\xE2\\x80\\xAEb");  // U+202E
+  EXPECT_EQ(ForLedger("\xe2\x81\xa6"
+                      "x"),
+            "\\xE2\\x81\\xA6x");                            // U+2066
+  EXPECT_EQ(ForLedger("\xe2\x80\x8f"), "\\xE2\\x80\\x8F");  // U+200F
   // A cut never splits an escape or a UTF-8 sequence.
   for (size_t max = 1; max < 20; ++max) {
     const std::string s = ForLedger(std::string("ab\x01\xe2\x80\x94zzzzzzzzzzzzzzzzzzzz"), max);

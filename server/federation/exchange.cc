@@ -128,7 +128,10 @@ absl::Status ValidatePeerIdentifiers(const v1::EnvelopePayload& p) {
     }
     return ValidateOptionalIdentifier("decision.linked_case_id", p.decision().linked_case_id());
   } else if (p.has_update()) {
-    return ValidateIdentifier("update.referral_id", p.update().referral_id());
+    if (auto st = ValidateIdentifier("update.referral_id", p.update().referral_id()); !st.ok()) {
+      return st;
+    }
+    return ValidateUpdateText(p.update().outcome(), p.update().note());
   } else if (p.has_permission()) {
     return ValidateIdentifier("permission.referral_id", p.permission().referral_id());
   } else if (p.has_erasure_request()) {

@@ -404,6 +404,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
   if (req->status() == v1::CASE_STATUS_ERASED || req->status() == v1::CASE_STATUS_INCOMING) {
     return call.Refuse(absl::InvalidArgumentError("that status cannot be posted"));
   }
+  if (auto st = ValidateUpdateText(req->outcome(), req->note()); !st.ok()) {
+    return call.Refuse(st);
+  }
   auto lock = CaseLock::Acquire(cases_, req->case_id());
   if (!lock.ok()) return call.Refuse(lock.status());
   auto c = cases_->Get(req->case_id());
@@ -414,6 +417,11 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::PostUpdate(grpc::CallbackServerCo
   n->set_status(req->status());
   if (req->status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req->status());
   c->set_updated_at(Rfc3339(now));
+  if (c->ByteSizeLong() > kMaxCaseBytes) {
+    return call.Refuse(absl::ResourceExhaustedError(absl::StrCat(
+        "case ", c->id(), " has reached the largest size a case may have (", kMaxCaseBytes >> 20,
+        " MiB with its history); shorten the note or ask the node's admin")));
+  }
   auto batch = std::make_unique<ledger::Mutation>();
   auto envelopes = QueueUpdates(batch.get(), *req, caller->Name(), *c);
   if (!envelopes.ok()) return call.Refuse(envelopes.status());
