@@ -183,8 +183,12 @@ class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
   }
   void OnDone() override {
     watchdog_->Unregister(watch_);
-    live_->fetch_sub(1);
+    // The count goes down last: WaitForStreams' caller may free the service (its
+    // export slots among it) as soon as it reads zero. TSan found the slot released
+    // after the count in the first whole run of this code.
+    std::atomic<int>* live = live_;
     delete this;
+    live->fetch_sub(1);
   }
 
  private:
