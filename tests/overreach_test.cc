@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
@@ -22,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "ledger/crypto/crypto.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
+#include "server/common/edge.h"
 #include "server/federation/envelope.h"
 #include "server/federation/exchange.h"
 #include "server/node/config.h"
@@ -261,7 +263,8 @@ TEST_F(OverreachTest, EveryFieldNamingAPersonOrOrgMustNameTheSender) {
                                             "union-sg/node/extra",
                                             "UNION-SG/user/a",
                                             std::string("union-sg/user/a\0b", 17),
-                                            std::string(300, 'a')};
+                                            std::string(300, 'a'),
+                                            "ministry-id/user/siti-rahayu"};
   // update.author
   for (const std::string& who : foreign) {
     SCOPED_TRACE("update.author " + who);
@@ -281,6 +284,11 @@ TEST_F(OverreachTest, EveryFieldNamingAPersonOrOrgMustNameTheSender) {
     shared->mutable_evidence(1)->set_added_by(who);
     ExpectRefused(kUnion, Sign(p), grpc::StatusCode::PERMISSION_DENIED,
                   "referral.shared.evidence[1].added_by");
+  }
+  // A refusal names the field, never the name in it: the reason is in a ledger that
+  // cannot be erased.
+  for (uint64_t i = 0, n = LedgerSize(); i < n; ++i) {
+    EXPECT_FALSE(absl::StrContains(EntryAt(i).reason(), "siti-rahayu")) << "entry " << i;
   }
   // permission.holder_org must be this node; permission.permitted_org a member.
   for (const std::string& holder :
@@ -492,6 +500,32 @@ TEST_F(OverreachTest, EnvelopeIdsAreUniquePerSender) {
     ExpectRefused(kUnion, Sign(Referral(kUnion, id)), grpc::StatusCode::INVALID_ARGUMENT,
                   id.empty() ? "envelope has no id" : "envelope_id");
   }
+}
+
+// A peer's notes count against the same size cap as local ones: past it, the
+// update is refused (permanently, recorded) and the case stays as it was.
+TEST_F(OverreachTest, PeerNotesCountAgainstTheCaseSizeCap) {
+  StartNode();
+  const std::string mcase = ReceivedAndAccepted(kUnion, "ENV-CAP");
+  auto update = [&](size_t note_bytes) {
+    v1::EnvelopePayload p = Update(kUnion, NextId(), "REF-ENV-CAP", "union-sg/user/cw");
+    p.mutable_update()->set_note(std::string(note_bytes, 'n'));
+    return Sign(p);
+  };
+  // Largest notes while one surely fits, then small ones until a largest one cannot.
+  int applied = 0;
+  for (size_t size = GetCase(mcase).ByteSizeLong(); kMaxCaseBytes - size >= kMaxNoteBytes;
+       size = GetCase(mcase).ByteSizeLong()) {
+    const size_t note = size + kMaxNoteBytes + 512 <= kMaxCaseBytes ? kMaxNoteBytes : 1024;
+    grpc::Status s = Deliver(kUnion, update(note));
+    ASSERT_TRUE(s.ok()) << "update " << applied << " at " << size
+                        << " bytes: " << s.error_message();
+    ASSERT_LT(++applied, 2000);
+  }
+  EXPECT_GT(applied, 100);
+  ExpectRefused(kUnion, update(kMaxNoteBytes), grpc::StatusCode::FAILED_PRECONDITION,
+                "largest size a case may have", mcase);
+  EXPECT_LE(GetCase(mcase).ByteSizeLong(), kMaxCaseBytes);
 }
 
 // Records written before (sender, id) keys, under the bare envelope id, still

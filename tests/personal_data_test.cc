@@ -387,8 +387,10 @@ TEST_F(PersonalDataTest, NoFreeTextOrPersonalDataFromAnyRequestReachesEitherLedg
   const std::string received_case = ReferAndAccept(referred);
   ASSERT_FALSE(received_case.empty());
   // Pass 0 types the name into the free-text fields of calls that go deep; pass 1 also into
-  // every code field (purpose, agreement, org, request id).
-  for (int pass = 0; pass < 2; ++pass)
+  // every code field (purpose, agreement, org, request id); pass 2 also into every id field
+  // (case, evidence, referral ids): "zq-typed-siti" fits the identifier alphabet too, and a
+  // refused call must not record it as the id it asked for.
+  for (int pass = 0; pass < 3; ++pass)
     for (const testing::MethodInfo& method : testing::MethodsOf(testing::CorridorServices())) {
       for (const std::string at : {"union-sg", "ministry-id"}) {
         for (const auto& [who, channel] : Callers(at)) {
@@ -412,6 +414,11 @@ TEST_F(PersonalDataTest, NoFreeTextOrPersonalDataFromAnyRequestReachesEitherLedg
             values.agreement = kTypedCode;
             values.org = kTypedCode;
             values.request_id = "Zq-Typed-Siti";
+          }
+          if (pass == 2) {
+            values.case_id = kTypedCode;
+            values.evidence_id = kTypedCode;
+            values.referral_id = kTypedCode;
           }
           Call(method, channel, values);
         }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "client/lib/yaml_proto.h"
 #include "ledger/base/log.h"
@@ -21,6 +22,26 @@ std::string OutcomeKey(v1::AccessOutcome o) {
 // UTF-8: no caller or peer can make an entry that breaks the audit trail
 // (too large to read back, or forging rows in a terminal).
 void Bound(v1::AccessEvent* e) {
+  // A refused call may name a case, evidence, referral or envelope that does not
+  // exist, with whatever was typed: only a minted id's shape is kept as it is, in
+  // the id fields and in the reason (which quotes the id it did not find).
+  if (e->outcome() != v1::ACCESS_OUTCOME_ALLOWED) {
+    auto digest = [e](std::string* id) {
+      const std::string kept = IdForLedger(*id);
+      if (kept == *id) return;
+      if (id->size() >= 3) {
+        e->set_reason(absl::StrReplaceAll(e->reason(), {{*id, kept.substr(0, 19) + "…"}}));
+      }
+      *id = kept;
+    };
+    // (An audit query's resource id is the case it asked about.)
+    const std::string& kind = e->resource_kind();
+    if (kind == "case" || kind == "evidence" || kind == "referral" || kind == "envelope" ||
+        e->action() == "audit.query") {
+      digest(e->mutable_resource_id());
+    }
+    digest(e->mutable_case_id());
+  }
   auto bound = [](std::string* field, size_t max) {
     if (field->size() > max || ForLedger(*field, max) != *field) *field = ForLedger(*field, max);
   };

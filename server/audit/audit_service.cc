@@ -12,6 +12,7 @@
 #include "ledger/base/log.h"
 #include "ledger/merkle.h"
 #include "server/audit/audited_call.h"
+#include "server/common/edge.h"
 
 namespace corridor {
 namespace {
@@ -290,7 +291,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerCont
   if (!query.ok()) return call.Refuse(query.status());
   auto hits = log_->Find(*query);
   if (!hits.ok()) return call.Refuse(hits.status());
-  call.event().set_case_id(req->case_id());
+  // The case asked about, as a refusal would record it: a typed name never.
+  call.event().set_resource_id(IdForLedger(req->case_id()));
+  call.event().set_case_id(IdForLedger(req->case_id()));
   return call.Allow(nullptr, [resp, hits = *std::move(hits), limit = query->limit](uint64_t) {
     AnswerPage(hits, limit, resp);
     return grpc::Status::OK;

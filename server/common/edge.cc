@@ -173,4 +173,20 @@ std::string RequestIdForLedger(absl::string_view request_id) {
   return absl::StrCat("sha256:", HexEncode(DigestBytes(Sha256(request_id))));
 }
 
+bool IsMintedIdShape(absl::string_view id) {
+  const size_t dash = id.find('-');
+  if (dash == absl::string_view::npos || dash < 1 || dash > 4) return false;
+  const absl::string_view prefix = id.substr(0, dash), hex = id.substr(dash + 1);
+  if (hex.size() < 8 || hex.size() > 64) return false;
+  return std::all_of(prefix.begin(), prefix.end(),
+                     [](char c) { return absl::ascii_isupper(static_cast<unsigned char>(c)); }) &&
+         std::all_of(hex.begin(), hex.end(),
+                     [](char c) { return absl::ascii_isxdigit(static_cast<unsigned char>(c)); });
+}
+
+std::string IdForLedger(absl::string_view id) {
+  if (id.empty() || IsMintedIdShape(id)) return std::string(id);
+  return RequestIdForLedger(id);
+}
+
 }  // namespace corridor

@@ -57,6 +57,18 @@ absl::Status ValidateUpdateText(absl::string_view outcome, absl::string_view not
 // an empty id.
 std::string RequestIdForLedger(absl::string_view request_id);
 
+// True if `id` has the shape of an id a node mints: a prefix of one to four
+// upper-case letters, "-", and 8 to 64 hex digits ("C-0A1B2C3D4E5F",
+// "REF-...", "ENV-...", "E-..."). No word a person types has this shape.
+bool IsMintedIdShape(absl::string_view id);
+
+// What a refused call's entry keeps of an id the caller or peer sent: the id
+// itself if it has a minted id's shape, otherwise "sha256:" and its hex SHA-256
+// (a name typed into an id field fits the identifier alphabet, and the ledger
+// cannot be erased). Whoever knows what was typed can find the entry by the
+// same digest. Empty for an empty id.
+std::string IdForLedger(absl::string_view id);
+
 // `text` fit for a ledger entry and a terminal: every byte outside printable
 // ASCII and valid multi-byte UTF-8 is shown as \xHH, and if the result is
 // longer than `max_bytes` it is cut and " …[N bytes]" says the original length.

@@ -67,6 +67,24 @@ TEST(EdgeTest, RequestIdsReachTheLedgerAsDigests) {
   EXPECT_NE(d, RequestIdForLedger("siti-rahayv"));
 }
 
+TEST(EdgeTest, OnlyMintedIdShapesReachTheLedgerAsTheyAre) {
+  // What nodes mint: case, evidence, referral and envelope ids.
+  for (const char* id : {"C-0A1B2C3D4E5F", "E-0a1b2c3d4e5f", "REF-0A1B2C3D4E5F",
+                         "ENV-0A1B2C3D4E5F6071", "ABCD-12345678"}) {
+    EXPECT_TRUE(IsMintedIdShape(id)) << id;
+    EXPECT_EQ(IdForLedger(id), id);
+  }
+  // Words a person types, even ones that fit the identifier alphabet.
+  for (const char* id : {"siti-rahayu", "Siti", "C-siti", "C-1234567", "ABCDE-12345678",
+                         "c-0A1B2C3D4E5F", "-0A1B2C3D4E5F", "C0A1B2C3D4E5F", "C-0A1B2C3D4E5G",
+                         "C-0A1B2C3D-4E5F", "REF-DEADBEEF-siti"}) {
+    EXPECT_FALSE(IsMintedIdShape(id)) << id;
+    EXPECT_EQ(IdForLedger(id), RequestIdForLedger(id)) << id;
+  }
+  EXPECT_FALSE(IsMintedIdShape("C-" + std::string(65, 'A')));
+  EXPECT_EQ(IdForLedger(""), "");
+}
+
 TEST(EdgeTest, ForLedgerEscapesControlsAndInvalidUtf8AndBoundsLength) {
   EXPECT_EQ(ForLedger("plain text"), "plain text");
   EXPECT_EQ(ForLedger("Bahasa \xe2\x80\x94 ok"), "Bahasa \xe2\x80\x94 ok");  // valid UTF-8 kept

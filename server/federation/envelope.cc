@@ -220,9 +220,12 @@ bool IsPrincipalOf(absl::string_view name, absl::string_view org) {
 
 absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeContext& ctx) {
   const std::string& sender = p.sender_org();
-  auto not_sender = [&](absl::string_view field, absl::string_view value) {
+  // The refusal names the field, never its value: it is the name of someone
+  // (on the peer's staff, or typed by mistake) and the reason goes into a ledger
+  // that cannot be erased. The peer knows what it sent.
+  auto not_sender = [&](absl::string_view field) {
     return absl::PermissionDeniedError(
-        absl::StrCat(field, " is ", Quoted(value), ", not a user or the node of ", sender,
+        absl::StrCat(field, " does not name a user or the node of ", sender,
                      ": a peer may only speak for its own people (\"", sender,
                      "/user/<name>\" or \"", sender, "/node\")"));
   };
@@ -233,7 +236,7 @@ absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeC
       for (int i = 0; i < p.referral().shared().evidence_size(); ++i) {
         const std::string& by = p.referral().shared().evidence(i).added_by();
         if (!by.empty() && !IsPrincipalOf(by, sender)) {
-          return not_sender(absl::StrCat("referral.shared.evidence[", i, "].added_by"), by);
+          return not_sender(absl::StrCat("referral.shared.evidence[", i, "].added_by"));
         }
       }
       return absl::OkStatus();
@@ -241,7 +244,7 @@ absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeC
       return absl::OkStatus();  // names no one; finality is checked on the case
     case v1::EnvelopePayload::kUpdate:
       if (!IsPrincipalOf(p.update().author(), sender)) {
-        return not_sender("update.author", p.update().author());
+        return not_sender("update.author");
       }
       return absl::OkStatus();
     case v1::EnvelopePayload::kPermission: {

@@ -1378,6 +1378,14 @@ Exchange::Applied Exchange::ApplyLinkChange(const v1::Envelope& envelope,
     return std::move(out).Refused(st);
   }
   ApplyPeerChange(envelope, p, Rfc3339(Now()), link, &*c);
+  // A peer's notes count against the same cap as local ones: no member can
+  // grow a case past what every answer holding it can carry.
+  if (c->ByteSizeLong() > kMaxCaseBytes) {
+    return std::move(out).Refused(absl::FailedPreconditionError(
+        absl::StrCat("case for referral ", referral_id,
+                     " has reached the largest size a case may have (", kMaxCaseBytes >> 20,
+                     " MiB with its history) at ", config_.org(), "; the change was not applied")));
+  }
   auto batch = std::make_unique<ledger::Mutation>();
   if (auto st = cases_->PutCase(batch.get(), *c); !st.ok()) return std::move(out).Refused(st);
   out.change = std::move(batch);
