@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -132,12 +133,17 @@ class FloodTest : public ::testing::Test {
 
   // Every ledger entry whose actor is `actor` ("<org>/<subject>"), oldest last.
   std::vector<v1::AccessEvent> EventsOf(const std::string& actor) {
+    v1::QueryEventsRequest req;
+    req.set_actor(actor);
+    return EventsWhere(req);
+  }
+  // Every ledger entry `query` finds, oldest last.
+  std::vector<v1::AccessEvent> EventsWhere(const v1::QueryEventsRequest& query) {
     auto stub = v1::AuditService::NewStub(As("aud"));
     std::vector<v1::AccessEvent> out;
     std::string token;
     for (;;) {
-      v1::QueryEventsRequest req;
-      req.set_actor(actor);
+      v1::QueryEventsRequest req = query;
       req.set_page_size(1000);
       req.set_page_token(token);
       v1::QueryEventsResponse resp;
@@ -280,6 +286,59 @@ TEST_F(FloodTest, RefusalsPastTheBudgetAreCountedExactlyInAggregatedEntries) {
   EXPECT_LT(individual, static_cast<uint64_t>(sent) / 4);
   EXPECT_LE(aggregates, individual);
   EXPECT_GE(actions.size(), 2u);  // several methods were recorded one by one
+}
+
+// Whoever holds a member's CA can put any name in a certificate: refusals of
+// names the node does not know share one budget per issuing CA, so inventing a
+// new name per call cannot grow the ledger past it, and they do not use up the
+// budget of anyone the node knows.
+TEST_F(FloodTest, InventedNamesShareTheirIssuersRefusalBudget) {
+  constexpr int kBudget = 10, kGhosts = 40, kCallsEach = 10, kAdminCalls = 5;
+  StartNode({{"refusal_budget", absl::StrCat(kBudget)}, {"refusal_interval_seconds", "600"}});
+  // 40 names union-sg's CA signed that the node does not know, 10 calls each, 32 in flight.
+  std::vector<std::shared_ptr<grpc::Channel>> ghosts;
+  for (int i = 0; i < kGhosts; ++i) ghosts.push_back(As(absl::StrCat("ghost-", i)));
+  const std::vector<grpc::Status> statuses =
+      RunConcurrently(ghosts, 32, kGhosts * kCallsEach, RefusedCall);
+  for (const grpc::Status& st : statuses) {
+    EXPECT_TRUE(st.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+                st.error_code() == grpc::StatusCode::PERMISSION_DENIED)
+        << st.error_code() << " " << st.error_message();
+  }
+  // A known user's refusals after the flood are still recorded one by one.
+  const std::vector<grpc::Status> admin = RunConcurrently({As("adm")}, 1, kAdminCalls, RefusedCall);
+  for (const grpc::Status& st : admin) EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  RestartNode();  // shutdown writes the open interval's aggregate
+
+  v1::QueryEventsRequest refused;
+  refused.set_action("auth.refused");
+  uint64_t individual = 0;
+  std::set<std::string> names;
+  for (const v1::AccessEvent& e : EventsWhere(refused)) {
+    EXPECT_EQ(e.actor_issuer(), "union-sg") << e.ShortDebugString();
+    EXPECT_TRUE(absl::StartsWith(e.actor_subject(), "unverified:user/ghost-")) << e.actor_subject();
+    names.insert(e.actor_subject());
+    ++individual;
+  }
+  v1::QueryEventsRequest aggregated;
+  aggregated.set_action("access.refusals");
+  uint64_t counted = 0;
+  for (const v1::AccessEvent& e : EventsWhere(aggregated)) {
+    EXPECT_EQ(e.actor_org(), "union-sg") << e.ShortDebugString();
+    EXPECT_EQ(e.actor_subject(), "unverified:*") << e.ShortDebugString();
+    counted += RefusalBudget::CountOf(e);
+  }
+  std::cout << "invented-name refusals: " << kGhosts * kCallsEach << "; one by one: " << individual
+            << " (" << names.size() << " names); counted in aggregates: " << counted << "\n";
+  EXPECT_EQ(individual + counted, static_cast<uint64_t>(kGhosts * kCallsEach));  // complete
+  EXPECT_LE(individual, static_cast<uint64_t>(kBudget) + 1);  // one budget for all the names
+  // adm's own budget was untouched: each of its refusals is an entry of its own.
+  uint64_t adm = 0;
+  for (const v1::AccessEvent& e : EventsOf("union-sg/user/adm")) {
+    EXPECT_NE(e.action(), "access.refusals") << e.ShortDebugString();
+    adm += e.outcome() != v1::ACCESS_OUTCOME_ALLOWED;
+  }
+  EXPECT_EQ(adm, static_cast<uint64_t>(kAdminCalls));
 }
 
 TEST_F(FloodTest, UsersAreRateLimitedPerIdentityWhileOthersGoOn) {
