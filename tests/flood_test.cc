@@ -32,6 +32,7 @@
 #include "server/node/node.h"
 #include "server/store/case_store.h"
 #include "server/store/store.h"
+#include "tests/testing/channels.h"
 #include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/process.h"
@@ -45,30 +46,9 @@ using testing::CommandResult;
 using testing::RunCommand;
 using testing::Subprocess;
 
-// A channel with a connection of its own (not shared with other channels).
-// `small_window`: the channel's HTTP/2 receive window stays at its 64 KiB
-// default (no BDP probing), so a reader that stops reading stops the sender
-// within a window, whatever the machine's speed (sanitizer builds included).
-std::shared_ptr<grpc::Channel> OwnChannel(const std::string& cert_pem, const std::string& key_pem,
-                                          const std::string& roots_pem, const std::string& endpoint,
-                                          bool small_window = false) {
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = roots_pem;
-  ssl.pem_private_key = key_pem;
-  ssl.pem_cert_chain = cert_pem;
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetMaxReceiveMessageSize(8 << 20);
-  args.SetMaxSendMessageSize(8 << 20);
-  if (small_window) args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  return grpc::CreateCustomChannel(endpoint, grpc::SslCredentials(ssl), args);
-}
-
 // Deadlines scale with the build (ScaledDeadline: longer under sanitizers).
 std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration deadline = absl::Seconds(30)) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + corridor::testing::ScaledDeadline(deadline)));
-  return ctx;
+  return testing::ScaledContext(deadline);
 }
 
 class FloodTest : public ::testing::Test {
@@ -113,9 +93,9 @@ class FloodTest : public ::testing::Test {
       prefix = issued_[user];
     }
     // A channel of its own: tests that want several channels call this again.
-    return OwnChannel(ReadFileToString(prefix + ".crt").value(),
-                      ReadFileToString(prefix + ".key").value(), fed_.org("union-sg").ca.cert_pem,
-                      fed_.org("union-sg").endpoint(), small_window);
+    return testing::OwnChannel(
+        ReadFileToString(prefix + ".crt").value(), ReadFileToString(prefix + ".key").value(),
+        fed_.org("union-sg").ca.cert_pem, fed_.org("union-sg").endpoint(), small_window);
   }
 
   std::string CreateCase() {
@@ -307,7 +287,8 @@ TEST_F(FloodTest, InventedNamesShareTheirIssuersRefusalBudget) {
   }
   // A known user's refusals after the flood are still recorded one by one.
   const std::vector<grpc::Status> admin = RunConcurrently({As("adm")}, 1, kAdminCalls, RefusedCall);
-  for (const grpc::Status& st : admin) EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  for (const grpc::Status& st : admin)
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   RestartNode();  // shutdown writes the open interval's aggregate
 
   v1::QueryEventsRequest refused;
@@ -411,9 +392,9 @@ TEST_F(FloodTest, PeersAreRateLimitedOnDeliver) {
   const testing::TestOrg& peer = fed_.org("ministry-id");
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < 3; ++i) {
-    channels.push_back(OwnChannel(peer.node.cert_pem, peer.node.key_pem,
-                                  fed_.org("union-sg").ca.cert_pem,
-                                  fed_.org("union-sg").endpoint()));
+    channels.push_back(testing::OwnChannel(peer.node.cert_pem, peer.node.key_pem,
+                                           fed_.org("union-sg").ca.cert_pem,
+                                           fed_.org("union-sg").endpoint()));
   }
   const absl::Time start = absl::Now();
   auto statuses = RunConcurrently(channels, 16, 200, [&](const auto& ch, int i) {
@@ -637,8 +618,9 @@ TEST_F(FloodTest, WhatACrashLeftStagedIsDiscardedAtStart) {
     return node;
   };
   auto node = start();
-  auto ch = OwnChannel(ReadFileToString(cw + ".crt").value(), ReadFileToString(cw + ".key").value(),
-                       fed_.org("union-sg").ca.cert_pem, fed_.org("union-sg").endpoint());
+  auto ch = testing::OwnChannel(ReadFileToString(cw + ".crt").value(),
+                                ReadFileToString(cw + ".key").value(),
+                                fed_.org("union-sg").ca.cert_pem, fed_.org("union-sg").endpoint());
   v1::CreateCaseRequest create;
   create.mutable_case_()->set_category(v1::CASE_CATEGORY_WAGE_THEFT);
   create.mutable_case_()->set_origin_country("ID");
@@ -763,8 +745,9 @@ TEST_F(FloodTest, ConcurrentLargeUploadsAndDownloadsKeepMemoryBounded) {
                                     cw + ".key", "--ca", fed_.org("union-sg").dir + "/ca.crt"});
   ASSERT_EQ(ready.exit_code, 0) << ready.err << node.Log();
   auto channel = [&](int) {
-    return OwnChannel(ReadFileToString(cw + ".crt").value(), ReadFileToString(cw + ".key").value(),
-                      fed_.org("union-sg").ca.cert_pem, fed_.org("union-sg").endpoint());
+    return testing::OwnChannel(ReadFileToString(cw + ".crt").value(),
+                               ReadFileToString(cw + ".key").value(),
+                               fed_.org("union-sg").ca.cert_pem, fed_.org("union-sg").endpoint());
   };
   v1::CreateCaseRequest create;
   create.mutable_case_()->set_category(v1::CASE_CATEGORY_WAGE_THEFT);

@@ -31,6 +31,7 @@
 #include "server/common/edge.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
+#include "tests/testing/channels.h"
 #include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/requests.h"
@@ -112,26 +113,13 @@ bool IsBoundedDenial(const grpc::Status& s) {
 }
 
 std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration deadline = absl::Seconds(30)) {
-  auto ctx = std::make_unique<grpc::ClientContext>();
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + corridor::testing::ScaledDeadline(deadline)));
-  return ctx;
+  return testing::ScaledContext(deadline);
 }
 
-// A channel of its own. `small_window`: the HTTP/2 receive window stays at its
-// 64 KiB default (no BDP probing), so a reader that stops reading stops the
-// sender within a window, whatever the machine's speed.
+// A channel of its own as `id` (testing::OwnChannel).
 std::shared_ptr<grpc::Channel> OwnChannel(const TlsIdentity& id, const std::string& endpoint,
                                           bool small_window = false) {
-  grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = id.roots_pem;
-  ssl.pem_private_key = id.key_pem;
-  ssl.pem_cert_chain = id.cert_pem;
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetMaxReceiveMessageSize(16 << 20);
-  args.SetMaxSendMessageSize(16 << 20);
-  if (small_window) args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
-  return grpc::CreateCustomChannel(endpoint, grpc::SslCredentials(ssl), args);
+  return testing::OwnChannel(id.cert_pem, id.key_pem, id.roots_pem, endpoint, small_window);
 }
 
 class StreamBoundsTest : public ::testing::Test {

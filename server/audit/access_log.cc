@@ -152,6 +152,15 @@ void AccessLog::FlushRefusals() {
   }
 }
 
+void AccessLog::RecordIdleCutOff(v1::AccessEvent allowed, absl::Duration timeout,
+                                 absl::string_view what, uint64_t sent, absl::string_view units) {
+  allowed.set_outcome(v1::ACCESS_OUTCOME_ERROR);
+  allowed.set_reason(absl::StrCat("the client read nothing for ", absl::FormatDuration(timeout),
+                                  " (limits.stream_idle_timeout_seconds), so the node ended the ",
+                                  what, " after ", sent, " ", units));
+  RecordRefusal(std::move(allowed), [](absl::Status) {});
+}
+
 void AccessLog::RecordRefusal(v1::AccessEvent event, std::function<void(absl::Status)> done) {
   RefusalBudget::Verdict verdict = RefusalBudget::Verdict::kRecord;
   {

@@ -61,6 +61,11 @@ class AccessLog : public RefusalSink {
   // `done` gets OK once it is durable or counted, or the error (on the
   // completions executor).
   void RecordRefusal(v1::AccessEvent event, std::function<void(absl::Status)> done) override;
+  // Records that the node ended a stream whose access `allowed` recorded
+  // (export, download) because its client read nothing for `timeout`, after
+  // `sent` `units` ("pieces", "chunks"). Does not wait for it to be durable.
+  void RecordIdleCutOff(v1::AccessEvent allowed, absl::Duration timeout, absl::string_view what,
+                        uint64_t sent, absl::string_view units);
   absl::StatusOr<uint64_t> RecordSync(std::vector<v1::AccessEvent> events,
                                       std::unique_ptr<ledger::Mutation> change = nullptr);
 

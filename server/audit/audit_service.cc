@@ -243,16 +243,9 @@ class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
   // in the ledger (its access was recorded as allowed before sending).
   void TimedOut() {
     if (!streaming_.exchange(false)) return;  // not sending (yet, or any more)
-    v1::AccessEvent ev = event_;
-    ev.set_outcome(v1::ACCESS_OUTCOME_ERROR);
-    ev.set_reason(absl::StrCat("the client read nothing for ",
-                               absl::FormatDuration(watchdog_->timeout()),
-                               " (limits.stream_idle_timeout_seconds), so the node ended the "
-                               "export after ",
-                               pieces_.load(), " pieces"));
     log::Warn("audit.export_idle",
-              {{"actor", absl::StrCat(ev.actor_org(), "/", ev.actor_subject())}});
-    log_->RecordRefusal(std::move(ev), [](absl::Status) {});
+              {{"actor", absl::StrCat(event_.actor_org(), "/", event_.actor_subject())}});
+    log_->RecordIdleCutOff(event_, watchdog_->timeout(), "export", pieces_.load(), "pieces");
     ctx_->TryCancel();
   }
 

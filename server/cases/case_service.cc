@@ -772,15 +772,8 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
   // in the ledger (its access was recorded as allowed before sending).
   void TimedOut() {
     if (!streaming_.exchange(false)) return;  // not sending (yet, or any more)
-    v1::AccessEvent ev = event_;
-    ev.set_outcome(v1::ACCESS_OUTCOME_ERROR);
-    ev.set_reason(absl::StrCat("the client read nothing for ",
-                               absl::FormatDuration(watchdog_->timeout()),
-                               " (limits.stream_idle_timeout_seconds), so the node ended the "
-                               "download after ",
-                               next_.load(), " chunks"));
     log::Warn("evidence.download_idle", {{"case", case_id_}, {"evidence", evidence_id_}});
-    log_->RecordRefusal(std::move(ev), [](absl::Status) {});
+    log_->RecordIdleCutOff(event_, watchdog_->timeout(), "download", next_.load(), "chunks");
     ctx_->TryCancel();
   }
 
