@@ -33,7 +33,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/dynamic_message.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
@@ -119,19 +119,20 @@ TEST(AccessTableCheckTest, AServiceServedWithoutItsRulesOrItsDescriptorIsCaught)
                 "/corridor.v1.AuditService/QueryEvents names a method not served");
 }
 
-// What the node checks at start is what its server registered, plugins
-// included: a server serving part of the node's services records exactly
+// What the node checks at start is what its server registered, plugins (if
+// any) included: a server serving part of the node's services records exactly
 // those, and the check then names the rules for the methods it does not serve.
 TEST(AccessTableCheckTest, TheServicesAServerRegisteredAreRecordedForTheCheck) {
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   v1::NodeService::CallbackService node_service;
   grpc::health::v1::Health::CallbackService health_service;
+  grpc::reflection::v1alpha::ServerReflection::CallbackService reflection_service;
   auto served = std::make_shared<std::vector<std::string>>();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&node_service);
   builder.RegisterService(&health_service);
+  builder.RegisterService(&reflection_service);
   builder.SetOption(RecordServedServices(served));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   ASSERT_NE(server, nullptr);

@@ -7,7 +7,8 @@
 // exactly one bounded ledger entry, and the audit log and a full export still
 // read afterwards; many such calls at once leave the node up. An export whose
 // client stops reading is cut off after the idle timeout while others go on;
-// exports at once are bounded; held reflection streams starve nothing.
+// exports at once are bounded; held reflection streams are bounded in number
+// and time and starve nothing.
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -22,7 +23,9 @@
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
+#include "google/protobuf/descriptor.pb.h"
 #include "google/protobuf/message.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "ledger/export.h"
@@ -31,6 +34,7 @@
 #include "server/common/edge.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
+#include "server/node/reflection.h"
 #include "tests/testing/channels.h"
 #include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
@@ -41,6 +45,9 @@ namespace corridor {
 namespace {
 
 namespace pb = google::protobuf;
+using ReflectionStub = grpc::reflection::v1alpha::ServerReflection;
+using ReflectionRequest = grpc::reflection::v1alpha::ServerReflectionRequest;
+using ReflectionResponse = grpc::reflection::v1alpha::ServerReflectionResponse;
 
 // A field reached from a request's top level, one descriptor per level.
 using FieldPath = std::vector<const pb::FieldDescriptor*>;
@@ -519,47 +526,117 @@ TEST_F(StreamBoundsTest, ExportsAtOnceAreBoundedAndTheNextIsRefusedResourceExhau
   EXPECT_TRUE(later.ok()) << later.error_message();
 }
 
-TEST_F(StreamBoundsTest, HeldReflectionStreamsStarveNothingElse) {
-  StartNode();
-  // Many reflection streams opened and held without a request.
-  constexpr int kHeld = 24;
-  grpc::GenericStub stub(As("cw"));
-  grpc::CompletionQueue cq;
-  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
-  std::vector<std::unique_ptr<grpc::GenericClientAsyncReaderWriter>> calls;
-  for (int i = 0; i < kHeld; ++i) {
-    ctxs.push_back(std::make_unique<grpc::ClientContext>());
-    calls.push_back(stub.PrepareCall(
-        ctxs.back().get(), "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq));
-    calls.back()->StartCall(reinterpret_cast<void*>(static_cast<intptr_t>(i + 1)));
+// A reflection stream held open after one answer (list_services).
+struct HeldReflection {
+  std::unique_ptr<grpc::ClientContext> ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<ReflectionRequest, ReflectionResponse>> stream;
+};
+
+ReflectionRequest ListServices() {
+  ReflectionRequest req;
+  req.set_list_services("*");
+  return req;
+}
+
+// Held reflection streams, on one channel and on several, are bounded in
+// number (one more is refused and recorded) and in time (the idle timeout
+// cancels them), and while they are held every other service answers.
+TEST_F(StreamBoundsTest, HeldReflectionStreamsAreBoundedInNumberAndTime) {
+  StartNode({{"stream_idle_timeout_seconds", "3"}});
+  constexpr int kMax = ReflectionService::kMaxStreams;
+  const std::vector<std::shared_ptr<grpc::Channel>> channels = {As("cw"), As("aud"), As("aud2")};
+  std::vector<HeldReflection> held(kMax);
+  std::vector<std::thread> openers;
+  for (int t = 0; t < 4; ++t) {
+    openers.emplace_back([&, t] {
+      for (int i = t; i < kMax; i += 4) {
+        // Half on the caseworker's one channel, the rest spread over the others.
+        const auto& ch = channels[i % 2 == 0 ? 0 : 1 + (i / 2) % 2];
+        held[i].ctx = Ctx(absl::Seconds(120));
+        held[i].stream = ReflectionStub::NewStub(ch)->ServerReflectionInfo(held[i].ctx.get());
+        ReflectionResponse resp;
+        EXPECT_TRUE(held[i].stream->Write(ListServices()));
+        EXPECT_TRUE(held[i].stream->Read(&resp));
+        EXPECT_GT(resp.list_services_response().service_size(), 0);
+      }
+    });
   }
-  // Every other service answers meanwhile, on the same connection and others.
+  for (auto& t : openers) t.join();
+  const uint64_t before = LedgerSize();
+  // One more is refused while they are open, and the refusal is recorded.
+  {
+    auto ctx = Ctx();
+    auto extra = ReflectionStub::NewStub(As("cw"))->ServerReflectionInfo(ctx.get());
+    extra->Write(ListServices());
+    ReflectionResponse resp;
+    EXPECT_FALSE(extra->Read(&resp));
+    EXPECT_STATUS(FromGrpcStatus(extra->Finish()), absl::StatusCode::kResourceExhausted,
+                  "reflection streams open");
+  }
+  bool recorded = false;
+  for (const std::string& entry : EntriesSince(before)) {
+    ASSERT_OK_AND_ASSIGN(v1::AccessEvent e, AccessLog::Decode(entry));
+    // Too many at once is the node's limit, not the caller's fault: recorded as an error.
+    recorded |= e.action() == "reflection.request" && e.outcome() == v1::ACCESS_OUTCOME_ERROR &&
+                absl::StrContains(e.reason(), "reflection streams open");
+  }
+  EXPECT_TRUE(recorded) << "the refused reflection stream left no denied entry";
+  // Every other service answers meanwhile, on the same connections and others.
   CreateCase();
   ExpectAuditReads();
   v1::HelloRequest hello;
   v1::HelloResponse resp;
   grpc::Status s = v1::PeerService::NewStub(AsPeer())->Hello(Ctx().get(), hello, &resp);
   EXPECT_NE(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
-  // Let them go; reflection answers again (list_services, field 7: "*").
-  for (auto& c : ctxs) c->TryCancel();
-  std::vector<grpc::Status> finished(kHeld);
-  for (int i = 0; i < kHeld; ++i) {
-    calls[i]->Finish(&finished[i], reinterpret_cast<void*>(static_cast<intptr_t>(1000 + i)));
+  // The idle timeout ends every held stream (well within the client's deadline).
+  for (HeldReflection& h : held) {
+    ReflectionResponse more;
+    EXPECT_FALSE(h.stream->Read(&more));
+    EXPECT_EQ(h.stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  int finishes = 0;
-  void* tag = nullptr;
-  bool ok = false;
-  while (finishes < kHeld && cq.Next(&tag, &ok)) {
-    if (reinterpret_cast<intptr_t>(tag) >= 1000) ++finishes;
-  }
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
-  testing::CallResult listed = testing::CallByPath(
-      As("cw"), "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-      {std::string("\x3a\x01*", 3)}, absl::Seconds(30));
-  EXPECT_TRUE(listed.status.ok()) << listed.status.error_message();
-  EXPECT_FALSE(listed.responses.empty());
+  // And reflection answers again.
+  auto ctx = Ctx();
+  auto again = ReflectionStub::NewStub(As("cw"))->ServerReflectionInfo(ctx.get());
+  ReflectionResponse listed;
+  EXPECT_TRUE(again->Write(ListServices()));
+  EXPECT_TRUE(again->Read(&listed));
+  EXPECT_GT(listed.list_services_response().service_size(), 0);
+  again->WritesDone();
+  EXPECT_TRUE(again->Finish().ok());
+}
+
+// A reflection request over the bound ends its stream with INVALID_ARGUMENT,
+// recorded; a request the node cannot answer gets the protocol's error answer
+// and the stream goes on; file requests come with their imports.
+TEST_F(StreamBoundsTest, ReflectionRequestsAreBoundedAndAnswered) {
+  StartNode();
+  auto ctx = Ctx();
+  auto stream = ReflectionStub::NewStub(As("cw"))->ServerReflectionInfo(ctx.get());
+  ReflectionRequest req;
+  ReflectionResponse resp;
+  req.set_file_containing_symbol("corridor.v1.CaseService");
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(stream->Read(&resp));
+  ASSERT_GT(resp.file_descriptor_response().file_descriptor_proto_size(), 1);  // with imports
+  pb::FileDescriptorProto file;
+  ASSERT_TRUE(file.ParseFromString(resp.file_descriptor_response().file_descriptor_proto(0)));
+  EXPECT_EQ(file.package(), "corridor.v1");
+  req.set_file_containing_symbol("no.such.Symbol");
+  ASSERT_TRUE(stream->Write(req));
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.error_response().error_code(), grpc::StatusCode::NOT_FOUND);
+  const uint64_t before = LedgerSize();
+  req.set_file_containing_symbol(std::string(ReflectionService::kMaxRequestBytes, 'x'));
+  stream->Write(req);
+  EXPECT_FALSE(stream->Read(&resp));
+  EXPECT_STATUS(FromGrpcStatus(stream->Finish()), absl::StatusCode::kInvalidArgument,
+                "a reflection request may be at most");
+  const std::vector<std::string> entries = EntriesSince(before);
+  ASSERT_EQ(entries.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(v1::AccessEvent e, AccessLog::Decode(entries[0]));
+  EXPECT_EQ(e.action(), "reflection.request");
+  EXPECT_EQ(e.outcome(), v1::ACCESS_OUTCOME_DENIED);
+  ExpectBounded(entries[0], "oversized reflection request");
 }
 
 }  // namespace

@@ -77,7 +77,7 @@ constexpr absl::string_view kNext = "#next#";
 
 struct Method {
   std::string path;
-  const pb::Descriptor* request = nullptr;  // null: no descriptor here (health, reflection)
+  const pb::Descriptor* request = nullptr;  // null: no descriptor (a path nobody serves)
   bool client_streaming = false;
 };
 
@@ -94,10 +94,13 @@ class World {
     for (const testing::MethodInfo& m : testing::MethodsOf(testing::CorridorServices())) {
       methods_.push_back({m.path, m.request, m.client_streaming});
     }
-    methods_.push_back({"/grpc.health.v1.Health/Check", nullptr, false});
-    methods_.push_back({"/grpc.health.v1.Health/Watch", nullptr, false});
+    const pb::DescriptorPool* pool = pb::DescriptorPool::generated_pool();
+    const pb::Descriptor* health = pool->FindMessageTypeByName("grpc.health.v1.HealthCheckRequest");
+    methods_.push_back({"/grpc.health.v1.Health/Check", health, false});
+    methods_.push_back({"/grpc.health.v1.Health/Watch", health, false});
     methods_.push_back(
-        {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", nullptr, true});
+        {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+         pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionRequest"), true});
     methods_.push_back({"/corridor.v1.NoSuchService/Anything", nullptr, false});
 
     fed_.AddOrg("union-sg");

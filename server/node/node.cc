@@ -10,7 +10,6 @@
 #include "client/lib/pki.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/node.grpc.pb.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "ledger/base/log.h"
@@ -29,6 +28,7 @@
 #include "server/federation/referral_service.h"
 #include "server/node/config.h"
 #include "server/node/health.h"
+#include "server/node/reflection.h"
 #include "server/store/case_store.h"
 #include "server/store/store.h"
 
@@ -556,10 +556,6 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
 
 namespace {
 
-// Threads of gRPC's synchronous server, which serves only reflection: at most
-// this many reflection streams are open at once (docs/configuration.md).
-constexpr int kReflectionThreads = 8;
-
 // Accept client certificates from any member's CA at the TLS layer; the
 // auth processor then insists on the right CA for the claimed org.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
@@ -594,7 +590,6 @@ absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
     return store_ptr->health();
   });
   grpc::EnableDefaultHealthCheckService(false);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   // One node per port: without this gRPC sets SO_REUSEPORT and a second node
   // on the same port would silently share its traffic.
@@ -602,22 +597,18 @@ absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
   builder.AddListeningPort(config.listen(), creds, &port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
-  // The only synchronous service is gRPC's reflection (a bidirectional stream
-  // that a client may hold open without sending): each held stream holds one
-  // of the synchronous server's threads. The thread quota bounds them
-  // (kReflectionThreads); past it, reflection calls wait or are refused
-  // RESOURCE_EXHAUSTED, and every other service (callback, on other threads)
-  // is unaffected (docs/threat-model.md).
-  grpc::ResourceQuota sync_threads("corridor-sync-threads");
-  sync_threads.SetMaxThreads(kReflectionThreads);
-  builder.SetResourceQuota(sync_threads);
   builder.RegisterService(&services_->node_);
   builder.RegisterService(&services_->peer_);
   builder.RegisterService(case_service_.get());
   builder.RegisterService(audit_service_.get());
   builder.RegisterService(referral_service_.get());
   builder.RegisterService(health_.get());
+  // Reflection lists what the server registered (filled in as it is built).
   auto served = std::make_shared<std::vector<std::string>>();
+  reflection_ = std::make_unique<ReflectionService>(
+      served, identity_.get(), access_log_.get(),
+      absl::Seconds(config.limits().stream_idle_timeout_seconds()), clock);
+  builder.RegisterService(reflection_.get());
   builder.SetOption(RecordServedServices(served));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
@@ -708,6 +699,7 @@ void Node::Shutdown(absl::Duration grace) {
   // the streams use goes only once they are gone.
   if (case_service_) case_service_->WaitForStreams();
   if (audit_service_) audit_service_->WaitForStreams();
+  reflection_.reset();  // waits for its streams
   // Refusals counted but not yet recorded go into the ledger before it closes.
   if (access_log_) access_log_->FlushRefusals();
   // The ledger commits what is queued before the database closes; the

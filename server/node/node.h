@@ -27,6 +27,7 @@ class CaseStore;
 class Exchange;
 class Executor;
 class HealthServiceImpl;
+class ReflectionService;
 class ReferralServiceImpl;
 class RosterInForce;
 class NodeServices;
@@ -125,6 +126,7 @@ class Node {
   std::unique_ptr<PeerProber> prober_;
   std::unique_ptr<NodeServices> services_;
   std::unique_ptr<HealthServiceImpl> health_;
+  std::unique_ptr<ReflectionService> reflection_;
   std::unique_ptr<grpc::Server> server_;
   bool shut_down_ = false;
 };
