@@ -9,6 +9,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/lib/grpc_util.h"
@@ -18,12 +19,14 @@
 #include "ledger/export.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "rocksdb/db.h"
+#include "server/common/edge.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
 #include "server/store/case_store.h"
 #include "server/store/store.h"
 #include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
+#include "tests/testing/fields.h"
 #include "tests/testing/status_matchers.h"
 
 namespace corridor {
@@ -833,6 +836,89 @@ TEST_F(CasesTest, BadInputGetsASpecificErrorAndChangesNothing) {
   v1::ListCasesResponse list;
   ASSERT_TRUE(cw->ListCases(Ctx().get(), {}, &list).ok());
   EXPECT_EQ(list.cases_size(), 1);
+}
+
+// Every text field of a case, one byte over its bound (kMaxNarrativeBytes,
+// kMaxNoteBytes, kMaxCaseFieldBytes; walked by descriptor, so a field added
+// later is covered), is refused by CreateCase, and every text field an update
+// brings by UpdateCase: INVALID_ARGUMENT naming the field, never its content,
+// recorded as denied, nothing stored or changed. At its bound a field is taken.
+TEST_F(CasesTest, EveryCaseTextFieldIsBoundedOnCreateAndUpdate) {
+  namespace pb = google::protobuf;
+  auditor_ = As("union-sg", "aud");
+  auto cw = v1::CaseService::NewStub(As("union-sg", "cw"));
+  const std::string id = CreateCase();
+  auto bound_of = [](const std::string& name) {
+    if (name == "narrative") return kMaxNarrativeBytes;
+    if (name == "history.note") return kMaxNoteBytes;
+    return kMaxCaseFieldBytes;
+  };
+  auto denied = [&](const std::string& action) {
+    v1::QueryEventsRequest q;
+    q.set_action(action);
+    q.set_outcome(v1::ACCESS_OUTCOME_DENIED);
+    q.set_page_size(1000);
+    v1::QueryEventsResponse r;
+    EXPECT_TRUE(v1::AuditService::NewStub(auditor_)->QueryEvents(Ctx().get(), q, &r).ok());
+    return r.events_size();
+  };
+  std::vector<testing::FieldPath> fields;
+  testing::StringFields(v1::Case::descriptor(), {}, &fields);
+  int refused = 0;
+  for (const testing::FieldPath& path : fields) {
+    const std::string name = testing::PathName(path);
+    if (path.back()->type() != pb::FieldDescriptor::TYPE_STRING || name == "id") continue;
+    v1::CreateCaseRequest req = NewCase();
+    testing::SetAt(req.mutable_case_(), path, std::string(bound_of(name) + 1, 'x'));
+    v1::Case out;
+    grpc::Status s = cw->CreateCase(Ctx().get(), req, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "the case's " + name + " is "))
+        << name << ": " << s.error_message();
+    EXPECT_FALSE(absl::StrContains(s.error_message(), "xxx")) << name;
+    ++refused;
+  }
+  EXPECT_GT(refused, 25);  // every text field of a case, its people and lists
+  EXPECT_EQ(denied("case.create"), refused);
+  v1::ListCasesResponse list;
+  ASSERT_TRUE(cw->ListCases(Ctx().get(), {}, &list).ok());
+  EXPECT_EQ(list.cases_size(), 1);
+
+  v1::GetCaseRequest get;
+  get.set_id(id);
+  get.set_purpose("case-handling");
+  v1::Case before;
+  ASSERT_TRUE(cw->GetCase(Ctx().get(), get, &before).ok());
+  std::vector<testing::FieldPath> brought;
+  testing::StringFields(v1::UpdateCaseRequest::descriptor(), {}, &brought);
+  int update_refused = 0;
+  for (const testing::FieldPath& path : brought) {
+    const std::string name = testing::PathName(path);
+    if (name == "id" || name == "request_id") continue;  // identifiers: bounded at the edge
+    v1::UpdateCaseRequest req;
+    req.set_id(id);
+    testing::SetAt(&req, path, std::string(bound_of(name) + 1, 'x'));
+    v1::Case out;
+    grpc::Status s = cw->UpdateCase(Ctx().get(), req, &out);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << name;
+    EXPECT_TRUE(absl::StrContains(s.error_message(), "the case's " + name + " is "))
+        << name << ": " << s.error_message();
+    ++update_refused;
+  }
+  EXPECT_GE(update_refused, 10);
+  EXPECT_EQ(denied("case.update"), update_refused);
+  v1::Case after;
+  ASSERT_TRUE(cw->GetCase(Ctx().get(), get, &after).ok());
+  EXPECT_EQ(after.SerializeAsString(), before.SerializeAsString());
+
+  // At their bounds, the narrative and the worker's name are taken.
+  v1::UpdateCaseRequest full;
+  full.set_id(id);
+  full.set_narrative(std::string(kMaxNarrativeBytes, 'n'));
+  full.mutable_worker()->set_name(std::string(kMaxCaseFieldBytes, 'w'));
+  v1::Case out;
+  grpc::Status s = cw->UpdateCase(Ctx().get(), full, &out);
+  EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
 }  // namespace

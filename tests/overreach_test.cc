@@ -31,6 +31,7 @@
 #include "server/store/case_store.h"
 #include "server/store/store.h"
 #include "tests/testing/federation.h"
+#include "tests/testing/fields.h"
 #include "tests/testing/status_matchers.h"
 
 namespace corridor {
@@ -787,6 +788,33 @@ TEST_F(OverreachTest, ConcurrentOverreachingAndHonestPeers) {
   EXPECT_EQ(decided.referrals(0).peer_case_id(), "C-U1");
   EXPECT_EQ(GetCase(mine).history_size(), mine_history + kEach / 2);  // the honest updates
   EXPECT_EQ(CaseCount(), cases + kEach / 2);
+}
+
+// A received case's text is bounded as a local one's (CheckCaseText): every
+// text field of a referral's shared case (walked by descriptor), one byte over
+// its bound, gets the referral refused with the field named, one denied
+// entry, and no case.
+TEST_F(OverreachTest, ReceivedCaseTextIsBoundedAsALocalCasesIs) {
+  StartNode();
+  std::vector<testing::FieldPath> fields;
+  testing::StringFields(v1::SharedCase::descriptor(), {}, &fields);
+  int walked = 0;
+  for (const testing::FieldPath& path : fields) {
+    const std::string name = testing::PathName(path);
+    // Evidence items are checked as the sender's first (their ids, who added them).
+    if (path.back()->type() != google::protobuf::FieldDescriptor::TYPE_STRING ||
+        absl::StartsWith(name, "evidence")) {
+      continue;
+    }
+    v1::EnvelopePayload p = Referral(kUnion, NextId());
+    testing::SetAt(
+        p.mutable_referral()->mutable_shared(), path,
+        std::string((name == "narrative" ? kMaxNarrativeBytes : kMaxCaseFieldBytes) + 1, 'x'));
+    ExpectRefused(kUnion, Sign(p), grpc::StatusCode::INVALID_ARGUMENT,
+                  "the case's " + name + " is ");
+    ++walked;
+  }
+  EXPECT_GE(walked, 10);
 }
 
 }  // namespace

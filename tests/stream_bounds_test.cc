@@ -38,6 +38,7 @@
 #include "tests/testing/channels.h"
 #include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
+#include "tests/testing/fields.h"
 #include "tests/testing/requests.h"
 #include "tests/testing/status_matchers.h"
 
@@ -48,49 +49,10 @@ namespace pb = google::protobuf;
 using ReflectionStub = grpc::reflection::v1alpha::ServerReflection;
 using ReflectionRequest = grpc::reflection::v1alpha::ServerReflectionRequest;
 using ReflectionResponse = grpc::reflection::v1alpha::ServerReflectionResponse;
-
-// A field reached from a request's top level, one descriptor per level.
-using FieldPath = std::vector<const pb::FieldDescriptor*>;
-
-// Every string and bytes field of `d` (to depth 3), as paths.
-void StringFields(const pb::Descriptor* d, FieldPath prefix, std::vector<FieldPath>* out,
-                  int depth = 0) {
-  for (int i = 0; i < d->field_count(); ++i) {
-    const pb::FieldDescriptor* f = d->field(i);
-    FieldPath path = prefix;
-    path.push_back(f);
-    if (f->type() == pb::FieldDescriptor::TYPE_STRING ||
-        f->type() == pb::FieldDescriptor::TYPE_BYTES) {
-      out->push_back(path);
-    } else if (f->type() == pb::FieldDescriptor::TYPE_MESSAGE && depth < 3) {
-      StringFields(f->message_type(), path, out, depth + 1);
-    }
-  }
-}
-
-std::string PathName(const FieldPath& path) {
-  std::string out;
-  for (const auto* f : path) absl::StrAppend(&out, out.empty() ? "" : ".", f->name());
-  return out;
-}
-
-// Sets the field at `path` of `m` to `value` (a repeated field's first element).
-void SetAt(pb::Message* m, const FieldPath& path, const std::string& value, size_t level = 0) {
-  const pb::FieldDescriptor* f = path[level];
-  const pb::Reflection* r = m->GetReflection();
-  if (level + 1 == path.size()) {
-    if (!f->is_repeated()) return r->SetString(m, f, value);
-    if (r->FieldSize(*m, f) == 0) return r->AddString(m, f, value);
-    return r->SetRepeatedString(m, f, 0, value);
-  }
-  pb::Message* child = nullptr;
-  if (!f->is_repeated()) {
-    child = r->MutableMessage(m, f);
-  } else {
-    child = r->FieldSize(*m, f) == 0 ? r->AddMessage(m, f) : r->MutableRepeatedMessage(m, f, 0);
-  }
-  SetAt(child, path, value, level + 1);
-}
+using testing::FieldPath;
+using testing::PathName;
+using testing::SetAt;
+using testing::StringFields;
 
 // `bytes` of text full of control characters (valid UTF-8, as proto3 strings
 // must be): escape sequences, NUL, newlines, bidi overrides, NEL.

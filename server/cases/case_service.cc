@@ -27,6 +27,7 @@ std::string Rfc3339(absl::Time t) {
 }
 
 absl::Status ValidateNewCase(const v1::Case& c) {
+  if (absl::Status st = CheckCaseText(c); !st.ok()) return st;
   if (c.category() == v1::CASE_CATEGORY_UNSPECIFIED) {
     return absl::InvalidArgumentError(
         "a case needs a category (e.g. recruitment-fees, wage-theft)");
@@ -80,6 +81,16 @@ absl::Status UpdateAllowed(const v1::Case& c, const v1::UpdateCaseRequest& req) 
 }
 
 // The fields of `req` that are set, onto `c`.
+// The text an update brings, bounded as a new case's (CheckCaseText).
+absl::Status CheckUpdateText(const v1::UpdateCaseRequest& req) {
+  v1::Case brought;
+  brought.set_narrative(req.narrative());
+  if (req.has_employer()) *brought.mutable_employer() = req.employer();
+  if (req.has_recruiter()) *brought.mutable_recruiter() = req.recruiter();
+  if (req.has_worker()) *brought.mutable_worker() = req.worker();
+  return CheckCaseText(brought);
+}
+
 void ApplyUpdate(const v1::UpdateCaseRequest& req, v1::Case* c) {
   if (req.status() != v1::CASE_STATUS_UNSPECIFIED) c->set_status(req.status());
   if (!req.narrative().empty()) c->set_narrative(req.narrative());
@@ -253,6 +264,7 @@ grpc::ServerUnaryReactor* CaseServiceImpl::UpdateCase(grpc::CallbackServerContex
                   {"case.update", "case", req->id(), "case-handling", req->request_id()})) {
     return call.reactor();
   }
+  if (auto st = CheckUpdateText(*req); !st.ok()) return call.Refuse(st);
   auto lock = CaseLock::Acquire(store_, req->id());
   if (!lock.ok()) return call.Refuse(lock.status());
   auto c = store_->Get(req->id());
@@ -385,6 +397,15 @@ class LiveStream {
   std::atomic<int>* count_;
 };
 
+// The text of an upload's header, bounded as a case's evidence list (CheckCaseText).
+absl::Status CheckHeaderText(const v1::AddEvidenceRequest::Header& header) {
+  v1::Case listed;
+  v1::EvidenceItem* item = listed.add_evidence();
+  item->set_file_name(header.file_name());
+  item->set_media_type(header.media_type());
+  return CheckCaseText(listed);
+}
+
 class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, private LiveStream {
  public:
   EvidenceUpload(const IdentityResolver* identity, grpc::CallbackServerContext* ctx, Rpc rpc,
@@ -458,6 +479,7 @@ class EvidenceUpload : public grpc::ServerReadReactor<v1::AddEvidenceRequest>, p
     }
     if (header_.file_name().empty())
       return Refuse(absl::InvalidArgumentError("evidence needs a file name"));
+    if (absl::Status st = CheckHeaderText(header_); !st.ok()) return Refuse(st);
     slot_ = slots_->TryAcquire();
     if (slot_ == nullptr) return Refuse(TooManyTransfers(slots_->max()));
     if (auto c = store_->Get(header_.case_id()); !c.ok()) return Refuse(c.status());

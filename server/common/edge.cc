@@ -168,6 +168,52 @@ absl::Status ValidateUpdateText(absl::string_view outcome, absl::string_view not
   return absl::OkStatus();
 }
 
+namespace {
+
+// The bound of string field `f` of a case (or of a message inside one).
+size_t CaseFieldBound(const google::protobuf::FieldDescriptor* f) {
+  if (f->containing_type() == v1::Case::descriptor() && f->name() == "narrative") {
+    return kMaxNarrativeBytes;
+  }
+  if (f->containing_type() == v1::CaseNote::descriptor() && f->name() == "note") {
+    return kMaxNoteBytes;
+  }
+  return kMaxCaseFieldBytes;
+}
+
+// CheckCaseText for `m`, reached from the case by `path`.
+absl::Status CheckTextFields(const google::protobuf::Message& m, const std::string& path) {
+  namespace pb = google::protobuf;
+  const pb::Reflection* r = m.GetReflection();
+  std::vector<const pb::FieldDescriptor*> fields;
+  r->ListFields(m, &fields);
+  for (const pb::FieldDescriptor* f : fields) {
+    const std::string name = path.empty() ? f->name() : absl::StrCat(path, ".", f->name());
+    const int n = f->is_repeated() ? r->FieldSize(m, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      if (f->type() == pb::FieldDescriptor::TYPE_STRING) {
+        std::string scratch;
+        const std::string& v = f->is_repeated() ? r->GetRepeatedStringReference(m, f, i, &scratch)
+                                                : r->GetStringReference(m, f, &scratch);
+        if (v.size() > CaseFieldBound(f)) {
+          return absl::InvalidArgumentError(absl::StrCat("the case's ", name, " is ", v.size(),
+                                                         " bytes long; the limit is ",
+                                                         CaseFieldBound(f), " bytes"));
+        }
+      } else if (f->type() == pb::FieldDescriptor::TYPE_MESSAGE) {
+        const pb::Message& child =
+            f->is_repeated() ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f);
+        if (absl::Status st = CheckTextFields(child, name); !st.ok()) return st;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckCaseText(const v1::Case& c) { return CheckTextFields(c, ""); }
+
 std::string RequestIdForLedger(absl::string_view request_id) {
   if (request_id.empty()) return "";
   return absl::StrCat("sha256:", HexEncode(DigestBytes(Sha256(request_id))));

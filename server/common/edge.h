@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "corridor/v1/case.pb.h"
 
 namespace corridor {
 
@@ -30,6 +31,11 @@ inline constexpr size_t kMaxLedgerFieldBytes = 256;
 // then fits well inside a message.
 inline constexpr size_t kMaxNoteBytes = 16 << 10;
 inline constexpr size_t kMaxCaseBytes = 2 << 20;
+// The longest a case's narrative may be, and any other text of a case (names,
+// numbers, countries, languages, the consent method, evidence file names and
+// media types); history notes are bounded by kMaxNoteBytes.
+inline constexpr size_t kMaxNarrativeBytes = 64 << 10;
+inline constexpr size_t kMaxCaseFieldBytes = 1 << 10;
 // The node's own purpose codes when its configuration lists none (`purposes`).
 inline constexpr absl::string_view kDefaultLocalPurposes[] = {"case-handling", "prosecution",
                                                               "inspection", "legal-aid"};
@@ -50,6 +56,13 @@ absl::Status CheckPurposeListed(absl::string_view purpose,
 // InvalidArgument unless a case update's `outcome` is empty or a code (as
 // purpose codes: "fees-refunded") and its `note` at most kMaxNoteBytes.
 absl::Status ValidateUpdateText(absl::string_view outcome, absl::string_view note);
+
+// InvalidArgument naming the first text field of `c` over its bound
+// (kMaxNarrativeBytes, kMaxNoteBytes, kMaxCaseFieldBytes), by its path
+// ("worker.name") and length, never its content. Checked on what a caller or
+// peer sends (a new case, an update's fields, a received case, an upload's
+// header), not on cases already stored.
+absl::Status CheckCaseText(const v1::Case& c);
 
 // What the ledger keeps of a caller's request id (an idempotency id the caller
 // chose, which may be anything typed): "sha256:" and the hex SHA-256 of it. The caller, who knows

@@ -1344,6 +1344,7 @@ Exchange::Applied Exchange::ApplyReferral(const v1::EnvelopePayload& p) {
         absl::StrCat("referral ", r.referral_id(), " was already received")));
   }
   const v1::Case c = ReceivedCase(p, config_.org(), *originator, Rfc3339(Now()));
+  if (absl::Status st = CheckCaseText(c); !st.ok()) return std::move(out).Refused(st);
   auto create = cases_->PrepareCreate(c);
   if (!create.ok()) return std::move(out).Refused(create.status());
   auto batch = *std::move(create);

@@ -28,7 +28,8 @@ void AddFileAndImports(const pb::FileDescriptor* file, std::set<std::string>* se
   pb::FileDescriptorProto proto;
   file->CopyTo(&proto);
   out->add_file_descriptor_proto(proto.SerializeAsString());
-  for (int i = 0; i < file->dependency_count(); ++i) AddFileAndImports(file->dependency(i), sent, out);
+  for (int i = 0; i < file->dependency_count(); ++i)
+    AddFileAndImports(file->dependency(i), sent, out);
 }
 
 void SetError(grpc::StatusCode code, std::string message, ServerReflectionResponse* response) {
@@ -72,7 +73,8 @@ ServerReflectionResponse AnswerReflection(const ServerReflectionRequest& request
       break;
     }
     case ServerReflectionRequest::kAllExtensionNumbersOfType: {
-      const pb::Descriptor* type = pool->FindMessageTypeByName(request.all_extension_numbers_of_type());
+      const pb::Descriptor* type =
+          pool->FindMessageTypeByName(request.all_extension_numbers_of_type());
       if (type == nullptr) {
         SetError(grpc::StatusCode::NOT_FOUND, "no such message type", &response);
         break;
@@ -157,8 +159,8 @@ class ReflectionService::Stream
   // Silent for the idle timeout: cancel it. Nothing was granted that the
   // ledger records, so the cut-off is logged, not recorded.
   void TimedOut() {
-    log::Warn("reflection.idle", {{"caller", absl::StrCat(event_.actor_org(), "/",
-                                                          event_.actor_subject())}});
+    log::Warn("reflection.idle",
+              {{"caller", absl::StrCat(event_.actor_org(), "/", event_.actor_subject())}});
     ctx_->TryCancel();
   }
 

@@ -40,7 +40,8 @@ grpc::reflection::v1alpha::ServerReflectionResponse AnswerReflection(
     const grpc::reflection::v1alpha::ServerReflectionRequest& request,
     const std::vector<std::string>& services);
 
-class ReflectionService final : public grpc::reflection::v1alpha::ServerReflection::CallbackService {
+class ReflectionService final
+    : public grpc::reflection::v1alpha::ServerReflection::CallbackService {
  public:
   static constexpr uint32_t kMaxStreams = 32;
   static constexpr size_t kMaxRequestBytes = 4096;
