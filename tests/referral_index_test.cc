@@ -397,9 +397,9 @@ TEST_F(ReferralIndexTest, ConcurrentDeliveriesUnderSharedIds) {
         auto own_union = t % 2 == 0 ? nullptr : v1::PeerService::NewStub(AsNode(kUnion));
         auto own_insp = t % 2 == 0 ? nullptr : v1::PeerService::NewStub(AsNode(kInspectorate));
         for (size_t i = t; i < sends.size(); i += kThreads) {
-          v1::PeerService::Stub* stub =
-              sends[i].from == kUnion ? (own_union ? own_union : shared_union).get()
-                                      : (own_insp ? own_insp : shared_insp).get();
+          v1::PeerService::Stub* stub = sends[i].from == kUnion
+                                            ? (own_union ? own_union : shared_union).get()
+                                            : (own_insp ? own_insp : shared_insp).get();
           v1::Receipt r;
           // A concurrent duplicate or a busy case is told to retry (not recorded).
           do {
