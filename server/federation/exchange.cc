@@ -413,7 +413,9 @@ absl::StatusOr<std::string> Exchange::CaseForReferral(const std::string& peer_or
   if (s.IsNotFound()) return none;
   if (!s.ok()) return FromRocksStatus(s, "reading the referral index");
   auto c = cases_->Get(case_id);
-  if (!c.ok() || !LinkedWith(*c, peer_org, referral_id)) return none;
+  if (absl::IsNotFound(c.status()) || absl::IsFailedPrecondition(c.status())) return none;
+  if (!c.ok()) return c.status();  // not known either way: not "none"
+  if (!LinkedWith(*c, peer_org, referral_id)) return none;
   return case_id;
 }
 
