@@ -125,7 +125,7 @@ class DeliveryTest : public ::testing::Test {
     p.mutable_referral()->mutable_shared()->set_category(v1::CASE_CATEGORY_ABUSE);
     auto batch = std::make_unique<ledger::Mutation>();
     EXPECT_OK(exchange_->Enqueue(batch.get(), p, "referral", case_id, referral_id).status());
-    exchange_->IndexReferral(batch.get(), referral_id, case_id);
+    exchange_->IndexReferral(batch.get(), to, referral_id, case_id);
     auto c = cases_->Get(case_id);
     EXPECT_OK(c.status());
     v1::ReferralLink* link = c->add_referrals();

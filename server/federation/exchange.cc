@@ -104,6 +104,23 @@ std::string ReceivedKey(const std::string& sender, const std::string& id) {
   return absl::StrCat("from/", sender, "/", id);
 }
 
+// The referral index (family referrals) is keyed by "<referral id>/<peer org>":
+// the id with the org at the other end of the referral. Identifiers have no
+// '/', so "<referral id>/" prefixes exactly the entries of that id. Entries
+// written before were keyed by the bare referral id (which never collides
+// with the new form); they are still read, for the org their case names only.
+std::string ReferralKey(const std::string& peer_org, const std::string& referral_id) {
+  return absl::StrCat(referral_id, "/", peer_org);
+}
+
+// Whether `c` has a link of `referral_id` whose other end is `peer_org`.
+bool LinkedWith(const v1::Case& c, const std::string& peer_org, const std::string& referral_id) {
+  for (const auto& l : c.referrals()) {
+    if (l.referral_id() == referral_id && l.peer_org() == peer_org) return true;
+  }
+  return false;
+}
+
 // Every identifier a peer sends: the envelope id and the ids in its body.
 absl::Status ValidatePeerIdentifiers(const v1::EnvelopePayload& p) {
   if (auto st = ValidateIdentifier("envelope_id", p.envelope_id()); !st.ok()) return st;
@@ -376,18 +393,49 @@ absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(ledger::Mutation* batch,
   return item;
 }
 
-void Exchange::IndexReferral(ledger::Mutation* batch, const std::string& referral_id,
-                             const std::string& case_id) const {
-  batch->Put(kReferralIndexFamily, referral_id, case_id);
+void Exchange::IndexReferral(ledger::Mutation* batch, const std::string& peer_org,
+                             const std::string& referral_id, const std::string& case_id) const {
+  batch->Put(kReferralIndexFamily, ReferralKey(peer_org, referral_id), case_id);
 }
 
-absl::StatusOr<std::string> Exchange::CaseForReferral(const std::string& referral_id) const {
+absl::StatusOr<std::string> Exchange::CaseForReferral(const std::string& peer_org,
+                                                      const std::string& referral_id) const {
+  const absl::Status none = absl::NotFoundError(
+      absl::StrCat("there is no referral ", referral_id, " exchanged with ", peer_org));
   std::string case_id;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), referrals_, referral_id, &case_id);
-  if (s.IsNotFound())
-    return absl::NotFoundError(absl::StrCat("there is no referral ", referral_id));
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), referrals_, ReferralKey(peer_org, referral_id), &case_id);
+  if (s.ok()) return case_id;
+  if (!s.IsNotFound()) return FromRocksStatus(s, "reading the referral index");
+  // An entry of an earlier version, keyed by the bare id: it counts only for
+  // the org at the other end of its case's link (the case says which).
+  s = db_->Get(rocksdb::ReadOptions(), referrals_, referral_id, &case_id);
+  if (s.IsNotFound()) return none;
   if (!s.ok()) return FromRocksStatus(s, "reading the referral index");
+  auto c = cases_->Get(case_id);
+  if (absl::IsNotFound(c.status()) || absl::IsFailedPrecondition(c.status())) return none;
+  if (!c.ok()) return c.status();  // not known either way: not "none"
+  if (!LinkedWith(*c, peer_org, referral_id)) return none;
   return case_id;
+}
+
+absl::StatusOr<std::vector<std::string>> Exchange::CasesWithReferralId(
+    const std::string& referral_id) const {
+  std::vector<std::string> found;
+  std::string legacy;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), referrals_, referral_id, &legacy);
+  if (s.ok()) found.push_back(legacy);
+  if (!s.ok() && !s.IsNotFound()) return FromRocksStatus(s, "reading the referral index");
+  const std::string prefix = referral_id + "/";
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), referrals_));
+  for (it->Seek(prefix); it->Valid() && HasPrefix(it->key(), prefix); it->Next()) {
+    std::string case_id = it->value().ToString();
+    if (std::find(found.begin(), found.end(), case_id) == found.end()) {
+      found.push_back(std::move(case_id));
+    }
+  }
+  if (!it->status().ok()) return FromRocksStatus(it->status(), "reading the referral index");
+  return found;
 }
 
 absl::StatusOr<Exchange::OutboxPage> Exchange::ListOutbox(size_t page_size,
@@ -1339,16 +1387,26 @@ Exchange::Applied Exchange::ApplyReferral(const v1::EnvelopePayload& p) {
   auto roster = this->roster();
   auto originator = CheckReceivedReferral(p, ReceiverContext(p.sender_org(), roster.get()));
   if (!originator.ok()) return std::move(out).Refused(originator.status());
-  if (CaseForReferral(r.referral_id()).ok()) {
-    return std::move(out).Refused(absl::AlreadyExistsError(
-        absl::StrCat("referral ", r.referral_id(), " was already received")));
+  // Known by (sender, id): another member using the same id neither blocks
+  // this referral nor reaches its case. Claimed until the commit, so two
+  // envelopes of the sender carrying it cannot both create it.
+  out.claim = ClaimReferral(ReferralKey(p.sender_org(), r.referral_id()));
+  if (out.claim == nullptr) {
+    return std::move(out).Refused(absl::UnavailableError(
+        absl::StrCat("referral ", r.referral_id(), " is being received; retry")));
   }
+  auto known = CaseForReferral(p.sender_org(), r.referral_id());
+  if (known.ok()) {
+    return std::move(out).Refused(absl::AlreadyExistsError(absl::StrCat(
+        "referral ", r.referral_id(), " from ", p.sender_org(), " was already received")));
+  }
+  if (!absl::IsNotFound(known.status())) return std::move(out).Refused(known.status());
   const v1::Case c = ReceivedCase(p, config_.org(), *originator, Rfc3339(Now()));
   if (absl::Status st = CheckCaseText(c); !st.ok()) return std::move(out).Refused(st);
   auto create = cases_->PrepareCreate(c);
   if (!create.ok()) return std::move(out).Refused(create.status());
   auto batch = *std::move(create);
-  IndexReferral(batch.get(), r.referral_id(), c.id());
+  IndexReferral(batch.get(), p.sender_org(), r.referral_id(), c.id());
   out.case_id = c.id();
   out.change = std::move(batch);
   return out;
@@ -1358,8 +1416,14 @@ Exchange::Applied Exchange::ApplyLinkChange(const v1::Envelope& envelope,
                                             const v1::EnvelopePayload& p) {
   Applied out;
   const std::string& referral_id = ReferralIdOf(p);
-  auto id = CaseForReferral(referral_id);
-  if (!id.ok()) return std::move(out).Refused(id.status());
+  // Only a referral exchanged with the sender is found: naming another
+  // member's referral id gets the same answer as naming none.
+  const absl::Status not_party = absl::PermissionDeniedError(
+      absl::StrCat(p.sender_org(), " is not party to referral ", referral_id));
+  auto id = CaseForReferral(p.sender_org(), referral_id);
+  if (!id.ok()) {
+    return std::move(out).Refused(absl::IsNotFound(id.status()) ? not_party : id.status());
+  }
   out.case_id = *id;
   auto lock = CaseLock::Acquire(cases_, *id);
   if (!lock.ok()) return std::move(out).Refused(absl::UnavailableError(lock.status().message()));
@@ -1370,10 +1434,7 @@ Exchange::Applied Exchange::ApplyLinkChange(const v1::Envelope& envelope,
   for (auto& l : *c->mutable_referrals()) {
     if (l.referral_id() == referral_id && l.peer_org() == p.sender_org()) link = &l;
   }
-  if (link == nullptr) {
-    return std::move(out).Refused(absl::PermissionDeniedError(
-        absl::StrCat(p.sender_org(), " is not party to referral ", referral_id)));
-  }
+  if (link == nullptr) return std::move(out).Refused(not_party);
   // A peer changes only what is its own to change, and a decision once.
   if (auto st = CheckPeerChange(*link, p, config_.org()); !st.ok()) {
     return std::move(out).Refused(st);
@@ -1453,7 +1514,7 @@ Exchange::Applied Exchange::ApplyErasureRequest(const v1::EnvelopePayload& p) {
   v1::ErasureOutcome result;
   result.set_referral_id(r.referral_id());
   result.set_request_envelope_id(p.envelope_id());
-  auto id = CaseForReferral(r.referral_id());
+  auto id = CaseForReferral(p.sender_org(), r.referral_id());
   if (absl::IsNotFound(id.status())) {
     result.set_result(v1::ERASURE_RESULT_NOT_HELD);
   } else if (!id.ok()) {
@@ -1483,7 +1544,7 @@ Exchange::Applied Exchange::ApplyErasureOutcome(const v1::EnvelopePayload& p) {
     return std::move(out).Refused(absl::InvalidArgumentError(
         "an erasure outcome needs a result and, as its reason, a rule's code"));
   }
-  auto id = CaseForReferral(o.referral_id());
+  auto id = CaseForReferral(p.sender_org(), o.referral_id());
   if (!id.ok())
     return std::move(out).Refused(absl::IsNotFound(id.status()) ? not_asked : id.status());
   std::string value;
@@ -1527,6 +1588,17 @@ absl::StatusOr<std::optional<v1::ReceivedEnvelope>> Exchange::FindReceived(
   return prior;
 }
 
+std::shared_ptr<const void> Exchange::ClaimReferral(const std::string& key) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!referrals_receiving_.insert(key).second) return nullptr;
+  }
+  return std::shared_ptr<const void>(this, [this, key](const void*) {
+    absl::MutexLock lock(&mu_);
+    referrals_receiving_.erase(key);
+  });
+}
+
 bool Exchange::BeginReceiving(const std::string& key) {
   absl::MutexLock lock(&mu_);
   return receiving_.insert(key).second;
@@ -1566,9 +1638,10 @@ void Exchange::CommitReceive(const std::string& sender, const std::string& diges
   events.insert(events.end(), applied.also_record.begin(), applied.also_record.end());
   log_->Record(
       std::move(events), std::move(applied.change),
-      [this, done, id, digest, lock = std::move(applied.lock),
+      [this, done, id, digest, lock = std::move(applied.lock), claim = std::move(applied.claim),
        release](absl::StatusOr<uint64_t> index) mutable {
         lock.reset();  // the case may change again
+        claim.reset();
         if (!index.ok()) {
           release();
           done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "could not record the envelope; retry"),

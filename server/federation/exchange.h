@@ -61,7 +61,8 @@ namespace corridor {
 
 inline constexpr char kOutboxFamily[] = "outbox";
 inline constexpr char kReceivedFamily[] = "envelopes_in";
-inline constexpr char kReferralIndexFamily[] = "referrals";  // referral id → local case id
+// (referral id, peer org) → local case id; docs/federation.md, "Referral index".
+inline constexpr char kReferralIndexFamily[] = "referrals";
 
 // How delivery behaves. Zero or negative values take the default.
 struct ExchangeOptions {
@@ -136,10 +137,29 @@ class Exchange {
   // events hold ids only.
   absl::StatusOr<std::vector<v1::AccessEvent>> PrepareErasure(ledger::Mutation* batch,
                                                               const v1::Case& c);
-  // The referral index write for `batch`.
-  void IndexReferral(ledger::Mutation* batch, const std::string& referral_id,
-                     const std::string& case_id) const;
-  absl::StatusOr<std::string> CaseForReferral(const std::string& referral_id) const;
+  // The referral index (docs/federation.md, "Referral index"). A referral id
+  // is chosen by the referral's sender, so it is unique only among one
+  // sender's referrals: a referral is known by its id together with the org at
+  // the other end of it (the receiver of one this node sent, the sender of one
+  // it received), and everything a peer's envelope names is looked up with the
+  // envelope's verified sender as that org.
+  //
+  // Adds to `batch` the entry for referral `referral_id` exchanged with
+  // `peer_org`, whose local case is `case_id`.
+  void IndexReferral(ledger::Mutation* batch, const std::string& peer_org,
+                     const std::string& referral_id, const std::string& case_id) const;
+  // The local case of referral `referral_id` exchanged with `peer_org`.
+  // NotFound if this node exchanged no referral of that id with that org,
+  // whichever other org it exchanged that id with; an error reading the index
+  // otherwise. An entry an earlier version wrote under the bare id counts only
+  // for the org its case's link of that id names (none once the case is erased).
+  absl::StatusOr<std::string> CaseForReferral(const std::string& peer_org,
+                                              const std::string& referral_id) const;
+  // The local cases of every referral with id `referral_id`, whatever org it
+  // was exchanged with, in no particular order: for a local user, who names a
+  // referral by its id alone and must be told when that is ambiguous.
+  absl::StatusOr<std::vector<std::string>> CasesWithReferralId(
+      const std::string& referral_id) const;
 
   // Receiver: handles PeerService.Deliver from `caller`; `done` is called once.
   void Deliver(const Principal& caller, const v1::Envelope& envelope,
@@ -258,6 +278,9 @@ class Exchange {
     std::unique_ptr<ledger::Mutation> change;
     // Ledger events to commit after the receive entry.
     std::vector<v1::AccessEvent> also_record;
+    // A referral being received: its index key stays claimed (ClaimReferral)
+    // until the commit, like the lock.
+    std::shared_ptr<const void> claim;
 
     // This application refused with `why`; the case id and lock stay.
     Applied Refused(absl::Status why) && {
@@ -280,6 +303,11 @@ class Exchange {
   // The record of envelope `id` already received from `sender`, if any.
   absl::StatusOr<std::optional<v1::ReceivedEnvelope>> FindReceived(const std::string& sender,
                                                                    const std::string& id) const;
+  // Claims the referral index key `key` for a referral being received (an
+  // identical second referral from the same sender waits its turn, so two
+  // envelopes cannot both create it); null if it is claimed already. The
+  // claim ends when the returned pointer is destroyed.
+  std::shared_ptr<const void> ClaimReferral(const std::string& key);
   // Marks the envelope `key` as being received; false if it already is.
   bool BeginReceiving(const std::string& key);
   void EndReceiving(const std::string& key);
@@ -358,6 +386,8 @@ class Exchange {
   // Envelopes being received right now, by (sender, id) key: a concurrent
   // duplicate waits its turn.
   std::set<std::string> receiving_ ABSL_GUARDED_BY(mu_);
+  // Referral index keys of referrals being received right now (ClaimReferral).
+  std::set<std::string> referrals_receiving_ ABSL_GUARDED_BY(mu_);
   // Cases erased at a peer's request whose key is still to be destroyed once
   // the erasure commits: case id → when it was prepared.
   std::map<std::string, absl::Time> shreds_owed_ ABSL_GUARDED_BY(mu_);

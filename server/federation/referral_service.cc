@@ -1,7 +1,10 @@
 #include "server/federation/referral_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/audit/audited_call.h"
 #include "server/federation/envelope.h"
 #include "server/federation/referral_policy.h"
@@ -225,7 +228,7 @@ absl::StatusOr<ReferralServiceImpl::QueuedReferral> ReferralServiceImpl::QueueRe
   // Stored sealed under the case's key: erasing the case shreds it too.
   auto queued = exchange_->Enqueue(batch, *payload, "referral", c->id(), referral_id);
   if (!queued.ok()) return queued.status();
-  exchange_->IndexReferral(batch, referral_id, c->id());
+  exchange_->IndexReferral(batch, req.to_org(), referral_id, c->id());
   LinkReferral(req, referral_id, clearance.deidentified, author, exchange_->config().org(), now, c);
   if (auto st = cases_->PutCase(batch, *c); !st.ok()) return st;
   return QueuedReferral{referral_id, *std::move(queued)};
@@ -320,7 +323,7 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   if (!req->accept() && req->reason().empty()) {
     return call.Refuse(absl::InvalidArgumentError("declining needs a reason (--reason)"));
   }
-  auto case_id = exchange_->CaseForReferral(req->referral_id());
+  auto case_id = ReceivedCaseOf(req->referral_id());
   if (!case_id.ok()) return call.Refuse(case_id.status());
   call.event().set_case_id(*case_id);
   auto lock = CaseLock::Acquire(cases_, *case_id);
@@ -346,6 +349,34 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
     resp->set_envelope_id(item.envelope_id());
     return grpc::Status::OK;
   });
+}
+
+absl::StatusOr<std::string> ReferralServiceImpl::ReceivedCaseOf(
+    const std::string& referral_id) const {
+  auto cases = exchange_->CasesWithReferralId(referral_id);
+  if (!cases.ok()) return cases.status();
+  std::vector<std::pair<std::string, std::string>> received;  // (sender, case id)
+  for (const std::string& id : *cases) {
+    auto c = cases_->Get(id);
+    if (!c.ok()) continue;  // erased: nothing to decide
+    for (const auto& l : c->referrals()) {
+      if (!l.outgoing() && l.referral_id() == referral_id) received.push_back({l.peer_org(), id});
+    }
+  }
+  if (received.empty()) {
+    return absl::NotFoundError(absl::StrCat("there is no received referral ", referral_id));
+  }
+  if (received.size() > 1) {
+    std::vector<std::string> senders;
+    for (const auto& r : received) senders.push_back(r.first);
+    std::sort(senders.begin(), senders.end());
+    return absl::FailedPreconditionError(absl::StrCat(
+        "referral ", referral_id, " was received from ", received.size(),
+        " different members under the same id (", absl::StrJoin(senders, ", "),
+        "), so it cannot tell which one you mean; nothing was decided. One sender may have "
+        "copied the other's id: ask your node's administrator to check with each sender"));
+  }
+  return received.front().second;
 }
 
 v1::EnvelopePayload ReferralServiceImpl::DecisionOn(const v1::DecideReferralRequest& req,

@@ -59,6 +59,12 @@ class ReferralServiceImpl final : public v1::ReferralService::CallbackService {
                                                const std::string& author, v1::Case* c);
   // The cases received and waiting in the inbox.
   absl::StatusOr<std::vector<v1::InboxItem>> InboxItems() const;
+  // The local case of the referral `referral_id` this node received, for a
+  // caseworker who names it by its id alone. NotFound if none was received;
+  // FailedPrecondition, naming the senders, if more than one member sent a
+  // referral with that id (ids are chosen by senders: one may have copied
+  // another's), rather than picking one.
+  absl::StatusOr<std::string> ReceivedCaseOf(const std::string& referral_id) const;
   // Records the decision `req` by `author` on case `c` and its incoming link
   // `in`; returns the envelope that tells the referring org.
   v1::EnvelopePayload DecisionOn(const v1::DecideReferralRequest& req, const std::string& author,
