@@ -41,9 +41,10 @@
 // node erased and "@erasure" the id of the erasure request it sent S about it.
 // The same with "@other-" in front ("@other-sent", "@other-recvcase", ...)
 // name O's: S naming O's referrals, cases and erasure requests (cross-sender
-// confusion). The real nodes of ministry-id and ngo-ph run in the process as
-// well, so that union-sg's referrals are delivered and its erasure requests
-// sent, as in production; the harness speaks for them beside them.
+// confusion). "@author" is a principal of S, "@other" O's org name. The real
+// nodes of ministry-id and ngo-ph run in the process as well, so that
+// union-sg's referrals are delivered and its erasure requests sent, as in
+// production; the harness speaks for them beside them.
 //
 // Permission tokens, for a referral's onward_permission (a serialized Envelope
 // with an OnwardPermission body, as docs/federation.md describes): "@permit"
