@@ -297,6 +297,11 @@ absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,
   }
   if (!payload->has_permission())
     return absl::PermissionDeniedError("the cited envelope is not a permission");
+  if (payload->sender_org() == holder_org) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the cited permission is signed by ", holder_org,
+                     " itself; only the org the case came from can permit passing it on"));
+  }
   const v1::OnwardPermission& p = payload->permission();
   if (p.holder_org() != holder_org || p.permitted_org() != ctx.self_org || p.purpose() != purpose ||
       p.agreement() != agreement) {

@@ -65,8 +65,9 @@ bool IsPrincipalOf(absl::string_view name, absl::string_view org);
 // Checks an originator's onward-sharing permission (a serialized Envelope with
 // an OnwardPermission body) as cited by `holder_org` passing a case on to
 // `ctx.self_org` for `purpose` under `agreement`: signed by the originator's
-// roster key, addressed to the holder, unexpired, and naming exactly this
-// holder, recipient, purpose and agreement. Returns the originator's org.
+// roster key (never the holder's own), addressed to the holder, unexpired, and
+// naming exactly this holder, recipient, purpose and agreement. Returns the
+// originator's org.
 absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,
                                                    const std::string& holder_org,
                                                    const std::string& purpose,

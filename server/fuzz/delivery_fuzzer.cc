@@ -79,9 +79,8 @@
 //   - every ledger entry written meanwhile is at most kMaxEntryBytes, holds no
 //     control character in its text fields, and never holds kCanary: no free
 //     text a peer sends reaches the never-erasable ledger;
-//   - with kCheckReferralIdsPerSender: a referral is never refused as already
-//     received because the other sender used its id (received referrals keyed
-//     by (sender, referral id)).
+//   - a referral is never refused as already received because the other
+//     sender used its id (received referrals are keyed by (sender, referral id)).
 // A crash, leak or undefined behaviour anywhere in the node is caught by the
 // sanitizers.
 //
@@ -148,22 +147,16 @@ constexpr int kInboxCheckEvery = 32;
 constexpr absl::string_view kPermitToken = "@permit";
 // "@permit:<mutation>": what is wrong with the cited permission, and whether
 // the receiver can tell (an expected refusal) or not (another referral id: the
-// receiver does not know through which referral the holder got the case; a
-// permission the holder signed itself: the receiver cannot tell the holder
-// from the originator).
+// receiver does not know through which referral the holder got the case). A
+// permission the holder signed itself is refused: only an originator permits.
 struct PermitMutation {
   const char* name;
   bool refused;
 };
 constexpr PermitMutation kPermitMutations[] = {
-    {"signer", true},    {"expired", true}, {"receiver", true},    {"holder", true},
-    {"addressed", true}, {"purpose", true}, {"agreement", true},   {"body", true},
-    {"flip", true},      {"case", false},   {"self-signed", false}};
-// Turn on once received referrals are keyed by (sender, referral id) (branch
-// refidx): then a referral whose id another sender already used is taken on
-// its own merits, not refused as "already received". Off on main, where that
-// refusal is what happens (docs/threat-model.md, "Gaps known today").
-constexpr bool kCheckReferralIdsPerSender = false;
+    {"signer", true},    {"expired", true}, {"receiver", true},   {"holder", true},
+    {"addressed", true}, {"purpose", true}, {"agreement", true},  {"body", true},
+    {"flip", true},      {"case", false},   {"self-signed", true}};
 
 [[noreturn]] void Fail(const std::string& what) {
   fprintf(stderr, "delivery_fuzzer: invariant broken: %s\n", what.c_str());
@@ -571,8 +564,7 @@ class World {
       Fail(absl::StrCat("a referral from ", s.org, " citing a valid onward permission, signed by ",
                         other(s).org, ", was refused for it: ", a.status.error_message()));
     }
-    if (kCheckReferralIdsPerSender && !reused_envelope_id &&
-        a.status.error_code() == grpc::StatusCode::ALREADY_EXISTS &&
+    if (!reused_envelope_id && a.status.error_code() == grpc::StatusCode::ALREADY_EXISTS &&
         taken_referrals_.count({s.org, id}) == 0 && sent_referrals_.count(id) == 0) {
       Fail(absl::StrCat("cross-sender referral-id confusion: referral ", id, " from ", s.org,
                         " was refused as already received, but only another sender used its id: ",

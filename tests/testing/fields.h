@@ -20,7 +20,7 @@ using FieldPath = std::vector<const pb::FieldDescriptor*>;
 
 // Every string and bytes field of `d` (to depth 3), as paths.
 inline void StringFields(const pb::Descriptor* d, FieldPath prefix, std::vector<FieldPath>* out,
-                  int depth = 0) {
+                         int depth = 0) {
   for (int i = 0; i < d->field_count(); ++i) {
     const pb::FieldDescriptor* f = d->field(i);
     FieldPath path = prefix;
@@ -41,7 +41,8 @@ inline std::string PathName(const FieldPath& path) {
 }
 
 // Sets the field at `path` of `m` to `value` (a repeated field's first element).
-inline void SetAt(pb::Message* m, const FieldPath& path, const std::string& value, size_t level = 0) {
+inline void SetAt(pb::Message* m, const FieldPath& path, const std::string& value,
+                  size_t level = 0) {
   const pb::FieldDescriptor* f = path[level];
   const pb::Reflection* r = m->GetReflection();
   if (level + 1 == path.size()) {
