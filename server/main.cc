@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/time/clock.h"
 #include "ledger/base/log.h"
 #include "server/common/grpc_logs.h"
 #include "server/node/config.h"
@@ -96,7 +97,13 @@ int main(int argc, char** argv) {
   corridor::log::Level level = corridor::log::Level::kInfo;
   if (corridor::log::ParseLevel(config->log().level(), &level)) corridor::log::SetLevel(level);
   if (args->check_only) {
-    std::cout << "configuration " << args->config_path << " is valid\n";
+    auto checked = corridor::Node::CheckStartable(*config, absl::Now());
+    if (!checked.ok()) {
+      std::cerr << "corridord: configuration " << args->config_path
+                << " would not start: " << checked.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "configuration " << args->config_path << " is valid: " << *checked << "\n";
     return 0;
   }
 

@@ -841,8 +841,9 @@ TEST_F(CasesTest, BadInputGetsASpecificErrorAndChangesNothing) {
 // Every text field of a case, one byte over its bound (kMaxNarrativeBytes,
 // kMaxNoteBytes, kMaxCaseFieldBytes; walked by descriptor, so a field added
 // later is covered), is refused by CreateCase, and every text field an update
-// brings by UpdateCase: INVALID_ARGUMENT naming the field, never its content,
-// recorded as denied, nothing stored or changed. At its bound a field is taken.
+// brings by UpdateCase, and an upload's file name by AddEvidence: INVALID_ARGUMENT
+// naming the field, never its content, recorded as denied, nothing stored or
+// changed. At its bound a field is taken.
 TEST_F(CasesTest, EveryCaseTextFieldIsBoundedOnCreateAndUpdate) {
   namespace pb = google::protobuf;
   auditor_ = As("union-sg", "aud");
@@ -910,6 +911,16 @@ TEST_F(CasesTest, EveryCaseTextFieldIsBoundedOnCreateAndUpdate) {
   v1::Case after;
   ASSERT_TRUE(cw->GetCase(Ctx().get(), get, &after).ok());
   EXPECT_EQ(after.SerializeAsString(), before.SerializeAsString());
+
+  // An upload's file name: over the bound refused, naming the field; at it, taken.
+  Upload up =
+      UploadEvidence(As("union-sg", "cw"), id, std::string(kMaxCaseFieldBytes + 1, 'f'), "scan");
+  EXPECT_EQ(up.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(up.status.error_message(), "the case's evidence.file_name is"))
+      << up.status.error_message();
+  EXPECT_EQ(denied("evidence.add"), 1);
+  up = UploadEvidence(As("union-sg", "cw"), id, std::string(kMaxCaseFieldBytes, 'f'), "scan");
+  EXPECT_TRUE(up.status.ok()) << up.status.error_message();
 
   // At their bounds, the narrative and the worker's name are taken.
   v1::UpdateCaseRequest full;

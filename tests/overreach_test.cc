@@ -817,5 +817,52 @@ TEST_F(OverreachTest, ReceivedCaseTextIsBoundedAsALocalCasesIs) {
   EXPECT_GE(walked, 10);
 }
 
+// A decline's reason is bounded like a note (kMaxNoteBytes), from this node's
+// caseworker and from a peer's decision: refused INVALID_ARGUMENT naming the
+// field and its length, recorded, and the referral is still waiting. An
+// evidence id typed as a name in a referral is refused without the name
+// reaching the ledger.
+TEST_F(OverreachTest, DecisionReasonsAreBoundedAndTypedIdsStayOutOfTheLedger) {
+  StartNode();
+  // Local: a received referral declined with an over-long reason.
+  ASSERT_TRUE(Deliver(kUnion, Sign(Referral(kUnion, "ENV-LONG"))).ok());
+  v1::DecideReferralRequest decline;
+  decline.set_referral_id("REF-ENV-LONG");
+  decline.set_reason(std::string(kMaxNoteBytes + 1, 'r'));
+  v1::DecideReferralResponse decided;
+  uint64_t before = LedgerSize();
+  grpc::Status s = v1::ReferralService::NewStub(cw_)->Decide(Ctx().get(), decline, &decided);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "the reason is 16385 bytes long"))
+      << s.error_message();
+  v1::AccessEvent ev = EntryAt(before);
+  EXPECT_EQ(ev.action(), "referral.decline");
+  EXPECT_EQ(ev.outcome(), v1::ACCESS_OUTCOME_DENIED);
+  decline.set_reason("out of our remit");
+  s = v1::ReferralService::NewStub(cw_)->Decide(Ctx().get(), decline, &decided);
+  EXPECT_TRUE(s.ok()) << s.error_message();  // still waiting: now declined
+  // From a peer: a decision on this node's referral with an over-long reason.
+  const auto [case_id, referral_id] = Referred(kUnion);
+  v1::EnvelopePayload d = Decision(kUnion, NextId(), referral_id, false, "");
+  d.mutable_decision()->set_reason(std::string(kMaxNoteBytes + 1, 'r'));
+  ExpectRefused(kUnion, Sign(d), grpc::StatusCode::INVALID_ARGUMENT,
+                "decision.reason is 16385 bytes long", case_id);
+  // A name typed as an evidence id in a referral: refused, and not in the ledger.
+  v1::ReferCaseRequest refer;
+  refer.set_case_id(case_id);
+  refer.set_to_org(kInspectorate);
+  refer.set_agreement("test-agreement");
+  refer.set_purpose("case-referral");
+  refer.add_evidence_ids("Siti Rahayu");
+  v1::ReferCaseResponse referred;
+  before = LedgerSize();
+  s = v1::ReferralService::NewStub(cw_)->Refer(Ctx().get(), refer, &referred);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_FALSE(absl::StrContains(s.error_message(), "Siti")) << s.error_message();
+  ev = EntryAt(before);
+  EXPECT_EQ(ev.action(), "referral.send");
+  EXPECT_FALSE(absl::StrContains(ev.SerializeAsString(), "Siti")) << ev.ShortDebugString();
+}
+
 }  // namespace
 }  // namespace corridor

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -552,6 +553,69 @@ TEST_F(NodeTest, SerialsThatCannotBeReadAreRefusedByTheConfigCheck) {
   roster.mutable_members(0)->add_revoked_serials("not-a-serial");
   EXPECT_STATUS(SignRoster(&roster, "", "steward-1", fed_.stewards()[0]),
                 absl::StatusCode::kInvalidArgument, "revoked_serials[0]");
+}
+
+// --check-config runs the start-up checks without serving: a valid
+// configuration passes and says what was checked; a roster short of the
+// threshold, a signing key id the roster does not list, a revoked or expired
+// signing key, and a CA that is not the org's each fail it, exit 1, naming
+// the cause; so does what the config's own checks refuse (a master key that is
+// not one; SerialsThatCannotBeReadAreRefusedByTheConfigCheck).
+TEST_F(NodeTest, CheckConfigRunsEveryStartUpCheckWithoutServing) {
+  const std::string org = "ministry-id";
+  const std::string dir = fed_.org(org).dir;
+  auto check = [&] {
+    return RunCommand({BinaryPath("corridord"), "--config", configs_[org], "--check-config"});
+  };
+  auto expect_refused = [&](const std::string& why, const std::string& says,
+                            const std::string& stage = "would not start: ") {
+    CommandResult r = check();
+    EXPECT_EQ(r.exit_code, 1) << why << ": " << r.out;
+    EXPECT_TRUE(absl::StrContains(r.err, stage)) << why << ": " << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, says)) << why << ": " << r.err;
+  };
+  CommandResult ok = check();
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_TRUE(absl::StrContains(ok.out, "is signed by at least 2 of the configured stewards"))
+      << ok.out;
+  // Signed by two stewards, but three are required.
+  EditConfig(org, "threshold: 2", "threshold: 3");
+  expect_refused("threshold", "requires 3");
+  EditConfig(org, "threshold: 3", "threshold: 2");
+  // A key id the roster does not list for this org.
+  EditConfig(org, "key_id: ministry-id-1", "key_id: ministry-id-9");
+  expect_refused("unlisted key", "the roster lists no key \"ministry-id-9\"");
+  EditConfig(org, "key_id: ministry-id-9", "key_id: ministry-id-1");
+  // The key revoked, then past its valid_until.
+  const std::string roster_file = dir + "/roster.json";
+  ASSERT_OK_AND_ASSIGN(const std::string original, ReadFileToString(roster_file));
+  v1::Roster roster = fed_.MakeRoster(1);
+  for (auto& m : *roster.mutable_members()) {
+    if (m.org() == org) m.mutable_signing_keys(0)->set_status(v1::KEY_STATUS_REVOKED);
+  }
+  ASSERT_OK(WriteFileAtomically(roster_file, fed_.Sign(roster, 2)));
+  expect_refused("revoked key", "as revoked");
+  roster = fed_.MakeRoster(1);
+  for (auto& m : *roster.mutable_members()) {
+    if (m.org() != org) continue;
+    m.mutable_signing_keys(0)->set_status(v1::KEY_STATUS_RETIRED);
+    m.mutable_signing_keys(0)->set_valid_until("2020-01-01T00:00:00Z");
+  }
+  ASSERT_OK(WriteFileAtomically(roster_file, fed_.Sign(roster, 2)));
+  expect_refused("expired key", "was valid until 2020-01-01T00:00:00Z");
+  ASSERT_OK(WriteFileAtomically(roster_file, original));
+  // A master key that is not 32 bytes.
+  ASSERT_OK_AND_ASSIGN(const std::string master, ReadFileToString(dir + "/master.key"));
+  ASSERT_OK(WriteFileAtomically(dir + "/master.key", "c2hvcnQ=\n", 0600));
+  expect_refused("master key", "must hold 32 random bytes", "configuration error: ");
+  ASSERT_OK(WriteFileAtomically(dir + "/master.key", master, 0600));
+  // Another org's CA as this node's.
+  EditConfig(org, "ca_file: ca.crt", "ca_file: " + fed_.org("union-sg").dir + "/ca.crt");
+  expect_refused("CA", "is not the CA the roster lists");
+  EditConfig(org, "ca_file: " + fed_.org("union-sg").dir + "/ca.crt", "ca_file: ca.crt");
+  EXPECT_EQ(check().exit_code, 0);
+  // Nothing was served or opened: no data directory was made.
+  EXPECT_FALSE(std::filesystem::exists(dir + "/data"));
 }
 
 // Class 6: a certificate with two spiffe identities is refused as ambiguous,

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
 #include "client/lib/yaml_proto.h"
 #include "ledger/base/log.h"
 #include "server/common/edge.h"
@@ -180,6 +181,17 @@ void AccessLog::RecordRefusal(v1::AccessEvent event, std::function<void(absl::St
   }
   Record({std::move(event)}, nullptr,
          [done = std::move(done)](absl::StatusOr<uint64_t> index) { done(index.status()); });
+}
+
+absl::Status AccessLog::RecordRefusalSync(v1::AccessEvent event) {
+  absl::Notification done;
+  absl::Status recorded;
+  RecordRefusal(std::move(event), [&](absl::Status st) {
+    recorded = std::move(st);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return recorded;
 }
 
 absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,

@@ -68,6 +68,9 @@ class AccessLog : public RefusalSink {
                         uint64_t sent, absl::string_view units);
   absl::StatusOr<uint64_t> RecordSync(std::vector<v1::AccessEvent> events,
                                       std::unique_ptr<ledger::Mutation> change = nullptr);
+  // RecordRefusal, waiting for `done`: OK once recorded or counted. Never call
+  // it on the completions executor (it would wait for itself).
+  absl::Status RecordRefusalSync(v1::AccessEvent event);
 
   struct Query {
     std::string case_id, actor, org, action;

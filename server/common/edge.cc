@@ -214,6 +214,17 @@ absl::Status CheckTextFields(const google::protobuf::Message& m, const std::stri
 
 absl::Status CheckCaseText(const v1::Case& c) { return CheckTextFields(c, ""); }
 
+std::string IdInMessage(absl::string_view id) {
+  if (IsMintedIdShape(id)) return std::string(id);
+  return "\"(not an id: ids look like C-, E- or REF- and hex digits)\"";
+}
+
+absl::Status CheckTextLength(absl::string_view what, absl::string_view text, size_t limit) {
+  if (text.size() <= limit) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " is ", text.size(), " bytes long; the limit is ", limit, " bytes"));
+}
+
 std::string RequestIdForLedger(absl::string_view request_id) {
   if (request_id.empty()) return "";
   return absl::StrCat("sha256:", HexEncode(DigestBytes(Sha256(request_id))));

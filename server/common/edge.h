@@ -82,6 +82,16 @@ bool IsMintedIdShape(absl::string_view id);
 // same digest. Empty for an empty id.
 std::string IdForLedger(absl::string_view id);
 
+// How a refusal's message quotes an id the caller typed in a field the ledger
+// entry does not file it under (an evidence id in a referral, a referral id in
+// a permission): the id if it has a minted id's shape, otherwise a phrase that
+// says it is not one (the message is the entry's reason, which cannot be erased).
+std::string IdInMessage(absl::string_view id);
+
+// InvalidArgument unless `text` (free text: a reason, a note) is at most
+// `limit` bytes; names `what` and the length, never the text.
+absl::Status CheckTextLength(absl::string_view what, absl::string_view text, size_t limit);
+
 // `text` fit for a ledger entry and a terminal: every byte outside printable
 // ASCII and valid multi-byte UTF-8 is shown as \xHH, and if the result is
 // longer than `max_bytes` it is cut and " …[N bytes]" says the original length.

@@ -143,7 +143,12 @@ absl::Status ValidatePeerIdentifiers(const v1::EnvelopePayload& p) {
         !st.ok()) {
       return st;
     }
-    return ValidateOptionalIdentifier("decision.linked_case_id", p.decision().linked_case_id());
+    if (auto st =
+            ValidateOptionalIdentifier("decision.linked_case_id", p.decision().linked_case_id());
+        !st.ok()) {
+      return st;
+    }
+    return CheckTextLength("decision.reason", p.decision().reason(), kMaxNoteBytes);
   } else if (p.has_update()) {
     if (auto st = ValidateIdentifier("update.referral_id", p.update().referral_id()); !st.ok()) {
       return st;

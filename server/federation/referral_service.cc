@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/audit/audited_call.h"
+#include "server/common/edge.h"
 #include "server/federation/envelope.h"
 #include "server/federation/referral_policy.h"
 
@@ -83,7 +84,10 @@ absl::Status ShareEvidence(const v1::Case& c,
       if (!IsPrincipalOf(e->added_by(), self_org)) e->set_added_by(self_org + "/node");
       found = true;
     }
-    if (!found) return absl::NotFoundError(absl::StrCat("case ", c.id(), " has no evidence ", eid));
+    if (!found) {
+      return absl::NotFoundError(
+          absl::StrCat("case ", c.id(), " has no evidence ", IdInMessage(eid)));
+    }
   }
   return absl::OkStatus();
 }
@@ -180,8 +184,8 @@ absl::StatusOr<const v1::ReferralLink*> PermittableLink(const v1::Case& c,
     if (l.outgoing() && l.referral_id() == req.referral_id()) link = &l;
   }
   if (link == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("case ", req.case_id(), " has no outgoing referral ", req.referral_id()));
+    return absl::NotFoundError(absl::StrCat("case ", req.case_id(), " has no outgoing referral ",
+                                            IdInMessage(req.referral_id())));
   }
   if (link->state() != v1::REFERRAL_STATE_ACCEPTED) {
     return absl::FailedPreconditionError("the referral has not been accepted by its receiver");
@@ -323,6 +327,9 @@ grpc::ServerUnaryReactor* ReferralServiceImpl::Decide(grpc::CallbackServerContex
   if (!req->accept() && req->reason().empty()) {
     return call.Refuse(absl::InvalidArgumentError("declining needs a reason (--reason)"));
   }
+  if (auto st = CheckTextLength("the reason", req->reason(), kMaxNoteBytes); !st.ok()) {
+    return call.Refuse(st);
+  }
   auto case_id = ReceivedCaseOf(req->referral_id());
   if (!case_id.ok()) return call.Refuse(case_id.status());
   call.event().set_case_id(*case_id);
@@ -358,7 +365,8 @@ absl::StatusOr<std::string> ReferralServiceImpl::ReceivedCaseOf(
   std::vector<std::pair<std::string, std::string>> received;  // (sender, case id)
   for (const std::string& id : *cases) {
     auto c = cases_->Get(id);
-    if (!c.ok()) continue;  // erased: nothing to decide
+    if (absl::IsNotFound(c.status()) || absl::IsFailedPrecondition(c.status())) continue;  // erased
+    if (!c.ok()) return c.status();  // not known either way: deciding the other could be wrong
     for (const auto& l : c->referrals()) {
       if (!l.outgoing() && l.referral_id() == referral_id) received.push_back({l.peer_org(), id});
     }

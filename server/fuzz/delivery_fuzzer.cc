@@ -53,9 +53,9 @@
 // to union-sg for this purpose under this agreement; "@permit:" and a
 // mutation a broken one (kPermitMutations: wrong signer, expired, another
 // receiver, holder, addressee, purpose, agreement or body, a flipped signature
-// byte; and two the receiver cannot tell from a valid one: another referral
-// id, and a permission the holder signed itself). Any other bytes there are
-// sent as given.
+// byte, a permission the holder signed itself; and one the receiver cannot
+// tell from a valid one: another referral id). Any other bytes there are sent
+// as given.
 //
 // What must hold, whatever the input (a violation aborts, and libFuzzer keeps
 // the input):

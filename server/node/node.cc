@@ -76,7 +76,15 @@ class RosterInForce {
       // which has no place in the ledger; the file's digest identifies it.
       ev.set_reason(std::string(st.message().substr(0, st.message().find('\n'))));
       if (ev.payload_sha256().empty()) ev.set_payload_sha256(DigestBytes(Sha256(json)));
-      (void)log_->RecordSync({ev});
+      // Budgeted like every refusal: a peer serving junk rosters to the prober
+      // cannot grow the ledger by one entry per probe for ever.
+      if (absl::Status recorded = log_->RecordRefusalSync(ev); !recorded.ok()) {
+        log::Error("access.unrecorded",
+                   {{"action", "roster.install"}, {"error", recorded.message()}});
+        return absl::UnavailableError(
+            "the node could not record this refusal in its ledger; try again later or ask the "
+            "node's operator");
+      }
       return st;
     };
     auto roster =
@@ -284,8 +292,8 @@ namespace {
 constexpr int kCompletionThreads = 4;
 constexpr int kBulkThreads = 2;
 
-// Loads and verifies the roster file, and checks it is not older than the one in force.
-absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStore& store) {
+// The roster file, its signatures checked against the configured stewards and threshold.
+absl::StatusOr<VerifiedRoster> VerifyRosterFile(const v1::NodeConfig& config) {
   std::vector<StewardPublicKey> stewards;
   for (const auto& k : config.roster().steward_keys()) {
     stewards.push_back(
@@ -299,6 +307,13 @@ absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStor
     return absl::Status(roster.status().code(),
                         absl::StrCat(config.roster().file(), ": ", roster.status().message()));
   }
+  return roster;
+}
+
+// Loads and verifies the roster file, and checks it is not older than the one in force.
+absl::StatusOr<VerifiedRoster> LoadRoster(const v1::NodeConfig& config, NodeStore& store) {
+  auto roster = VerifyRosterFile(config);
+  if (!roster.ok()) return roster;
   // A stored version that is not a number is DataLoss: the rollback check
   // below cannot be made, so the node does not start.
   auto stored_version = store.GetMetaNumber(kRosterVersionKey);
@@ -383,6 +398,53 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
   return absl::FailedPreconditionError(
       absl::StrCat("signing_key.key_id: the roster lists no key \"", config.signing_key().key_id(),
                    "\" for org \"", config.org(), "\""));
+}
+
+namespace {
+
+// The node's own signing key must be one peers still take: not revoked, and,
+// if retired, not past its valid_until at `now`.
+absl::Status CheckOwnKeyUsable(const v1::NodeConfig& config, const v1::Roster& roster,
+                               absl::Time now) {
+  for (const auto& m : roster.members()) {
+    if (m.org() != config.org()) continue;
+    for (const auto& k : m.signing_keys()) {
+      if (k.key_id() != config.signing_key().key_id()) continue;
+      const std::string rotate =
+          "; peers refuse what this node signs with it: make a new signing key, have it listed "
+          "in a new roster version and set signing_key to it (docs/federation.md)";
+      if (k.status() == v1::KEY_STATUS_REVOKED) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "signing_key.key_id: the roster lists key \"", k.key_id(), "\" as revoked", rotate));
+      }
+      absl::Time until;
+      std::string err;
+      if (!k.valid_until().empty() &&
+          absl::ParseTime(absl::RFC3339_full, k.valid_until(), &until, &err) && until <= now) {
+        return absl::FailedPreconditionError(absl::StrCat("signing_key.key_id: key \"", k.key_id(),
+                                                          "\" was valid until ", k.valid_until(),
+                                                          rotate));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Node::CheckStartable(const v1::NodeConfig& config, absl::Time now) {
+  auto roster = VerifyRosterFile(config);
+  if (!roster.ok()) return roster.status();
+  auto tls =
+      LoadTlsIdentity(config.tls().cert_file(), config.tls().key_file(), config.tls().ca_file());
+  if (!tls.ok()) return tls.status();
+  if (auto st = CheckOwnMembership(config, roster->roster, *tls, now); !st.ok()) return st;
+  if (auto st = CheckOwnKeyUsable(config, roster->roster, now); !st.ok()) return st;
+  return absl::StrCat("roster ", config.roster().file(), " version ", roster->roster.version(),
+                      " is signed by at least ", config.roster().threshold(),
+                      " of the configured stewards; org \"", config.org(),
+                      "\" is a member with this node's CA, certificate and signing key \"",
+                      config.signing_key().key_id(), "\"");
 }
 
 std::string LedgerOrigin(const v1::NodeConfig& config) {

@@ -62,6 +62,15 @@ class Node {
   // signing key), checks the node certificate, and starts serving.
   static absl::StatusOr<std::unique_ptr<Node>> Start(const v1::NodeConfig& config,
                                                      NodeTestHooks hooks = {});
+  // The checks Start makes on the configuration and the files it names, at
+  // `now`, without opening the data directory or serving (corridord
+  // --check-config): the roster file's steward signatures and threshold, this
+  // org's membership (CA, certificate, signing key listed with this public key),
+  // and the signing key neither revoked nor past its valid_until (the config's
+  // own checks, the master key's among them, are LoadNodeConfig's). Returns what was checked, in
+  // words; the first failure otherwise. Not checked: that the roster file is not older than the one
+  // in force (that needs the data directory, which a running node holds).
+  static absl::StatusOr<std::string> CheckStartable(const v1::NodeConfig& config, absl::Time now);
   ~Node();
 
   // The port actually bound (useful with listen port 0).
