@@ -57,7 +57,8 @@ using testing::StringFields;
 // `bytes` of text full of control characters (valid UTF-8, as proto3 strings
 // must be): escape sequences, NUL, newlines, bidi overrides, NEL.
 std::string Hostile(size_t bytes) {
-  const std::string unit = "\x1b[2J\x01\x07\r\n\t\x7f\u202e\u0085\x1f name=Siti ";
+  const std::string unit =
+      std::string("\x1b[2J\x01\x07\r\n\t\x7f\u202e\u0085\x1f name=Siti ") + '\0';
   std::string out;
   out.reserve(bytes + unit.size());
   while (out.size() < bytes) out += unit;
