@@ -366,9 +366,19 @@ TEST_F(PersonalDataTest, EveryListedMethodObeysTheRetentionDateOfAReceivedCase) 
     if (!kPersonalDataMethods.count(method.path)) continue;
     for (const std::string user : {"cw", "pros"}) {
       SCOPED_TRACE(absl::StrCat(method.path, " as ", user));
+      const uint64_t before = LedgerSize("ministry-id");
       r = Call(method, As("ministry-id", "ministry-id", user), values);
       EXPECT_FALSE(r.status.ok());
       EXPECT_EQ(FoundMarker(Everything(r)), "") << Everything(r);
+      // The refusal is recorded: one entry of this caller on the case, not allowed.
+      int refused = 0;
+      for (const auto& e : EntriesSince("ministry-id", before)) {
+        if (e.event().case_id() == received_case && e.event().actor_subject() == "user/" + user) {
+          EXPECT_NE(e.event().outcome(), v1::ACCESS_OUTCOME_ALLOWED) << e.event().action();
+          ++refused;
+        }
+      }
+      EXPECT_EQ(refused, 1);
     }
   }
 }
