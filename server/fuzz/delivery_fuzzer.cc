@@ -565,7 +565,7 @@ class World {
                         other(s).org, ", was refused for it: ", a.status.error_message()));
     }
     if (!reused_envelope_id && a.status.error_code() == grpc::StatusCode::ALREADY_EXISTS &&
-        taken_referrals_.count({s.org, id}) == 0 && sent_referrals_.count(id) == 0) {
+        taken_referrals_.count({s.org, id}) == 0 && sent_referrals_.count({s.org, id}) == 0) {
       Fail(absl::StrCat("cross-sender referral-id confusion: referral ", id, " from ", s.org,
                         " was refused as already received, but only another sender used its id: ",
                         a.status.error_message()));
@@ -781,7 +781,7 @@ class World {
     v1::ReferCaseResponse referred;
     s = v1::ReferralService::NewStub(caseworker_)->Refer(Ctx().get(), refer, &referred);
     if (!s.ok()) Fail(absl::StrCat("Refer: ", s.error_message()));
-    sent_referrals_.insert(referred.referral_id());
+    sent_referrals_.insert({to, referred.referral_id()});
     // Delivered before anything watches the case: the receipt changes its link.
     const absl::Time give_up = absl::Now() + absl::Seconds(30);
     while (true) {
@@ -877,7 +877,9 @@ class World {
   std::map<std::string, std::pair<std::string, std::string>> watched_;
   // (sender, referral id)
   std::set<std::pair<std::string, std::string>> taken_referrals_, refused_referrals_;
-  std::set<std::string> sent_referrals_;  // every referral id this node sent
+  // (receiver, referral id) of every referral this node sent: a receiver sending
+  // one back under the same id is refused as already exchanged; another sender is not.
+  std::set<std::pair<std::string, std::string>> sent_referrals_;
   uint64_t checked_ = 0;
   uint64_t ids_ = 0;
   int calls_ = 0;
