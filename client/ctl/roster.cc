@@ -72,14 +72,16 @@ absl::StatusOr<v1::Roster> LoadAnyRoster(const std::string& path) {
   return LoadRosterSource(path);
 }
 
-// A signed roster checked against --stewards (and --threshold, else the
-// file's threshold). `federation` is the one expected (the roster's own if empty).
+// The signed roster `json` (read from `label`) checked against --stewards and
+// --threshold (else the file's threshold), for --federation (else the
+// roster's own). Errors about the roster itself name `label`.
 struct Checked {
   VerifiedRoster roster;
   uint32_t threshold = 0;
   size_t stewards = 0;
 };
-absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& json) {
+absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& label,
+                                        const std::string& json) {
   auto stewards = roster_edit::LoadStewards(args.Get("stewards"));
   if (!stewards.ok()) return stewards.status();
   Checked out;
@@ -95,14 +97,26 @@ absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& jso
                      " gives no threshold: pass --threshold N, the number of steward signatures "
                      "your nodes require (their roster.threshold)"));
   }
+  if (!absl::StrContains(json, "\"payloadType\"")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        label,
+        " is not a signed roster (the JSON file `roster sign` writes); a roster source "
+        "has no signatures to check"));
+  }
   std::string federation = args.Get("federation");
   if (federation.empty()) {
     auto peek = PeekSignedRoster(json);
-    if (!peek.ok()) return peek.status();
+    if (!peek.ok()) {
+      return absl::Status(peek.status().code(),
+                          absl::StrCat(label, " is not valid: ", peek.status().message()));
+    }
     federation = peek->federation();
   }
   auto verified = VerifySignedRoster(json, stewards->keys, out.threshold, federation);
-  if (!verified.ok()) return verified.status();
+  if (!verified.ok()) {
+    return absl::Status(verified.status().code(),
+                        absl::StrCat(label, " is not valid: ", verified.status().message()));
+  }
   out.roster = *std::move(verified);
   return out;
 }
@@ -148,11 +162,8 @@ absl::Status RunRosterNewVersion(Context& c) {
   std::string checked = "signatures not checked (give --stewards FILE to check them)";
   absl::StatusOr<v1::Roster> in_force = PeekSignedRoster(*text);
   if (c.args.Has("stewards")) {
-    auto verified = CheckSignatures(c.args, *text);
-    if (!verified.ok()) {
-      return absl::Status(verified.status().code(),
-                          absl::StrCat(c.args.Get("from"), ": ", verified.status().message()));
-    }
+    auto verified = CheckSignatures(c.args, c.args.Get("from"), *text);
+    if (!verified.ok()) return verified.status();
     checked = SignedBySentence(*verified);
     in_force = verified->roster.roster;
   }
@@ -384,12 +395,8 @@ absl::Status RunRosterVerify(Context& c) {
   if (auto st = Require(c.args, {"in", "stewards"}); !st.ok()) return st;
   auto text = ReadFileToString(c.args.Get("in"));
   if (!text.ok()) return text.status();
-  auto checked = CheckSignatures(c.args, *text);
-  if (!checked.ok()) {
-    return absl::Status(
-        checked.status().code(),
-        absl::StrCat(c.args.Get("in"), " is not valid: ", checked.status().message()));
-  }
+  auto checked = CheckSignatures(c.args, c.args.Get("in"), *text);
+  if (!checked.ok()) return checked.status();
   const v1::Roster& r = checked->roster.roster;
   c.out << Printable(c.args.Get("in")) << ": federation " << Printable(r.federation())
         << ", roster version " << r.version() << " is valid; " << SignedBySentence(*checked)
@@ -427,12 +434,8 @@ absl::Status RunRosterShow(Context& c) {
   if (!roster.ok()) return roster.status();
   std::string checked = "signatures not checked here (give --stewards FILE to check them)";
   if (c.args.Has("stewards")) {
-    auto verified = CheckSignatures(c.args, *text);
-    if (!verified.ok()) {
-      return absl::Status(
-          verified.status().code(),
-          absl::StrCat(c.args.Get("in"), " is not valid: ", verified.status().message()));
-    }
+    auto verified = CheckSignatures(c.args, c.args.Get("in"), *text);
+    if (!verified.ok()) return verified.status();
     roster = verified->roster.roster;
     checked = SignedBySentence(*verified);
   }
