@@ -227,6 +227,10 @@ TEST_F(RosterCommandsTest, AddMemberRefusesDuplicatesAndBadInput) {
   CtlRun r = Ctl(add("ngo-my", "my", "ngo", "ngo.example:7443", P("ngo-my")));
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_EQ(Source("v1.yaml").members(2).country(), "MY");
+  auto node = NodeVerifies(SignWith("v1.yaml", "v1b.json", 2));
+  ASSERT_TRUE(node.ok()) << node.status();
+  EXPECT_EQ(node->roster.members(2).org(), "ngo-my");
+  EXPECT_EQ(node->roster.members(2).signing_keys(0).key_id(), "ngo-my-1");
 }
 
 TEST_F(RosterCommandsTest, RemoveMemberOnceItsAgreementsAreEnded) {
@@ -463,6 +467,14 @@ TEST_F(RosterCommandsTest, DiffNamesEveryKindOfChange) {
   Ok({"roster", "retire-key", "--roster", src, "--org", "union-sg", "--key-id", "union-sg-1",
       "--valid-until", "2030-01-01T00:00:00Z"});
   Ok({"roster", "revoke-cert", "--roster", src, "--org", "union-sg", "--serial", "0A:1B"});
+  auto node = NodeVerifies(SignWith("v2.yaml", "v2.json", 2));
+  ASSERT_TRUE(node.ok()) << node.status();
+  EXPECT_EQ(node->roster.agreements(0).id(), "mou-2");
+  // A signed roster compares like its source: the same lines after the heading.
+  const std::string from_source = Ok({"roster", "diff", in_force_, src}).out;
+  const std::string from_signed = Ok({"roster", "diff", in_force_, P("v2.json")}).out;
+  EXPECT_EQ(from_signed.substr(from_signed.find(":\n")),
+            from_source.substr(from_source.find(":\n")));
   CtlRun r = Ok({"roster", "diff", in_force_, src});
   for (const char* line : {
            "version 1 → 2",
