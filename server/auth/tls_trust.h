@@ -28,8 +28,8 @@ class IdentityResolver;
 // valid at `now`; otherwise UNAUTHENTICATED naming the cause ("org X is not
 // in the roster in force (version N)", "not issued by the CA of org X: ...",
 // "no member's CA issued it").
-absl::Status CheckIssuedByRosterMember(const IdentityResolver& identity,
-                                       absl::string_view cert_pem, absl::Time now);
+absl::Status CheckIssuedByRosterMember(const IdentityResolver& identity, absl::string_view cert_pem,
+                                       absl::Time now);
 
 // A verifier for TlsServerCredentialsOptions::set_certificate_verifier that
 // applies CheckIssuedByRosterMember at the node's clock.
