@@ -437,6 +437,28 @@ TEST_F(CtlTest, AuditCommandsQueryProveExportAndVerifyWithTheRostersKey) {
       Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "ministry-id"});
   EXPECT_EQ(wrong.code, 1) << wrong;
   EXPECT_TRUE(absl::StrContains(wrong.err, "the export does NOT verify")) << wrong;
+  // With the stewards' keys (here the node config's roster: section) the roster's
+  // signatures are checked; a roster stripped of them supplies no key.
+  const std::string node_yaml = fed_.org("union-sg").dir + "/node.yaml";
+  CtlRun checked = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "union-sg",
+                        "--stewards", node_yaml});
+  EXPECT_EQ(checked.code, 0) << checked;
+  EXPECT_FALSE(absl::StrContains(checked.err, "were not checked")) << checked;
+  EXPECT_TRUE(absl::StrContains(verify.err, "were not checked")) << verify;
+  std::string stripped = ReadFileToString(RosterFile()).value();
+  stripped = stripped.substr(0, stripped.find("\"signatures\"")) + "\"signatures\": []}";
+  ASSERT_OK(WriteFileAtomically(Dir("stripped.json"), stripped));
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"audit", "key", "union-sg"},
+        std::vector<std::string>{"audit", "verify", exported, "--org", "union-sg"}}) {
+    std::vector<std::string> argv = cmd;
+    for (const char* a : {"--roster", "", "--stewards", ""}) argv.push_back(a);
+    argv[argv.size() - 3] = Dir("stripped.json");
+    argv[argv.size() - 1] = node_yaml;
+    CtlRun forged = Ctl(argv);
+    EXPECT_EQ(forged.code, 1) << forged;
+    EXPECT_TRUE(absl::StrContains(forged.err, "stripped.json is not valid")) << forged;
+  }
   // A caseworker does not read the ledger.
   CtlRun cw = CtlAs("cw", {"audit", "log"});
   EXPECT_EQ(cw.code, 1) << cw;
