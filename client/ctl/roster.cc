@@ -433,7 +433,11 @@ absl::Status RunRosterPush(Context& c) {
   grpc::Status s = v1::NodeService::NewStub(conn->channel)->PushRoster(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
   c.out << "roster version " << resp.version() << " is in force at " << Printable(conn->target)
-        << "; peers fetch it from this node when they next say hello\n";
+        << "; peers fetch it from this node when they next say hello (within "
+           "limits.peer_probe_interval_seconds), and every node follows it without a restart: "
+           "new members are trusted and probed, removed ones refused.\n"
+           "  check with `corridorctl health --require-peers` (a new member shows as joining "
+           "until its node is up and verified)\n";
   return absl::OkStatus();
 }
 
