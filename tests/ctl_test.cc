@@ -25,6 +25,7 @@
 #include "ledger/crypto/crypto.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
+#include "tests/testing/ctl_run.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
 
@@ -33,25 +34,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CtlRun {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::ostream& operator<<(std::ostream& os, const CtlRun& r) {
-  return os << "exit " << r.code << "\nstdout:\n" << r.out << "stderr:\n" << r.err;
-}
-
-// Runs corridorctl with `argv`, as the command line would.
-CtlRun Ctl(const std::vector<std::string>& argv) {
-  std::ostringstream out, err;
-  CtlRun r;
-  r.code = ctl::Main(argv, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
+using testing::Ctl;
+using testing::CtlRun;
 
 // What a person must never be shown: status codes and C++ names instead of words.
 void ExpectWords(const std::string& message) {
