@@ -146,6 +146,39 @@ TEST_F(RosterFollowingTest, ANewMemberIsTrustedAtOnceAndARemovedOneRefusedAtOnce
   EXPECT_TRUE(PeerView("ministry-id").has_value());
 }
 
+// An open connection of a removed member is closed, not only refused: at
+// limits.max_connection_age_seconds the node asks it to reconnect, and the new
+// handshake fails.
+TEST_F(RosterFollowingTest, ARemovedMembersOpenConnectionIsClosed) {
+  node_->Shutdown(absl::Seconds(1));
+  node_.reset();
+  std::string text = ReadFileToString(config_path_).value();
+  text = absl::StrReplaceAll(text, {{"limits:\n", "limits:\n  max_connection_age_seconds: 1\n"}});
+  ASSERT_OK(WriteFileAtomically(config_path_, text));
+  ASSERT_OK_AND_ASSIGN(v1::NodeConfig config, LoadNodeConfig(config_path_));
+  ASSERT_OK_AND_ASSIGN(node_, Node::Start(config));
+  admin_ = UserChannel("adm");
+  ASSERT_TRUE(Push(fed_.MakeRoster(2)).ok());
+  auto newcomer = NodeChannel(kNewcomer);
+  ASSERT_TRUE(Hello(newcomer).ok());
+  ASSERT_TRUE(Push(Without(fed_.MakeRoster(3), kNewcomer)).ok());
+  EXPECT_EQ(Hello(newcomer).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // Within a few connection ages the same channel no longer gets through the handshake.
+  const absl::Time give_up = absl::Now() + testing::ScaledDeadline(absl::Seconds(20));
+  grpc::StatusCode code = grpc::StatusCode::PERMISSION_DENIED;
+  while (code != grpc::StatusCode::UNAVAILABLE && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(200));
+    code = Hello(newcomer).error_code();
+  }
+  EXPECT_EQ(code, grpc::StatusCode::UNAVAILABLE);
+  // A member's connection is asked to reconnect too, and does, unnoticed.
+  auto member = NodeChannel("ministry-id");
+  ASSERT_TRUE(Hello(member).ok());
+  absl::SleepFor(absl::Seconds(2));
+  grpc::Status again = Hello(member);
+  EXPECT_TRUE(again.ok()) << again.error_message();
+}
+
 TEST_F(RosterFollowingTest, TheHandshakeCheckNamesTheCause) {
   auto roster = std::make_shared<const v1::Roster>(Without(fed_.MakeRoster(1), kNewcomer));
   v1::NodeConfig config;

@@ -216,6 +216,13 @@ absl::Status FillLimits(const Checker& check, v1::Limits* limits) {
       fill(limits->max_evidence_transfers(), kDefaultMaxEvidenceTransfers));
   limits->set_stream_idle_timeout_seconds(
       fill(limits->stream_idle_timeout_seconds(), kDefaultStreamIdleTimeoutSeconds));
+  limits->set_max_connection_age_seconds(
+      fill(limits->max_connection_age_seconds(), kDefaultMaxConnectionAgeSeconds));
+  if (limits->max_connection_age_seconds() > 24 * 3600) {
+    return check.Error("limits.max_connection_age_seconds",
+                       "must be at most 86400 (a day): a removed member or revoked certificate "
+                       "keeps its open connections until then");
+  }
   if (limits->user_call_burst() < limits->user_calls_per_second() ||
       limits->peer_call_burst() < limits->peer_calls_per_second()) {
     return check.Error("limits", "a call burst must be at least its calls per second");

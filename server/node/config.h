@@ -28,6 +28,7 @@ inline constexpr uint32_t kDefaultRefusalBudget = 50;
 inline constexpr uint32_t kDefaultRefusalIntervalSeconds = 60;
 inline constexpr uint32_t kDefaultMaxEvidenceTransfers = 4;
 inline constexpr uint32_t kDefaultStreamIdleTimeoutSeconds = 60;
+inline constexpr uint32_t kDefaultMaxConnectionAgeSeconds = 300;
 
 // Reads the YAML file at `path`, checks it against the schema (unknown keys and
 // wrong types are errors), resolves relative file paths against the config

@@ -685,6 +685,12 @@ absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
   // One node per port: without this gRPC sets SO_REUSEPORT and a second node
   // on the same port would silently share its traffic.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Every connection is told to go away (GOAWAY) after max_connection_age_seconds:
+  // calls in flight finish on it, new ones make a new connection, whose handshake
+  // is checked against the roster in force. So a member removed by a roster, or a
+  // certificate revoked, loses its open connections too, not only its calls.
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                             static_cast<int>(config.limits().max_connection_age_seconds() * 1000));
   builder.AddListeningPort(config.listen(), creds, &port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits().max_message_bytes()));
   builder.SetMaxSendMessageSize(static_cast<int>(config.limits().max_message_bytes()));
