@@ -332,6 +332,17 @@ TEST_F(RosterCommandsTest, KeyRefusals) {
   ExpectRefused(key("retire-key", "union-sg", "union-sg-1"), src, "is revoked");
   // The remaining key is now the last active one.
   ExpectRefused(key("retire-key", "union-sg", "union-sg-2"), src, "last active signing key");
+  // Both ways of naming the new key at once: which one is meant?
+  ExpectRefused({"roster", "add-key", "--roster", src, "--org", "ministry-id", "--key-dir",
+                 P("union-sg"), "--key-id", "m2", "--public-key", fresh},
+                src, "not both");
+  // A key retired already keeps its end date unless one is given.
+  const std::string other = Base64Encode(Ed25519PrivateKey::Generate().public_key().raw());
+  Ok(add("ministry-id", "ministry-id-2", other));
+  Ok(key("retire-key", "ministry-id", "ministry-id-1"));
+  ExpectRefused(key("retire-key", "ministry-id", "ministry-id-1"), src, "already retired");
+  Ok({"roster", "retire-key", "--roster", src, "--org", "ministry-id", "--key-id", "ministry-id-1",
+      "--valid-until", "2030-01-01T00:00:00Z"});
 }
 
 TEST_F(RosterCommandsTest, PkiUserSerialIsWhatRevokeCertTakesAndTheNodeCompares) {

@@ -19,6 +19,7 @@
 #include "ledger/base/file.h"
 #include "server/auth/identity.h"
 #include "server/auth/tls_trust.h"
+#include "server/federation/peers.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
 #include "tests/testing/channels.h"
@@ -209,8 +210,36 @@ TEST_F(RosterFollowingTest, TheHandshakeCheckNamesTheCause) {
   EXPECT_STATUS(CheckIssuedByRosterMember(later, fed_.org("ministry-id").node.cert_pem,
                                           now + testing::kCertificateValidity + absl::Hours(48)),
                 absl::StatusCode::kUnauthenticated, "ministry-id");
+  // A member's CA certificate is no TLS client certificate (no digitalSignature use).
+  EXPECT_STATUS(CheckIssuedByRosterMember(identity, fed_.org("ministry-id").ca.cert_pem, now),
+                absl::StatusCode::kUnauthenticated, "no CA of a member");
   identity.SetRoster(std::make_shared<const v1::Roster>(fed_.MakeRoster(2)));
   EXPECT_OK(CheckIssuedByRosterMember(identity, fed_.org(kNewcomer).node.cert_pem, now));
+}
+
+// What a failed call to a peer says, by the kind of failure.
+TEST(DescribePeerCallErrorTest, NamesWhichSideRefusedTheHandshake) {
+  auto describe = [](const std::string& message) {
+    return DescribePeerCallError(grpc::Status(grpc::StatusCode::UNAVAILABLE, message));
+  };
+  EXPECT_NE(describe("failed to connect to all addresses; last error: UNKNOWN: "
+                     "ipv4:127.0.0.1:5000: Socket closed")
+                .find("may not trust this node's CA yet"),
+            std::string::npos);
+  EXPECT_NE(describe("failed to connect to all addresses; last error: UNKNOWN: "
+                     "ipv4:127.0.0.1:5000: Ssl handshake failed: SSL_ERROR_SSL: error:1000007d:SSL "
+                     "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED")
+                .find("this node does not accept the peer's certificate"),
+            std::string::npos);
+  EXPECT_NE(describe("failed to connect to all addresses; last error: UNAVAILABLE: "
+                     "ipv4:127.0.0.1:5000: Connection refused")
+                .find("nothing listens at the peer's endpoint"),
+            std::string::npos);
+  // Anything else, and every other code, is passed on as it is.
+  EXPECT_EQ(describe("Deadline Exceeded"), "Deadline Exceeded");
+  EXPECT_EQ(
+      DescribePeerCallError(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "Socket closed")),
+      "Socket closed");
 }
 
 // Calls in flight on one channel and on several while rosters are installed

@@ -247,7 +247,8 @@ absl::Status RunPkiRevoke(Context& c) {
         << "\nto revoke it across the federation, add it to the roster (then sign and push the "
            "new version):\n  corridorctl roster revoke-cert --roster ROSTER.yaml --org "
         << org << " --serial " << info->serial_hex
-        << "\nto refuse it at one node at once, add it to that node's config and restart it:\n"
+        << "\nto refuse it at one node at once, add it to that node's config and send the node "
+           "SIGHUP (kill -HUP <pid>; no restart):\n"
            "  tls:\n    revoked_serials: [\""
         << info->serial_hex << "\"]\n";
   return absl::OkStatus();

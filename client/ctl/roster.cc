@@ -182,6 +182,10 @@ absl::Status RunRosterRemoveMember(Context& c) {
 absl::Status RunRosterAddKey(Context& c) {
   if (auto st = Require(c.args, {"roster", "org"}); !st.ok()) return st;
   std::string key_id = c.args.Get("key-id"), pub = c.args.Get("public-key");
+  if (c.args.Has("key-dir") && c.args.Has("public-key")) {
+    return absl::InvalidArgumentError(
+        "give either --key-dir DIR or --public-key, not both: which key is meant?");
+  }
   if (c.args.Has("key-dir")) {
     const std::string dir = c.args.Get("key-dir");
     auto p = ReadFileToString(dir + "/signing.pub");
@@ -221,8 +225,11 @@ absl::Status RunRosterRetireKey(Context& c) {
                      "\" is not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)"));
   }
   const std::string org = c.args.Get("org"), id = c.args.Get("key-id");
-  if (auto st =
-          EditSource(c, [&](v1::Roster& r) { return roster_edit::RetireKey(r, org, id, until); });
+  if (auto st = EditSource(c,
+                           [&](v1::Roster& r) {
+                             return roster_edit::RetireKey(r, org, id, until,
+                                                           c.args.Has("valid-until"));
+                           });
       !st.ok()) {
     return st;
   }

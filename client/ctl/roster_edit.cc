@@ -315,7 +315,7 @@ absl::Status AddKey(v1::Roster& roster, absl::string_view org, absl::string_view
 }
 
 absl::Status RetireKey(v1::Roster& roster, absl::string_view org, absl::string_view key_id,
-                       absl::Time valid_until) {
+                       absl::Time valid_until, bool until_given) {
   auto m = MemberOrError(roster, org);
   if (!m.ok()) return m.status();
   auto k = KeyOrError(**m, key_id);
@@ -323,6 +323,11 @@ absl::Status RetireKey(v1::Roster& roster, absl::string_view org, absl::string_v
   if ((*k)->status() == v1::KEY_STATUS_REVOKED) {
     return absl::FailedPreconditionError(
         absl::StrCat("key ", key_id, " of ", org, " is revoked; a revoked key is not retired"));
+  }
+  if ((*k)->status() == v1::KEY_STATUS_RETIRED && !until_given) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "key ", key_id, " of ", org, " is already retired (valid until ", (*k)->valid_until(),
+        "); give --valid-until TIME to change when it stops being valid"));
   }
   if (auto st = CheckNotLastActive(**m, **k, "retire"); !st.ok()) return st;
   (*k)->set_status(v1::KEY_STATUS_RETIRED);

@@ -51,9 +51,11 @@ absl::Status AddKey(v1::Roster& roster, absl::string_view org, absl::string_view
 
 // Marks a key retired, valid until `valid_until` (what it signed before then
 // still verifies). NotFound for an unknown org or key; FailedPrecondition if
-// the key is revoked already or is the org's last active key.
+// the key is revoked already or is the org's last active key, or if it is
+// retired already and `until_given` is false (a default date would silently
+// move its end).
 absl::Status RetireKey(v1::Roster& roster, absl::string_view org, absl::string_view key_id,
-                       absl::Time valid_until);
+                       absl::Time valid_until, bool until_given);
 
 // Marks a key revoked (nothing it signed is accepted any more). NotFound for
 // an unknown org or key; FailedPrecondition if it is revoked already or is

@@ -191,7 +191,7 @@ absl::StatusOr<CertificateInfo> InspectCertificate(absl::string_view cert_pem) {
 }
 
 absl::Status VerifyIssuedBy(absl::string_view cert_pem, absl::string_view ca_cert_pem,
-                            absl::Time at) {
+                            absl::Time at, Purpose purpose) {
   auto cert = ParseCertificatePem(cert_pem, "the certificate");
   if (!cert.ok()) return cert.status();
   auto ca = ParseCertificatePem(ca_cert_pem, "the CA certificate");
@@ -209,6 +209,10 @@ absl::Status VerifyIssuedBy(absl::string_view cert_pem, absl::string_view ca_cer
   }
   X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()),
                              static_cast<time_t>(absl::ToUnixSeconds(at)));
+  if (purpose == Purpose::kTlsClient &&
+      X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_CLIENT) != 1) {
+    return OpenSslFailure("cannot set up certificate verification");
+  }
   const int verified = X509_verify_cert(ctx.get());
   const int err = X509_STORE_CTX_get_error(ctx.get());
   ERR_clear_error();

@@ -48,10 +48,20 @@ absl::StatusOr<std::string> NormalizeSerial(absl::string_view written);
 // True iff the two PEM texts hold the same certificate (byte-identical DER).
 bool SameCertificate(absl::string_view a_pem, absl::string_view b_pem);
 
+// What a certificate must be fit for, besides being issued by the CA.
+enum class Purpose {
+  kAny,
+  // A TLS client (OpenSSL's ssl_client purpose: extendedKeyUsage, if present,
+  // lists clientAuth; keyUsage, if present, allows digitalSignature) — what a
+  // server checks of the certificates its clients present.
+  kTlsClient,
+};
+
 // True iff `cert_pem` was signed by `ca_cert_pem` (chain of exactly one CA, the
-// given one, validity checked at `at`). Returns the reason on failure.
+// given one, validity checked at `at`) and is fit for `purpose`. Returns the
+// reason on failure.
 absl::Status VerifyIssuedBy(absl::string_view cert_pem, absl::string_view ca_cert_pem,
-                            absl::Time at);
+                            absl::Time at, Purpose purpose = Purpose::kAny);
 
 }  // namespace corridor::pki
 

@@ -250,7 +250,8 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
   }
   if (id->kind == PrincipalKind::kUser) return ResolveUser(cert_pem, *member, *id, now, p);
   // The TLS layer accepted any member's CA; here the issuer must be the claimed org's.
-  if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now); !st.ok()) {
+  if (auto st = pki::VerifyIssuedBy(cert_pem, member->ca_cert_pem(), now, pki::Purpose::kTlsClient);
+      !st.ok()) {
     return absl::PermissionDeniedError(absl::StrCat("certificate claims to be a node of \"", p.org,
                                                     "\" but was not issued by that org's CA (",
                                                     st.message(), ")"));
@@ -268,7 +269,8 @@ absl::StatusOr<Principal> IdentityResolver::ResolveUser(absl::string_view cert_p
         absl::StrCat("user \"", id.user, "\" of org \"", id.org,
                      "\" must use their own org's node; this node serves \"", config_.org(), "\""));
   }
-  if (auto st = pki::VerifyIssuedBy(cert_pem, member.ca_cert_pem(), now); !st.ok()) {
+  if (auto st = pki::VerifyIssuedBy(cert_pem, member.ca_cert_pem(), now, pki::Purpose::kTlsClient);
+      !st.ok()) {
     return absl::PermissionDeniedError(absl::StrCat(
         "user certificate was not issued by the CA of \"", p.org, "\" (", st.message(), ")"));
   }

@@ -24,12 +24,12 @@ namespace corridor {
 
 class IdentityResolver;
 
-// OK if a member of `identity`'s roster in force issued `cert_pem` and it is
-// valid at `now`; otherwise UNAUTHENTICATED naming the cause ("org X is not
-// in the roster in force (version N)", "not issued by the CA of org X: ...",
-// "no member's CA issued it"). Which member issued a certificate is cached per
-// certificate (IdentityResolver::IssuingMember, dropped on a roster change);
-// its validity period is checked again on every call by the auth processor.
+// OK if a member of `identity`'s roster in force issued `cert_pem`, it is
+// valid at `now` and fit for a TLS client (extendedKeyUsage clientAuth, if it
+// has one); otherwise UNAUTHENTICATED naming the cause ("org X is not in the
+// roster in force (version N)", "not valid under the CA of org X: ...", "no
+// CA of a member ... issued this certificate"). Nothing is cached: every
+// handshake is checked at its own time.
 absl::Status CheckIssuedByRosterMember(const IdentityResolver& identity, absl::string_view cert_pem,
                                        absl::Time now);
 

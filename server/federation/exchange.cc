@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "client/lib/pki.h"
 #include "client/lib/yaml_proto.h"
 #include "ledger/base/log.h"
 #include "server/common/edge.h"
@@ -714,7 +715,7 @@ void Exchange::RosterChanged() {
     bool same = false;
     for (const v1::Member& m : now->members()) {
       same = same || (m.org() == it->first && m.endpoint() == it->second.endpoint &&
-                      m.ca_cert_pem() == it->second.ca_cert_pem);
+                      pki::SameCertificate(m.ca_cert_pem(), it->second.ca_cert_pem));
     }
     it = same ? std::next(it) : peers_.erase(it);
   }
@@ -855,8 +856,14 @@ void Exchange::OnCallDone(std::shared_ptr<Call> call, grpc::Status status) {
   v1::OutboxItem item = std::move(call->item);
   item.set_attempts(item.attempts() + 1);
   if (!status.ok()) {
+    std::shared_ptr<grpc::Channel> channel;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto peer = peers_.find(org); peer != peers_.end()) channel = peer->second.channel;
+    }
+    const std::string error = DescribePeerCallError(status, channel.get());
     if (Permanent(status.error_code())) {
-      Fail(org, call->seq, std::move(item), DescribePeerCallError(status));
+      Fail(org, call->seq, std::move(item), error);
     } else {
       uint32_t failures = 1;
       {
@@ -865,7 +872,7 @@ void Exchange::OnCallDone(std::shared_ptr<Call> call, grpc::Status status) {
         lane.failing = true;
         failures = ++lane.items[call->seq].failures;
       }
-      RetryItem(org, call->seq, std::move(item), DescribePeerCallError(status), Backoff(failures));
+      RetryItem(org, call->seq, std::move(item), error, Backoff(failures));
     }
     return DoneOutstanding();
   }

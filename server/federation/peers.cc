@@ -14,19 +14,35 @@ constexpr absl::Duration kUnhealthyProbeInterval = absl::Seconds(1);
 
 }  // namespace
 
-std::string DescribePeerCallError(const grpc::Status& status) {
+std::string DescribePeerCallError(const grpc::Status& status, grpc::Channel* channel) {
   const std::string& m = status.error_message();
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-      (absl::StrContains(m, "Socket closed") || absl::StrContains(m, "andshake") ||
-       absl::StrContains(m, "Connection reset"))) {
+  if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && channel != nullptr &&
+      channel->GetState(false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    return absl::StrCat(
+        "could not connect to the peer before the deadline: its node is down, or it refuses "
+        "this node's TLS handshake (it may not trust this node's CA yet: is the roster version "
+        "that lists this node in force there?); `corridorctl health` shows the peer's state (",
+        m, ")");
+  }
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return m;
+  // This node refusing the peer's certificate (checked against the CA the roster lists for it).
+  if (absl::StrContains(m, "certificate verify failed") ||
+      absl::StrContains(m, "CERTIFICATE_VERIFY_FAILED") ||
+      absl::StrContains(m, "hostname mismatch") || absl::StrContains(m, "Peer name")) {
+    return absl::StrCat(
+        "this node does not accept the peer's certificate: it is not valid under the CA the "
+        "roster in force lists for that org, or it has expired (",
+        m, ")");
+  }
+  if (absl::StrContains(m, "Socket closed") || absl::StrContains(m, "Connection reset") ||
+      absl::StrContains(m, "andshake")) {
     return absl::StrCat(
         "the peer closed the connection during the TLS handshake: it may not trust this node's "
         "CA yet (is the roster version that lists this node in force there?) or this node's "
         "certificate is revoked or expired (",
         m, ")");
   }
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE &&
-      absl::StrContains(m, "Connection refused")) {
+  if (absl::StrContains(m, "Connection refused")) {
     return absl::StrCat("nothing listens at the peer's endpoint: is its node running? (", m, ")");
   }
   return m;
@@ -63,7 +79,9 @@ void PeerProber::AddLocked(std::shared_ptr<Peer> peer, v1::PeerState state) {
   initial.set_state(state);
   status_[m.org()] = initial;
   peers_[m.org()] = peer;
-  if (started_ && !stopping_) threads_.emplace_back([this, peer] { RunPeer(peer); });
+  if (started_ && !stopping_) {
+    threads_.emplace_back(peer, std::thread([this, peer] { RunPeer(peer); }));
+  }
 }
 
 void PeerProber::RemoveLocked(Peer* peer) {
@@ -74,7 +92,26 @@ void PeerProber::RemoveLocked(Peer* peer) {
 }
 
 void PeerProber::SetRoster(std::shared_ptr<const v1::Roster> roster) {
-  absl::MutexLock lock(&mu_);
+  std::vector<std::thread> ended;
+  {
+    absl::MutexLock lock(&mu_);
+    FollowLocked(*roster);
+    // Threads of removed peers end at once (their probe was cancelled); join them,
+    // except the caller's own (a probe that fetched this roster from a removed peer).
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      if (it->first->removed && it->second.get_id() != std::this_thread::get_id()) {
+        ended.push_back(std::move(it->second));
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (std::thread& t : ended) t.join();
+}
+
+void PeerProber::FollowLocked(const v1::Roster& roster_in) {
+  const v1::Roster* roster = &roster_in;
   if (roster->version() <= roster_version_) return;  // an older install's call, overtaken
   roster_version_ = roster->version();
   std::map<std::string, const v1::Member*> listed;
@@ -96,9 +133,8 @@ void PeerProber::SetRoster(std::shared_ptr<const v1::Roster> roster) {
   for (const auto& [org, m] : listed) {
     auto it = peers_.find(org);
     if (it != peers_.end() && it->second->member.endpoint() == m->endpoint() &&
-        it->second->member.ca_cert_pem() == m->ca_cert_pem()) {
-      it->second->member.set_name(m->name());  // only shown
-      status_[org].set_name(m->name());
+        pki::SameCertificate(it->second->member.ca_cert_pem(), m->ca_cert_pem())) {
+      status_[org].set_name(m->name());  // only shown; the probe takes it from here
       continue;
     }
     // New, or reached at another endpoint or under another CA: verify afresh.
@@ -120,19 +156,19 @@ void PeerProber::Start() {
   absl::MutexLock lock(&mu_);
   started_ = true;
   for (const auto& [org, peer] : peers_) {
-    threads_.emplace_back([this, p = peer] { RunPeer(p); });
+    threads_.emplace_back(peer, std::thread([this, p = peer] { RunPeer(p); }));
   }
 }
 
 void PeerProber::Stop() {
-  std::vector<std::thread> threads;
+  std::vector<std::pair<std::shared_ptr<Peer>, std::thread>> threads;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto& [ctx, peer] : probes_) ctx->TryCancel();
     threads.swap(threads_);
   }
-  for (std::thread& t : threads) {
+  for (auto& [peer, t] : threads) {
     if (t.joinable()) t.join();
   }
 }
@@ -177,6 +213,7 @@ v1::PeerState PeerProber::ProbeAndRecord(const Peer& peer) {
     absl::MutexLock lock(&mu_);
     if (peer.removed) return v1::PEER_STATE_UNKNOWN;  // no longer in the roster in force
     v1::PeerStatus& current = status_[peer.member.org()];
+    result.set_name(current.name());  // as the roster in force names it
     // A joining member stays joining, with the last error, until verified once.
     if (!healthy && current.state() == v1::PEER_STATE_JOINING) {
       result.set_state(v1::PEER_STATE_JOINING);
@@ -197,36 +234,52 @@ v1::PeerState PeerProber::ProbeAndRecord(const Peer& peer) {
   return result.state();
 }
 
+grpc::Status PeerProber::Hello(const Peer& peer, bool wait_for_ready, grpc::ClientContext* ctx,
+                               const v1::HelloRequest& req, v1::HelloResponse* resp) {
+  ctx->set_wait_for_ready(wait_for_ready);
+  ctx->set_deadline(absl::ToChronoTime(
+      absl::Now() + absl::Seconds(config_.limits().peer_call_timeout_seconds())));
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || peer.removed) ctx->TryCancel();
+    probes_[ctx] = &peer;
+  }
+  grpc::Status s = peer.stub->Hello(ctx, req, resp);
+  absl::MutexLock lock(&mu_);
+  probes_.erase(ctx);
+  return s;
+}
+
 v1::PeerStatus PeerProber::ProbeOne(const Peer& peer) {
   v1::PeerStatus st;
   st.set_org(peer.member.org());
   st.set_name(peer.member.name());
   st.set_endpoint(peer.member.endpoint());
-  grpc::ClientContext ctx;
-  ctx.set_wait_for_ready(true);  // a reconnect just started counts; the deadline bounds it
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() +
-                                      absl::Seconds(config_.limits().peer_call_timeout_seconds())));
   v1::HelloRequest req;
-  // The roster keeper's lock is never taken under ours (it calls SetRoster holding its own).
+  // The roster keeper's lock is never taken under ours (its install, which takes it,
+  // calls SetRoster after releasing it).
   uint64_t ours = current_version_ ? current_version_() : 0;
-  {
+  if (ours == 0) {
     absl::MutexLock lock(&mu_);
-    if (ours == 0) ours = roster_version_;
-    if (stopping_ || peer.removed) ctx.TryCancel();
-    probes_[&ctx] = &peer;
+    ours = roster_version_;
   }
   req.set_roster_version(ours);
   v1::HelloResponse resp;
-  grpc::Status s = peer.stub->Hello(&ctx, req, &resp);
-  {
-    absl::MutexLock lock(&mu_);
-    probes_.erase(&ctx);
+  // Waiting for the connection: a reconnect just started counts; the deadline bounds it.
+  grpc::ClientContext ctx;
+  grpc::Status s = Hello(peer, /*wait_for_ready=*/true, &ctx, req, &resp);
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      peer.channel->GetState(false) == GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    // Waiting hid why the connection fails: one call that does not wait says.
+    grpc::ClientContext fast;
+    grpc::Status why = Hello(peer, /*wait_for_ready=*/false, &fast, req, &resp);
+    if (why.error_code() == grpc::StatusCode::UNAVAILABLE) s = why;
   }
   if (!s.ok()) {
     const bool refused = s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
                          s.error_code() == grpc::StatusCode::UNAUTHENTICATED;
     st.set_state(refused ? v1::PEER_STATE_REFUSED : v1::PEER_STATE_UNREACHABLE);
-    st.set_last_error(DescribePeerCallError(s));
+    st.set_last_error(DescribePeerCallError(s, peer.channel.get()));
     return st;
   }
   // TLS proved the certificate chains to this org's CA; now check it names this org's node.

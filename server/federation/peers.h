@@ -32,7 +32,10 @@ namespace corridor {
 // A failed call to a peer, in words naming the likely cause: a connection the
 // peer closed during the TLS handshake usually means it does not trust this
 // node's CA yet (it lacks the roster version that lists this node).
-std::string DescribePeerCallError(const grpc::Status& status);
+// `channel` (optional) is the call's: a wait-for-ready call whose deadline
+// passed while the channel could not connect is described as such, not as a
+// bare "Deadline Exceeded".
+std::string DescribePeerCallError(const grpc::Status& status, grpc::Channel* channel = nullptr);
 
 class PeerProber {
  public:
@@ -79,7 +82,12 @@ class PeerProber {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stops probing `peer`: cancels its probe in flight, its thread ends.
   void RemoveLocked(Peer* peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // SetRoster's changes to the peers, under the lock.
+  void FollowLocked(const v1::Roster& roster) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::shared_ptr<Peer>> Peers() const;
+  // One Hello to `peer`, cancelled by Stop or the peer's removal.
+  grpc::Status Hello(const Peer& peer, bool wait_for_ready, grpc::ClientContext* ctx,
+                     const v1::HelloRequest& req, v1::HelloResponse* resp);
   v1::PeerStatus ProbeOne(const Peer& peer);
   // Probes `peer`, records the result and tells on_reachable_; returns its state.
   v1::PeerState ProbeAndRecord(const Peer& peer);
@@ -97,7 +105,8 @@ class PeerProber {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Probes in progress and their peer, cancelled by Stop or the peer's removal.
   std::map<grpc::ClientContext*, const Peer*> probes_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  // Each peer's probing thread; a removed peer's is joined at the next SetRoster or Stop.
+  std::vector<std::pair<std::shared_ptr<Peer>, std::thread>> threads_ ABSL_GUARDED_BY(mu_);
   std::function<uint64_t()> current_version_;
   std::function<void(const std::string&)> on_reachable_;
   std::function<void(const std::string&, const std::string&)> install_;

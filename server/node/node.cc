@@ -894,8 +894,9 @@ absl::StatusOr<std::string> Node::Reload(const std::string& config_path) {
     exchange_->RotateSigningKey(key, config->signing_key().key_id());
     log::Info("node.signing_key", {{"key_id", config->signing_key().key_id()}});
   }
-  log::Level level = log::Level::kInfo;
-  if (log::ParseLevel(config->log().level(), &level)) log::SetLevel(level);
+  log::Level level = log::Level::kInfo;  // also when log.level was removed
+  log::ParseLevel(config->log().level(), &level);
+  log::SetLevel(level);
   config_ = *std::move(config);
   return absl::StrJoin(changed, ", ");
 }
