@@ -97,7 +97,7 @@ done
   --key-name steward-1 --out "$DEMO/federation/roster.json"
 "$CTL" roster sign --in "$DEMO/federation/roster.json" --key "$DEMO/federation/steward-2.key" \
   --key-name steward-2 --out "$DEMO/federation/roster.json"
-"$CTL" roster show --in "$DEMO/federation/roster.json"
+"$CTL" roster show --in "$DEMO/federation/roster.json" --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 
 say "4. Each organisation configures and starts its node"
 for entry in "${ORGS[@]}"; do
@@ -210,6 +210,27 @@ ctl_as union-sg auditor1 audit log --case "$CASE" --limit 8
 echo
 echo "ministry-id:"
 ctl_as ministry-id auditor1 audit log --case "$MCASE"
+
+say "12. The stewards prepare roster version 2: a new union signing key, a certificate revoked"
+"$CTL" pki signing-key --org union-sg --out "$DEMO/union-sg/key-2"
+"$CTL" pki user --federation "$FED" --org union-sg --org-dir "$DEMO/union-sg" --name former-caseworker --out "$DEMO/union-sg/users"
+"$CTL" pki revoke --cert "$DEMO/union-sg/users/former-caseworker.crt"
+"$CTL" roster new-version --from "$DEMO/federation/roster.json" --out "$DEMO/federation/roster-v2.yaml" \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+"$CTL" roster add-key --roster "$DEMO/federation/roster-v2.yaml" --org union-sg --key-dir "$DEMO/union-sg/key-2"
+"$CTL" roster revoke-cert --roster "$DEMO/federation/roster-v2.yaml" --org union-sg \
+  --cert "$DEMO/union-sg/users/former-caseworker.crt"
+echo "Revoking the ministry's only signing key is refused (it would have none left):"
+"$CTL" roster revoke-key --roster "$DEMO/federation/roster-v2.yaml" --org ministry-id --key-id ministry-id-1 || true
+"$CTL" roster diff "$DEMO/federation/roster.json" "$DEMO/federation/roster-v2.yaml"
+"$CTL" roster sign --in "$DEMO/federation/roster-v2.yaml" --key "$DEMO/federation/steward-1.key" \
+  --key-name steward-1 --out "$DEMO/federation/roster-v2.json"
+echo "One signature is not enough:"
+"$CTL" roster verify --in "$DEMO/federation/roster-v2.json" --stewards "$DEMO/federation/stewards.yaml" --threshold 2 || true
+"$CTL" roster sign --in "$DEMO/federation/roster-v2.json" --key "$DEMO/federation/steward-3.key" \
+  --key-name steward-3 --out "$DEMO/federation/roster-v2.json"
+"$CTL" roster verify --in "$DEMO/federation/roster-v2.json" --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+echo "(an admin would now install it with 'corridorctl roster push'; peers fetch it from that node)"
 
 if [ "$KEEP" = 1 ]; then
   say "The federation keeps running"

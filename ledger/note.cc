@@ -4,6 +4,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 
 namespace corridor::note {
@@ -145,10 +146,20 @@ void SignNote(Note& note, absl::string_view name, const Ed25519PrivateKey& key) 
 absl::Status VerifyNote(const Note& note, const Verifier& verifier) {
   const uint32_t id = verifier.key_id();
   bool seen = false;
+  std::vector<uint32_t> other_keys;  // signatures under this name by other keys
   for (const Signature& s : note.signatures) {
-    if (s.name != verifier.name || s.key_id != id) continue;
+    if (s.name != verifier.name) continue;
+    if (s.key_id != id) {
+      other_keys.push_back(s.key_id);
+      continue;
+    }
     seen = true;
     if (verifier.key.Verify(note.body, s.signature)) return absl::OkStatus();
+  }
+  if (!seen && !other_keys.empty()) {
+    return absl::NotFoundError(absl::StrFormat(
+        "the note is signed by %s with another key (key id %08x), not this one (key id %08x)",
+        verifier.name, other_keys.front(), id));
   }
   if (!seen) {
     return absl::NotFoundError(absl::StrCat("the note carries no signature by ", verifier.name));

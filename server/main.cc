@@ -15,10 +15,12 @@
 namespace {
 
 int Usage() {
-  std::cerr << "usage: corridord --config FILE [--check-config]\n"
-               "  --config FILE    the node configuration (YAML; see docs/configuration.md)\n"
-               "  --check-config   validate the configuration and exit\n"
-               "signals: SIGTERM/SIGINT stop gracefully; SIGHUP takes a rotated signing key\n";
+  std::cerr
+      << "usage: corridord --config FILE [--check-config]\n"
+         "  --config FILE    the node configuration (YAML; see docs/configuration.md)\n"
+         "  --check-config   validate the configuration and exit\n"
+         "signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads users, tls.revoked_serials,\n"
+         "  signing_key and log from the config (other changes need a restart)\n";
   return 2;
 }
 
@@ -56,16 +58,18 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
   return args;
 }
 
-// Serves until SIGTERM or SIGINT; SIGHUP takes a rotated signing key from the
-// config file without a restart.
+// Serves until SIGTERM or SIGINT; SIGHUP reloads what can change at run time
+// (Node::Reload) and refuses, changing nothing, a change that needs a restart.
 void ServeUntilStopped(corridor::Node& node, const std::string& config_path,
                        const sigset_t& stop_signals) {
   int sig = 0;
   while (true) {
     sigwait(&stop_signals, &sig);
     if (sig != SIGHUP) break;
-    if (auto st = node.ReloadSigningKey(config_path); !st.ok()) {
-      corridor::log::Error("node.signing_key_refused", {{"error", st.message()}});
+    if (auto changed = node.Reload(config_path); changed.ok()) {
+      corridor::log::Info("node.reloaded", {{"changed", *changed}});
+    } else {
+      corridor::log::Error("node.reload_refused", {{"error", changed.status().message()}});
     }
   }
   corridor::log::Info("node.signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});

@@ -391,7 +391,7 @@ TEST_F(CtlTest, ReferralCommandsQueueAReferralAndShowTheBoxes) {
   ASSERT_FALSE(envelope.empty()) << refer;
   CtlRun outbox = CtlAs("cw", {"outbox"});
   EXPECT_EQ(outbox.code, 0) << outbox;
-  EXPECT_TRUE(absl::StartsWith(outbox.out, "ENVELOPE")) << outbox;
+  EXPECT_TRUE(absl::StartsWith(outbox.out, "CREATED")) << outbox;
   EXPECT_TRUE(absl::StrContains(outbox.out, envelope)) << outbox;
   CtlRun note = CtlAs("cw", {"update", id, "--note", "called the employer"});
   EXPECT_EQ(note.code, 0) << note;

@@ -1,5 +1,7 @@
 // corridorctl audit: the ledger for auditors: query, checkpoint, proofs, export and offline
 // verification.
+#include <functional>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -92,6 +94,35 @@ absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& arg
   return LedgerVerifiersFromRoster(*roster, org);
 }
 
+// If the roster lists a revoked key of the org with which `verifies` succeeds,
+// why the export or checkpoint is refused, in words; "" otherwise.
+std::string SignedByRevokedKey(const Args& args, const std::string& default_org,
+                               const std::function<bool(const note::Verifier&)>& verifies) {
+  const std::string roster_file = OptionOrEnv(args, "roster", "CORRIDOR_ROSTER");
+  if (roster_file.empty() || args.Has("vkey")) return "";
+  auto text = ReadFileToString(roster_file);
+  if (!text.ok()) return "";
+  auto roster = PeekSignedRoster(*text);
+  if (!roster.ok()) return "";
+  const std::string org = args.Get("org", default_org);
+  for (const v1::Member& m : roster->members()) {
+    if (m.org() != org) continue;
+    for (const v1::SigningKey& k : m.signing_keys()) {
+      if (k.status() != v1::KEY_STATUS_REVOKED) continue;
+      auto raw = Base64Decode(k.public_key());
+      if (!raw.ok()) continue;
+      auto key = Ed25519PublicKey::FromRaw(*raw);
+      if (!key.ok()) continue;
+      if (verifies(note::Verifier{absl::StrCat(roster->federation(), "/", org), 0x01, *key})) {
+        return absl::StrCat("it is signed with key \"", k.key_id(), "\" of ", org,
+                            ", which roster version ", roster->version(),
+                            " lists as revoked: what that key signed is not trusted");
+      }
+    }
+  }
+  return "";
+}
+
 absl::Status RunAuditKey(Context& c) {
   const std::string org = c.args.positional().empty() ? c.args.Get("org") : c.args.positional()[0];
   auto vs = VerifiersFromOptions(c.args, org);
@@ -146,9 +177,13 @@ absl::Status RunAuditProve(Context& c) {
       break;
     }
   }
-  if (!cp.ok())
-    return absl::DataLossError(
-        absl::StrCat("the node's checkpoint does not verify: ", cp.status().message()));
+  if (!cp.ok()) {
+    const std::string revoked = SignedByRevokedKey(c.args, "", [&](const note::Verifier& r) {
+      return note::OpenCheckpoint(resp.checkpoint(), r).ok();
+    });
+    return absl::DataLossError(absl::StrCat("the node's checkpoint does not verify: ",
+                                            revoked.empty() ? cp.status().message() : revoked));
+  }
   if (cp->size != resp.tree_size())
     return absl::DataLossError("the checkpoint is for another tree size");
   std::vector<merkle::Hash> proof;
@@ -231,8 +266,12 @@ absl::Status RunAuditVerify(Context& c) {
     // Only a wrong key is worth another try; a bad export stays bad.
     if (v.ok() || !absl::IsPermissionDenied(v.status())) break;
   }
-  if (!v.ok())
-    return absl::DataLossError(absl::StrCat("the export does NOT verify: ", v.status().message()));
+  if (!v.ok()) {
+    const std::string revoked = SignedByRevokedKey(
+        c.args, "", [&](const note::Verifier& r) { return ledger::VerifyExport(*text, r).ok(); });
+    return absl::DataLossError(absl::StrCat("the export does NOT verify: ",
+                                            revoked.empty() ? v.status().message() : revoked));
+  }
   size_t undecodable = 0;
   for (const std::string& e : v->entries) {
     v1::AccessEvent ev;

@@ -57,12 +57,14 @@ const std::vector<Command>& Commands();
 
 // Each group's rows, in the order `corridorctl help` lists them.
 std::vector<Command> NodeStatusCommands();  // node.cc: health, whoami
-std::vector<Command> PkiCommands();         // pki.cc: pki federation|org|user
-std::vector<Command> RosterCommands();      // roster.cc: roster init|add-*|sign|push|show
-std::vector<Command> CaseCommands();        // cases.cc: case create|show|list|update|close|erase
-std::vector<Command> EvidenceCommands();    // evidence.cc: evidence add|list|get
-std::vector<Command> ReferralCommands();    // referrals.cc: refer, inbox, accept, ..., outbox
-std::vector<Command> AuditCommands();  // audit.cc: audit log|checkpoint|key|prove|export|verify
+std::vector<Command> PkiCommands();         // pki.cc: pki federation|org|user|signing-key|revoke
+std::vector<Command>
+RosterCommands();  // roster.cc: roster
+                   // init|new-version|add-*|remove-*|retire-key|revoke-*|end-agreement|diff|sign|verify|push|show
+std::vector<Command> CaseCommands();      // cases.cc: case create|show|list|update|close|erase
+std::vector<Command> EvidenceCommands();  // evidence.cc: evidence add|list|get
+std::vector<Command> ReferralCommands();  // referrals.cc: refer, inbox, accept, ..., outbox
+std::vector<Command> AuditCommands();     // audit.cc: audit log|checkpoint|key|prove|export|verify
 
 // Options shared by every command that talks to a node (--node, --cert, ...).
 std::vector<OptionSpec> ConnectionOptions();

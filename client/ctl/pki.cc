@@ -4,10 +4,14 @@
 #include <errno.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <filesystem>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "client/ctl/certificates.h"
 #include "client/ctl/command.h"
 #include "ledger/crypto/crypto.h"
@@ -27,6 +31,12 @@ absl::Status MakeDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// "dir/" → "dir", so paths joined with "/" and printed have no "//" ("/" stays).
+std::string WithoutTrailingSlash(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
 // Writes a new file; refuses to overwrite so keys are never lost by accident.
 absl::Status WriteNew(const std::string& path, absl::string_view data, int mode, bool force) {
   struct stat st;
@@ -43,7 +53,7 @@ absl::Status RunPkiFederation(Context& c) {
   if (c.args.Has("stewards") && (!absl::SimpleAtoi(c.args.Get("stewards"), &count) || count < 1)) {
     return absl::InvalidArgumentError("--stewards must be a positive number");
   }
-  const std::string dir = c.args.Get("out");
+  const std::string dir = WithoutTrailingSlash(c.args.Get("out"));
   const bool force = c.args.Has("force");
   if (auto st = MakeDir(dir); !st.ok()) return st;
   std::string yaml = "steward_keys:\n";
@@ -68,7 +78,7 @@ absl::Status RunPkiOrg(Context& c) {
   if (auto st = Require(c.args, {"federation", "org", "out"}); !st.ok()) return st;
   const std::string fed = c.args.Get("federation");
   const std::string org = c.args.Get("org");
-  const std::string dir = c.args.Get("out");
+  const std::string dir = WithoutTrailingSlash(c.args.Get("out"));
   const bool force = c.args.Has("force");
   if (auto st = MakeDir(dir); !st.ok()) return st;
 
@@ -132,7 +142,7 @@ absl::Status RunPkiUser(Context& c) {
   opts.common_name = name;
   auto user = pki::IssueLeaf({*ca_key, *ca_cert}, opts);
   if (!user.ok()) return user.status();
-  const std::string out = c.args.Get("out");
+  const std::string out = WithoutTrailingSlash(c.args.Get("out"));
   if (auto st = MakeDir(out); !st.ok()) return st;
   const bool force = c.args.Has("force");
   if (auto st = WriteNew(absl::StrCat(out, "/", name, ".key"), user->key_pem, 0600, force);
@@ -143,8 +153,103 @@ absl::Status RunPkiUser(Context& c) {
       !st.ok()) {
     return st;
   }
-  c.out << "user " << opts.spiffe_uri << ": " << out << "/" << name << ".crt and .key"
-        << "\n  the node admin must list \"" << name << "\" under users: with their roles\n";
+  auto info = pki::InspectCertificate(user->cert_pem);
+  if (!info.ok()) return info.status();
+  c.out << "user " << opts.spiffe_uri << ": " << out << "/" << name << ".crt and .key, serial "
+        << info->serial_hex << "\n  the node admin must list \"" << name
+        << "\" under users: with their roles; to revoke the certificate: `corridorctl pki revoke "
+           "--cert "
+        << out << "/" << name << ".crt`\n";
+  return absl::OkStatus();
+}
+
+// The N of key ids "<org>-N" in the signing.keyid files of `dir`, of its
+// parent and of the parent's other subdirectories (an org keeps its keys
+// side by side, e.g. union-sg/ and union-sg/key-2/); 0 if none.
+int HighestKeyNumber(const std::string& dir, const std::string& org) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> places = {fs::path(dir)};
+  std::error_code ec;
+  const fs::path parent = fs::absolute(fs::path(dir), ec).parent_path();
+  places.push_back(parent);
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    if (e.is_directory(ec)) places.push_back(e.path());
+  }
+  int highest = 0;
+  for (const fs::path& p : places) {
+    auto id = ReadFileToString((p / "signing.keyid").string());
+    if (!id.ok()) continue;
+    absl::string_view v = absl::StripAsciiWhitespace(*id);
+    int n = 0;
+    if (absl::ConsumePrefix(&v, org + "-") && absl::SimpleAtoi(v, &n))
+      highest = std::max(highest, n);
+  }
+  return highest;
+}
+
+absl::Status RunPkiSigningKey(Context& c) {
+  if (auto st = Require(c.args, {"org", "out"}); !st.ok()) return st;
+  const std::string org = c.args.Get("org");
+  const std::string dir = WithoutTrailingSlash(c.args.Get("out"));
+  const std::string key_id =
+      c.args.Get("key-id", absl::StrCat(org, "-", HighestKeyNumber(dir, org) + 1));
+  // Refuse before writing anything, so a refusal leaves no part of a key behind.
+  for (const char* name : {"signing.key", "signing.pub", "signing.keyid"}) {
+    struct stat st;
+    if (stat(absl::StrCat(dir, "/", name).c_str(), &st) == 0) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(dir, "/", name,
+                       " already exists; not overwriting a signing key: give --out a new "
+                       "directory (e.g. ",
+                       dir, "/", key_id, ")"));
+    }
+  }
+  if (auto st = MakeDir(dir); !st.ok()) return st;
+  Ed25519PrivateKey signing = Ed25519PrivateKey::Generate();
+  const std::vector<std::pair<std::string, std::pair<std::string, int>>> files = {
+      {"signing.key", {signing.ToPem(), 0600}},
+      {"signing.pub", {Base64Encode(signing.public_key().raw()) + "\n", 0644}},
+      {"signing.keyid", {key_id + "\n", 0644}},
+  };
+  for (const auto& [name, content] : files) {
+    if (auto st = WriteNew(absl::StrCat(dir, "/", name), content.first, content.second, false);
+        !st.ok()) {
+      return st;
+    }
+  }
+  c.out << "signing key " << key_id << " for " << org << " in " << dir
+        << "\n  have the stewards add it to the roster: `corridorctl roster add-key --roster FILE "
+           "--org "
+        << org << " --key-dir " << dir
+        << "`; once that version is in force, set the node's signing_key to {key_id: " << key_id
+        << ", key_file: " << dir << "/signing.key}\n";
+  return absl::OkStatus();
+}
+
+// Prints what revokes a certificate: its serial, the roster command and the
+// node config lines that both take that serial.
+absl::Status RunPkiRevoke(Context& c) {
+  if (auto st = Require(c.args, {"cert"}); !st.ok()) return st;
+  auto pem = ReadFileToString(c.args.Get("cert"));
+  if (!pem.ok()) return pem.status();
+  auto info = pki::InspectCertificate(*pem);
+  if (!info.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(c.args.Get("cert"), " is not a certificate: ", info.status().message()));
+  }
+  std::string org = "ORG";
+  for (const std::string& uri : info->uris) {
+    std::vector<std::string> parts = absl::StrSplit(uri, '/');  // spiffe://<fed>/<org>/...
+    if (parts.size() > 3 && parts[0] == "spiffe:") org = parts[3];
+  }
+  c.out << "certificate " << c.args.Get("cert") << " (" << info->subject
+        << (info->uris.empty() ? "" : ", " + info->uris[0]) << "), serial " << info->serial_hex
+        << "\nto revoke it across the federation, add it to the roster (then sign and push the "
+           "new version):\n  corridorctl roster revoke-cert --roster ROSTER.yaml --org "
+        << org << " --serial " << info->serial_hex
+        << "\nto refuse it at one node at once, add it to that node's config and restart it:\n"
+           "  tls:\n    revoked_serials: [\""
+        << info->serial_hex << "\"]\n";
   return absl::OkStatus();
 }
 
@@ -180,6 +285,18 @@ std::vector<Command> PkiCommands() {
         {"out", "DIR", "where to write USER.crt and USER.key"},
         {"force", "", "overwrite existing files"}},
        RunPkiUser},
+      {{"pki", "signing-key"},
+       "--org ID --out DIR [--key-id ID]",
+       "make a new Ed25519 signing key for an org (to add with `roster add-key`)",
+       {{"org", "ID", "org id"},
+        {"out", "DIR", "where to write signing.key, signing.pub, signing.keyid (a new directory)"},
+        {"key-id", "ID", "key id (default: the next free <org>-N)"}},
+       RunPkiSigningKey},
+      {{"pki", "revoke"},
+       "--cert FILE",
+       "print a certificate's serial and how to revoke it in the roster and a node config",
+       {{"cert", "FILE", "the certificate to revoke"}},
+       RunPkiRevoke},
   };
 }
 

@@ -1,5 +1,7 @@
 // corridorctl refer, inbox, accept, decline, update, permit and outbox: cases between
 // organisations.
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -176,19 +178,24 @@ absl::Status RunOutbox(Context& c) {
     for (auto& e : *page.mutable_entries()) *resp.add_entries() = std::move(e);
     req.set_page_token(page.next_page_token());
   } while (!req.page_token().empty());
+  // Oldest first, whatever its state (the node pages by state).
+  std::stable_sort(resp.mutable_entries()->begin(), resp.mutable_entries()->end(),
+                   [](const v1::OutboxEntry& a, const v1::OutboxEntry& b) {
+                     return a.created_at() < b.created_at();  // RFC 3339 UTC sorts as text
+                   });
   if (c.json()) {
     c.out << ToJson(resp);
     return absl::OkStatus();
   }
   std::vector<std::vector<std::string>> rows = {
-      {"ENVELOPE", "TO", "KIND", "STATE", "ATTEMPTS", "DETAIL"}};
+      {"CREATED", "ENVELOPE", "TO", "KIND", "STATE", "ATTEMPTS", "DETAIL"}};
   for (const auto& e : resp.entries()) {
     std::string detail = e.state() == "delivered" ? absl::StrCat("receipt: their ledger entry ",
                                                                  e.receipt_ledger_index())
                                                   : e.last_error();
     if (e.state() == "pending" && !e.next_attempt().empty())
       detail += " (next try " + e.next_attempt() + ")";
-    rows.push_back({e.envelope_id(), e.recipient_org(), e.kind(), e.state(),
+    rows.push_back({e.created_at(), e.envelope_id(), e.recipient_org(), e.kind(), e.state(),
                     std::to_string(e.attempts()), detail});
   }
   PrintTable(c.out, rows);

@@ -77,17 +77,39 @@ absl::StatusOr<SpiffeId> ParseSpiffeUri(absl::string_view uri, absl::string_view
 
 IdentityResolver::IdentityResolver(v1::NodeConfig config, std::shared_ptr<const v1::Roster> roster,
                                    const Clock* clock)
-    : config_(std::move(config)), clock_(clock), roster_(std::move(roster)) {}
+    : config_(std::move(config)), clock_(clock), roster_(std::move(roster)) {
+  SetLocalAccess(config_);
+}
 
 void IdentityResolver::SetRoster(std::shared_ptr<const v1::Roster> roster) {
   {
     absl::MutexLock lock(&mu_);
     roster_ = std::move(roster);
   }
+  DropCache();
+}
+
+void IdentityResolver::SetLocalAccess(const v1::NodeConfig& config) {
+  auto access = std::make_shared<v1::NodeConfig>();
+  *access->mutable_users() = config.users();
+  *access->mutable_tls()->mutable_revoked_serials() = config.tls().revoked_serials();
+  {
+    absl::MutexLock lock(&mu_);
+    local_access_ = std::move(access);
+  }
+  DropCache();
+}
+
+void IdentityResolver::DropCache() {
   absl::MutexLock lock(&cache_mu_);
   ++generation_;
   cache_.clear();
   issuers_.clear();
+}
+
+std::shared_ptr<const v1::NodeConfig> IdentityResolver::local_access() const {
+  absl::MutexLock lock(&mu_);
+  return local_access_;
 }
 
 std::string IdentityResolver::IssuingMember(absl::string_view cert_pem, absl::Time now) const {
@@ -212,9 +234,8 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
     if (m.org() == id->org) member = &m;
   }
   if (member == nullptr) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("org \"", id->org, "\" is not a member of the federation roster (version ",
-                     roster->version(), ")"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "org \"", id->org, "\" is not in the roster in force (version ", roster->version(), ")"));
   }
 
   Principal p;
@@ -223,7 +244,7 @@ absl::StatusOr<Principal> IdentityResolver::Resolve(absl::string_view cert_pem,
   p.serial_hex = info->serial_hex;
   p.cert_not_after = info->not_after;
   if (SerialListed(member->revoked_serials(), p.serial_hex) ||
-      SerialListed(config_.tls().revoked_serials(), p.serial_hex)) {
+      SerialListed(local_access()->tls().revoked_serials(), p.serial_hex)) {
     return absl::PermissionDeniedError(
         absl::StrCat("certificate ", p.serial_hex, " of org \"", p.org, "\" has been revoked"));
   }
@@ -251,8 +272,9 @@ absl::StatusOr<Principal> IdentityResolver::ResolveUser(absl::string_view cert_p
     return absl::PermissionDeniedError(absl::StrCat(
         "user certificate was not issued by the CA of \"", p.org, "\" (", st.message(), ")"));
   }
-  auto it = config_.users().find(id.user);
-  if (it == config_.users().end()) {
+  const std::shared_ptr<const v1::NodeConfig> access = local_access();
+  auto it = access->users().find(id.user);
+  if (it == access->users().end()) {
     return absl::PermissionDeniedError(absl::StrCat(
         "user \"", id.user,
         "\" is not listed in this node's configuration; ask the node's admin to add them"));

@@ -91,6 +91,10 @@ class IdentityResolver {
   // cached resolution, so the next call of every connection is re-checked.
   void SetRoster(std::shared_ptr<const v1::Roster> roster);
   std::shared_ptr<const v1::Roster> roster() const;
+  // Replaces what the node config says about access — `users` (roles,
+  // suspension) and `tls.revoked_serials`, the only parts of `config` read
+  // here — and drops every cached resolution like SetRoster (SIGHUP).
+  void SetLocalAccess(const v1::NodeConfig& config);
   // The node's purpose vocabulary, the only purpose codes callers may state:
   // the purposes of the roster's agreements this node's org is party to, and
   // the node's own (config `purposes`). Follows SetRoster.
@@ -124,10 +128,16 @@ class IdentityResolver {
     absl::Time recheck_at;
   };
 
+  // Drops every cached answer; a resolution in progress is not kept.
+  void DropCache();
+  std::shared_ptr<const v1::NodeConfig> local_access() const;
+
   const v1::NodeConfig config_;
   const Clock* const clock_;
   mutable absl::Mutex mu_;
   std::shared_ptr<const v1::Roster> roster_ ABSL_GUARDED_BY(mu_);
+  // users and tls.revoked_serials, replaced by SetLocalAccess.
+  std::shared_ptr<const v1::NodeConfig> local_access_ ABSL_GUARDED_BY(mu_);
 
   mutable absl::Mutex cache_mu_;
   // Bumped by SetRoster; a resolution started under an older generation is

@@ -83,7 +83,7 @@ TEST_F(IdentityTest, RefusalsEachSayWhy) {
        Issue("ministry-id", "spiffe://corridor.test/union-sg/user/alice"),
        absl::StatusCode::kPermissionDenied, "was not issued by the CA of \"union-sg\""},
       {"non-member org", Issue("union-sg", "spiffe://corridor.test/recruiter-x/node"),
-       absl::StatusCode::kPermissionDenied, "is not a member of the federation roster"},
+       absl::StatusCode::kPermissionDenied, "is not in the roster in force"},
       {"other federation", Issue("union-sg", "spiffe://evil.example/union-sg/node"),
        absl::StatusCode::kUnauthenticated, "is not an identity in federation"},
       {"malformed identity", Issue("union-sg", "spiffe://corridor.test/union-sg/admin"),
@@ -143,7 +143,7 @@ TEST_F(IdentityTest, RosterChangeRechecksOpenConnectionsAtTheirNextCall) {
   dropped->mutable_members()->DeleteSubrange(1, 1);
   resolver.SetRoster(dropped);
   EXPECT_STATUS(resolver.ResolveCached(cert, now), absl::StatusCode::kPermissionDenied,
-                "not a member");
+                "not in the roster in force");
 }
 
 TEST_F(IdentityTest, ExpiredCertificateIsRecheckedAndRefused) {

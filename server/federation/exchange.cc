@@ -16,6 +16,7 @@
 #include "ledger/base/log.h"
 #include "server/common/edge.h"
 #include "server/federation/envelope.h"
+#include "server/federation/peers.h"
 #include "server/federation/referral_policy.h"
 #include "server/store/store.h"
 
@@ -706,6 +707,22 @@ void Exchange::Run() {
   }
 }
 
+void Exchange::RosterChanged() {
+  const std::shared_ptr<const v1::Roster> now = roster();
+  absl::MutexLock lock(&mu_);
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    bool same = false;
+    for (const v1::Member& m : now->members()) {
+      same = same || (m.org() == it->first && m.endpoint() == it->second.endpoint &&
+                      m.ca_cert_pem() == it->second.ca_cert_pem);
+    }
+    it = same ? std::next(it) : peers_.erase(it);
+  }
+  // Items held for a member that just joined, or moved, are due now.
+  for (auto& [org, lane] : lanes_) ResetLaneLocked(lane, Now());
+  woken_ = true;
+}
+
 std::shared_ptr<v1::PeerService::Stub> Exchange::StubFor(const std::string& org) {
   absl::MutexLock lock(&mu_);
   auto it = peers_.find(org);
@@ -715,6 +732,8 @@ std::shared_ptr<v1::PeerService::Stub> Exchange::StubFor(const std::string& org)
     TlsIdentity id = tls_;
     id.roots_pem = m.ca_cert_pem();
     PeerChannel& peer = peers_[org];
+    peer.endpoint = m.endpoint();
+    peer.ca_cert_pem = m.ca_cert_pem();
     peer.channel = MakeMutualTlsChannel(id, m.endpoint(), "", config_.limits().max_message_bytes());
     peer.stub = v1::PeerService::NewStub(peer.channel);
     return peer.stub;
@@ -771,7 +790,9 @@ void Exchange::NotSent(const std::string& org, uint64_t seq, const rocksdb::Stat
     const std::string error = absl::StrCat("expired before delivery: ", item.last_error());
     Fail(org, seq, std::move(item), error);
   } else {
-    Fail(org, seq, std::move(item), absl::StrCat(org, " is no longer in the roster"));
+    Fail(org, seq, std::move(item),
+         absl::StrCat("org \"", org, "\" is not in the roster in force (version ",
+                      roster()->version(), "): the envelope is not sent"));
   }
 }
 
@@ -835,7 +856,7 @@ void Exchange::OnCallDone(std::shared_ptr<Call> call, grpc::Status status) {
   item.set_attempts(item.attempts() + 1);
   if (!status.ok()) {
     if (Permanent(status.error_code())) {
-      Fail(org, call->seq, std::move(item), status.error_message());
+      Fail(org, call->seq, std::move(item), DescribePeerCallError(status));
     } else {
       uint32_t failures = 1;
       {
@@ -844,7 +865,7 @@ void Exchange::OnCallDone(std::shared_ptr<Call> call, grpc::Status status) {
         lane.failing = true;
         failures = ++lane.items[call->seq].failures;
       }
-      RetryItem(org, call->seq, std::move(item), status.error_message(), Backoff(failures));
+      RetryItem(org, call->seq, std::move(item), DescribePeerCallError(status), Backoff(failures));
     }
     return DoneOutstanding();
   }

@@ -105,6 +105,10 @@ class Exchange {
   // `org` answers again (a successful probe): every pending item for it is due
   // now with its backoff reset, and its channel reconnects at once.
   void PeerReachable(const std::string& org);
+  // The roster in force changed: channels to members removed, or listed with
+  // another endpoint or CA, are dropped (the next call makes a new one), and
+  // every pending item is due now.
+  void RosterChanged();
   // Wakes the delivery thread and returns once it has made a whole pass that
   // began after this call: every item due by the clock as it is now has been
   // started (its call is in flight or done). Returns at once if delivery is
@@ -212,6 +216,7 @@ class Exchange {
     v1::ReferralState state;
   };
   struct PeerChannel {
+    std::string endpoint, ca_cert_pem;  // of the member it was made for
     std::shared_ptr<grpc::Channel> channel;
     std::shared_ptr<v1::PeerService::Stub> stub;
   };

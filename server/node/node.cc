@@ -2,16 +2,21 @@
 
 #include <sys/stat.h>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "client/lib/grpc_util.h"
 #include "client/lib/pki.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/node.grpc.pb.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
+#include "grpcpp/security/tls_certificate_provider.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
@@ -21,6 +26,7 @@
 #include "server/auth/auth.h"
 #include "server/auth/identity.h"
 #include "server/auth/rpc.h"
+#include "server/auth/tls_trust.h"
 #include "server/cases/case_service.h"
 #include "server/common/executor.h"
 #include "server/federation/exchange.h"
@@ -57,8 +63,30 @@ class RosterInForce {
         json_(std::move(json)),
         version_(version) {}
 
+  // Called after each install, without this keeper's lock, with the new roster in force.
+  void set_on_installed(std::function<void(std::shared_ptr<const v1::Roster>)> on_installed) {
+    on_installed_ = std::move(on_installed);
+  }
+
   absl::StatusOr<VerifiedRoster> Install(const std::string& json, const std::string& actor_org,
                                          const std::string& actor_subject) {
+    auto installed = InstallOnce(json, actor_org, actor_subject);
+    if (installed.ok() && on_installed_) on_installed_(identity_->roster());
+    return installed;
+  }
+
+  uint64_t version() const {
+    absl::MutexLock lock(&mu_);
+    return version_;
+  }
+  std::string json() const {
+    absl::MutexLock lock(&mu_);
+    return json_;
+  }
+
+ private:
+  absl::StatusOr<VerifiedRoster> InstallOnce(const std::string& json, const std::string& actor_org,
+                                             const std::string& actor_subject) {
     std::vector<StewardPublicKey> stewards;
     for (const auto& k : config_.roster().steward_keys()) {
       stewards.push_back(
@@ -119,16 +147,6 @@ class RosterInForce {
     return roster;
   }
 
-  uint64_t version() const {
-    absl::MutexLock lock(&mu_);
-    return version_;
-  }
-  std::string json() const {
-    absl::MutexLock lock(&mu_);
-    return json_;
-  }
-
- private:
   const v1::NodeConfig config_;
   AccessLog* log_;
   std::shared_ptr<IdentityResolver> identity_;
@@ -136,6 +154,7 @@ class RosterInForce {
   mutable absl::Mutex mu_;
   std::string json_ ABSL_GUARDED_BY(mu_);
   uint64_t version_ ABSL_GUARDED_BY(mu_);
+  std::function<void(std::shared_ptr<const v1::Roster>)> on_installed_;
 };
 
 // The gRPC services of the foundation: NodeService for users, PeerService for nodes.
@@ -611,6 +630,13 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
       });
   Exchange* exchange = exchange_.get();
   prober_->set_on_reachable([exchange](const std::string& org) { exchange->PeerReachable(org); });
+  // Components that follow the roster in force (identity is set by the keeper itself; the TLS
+  // verifier reads it at each handshake).
+  PeerProber* prober = prober_.get();
+  roster_->set_on_installed([prober, exchange](std::shared_ptr<const v1::Roster> roster) {
+    prober->SetRoster(std::move(roster));
+    exchange->RosterChanged();
+  });
   services_ = std::make_unique<NodeServices>(config, identity_, access_log_.get(), prober_.get(),
                                              exchange_.get(), roster_.get());
   return absl::OkStatus();
@@ -618,17 +644,20 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
 
 namespace {
 
-// Accept client certificates from any member's CA at the TLS layer; the
-// auth processor then insists on the right CA for the claimed org.
+// Accept client certificates from any CA of a member of the roster in force at
+// the TLS layer, checked at each handshake (server/auth/tls_trust.h), so the
+// trust follows roster changes; the auth processor then insists on the right
+// CA for the claimed org.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
-    const v1::NodeConfig& config, const v1::Roster& roster, const TlsIdentity& tls,
+    const v1::NodeConfig& config, const TlsIdentity& tls,
     std::shared_ptr<IdentityResolver> identity, AccessLog* log, const Clock* clock) {
-  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  std::string roots;
-  for (const auto& m : roster.members()) absl::StrAppend(&roots, m.ca_cert_pem(), "\n");
-  ssl.pem_root_certs = roots;
-  ssl.pem_key_cert_pairs.push_back({tls.key_pem, tls.cert_pem});
-  auto creds = grpc::SslServerCredentials(ssl);
+  auto own = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+      std::vector<grpc::experimental::IdentityKeyCertPair>{{tls.key_pem, tls.cert_pem}});
+  grpc::experimental::TlsServerCredentialsOptions options(own);
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  options.set_certificate_verifier(RosterCertificateVerifier(identity));
+  auto creds = grpc::experimental::TlsServerCredentials(options);
   creds->SetAuthMetadataProcessor(std::make_shared<CorridorAuthProcessor>(
       std::move(identity), log, config.federation(),
       std::make_shared<CallLimiter>(config.limits().user_calls_per_second(),
@@ -642,7 +671,7 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
 
 absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
                          const TlsIdentity& tls, const Clock* clock) {
-  auto creds = ServerCredentials(config, roster, tls, identity_, access_log_.get(), clock);
+  auto creds = ServerCredentials(config, tls, identity_, access_log_.get(), clock);
   // grpc.health.v1 answers from the ledger's and the database's state on
   // every call: NOT_SERVING, with the reason, while writes are refused.
   ledger::RocksDbLedger* ledger_ptr = ledger_.get();
@@ -708,6 +737,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   if (auto st = node->Serve(config, roster->roster, *tls, clock); !st.ok()) return st;
   node->prober_->Start();
   node->exchange_->Start();
+  {
+    absl::MutexLock lock(&node->reload_mu_);
+    node->config_ = config;
+  }
+  node->started_ = true;
   log::Info("node.started", {{"federation", config.federation()},
                              {"org", config.org()},
                              {"listen", config.listen()},
@@ -715,16 +749,80 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   return node;
 }
 
-absl::Status Node::ReloadSigningKey(const std::string& config_path) {
-  auto config = LoadNodeConfig(config_path);
-  if (!config.ok()) return config.status();
-  auto key = Ed25519PrivateKey::FromPemFile(config->signing_key().key_file());
+namespace {
+
+// The fields of `a` and `b` that differ, as dotted names under `prefix`
+// (one level into sub-messages, so that "tls.cert_file" is named).
+void ChangedFields(const google::protobuf::Message& a, const google::protobuf::Message& b,
+                   const std::string& prefix, bool descend, std::vector<std::string>* out) {
+  const google::protobuf::Descriptor* d = a.GetDescriptor();
+  const google::protobuf::Reflection* r = a.GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    const std::string name = prefix + f->name();
+    if (descend && f->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE &&
+        !f->is_repeated()) {
+      ChangedFields(r->GetMessage(a, f), r->GetMessage(b, f), name + ".", false, out);
+      continue;
+    }
+    google::protobuf::util::MessageDifferencer diff;
+    diff.set_scope(google::protobuf::util::MessageDifferencer::FULL);
+    std::vector<const google::protobuf::FieldDescriptor*> only = {f};
+    if (!diff.CompareWithFields(a, b, only, only)) out->push_back(name);
+  }
+}
+
+// The fields of `before` and `after` that differ, other than those SIGHUP
+// reloads (users, tls.revoked_serials, signing_key, log), as dotted names.
+std::vector<std::string> RestartOnlyChanges(v1::NodeConfig before, v1::NodeConfig after) {
+  for (v1::NodeConfig* c : {&before, &after}) {
+    c->clear_users();
+    c->mutable_tls()->clear_revoked_serials();
+    c->clear_signing_key();
+    c->clear_log();
+  }
+  std::vector<std::string> changed;
+  ChangedFields(before, after, "", true, &changed);
+  return changed;
+}
+
+// What SIGHUP would change, in words for the log and the ledger (no values:
+// user names and serials are not logged).
+std::vector<std::string> ReloadableChanges(const v1::NodeConfig& before,
+                                           const v1::NodeConfig& after) {
+  std::vector<std::string> changed;
+  auto differ = [](const google::protobuf::Message& a, const google::protobuf::Message& b) {
+    return a.SerializeAsString() != b.SerializeAsString();
+  };
+  // Map order is not canonical in the wire form: compare entry by entry.
+  bool users_changed = before.users().size() != after.users().size();
+  for (const auto& [name, entry] : before.users()) {
+    auto it = after.users().find(name);
+    users_changed = users_changed || it == after.users().end() || differ(entry, it->second);
+  }
+  if (users_changed) changed.push_back("users");
+  if (std::vector<std::string>(before.tls().revoked_serials().begin(),
+                               before.tls().revoked_serials().end()) !=
+      std::vector<std::string>(after.tls().revoked_serials().begin(),
+                               after.tls().revoked_serials().end())) {
+    changed.push_back("tls.revoked_serials");
+  }
+  if (differ(before.signing_key(), after.signing_key())) changed.push_back("signing_key");
+  if (differ(before.log(), after.log())) changed.push_back("log");
+  return changed;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> Node::ListedSigningKey(
+    const v1::NodeConfig& config) const {
+  auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
   if (!key.ok()) return key.status();
-  const std::string& key_id = config->signing_key().key_id();
+  const std::string& key_id = config.signing_key().key_id();
   auto roster = identity_->roster();
   const v1::SigningKey* listed = nullptr;
   for (const auto& m : roster->members()) {
-    if (m.org() != config->org()) continue;
+    if (m.org() != config.org()) continue;
     for (const auto& k : m.signing_keys()) {
       if (k.key_id() == key_id) listed = &k;
     }
@@ -733,26 +831,74 @@ absl::Status Node::ReloadSigningKey(const std::string& config_path) {
       listed->public_key() != Base64Encode(key->public_key().raw())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "signing_key: the roster in force (version ", roster->version(), ") does not list key \"",
-        key_id, "\" as active with the public key of ", config->signing_key().key_file()));
+        key_id, "\" as active with the public key of ", config.signing_key().key_file()));
   }
-  exchange_->RotateSigningKey(std::make_shared<const Ed25519PrivateKey>(*std::move(key)), key_id);
+  return std::make_shared<const Ed25519PrivateKey>(*std::move(key));
+}
+
+absl::StatusOr<std::string> Node::Reload(const std::string& config_path) {
+  absl::MutexLock lock(&reload_mu_);
+  auto config = LoadNodeConfig(config_path);
+  if (!config.ok()) {
+    return absl::Status(config.status().code(),
+                        absl::StrCat("nothing was reloaded: ", config.status().message()));
+  }
+  if (auto restart = RestartOnlyChanges(config_, *config); !restart.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "nothing was reloaded: ", absl::StrJoin(restart, ", "),
+        restart.size() == 1 ? " changed, which needs" : " changed, which need",
+        " a restart of corridord (SIGHUP reloads only users, tls.revoked_serials, signing_key "
+        "and log)"));
+  }
+  const std::vector<std::string> changed = ReloadableChanges(config_, *config);
+  if (changed.empty()) return std::string("nothing changed");
+  // Check everything before changing anything.
+  std::shared_ptr<const Ed25519PrivateKey> key;
+  const bool new_key = absl::c_linear_search(changed, "signing_key");
+  if (new_key) {
+    auto listed = ListedSigningKey(*config);
+    if (!listed.ok()) {
+      return absl::Status(listed.status().code(),
+                          absl::StrCat("nothing was reloaded: ", listed.status().message()));
+    }
+    key = *std::move(listed);
+  }
   v1::AccessEvent ev;
   ev.set_actor_org(config->org());
   ev.set_actor_subject("node");
-  ev.set_action("node.signing_key");
-  ev.set_resource_kind("key");
-  ev.set_resource_id(key_id);
+  ev.set_action("node.reload");
+  ev.set_resource_kind("config");
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
-  ev.set_reason("envelopes and receipts are now signed with this key");
-  if (auto idx = access_log_->RecordSync({ev}); !idx.ok()) return idx.status();
-  log::Info("node.signing_key", {{"key_id", key_id}});
-  return absl::OkStatus();
+  ev.set_reason(absl::StrCat("reloaded: ", absl::StrJoin(changed, ", ")));
+  std::vector<v1::AccessEvent> events = {ev};
+  if (new_key) {
+    ev.set_action("node.signing_key");
+    ev.set_resource_kind("key");
+    ev.set_resource_id(config->signing_key().key_id());
+    ev.set_reason("envelopes and receipts are now signed with this key");
+    events.push_back(ev);
+  }
+  // Recorded first: a change nobody can later see in the ledger is not made.
+  if (auto idx = access_log_->RecordSync(events); !idx.ok()) {
+    return absl::Status(idx.status().code(),
+                        absl::StrCat("nothing was reloaded: ", idx.status().message()));
+  }
+  identity_->SetLocalAccess(*config);
+  if (new_key) {
+    exchange_->RotateSigningKey(key, config->signing_key().key_id());
+    log::Info("node.signing_key", {{"key_id", config->signing_key().key_id()}});
+  }
+  log::Level level = log::Level::kInfo;
+  if (log::ParseLevel(config->log().level(), &level)) log::SetLevel(level);
+  config_ = *std::move(config);
+  return absl::StrJoin(changed, ", ");
 }
 
 void Node::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
+  // A start that failed says so itself (node.start_failed); it never served, so it does not stop.
+  if (started_) log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   if (prober_) prober_->Stop();
   if (exchange_) exchange_->Stop();
@@ -771,7 +917,7 @@ void Node::Shutdown(absl::Duration grace) {
   completions_.reset();
   case_store_.reset();
   store_.reset();
-  log::Info("node.stopped");
+  if (started_) log::Info("node.stopped");
 }
 
 void Node::DeliverNow() {

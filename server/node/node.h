@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "client/lib/grpc_util.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/config.pb.h"
@@ -76,12 +77,17 @@ class Node {
   // The port actually bound (useful with listen port 0).
   int port() const { return port_; }
 
-  // Re-reads `config_path` and, if `signing_key` names another key that the
-  // roster in force lists as active for this org with the same public key,
-  // signs envelopes and receipts with it from now on (no restart). Ledger
-  // checkpoints move to the new key at the next restart. Errors say why the
-  // key was not taken; the old key stays in use then.
-  absl::Status ReloadSigningKey(const std::string& config_path);
+  // SIGHUP: re-reads `config_path` and applies, without a restart, what can
+  // change safely at run time — `users` (roles, suspension) and
+  // `tls.revoked_serials` (the next call of every connection is re-checked),
+  // `signing_key` (another key the roster in force lists as active for this
+  // org with that public key: envelopes and receipts are signed with it from
+  // now on; ledger checkpoints move to it at the next restart) and `log`.
+  // Recorded in the ledger (`node.reload`, and `node.signing_key`) before it
+  // takes effect. All or nothing: if any other field changed (those need a
+  // restart), the file does not load, or the new key is not listed, nothing
+  // changes and the error says why. Returns what changed, in words.
+  absl::StatusOr<std::string> Reload(const std::string& config_path);
 
   // Stops accepting calls, lets calls in flight finish for up to `grace`,
   // stops the prober and closes the database. Idempotent.
@@ -113,11 +119,18 @@ class Node {
   // Identity, services, exchange, prober and roster keeper, wired together.
   absl::Status StartServices(const v1::NodeConfig& config, const VerifiedRoster& roster,
                              const TlsIdentity& tls, const Clock* clock, uint64_t jitter_seed);
+  // The signing key `config` names, if the roster in force lists it as active for this org.
+  absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> ListedSigningKey(
+      const v1::NodeConfig& config) const;
   // Listens with mutual TLS and the auth processor, and serves every service.
   absl::Status Serve(const v1::NodeConfig& config, const v1::Roster& roster, const TlsIdentity& tls,
                      const Clock* clock);
 
   int port_ = 0;
+  absl::Mutex reload_mu_;
+  // The config in use (Reload replaces its reloadable parts).
+  v1::NodeConfig config_ ABSL_GUARDED_BY(reload_mu_);
+  bool started_ = false;  // Start succeeded
   std::unique_ptr<Ed25519PrivateKey> signing_key_;
   std::unique_ptr<NodeStore> store_;
   // Declared before the ledger: they must outlive its last completion.
