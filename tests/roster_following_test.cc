@@ -139,8 +139,7 @@ TEST_F(RosterFollowingTest, ANewMemberIsTrustedAtOnceAndARemovedOneRefusedAtOnce
   ASSERT_TRUE(Push(Without(fed_.MakeRoster(3), kNewcomer)).ok());
   hello = Hello(newcomer);
   EXPECT_EQ(hello.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_NE(hello.error_message().find("not in the roster in force (version 3)"),
-            std::string::npos)
+  EXPECT_NE(hello.error_message().find("not in the roster in force (version 3)"), std::string::npos)
       << hello.error_message();
   EXPECT_EQ(Hello(NodeChannel(kNewcomer)).error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_FALSE(PeerView(kNewcomer).has_value());
@@ -155,9 +154,10 @@ TEST_F(RosterFollowingTest, TheHandshakeCheckNamesTheCause) {
   IdentityResolver identity(config, roster);
   const absl::Time now = absl::Now();
   EXPECT_OK(CheckIssuedByRosterMember(identity, fed_.org("ministry-id").node.cert_pem, now));
-  EXPECT_STATUS(CheckIssuedByRosterMember(identity, fed_.org(kNewcomer).node.cert_pem, now),
-                absl::StatusCode::kUnauthenticated,
-                "CA not trusted: org \"inspectorate-sg\" is not in the roster in force (version 1)");
+  EXPECT_STATUS(
+      CheckIssuedByRosterMember(identity, fed_.org(kNewcomer).node.cert_pem, now),
+      absl::StatusCode::kUnauthenticated,
+      "CA not trusted: org \"inspectorate-sg\" is not in the roster in force (version 1)");
   // A member's name on a certificate its CA did not issue.
   EXPECT_STATUS(
       CheckIssuedByRosterMember(
@@ -165,11 +165,11 @@ TEST_F(RosterFollowingTest, TheHandshakeCheckNamesTheCause) {
           now),
       absl::StatusCode::kUnauthenticated, "is not valid under the CA of org \"union-sg\"");
   // An identity of another federation.
-  EXPECT_STATUS(CheckIssuedByRosterMember(
-                    identity,
-                    fed_.IssueCertificatePem(kNewcomer, "spiffe://other.example/union-sg/node"),
-                    now),
-                absl::StatusCode::kUnauthenticated, "no CA of a member of roster version 1");
+  EXPECT_STATUS(
+      CheckIssuedByRosterMember(
+          identity, fed_.IssueCertificatePem(kNewcomer, "spiffe://other.example/union-sg/node"),
+          now),
+      absl::StatusCode::kUnauthenticated, "no CA of a member of roster version 1");
   // Expired by the clock: the member's CA issued it, the cause is the date.
   EXPECT_STATUS(CheckIssuedByRosterMember(identity, fed_.org("ministry-id").node.cert_pem,
                                           now + testing::kCertificateValidity + absl::Hours(48)),
