@@ -174,10 +174,13 @@ ctl_as union-sg auditor1 audit log --case "$CASE"
 INDEX=$(ctl_as union-sg auditor1 audit log --case "$CASE" --action case.create --json | sed -n 's/.*"index": "\{0,1\}\([0-9]*\)"\{0,1\},*$/\1/p' | head -1)
 echo
 echo "The checkpoint key comes from the roster, not from the node being audited:"
-"$CTL" audit key union-sg --roster "$DEMO/federation/roster.json"
-ctl_as union-sg auditor1 audit prove "$INDEX" --roster "$DEMO/federation/roster.json" --org union-sg
+"$CTL" audit key union-sg --roster "$DEMO/federation/roster.json" \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+ctl_as union-sg auditor1 audit prove "$INDEX" --roster "$DEMO/federation/roster.json" --org union-sg \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 ctl_as union-sg auditor1 audit export --out "$DEMO/union-sg-ledger.export"
-"$CTL" audit verify "$DEMO/union-sg-ledger.export" --roster "$DEMO/federation/roster.json" --org union-sg
+"$CTL" audit verify "$DEMO/union-sg-ledger.export" --roster "$DEMO/federation/roster.json" --org union-sg \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 
 say "9. The union refers the case across the corridor to the origin ministry"
 ctl_as union-sg caseworker1 refer "$CASE" --to ministry-id --agreement mou-sg-id-2026 \

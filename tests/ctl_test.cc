@@ -25,6 +25,7 @@
 #include "ledger/crypto/crypto.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
+#include "tests/testing/ctl_run.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
 
@@ -33,25 +34,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CtlRun {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::ostream& operator<<(std::ostream& os, const CtlRun& r) {
-  return os << "exit " << r.code << "\nstdout:\n" << r.out << "stderr:\n" << r.err;
-}
-
-// Runs corridorctl with `argv`, as the command line would.
-CtlRun Ctl(const std::vector<std::string>& argv) {
-  std::ostringstream out, err;
-  CtlRun r;
-  r.code = ctl::Main(argv, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
+using testing::Ctl;
+using testing::CtlRun;
 
 // What a person must never be shown: status codes and C++ names instead of words.
 void ExpectWords(const std::string& message) {
@@ -437,6 +421,28 @@ TEST_F(CtlTest, AuditCommandsQueryProveExportAndVerifyWithTheRostersKey) {
       Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "ministry-id"});
   EXPECT_EQ(wrong.code, 1) << wrong;
   EXPECT_TRUE(absl::StrContains(wrong.err, "the export does NOT verify")) << wrong;
+  // With the stewards' keys (here the node config's roster: section) the roster's
+  // signatures are checked; a roster stripped of them supplies no key.
+  const std::string node_yaml = fed_.org("union-sg").dir + "/node.yaml";
+  CtlRun checked = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "union-sg",
+                        "--stewards", node_yaml});
+  EXPECT_EQ(checked.code, 0) << checked;
+  EXPECT_FALSE(absl::StrContains(checked.err, "were not checked")) << checked;
+  EXPECT_TRUE(absl::StrContains(verify.err, "were not checked")) << verify;
+  std::string stripped = ReadFileToString(RosterFile()).value();
+  stripped = stripped.substr(0, stripped.find("\"signatures\"")) + "\"signatures\": []}";
+  ASSERT_OK(WriteFileAtomically(Dir("stripped.json"), stripped));
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"audit", "key", "union-sg"},
+        std::vector<std::string>{"audit", "verify", exported, "--org", "union-sg"}}) {
+    std::vector<std::string> argv = cmd;
+    for (const char* a : {"--roster", "", "--stewards", ""}) argv.push_back(a);
+    argv[argv.size() - 3] = Dir("stripped.json");
+    argv[argv.size() - 1] = node_yaml;
+    CtlRun forged = Ctl(argv);
+    EXPECT_EQ(forged.code, 1) << forged;
+    EXPECT_TRUE(absl::StrContains(forged.err, "stripped.json is not valid")) << forged;
+  }
   // A caseworker does not read the ledger.
   CtlRun cw = CtlAs("cw", {"audit", "log"});
   EXPECT_EQ(cw.code, 1) << cw;

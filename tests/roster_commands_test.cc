@@ -35,30 +35,15 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto/crypto.h"
+#include "tests/testing/ctl_run.h"
 
 namespace corridor {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CtlRun {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::ostream& operator<<(std::ostream& os, const CtlRun& r) {
-  return os << "exit " << r.code << "\nstdout:\n" << r.out << "stderr:\n" << r.err;
-}
-
-CtlRun Ctl(const std::vector<std::string>& argv) {
-  std::ostringstream out, err;
-  CtlRun r;
-  r.code = ctl::Main(argv, out, err);
-  r.out = out.str();
-  r.err = err.str();
-  return r;
-}
+using testing::Ctl;
+using testing::CtlRun;
 
 std::string Read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

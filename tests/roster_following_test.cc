@@ -170,8 +170,10 @@ TEST_F(RosterFollowingTest, TheHandshakeCheckNamesTheCause) {
           identity, fed_.IssueCertificatePem(kNewcomer, "spiffe://other.example/union-sg/node"),
           now),
       absl::StatusCode::kUnauthenticated, "no CA of a member of roster version 1");
-  // Expired by the clock: the member's CA issued it, the cause is the date.
-  EXPECT_STATUS(CheckIssuedByRosterMember(identity, fed_.org("ministry-id").node.cert_pem,
+  // Expired by the clock: the member's CA issued it, the cause is the date. (A fresh
+  // resolver: answers are cached per certificate, and expiry is also checked per call.)
+  IdentityResolver later(config, roster);
+  EXPECT_STATUS(CheckIssuedByRosterMember(later, fed_.org("ministry-id").node.cert_pem,
                                           now + testing::kCertificateValidity + absl::Hours(48)),
                 absl::StatusCode::kUnauthenticated, "ministry-id");
   identity.SetRoster(std::make_shared<const v1::Roster>(fed_.MakeRoster(2)));

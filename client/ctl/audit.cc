@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
+#include "client/ctl/roster_edit.h"
 #include "client/ctl/roster_signing.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/case.grpc.pb.h"
@@ -71,8 +72,26 @@ absl::Status RunAuditLog(Context& c) {
 
 // The keys that may have signed `org`'s checkpoints, from a roster file
 // (--roster FILE --org ORG), or the one given with --vkey.
+// The roster in --roster (or CORRIDOR_ROSTER): with --stewards, its steward
+// signatures checked; without, read unchecked with a warning on `err`.
+absl::StatusOr<v1::Roster> RosterFromOptions(const Args& args, const std::string& roster_file,
+                                             std::ostream& err) {
+  auto text = ReadFileToString(roster_file);
+  if (!text.ok()) return text.status();
+  if (args.Has("stewards")) {
+    auto checked = roster_edit::CheckSignatures(args, roster_file, *text);
+    if (!checked.ok()) return checked.status();
+    return checked->roster.roster;
+  }
+  err << "warning: the steward signatures on " << roster_file
+      << " were not checked; give --stewards FILE (the federation's stewards.yaml, with "
+         "--threshold N) so a forged roster cannot supply the key\n";
+  return PeekSignedRoster(*text);
+}
+
 absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& args,
-                                                                 const std::string& default_org) {
+                                                                 const std::string& default_org,
+                                                                 std::ostream& err) {
   if (args.Has("vkey")) {
     auto v = note::ParseVerifier(args.Get("vkey"));
     if (!v.ok()) return v.status();
@@ -84,9 +103,7 @@ absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& arg
         "give the roster (--roster FILE or CORRIDOR_ROSTER) so the key comes from the federation, "
         "not from the node being audited; or --vkey NAME+ID+KEY");
   }
-  auto text = ReadFileToString(roster_file);
-  if (!text.ok()) return text.status();
-  auto roster = PeekSignedRoster(*text);
+  auto roster = RosterFromOptions(args, roster_file, err);
   if (!roster.ok()) return roster.status();
   const std::string org = args.Get("org", default_org);
   if (org.empty())
@@ -125,7 +142,7 @@ std::string SignedByRevokedKey(const Args& args, const std::string& default_org,
 
 absl::Status RunAuditKey(Context& c) {
   const std::string org = c.args.positional().empty() ? c.args.Get("org") : c.args.positional()[0];
-  auto vs = VerifiersFromOptions(c.args, org);
+  auto vs = VerifiersFromOptions(c.args, org, c.err);
   if (!vs.ok()) return vs.status();
   for (const auto& v : *vs) c.out << Printable(v.ToString()) << "\n";
   return absl::OkStatus();
@@ -156,7 +173,7 @@ absl::Status RunAuditProve(Context& c) {
   uint64_t index = 0;
   if (!absl::SimpleAtoi(c.args.positional()[0], &index))
     return absl::InvalidArgumentError("INDEX must be a number");
-  auto verifiers = VerifiersFromOptions(c.args, "");
+  auto verifiers = VerifiersFromOptions(c.args, "", c.err);
   if (!verifiers.ok()) return verifiers.status();
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
@@ -254,7 +271,7 @@ absl::Status RunAuditExport(Context& c) {
 absl::Status RunAuditVerify(Context& c) {
   if (c.args.positional().empty())
     return absl::InvalidArgumentError("name the export file: corridorctl audit verify FILE");
-  auto verifiers = VerifiersFromOptions(c.args, "");
+  auto verifiers = VerifiersFromOptions(c.args, "", c.err);
   if (!verifiers.ok()) return verifiers.status();
   auto text = ReadFileToString(c.args.positional()[0]);
   if (!text.ok()) return text.status();
@@ -311,7 +328,10 @@ std::vector<Command> AuditCommands() {
       {{"audit", "key"},
        "ORG --roster FILE",
        "an org's checkpoint verifier key, from the roster",
-       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"}, {"org", "ORG", "the org"}},
+       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"},
+        {"org", "ORG", "the org"},
+        {"stewards", "FILE", "check the roster's signatures against these steward keys"},
+        {"threshold", "N", "steward signatures required (default: the stewards file's)"}},
        RunAuditKey},
       {{"audit", "prove"},
        "INDEX --roster FILE --org ORG",
@@ -319,6 +339,8 @@ std::vector<Command> AuditCommands() {
        With(ConnectionOptions(),
             {{"roster", "FILE", "signed roster to take the key from (env CORRIDOR_ROSTER)"},
              {"org", "ORG", "whose ledger"},
+             {"stewards", "FILE", "check the roster's signatures against these steward keys"},
+             {"threshold", "N", "steward signatures required (default: the stewards file's)"},
              {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}}),
        RunAuditProve},
       {{"audit", "export"},
@@ -333,6 +355,8 @@ std::vector<Command> AuditCommands() {
        "check an export offline",
        {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"},
         {"org", "ORG", "whose ledger"},
+        {"stewards", "FILE", "check the roster's signatures against these steward keys"},
+        {"threshold", "N", "steward signatures required (default: the stewards file's)"},
         {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}},
        RunAuditVerify},
   };

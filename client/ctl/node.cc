@@ -71,7 +71,9 @@ absl::Status RunHealth(Context& c) {
     std::vector<std::string> unhealthy;
     if (problem.ok()) {
       for (const auto& p : sresp.peers()) {
-        if (p.state() != v1::PEER_STATE_HEALTHY) unhealthy.push_back(p.org());
+        if (p.state() != v1::PEER_STATE_HEALTHY) {
+          unhealthy.push_back(absl::StrCat(p.org(), " (", PeerStateName(p.state()), ")"));
+        }
       }
       if (require_peers && !unhealthy.empty()) {
         problem = absl::UnavailableError(

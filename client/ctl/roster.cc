@@ -72,61 +72,6 @@ absl::StatusOr<v1::Roster> LoadAnyRoster(const std::string& path) {
   return LoadRosterSource(path);
 }
 
-// The signed roster `json` (read from `label`) checked against --stewards and
-// --threshold (else the file's threshold), for --federation (else the
-// roster's own). Errors about the roster itself name `label`.
-struct Checked {
-  VerifiedRoster roster;
-  uint32_t threshold = 0;
-  size_t stewards = 0;
-};
-absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& label,
-                                        const std::string& json) {
-  auto stewards = roster_edit::LoadStewards(args.Get("stewards"));
-  if (!stewards.ok()) return stewards.status();
-  Checked out;
-  out.stewards = stewards->keys.size();
-  out.threshold = stewards->threshold;
-  if (args.Has("threshold") &&
-      (!absl::SimpleAtoi(args.Get("threshold"), &out.threshold) || out.threshold == 0)) {
-    return absl::InvalidArgumentError("--threshold must be a positive number");
-  }
-  if (out.threshold == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(args.Get("stewards"),
-                     " gives no threshold: pass --threshold N, the number of steward signatures "
-                     "your nodes require (their roster.threshold)"));
-  }
-  if (!absl::StrContains(json, "\"payloadType\"")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        label,
-        " is not a signed roster (the JSON file `roster sign` writes); a roster source "
-        "has no signatures to check"));
-  }
-  std::string federation = args.Get("federation");
-  if (federation.empty()) {
-    auto peek = PeekSignedRoster(json);
-    if (!peek.ok()) {
-      return absl::Status(peek.status().code(),
-                          absl::StrCat(label, " is not valid: ", peek.status().message()));
-    }
-    federation = peek->federation();
-  }
-  auto verified = VerifySignedRoster(json, stewards->keys, out.threshold, federation);
-  if (!verified.ok()) {
-    return absl::Status(verified.status().code(),
-                        absl::StrCat(label, " is not valid: ", verified.status().message()));
-  }
-  out.roster = *std::move(verified);
-  return out;
-}
-
-std::string SignedBySentence(const Checked& c) {
-  return absl::StrCat("signatures checked: signed by ", absl::StrJoin(c.roster.signed_by, ", "),
-                      " (", c.roster.signed_by.size(), " of ", c.stewards, " stewards; ",
-                      c.threshold, " required)");
-}
-
 absl::Status RunRosterInit(Context& c) {
   if (auto st = Require(c.args, {"federation", "out"}); !st.ok()) return st;
   v1::Roster roster;
@@ -162,9 +107,9 @@ absl::Status RunRosterNewVersion(Context& c) {
   std::string checked = "signatures not checked (give --stewards FILE to check them)";
   absl::StatusOr<v1::Roster> in_force = PeekSignedRoster(*text);
   if (c.args.Has("stewards")) {
-    auto verified = CheckSignatures(c.args, c.args.Get("from"), *text);
+    auto verified = roster_edit::CheckSignatures(c.args, c.args.Get("from"), *text);
     if (!verified.ok()) return verified.status();
-    checked = SignedBySentence(*verified);
+    checked = roster_edit::SignedBySentence(*verified);
     in_force = verified->roster.roster;
   }
   if (!in_force.ok()) return in_force.status();
@@ -395,12 +340,12 @@ absl::Status RunRosterVerify(Context& c) {
   if (auto st = Require(c.args, {"in", "stewards"}); !st.ok()) return st;
   auto text = ReadFileToString(c.args.Get("in"));
   if (!text.ok()) return text.status();
-  auto checked = CheckSignatures(c.args, c.args.Get("in"), *text);
+  auto checked = roster_edit::CheckSignatures(c.args, c.args.Get("in"), *text);
   if (!checked.ok()) return checked.status();
   const v1::Roster& r = checked->roster.roster;
   c.out << Printable(c.args.Get("in")) << ": federation " << Printable(r.federation())
-        << ", roster version " << r.version() << " is valid; " << SignedBySentence(*checked)
-        << "\n";
+        << ", roster version " << r.version() << " is valid; "
+        << roster_edit::SignedBySentence(*checked) << "\n";
   return absl::OkStatus();
 }
 
@@ -434,10 +379,10 @@ absl::Status RunRosterShow(Context& c) {
   if (!roster.ok()) return roster.status();
   std::string checked = "signatures not checked here (give --stewards FILE to check them)";
   if (c.args.Has("stewards")) {
-    auto verified = CheckSignatures(c.args, c.args.Get("in"), *text);
+    auto verified = roster_edit::CheckSignatures(c.args, c.args.Get("in"), *text);
     if (!verified.ok()) return verified.status();
     roster = verified->roster.roster;
-    checked = SignedBySentence(*verified);
+    checked = roster_edit::SignedBySentence(*verified);
   }
   if (c.json()) {
     c.out << ToJson(*roster);
@@ -488,7 +433,11 @@ absl::Status RunRosterPush(Context& c) {
   grpc::Status s = v1::NodeService::NewStub(conn->channel)->PushRoster(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
   c.out << "roster version " << resp.version() << " is in force at " << Printable(conn->target)
-        << "; peers fetch it from this node when they next say hello\n";
+        << "; peers fetch it from this node when they next say hello (within "
+           "limits.peer_probe_interval_seconds), and every node follows it without a restart: "
+           "new members are trusted and probed, removed ones refused.\n"
+           "  check with `corridorctl health --require-peers` (a new member shows as joining "
+           "until its node is up and verified)\n";
   return absl::OkStatus();
 }
 

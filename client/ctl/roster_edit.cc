@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "client/ctl/args.h"
+#include "client/ctl/roster_signing.h"
 #include "client/lib/pki.h"
 #include "client/lib/yaml_proto.h"
 #include "corridor/v1/config.pb.h"
@@ -468,6 +470,53 @@ absl::StatusOr<Stewards> LoadStewards(const std::string& path) {
     out.keys.push_back({k.name(), *key});
   }
   return out;
+}
+
+absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& label,
+                                        const std::string& json) {
+  auto stewards = roster_edit::LoadStewards(args.Get("stewards"));
+  if (!stewards.ok()) return stewards.status();
+  Checked out;
+  out.stewards = stewards->keys.size();
+  out.threshold = stewards->threshold;
+  if (args.Has("threshold") &&
+      (!absl::SimpleAtoi(args.Get("threshold"), &out.threshold) || out.threshold == 0)) {
+    return absl::InvalidArgumentError("--threshold must be a positive number");
+  }
+  if (out.threshold == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(args.Get("stewards"),
+                     " gives no threshold: pass --threshold N, the number of steward signatures "
+                     "your nodes require (their roster.threshold)"));
+  }
+  if (!absl::StrContains(json, "\"payloadType\"")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        label,
+        " is not a signed roster (the JSON file `roster sign` writes); a roster source "
+        "has no signatures to check"));
+  }
+  std::string federation = args.Get("federation");
+  if (federation.empty()) {
+    auto peek = PeekSignedRoster(json);
+    if (!peek.ok()) {
+      return absl::Status(peek.status().code(),
+                          absl::StrCat(label, " is not valid: ", peek.status().message()));
+    }
+    federation = peek->federation();
+  }
+  auto verified = VerifySignedRoster(json, stewards->keys, out.threshold, federation);
+  if (!verified.ok()) {
+    return absl::Status(verified.status().code(),
+                        absl::StrCat(label, " is not valid: ", verified.status().message()));
+  }
+  out.roster = *std::move(verified);
+  return out;
+}
+
+std::string SignedBySentence(const Checked& c) {
+  return absl::StrCat("signatures checked: signed by ", absl::StrJoin(c.roster.signed_by, ", "),
+                      " (", c.roster.signed_by.size(), " of ", c.stewards, " stewards; ",
+                      c.threshold, " required)");
 }
 
 }  // namespace corridor::roster_edit

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/ctl/args.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/roster.pb.h"
 
@@ -87,6 +88,20 @@ struct Stewards {
   uint32_t threshold = 0;
 };
 absl::StatusOr<Stewards> LoadStewards(const std::string& path);
+
+// A signed roster checked against the stewards file in --stewards and
+// --threshold (else the file's threshold), for --federation (else the
+// roster's own): `roster verify`, `roster show`, `roster new-version` and the
+// audit commands. Errors about the roster itself name `label`.
+struct Checked {
+  VerifiedRoster roster;
+  uint32_t threshold = 0;
+  size_t stewards = 0;
+};
+absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& label,
+                                        const std::string& json);
+// "signatures checked: signed by steward-1, steward-2 (2 of 3 stewards; 2 required)".
+std::string SignedBySentence(const Checked& c);
 
 }  // namespace corridor::roster_edit
 

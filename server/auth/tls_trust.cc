@@ -69,8 +69,8 @@ class Verifier final : public grpc::experimental::ExternalCertificateVerifier {
 
 }  // namespace
 
-absl::Status CheckIssuedByRosterMember(const IdentityResolver& identity,
-                                       absl::string_view cert_pem, absl::Time now) {
+absl::Status CheckIssuedByRosterMember(const IdentityResolver& identity, absl::string_view cert_pem,
+                                       absl::Time now) {
   if (!identity.IssuingMember(cert_pem, now).empty()) return absl::OkStatus();
   const std::shared_ptr<const v1::Roster> roster = identity.roster();
   auto info = pki::InspectCertificate(cert_pem);
@@ -82,10 +82,10 @@ absl::Status CheckIssuedByRosterMember(const IdentityResolver& identity,
     for (const v1::Member& m : roster->members()) {
       if (m.org() != id->org) continue;
       absl::Status st = pki::VerifyIssuedBy(cert_pem, m.ca_cert_pem(), now);
-      return absl::UnauthenticatedError(absl::StrCat(
-          "the certificate of ", uri, " is not valid under the CA of org \"", m.org(),
-          "\" in roster version ", roster->version(), ": ",
-          st.ok() ? "it was issued by another member's CA" : st.message()));
+      return absl::UnauthenticatedError(
+          absl::StrCat("the certificate of ", uri, " is not valid under the CA of org \"", m.org(),
+                       "\" in roster version ", roster->version(), ": ",
+                       st.ok() ? "it was issued by another member's CA" : st.message()));
     }
     return absl::UnauthenticatedError(absl::StrCat("CA not trusted: org \"", id->org,
                                                    "\" is not in the roster in force (version ",

@@ -27,9 +27,11 @@ class IdentityResolver;
 // OK if a member of `identity`'s roster in force issued `cert_pem` and it is
 // valid at `now`; otherwise UNAUTHENTICATED naming the cause ("org X is not
 // in the roster in force (version N)", "not issued by the CA of org X: ...",
-// "no member's CA issued it").
-absl::Status CheckIssuedByRosterMember(const IdentityResolver& identity,
-                                       absl::string_view cert_pem, absl::Time now);
+// "no member's CA issued it"). Which member issued a certificate is cached per
+// certificate (IdentityResolver::IssuingMember, dropped on a roster change);
+// its validity period is checked again on every call by the auth processor.
+absl::Status CheckIssuedByRosterMember(const IdentityResolver& identity, absl::string_view cert_pem,
+                                       absl::Time now);
 
 // A verifier for TlsServerCredentialsOptions::set_certificate_verifier that
 // applies CheckIssuedByRosterMember at the node's clock.

@@ -1,0 +1,38 @@
+// corridorctl run in the test's process through ctl::Main, as the command line
+// would run it, with its exit code and both streams. Test-only; thread-safe
+// (each run has its own streams).
+#ifndef CORRIDOR_TESTS_TESTING_CTL_RUN_H_
+#define CORRIDOR_TESTS_TESTING_CTL_RUN_H_
+
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "client/ctl/ctl.h"
+
+namespace corridor::testing {
+
+struct CtlRun {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const CtlRun& r) {
+  return os << "exit " << r.code << "\nstdout:\n" << r.out << "stderr:\n" << r.err;
+}
+
+// Runs corridorctl with `argv` (without the program name).
+inline CtlRun Ctl(const std::vector<std::string>& argv) {
+  std::ostringstream out, err;
+  CtlRun r;
+  r.code = ctl::Main(argv, out, err);
+  r.out = out.str();
+  r.err = err.str();
+  return r;
+}
+
+}  // namespace corridor::testing
+
+#endif  // CORRIDOR_TESTS_TESTING_CTL_RUN_H_
