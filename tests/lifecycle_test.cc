@@ -343,7 +343,8 @@ TEST_F(LifecycleTest, NewcomerNotYetTrustedIsToldWhyAndTheRefusalIsLogged) {
   stranger_fed.AddOrg("stranger");
   const std::string prefix = stranger_fed.IssueUser("stranger", "mallory");
   const grpc::Status s = Whoami(Channel(UserIdentity(kUnion, prefix), kUnion));
-  EXPECT_FALSE(s.ok());
+  // Refused at the handshake (docs/access-control.md): UNAVAILABLE at the client.
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_FALSE(nodes_
                    .AwaitLogLine(kUnion, {"\"event\":\"tls.refused\"",
                                           pki::UserSpiffeUri(stranger_fed.federation(), "stranger",
