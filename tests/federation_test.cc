@@ -17,6 +17,7 @@
 #include "server/node/config.h"
 #include "server/node/node.h"
 #include "server/store/store.h"
+#include "tests/testing/nodes.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
 
@@ -25,19 +26,9 @@ namespace {
 
 using testing::BinaryPath;
 using testing::CommandResult;
+using testing::JsonValues;
 using testing::RunCommand;
 using testing::Subprocess;
-
-// Every value of "key": "value" in a JSON text.
-std::vector<std::string> JsonValues(const std::string& json, const std::string& key) {
-  std::vector<std::string> out;
-  const std::string needle = "\"" + key + "\": \"";
-  for (size_t p = json.find(needle); p != std::string::npos; p = json.find(needle, p + 1)) {
-    const size_t b = p + needle.size();
-    out.push_back(json.substr(b, json.find('"', b) - b));
-  }
-  return out;
-}
 
 class FederationTest : public ::testing::Test {
  protected:
