@@ -222,7 +222,10 @@ absl::Status RunPkiSigningKey(Context& c) {
            "--org "
         << org << " --key-dir " << dir
         << "`; once that version is in force, set the node's signing_key to {key_id: " << key_id
-        << ", key_file: " << dir << "/signing.key}\n";
+        << ", key_file: "
+        << std::filesystem::absolute(dir + "/signing.key").lexically_normal().string()
+        << "} (or that file's path relative to the node config's folder) and send the node "
+           "SIGHUP\n";
   return absl::OkStatus();
 }
 
