@@ -684,9 +684,9 @@ TEST_F(LifecycleTest, CheckConfigRefusesEachMisconfiguration) {
       {"master key not a key",
        {{"master_key_file: master.key", "master_key_file: master-garbage.key"}},
        {"master_key_file"}},
-      {"master key unreadable",
+      {"master key a directory",
        {{"master_key_file: master.key", "master_key_file: master-dir.key"}},
-       {"master_key_file"}},
+       {"master_key_file", "is a directory"}},
   };
   // A file the node may not read (root reads it anyway: then not a case).
   write("master-unreadable.key", ReadFileToString(dir + "/master.key").value());

@@ -1,5 +1,6 @@
 #include "server/node/config.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <set>
@@ -46,6 +47,10 @@ class Checker {
     if (access(value.c_str(), F_OK) != 0) return Error(key, absl::StrCat(value, ": no such file"));
     if (access(value.c_str(), R_OK) != 0) {
       return Error(key, absl::StrCat(value, ": not readable by this user"));
+    }
+    struct stat st;
+    if (stat(value.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      return Error(key, absl::StrCat(value, ": is a directory or other non-file; name the file"));
     }
     return absl::OkStatus();
   }
@@ -94,12 +99,12 @@ absl::Status CheckIdentityAndFiles(const Checker& check, const v1::NodeConfig& c
   }
   if (auto st = check.ReadableFile("master_key_file", config.master_key_file()); !st.ok())
     return st;
-  if (auto text = ReadFileToString(config.master_key_file()); text.ok()) {
-    auto key = Base64Decode(absl::StripAsciiWhitespace(*text));
-    if (!key.ok() || key->size() != 32) {
-      return check.Error("master_key_file", absl::StrCat(config.master_key_file(),
-                                                         ": must hold 32 random bytes in base64"));
-    }
+  auto text = ReadFileToString(config.master_key_file());
+  if (!text.ok()) return check.Error("master_key_file", text.status().message());
+  auto key = Base64Decode(absl::StripAsciiWhitespace(*text));
+  if (!key.ok() || key->size() != 32) {
+    return check.Error("master_key_file", absl::StrCat(config.master_key_file(),
+                                                       ": must hold 32 random bytes in base64"));
   }
   if (auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file()); !key.ok()) {
     return check.Error("signing_key.key_file", key.status().message());
