@@ -815,6 +815,27 @@ TEST_F(CasesTest, CorruptedEvidenceBlobIsRefusedOnDownload) {
   EXPECT_EQ(e[0].event().outcome(), v1::ACCESS_OUTCOME_ERROR);
 }
 
+// Every event about a case is filed under it, refusals included: an evidence
+// read refused by the access check shows in the case's trail.
+TEST_F(CasesTest, ARefusedEvidenceReadIsInTheCasesTrail) {
+  auditor_ = As("union-sg", "aud");
+  const std::string id = CreateCase();
+  Upload up = UploadEvidence(As("union-sg", "cw"), id, "contract.txt", "terms");
+  ASSERT_TRUE(up.status.ok());
+  Download refused = DownloadEvidence(auditor_, id, up.item.id());  // auditors read no evidence
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  v1::QueryEventsRequest req;
+  req.set_case_id(id);
+  req.set_action("evidence.get");
+  v1::QueryEventsResponse resp;
+  grpc::Status s = v1::AuditService::NewStub(auditor_)->QueryEvents(Ctx().get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.events_size(), 1);
+  EXPECT_EQ(resp.events(0).event().outcome(), v1::ACCESS_OUTCOME_DENIED);
+  EXPECT_EQ(resp.events(0).event().resource_id(), up.item.id());
+  EXPECT_EQ(resp.events(0).event().actor_subject(), "user/aud");
+}
+
 TEST_F(CasesTest, BadInputGetsASpecificErrorAndChangesNothing) {
   auditor_ = As("union-sg", "aud");
   auto cw = v1::CaseService::NewStub(As("union-sg", "cw"));

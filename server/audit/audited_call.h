@@ -95,6 +95,9 @@ struct CallEvent {
   // `purpose` is what the caller stated (checked against the node's purpose
   // vocabulary), not the action's own.
   bool stated = false;
+  // The case the resource belongs to, when `kind` is not "case" (evidence): so
+  // that every event about a case, refusals included, is filed under it.
+  std::string case_id = {};
 };
 
 // The start of every audited call: who is calling, the event skeleton, the
@@ -110,6 +113,7 @@ std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackS
   event->set_resource_kind(what.kind);
   event->set_resource_id(what.id);
   if (what.kind == "case") event->set_case_id(what.id);
+  if (!what.case_id.empty()) event->set_case_id(what.case_id);
   // A stated purpose outside the node's vocabulary may be anything typed, a name
   // included: no entry records it, whatever else refuses the call.
   if (!what.stated || CheckPurposeListed(what.purpose, identity.Purposes()).ok()) {
@@ -134,6 +138,7 @@ std::optional<Principal> Begin(const IdentityResolver& identity, grpc::CallbackS
   if (bad.ok() && what.stated && !what.purpose.empty()) {
     bad = CheckPurposeListed(what.purpose, identity.Purposes());
   }
+  if (bad.ok()) bad = ValidateOptionalIdentifier("the case id", what.case_id);
   if (bad.ok()) bad = ValidateOptionalIdentifier("the request id", what.request_id);
   if (!bad.ok()) {
     RecordRefusal(log, reactor, *event, bad);  // the access log bounds what it records

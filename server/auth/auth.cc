@@ -37,7 +37,7 @@ void RecordDenied(RefusalSink* log, const Principal& who, absl::string_view meth
   Queue(log, std::move(ev));
 }
 
-void CorridorAuthProcessor::RecordRefusedIdentity(const std::string& pem,
+void CorridorAuthProcessor::RecordRefusedIdentity(const std::string& pem, const std::string& method,
                                                   const absl::Status& why) const {
   if (log_ == nullptr) return;
   // The identity is what the certificate *claims*: it was refused, so it is
@@ -60,7 +60,11 @@ void CorridorAuthProcessor::RecordRefusedIdentity(const std::string& pem,
     }
   }
   ev.set_action("auth.refused");
-  ev.set_resource_kind("node");
+  // The method tried: the trail of a refused identity says what it attempted.
+  ev.set_resource_kind("method");
+  bool served = false;
+  for (const MethodRule& rule : MethodRules()) served = served || method == rule.method;
+  ev.set_resource_id(served ? method : RequestIdForLedger(method));
   ev.set_outcome(v1::ACCESS_OUTCOME_DENIED);
   ev.set_reason(std::string(why.message()));
   Queue(log_, std::move(ev));
@@ -71,16 +75,16 @@ grpc::Status CorridorAuthProcessor::Process(const InputMetadata& metadata,
                                             OutputMetadata*) {
   // Read-only use of the connection's AuthContext: see auth.h.
   const std::string pem = PeerCertificatePem(*context);
+  auto path = metadata.find(":path");
+  const std::string method =
+      path == metadata.end() ? "" : std::string(path->second.data(), path->second.size());
   auto principal = resolver_->ResolveCached(pem, resolver_->clock().Now());
   if (!principal.ok()) {
     log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},
                                {"reason", principal.status().message()}});
-    RecordRefusedIdentity(pem, principal.status());
+    RecordRefusedIdentity(pem, method, principal.status());
     return ToGrpcStatus(principal.status());
   }
-  auto path = metadata.find(":path");
-  const std::string method =
-      path == metadata.end() ? "" : std::string(path->second.data(), path->second.size());
   // Every call of a verified identity takes a token before any work is done.
   CallLimiter* limiter =
       (*principal)->kind == PrincipalKind::kNode ? peer_limiter_.get() : user_limiter_.get();

@@ -55,7 +55,10 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
                        OutputMetadata* response_metadata) override;
 
  private:
-  void RecordRefusedIdentity(const std::string& cert_pem, const absl::Status& why) const;
+  // `method` is the call's gRPC path, recorded as the resource tried when it is a
+  // method the node serves (anything else is typed text: only its digest).
+  void RecordRefusedIdentity(const std::string& cert_pem, const std::string& method,
+                             const absl::Status& why) const;
 
   std::shared_ptr<IdentityResolver> resolver_;
   RefusalSink* log_;

@@ -675,9 +675,8 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
     auto caller =
         Begin(identity, ctx_, this, log_, rpc,
               {"evidence.get", "evidence", req.evidence_id(), req.purpose(), req.request_id(),
-               /*stated=*/true},
+               /*stated=*/true, req.case_id()},
               &event_);
-    event_.set_case_id(req.case_id());
     if (!caller) return;
     if (req.purpose().empty()) {
       return Refuse(absl::InvalidArgumentError("reading evidence needs a purpose (--purpose)"));
