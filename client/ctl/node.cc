@@ -73,6 +73,10 @@ absl::Status RunHealth(Context& c) {
       for (const auto& p : sresp.peers()) {
         if (p.state() != v1::PEER_STATE_HEALTHY) {
           unhealthy.push_back(absl::StrCat(p.org(), " (", PeerStateName(p.state()), ")"));
+        } else if (p.peer_roster_version() != sresp.roster_version()) {
+          // Healthy, but the two nodes follow different rosters: not yet converged.
+          unhealthy.push_back(absl::StrCat(p.org(), " (on roster version ", p.peer_roster_version(),
+                                           ", this node on ", sresp.roster_version(), ")"));
         }
       }
       if (require_peers && !unhealthy.empty()) {
@@ -138,7 +142,8 @@ std::vector<Command> NodeStatusCommands() {
        "is the node serving, and which peers has it authenticated?",
        With(ConnectionOptions(),
             {{"wait", "SECONDS", "keep trying for up to this long"},
-             {"require-peers", "", "fail unless every roster peer is healthy"}}),
+             {"require-peers", "",
+              "fail unless every roster peer is healthy and on this node's roster version"}}),
        RunHealth},
       {{"whoami"},
        "",

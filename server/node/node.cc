@@ -121,9 +121,10 @@ class RosterInForce {
     ev.set_resource_id(absl::StrCat(roster->roster.version()));
     ev.set_payload_sha256(*HexDecode(roster->digest_hex));
     if (roster->roster.version() <= version_) {
-      return refuse(absl::FailedPreconditionError(
-          absl::StrCat("roster version ", roster->roster.version(), " is not newer than version ",
-                       version_, " in force")));
+      return refuse(absl::FailedPreconditionError(absl::StrCat(
+          "roster version ", roster->roster.version(), " is not newer than version ", version_,
+          " in force; make the next version from the roster in force (`corridorctl roster "
+          "new-version --from` the newest signed roster, e.g. this node's roster.file)")));
     }
     if (auto st = CheckOwnMembership(config_, roster->roster, tls_, identity_->clock().Now());
         !st.ok()) {
