@@ -518,6 +518,18 @@ TEST_F(LifecycleTest, SigningKeyRotatedAndOldKeyRevokedWhileReferralsFlow) {
   EXPECT_TRUE(absl::StrContains(s.error_message(), "revoked")) << s.error_message();
   s = Deliver(peer, Envelope(kUnion, kMinistry, "union-sg-2", next));
   EXPECT_TRUE(s.ok()) << s.error_message();
+  // union-sg has not restarted: its checkpoints are still signed with union-sg-1,
+  // which v3 revokes. An auditor is told exactly that, not "no signature".
+  const std::string v3_file = fed_.root() + "/roster-v3-audit.json";
+  ASSERT_OK(WriteFileAtomically(v3_file, fed_.Sign(v3, fed_.threshold())));
+  const std::string exported = fed_.root() + "/union-sg.export";
+  r = nodes_.CtlAs(kUnion, nodes_.auditor(kUnion), {"audit", "export", "--out", exported});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", v3_file,
+                  "--org", kUnion});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "signed with key \"union-sg-1\"")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "lists as revoked")) << r.err;
 }
 
 // A node with union-sg alone, its users cw (caseworker) and adm (admin).

@@ -52,9 +52,10 @@ NodeProcesses::~NodeProcesses() {
 }
 
 std::string NodeProcesses::Configure(const std::string& org, uint64_t roster_version) {
-  configs_[org] =
-      fed_.WriteNodeConfig(org, {{"cw", {"caseworker"}}, {"adm", {"admin"}}}, roster_version);
+  configs_[org] = fed_.WriteNodeConfig(
+      org, {{"cw", {"caseworker"}}, {"adm", {"admin"}}, {"aud", {"auditor"}}}, roster_version);
   users_[org] = fed_.IssueUser(org, "cw");
+  auditors_[org] = fed_.IssueUser(org, "aud");
   admins_[org] = fed_.IssueUser(org, "adm");
   return configs_[org];
 }

@@ -54,6 +54,7 @@ class NodeProcesses {
   // <dir>/cw and <dir>/adm: the users' certificate path prefixes (.crt/.key).
   const std::string& user(const std::string& org) const { return users_.at(org); }
   const std::string& admin(const std::string& org) const { return admins_.at(org); }
+  const std::string& auditor(const std::string& org) const { return auditors_.at(org); }
 
   // corridorctl ARGS --node <org's endpoint> as `org`'s caseworker or admin.
   CommandResult Ctl(const std::string& org, const std::vector<std::string>& args) const;
@@ -82,7 +83,7 @@ class NodeProcesses {
 
  private:
   TestFederation& fed_;
-  std::map<std::string, std::string> configs_, users_, admins_;
+  std::map<std::string, std::string> configs_, users_, admins_, auditors_;
   std::map<std::string, std::unique_ptr<Subprocess>> nodes_;
   int pushes_ = 0;
 };
