@@ -26,6 +26,7 @@
 #include "server/node/config.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/load.h"
+#include "tests/testing/nodes.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
 
@@ -69,15 +70,7 @@ PersonalData MakePersonalData(const std::string& tag) {
   return pd;
 }
 
-std::vector<std::string> JsonValues(const std::string& json, const std::string& key) {
-  std::vector<std::string> out;
-  const std::string needle = "\"" + key + "\": \"";
-  for (size_t p = json.find(needle); p != std::string::npos; p = json.find(needle, p + 1)) {
-    const size_t b = p + needle.size();
-    out.push_back(json.substr(b, json.find('"', b) - b));
-  }
-  return out;
-}
+using testing::JsonValues;
 
 bool Eventually(const std::function<bool()>& done, absl::Duration limit = absl::Seconds(90)) {
   const absl::Time give_up = absl::Now() + limit;

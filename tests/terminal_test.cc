@@ -46,6 +46,7 @@
 #include "server/auth/identity.h"
 #include "server/node/config.h"
 #include "tests/testing/federation.h"
+#include "tests/testing/nodes.h"
 #include "tests/testing/process.h"
 #include "tests/testing/status_matchers.h"
 
@@ -416,16 +417,7 @@ using testing::CommandResult;
 using testing::RunCommand;
 using testing::Subprocess;
 
-// Every value of "key": "value" in a JSON text.
-std::vector<std::string> JsonValues(const std::string& json, const std::string& key) {
-  std::vector<std::string> out;
-  const std::string needle = "\"" + key + "\": \"";
-  for (size_t p = json.find(needle); p != std::string::npos; p = json.find(needle, p + 1)) {
-    const size_t b = p + needle.size();
-    out.push_back(json.substr(b, json.find('"', b) - b));
-  }
-  return out;
-}
+using testing::JsonValues;
 
 class NodeTest : public ::testing::Test {
  protected:
