@@ -81,6 +81,7 @@ for entry in "${ORGS[@]}"; do
   "$CTL" pki org --federation "$FED" --org "$org" --out "$DEMO/$org"
   "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name caseworker1 --out "$DEMO/$org/users"
   "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name auditor1 --out "$DEMO/$org/users"
+  "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name admin1 --out "$DEMO/$org/users"
 done
 
 say "3. The stewards build, sign and co-sign roster version 1"
@@ -119,6 +120,7 @@ for entry in "${ORGS[@]}"; do
     echo "users:"
     echo "  caseworker1: {roles: [caseworker]}"
     echo "  auditor1: {roles: [auditor]}"
+    echo "  admin1: {roles: [admin]}"
     echo "limits: {peer_probe_interval_seconds: 2}"
   } >"$dir/node.yaml"
   "$BIN/corridord" --config "$dir/node.yaml" --check-config
@@ -233,7 +235,11 @@ echo "One signature is not enough:"
 "$CTL" roster sign --in "$DEMO/federation/roster-v2.json" --key "$DEMO/federation/steward-3.key" \
   --key-name steward-3 --out "$DEMO/federation/roster-v2.json"
 "$CTL" roster verify --in "$DEMO/federation/roster-v2.json" --stewards "$DEMO/federation/stewards.yaml" --threshold 2
-echo "(an admin would now install it with 'corridorctl roster push'; peers fetch it from that node)"
+echo "The union's admin installs it at the union's node; the other nodes fetch it from there and"
+echo "follow it at once, without a restart:"
+ctl_as union-sg admin1 roster push --in "$DEMO/federation/roster-v2.json"
+cp "$DEMO/federation/roster-v2.json" "$DEMO/federation/roster.json"
+ctl_as union-sg admin1 health --require-peers --wait 60
 
 if [ "$KEEP" = 1 ]; then
   say "The federation keeps running"

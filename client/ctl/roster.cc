@@ -443,8 +443,9 @@ absl::Status RunRosterPush(Context& c) {
         << "; peers fetch it from this node when they next say hello (within "
            "limits.peer_probe_interval_seconds), and every node follows it without a restart: "
            "new members are trusted and probed, removed ones refused.\n"
-           "  check with `corridorctl health --require-peers` (a new member shows as joining "
-           "until its node is up and verified)\n";
+           "  check with `corridorctl health --require-peers --wait 60` at this node: it waits "
+           "until every peer is healthy and on version "
+        << resp.version() << " (a new member shows as joining until its node is up and verified)\n";
   return absl::OkStatus();
 }
 
