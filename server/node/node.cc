@@ -43,6 +43,18 @@ namespace corridor {
 absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& roster,
                                 const TlsIdentity& tls, absl::Time now);
 
+namespace {
+// The steward keys the config names (LoadNodeConfig has checked that each decodes).
+std::vector<StewardPublicKey> StewardKeys(const v1::NodeConfig& config) {
+  std::vector<StewardPublicKey> stewards;
+  for (const auto& k : config.roster().steward_keys()) {
+    stewards.push_back(
+        {k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
+  }
+  return stewards;
+}
+}  // namespace
+
 // The roster version in force and its digest, in the meta family; each change
 // of them commits together with its ledger entry.
 constexpr char kRosterVersionKey[] = "roster/version";
@@ -87,11 +99,7 @@ class RosterInForce {
  private:
   absl::StatusOr<VerifiedRoster> InstallOnce(const std::string& json, const std::string& actor_org,
                                              const std::string& actor_subject) {
-    std::vector<StewardPublicKey> stewards;
-    for (const auto& k : config_.roster().steward_keys()) {
-      stewards.push_back(
-          {k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
-    }
+    const std::vector<StewardPublicKey> stewards = StewardKeys(config_);
     absl::MutexLock lock(&mu_);
     v1::AccessEvent ev;
     ev.set_actor_org(actor_org);
@@ -314,11 +322,7 @@ constexpr int kBulkThreads = 2;
 
 // The roster file, its signatures checked against the configured stewards and threshold.
 absl::StatusOr<VerifiedRoster> VerifyRosterFile(const v1::NodeConfig& config) {
-  std::vector<StewardPublicKey> stewards;
-  for (const auto& k : config.roster().steward_keys()) {
-    stewards.push_back(
-        {k.name(), Ed25519PublicKey::FromRaw(*Base64Decode(k.public_key())).value()});
-  }
+  const std::vector<StewardPublicKey> stewards = StewardKeys(config);
   auto json = ReadFileToString(config.roster().file());
   if (!json.ok()) return json.status();
   auto roster =
