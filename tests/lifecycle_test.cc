@@ -412,6 +412,8 @@ TEST_F(LifecycleTest, RemovedMemberIsRefusedAtOnceAndLeavesHealth) {
   // Nothing is sent to it any more.
   r = Refer(kUnion, CreateCase(kUnion, kInspectorate), kInspectorate);
   EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "is not a member in the roster in force (version 2)"))
+      << r.err;
   EXPECT_TRUE(Inbox(kInspectorate).empty());
 }
 

@@ -113,6 +113,24 @@ absl::Status CheckAgreement(const v1::Roster& roster, const std::string& agreeme
 
 absl::Status CheckReferralTerms(const v1::Roster& roster, const ReferralRequest& req) {
   if (absl::Status st = CheckRecipient(req); !st.ok()) return st;
+  // A member that left (or an id never listed): said before any agreement is looked at.
+  // What was typed is not repeated: it may be a name, and refusals are recorded.
+  bool member = false;
+  std::vector<std::string> members;
+  for (const auto& m : roster.members()) {
+    member = member || m.org() == req.to_org;
+    if (m.org() != req.from_org) members.push_back(m.org());
+  }
+  if (!member) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the org named (", req.to_org.size(),
+                     " bytes, not recorded) is not a member in the "
+                     "roster in force (version ",
+                     roster.version(),
+                     "), so nothing can be referred to it; "
+                     "its other members are: ",
+                     absl::StrJoin(members, ", ")));
+  }
   return CheckAgreement(roster, req.agreement, req.from_org, req.to_org, req.purpose);
 }
 
