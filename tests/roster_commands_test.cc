@@ -129,7 +129,9 @@ class RosterCommandsTest : public ::testing::Test {
     EXPECT_EQ(r.code, 1) << r;
     EXPECT_TRUE(absl::StrContains(r.err, cause)) << "expected \"" << cause << "\" in:\n" << r;
     EXPECT_EQ(fs::exists(file), existed) << file;
-    if (existed) EXPECT_EQ(Read(file), before) << file << " changed by a refused command";
+    if (existed) {
+      EXPECT_EQ(Read(file), before) << file << " changed by a refused command";
+    }
   }
 
   // The signed roster `json_path` with its envelope changed by `change`, written to `out`.
