@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo federation: a corridor of three organisations on this machine, each
+# The demo federation: a corridor of four organisations on this machine, each
 # with its own PKI, data directory and corridord, using exactly the tooling an
 # operator would (corridorctl pki / roster). Run by `make demo`.
 #
@@ -68,6 +68,7 @@ ORGS=(
   "union-sg|Migrant Workers Union legal-aid desk|SG|union"
   "ministry-id|Ministry of Manpower, migrant worker protection|ID|ministry"
   "inspectorate-sg|Labour Inspectorate|SG|inspectorate"
+  "prosecutor-id|Attorney General's Office, transnational crime|ID|prosecutor"
 )
 
 say "1. The federation's stewards create their keys (2 of 3 must sign a roster)"
@@ -82,6 +83,8 @@ for entry in "${ORGS[@]}"; do
   "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name caseworker1 --out "$DEMO/$org/users"
   "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name auditor1 --out "$DEMO/$org/users"
   "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name admin1 --out "$DEMO/$org/users"
+  "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name prosecutor1 --out "$DEMO/$org/users"
+  "$CTL" pki user --federation "$FED" --org "$org" --org-dir "$DEMO/$org" --name approver1 --out "$DEMO/$org/users"
 done
 
 say "3. The stewards build, sign and co-sign roster version 1"
@@ -94,6 +97,16 @@ done
 "$CTL" roster add-agreement --roster "$DEMO/federation/roster.yaml" --id mou-sg-id-2026 \
   --title "SG-ID memorandum on migrant worker protection" \
   --parties union-sg,ministry-id,inspectorate-sg --purposes case-referral,fee-recovery,labour-inspection
+"$CTL" roster add-agreement --roster "$DEMO/federation/roster.yaml" --id mla-sg-id-2026 \
+  --title "SG-ID treaty on mutual legal assistance in criminal matters" \
+  --parties union-sg,prosecutor-id --purposes prosecution
+# Who may request evidence under an agreement is the agreement's evidence_requesters
+# (docs/evidence.md): under the treaty, prosecutors' offices. The stewards write it into
+# the roster source (JSON, which is YAML) before signing.
+sed -i 's/^\( *\)"id": "mla-sg-id-2026",$/&\n\1"evidence_requesters": ["prosecutor"],/' \
+  "$DEMO/federation/roster.yaml"
+grep -q '"evidence_requesters": \["prosecutor"\]' "$DEMO/federation/roster.yaml" ||
+  { echo "demo: could not add evidence_requesters to agreement mla-sg-id-2026" >&2; exit 1; }
 "$CTL" roster sign --in "$DEMO/federation/roster.yaml" --key "$DEMO/federation/steward-1.key" \
   --key-name steward-1 --out "$DEMO/federation/roster.json"
 "$CTL" roster sign --in "$DEMO/federation/roster.json" --key "$DEMO/federation/steward-2.key" \
@@ -121,6 +134,8 @@ for entry in "${ORGS[@]}"; do
     echo "  caseworker1: {roles: [caseworker]}"
     echo "  auditor1: {roles: [auditor]}"
     echo "  admin1: {roles: [admin]}"
+    echo "  prosecutor1: {roles: [prosecutor]}"
+    echo "  approver1: {roles: [approver]}"
     echo "limits: {peer_probe_interval_seconds: 2}"
   } >"$dir/node.yaml"
   "$BIN/corridord" --config "$dir/node.yaml" --check-config
@@ -136,6 +151,17 @@ ctl_as() {  # ctl_as ORG USER ARGS...
   local org=$1 user=$2; shift 2
   "$CTL" "$@" --node "127.0.0.1:${PORT[$org]}" --cert "$DEMO/$org/users/$user.crt" \
     --key "$DEMO/$org/users/$user.key" --ca "$DEMO/$org/ca.crt"
+}
+
+# Waits up to 30 s until ORG's USER lists evidence request ID in STATE (corridorctl requests).
+wait_for_request() {  # wait_for_request ORG USER ID STATE
+  local listing
+  for _ in $(seq 1 150); do
+    listing=$(ctl_as "$1" "$2" requests 2>/dev/null || true)
+    if printf '%s\n' "$listing" | grep -F "$3" | grep -qi "$4"; then return 0; fi
+    sleep 0.2
+  done
+  return 1
 }
 
 say "5. The nodes find each other through the roster and handshake over mutual TLS"
@@ -156,7 +182,7 @@ CASE=$(ctl_as union-sg caseworker1 case create --json --category recruitment-fee
   --worker-document "X1234567" --languages id,en --employer "(household employer)" \
   --recruiter "PT Maju Jaya Recruitment" --recruiter-licence "KEP-123/2019" --recruiter-country ID \
   --narrative "Charged 8 months of wages in recruitment fees; passport held by the employer." \
-  --consent ministry-id:fee-recovery,case-referral | sed -n 's/.*"id": "\(C-[0-9A-F]*\)".*/\1/p' | head -1)
+  --consent ministry-id:fee-recovery,case-referral --consent prosecutor-id:prosecution | sed -n 's/.*"id": "\(C-[0-9A-F]*\)".*/\1/p' | head -1)
 echo "created case $CASE"
 ctl_as union-sg caseworker1 case show "$CASE" --purpose case-handling
 echo
@@ -216,7 +242,67 @@ echo
 echo "ministry-id:"
 ctl_as ministry-id auditor1 audit log --case "$MCASE"
 
-say "12. The stewards prepare roster version 2: a new union signing key, a certificate revoked"
+say "12. The union refers the case to the prosecutor's office in Indonesia, under the MLA treaty"
+ctl_as union-sg caseworker1 refer "$CASE" --to prosecutor-id --agreement mla-sg-id-2026 \
+  --purpose prosecution --include personal-data,"$EVIDENCE"
+for _ in $(seq 1 100); do
+  ctl_as prosecutor-id caseworker1 inbox | grep -q REF- && break
+  sleep 0.2
+done
+PREF=$(ctl_as prosecutor-id caseworker1 inbox --json | sed -n 's/.*"referral_id": "\(REF-[0-9A-F]*\)".*/\1/p' | head -1)
+PCASE=$(ctl_as prosecutor-id caseworker1 accept "$PREF" --json | sed -n 's/.*"case_id": "\(C-[0-9A-F]*\)".*/\1/p' | head -1)
+echo "accepted $PREF as the prosecutor's case $PCASE"
+echo "The referral carried the contract's description and digest; its content stayed with the union:"
+ctl_as prosecutor-id prosecutor1 evidence list "$PCASE" --purpose prosecution
+
+say "13. The prosecutor asks the union for the contract itself (an evidence request)"
+echo "Only members of a kind the agreement lists may ask: a prosecutor at the ministry may not"
+echo "under the memorandum (refused, and recorded):"
+ctl_as ministry-id prosecutor1 evidence request --holder union-sg --case "$MCASE" --all \
+  --agreement mou-sg-id-2026 --purpose fee-recovery \
+  --legal-basis "Fee recovery proceedings against PT Maju Jaya Recruitment." || true
+echo
+ER_OUT=$(ctl_as prosecutor-id prosecutor1 evidence request --holder union-sg --case "$PCASE" \
+  --items "$EVIDENCE" --agreement mla-sg-id-2026 --purpose prosecution \
+  --legal-basis "SG-ID MLA treaty art. 15; investigation of PT Maju Jaya Recruitment for trafficking in persons (Law 21/2007 art. 4).")
+echo "$ER_OUT"
+ER=$(printf '%s\n' "$ER_OUT" | grep -o 'ER-[0-9A-F]\{12\}' | head -1)
+[ -n "$ER" ] || { echo "demo: no evidence request id in the answer above" >&2; exit 1; }
+echo
+echo "At the union, once the request has arrived:"
+wait_for_request union-sg approver1 "$ER" pending ||
+  { echo "demo: request $ER did not reach union-sg within 30 s (see corridorctl outbox at prosecutor-id)" >&2; exit 1; }
+ctl_as union-sg approver1 requests
+echo
+ctl_as union-sg approver1 requests show "$ER"
+
+say "14. The union's approver grants it: one item, at most 2 fetches, on conditions"
+ctl_as union-sg approver1 decide "$ER" --approve "$EVIDENCE" --max-fetches 2 \
+  --condition "Not to be disclosed to the employer or the recruiter before charges are filed."
+wait_for_request prosecutor-id prosecutor1 "$ER" approved ||
+  { echo "demo: the decision on $ER did not reach prosecutor-id within 30 s (see corridorctl outbox at union-sg)" >&2; exit 1; }
+ctl_as prosecutor-id prosecutor1 requests show "$ER"
+
+say "15. The prosecutor fetches the granted evidence; its SHA-256 is checked end to end"
+ctl_as prosecutor-id prosecutor1 evidence fetch "$ER" --out "$DEMO/prosecutor-id/evidence"
+echo "The file the union uploaded and the one the prosecutor received:"
+sha256sum "$DEMO/contract.txt" "$DEMO/prosecutor-id/evidence/"*
+LOCAL=$(ctl_as prosecutor-id prosecutor1 evidence list "$PCASE" --purpose prosecution --json |
+  sed -n 's/.*"id": "\(E-[0-9A-Fa-f]*\)".*/\1/p' | { grep -v "^$EVIDENCE\$" || true; } | head -1)
+[ -n "$LOCAL" ] || { echo "demo: the fetched item is not in the prosecutor's case $PCASE" >&2; exit 1; }
+echo "stored in the prosecutor's case $PCASE as $LOCAL, with the grant's conditions:"
+ctl_as prosecutor-id prosecutor1 evidence list "$PCASE" --purpose prosecution
+
+say "16. Chain of custody at both ends, every event proved against the node's signed checkpoint"
+echo "union-sg (the holder), $EVIDENCE: upload, grant, serve:"
+ctl_as union-sg auditor1 evidence custody "$EVIDENCE" --roster "$DEMO/federation/roster.json" \
+  --org union-sg --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+echo
+echo "prosecutor-id (the requester), $LOCAL: the fetch with the union's signed receipt, the download:"
+ctl_as prosecutor-id auditor1 evidence custody "$LOCAL" --roster "$DEMO/federation/roster.json" \
+  --org prosecutor-id --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+
+say "17. The stewards prepare roster version 2: a new union signing key, a certificate revoked"
 "$CTL" pki signing-key --org union-sg --out "$DEMO/union-sg/key-2"
 "$CTL" pki user --federation "$FED" --org union-sg --org-dir "$DEMO/union-sg" --name former-caseworker --out "$DEMO/union-sg/users"
 "$CTL" pki revoke --cert "$DEMO/union-sg/users/former-caseworker.crt"
