@@ -290,11 +290,11 @@ sha256sum "$DEMO/contract.txt" "$DEMO/prosecutor-id/evidence/"*
 LOCAL=$(ctl_as prosecutor-id prosecutor1 evidence list "$PCASE" --purpose prosecution --json |
   sed -n 's/.*"id": "\(E-[0-9A-Fa-f]*\)".*/\1/p' | { grep -v "^$EVIDENCE\$" || true; } | head -1)
 [ -n "$LOCAL" ] || { echo "demo: the fetched item is not in the prosecutor's case $PCASE" >&2; exit 1; }
-echo "stored in the prosecutor's case $PCASE as $LOCAL, with the grant's conditions:"
+echo "stored in the prosecutor's case $PCASE as $LOCAL:"
 ctl_as prosecutor-id prosecutor1 evidence list "$PCASE" --purpose prosecution
 
 say "16. Chain of custody at both ends, every event proved against the node's signed checkpoint"
-echo "union-sg (the holder), $EVIDENCE: upload, grant, serve:"
+echo "union-sg (the holder), $EVIDENCE: upload, download, grant, serve:"
 ctl_as union-sg auditor1 evidence custody "$EVIDENCE" --roster "$DEMO/federation/roster.json" \
   --org union-sg --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 echo
