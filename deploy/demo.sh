@@ -301,6 +301,13 @@ echo
 echo "prosecutor-id (the requester), $LOCAL: the fetch with the union's signed receipt, the download:"
 ctl_as prosecutor-id auditor1 evidence custody "$LOCAL" --roster "$DEMO/federation/roster.json" \
   --org prosecutor-id --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+echo
+echo "Both ledgers hold the request, the decision and the fetch (newest first):"
+echo "prosecutor-id:"
+ctl_as prosecutor-id auditor1 audit log --case "$PCASE" --limit 10
+echo
+echo "union-sg:"
+ctl_as union-sg auditor1 audit log --case "$CASE" --limit 10
 
 say "17. The stewards prepare roster version 2: a new union signing key, a certificate revoked"
 "$CTL" pki signing-key --org union-sg --out "$DEMO/union-sg/key-2"
