@@ -97,16 +97,10 @@ done
 "$CTL" roster add-agreement --roster "$DEMO/federation/roster.yaml" --id mou-sg-id-2026 \
   --title "SG-ID memorandum on migrant worker protection" \
   --parties union-sg,ministry-id,inspectorate-sg --purposes case-referral,fee-recovery,labour-inspection
+# Under the treaty, prosecutors' offices may request evidence (docs/evidence.md).
 "$CTL" roster add-agreement --roster "$DEMO/federation/roster.yaml" --id mla-sg-id-2026 \
   --title "SG-ID treaty on mutual legal assistance in criminal matters" \
-  --parties union-sg,prosecutor-id --purposes prosecution
-# Who may request evidence under an agreement is the agreement's evidence_requesters
-# (docs/evidence.md): under the treaty, prosecutors' offices. The stewards write it into
-# the roster source (JSON, which is YAML) before signing.
-sed -i 's/^\( *\)"id": "mla-sg-id-2026",$/&\n\1"evidence_requesters": ["prosecutor"],/' \
-  "$DEMO/federation/roster.yaml"
-grep -q '"evidence_requesters": \["prosecutor"\]' "$DEMO/federation/roster.yaml" ||
-  { echo "demo: could not add evidence_requesters to agreement mla-sg-id-2026" >&2; exit 1; }
+  --parties union-sg,prosecutor-id --purposes prosecution --evidence-requesters prosecutor
 "$CTL" roster sign --in "$DEMO/federation/roster.yaml" --key "$DEMO/federation/steward-1.key" \
   --key-name steward-1 --out "$DEMO/federation/roster.json"
 "$CTL" roster sign --in "$DEMO/federation/roster.json" --key "$DEMO/federation/steward-2.key" \
