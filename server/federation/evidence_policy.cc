@@ -48,11 +48,11 @@ absl::Status CheckEvidenceAgreement(const v1::Roster& roster, const std::string&
   for (int kind : a->evidence_requesters()) {
     if (kind == member->kind()) return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      "agreement ", agreement, " does not let members of ", requester, "'s kind (",
-      v1::OrgKind_Name(member->kind()),
-      ") request evidence: the roster's agreement must list that kind under "
-      "evidence_requesters"));
+  return absl::PermissionDeniedError(
+      absl::StrCat("agreement ", agreement, " does not let members of ", requester, "'s kind (",
+                   v1::OrgKind_Name(member->kind()),
+                   ") request evidence: the roster's agreement must list that kind under "
+                   "evidence_requesters"));
 }
 
 absl::Status CheckFreeText(const std::string& what, const std::string& text, size_t limit) {
@@ -70,8 +70,8 @@ absl::StatusOr<absl::Time> ParseRfc3339(const std::string& what, const std::stri
   absl::Time t;
   std::string err;
   if (text.size() > 64 || !absl::ParseTime(absl::RFC3339_full, text, &t, &err)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " is not a date and time such as 2026-12-31T17:00:00Z (RFC 3339)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " is not a date and time such as 2026-12-31T17:00:00Z (RFC 3339)"));
   }
   return t;
 }
@@ -101,9 +101,9 @@ absl::Status ValidateEvidenceRequestBody(const v1::EvidenceRequest& r, const std
   }
   if (auto t = ParseRfc3339("the deadline", r.deadline()); !t.ok()) return t.status();
   if (!IsPrincipalOf(r.requested_by(), sender)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "evidence_request.requested_by does not name a user of ", sender,
-        ": a node may only speak for its own people"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("evidence_request.requested_by does not name a user of ", sender,
+                     ": a node may only speak for its own people"));
   }
   return absl::OkStatus();
 }
@@ -114,9 +114,9 @@ absl::Status ValidateEvidenceDecisionBody(const v1::EvidenceDecision& d,
     return st;
   }
   if (!IsPrincipalOf(d.decided_by(), sender)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "evidence_decision.decided_by does not name a user of ", sender,
-        ": a node may only speak for its own people"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("evidence_decision.decided_by does not name a user of ", sender,
+                     ": a node may only speak for its own people"));
   }
   if (!d.approved()) {
     if (!IsRuleCode(d.reason())) {
@@ -183,8 +183,8 @@ absl::StatusOr<v1::FetchReceiptBody> CheckFetchReceipt(const v1::FetchReceipt& r
   for (const auto& k : m->signing_keys()) {
     if (k.key_id() != receipt.key_id()) continue;
     auto raw = Base64Decode(k.public_key());
-    auto pub = raw.ok() ? Ed25519PublicKey::FromRaw(*raw)
-                        : absl::StatusOr<Ed25519PublicKey>(raw.status());
+    auto pub =
+        raw.ok() ? Ed25519PublicKey::FromRaw(*raw) : absl::StatusOr<Ed25519PublicKey>(raw.status());
     if (!pub.ok() ||
         !pub->Verify(absl::StrCat(kFetchReceiptContext, receipt.body()), receipt.signature())) {
       return absl::PermissionDeniedError("the fetch receipt's signature does not verify");

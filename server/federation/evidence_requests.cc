@@ -8,9 +8,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "ledger/base/log.h"
 #include "client/lib/grpc_util.h"
 #include "grpcpp/grpcpp.h"
+#include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
 #include "ledger/merkle.h"
 #include "server/auth/refusal_sink.h"
@@ -209,15 +209,15 @@ void EvidenceRequests::Put(ledger::Mutation* batch, const Found& f) const {
 
 absl::StatusOr<std::string> EvidenceRequests::Seal(const Found& f, const std::string& what,
                                                    const std::string& text) const {
-  return cases_->SealForCase(f.record.summary().case_id(),
-                             absl::StrCat("evreq/", f.key, "/", what), text);
+  return cases_->SealForCase(f.record.summary().case_id(), absl::StrCat("evreq/", f.key, "/", what),
+                             text);
 }
 
 absl::StatusOr<std::string> EvidenceRequests::Open(const Found& f, const std::string& what,
                                                    const std::string& sealed) const {
   if (sealed.empty()) return std::string();
-  return cases_->OpenForCase(f.record.summary().case_id(),
-                             absl::StrCat("evreq/", f.key, "/", what), sealed);
+  return cases_->OpenForCase(f.record.summary().case_id(), absl::StrCat("evreq/", f.key, "/", what),
+                             sealed);
 }
 
 absl::StatusOr<std::vector<std::string>> EvidenceRequests::OpenConditions(const Found& f) const {
@@ -307,8 +307,8 @@ absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareRequest(
   }
   if (auto st = ValidateIdentifier("the case id", req.case_id()); !st.ok()) return st;
   if (!IsMember(*roster, req.holder_org())) {
-    return absl::NotFoundError(absl::StrCat("the holder \"", req.holder_org(),
-                                            "\" is not a member of the federation"));
+    return absl::NotFoundError(
+        absl::StrCat("the holder \"", req.holder_org(), "\" is not a member of the federation"));
   }
   if (auto st = CheckEvidenceAgreement(*roster, req.agreement(), config_.org(), req.holder_org(),
                                        req.purpose());
@@ -462,8 +462,8 @@ Exchange::Applied EvidenceRequests::ApplyRequest(const v1::EnvelopePayload& p) {
   if (!id.ok()) {
     return std::move(out).Refused(
         absl::IsNotFound(id.status())
-            ? absl::PermissionDeniedError(absl::StrCat(p.sender_org(), " is not party to referral ",
-                                                       r.referral_id()))
+            ? absl::PermissionDeniedError(
+                  absl::StrCat(p.sender_org(), " is not party to referral ", r.referral_id()))
             : id.status());
   }
   out.case_id = *id;
@@ -552,11 +552,12 @@ absl::Status EvidenceRequests::Grant(const v1::DecideEvidenceRequest& req, const
   v1::EvidenceRequestSummary* s = f->record.mutable_summary();
   std::vector<std::string> ids(req.item_ids().begin(), req.item_ids().end());
   for (const auto& id : ids) {
-    const bool asked =
-        s->all() || std::find(s->item_ids().begin(), s->item_ids().end(), id) != s->item_ids().end();
+    const bool asked = s->all() || std::find(s->item_ids().begin(), s->item_ids().end(), id) !=
+                                       s->item_ids().end();
     if (!asked) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "evidence ", IdInMessage(id), " was not asked for: approve only items the request names"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("evidence ", IdInMessage(id),
+                       " was not asked for: approve only items the request names"));
     }
   }
   if (ids.empty() && !s->all()) ids.assign(s->item_ids().begin(), s->item_ids().end());
@@ -596,8 +597,8 @@ absl::Status EvidenceRequests::Grant(const v1::DecideEvidenceRequest& req, const
 }
 
 absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareDecision(
-    const Principal& caller, const v1::DecideEvidenceRequest& req,
-    v1::DecideEvidenceResponse* resp, v1::AccessEvent* ev) {
+    const Principal& caller, const v1::DecideEvidenceRequest& req, v1::DecideEvidenceResponse* resp,
+    v1::AccessEvent* ev) {
   if (auto st = ValidateIdentifier("the request id", req.request_id()); !st.ok()) return st;
   if (auto st = ValidateOptionalIdentifier("--from", req.requester_org()); !st.ok()) return st;
   if (!req.approve() && !IsRuleCode(req.reason())) {
@@ -693,9 +694,9 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
         absl::StrCat("grant ", req.grant_id(), " does not cover evidence ", req.item_id()));
   }
   if (Now() >= absl::FromUnixSeconds(f->record.expires_unix())) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("grant ", req.grant_id(), " expired at ", s->expires_at(),
-                     "; ask the holder for a new grant"));
+    return absl::PermissionDeniedError(absl::StrCat("grant ", req.grant_id(), " expired at ",
+                                                    s->expires_at(),
+                                                    "; ask the holder for a new grant"));
   }
   const uint32_t done = (*f->record.mutable_fetches())[req.item_id()];
   if (done >= s->max_fetches()) {
@@ -761,8 +762,8 @@ void EvidenceRequests::FetchGranted(
     auto f = Read(OutKey(request_id));
     if (!f.ok()) {
       done(absl::IsNotFound(f.status())
-               ? absl::NotFoundError(absl::StrCat("this node sent no evidence request ",
-                                                  IdInMessage(request_id)))
+               ? absl::NotFoundError(
+                     absl::StrCat("this node sent no evidence request ", IdInMessage(request_id)))
                : f.status());
       return;
     }
@@ -806,8 +807,8 @@ absl::StatusOr<v1::FetchedItem> EvidenceRequests::FetchItem(const Found& f,
     v1::AccessEvent refused = ev;
     refused.set_outcome(absl::IsPermissionDenied(st) ? v1::ACCESS_OUTCOME_DENIED
                                                      : v1::ACCESS_OUTCOME_ERROR);
-    refused.set_reason(absl::StrCat("from ", s.peer_org(), " under grant ", s.grant_id(), ": ",
-                                    st.message()));
+    refused.set_reason(
+        absl::StrCat("from ", s.peer_org(), " under grant ", s.grant_id(), ": ", st.message()));
     if (auto rec = log_->RecordRefusalSync(refused); !rec.ok()) return rec;
     return st;
   };
@@ -852,7 +853,8 @@ absl::StatusOr<v1::FetchReceipt> EvidenceRequests::Download(const Found& f,
       return absl::DataLossError("the holder's stream is malformed");
     }
     first = false;
-    if (msg.has_item() && (msg.item().sha256() != item.sha256() || msg.item().size() != item.size())) {
+    if (msg.has_item() &&
+        (msg.item().sha256() != item.sha256() || msg.item().size() != item.size())) {
       ctx.TryCancel();
       reader->Finish().ok();
       return absl::DataLossError("the holder describes the item differently from its grant");
@@ -885,9 +887,9 @@ absl::StatusOr<v1::FetchReceipt> EvidenceRequests::Download(const Found& f,
     }
   }
   if (size != item.size() || DigestBytes(hasher.Finish()) != item.sha256()) {
-    return absl::DataLossError(absl::StrCat(
-        "digest mismatch: what ", s.peer_org(), " sent for evidence ", item.item_id(),
-        " does not match the SHA-256 its grant records; nothing was kept"));
+    return absl::DataLossError(
+        absl::StrCat("digest mismatch: what ", s.peer_org(), " sent for evidence ", item.item_id(),
+                     " does not match the SHA-256 its grant records; nothing was kept"));
   }
   if (!receipt.has_value()) return absl::DataLossError("the holder sent no receipt");
   if (auto st = VerifyFetchReceipt(*receipt, item, f); !st.ok()) return st;
@@ -1048,8 +1050,8 @@ absl::Status EvidenceRequests::SweepDeadlines() {
     Put(batch.get(), *again);
     v1::AccessEvent ev = RequestEvent("evidence.no_response", again->record.summary());
     SetNodeActor(config_.org(), &ev);
-    ev.set_reason(absl::StrCat("no decision from ", s.peer_org(), " by the deadline ",
-                               s.deadline(), s.urgent() ? " (urgent)" : ""));
+    ev.set_reason(absl::StrCat("no decision from ", s.peer_org(), " by the deadline ", s.deadline(),
+                               s.urgent() ? " (urgent)" : ""));
     auto index = log_->RecordSync({ev}, std::move(batch));
     if (!index.ok()) return index.status();
     log::Warn("evidence.no_response",

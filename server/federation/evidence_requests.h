@@ -94,8 +94,8 @@ class EvidenceRequests {
     std::vector<std::string> chunks;  // the item's content, in kEvidenceChunkSize pieces
     v1::FetchReceiptBody receipt;     // all but the ledger index
   };
-  absl::StatusOr<Serving> PrepareServe(const Principal& caller,
-                                       const v1::FetchEvidenceRequest& req, v1::AccessEvent* ev);
+  absl::StatusOr<Serving> PrepareServe(const Principal& caller, const v1::FetchEvidenceRequest& req,
+                                       v1::AccessEvent* ev);
   v1::FetchReceipt SignFetchReceipt(const v1::FetchReceiptBody& body) const;
 
   // Requester: fetches every granted item of request `request_id` not yet

@@ -25,7 +25,8 @@ grpc::ServerUnaryReactor* EvidenceServiceImpl::Request(grpc::CallbackServerConte
                             req->request_id(), /*stated=*/true});
   if (!caller) return call.reactor();
   if (req->purpose().empty()) {
-    return call.Refuse(absl::InvalidArgumentError("an evidence request needs a purpose (--purpose)"));
+    return call.Refuse(
+        absl::InvalidArgumentError("an evidence request needs a purpose (--purpose)"));
   }
   auto change = requests_->PrepareRequest(*caller, *req, resp, &call.event());
   if (!change.ok()) return call.Refuse(change.status());
@@ -57,9 +58,9 @@ grpc::ServerUnaryReactor* EvidenceServiceImpl::Get(grpc::CallbackServerContext* 
                                                    const v1::GetEvidenceRequestRequest* req,
                                                    v1::EvidenceRequestDetail* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
-  if (!call.Begin(*identity_, ctx, Evidence(),
-                  {"evidence.request_view", "evidence-request", req->request_id(),
-                   "case-handling", ""})) {
+  if (!call.Begin(
+          *identity_, ctx, Evidence(),
+          {"evidence.request_view", "evidence-request", req->request_id(), "case-handling", ""})) {
     return call.reactor();
   }
   if (auto st = ValidateIdentifier("the request id", req->request_id()); !st.ok()) {
@@ -99,9 +100,9 @@ grpc::ServerUnaryReactor* EvidenceServiceImpl::Fetch(grpc::CallbackServerContext
                                                      const v1::FetchGrantedRequest* req,
                                                      v1::FetchGrantedResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
-  auto caller = call.Begin(*identity_, ctx, Evidence(),
-                           {"evidence.fetch", "evidence-request", req->request_id(),
-                            "case-handling", ""});
+  auto caller =
+      call.Begin(*identity_, ctx, Evidence(),
+                 {"evidence.fetch", "evidence-request", req->request_id(), "case-handling", ""});
   if (!caller) return call.reactor();
   if (auto st = ValidateIdentifier("the request id", req->request_id()); !st.ok()) {
     return call.Refuse(st);
@@ -221,9 +222,10 @@ class FetchServer : public grpc::ServerWriteReactor<v1::FetchEvidenceChunk> {
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::FetchEvidenceChunk>* ServeFetch(
-    absl::StatusOr<Principal> caller, const v1::FetchEvidenceRequest& req,
-    EvidenceRequests* requests, AccessLog* log) {
+grpc::ServerWriteReactor<v1::FetchEvidenceChunk>* ServeFetch(absl::StatusOr<Principal> caller,
+                                                             const v1::FetchEvidenceRequest& req,
+                                                             EvidenceRequests* requests,
+                                                             AccessLog* log) {
   return new FetchServer(std::move(caller), req, requests, log);
 }
 

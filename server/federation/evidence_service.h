@@ -35,8 +35,7 @@ class EvidenceServiceImpl final : public v1::EvidenceService::CallbackService {
   grpc::ServerUnaryReactor* Fetch(grpc::CallbackServerContext* ctx,
                                   const v1::FetchGrantedRequest* req,
                                   v1::FetchGrantedResponse* resp) override;
-  grpc::ServerUnaryReactor* Custody(grpc::CallbackServerContext* ctx,
-                                    const v1::CustodyRequest* req,
+  grpc::ServerUnaryReactor* Custody(grpc::CallbackServerContext* ctx, const v1::CustodyRequest* req,
                                     v1::CustodyResponse* resp) override;
 
  private:
@@ -50,9 +49,10 @@ class EvidenceServiceImpl final : public v1::EvidenceService::CallbackService {
 // PeerService.FetchEvidence at the holder, for `caller` (as Authorize
 // found it): checks the fetch against its grant, records it, then streams the
 // item and the signed receipt. A refusal is recorded and answered.
-grpc::ServerWriteReactor<v1::FetchEvidenceChunk>* ServeFetch(
-    absl::StatusOr<Principal> caller, const v1::FetchEvidenceRequest& req,
-    EvidenceRequests* requests, AccessLog* log);
+grpc::ServerWriteReactor<v1::FetchEvidenceChunk>* ServeFetch(absl::StatusOr<Principal> caller,
+                                                             const v1::FetchEvidenceRequest& req,
+                                                             EvidenceRequests* requests,
+                                                             AccessLog* log);
 
 }  // namespace corridor
 
