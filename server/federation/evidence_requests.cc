@@ -513,6 +513,7 @@ Exchange::Applied EvidenceRequests::ApplyDecision(const v1::EnvelopePayload& p) 
   if (!lock.ok()) return std::move(out).Refused(Busy(s->case_id()));
   out.lock = *std::move(lock);
   if (auto again = Read(f->key); again.ok()) *f = *std::move(again);  // under the lock now
+  s = f->record.mutable_summary();
   if (!Undecided(*s)) {
     return std::move(out).Refused(absl::FailedPreconditionError(
         absl::StrCat("evidence request ", d.request_id(), " was already decided")));
@@ -614,6 +615,7 @@ absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareDecision(
   auto lock = CaseLock::Acquire(cases_, s->case_id());
   if (!lock.ok()) return Busy(s->case_id());
   if (auto again = Read(f->key); again.ok()) *f = *std::move(again);
+  s = f->record.mutable_summary();
   if (s->state() != v1::EVIDENCE_REQUEST_STATE_PENDING) {
     return absl::FailedPreconditionError(
         absl::StrCat("evidence request ", req.request_id(), " was already decided (",
@@ -687,6 +689,7 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
   auto lock = CaseLock::Acquire(cases_, s->case_id());
   if (!lock.ok()) return Busy(s->case_id());
   if (auto again = Read(key); again.ok()) *f = *std::move(again);
+  s = f->record.mutable_summary();
   auto item = std::find_if(s->granted().begin(), s->granted().end(),
                            [&](const v1::GrantedItem& g) { return g.item_id() == req.item_id(); });
   if (item == s->granted().end()) {
