@@ -111,12 +111,12 @@ TEST_F(EvidenceFlowTest, RequestApproveFetchAndCustody) {
   ASSERT_NO_FATAL_FAILURE(LinkedCase(&holder_case, &requester_case, &item));
 
   v1::RequestEvidenceResponse asked;
-  grpc::Status s = Evidence(kRequester, "pros")
-                       ->Request(InProcessFederation::Context().get(), RequestOf(requester_case),
-                                 &asked);
+  grpc::Status s =
+      Evidence(kRequester, "pros")
+          ->Request(InProcessFederation::Context().get(), RequestOf(requester_case), &asked);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  ASSERT_TRUE(EventuallyListed(kHolder, "appr", asked.request_id(),
-                               v1::EVIDENCE_REQUEST_STATE_PENDING));
+  ASSERT_TRUE(
+      EventuallyListed(kHolder, "appr", asked.request_id(), v1::EVIDENCE_REQUEST_STATE_PENDING));
 
   v1::DecideEvidenceRequest decide;
   decide.set_request_id(asked.request_id());
@@ -182,10 +182,11 @@ TEST_F(EvidenceFlowTest, NoDecisionByTheDeadlineIsRecordedOnceAtTheRequester) {
   v1::RequestEvidenceRequest req = RequestOf(requester_case);
   req.set_urgent(true);
   v1::RequestEvidenceResponse asked;
+  ASSERT_TRUE(Evidence(kRequester, "pros")
+                  ->Request(InProcessFederation::Context().get(), req, &asked)
+                  .ok());
   ASSERT_TRUE(
-      Evidence(kRequester, "pros")->Request(InProcessFederation::Context().get(), req, &asked).ok());
-  ASSERT_TRUE(EventuallyListed(kHolder, "appr", asked.request_id(),
-                               v1::EVIDENCE_REQUEST_STATE_PENDING));
+      EventuallyListed(kHolder, "appr", asked.request_id(), v1::EVIDENCE_REQUEST_STATE_PENDING));
   fed_.Advance(absl::Hours(9));
   ASSERT_TRUE(fed_.node(kRequester).SweepEvidenceDeadlines().ok());
   ASSERT_TRUE(fed_.node(kRequester).SweepEvidenceDeadlines().ok());
