@@ -527,7 +527,9 @@ absl::Status SaveFetched(Context& c, const v1::FetchedItem& fetched,
   out << "saved " << Printable(fetched.item().id()) << " (" << Printable(fetched.holder_item_id())
       << " at the holder) to " << Printable(path) << ": " << got.data.size() << " bytes, SHA-256 "
       << HexEncode(DigestBytes(Sha256(got.data)))
-      << " verified\n  holder's receipt: " << Printable(ReceiptSummary(fetched.item())) << "\n";
+      << " verified\n  holder's receipt: " << Printable(ReceiptSummary(fetched.item()))
+      << "; its signature: `corridorctl evidence custody " << Printable(fetched.item().id())
+      << "`\n";
   return absl::OkStatus();
 }
 
@@ -567,12 +569,14 @@ absl::Status RunEvidenceFetch(Context& c) {
   if (!s.outgoing()) {
     return absl::FailedPreconditionError(
         absl::StrCat(*id, " was sent to your org by ", s.peer_org(),
-                     ": only the org that asked fetches; the evidence is already in your case"));
+                     ": only the org that asked fetches (the evidence is your org's own)"));
   }
   auto resp = CallFetch(*conn, *id);
   if (!resp.ok()) return resp.status();
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
     return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", strerror(errno)));
+  if (resp->items().empty() && !c.json())
+    c.out << "the node fetched nothing for " << Printable(*id) << "\n";
   std::vector<std::string> failed;
   for (const v1::FetchedItem& fetched : resp->items()) {
     absl::Status st = FetchOne(c, *conn, resp->case_id(), fetched, s);
