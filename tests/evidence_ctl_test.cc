@@ -419,10 +419,42 @@ class FakeEvidenceService : public v1::EvidenceService::Service {
   v1::EvidenceRequestDetail detail;
   v1::FetchGrantedResponse fetched;
   v1::CustodyResponse custody;
+  v1::ListEvidenceRequestsResponse list;
 
+  // The last Request / Decide the node was sent.
+  v1::RequestEvidenceRequest last_request() {
+    absl::MutexLock lock(&mu_);
+    return last_request_;
+  }
+  v1::DecideEvidenceRequest last_decision() {
+    absl::MutexLock lock(&mu_);
+    return last_decision_;
+  }
   int fetch_calls() {
     absl::MutexLock lock(&mu_);
     return fetch_calls_;
+  }
+  grpc::Status Request(grpc::ServerContext*, const v1::RequestEvidenceRequest* req,
+                       v1::RequestEvidenceResponse* out) override {
+    absl::MutexLock lock(&mu_);
+    last_request_ = *req;
+    out->set_request_id("ER-0000000000B2");
+    out->set_envelope_id("env-1");
+    out->set_deadline(req->deadline());
+    return grpc::Status::OK;
+  }
+  grpc::Status Decide(grpc::ServerContext*, const v1::DecideEvidenceRequest* req,
+                      v1::DecideEvidenceResponse* out) override {
+    absl::MutexLock lock(&mu_);
+    last_decision_ = *req;
+    if (req->approve()) out->set_grant_id("G-0000000000C3");
+    out->set_envelope_id("env-2");
+    return grpc::Status::OK;
+  }
+  grpc::Status List(grpc::ServerContext*, const v1::ListEvidenceRequestsRequest*,
+                    v1::ListEvidenceRequestsResponse* out) override {
+    *out = list;
+    return grpc::Status::OK;
   }
   grpc::Status Get(grpc::ServerContext*, const v1::GetEvidenceRequestRequest*,
                    v1::EvidenceRequestDetail* out) override {
@@ -445,6 +477,8 @@ class FakeEvidenceService : public v1::EvidenceService::Service {
  private:
   absl::Mutex mu_;
   int fetch_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::RequestEvidenceRequest last_request_ ABSL_GUARDED_BY(mu_);
+  v1::DecideEvidenceRequest last_decision_ ABSL_GUARDED_BY(mu_);
 };
 
 // CaseService.GetEvidence serving `items` (id → record and bytes); records
@@ -727,6 +761,113 @@ TEST_F(EvidenceCtlNodeTest, CustodyRefusesAnEntryAboutAnotherItem) {
   EXPECT_EQ(r.code, 1) << r;
   EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("is about ", kLocalItem, ", not E-0THER")))
       << r;
+}
+
+// ---- request, requests, decide ----
+
+TEST_F(EvidenceCtlNodeTest, RequestSendsTheDeadlineAsRfc3339InUtcAndTheItemsAsked) {
+  CtlRun r = Run({"evidence", "request", "--holder", kHolder, "--case", "C-7", "--items", "E-1",
+                  "E-2,E-3", "--agreement", "mou-1", "--legal-basis", "Art. 5", "--purpose",
+                  "case-handling", "--deadline", "2099-12-31", "--urgent"});
+  ASSERT_EQ(r.code, 0) << r;
+  const v1::RequestEvidenceRequest sent = evidence_.last_request();
+  EXPECT_EQ(sent.deadline(), "2099-12-31T23:59:59+00:00");
+  EXPECT_EQ(std::vector<std::string>(sent.item_ids().begin(), sent.item_ids().end()),
+            (std::vector<std::string>{"E-1", "E-2", "E-3"}));
+  EXPECT_FALSE(sent.all());
+  EXPECT_TRUE(sent.urgent());
+  EXPECT_EQ(sent.holder_org(), kHolder);
+  EXPECT_EQ(sent.legal_basis(), "Art. 5");
+  EXPECT_TRUE(absl::StrContains(r.out, "evidence request ER-0000000000B2 for case C-7")) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "answer due by 2099-12-31T23:59:59+00:00 (urgent)")) << r;
+  // An RFC 3339 time with an offset arrives in UTC; none given, none sent.
+  ASSERT_EQ(Run({"evidence", "request", "--holder", kHolder, "--case", "C-7", "--all",
+                 "--agreement", "mou-1", "--legal-basis", "b", "--purpose", "p", "--deadline",
+                 "2099-12-31T17:00:00+08:00"})
+                .code,
+            0);
+  EXPECT_EQ(evidence_.last_request().deadline(), "2099-12-31T09:00:00+00:00");
+  EXPECT_TRUE(evidence_.last_request().all());
+  ASSERT_EQ(Run({"evidence", "request", "--holder", kHolder, "--case", "C-7", "--all",
+                 "--agreement", "mou-1", "--legal-basis", "b", "--purpose", "p"})
+                .code,
+            0);
+  EXPECT_EQ(evidence_.last_request().deadline(), "");
+}
+
+TEST_F(EvidenceCtlNodeTest, RequestsListsInTheNodesOrderWithOverdueMarked) {
+  const absl::Time now = absl::Now();
+  const auto add = [&](const std::string& id, bool urgent, absl::Time deadline, bool outgoing) {
+    v1::EvidenceRequestSummary* s = evidence_.list.add_requests();
+    *s = Summary(deadline, urgent, v1::EVIDENCE_REQUEST_STATE_PENDING);
+    s->set_request_id(id);
+    s->set_outgoing(outgoing);
+    s->set_peer_org(outgoing ? kHolder : kRequester);
+    s->set_case_id("C-7");
+    s->set_all(true);
+  };
+  add("ER-URGENT0LATE", true, now - absl::Minutes(150), true);
+  add("ER-URGENT00OK0", true, now + absl::Minutes(300), false);
+  add("ER-PLAIN00LATE", false, now - absl::Hours(72), true);
+  add("ER-PLAIN000OK0", false, now + absl::Hours(24 * 9), false);
+  CtlRun r = Run({"requests"});
+  ASSERT_EQ(r.code, 0) << r;
+  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 5u) << r;
+  EXPECT_TRUE(absl::StartsWith(lines[0], "REQUEST")) << r;
+  EXPECT_TRUE(absl::StartsWith(lines[1], "ER-URGENT0LATE")) << r;
+  EXPECT_TRUE(absl::StrContains(lines[1], "URGENT  OVERDUE by 2h")) << r;
+  EXPECT_TRUE(absl::StartsWith(lines[2], "ER-URGENT00OK0")) << r;
+  EXPECT_TRUE(absl::StrContains(lines[2], "5h left")) << r;
+  EXPECT_TRUE(absl::StrContains(lines[3], "OVERDUE since ")) << r;
+  EXPECT_FALSE(absl::StrContains(lines[4], "OVERDUE")) << r;
+  EXPECT_TRUE(absl::StrContains(lines[1], " out ")) << r;
+  EXPECT_TRUE(absl::StrContains(lines[1], " pending ")) << r;
+  EXPECT_TRUE(absl::StrContains(lines[2], " in ")) << r;
+}
+
+TEST_F(EvidenceCtlNodeTest, RequestsShowGivesTheLegalBasisGrantAndConditions) {
+  v1::EvidenceRequestSummary* s = evidence_.detail.mutable_summary();
+  *s = Summary(absl::Now() + absl::Hours(48), false, v1::EVIDENCE_REQUEST_STATE_APPROVED);
+  s->set_request_id("ER-0000000000A1");
+  s->set_peer_org(kRequester);
+  s->set_grant_id("G-0000000000A1");
+  s->set_max_fetches(3);
+  s->add_conditions("use only for the purpose case-handling under agreement mou-1");
+  s->add_conditions("do not publish");
+  v1::GrantedItem* g = s->add_granted();
+  g->set_item_id("E-H1");
+  g->set_file_name("report.pdf");
+  evidence_.detail.set_legal_basis("Art. 5 MLA treaty\nFORGED line");
+  CtlRun r = Run({"requests", "show", "ER-0000000000A1"});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "received from union-sg")) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "  state:         approved\n")) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "  legal basis:   Art. 5 MLA treaty\\nFORGED line\n")) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "  grant:         G-0000000000A1\n")) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "Conditions of use:\n  1. use only")) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "E-H1     report.pdf")) << r;
+}
+
+TEST_F(EvidenceCtlNodeTest, DecideSendsTheTermsAndPrintsTheGrant) {
+  CtlRun r = Run({"decide", "ER-0000000000A1", "--approve", "E-H1", "--until", "2099-06-30",
+                  "--max-fetches", "2", "--condition", "do not publish", "--condition",
+                  "return on request", "--from", kRequester});
+  ASSERT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "approved ER-0000000000A1: grant G-0000000000C3")) << r;
+  v1::DecideEvidenceRequest sent = evidence_.last_decision();
+  EXPECT_TRUE(sent.approve());
+  EXPECT_EQ(sent.until(), "2099-06-30T23:59:59+00:00");
+  EXPECT_EQ(sent.max_fetches(), 2u);
+  EXPECT_EQ(sent.conditions_size(), 2);
+  EXPECT_EQ(sent.item_ids_size(), 1);
+  EXPECT_EQ(sent.requester_org(), kRequester);
+  CtlRun deny = Run({"decide", "ER-0000000000A1", "--deny", "--reason", "insufficient-basis"});
+  ASSERT_EQ(deny.code, 0) << deny;
+  EXPECT_TRUE(absl::StrContains(deny.out, "denied ER-0000000000A1 (insufficient-basis)")) << deny;
+  sent = evidence_.last_decision();
+  EXPECT_FALSE(sent.approve());
+  EXPECT_EQ(sent.reason(), "insufficient-basis");
 }
 
 // ---- fetch ----

@@ -77,8 +77,10 @@ absl::StatusOr<std::string> RequestIdArg(const Args& args, const std::string& ex
   return args.positional()[0];
 }
 
+// "pending", "approved", "denied", "no-response" (EnumShort() would keep "state-").
 std::string StateWord(const v1::EvidenceRequestSummary& s) {
-  return EnumShort(v1::EvidenceRequestState_descriptor(), s.state());
+  const std::string word = EnumShort(v1::EvidenceRequestState_descriptor(), s.state());
+  return absl::StartsWith(word, "state-") ? word.substr(6) : word;
 }
 
 std::string ItemsCell(const v1::EvidenceRequestSummary& s) {
