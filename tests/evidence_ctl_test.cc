@@ -8,7 +8,10 @@
 // - `evidence custody` and `evidence fetch` against a fake node (EvidenceService
 //   and CaseService answering from the test): each proof, receipt and digest
 //   check made to fail by a tampered answer, and files never overwritten or
-//   written outside --out.
+//   written outside --out;
+// - the whole flow with corridorctl against two real nodes in process (a
+//   prosecutor's org and a union holding the evidence): request, list, show,
+//   decide, fetch and custody, each proof and receipt checked.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -36,8 +39,10 @@
 #include "ledger/crypto/crypto.h"
 #include "ledger/merkle.h"
 #include "ledger/note.h"
+#include "tests/integration/calls.h"
 #include "tests/testing/ctl_run.h"
 #include "tests/testing/federation.h"
+#include "tests/testing/inproc_federation.h"
 
 namespace corridor {
 namespace {
@@ -1038,6 +1043,151 @@ TEST_F(EvidenceCtlFetchTest, ARequestYourOrgReceivedIsNotFetched) {
   EXPECT_EQ(r.code, 1) << r;
   EXPECT_TRUE(absl::StrContains(r.err, "only the org that asked fetches")) << r;
   EXPECT_EQ(evidence_.fetch_calls(), 0);
+}
+
+// ---- the whole flow against real nodes ----------------------------------------
+
+constexpr char kUnion[] = "union-sg";
+constexpr char kProsecutor[] = "prosecutor-sg";
+
+// The first word after `prefix` in `text`, e.g. the id in "evidence request ER-1 for".
+std::string WordAfter(const std::string& text, const std::string& prefix) {
+  const size_t at = text.find(prefix);
+  if (at == std::string::npos) return "";
+  const std::string rest = text.substr(at + prefix.size());
+  return rest.substr(0, rest.find_first_of(" \n:;,)"));
+}
+
+class EvidenceCtlFlowTest : public ::testing::Test {
+ protected:
+  static testing::InProcessFederationOptions Options() {
+    testing::InProcessFederationOptions o;
+    o.orgs = {{kUnion, v1::ORG_KIND_UNION}, {kProsecutor, v1::ORG_KIND_PROSECUTOR}};
+    o.edit_roster = [](v1::Roster& r) {
+      v1::Agreement* a = r.add_agreements();
+      a->set_id("mla-test");
+      a->add_parties(kUnion);
+      a->add_parties(kProsecutor);
+      a->add_purposes("prosecution");
+      a->add_evidence_requesters(v1::ORG_KIND_PROSECUTOR);
+    };
+    return o;
+  }
+  void SetUp() override {
+    for (const char* v :
+         {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA", "CORRIDOR_ROSTER"}) {
+      unsetenv(v);
+    }
+    ASSERT_TRUE(fed_.StartAll().ok());
+    testing::TestFederation& files = fed_.files();
+    roster_file_ = files.root() + "/roster-for-ctl.json";
+    ASSERT_TRUE(
+        WriteFileAtomically(roster_file_, files.Sign(files.MakeRoster(), files.threshold())).ok());
+  }
+
+  // corridorctl at `org`'s node as its `user`.
+  CtlRun As(const std::string& org, const std::string& user, std::vector<std::string> argv) {
+    const std::string key = org + "/" + user;
+    if (!users_.count(key)) users_[key] = fed_.files().IssueUser(org, user);
+    for (const std::string& a :
+         std::vector<std::string>{"--node", fed_.files().org(org).endpoint(), "--cert",
+                                  users_[key] + ".crt", "--key", users_[key] + ".key", "--ca",
+                                  fed_.files().org(org).dir + "/ca.crt", "--timeout", "30"}) {
+      argv.push_back(a);
+    }
+    return Ctl(argv);
+  }
+
+  // Waits until `corridorctl requests` at `org` shows `id` with `state`.
+  bool EventuallyListed(const std::string& org, const std::string& user, const std::string& id,
+                        const std::string& state) {
+    return testing::InProcessFederation::Eventually([&] {
+      fed_.DeliverNow();
+      CtlRun r = As(org, user, {"requests"});
+      for (absl::string_view line : absl::StrSplit(r.out, '\n')) {
+        if (absl::StartsWith(line, id) && absl::StrContains(line, " " + state + " ")) return true;
+      }
+      return false;
+    });
+  }
+
+  testing::InProcessFederation fed_{Options()};
+  std::string roster_file_;
+  std::map<std::string, std::string> users_;
+};
+
+TEST_F(EvidenceCtlFlowTest, RequestDecideFetchAndCustodyWithCorridorctl) {
+  // A union case with a document, referred to the prosecutor's org and accepted.
+  const std::string union_case = testing::CreateCase(fed_, kUnion, {});
+  const std::string content = std::string(300000, 'p') + "end of payslips";
+  const std::string upload = fed_.files().root() + "/payslips.pdf";
+  ASSERT_TRUE(WriteFileAtomically(upload, content).ok());
+  CtlRun added = As(kUnion, "cw", {"evidence", "add", union_case, upload});
+  ASSERT_EQ(added.code, 0) << added;
+  const std::string union_item = WordAfter(added.out, "added evidence ");
+  v1::ReferCaseRequest refer = testing::ReferralOf(union_case, kProsecutor);
+  refer.set_deidentify(true);
+  v1::ReferCaseResponse sent;
+  ASSERT_TRUE(testing::Refer(fed_, kUnion, refer, &sent).ok());
+  fed_.DeliverNow();
+  ASSERT_TRUE(testing::EventuallyInState(fed_, kUnion, sent.envelope_id(), "delivered"));
+  const std::string prosecutor_case =
+      testing::InboxItemOf(fed_, kProsecutor, sent.referral_id()).case_id();
+  ASSERT_FALSE(prosecutor_case.empty());
+
+  // The prosecutor asks; the union's approver sees it, with its legal basis, and grants it.
+  CtlRun asked =
+      As(kProsecutor, "pros",
+         {"evidence", "request", "--holder", kUnion, "--case", prosecutor_case, "--items",
+          union_item, "--agreement", "mla-test", "--legal-basis",
+          "Criminal Procedure Code s.20, production order 17/2026", "--purpose", "prosecution",
+          "--deadline",
+          absl::FormatTime("%Y-%m-%d", absl::Now() + absl::Hours(24 * 5), absl::UTCTimeZone())});
+  ASSERT_EQ(asked.code, 0) << asked;
+  const std::string request_id = WordAfter(asked.out, "evidence request ");
+  ASSERT_TRUE(absl::StartsWith(request_id, "ER-")) << asked;
+  ASSERT_TRUE(EventuallyListed(kUnion, "appr", request_id, "pending"));
+  CtlRun shown = As(kUnion, "appr", {"requests", "show", request_id, "--from", kProsecutor});
+  ASSERT_EQ(shown.code, 0) << shown;
+  EXPECT_TRUE(absl::StrContains(shown.out, "production order 17/2026")) << shown;
+  EXPECT_TRUE(absl::StrContains(shown.out, "received from prosecutor-sg")) << shown;
+  CtlRun decided = As(kUnion, "appr",
+                      {"decide", request_id, "--approve", "--max-fetches", "2", "--condition",
+                       "Not to be shown to the employer"});
+  ASSERT_EQ(decided.code, 0) << decided;
+  const std::string grant = WordAfter(decided.out, ": grant ");
+  EXPECT_TRUE(absl::StartsWith(grant, "G-")) << decided;
+  ASSERT_TRUE(EventuallyListed(kProsecutor, "pros", request_id, "approved"));
+
+  // The prosecutor fetches: saved, checked, the conditions shown.
+  const std::string out_dir = fed_.files().root() + "/fetched";
+  CtlRun fetched = As(kProsecutor, "pros", {"evidence", "fetch", request_id, "--out", out_dir});
+  ASSERT_EQ(fetched.code, 0) << fetched;
+  auto saved = ReadFileToString(out_dir + "/payslips.pdf");
+  ASSERT_TRUE(saved.ok()) << saved.status() << "\n" << fetched;
+  EXPECT_EQ(*saved, content);
+  EXPECT_TRUE(absl::StrContains(fetched.out, "Conditions of use:")) << fetched;
+  EXPECT_TRUE(absl::StrContains(fetched.out, "Not to be shown to the employer")) << fetched;
+  EXPECT_TRUE(absl::StrContains(fetched.out, "holder's receipt: entry ")) << fetched;
+  const std::string local_item = WordAfter(fetched.out, "saved ");
+  ASSERT_TRUE(absl::StartsWith(local_item, "E-")) << fetched;
+
+  // Custody at both ends, every proof checked with the roster's keys; the
+  // holder's receipt at the requester checked with the union's key.
+  CtlRun here =
+      As(kProsecutor, "pros", {"evidence", "custody", local_item, "--roster", roster_file_});
+  ASSERT_EQ(here.code, 0) << here;
+  EXPECT_TRUE(absl::StrContains(here.out, "evidence.fetch")) << here;
+  EXPECT_TRUE(absl::StrContains(here.out, "verified\n")) << here;
+  EXPECT_TRUE(absl::StrContains(
+      here.out, absl::StrCat("signature by key ", fed_.files().org(kUnion).key_id, " verified")))
+      << here;
+  CtlRun there = As(kUnion, "appr", {"evidence", "custody", union_item, "--roster", roster_file_});
+  ASSERT_EQ(there.code, 0) << there;
+  for (const char* action : {"evidence.add", "evidence.grant", "evidence.serve"}) {
+    EXPECT_TRUE(absl::StrContains(there.out, action)) << action << "\n" << there;
+  }
+  EXPECT_FALSE(absl::StrContains(there.out, "NOT")) << there;
 }
 
 }  // namespace
