@@ -344,7 +344,7 @@ TEST(ParseDateOptionTest, ADateMeansTheEndOfThatDayInUtcAndTimesAreConvertedToUt
     EXPECT_EQ(*got, out) << in;
   }
   // Not after now: refused, whatever the form.
-  for (const std::string& past :
+  for (const char* past :
        {"2025-12-31", "2026-01-01T00:00:00Z", "2026-01-01T07:59:59+08:00", "1970-01-01"}) {
     auto got = ctl::ParseDateOption(past, "until", now);
     EXPECT_FALSE(got.ok()) << past;
