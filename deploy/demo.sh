@@ -284,7 +284,7 @@ sha256sum "$DEMO/contract.txt" "$DEMO/prosecutor-id/evidence/"*
 LOCAL=$(ctl_as prosecutor-id prosecutor1 evidence list "$PCASE" --purpose prosecution --json |
   sed -n 's/.*"id": "\(E-[0-9A-Fa-f]*\)".*/\1/p' | { grep -v "^$EVIDENCE\$" || true; } | head -1)
 [ -n "$LOCAL" ] || { echo "demo: the fetched item is not in the prosecutor's case $PCASE" >&2; exit 1; }
-echo "stored in the prosecutor's case $PCASE as $LOCAL:"
+echo "stored in the prosecutor's case $PCASE as $LOCAL, its conditions shown whenever it is read:"
 ctl_as prosecutor-id prosecutor1 evidence list "$PCASE" --purpose prosecution
 
 say "16. Chain of custody at both ends, every event proved against the node's signed checkpoint"
