@@ -204,7 +204,10 @@ struct PeerFetch {
 class EvidenceRequestsTest : public ::testing::Test {
  protected:
   EvidenceRequestsTest() : fed_(ThreeOrgs()) {}
-  void SetUp() override { ASSERT_TRUE(fed_.StartAll().ok()); }
+  void SetUp() override {
+    absl::Status started = fed_.StartAll();
+    ASSERT_TRUE(started.ok()) << started;
+  }
 
   // A context that waits for the connection (a node just restarted), bounded
   // by a real-time deadline.
@@ -1680,8 +1683,11 @@ TEST_F(EvidenceRequestsTest, ADecisionIsTakenOnlyFromTheHolderOnlyOnceAndOnlyFor
 TEST_F(EvidenceRequestsTest, TheLegalBasisAndConditionsNeverAppearInPlaintextInTheDataDirectory) {
   const std::string basis = "Treaty art. 18 LEGALBASIS-" + Hex12() + "-MARKER";
   const std::string condition = "Return after trial CONDITION-" + Hex12() + "-MARKER";
+  // The evidence itself, fetched, is stored at the requester sealed like any evidence.
+  const std::string content = "Payslip EVIDENCECONTENT-" + Hex12() + "-MARKER";
   const Linked l = Link(false);
-  const Uploaded a = Upload(kHolder, l.holder_case, "a.txt", Payload("alpha", 500));
+  const Uploaded a =
+      Upload(kHolder, l.holder_case, "a.txt", content + Payload(" filler", 3000) + content);
   const std::string er = Requested(RequestOf(l, {a}, basis));
   ASSERT_FALSE(er.empty());
   v1::DecideEvidenceRequest approve = Approval(er);
@@ -1714,10 +1720,10 @@ TEST_F(EvidenceRequestsTest, TheLegalBasisAndConditionsNeverAppearInPlaintextInT
   fed_.Stop(kHolder);
   for (const std::string& dir : {requester_dir, holder_dir}) {
     SCOPED_TRACE(dir);
-    for (const std::string& marker : {basis, condition}) {
+    for (const std::string& marker : {basis, condition, content}) {
       EXPECT_FALSE(AnyFileContains(dir, marker)) << marker;
       // Nor its distinctive part alone.
-      const std::string core = marker.substr(marker.find_first_of("LC"), 29);
+      const std::string core = marker.substr(marker.find_first_of("LCE"), 29);
       EXPECT_FALSE(AnyFileContains(dir, core)) << core;
     }
   }
