@@ -493,6 +493,30 @@ class EvidenceRequestsTest : public ::testing::Test {
     }
     return out;
   }
+  // The entry at `index` of `at`'s ledger (empty if there is none).
+  v1::AccessEvent EntryAt(const std::string& at, uint64_t index) {
+    v1::GetEntriesRequest req;
+    req.set_begin(index);
+    req.set_end(index + 1);
+    v1::GetEntriesResponse resp;
+    grpc::Status s = fed_.Audit(at)->GetEntries(Ctx().get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.events_size() == 1 ? resp.events(0).event() : v1::AccessEvent();
+  }
+  // The holder's signed receipt in `serialized` (a FetchReceipt) verified
+  // with the holder's key; its body, or an empty one (a failure) if it does not verify.
+  v1::FetchReceiptBody VerifiedReceipt(const std::string& serialized) {
+    v1::FetchReceipt receipt;
+    v1::FetchReceiptBody body;
+    EXPECT_TRUE(receipt.ParseFromString(serialized));
+    EXPECT_EQ(receipt.key_id(), fed_.files().org(kHolder).key_id);
+    const bool signed_ok = fed_.files().org(kHolder).signing.public_key().Verify(
+        "corridor-fetch-receipt/v1\n" + receipt.body(), receipt.signature());
+    EXPECT_TRUE(signed_ok) << "the holder's receipt does not verify with its key";
+    if (!signed_ok || !body.ParseFromString(receipt.body())) return {};
+    return body;
+  }
+
   std::map<std::string, int> CountsSince(const std::string& at, uint64_t from) {
     return FlowCounts(Since(at, from));
   }
@@ -616,6 +640,19 @@ TEST_F(EvidenceRequestsTest, ApproveAllGrantsEveryItemAndTheFetchIsVerifiedAndRe
       EXPECT_EQ(f.item().sha256(), u.sha256);
       EXPECT_EQ(f.item().size(), u.data.size());
       EXPECT_FALSE(f.item().holder_receipt().empty());
+      const v1::FetchReceiptBody receipt = VerifiedReceipt(f.item().holder_receipt());
+      EXPECT_EQ(receipt.grant_id(), grant);
+      EXPECT_EQ(receipt.request_id(), er);
+      EXPECT_EQ(receipt.item_id(), u.id);
+      EXPECT_EQ(receipt.sha256(), u.sha256);
+      EXPECT_EQ(receipt.fetch_number(), 1u);
+      EXPECT_EQ(receipt.holder_org(), kHolder);
+      EXPECT_EQ(receipt.requester_org(), kRequester);
+      // It names the holder's ledger entry of that serve.
+      const v1::AccessEvent served = EntryAt(kHolder, receipt.ledger_index());
+      EXPECT_EQ(served.action(), "evidence.serve");
+      EXPECT_EQ(served.resource_id(), u.id);
+      EXPECT_EQ(served.payload_sha256(), u.sha256);
       EXPECT_EQ(
           std::vector<std::string>(f.item().conditions().begin(), f.item().conditions().end()),
           std::vector<std::string>(got.conditions().begin(), got.conditions().end()));
@@ -1194,6 +1231,73 @@ TEST_F(EvidenceRequestsTest, AGrantIdPresentedByAnotherOrgsNodeServesNothing) {
       EXPECT_EQ(e.reason(), absl::StrCat("grant ", grant, " fetch 1 of 3"));
     }
   }
+}
+
+// ---- Chain of custody -----------------------------------------------------------
+
+TEST_F(EvidenceRequestsTest, CustodyListsEveryEventOfAnItemInLedgerOrderAtBothEnds) {
+  const Linked l = Link(false);
+  const Uploaded a = Upload(kHolder, l.holder_case, "a.txt", Payload("alpha", 70000));
+  const std::string er = Requested(RequestOf(l, {a}));
+  ASSERT_FALSE(er.empty());
+  Decided(Approval(er));
+  v1::FetchGrantedResponse fetched;
+  grpc::Status s = Fetch(er, &fetched);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(fetched.items_size(), 1);
+  const std::string local = fetched.items(0).item().id();
+  ASSERT_TRUE(DownloadAt(kRequester, "pros", l.requester_case, local, kProsecution).status.ok());
+
+  auto custody = [&](const std::string& at, const std::string& user, const std::string& id,
+                     v1::CustodyResponse* out) {
+    v1::CustodyRequest req;
+    req.set_evidence_id(id);
+    return Evidence(at, user)->Custody(Ctx().get(), req, out);
+  };
+  // The item's movements (a read of the custody itself, if recorded about
+  // the item, is not one of them).
+  auto actions = [](const v1::CustodyResponse& c) {
+    static const std::set<std::string> moves = {"evidence.add", "evidence.get", "evidence.grant",
+                                                "evidence.serve", "evidence.fetch"};
+    std::vector<std::string> out;
+    for (const auto& e : c.events()) {
+      if (moves.count(e.event().event().action()) > 0) out.push_back(e.event().event().action());
+    }
+    return out;
+  };
+  for (const char* user : {"appr", "aud"}) {
+    SCOPED_TRACE(user);
+    v1::CustodyResponse held;
+    s = custody(kHolder, user, a.id, &held);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(held.evidence_id(), a.id);
+    EXPECT_EQ(held.case_id(), l.holder_case);
+    EXPECT_EQ(actions(held),
+              (std::vector<std::string>{"evidence.add", "evidence.grant", "evidence.serve"}));
+    EXPECT_FALSE(held.checkpoint().empty());
+    uint64_t last = 0;
+    for (const auto& e : held.events()) {
+      EXPECT_GE(e.event().index(), last);  // ledger order
+      last = e.event().index();
+      EXPECT_LT(e.event().index(), held.tree_size());
+      EXPECT_FALSE(e.inclusion_proof().empty());
+      EXPECT_EQ(e.event().event().resource_id(), a.id);
+    }
+  }
+  v1::CustodyResponse got;
+  s = custody(kRequester, "pros", local, &got);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(got.case_id(), l.requester_case);
+  EXPECT_EQ(actions(got), (std::vector<std::string>{"evidence.fetch", "evidence.get"}));
+  ASSERT_GE(got.events_size(), 1);
+  EXPECT_FALSE(got.events(0).holder_receipt().body().empty());
+  EXPECT_EQ(VerifiedReceipt(got.events(0).holder_receipt().SerializeAsString()).item_id(), a.id);
+  // An unknown item, and a caseworker (not in the access table).
+  v1::CustodyResponse none;
+  s = custody(kRequester, "pros", "E-000000000000", &none);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  s = custody(kHolder, "cw", a.id, &none);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
 }
 
 // ---- Deadlines -----------------------------------------------------------------
