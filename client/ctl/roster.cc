@@ -305,6 +305,18 @@ absl::Status RunRosterAddAgreement(Context& c) {
   for (absl::string_view p : absl::StrSplit(c.args.Get("purposes"), ',', absl::SkipEmpty())) {
     a.add_purposes(std::string(absl::StripAsciiWhitespace(p)));
   }
+  for (absl::string_view k :
+       absl::StrSplit(c.args.Get("evidence-requesters"), ',', absl::SkipEmpty())) {
+    v1::OrgKind kind;
+    const std::string word(absl::StripAsciiWhitespace(k));
+    if (!v1::OrgKind_Parse("ORG_KIND_" + absl::AsciiStrToUpper(word), &kind) ||
+        kind == v1::ORG_KIND_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--evidence-requesters: \"", word,
+          "\" is not a kind of member (ministry, inspectorate, union, prosecutor, ngo)"));
+    }
+    a.add_evidence_requesters(kind);
+  }
   if (auto st = EditSource(c, [&](v1::Roster& r) { return roster_edit::AddAgreement(r, a); });
       !st.ok()) {
     return st;
@@ -422,7 +434,14 @@ absl::Status RunRosterShow(Context& c) {
   for (const auto& a : roster->agreements()) {
     c.out << "agreement " << Printable(a.id()) << ": parties "
           << Printable(absl::StrJoin(a.parties(), ", ")) << "; purposes "
-          << Printable(absl::StrJoin(a.purposes(), ", ")) << "\n";
+          << Printable(absl::StrJoin(a.purposes(), ", "));
+    std::vector<std::string> kinds;
+    for (int k : a.evidence_requesters()) {
+      kinds.push_back(absl::AsciiStrToLower(
+          absl::StripPrefix(v1::OrgKind_Name(static_cast<v1::OrgKind>(k)), "ORG_KIND_")));
+    }
+    if (!kinds.empty()) c.out << "; evidence may be requested by " << absl::StrJoin(kinds, ", ");
+    c.out << "\n";
   }
   return absl::OkStatus();
 }
@@ -523,13 +542,15 @@ std::vector<Command> RosterCommands() {
         {"cert", "FILE", "the certificate itself, instead of --serial"}},
        RunRosterRevokeCert},
       {{"roster", "add-agreement"},
-       "--roster FILE --id ID --parties A,B --purposes P,Q",
+       "--roster FILE --id ID --parties A,B --purposes P,Q [--evidence-requesters KIND,...]",
        "add an agreement (MoU, MLA treaty) to a roster source",
        {source,
         {"id", "ID", "agreement id"},
         {"title", "TEXT", "human title"},
         {"parties", "A,B", "member org ids"},
-        {"purposes", "P,Q", "purposes it covers"}},
+        {"purposes", "P,Q", "purposes it covers"},
+        {"evidence-requesters", "KIND,...",
+         "kinds of member that may request evidence under it (e.g. prosecutor); default none"}},
        RunRosterAddAgreement},
       {{"roster", "end-agreement"},
        "--roster FILE --id ID",

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "corridor/v1/case.grpc.pb.h"
+#include "corridor/v1/evidence.grpc.pb.h"
 #include "corridor/v1/federation.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
 #include "google/protobuf/descriptor.h"
@@ -16,14 +17,35 @@
 
 namespace corridor {
 
+namespace {
+
+// Evidence requests (docs/evidence.md): prosecutors ask and fetch, approvers
+// decide; an item's chain of custody is for both and for auditors.
+std::vector<MethodRule> EvidenceRules() {
+  return {
+      {"/corridor.v1.EvidenceService/Request", false, false, {v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.EvidenceService/List", false, false, {v1::ROLE_PROSECUTOR, v1::ROLE_APPROVER}},
+      {"/corridor.v1.EvidenceService/Get", false, false, {v1::ROLE_PROSECUTOR, v1::ROLE_APPROVER}},
+      {"/corridor.v1.EvidenceService/Decide", false, false, {v1::ROLE_APPROVER}},
+      {"/corridor.v1.EvidenceService/Fetch", false, false, {v1::ROLE_PROSECUTOR}},
+      {"/corridor.v1.EvidenceService/Custody",
+       false,
+       false,
+       {v1::ROLE_PROSECUTOR, v1::ROLE_APPROVER, v1::ROLE_AUDITOR}},
+  };
+}
+
+}  // namespace
+
 const std::vector<MethodRule>& MethodRules() {
-  static const auto* rules = new std::vector<MethodRule>{
+  static auto* rules = new std::vector<MethodRule>{
       {"/corridor.v1.NodeService/Whoami", true, true, {}},
       {"/corridor.v1.NodeService/Status", false, true, {}},
       {"/corridor.v1.NodeService/PushRoster", false, false, {v1::ROLE_ADMIN}},
       {"/corridor.v1.PeerService/GetRoster", true, false, {}},
       {"/corridor.v1.PeerService/Hello", true, false, {}},
       {"/corridor.v1.PeerService/Deliver", true, false, {}},
+      {"/corridor.v1.PeerService/FetchEvidence", true, false, {}},
       // Referrals: caseworkers.
       {"/corridor.v1.ReferralService/Refer", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.ReferralService/ListInbox", false, false, {v1::ROLE_CASEWORKER}},
@@ -64,15 +86,20 @@ const std::vector<MethodRule>& MethodRules() {
       {"/grpc.health.v1.Health/Check", true, true, {}},
       {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", false, true, {}},
   };
+  static const bool evidence_added = [] {
+    for (auto& r : EvidenceRules()) rules->push_back(std::move(r));
+    return true;
+  }();
+  (void)evidence_added;
   return *rules;
 }
 
 std::vector<std::string> ServedServiceNames() {
   return {
-      v1::NodeService::service_full_name(),       v1::PeerService::service_full_name(),
-      v1::CaseService::service_full_name(),       v1::AuditService::service_full_name(),
-      v1::ReferralService::service_full_name(),   grpc::health::v1::Health::service_full_name(),
-      "grpc.reflection.v1alpha.ServerReflection",
+      v1::NodeService::service_full_name(),          v1::PeerService::service_full_name(),
+      v1::CaseService::service_full_name(),          v1::AuditService::service_full_name(),
+      v1::ReferralService::service_full_name(),      v1::EvidenceService::service_full_name(),
+      grpc::health::v1::Health::service_full_name(), "grpc.reflection.v1alpha.ServerReflection",
   };
 }
 

@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "client/lib/yaml_proto.h"
 #include "ledger/crypto/dsse.h"
+#include "server/federation/evidence_policy.h"
 #include "server/federation/referral_policy.h"
 
 namespace corridor {
@@ -267,6 +268,10 @@ absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeC
     case v1::EnvelopePayload::kErasureOutcome:
       // Names ids only; the sender of the request checks it against what it sent.
       return absl::OkStatus();
+    case v1::EnvelopePayload::kEvidenceRequest:  // the asker and approver are the sender's
+      return ValidateEvidenceRequestBody(p.evidence_request(), sender);
+    case v1::EnvelopePayload::kEvidenceDecision:
+      return ValidateEvidenceDecisionBody(p.evidence_decision(), sender);
     case v1::EnvelopePayload::BODY_NOT_SET:
       break;
   }

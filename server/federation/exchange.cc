@@ -1408,10 +1408,20 @@ EnvelopeContext Exchange::ReceiverContext(const std::string& sender,
 }
 
 Exchange::Applied Exchange::ApplyBody(const v1::Envelope& envelope, const v1::EnvelopePayload& p) {
+  if (handles_body_ && handles_body_(p)) return apply_body_(p);
+  if (p.has_evidence_request() || p.has_evidence_decision()) {
+    return Applied{}.Refused(absl::UnimplementedError("this node takes no evidence requests"));
+  }
   if (p.has_erasure_request()) return ApplyErasureRequest(p);
   if (p.has_erasure_outcome()) return ApplyErasureOutcome(p);
   if (p.has_referral()) return ApplyReferral(p);
   return ApplyLinkChange(envelope, p);
+}
+
+void Exchange::SetBodyHandler(std::function<bool(const v1::EnvelopePayload&)> handles,
+                              std::function<Applied(const v1::EnvelopePayload&)> apply) {
+  handles_body_ = std::move(handles);
+  apply_body_ = std::move(apply);
 }
 
 Exchange::Applied Exchange::ApplyReferral(const v1::EnvelopePayload& p) {

@@ -189,6 +189,46 @@ class Exchange {
   std::shared_ptr<const v1::Roster> roster() const { return identity_->roster(); }
   const v1::NodeConfig& config() const { return config_; }
 
+  // What receiving an envelope's body comes to (ApplyBody, and a body
+  // handler set with SetBodyHandler).
+  struct Applied {
+    // OK, or why the body is refused (UNAVAILABLE: try again, nothing recorded).
+    absl::Status status;
+    // The local case it concerns, once known: named in the receive entry,
+    // refused or not.
+    std::string case_id;
+    // The case's lock, held from the checks to the commit (or the refusal).
+    std::shared_ptr<CaseLock> lock;
+    // What to commit with the receive entry, when OK.
+    std::unique_ptr<ledger::Mutation> change;
+    // Ledger events to commit after the receive entry.
+    std::vector<v1::AccessEvent> also_record;
+    // A referral being received: its index key stays claimed (ClaimReferral)
+    // until the commit, like the lock.
+    std::shared_ptr<const void> claim;
+
+    // This application refused with `why`; the case id and lock stay.
+    Applied Refused(absl::Status why) && {
+      status = std::move(why);
+      return std::move(*this);
+    }
+  };
+
+  // Applies received bodies of the kinds `handles` accepts (evidence requests
+  // and decisions: server/federation/evidence_requests.h) with `apply`, which
+  // holds `p`'s case lock in what it returns and leaves the receive entry to
+  // the exchange. Set once, before Start.
+  void SetBodyHandler(std::function<bool(const v1::EnvelopePayload&)> handles,
+                      std::function<Applied(const v1::EnvelopePayload&)> apply);
+  // The PeerService stub for `org`'s node (one channel per peer, shared with
+  // delivery); null if `org` is not in the roster in force.
+  std::shared_ptr<v1::PeerService::Stub> PeerStub(const std::string& org) { return StubFor(org); }
+  // The key this node signs with now, and its roster key id.
+  std::pair<std::shared_ptr<const Ed25519PrivateKey>, std::string> CurrentSigner() const {
+    Signer s = signer();
+    return {s.key, s.key_id};
+  }
+
  private:
   // An item waiting in a lane (its envelope stays on disk until it is sent).
   struct Pending {
@@ -270,29 +310,6 @@ class Exchange {
   void CutShortCallsOfCase(const std::string& case_id);
   // Writes of a cancellation into `batch`; the event that records it.
   v1::AccessEvent Cancellation(ledger::Mutation* batch, v1::OutboxItem item);
-  // What receiving an envelope's body comes to (ApplyBody).
-  struct Applied {
-    // OK, or why the body is refused (UNAVAILABLE: try again, nothing recorded).
-    absl::Status status;
-    // The local case it concerns, once known: named in the receive entry,
-    // refused or not.
-    std::string case_id;
-    // The case's lock, held from the checks to the commit (or the refusal).
-    std::shared_ptr<CaseLock> lock;
-    // What to commit with the receive entry, when OK.
-    std::unique_ptr<ledger::Mutation> change;
-    // Ledger events to commit after the receive entry.
-    std::vector<v1::AccessEvent> also_record;
-    // A referral being received: its index key stays claimed (ClaimReferral)
-    // until the commit, like the lock.
-    std::shared_ptr<const void> claim;
-
-    // This application refused with `why`; the case id and lock stay.
-    Applied Refused(absl::Status why) && {
-      status = std::move(why);
-      return std::move(*this);
-    }
-  };
   // The receiver's view of an envelope from `sender`: this node, `roster`,
   // the time now and the limits.
   EnvelopeContext ReceiverContext(const std::string& sender, const v1::Roster* roster) const;
@@ -400,6 +417,8 @@ class Exchange {
   // sent until the erasure has committed (then they are cancelled) or is
   // given up for failed.
   std::map<std::string, absl::Time> erasing_ ABSL_GUARDED_BY(mu_);
+  std::function<bool(const v1::EnvelopePayload&)> handles_body_;
+  std::function<Applied(const v1::EnvelopePayload&)> apply_body_;
   std::thread thread_;
 };
 

@@ -29,6 +29,8 @@
 #include "server/auth/tls_trust.h"
 #include "server/cases/case_service.h"
 #include "server/common/executor.h"
+#include "server/federation/evidence_requests.h"
+#include "server/federation/evidence_service.h"
 #include "server/federation/exchange.h"
 #include "server/federation/peers.h"
 #include "server/federation/referral_service.h"
@@ -170,9 +172,10 @@ class RosterInForce {
 class NodeServices {
  public:
   NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-               AccessLog* log, PeerProber* prober, Exchange* exchange, RosterInForce* roster)
+               AccessLog* log, PeerProber* prober, Exchange* exchange, RosterInForce* roster,
+               EvidenceRequests* evidence)
       : node_(config, identity, log, prober, roster),
-        peer_(config, identity, log, exchange, roster) {}
+        peer_(config, identity, log, exchange, roster, evidence) {}
 
   class NodeServiceImpl final : public v1::NodeService::CallbackService {
    public:
@@ -249,12 +252,20 @@ class NodeServices {
   class PeerServiceImpl final : public v1::PeerService::CallbackService {
    public:
     PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-                    AccessLog* log, Exchange* exchange, RosterInForce* roster)
+                    AccessLog* log, Exchange* exchange, RosterInForce* roster,
+                    EvidenceRequests* evidence)
         : config_(config),
           identity_(std::move(identity)),
           log_(log),
           exchange_(exchange),
-          roster_(roster) {}
+          roster_(roster),
+          evidence_(evidence) {}
+
+    grpc::ServerWriteReactor<v1::FetchEvidenceChunk>* FetchEvidence(
+        grpc::CallbackServerContext* ctx, const v1::FetchEvidenceRequest* req) override {
+      return ServeFetch(Authorize(*identity_, *ctx, Rpc::Served<v1::PeerService>(), log_), *req,
+                        evidence_, log_);
+    }
 
     grpc::ServerUnaryReactor* GetRoster(grpc::CallbackServerContext* ctx,
                                         const v1::GetRosterRequest*,
@@ -307,6 +318,7 @@ class NodeServices {
     AccessLog* log_;
     Exchange* exchange_;
     RosterInForce* roster_;
+    EvidenceRequests* evidence_;
   };
 
   NodeServiceImpl node_;
@@ -483,7 +495,8 @@ absl::Status Node::OpenStore(const v1::NodeConfig& config) {
   std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
   families.push_back(kCasesFamily);
   families.push_back(kEvidenceFamily);
-  for (const char* f : {kOutboxFamily, kReceivedFamily, kReferralIndexFamily})
+  for (const char* f :
+       {kOutboxFamily, kReceivedFamily, kReferralIndexFamily, kEvidenceRequestsFamily})
     families.push_back(f);
   NodeStoreOptions store_options;
   if (config.limits().disk_reserve_mib() > 0) {
@@ -642,9 +655,22 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
     prober->SetRoster(std::move(roster));
     exchange->RosterChanged();
   });
+  StartEvidence(config, clock);
   services_ = std::make_unique<NodeServices>(config, identity_, access_log_.get(), prober_.get(),
-                                             exchange_.get(), roster_.get());
+                                             exchange_.get(), roster_.get(), evidence_.get());
   return absl::OkStatus();
+}
+
+void Node::StartEvidence(const v1::NodeConfig& config, const Clock* clock) {
+  evidence_ = std::make_unique<EvidenceRequests>(
+      config, identity_, exchange_.get(), case_store_.get(), access_log_.get(), store_->db(),
+      store_->families().at(kEvidenceRequestsFamily), clock);
+  EvidenceRequests* evidence = evidence_.get();
+  exchange_->SetBodyHandler(&EvidenceRequests::Handles, [evidence](const v1::EnvelopePayload& p) {
+    return evidence->Apply(p);
+  });
+  evidence_service_ = std::make_unique<EvidenceServiceImpl>(
+      identity_.get(), evidence, exchange_.get(), access_log_.get(), bulk_.get());
 }
 
 namespace {
@@ -704,6 +730,7 @@ absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
   builder.RegisterService(case_service_.get());
   builder.RegisterService(audit_service_.get());
   builder.RegisterService(referral_service_.get());
+  builder.RegisterService(evidence_service_.get());
   builder.RegisterService(health_.get());
   // Reflection lists what the server registered (filled in as it is built).
   auto served = std::make_shared<std::vector<std::string>>();
@@ -748,6 +775,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   if (auto st = node->Serve(config, roster->roster, *tls, clock); !st.ok()) return st;
   node->prober_->Start();
   node->exchange_->Start();
+  node->evidence_->Start();
   {
     absl::MutexLock lock(&node->reload_mu_);
     node->config_ = config;
@@ -913,6 +941,7 @@ void Node::Shutdown(absl::Duration grace) {
   if (started_) log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   if (prober_) prober_->Stop();
+  if (evidence_) evidence_->Stop();  // waits for fetches in flight
   if (exchange_) exchange_->Stop();
   server_.reset();
   // gRPC may run an evidence stream's last callback after Shutdown returned; what
@@ -930,6 +959,10 @@ void Node::Shutdown(absl::Duration grace) {
   case_store_.reset();
   store_.reset();
   if (started_) log::Info("node.stopped");
+}
+
+absl::Status Node::SweepEvidenceDeadlines() {
+  return evidence_ ? evidence_->SweepDeadlines() : absl::OkStatus();
 }
 
 void Node::DeliverNow() {

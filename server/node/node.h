@@ -30,6 +30,8 @@ class Executor;
 class HealthServiceImpl;
 class ReflectionService;
 class ReferralServiceImpl;
+class EvidenceRequests;
+class EvidenceServiceImpl;
 class RosterInForce;
 class NodeServices;
 class NodeStore;
@@ -102,6 +104,10 @@ class Node {
   // Probes every peer once, now, and returns when all probes are done (a peer
   // that answers has its delivery backoff reset). For tests.
   void ProbePeersNow();
+  // Records `evidence.no_response` for every request this node sent that is
+  // still undecided past its deadline by the node's clock (docs/evidence.md);
+  // runs by itself every minute. For tests on a fake clock.
+  absl::Status SweepEvidenceDeadlines();
 
  private:
   Node() = default;
@@ -119,6 +125,8 @@ class Node {
   // Identity, services, exchange, prober and roster keeper, wired together.
   absl::Status StartServices(const v1::NodeConfig& config, const VerifiedRoster& roster,
                              const TlsIdentity& tls, const Clock* clock, uint64_t jitter_seed);
+  // Evidence requests (evidence_, evidence_service_), wired to the exchange.
+  void StartEvidence(const v1::NodeConfig& config, const Clock* clock);
   // The signing key `config` names, if the roster in force lists it as active for this org.
   absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> ListedSigningKey(
       const v1::NodeConfig& config) const;
@@ -143,6 +151,8 @@ class Node {
   std::unique_ptr<AuditServiceImpl> audit_service_;
   std::unique_ptr<Exchange> exchange_;
   std::unique_ptr<ReferralServiceImpl> referral_service_;
+  std::unique_ptr<EvidenceRequests> evidence_;
+  std::unique_ptr<EvidenceServiceImpl> evidence_service_;
   std::unique_ptr<RosterInForce> roster_;
   std::shared_ptr<IdentityResolver> identity_;
   std::unique_ptr<PeerProber> prober_;
