@@ -1067,6 +1067,65 @@ TEST_F(DigestMismatchTest, AByteFlippedInTheStoredChunkIsNotServed) {
   });
 }
 
+// The requester's own end of the check: what it fetched must match the size
+// and digest of the decision it holds. Its node holds a decision naming the
+// real grant but another digest (as if the holder's decision had said so); the
+// holder serves the real bytes; the requester refuses to store them.
+TEST_F(EvidenceRequestsTest, TheRequesterChecksWhatItFetchedAgainstTheDecisionItHolds) {
+  const Linked l = Link(false);
+  const Uploaded a = Upload(kHolder, l.holder_case, "a.txt", Payload("alpha", 70000));
+  const std::string er = Requested(RequestOf(l, {a}));
+  ASSERT_FALSE(er.empty());
+  // The holder decides while the requester's node is down, then goes down
+  // itself: its decision waits in its outbox.
+  fed_.Stop(kRequester);
+  v1::DecideEvidenceResponse decided;
+  grpc::Status s = Decide(Approval(er), &decided);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  fed_.Stop(kHolder);
+  ASSERT_TRUE(fed_.Start(kRequester).ok());
+  v1::EnvelopePayload p = Header(kHolder, kRequester);
+  v1::EvidenceDecision* d = p.mutable_evidence_decision();
+  d->set_request_id(er);
+  d->set_approved(true);
+  d->set_grant_id(decided.grant_id());
+  v1::GrantedItem* g = d->add_items();
+  g->set_item_id(a.id);
+  g->set_file_name(a.file_name);
+  g->set_media_type("application/octet-stream");
+  g->set_size(a.data.size());
+  std::string other = a.sha256;
+  other[0] ^= 0x01;
+  g->set_sha256(other);
+  d->set_expires_at(Rfc3339(Now() + absl::Hours(24)));
+  d->set_max_fetches(3);
+  d->add_conditions("use only for the purpose prosecution under agreement mla-agreement");
+  d->set_decided_by(absl::StrCat(kHolder, "/user/appr"));
+  s = Deliver(Sign(p), kHolder, kRequester);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(SummaryAt(kRequester, er).state(), v1::EVIDENCE_REQUEST_STATE_APPROVED);
+  ASSERT_TRUE(fed_.Start(kHolder).ok());
+  ASSERT_TRUE(AwaitPeerHealthy(kRequester, kHolder));
+
+  const uint64_t h0 = Mark(kHolder), r0 = Mark(kRequester);
+  v1::FetchGrantedResponse fetched;
+  s = Fetch(er, &fetched);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
+  EXPECT_EQ(fetched.items_size(), 0);
+  EXPECT_TRUE(EvidenceOf(kRequester, "pros", l.requester_case).empty());
+  const auto at_requester = Since(kRequester, r0);
+  const auto fetches = WithAction(at_requester, "evidence.fetch");
+  ASSERT_EQ(fetches.size(), 1u) << Show(FlowCounts(at_requester));
+  EXPECT_EQ(fetches[0].outcome(), v1::ACCESS_OUTCOME_ERROR);
+  EXPECT_EQ(fetches[0].resource_id(), a.id);
+  EXPECT_TRUE(absl::StrContains(fetches[0].reason(), decided.grant_id())) << fetches[0].reason();
+  // The holder served it (its digest was right by its own record).
+  const auto serves = WithAction(Since(kHolder, h0), "evidence.serve");
+  ASSERT_EQ(serves.size(), 1u);
+  EXPECT_EQ(serves[0].outcome(), v1::ACCESS_OUTCOME_ALLOWED);
+  EXPECT_EQ(serves[0].payload_sha256(), a.sha256);
+}
+
 // ---- Who may ask, about what -------------------------------------------------
 
 TEST_F(EvidenceRequestsTest, AnOrgOfAKindTheAgreementDoesNotAllowCannotRequest) {
