@@ -8,8 +8,7 @@
 #include "absl/time/time.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
-#include "client/ctl/roster_edit.h"
-#include "client/ctl/roster_signing.h"
+#include "client/ctl/ledger_keys.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "ledger/crypto/crypto.h"
@@ -70,76 +69,6 @@ absl::Status RunAuditLog(Context& c) {
   return absl::OkStatus();
 }
 
-// The keys that may have signed `org`'s checkpoints, from a roster file
-// (--roster FILE --org ORG), or the one given with --vkey.
-// The roster in --roster (or CORRIDOR_ROSTER): with --stewards, its steward
-// signatures checked; without, read unchecked with a warning on `err`.
-absl::StatusOr<v1::Roster> RosterFromOptions(const Args& args, const std::string& roster_file,
-                                             std::ostream& err) {
-  auto text = ReadFileToString(roster_file);
-  if (!text.ok()) return text.status();
-  if (args.Has("stewards")) {
-    auto checked = roster_edit::CheckSignatures(args, roster_file, *text);
-    if (!checked.ok()) return checked.status();
-    return checked->roster.roster;
-  }
-  err << "warning: the steward signatures on " << roster_file
-      << " were not checked; give --stewards FILE (the federation's stewards.yaml, with "
-         "--threshold N) so a forged roster cannot supply the key\n";
-  return PeekSignedRoster(*text);
-}
-
-absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& args,
-                                                                 const std::string& default_org,
-                                                                 std::ostream& err) {
-  if (args.Has("vkey")) {
-    auto v = note::ParseVerifier(args.Get("vkey"));
-    if (!v.ok()) return v.status();
-    return std::vector<note::Verifier>{*v};
-  }
-  const std::string roster_file = OptionOrEnv(args, "roster", "CORRIDOR_ROSTER");
-  if (roster_file.empty()) {
-    return absl::InvalidArgumentError(
-        "give the roster (--roster FILE or CORRIDOR_ROSTER) so the key comes from the federation, "
-        "not from the node being audited; or --vkey NAME+ID+KEY");
-  }
-  auto roster = RosterFromOptions(args, roster_file, err);
-  if (!roster.ok()) return roster.status();
-  const std::string org = args.Get("org", default_org);
-  if (org.empty())
-    return absl::InvalidArgumentError("name the org whose ledger this is: --org ORG");
-  return LedgerVerifiersFromRoster(*roster, org);
-}
-
-// If the roster lists a revoked key of the org with which `verifies` succeeds,
-// why the export or checkpoint is refused, in words; "" otherwise.
-std::string SignedByRevokedKey(const Args& args, const std::string& default_org,
-                               const std::function<bool(const note::Verifier&)>& verifies) {
-  const std::string roster_file = OptionOrEnv(args, "roster", "CORRIDOR_ROSTER");
-  if (roster_file.empty() || args.Has("vkey")) return "";
-  auto text = ReadFileToString(roster_file);
-  if (!text.ok()) return "";
-  auto roster = PeekSignedRoster(*text);
-  if (!roster.ok()) return "";
-  const std::string org = args.Get("org", default_org);
-  for (const v1::Member& m : roster->members()) {
-    if (m.org() != org) continue;
-    for (const v1::SigningKey& k : m.signing_keys()) {
-      if (k.status() != v1::KEY_STATUS_REVOKED) continue;
-      auto raw = Base64Decode(k.public_key());
-      if (!raw.ok()) continue;
-      auto key = Ed25519PublicKey::FromRaw(*raw);
-      if (!key.ok()) continue;
-      if (verifies(note::Verifier{absl::StrCat(roster->federation(), "/", org), 0x01, *key})) {
-        return absl::StrCat("it is signed with key \"", k.key_id(), "\" of ", org,
-                            ", which roster version ", roster->version(),
-                            " lists as revoked: what that key signed is not trusted");
-      }
-    }
-  }
-  return "";
-}
-
 absl::Status RunAuditKey(Context& c) {
   const std::string org = c.args.positional().empty() ? c.args.Get("org") : c.args.positional()[0];
   auto vs = VerifiersFromOptions(c.args, org, c.err);
@@ -185,38 +114,22 @@ absl::Status RunAuditProve(Context& c) {
       v1::AuditService::NewStub(conn->channel)->GetInclusionProof(ctx.get(), req, &resp);
   if (!s.ok()) return Explain(s, *conn);
   // Check everything here, with the roster's key: nothing is taken on the node's word.
-  absl::StatusOr<note::Checkpoint> cp = absl::NotFoundError("no key");
-  const note::Verifier* verifier = nullptr;
-  for (const auto& v : *verifiers) {
-    cp = note::OpenCheckpoint(resp.checkpoint(), v);
-    if (cp.ok()) {
-      verifier = &v;
-      break;
-    }
-  }
-  if (!cp.ok()) {
-    const std::string revoked = SignedByRevokedKey(c.args, "", [&](const note::Verifier& r) {
-      return note::OpenCheckpoint(resp.checkpoint(), r).ok();
-    });
-    return absl::DataLossError(absl::StrCat("the node's checkpoint does not verify: ",
-                                            revoked.empty() ? cp.status().message() : revoked));
-  }
+  auto opened = OpenCheckpointWithAny(c.args, "", *verifiers, resp.checkpoint());
+  if (!opened.ok()) return opened.status();
+  const note::Checkpoint* cp = &opened->checkpoint;
+  const note::Verifier* verifier = &opened->verifier;
   if (cp->size != resp.tree_size())
     return absl::DataLossError("the checkpoint is for another tree size");
-  std::vector<merkle::Hash> proof;
-  for (const std::string& p : resp.proof()) {
-    auto h = merkle::FromBytes(p);
-    if (!h.ok()) return absl::DataLossError("the proof holds a malformed hash");
-    proof.push_back(*h);
-  }
+  auto proof = ProofHashes(resp.proof());
+  if (!proof.ok()) return proof.status();
   const merkle::Hash leaf = merkle::HashLeaf(resp.entry());
-  absl::Status verified = merkle::VerifyInclusion(index, resp.tree_size(), leaf, proof, cp->root);
+  absl::Status verified = merkle::VerifyInclusion(index, resp.tree_size(), leaf, *proof, cp->root);
   if (c.json()) {
     c.out << "{\n  \"leaf_index\": " << index << ",\n  \"tree_size\": " << resp.tree_size()
           << ",\n  \"entry\": \"" << Base64Encode(resp.entry()) << "\",\n  \"leaf_hash\": \""
           << Base64Encode(merkle::ToBytes(leaf)) << "\",\n  \"proof\": [";
-    for (size_t i = 0; i < proof.size(); ++i) {
-      c.out << (i ? ", " : "") << "\"" << Base64Encode(merkle::ToBytes(proof[i])) << "\"";
+    for (size_t i = 0; i < proof->size(); ++i) {
+      c.out << (i ? ", " : "") << "\"" << Base64Encode(merkle::ToBytes((*proof)[i])) << "\"";
     }
     c.out << "],\n  \"root_hash\": \"" << Base64Encode(merkle::ToBytes(cp->root))
           << "\",\n  \"checkpoint\": " << JsonQuoted(resp.checkpoint())
@@ -224,7 +137,7 @@ absl::Status RunAuditProve(Context& c) {
           << ",\n  \"verified\": " << (verified.ok() ? "true" : "false") << "\n}\n";
   } else if (verified.ok()) {
     c.out << "entry " << index << " is in the ledger of " << Printable(cp->origin) << " at size "
-          << cp->size << ": inclusion proof (" << proof.size()
+          << cp->size << ": inclusion proof (" << proof->size()
           << " hashes) verified against the checkpoint signed by " << Printable(verifier->name)
           << "\n";
     if (auto e = v1::AccessEvent(); e.ParseFromString(resp.entry())) {
@@ -336,12 +249,7 @@ std::vector<Command> AuditCommands() {
       {{"audit", "prove"},
        "INDEX --roster FILE --org ORG",
        "fetch and check an inclusion proof for a ledger entry",
-       With(ConnectionOptions(),
-            {{"roster", "FILE", "signed roster to take the key from (env CORRIDOR_ROSTER)"},
-             {"org", "ORG", "whose ledger"},
-             {"stewards", "FILE", "check the roster's signatures against these steward keys"},
-             {"threshold", "N", "steward signatures required (default: the stewards file's)"},
-             {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}}),
+       With(ConnectionOptions(), LedgerKeyOptions()),
        RunAuditProve},
       {{"audit", "export"},
        "--out FILE [--begin N] [--end N]",

@@ -1,7 +1,7 @@
 // What a corridorctl command is, and what every command group uses: the
 // connection options and how a failed call is explained, the table printer,
 // enum options. Each group file (node.cc, pki.cc, roster.cc, cases.cc,
-// evidence.cc, referrals.cc, audit.cc) owns its rows of the command table and
+// evidence.cc, evidence_requests.cc, referrals.cc, audit.cc) owns its rows of the command table and
 // exports them below; ctl.cc assembles the table and dispatches.
 // Internal to client/ctl. Not thread-safe (one command per process, or per
 // ctl::Main call).
@@ -63,6 +63,8 @@ RosterCommands();  // roster.cc: roster
                    // init|new-version|add-*|remove-*|retire-key|revoke-*|end-agreement|diff|sign|verify|push|show
 std::vector<Command> CaseCommands();      // cases.cc: case create|show|list|update|close|erase
 std::vector<Command> EvidenceCommands();  // evidence.cc: evidence add|list|get
+// evidence_requests.cc: evidence request|fetch|custody, requests [show], decide
+std::vector<Command> EvidenceRequestCommands();
 std::vector<Command> ReferralCommands();  // referrals.cc: refer, inbox, accept, ..., outbox
 std::vector<Command> AuditCommands();     // audit.cc: audit log|checkpoint|key|prove|export|verify
 

@@ -12,8 +12,9 @@ namespace corridor::ctl {
 const std::vector<Command>& Commands() {
   static const auto* commands = [] {
     auto* all = new std::vector<Command>;
-    for (auto group : {NodeStatusCommands, PkiCommands, RosterCommands, CaseCommands,
-                       EvidenceCommands, ReferralCommands, AuditCommands}) {
+    for (auto group :
+         {NodeStatusCommands, PkiCommands, RosterCommands, CaseCommands, EvidenceCommands,
+          EvidenceRequestCommands, ReferralCommands, AuditCommands}) {
       for (Command& cmd : group()) all->push_back(std::move(cmd));
     }
     return all;

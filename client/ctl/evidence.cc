@@ -1,4 +1,5 @@
-// corridorctl evidence: upload, list and download a case's documents, digest-checked end to end.
+// corridorctl evidence: upload, list and download a case's documents, digest-checked end to
+// end (evidence requests between orgs are in evidence_requests.cc).
 #include <unistd.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include "absl/time/time.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
+#include "client/ctl/evidence_transfer.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "ledger/crypto/crypto.h"
 
@@ -123,40 +125,49 @@ absl::Status RunEvidenceGet(Context& c) {
   if (auto st = Require(c.args, {"out", "purpose"}); !st.ok()) return st;
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Minutes(10)));
-  v1::GetEvidenceRequest req;
-  req.set_case_id(c.args.positional()[0]);
-  req.set_evidence_id(c.args.positional()[1]);
-  req.set_purpose(c.args.Get("purpose"));
-  auto reader = v1::CaseService::NewStub(conn->channel)->GetEvidence(&ctx, req);
-  v1::EvidenceChunk chunk;
-  v1::EvidenceItem item;
-  std::string data;
-  std::unique_ptr<Progress> progress;
-  while (reader->Read(&chunk)) {
-    if (chunk.has_item()) {
-      item = chunk.item();
-      progress = std::make_unique<Progress>(c.err, "downloading", item.size());
-    }
-    data += chunk.data();
-    if (progress) progress->Update(data.size());
-  }
-  grpc::Status s = reader->Finish();
-  if (progress) progress->Done();
-  if (!s.ok()) return Explain(s, *conn);
-  // End to end: what arrived must be what was recorded on upload.
-  if (data.size() != item.size() || DigestBytes(Sha256(data)) != item.sha256()) {
-    return absl::DataLossError(
-        "what arrived does not match the recorded size and SHA-256; nothing was saved");
-  }
-  if (auto st = WriteFileAtomically(c.args.Get("out"), data, 0600); !st.ok()) return st;
-  c.out << "saved " << Printable(item.file_name()) << " (" << item.size()
+  auto got = DownloadEvidence(*conn, c.args.positional()[0], c.args.positional()[1],
+                              c.args.Get("purpose"), c.err);
+  if (!got.ok()) return got.status();
+  if (auto st = WriteFileAtomically(c.args.Get("out"), got->data, 0600); !st.ok()) return st;
+  c.out << "saved " << Printable(got->item.file_name()) << " (" << got->item.size()
         << " bytes, SHA-256 verified) to " << Printable(c.args.Get("out")) << "\n";
   return absl::OkStatus();
 }
 
 }  // namespace
+
+absl::StatusOr<DownloadedEvidence> DownloadEvidence(const Connection& conn,
+                                                    const std::string& case_id,
+                                                    const std::string& evidence_id,
+                                                    const std::string& purpose, std::ostream& err) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Minutes(10)));
+  v1::GetEvidenceRequest req;
+  req.set_case_id(case_id);
+  req.set_evidence_id(evidence_id);
+  req.set_purpose(purpose);
+  auto reader = v1::CaseService::NewStub(conn.channel)->GetEvidence(&ctx, req);
+  v1::EvidenceChunk chunk;
+  DownloadedEvidence got;
+  std::unique_ptr<Progress> progress;
+  while (reader->Read(&chunk)) {
+    if (chunk.has_item()) {
+      got.item = chunk.item();
+      progress = std::make_unique<Progress>(err, "downloading", got.item.size());
+    }
+    got.data += chunk.data();
+    if (progress) progress->Update(got.data.size());
+  }
+  grpc::Status s = reader->Finish();
+  if (progress) progress->Done();
+  if (!s.ok()) return Explain(s, conn);
+  // End to end: what arrived must be what was recorded on upload.
+  if (got.data.size() != got.item.size() || DigestBytes(Sha256(got.data)) != got.item.sha256()) {
+    return absl::DataLossError(
+        "what arrived does not match the recorded size and SHA-256; nothing was saved");
+  }
+  return got;
+}
 
 std::vector<Command> EvidenceCommands() {
   return {

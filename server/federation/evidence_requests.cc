@@ -220,22 +220,39 @@ absl::StatusOr<std::string> EvidenceRequests::Open(const Found& f, const std::st
                              sealed);
 }
 
-absl::StatusOr<std::vector<std::string>> EvidenceRequests::OpenConditions(const Found& f) const {
-  auto opened = Open(f, "conditions", f.record.sealed_conditions());
+absl::StatusOr<v1::EvidenceDecision> EvidenceRequests::OpenDecision(const Found& f) const {
+  auto opened = Open(f, "decision", f.record.sealed_decision());
   if (!opened.ok()) return opened.status();
-  v1::EvidenceDecision holder;
-  holder.ParseFromString(*opened);
-  return std::vector<std::string>(holder.conditions().begin(), holder.conditions().end());
+  v1::EvidenceDecision d;
+  if (!d.ParseFromString(*opened)) return absl::DataLossError("a sealed decision is malformed");
+  return d;
 }
 
-absl::Status EvidenceRequests::SealConditions(Found* f,
-                                              const std::vector<std::string>& conditions) const {
-  v1::EvidenceDecision holder;
-  for (const auto& c : conditions) holder.add_conditions(c);
-  auto sealed = Seal(*f, "conditions", holder.SerializeAsString());
-  if (!sealed.ok()) return sealed.status();
-  f->record.set_sealed_conditions(*sealed);
-  f->record.mutable_summary()->clear_conditions();
+absl::Status EvidenceRequests::RecordDecision(Found* f, const v1::EvidenceDecision& d) const {
+  v1::EvidenceRequestSummary* s = f->record.mutable_summary();
+  s->set_state(d.approved() ? v1::EVIDENCE_REQUEST_STATE_APPROVED
+                            : v1::EVIDENCE_REQUEST_STATE_DENIED);
+  s->set_grant_id(d.grant_id());
+  s->set_expires_at(d.expires_at());
+  s->set_max_fetches(d.max_fetches());
+  s->set_reason(d.reason());
+  s->set_decided_by(d.decided_by());
+  s->clear_conditions();
+  s->clear_granted();
+  // File names and media types can name the worker: only ids, sizes and
+  // digests stay outside the seal.
+  for (const auto& item : d.items()) {
+    v1::GrantedItem* g = s->add_granted();
+    g->set_item_id(item.item_id());
+    g->set_size(item.size());
+    g->set_sha256(item.sha256());
+  }
+  v1::EvidenceDecision sealed;
+  *sealed.mutable_conditions() = d.conditions();
+  *sealed.mutable_items() = d.items();
+  auto bytes = Seal(*f, "decision", sealed.SerializeAsString());
+  if (!bytes.ok()) return bytes.status();
+  f->record.set_sealed_decision(*bytes);
   return absl::OkStatus();
 }
 
@@ -273,9 +290,10 @@ absl::StatusOr<v1::EvidenceRequestDetail> EvidenceRequests::Get(const std::strin
   auto basis = Open(*f, "basis", f->record.sealed_legal_basis());
   if (!basis.ok()) return basis.status();
   d.set_legal_basis(*basis);
-  auto conditions = OpenConditions(*f);
-  if (!conditions.ok()) return conditions.status();
-  for (const auto& c : *conditions) d.mutable_summary()->add_conditions(c);
+  auto decision = OpenDecision(*f);
+  if (!decision.ok()) return decision.status();
+  *d.mutable_summary()->mutable_conditions() = decision->conditions();
+  if (decision->items_size() > 0) *d.mutable_summary()->mutable_granted() = decision->items();
   return d;
 }
 
@@ -513,6 +531,7 @@ Exchange::Applied EvidenceRequests::ApplyDecision(const v1::EnvelopePayload& p) 
   if (!lock.ok()) return std::move(out).Refused(Busy(s->case_id()));
   out.lock = *std::move(lock);
   if (auto again = Read(f->key); again.ok()) *f = *std::move(again);  // under the lock now
+  s = f->record.mutable_summary();
   if (!Undecided(*s)) {
     return std::move(out).Refused(absl::FailedPreconditionError(
         absl::StrCat("evidence request ", d.request_id(), " was already decided")));
@@ -525,17 +544,7 @@ Exchange::Applied EvidenceRequests::ApplyDecision(const v1::EnvelopePayload& p) 
           absl::StrCat("the grant names evidence ", item.item_id(), ", which was not asked for")));
     }
   }
-  s->set_state(d.approved() ? v1::EVIDENCE_REQUEST_STATE_APPROVED
-                            : v1::EVIDENCE_REQUEST_STATE_DENIED);
-  s->set_grant_id(d.grant_id());
-  *s->mutable_granted() = d.items();
-  s->set_expires_at(d.expires_at());
-  s->set_max_fetches(d.max_fetches());
-  s->set_reason(d.reason());
-  s->set_decided_by(d.decided_by());
-  if (auto st = SealConditions(&*f, {d.conditions().begin(), d.conditions().end()}); !st.ok()) {
-    return std::move(out).Refused(st);
-  }
+  if (auto st = RecordDecision(&*f, d); !st.ok()) return std::move(out).Refused(st);
   out.change = std::make_unique<ledger::Mutation>();
   Put(out.change.get(), *f);
   v1::AccessEvent ev = RequestEvent("evidence.decision", *s);
@@ -614,6 +623,7 @@ absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareDecision(
   auto lock = CaseLock::Acquire(cases_, s->case_id());
   if (!lock.ok()) return Busy(s->case_id());
   if (auto again = Read(f->key); again.ok()) *f = *std::move(again);
+  s = f->record.mutable_summary();
   if (s->state() != v1::EVIDENCE_REQUEST_STATE_PENDING) {
     return absl::FailedPreconditionError(
         absl::StrCat("evidence request ", req.request_id(), " was already decided (",
@@ -634,17 +644,7 @@ absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareDecision(
   Change change{std::make_unique<ledger::Mutation>(), *std::move(lock), {}};
   auto queued = exchange_->Enqueue(change.batch.get(), payload, kDecisionKind, c->id(), "");
   if (!queued.ok()) return queued.status();
-  s->set_state(d.approved() ? v1::EVIDENCE_REQUEST_STATE_APPROVED
-                            : v1::EVIDENCE_REQUEST_STATE_DENIED);
-  s->set_grant_id(d.grant_id());
-  *s->mutable_granted() = d.items();
-  s->set_expires_at(d.expires_at());
-  s->set_max_fetches(d.max_fetches());
-  s->set_reason(d.reason());
-  s->set_decided_by(d.decided_by());
-  if (auto st = SealConditions(&*f, {d.conditions().begin(), d.conditions().end()}); !st.ok()) {
-    return st;
-  }
+  if (auto st = RecordDecision(&*f, d); !st.ok()) return st;
   Put(change.batch.get(), *f);
   if (d.approved()) change.batch->Put(kEvidenceRequestsFamily, GrantKey(d.grant_id()), f->key);
   NameRequest("evidence.decide", *s, ev);
@@ -687,6 +687,7 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
   auto lock = CaseLock::Acquire(cases_, s->case_id());
   if (!lock.ok()) return Busy(s->case_id());
   if (auto again = Read(key); again.ok()) *f = *std::move(again);
+  s = f->record.mutable_summary();
   auto item = std::find_if(s->granted().begin(), s->granted().end(),
                            [&](const v1::GrantedItem& g) { return g.item_id() == req.item_id(); });
   if (item == s->granted().end()) {
@@ -774,9 +775,14 @@ void EvidenceRequests::FetchGranted(
           ": only an approved request can be fetched")));
       return;
     }
+    auto decision = OpenDecision(*f);
+    if (!decision.ok()) {
+      done(decision.status());
+      return;
+    }
     v1::FetchGrantedResponse resp;
     resp.set_case_id(s.case_id());
-    for (const auto& item : s.granted()) {
+    for (const auto& item : decision->items()) {
       ev.set_actor_org(caller.org);
       auto fetched = FetchItem(*f, item, ev);
       if (!fetched.ok()) {
@@ -925,8 +931,9 @@ absl::StatusOr<uint64_t> EvidenceRequests::StoreFetched(const Found& f, const v1
   if (!c.ok()) return c.status();
   auto record = Read(f.key);
   if (!record.ok()) return record.status();
-  auto conditions = OpenConditions(*record);
-  if (!conditions.ok()) return conditions.status();
+  auto decision = OpenDecision(*record);
+  if (!decision.ok()) return decision.status();
+  const auto& conditions = decision->conditions();
   v1::EvidenceItem* e = c->add_evidence();
   e->set_id(evidence_id);
   e->set_file_name(item.file_name());
@@ -938,7 +945,7 @@ absl::StatusOr<uint64_t> EvidenceRequests::StoreFetched(const Found& f, const v1
   e->set_received_from(s.peer_org());
   e->set_grant_id(s.grant_id());
   e->set_holder_item_id(item.item_id());
-  for (const auto& cond : *conditions) e->add_conditions(cond);
+  for (const auto& cond : conditions) e->add_conditions(cond);
   e->set_holder_receipt(receipt.SerializeAsString());
   *stored = *e;
   c->set_updated_at(e->added_at());

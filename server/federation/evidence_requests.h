@@ -127,8 +127,10 @@ class EvidenceRequests {
                                    const std::string& text) const;
   absl::StatusOr<std::string> Open(const Found& f, const std::string& what,
                                    const std::string& sealed) const;
-  absl::StatusOr<std::vector<std::string>> OpenConditions(const Found& f) const;
-  absl::Status SealConditions(Found* f, const std::vector<std::string>& conditions) const;
+  // The decision `d` into `f`: its state and grant in the summary (items by
+  // id, size and digest only), its conditions and items whole, sealed.
+  absl::Status RecordDecision(Found* f, const v1::EvidenceDecision& d) const;
+  absl::StatusOr<v1::EvidenceDecision> OpenDecision(const Found& f) const;
   // Steps of PrepareRequest, Apply and PrepareDecision.
   absl::StatusOr<v1::ReferralLink> LinkWith(const v1::Case& c, const std::string& holder) const;
   absl::StatusOr<std::vector<v1::GrantedItem>> HeldItems(const v1::Case& c, bool all,
