@@ -623,7 +623,8 @@ TEST_F(EvidenceRequestsTest, ApproveAllGrantsEveryItemAndTheFetchIsVerifiedAndRe
     EXPECT_EQ(got.expires_at(), Rfc3339(decided_at + absl::Hours(24 * 30)));  // the default
     EXPECT_EQ(got.max_fetches(), 3u);                                         // the default
     EXPECT_EQ(got.decided_by(), absl::StrCat(kHolder, "/user/appr"));
-    EXPECT_EQ(got.conditions_size(), 0);  // free text: shown in detail only
+    // Free text (the conditions, file names) is shown in detail (GetEvidenceRequest).
+
     const Summary detailed = DetailAt(kRequester, er).summary();
     EXPECT_EQ(DetailAt(kHolder, er).summary().conditions().size(), 2);
     ASSERT_EQ(detailed.conditions_size(), 2);
@@ -636,6 +637,11 @@ TEST_F(EvidenceRequestsTest, ApproveAllGrantsEveryItemAndTheFetchIsVerifiedAndRe
       ASSERT_EQ(uploaded.count(g.item_id()), 1u) << g.item_id();
       EXPECT_EQ(g.sha256(), uploaded[g.item_id()]->sha256);
       EXPECT_EQ(g.size(), uploaded[g.item_id()]->data.size());
+    }
+    ASSERT_EQ(detailed.granted_size(), 2);
+    for (const v1::GrantedItem& g : detailed.granted()) {
+      ASSERT_EQ(uploaded.count(g.item_id()), 1u) << g.item_id();
+      EXPECT_EQ(g.sha256(), uploaded[g.item_id()]->sha256);
       EXPECT_EQ(g.file_name(), uploaded[g.item_id()]->file_name);
     }
 
