@@ -1524,6 +1524,16 @@ TEST_F(EvidenceRequestsTest,
 TEST_F(EvidenceRequestsTest, EachRuleOfARequestBrokenAloneIsRefusedAndRecorded) {
   const Linked l = Link(false);
   const Uploaded a = Upload(kHolder, l.holder_case, "a.txt", Payload("alpha", 500));
+  // A case of the requester's, referred to the holder, then erased.
+  const Linked erased = Link(true);
+  {
+    v1::EraseCaseRequest erase;
+    erase.set_id(erased.requester_case);
+    erase.set_reason("the worker withdrew consent");
+    v1::EraseCaseResponse resp;
+    grpc::Status s = fed_.Cases(kRequester, "appr")->EraseCase(Ctx().get(), erase, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
   const absl::Time now = Now();
   struct Row {
     std::string name;
@@ -1575,6 +1585,8 @@ TEST_F(EvidenceRequestsTest, EachRuleOfARequestBrokenAloneIsRefusedAndRecorded) 
        grpc::StatusCode::PERMISSION_DENIED},
       {"unknown case", [&](auto& r) { r.set_case_id("C-000000000000"); },
        grpc::StatusCode::NOT_FOUND},
+      {"erased case", [&](auto& r) { r.set_case_id(erased.requester_case); },
+       grpc::StatusCode::FAILED_PRECONDITION},
       {"deadline in the past", [&](auto& r) { r.set_deadline(Rfc3339(now - absl::Minutes(1))); },
        grpc::StatusCode::INVALID_ARGUMENT},
       {"deadline more than 90 days on",
