@@ -214,6 +214,9 @@ struct PeerFetch {
   v1::GrantedItem item;
   std::string data;
   v1::FetchReceipt receipt;
+  // The stream's messages in order: 'i' item, 'd' data, 'r' receipt ('?' anything else).
+  std::string shape;
+  size_t largest_chunk = 0;
 };
 
 class EvidenceRequestsTest : public ::testing::Test {
@@ -430,8 +433,13 @@ class EvidenceRequestsTest : public ::testing::Test {
     PeerFetch out;
     v1::FetchEvidenceChunk chunk;
     while (reader->Read(&chunk)) {
+      const bool item = chunk.has_item(), receipt = chunk.has_receipt(),
+                 data = !chunk.data().empty();
+      // 'i' the item (with or without the first data), 'd' data, 'r' the receipt alone.
+      out.shape += item && !receipt ? 'i' : receipt && !item && !data ? 'r' : data ? 'd' : '?';
       if (chunk.has_item()) out.item = chunk.item();
       if (chunk.has_receipt()) out.receipt = chunk.receipt();
+      out.largest_chunk = std::max(out.largest_chunk, chunk.data().size());
       out.data += chunk.data();
     }
     out.status = reader->Finish();
@@ -1256,7 +1264,7 @@ TEST_F(EvidenceRequestsTest, AnApproverOfAnotherOrgCanNeitherSeeNorDecideAReques
 
 TEST_F(EvidenceRequestsTest, AGrantIdPresentedByAnotherOrgsNodeServesNothing) {
   const Linked l = Link(false);
-  const Uploaded a = Upload(kHolder, l.holder_case, "a.txt", Payload("alpha", 500));
+  const Uploaded a = Upload(kHolder, l.holder_case, "a.txt", Payload("alpha", 150000));
   const std::string er = Requested(RequestOf(l, {a}));
   ASSERT_FALSE(er.empty());
   const std::string grant = Decided(Approval(er)).grant_id();
@@ -1306,17 +1314,38 @@ TEST_F(EvidenceRequestsTest, AGrantIdPresentedByAnotherOrgsNodeServesNothing) {
       return false;
     })) << "the refusal was not recorded";
   }
+  // At the requester, only a prosecutor fetches.
+  for (const char* user : {"cw", "appr", "aud"}) {
+    v1::FetchGrantedRequest req;
+    req.set_request_id(er);
+    v1::FetchGrantedResponse resp;
+    grpc::Status s = Evidence(kRequester, user)->Fetch(Ctx().get(), req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << user;
+    EXPECT_EQ(resp.items_size(), 0);
+  }
   // The grantee is not harmed: its own fetch still works, as fetch 1 of 3.
   v1::FetchGrantedResponse fetched;
   grpc::Status s = Fetch(er, &fetched);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(fetched.items_size(), 1);
+  // What the grantee's node is sent: the item, its data in chunks of at most
+  // 64 KiB, then the signed receipt.
+  const PeerFetch direct = PeerFetchAs(kRequester, grant, a.id);
+  ASSERT_TRUE(direct.status.ok()) << direct.status.error_message();
+  EXPECT_EQ(direct.data, a.data);
+  EXPECT_LE(direct.largest_chunk, 64u * 1024u);
+  // The item first (it may carry the first chunk), then data, the receipt last.
+  EXPECT_TRUE(direct.shape == "iddr" || direct.shape == "idddr") << direct.shape;
+  EXPECT_EQ(direct.item.sha256(), a.sha256);
+  EXPECT_EQ(VerifiedReceipt(direct.receipt.SerializeAsString()).fetch_number(), 2u);
+  int n = 0;
   for (const auto& e : WithAction(Since(kHolder, h0), "evidence.serve")) {
-    if (e.outcome() == v1::ACCESS_OUTCOME_ALLOWED) {
-      EXPECT_TRUE(absl::StartsWith(e.reason(), absl::StrCat("grant ", grant, " "))) << e.reason();
-      EXPECT_TRUE(absl::EndsWith(e.reason(), "fetch 1 of 3")) << e.reason();
-    }
+    if (e.outcome() != v1::ACCESS_OUTCOME_ALLOWED) continue;
+    ++n;
+    EXPECT_TRUE(absl::StartsWith(e.reason(), absl::StrCat("grant ", grant, " "))) << e.reason();
+    EXPECT_TRUE(absl::EndsWith(e.reason(), absl::StrCat("fetch ", n, " of 3"))) << e.reason();
   }
+  EXPECT_EQ(n, 2);
 }
 
 // ---- Chain of custody -----------------------------------------------------------
