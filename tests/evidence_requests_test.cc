@@ -1172,6 +1172,67 @@ TEST_F(EvidenceRequestsTest, AnOrgOfAKindTheAgreementDoesNotAllowCannotRequest) 
   EXPECT_EQ(received[0].actor_org(), kThird);
 }
 
+// The holder's own checks of a request envelope, each broken alone by a
+// requester's node that sends what its user interface never would: refused,
+// one denied envelope.receive entry, nothing listed.
+TEST_F(EvidenceRequestsTest, TheHolderRefusesARequestEnvelopeBreakingAnyOfItsRules) {
+  const Linked l = Link(true);
+  const Uploaded a = Upload(kHolder, l.holder_case, "a.txt", Payload("alpha", 500));
+  const Uploaded elsewhere =
+      Upload(kHolder, CreateCase(fed_, kHolder, {}), "b.txt", Payload("bravo", 500));
+  struct Row {
+    std::string name;
+    std::function<void(v1::EnvelopePayload&)> edit;
+  };
+  auto body = [](v1::EnvelopePayload& p) { return p.mutable_evidence_request(); };
+  const std::vector<Row> rows = {
+      {"asked by a caseworker", [&](auto& p) { body(p)->set_requester_role(v1::ROLE_CASEWORKER); }},
+      {"asked by nobody's role",
+       [&](auto& p) { body(p)->set_requester_role(v1::ROLE_UNSPECIFIED); }},
+      {"asked in another org's name",
+       [&](auto& p) { body(p)->set_requested_by(absl::StrCat(kThird, "/user/pros")); }},
+      {"an item of another case", [&](auto& p) { body(p)->add_item_ids(elsewhere.id); }},
+      {"an item that does not exist", [&](auto& p) { body(p)->add_item_ids("E-000000000000"); }},
+      {"a legal basis of 2001 characters",
+       [&](auto& p) { body(p)->set_legal_basis(std::string(2001, 'b')); }},
+      {"a legal basis with control characters",
+       [&](auto& p) { body(p)->set_legal_basis("art. 14\x1b[2J"); }},
+      {"no legal basis", [&](auto& p) { body(p)->clear_legal_basis(); }},
+      {"a deadline that is not a time", [&](auto& p) { body(p)->set_deadline("tomorrow"); }},
+      {"a purpose the agreement does not cover", [&](auto& p) { p.set_purpose("legal-aid"); }},
+      {"an agreement not binding the holder", [&](auto& p) { p.set_agreement(kPairMla); }},
+      {"an agreement without evidence requesters",
+       [&](auto& p) {
+         p.set_agreement(kAgreement);
+         p.set_purpose(kPurpose);
+       }},
+      {"a request id that is not one", [&](auto& p) { body(p)->set_request_id("ER 1/2"); }},
+  };
+  const uint64_t h0 = Mark(kHolder);
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    v1::EnvelopePayload p = CraftedRequest(kRequester, l.referral_id, {a});
+    row.edit(p);
+    const uint64_t before = Mark(kHolder);
+    grpc::Status s = Deliver(Sign(p), kRequester, kHolder);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+    const auto entries = Since(kHolder, before);
+    const auto received = WithAction(entries, "envelope.receive");
+    ASSERT_EQ(received.size(), 1u);
+    EXPECT_EQ(received[0].outcome(), v1::ACCESS_OUTCOME_DENIED);
+    EXPECT_EQ(received[0].actor_org(), kRequester);
+    EXPECT_FALSE(received[0].reason().empty());
+  }
+  EXPECT_TRUE(ListAt(kHolder).empty());
+  EXPECT_TRUE(CountsSince(kHolder, h0).empty()) << Show(CountsSince(kHolder, h0));
+  // The same envelope, rules kept: taken.
+  grpc::Status s =
+      Deliver(Sign(CraftedRequest(kRequester, l.referral_id, {a})), kRequester, kHolder);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(ListAt(kHolder).size(), 1u);
+}
+
 TEST_F(EvidenceRequestsTest, ACaseWithNoReferralExchangedWithTheHolderCannotBeTheSubject) {
   // A case of the requester's own, never referred; one referred to the NGO only.
   const std::string own = CreateCase(fed_, kRequester, {});
