@@ -131,7 +131,14 @@ class EvidenceRequests {
   // id, size and digest only), its conditions and items whole, sealed.
   absl::Status RecordDecision(Found* f, const v1::EvidenceDecision& d) const;
   absl::StatusOr<v1::EvidenceDecision> OpenDecision(const Found& f) const;
-  // Steps of PrepareRequest, Apply and PrepareDecision.
+  // Steps of PrepareRequest, Apply and PrepareDecision. The request's body
+  // (its referral id a placeholder until the case is read); the record of
+  // the request `p` carries, about local case `case_id`, with its legal basis
+  // sealed.
+  absl::StatusOr<v1::EvidenceRequest> RequestBody(const Principal& caller,
+                                                  const v1::RequestEvidenceRequest& req) const;
+  absl::StatusOr<Found> RecordOf(const std::string& key, const v1::EnvelopePayload& p,
+                                 const std::string& case_id) const;
   absl::StatusOr<v1::ReferralLink> LinkWith(const v1::Case& c, const std::string& holder) const;
   absl::StatusOr<std::vector<v1::GrantedItem>> HeldItems(const v1::Case& c, bool all,
                                                          const std::vector<std::string>& ids) const;
@@ -141,6 +148,10 @@ class EvidenceRequests {
                                        const std::string& key);
   absl::Status Grant(const v1::DecideEvidenceRequest& req, const v1::Case& c, Found* f,
                      v1::EvidenceDecision* d) const;
+  // Holder: reads every chunk of `item` of case `case_id` into `chunks` and
+  // checks size and SHA-256 against the grant (DATA_LOSS otherwise).
+  absl::Status ReadIntact(const std::string& case_id, const v1::GrantedItem& item,
+                          std::vector<std::string>* chunks) const;
   // Requester: one item.
   absl::StatusOr<v1::FetchedItem> FetchItem(const Found& f, const v1::GrantedItem& item,
                                             v1::AccessEvent ev);
