@@ -755,6 +755,10 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
     return absl::PermissionDeniedError(
         absl::StrCat("grant ", req.grant_id(), " does not cover evidence ", req.item_id()));
   }
+  if (cases_->IsErased(s->case_id())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the case evidence ", req.item_id(), " belonged to was erased; it can no longer be given"));
+  }
   if (Now() >= absl::FromUnixSeconds(f->record.expires_unix())) {
     return absl::PermissionDeniedError(absl::StrCat("grant ", req.grant_id(), " expired at ",
                                                     s->expires_at(),
