@@ -817,6 +817,10 @@ absl::Status EvidenceRequests::ReadIntact(const std::string& case_id, const v1::
   return absl::OkStatus();
 }
 
+void EvidenceRequests::WaitForStreams() const {
+  while (live_streams_.load() > 0) absl::SleepFor(absl::Milliseconds(1));
+}
+
 v1::FetchReceipt EvidenceRequests::SignFetchReceipt(const v1::FetchReceiptBody& body) const {
   v1::FetchReceipt r;
   r.set_body(body.SerializeAsString());

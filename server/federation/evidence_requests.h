@@ -23,6 +23,7 @@
 #ifndef CORRIDOR_SERVER_FEDERATION_EVIDENCE_REQUESTS_H_
 #define CORRIDOR_SERVER_FEDERATION_EVIDENCE_REQUESTS_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <set>
@@ -97,6 +98,12 @@ class EvidenceRequests {
   absl::StatusOr<Serving> PrepareServe(const Principal& caller, const v1::FetchEvidenceRequest& req,
                                        v1::AccessEvent* ev);
   v1::FetchReceipt SignFetchReceipt(const v1::FetchReceiptBody& body) const;
+  // FetchEvidence streams alive: gRPC may run a stream's last callback after
+  // the server's Shutdown returned, so the node waits for them
+  // (WaitForStreams) before what they use goes.
+  void StreamStarted() { live_streams_.fetch_add(1); }
+  void StreamDone() { live_streams_.fetch_sub(1); }
+  void WaitForStreams() const;
 
   // Requester: fetches every granted item of request `request_id` not yet
   // fetched, one at a time; records each fetch (or its failure). Blocks: runs
@@ -176,6 +183,7 @@ class EvidenceRequests {
   rocksdb::ColumnFamilyHandle* family_;
   const Clock* clock_;
   std::unique_ptr<Executor> fetches_;
+  std::atomic<int> live_streams_{0};
   // Keys of received requests being written (a second envelope reusing the id waits).
   mutable absl::Mutex mu_;
   std::set<std::string> receiving_ ABSL_GUARDED_BY(mu_);
