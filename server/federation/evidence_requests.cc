@@ -391,6 +391,7 @@ absl::StatusOr<v1::EvidenceRequest> EvidenceRequests::RequestBody(
     return absl::InvalidArgumentError("the holder is this org: read the evidence directly");
   }
   if (auto st = ValidateIdentifier("the case id", req.case_id()); !st.ok()) return st;
+  if (auto st = ValidateIdentifier("the agreement", req.agreement()); !st.ok()) return st;
   auto roster = identity_->roster();
   if (!IsMember(*roster, req.holder_org())) {
     return absl::NotFoundError(
