@@ -114,6 +114,7 @@ absl::Status RunEvidenceList(Context& c) {
                     i.added_at() + " by " + i.added_by()});
   }
   PrintTable(c.out, rows);
+  for (const auto& i : resp.items()) PrintConditions(c.out, i);
   return absl::OkStatus();
 }
 
@@ -131,10 +132,20 @@ absl::Status RunEvidenceGet(Context& c) {
   if (auto st = WriteFileAtomically(c.args.Get("out"), got->data, 0600); !st.ok()) return st;
   c.out << "saved " << Printable(got->item.file_name()) << " (" << got->item.size()
         << " bytes, SHA-256 verified) to " << Printable(c.args.Get("out")) << "\n";
+  PrintConditions(c.out, got->item);
   return absl::OkStatus();
 }
 
 }  // namespace
+
+void PrintConditions(std::ostream& out, const v1::EvidenceItem& item) {
+  if (item.received_from().empty() && item.conditions_size() == 0) return;
+  out << "evidence " << Printable(item.id()) << " was given by " << Printable(item.received_from())
+      << " under grant " << Printable(item.grant_id()) << ". Conditions of use:\n";
+  for (int i = 0; i < item.conditions_size(); ++i) {
+    out << "  " << (i + 1) << ". " << Printable(item.conditions(i)) << "\n";
+  }
+}
 
 absl::StatusOr<DownloadedEvidence> DownloadEvidence(const Connection& conn,
                                                     const std::string& case_id,

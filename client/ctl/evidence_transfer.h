@@ -27,6 +27,11 @@ absl::StatusOr<DownloadedEvidence> DownloadEvidence(const Connection& conn,
                                                     const std::string& evidence_id,
                                                     const std::string& purpose, std::ostream& err);
 
+// For evidence received under another org's grant (docs/evidence.md): who
+// gave it, under which grant, and the grant's conditions of use, numbered.
+// Prints nothing for evidence of this org's own.
+void PrintConditions(std::ostream& out, const v1::EvidenceItem& item);
+
 }  // namespace corridor::ctl
 
 #endif  // CORRIDOR_CLIENT_CTL_EVIDENCE_TRANSFER_H_

@@ -88,6 +88,76 @@ absl::Status Busy(const std::string& case_id) {
       absl::StrCat("case ", case_id, " is being changed by another call; try again"));
 }
 
+// What a fetch has received so far, staged in sealed chunks of
+// kEvidenceChunkSize as it arrives and checked against the grant's item.
+class Incoming {
+ public:
+  Incoming(CaseStore* cases, std::string case_id, std::string evidence_id,
+           const v1::GrantedItem& item)
+      : cases_(cases),
+        case_id_(std::move(case_id)),
+        evidence_id_(std::move(evidence_id)),
+        item_(item) {}
+
+  // One message of the stream: the item first, then data, then the receipt.
+  absl::Status Take(const v1::FetchEvidenceChunk& msg) {
+    if (first_ != msg.has_item() || receipt_.has_value() ||
+        msg.data().size() > kEvidenceChunkSize) {
+      return absl::DataLossError("the holder's stream is malformed");
+    }
+    first_ = false;
+    if (msg.has_item() &&
+        (msg.item().sha256() != item_.sha256() || msg.item().size() != item_.size())) {
+      return absl::DataLossError("the holder describes the item differently from its grant");
+    }
+    if (msg.has_receipt()) receipt_ = msg.receipt();
+    size_ += msg.data().size();
+    if (size_ > item_.size()) {
+      return absl::DataLossError("the holder sent more than the granted item's size");
+    }
+    hasher_.Update(msg.data());
+    pending_ += msg.data();
+    while (pending_.size() >= kEvidenceChunkSize) {
+      if (auto st = cases_->StageEvidenceChunk(case_id_, evidence_id_, chunk_++,
+                                               pending_.substr(0, kEvidenceChunkSize));
+          !st.ok()) {
+        return st;
+      }
+      pending_.erase(0, kEvidenceChunkSize);
+    }
+    return absl::OkStatus();
+  }
+
+  // The stream ended: the rest is staged, and size and digest must match.
+  absl::Status Finish() {
+    if (!pending_.empty() || chunk_ == 0) {
+      if (auto st = cases_->StageEvidenceChunk(case_id_, evidence_id_, chunk_++, pending_);
+          !st.ok()) {
+        return st;
+      }
+    }
+    if (size_ != item_.size() || DigestBytes(hasher_.Finish()) != item_.sha256()) {
+      return absl::DataLossError(
+          absl::StrCat("digest mismatch: what was sent for evidence ", item_.item_id(),
+                       " does not match the SHA-256 its grant records; nothing was kept"));
+    }
+    return absl::OkStatus();
+  }
+
+  const std::optional<v1::FetchReceipt>& receipt() const { return receipt_; }
+
+ private:
+  CaseStore* cases_;
+  const std::string case_id_, evidence_id_;
+  const v1::GrantedItem item_;
+  Sha256Hasher hasher_;
+  std::string pending_;
+  uint64_t size_ = 0;
+  uint32_t chunk_ = 0;
+  bool first_ = true;
+  std::optional<v1::FetchReceipt> receipt_;
+};
+
 }  // namespace
 
 EvidenceRequests::EvidenceRequests(const v1::NodeConfig& config,
@@ -314,16 +384,15 @@ absl::StatusOr<v1::ReferralLink> EvidenceRequests::LinkWith(const v1::Case& c,
       "holder"));
 }
 
-absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareRequest(
-    const Principal& caller, const v1::RequestEvidenceRequest& req,
-    v1::RequestEvidenceResponse* resp, v1::AccessEvent* ev) {
+absl::StatusOr<v1::EvidenceRequest> EvidenceRequests::RequestBody(
+    const Principal& caller, const v1::RequestEvidenceRequest& req) const {
   if (auto st = ValidateIdentifier("the holder", req.holder_org()); !st.ok()) return st;
-  auto roster = identity_->roster();
-  if (IsMember(*roster, req.holder_org())) ev->set_peer_org(req.holder_org());
   if (req.holder_org() == config_.org()) {
     return absl::InvalidArgumentError("the holder is this org: read the evidence directly");
   }
   if (auto st = ValidateIdentifier("the case id", req.case_id()); !st.ok()) return st;
+  if (auto st = ValidateIdentifier("the agreement", req.agreement()); !st.ok()) return st;
+  auto roster = identity_->roster();
   if (!IsMember(*roster, req.holder_org())) {
     return absl::NotFoundError(
         absl::StrCat("the holder \"", req.holder_org(), "\" is not a member of the federation"));
@@ -344,50 +413,67 @@ absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareRequest(
   body.set_requested_by(caller.Name());
   body.set_requester_role(v1::ROLE_PROSECUTOR);
   body.set_request_id(NewId("ER-"));
-  body.set_referral_id("REF-000000000000");  // checked below with the real one
+  body.set_referral_id("REF-000000000000");  // the caller's link, once the case is read
   if (auto st = ValidateEvidenceRequestBody(body, config_.org()); !st.ok()) return st;
+  return body;
+}
+
+absl::StatusOr<EvidenceRequests::Found> EvidenceRequests::RecordOf(
+    const std::string& key, const v1::EnvelopePayload& p, const std::string& case_id) const {
+  const v1::EvidenceRequest& r = p.evidence_request();
+  const bool outgoing = p.sender_org() == config_.org();
+  Found f{key, {}};
+  v1::EvidenceRequestSummary* s = f.record.mutable_summary();
+  s->set_request_id(r.request_id());
+  s->set_outgoing(outgoing);
+  s->set_peer_org(outgoing ? p.recipient_org() : p.sender_org());
+  s->set_case_id(case_id);
+  s->set_agreement(p.agreement());
+  s->set_purpose(p.purpose());
+  s->set_deadline(r.deadline());
+  s->set_urgent(r.urgent());
+  s->set_state(v1::EVIDENCE_REQUEST_STATE_PENDING);
+  s->set_requested_at(Rfc3339(Now()));
+  s->set_requested_by(r.requested_by());
+  *s->mutable_item_ids() = r.item_ids();
+  s->set_all(r.all());
+  f.record.set_referral_id(r.referral_id());
+  f.record.set_envelope_id(p.envelope_id());
+  auto deadline = ParseRfc3339("the deadline", r.deadline());
+  if (!deadline.ok()) return deadline.status();
+  f.record.set_deadline_unix(absl::ToUnixSeconds(*deadline));
+  auto basis = Seal(f, "basis", r.legal_basis());
+  if (!basis.ok()) return basis.status();
+  f.record.set_sealed_legal_basis(*basis);
+  return f;
+}
+
+absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareRequest(
+    const Principal& caller, const v1::RequestEvidenceRequest& req,
+    v1::RequestEvidenceResponse* resp, v1::AccessEvent* ev) {
+  if (IsMember(*identity_->roster(), req.holder_org())) ev->set_peer_org(req.holder_org());
+  auto body = RequestBody(caller, req);
+  if (!body.ok()) return body.status();
   auto lock = CaseLock::Acquire(cases_, req.case_id());
   if (!lock.ok()) return Busy(req.case_id());
   auto c = cases_->Get(req.case_id());
   if (!c.ok()) return c.status();
   auto link = LinkWith(*c, req.holder_org());
   if (!link.ok()) return link.status();
-  body.set_referral_id(link->referral_id());
-
+  body->set_referral_id(link->referral_id());
   v1::EnvelopePayload payload =
       exchange_->NewPayload(req.holder_org(), req.agreement(), req.purpose());
-  *payload.mutable_evidence_request() = body;
+  *payload.mutable_evidence_request() = *body;
   Change change{std::make_unique<ledger::Mutation>(), *std::move(lock), {}};
   auto queued = exchange_->Enqueue(change.batch.get(), payload, kRequestKind, c->id(), "");
   if (!queued.ok()) return queued.status();
-
-  Found f{OutKey(body.request_id()), {}};
-  v1::EvidenceRequestSummary* s = f.record.mutable_summary();
-  s->set_request_id(body.request_id());
-  s->set_outgoing(true);
-  s->set_peer_org(req.holder_org());
-  s->set_case_id(c->id());
-  s->set_agreement(req.agreement());
-  s->set_purpose(req.purpose());
-  s->set_deadline(body.deadline());
-  s->set_urgent(body.urgent());
-  s->set_state(v1::EVIDENCE_REQUEST_STATE_PENDING);
-  s->set_requested_at(Rfc3339(Now()));
-  s->set_requested_by(caller.Name());
-  *s->mutable_item_ids() = body.item_ids();
-  s->set_all(body.all());
-  f.record.set_referral_id(link->referral_id());
-  f.record.set_deadline_unix(absl::ToUnixSeconds(*deadline));
-  f.record.set_envelope_id(payload.envelope_id());
-  auto basis = Seal(f, "basis", body.legal_basis());
-  if (!basis.ok()) return basis.status();
-  f.record.set_sealed_legal_basis(*basis);
-  Put(change.batch.get(), f);
-
-  NameRequest("evidence.request", *s, ev);
-  resp->set_request_id(body.request_id());
+  auto f = RecordOf(OutKey(body->request_id()), payload, c->id());
+  if (!f.ok()) return f.status();
+  Put(change.batch.get(), *f);
+  NameRequest("evidence.request", f->record.summary(), ev);
+  resp->set_request_id(body->request_id());
   resp->set_envelope_id(payload.envelope_id());
-  resp->set_deadline(body.deadline());
+  resp->set_deadline(body->deadline());
   return change;
 }
 
@@ -437,31 +523,7 @@ absl::StatusOr<EvidenceRequests::Found> EvidenceRequests::ReceivedRecord(
   const v1::EvidenceRequest& r = p.evidence_request();
   auto items = HeldItems(c, r.all(), {r.item_ids().begin(), r.item_ids().end()});
   if (!items.ok()) return items.status();
-  Found f{key, {}};
-  v1::EvidenceRequestSummary* s = f.record.mutable_summary();
-  s->set_request_id(r.request_id());
-  s->set_outgoing(false);
-  s->set_peer_org(p.sender_org());
-  s->set_case_id(c.id());
-  s->set_agreement(p.agreement());
-  s->set_purpose(p.purpose());
-  s->set_deadline(r.deadline());
-  s->set_urgent(r.urgent());
-  s->set_state(v1::EVIDENCE_REQUEST_STATE_PENDING);
-  s->set_requested_at(Rfc3339(Now()));
-  s->set_requested_by(r.requested_by());
-  *s->mutable_item_ids() = r.item_ids();
-  s->set_all(r.all());
-  f.record.set_referral_id(r.referral_id());
-  f.record.set_envelope_id(p.envelope_id());
-  absl::Time deadline;
-  std::string err;
-  absl::ParseTime(absl::RFC3339_full, r.deadline(), &deadline, &err);
-  f.record.set_deadline_unix(absl::ToUnixSeconds(deadline));
-  auto basis = Seal(f, "basis", r.legal_basis());
-  if (!basis.ok()) return basis.status();
-  f.record.set_sealed_legal_basis(*basis);
-  return f;
+  return RecordOf(key, p, c.id());
 }
 
 Exchange::Applied EvidenceRequests::ApplyRequest(const v1::EnvelopePayload& p) {
@@ -694,6 +756,10 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
     return absl::PermissionDeniedError(
         absl::StrCat("grant ", req.grant_id(), " does not cover evidence ", req.item_id()));
   }
+  if (cases_->IsErased(s->case_id())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the case evidence ", req.item_id(), " belonged to was erased; it can no longer be given"));
+  }
   if (Now() >= absl::FromUnixSeconds(f->record.expires_unix())) {
     return absl::PermissionDeniedError(absl::StrCat("grant ", req.grant_id(), " expired at ",
                                                     s->expires_at(),
@@ -708,27 +774,9 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
   Serving out;
   out.item = *item;
   ev->set_payload_sha256(item->sha256());
-  Sha256Hasher hasher;
-  uint64_t size = 0;
-  const uint32_t chunks = static_cast<uint32_t>(
-      std::max<uint64_t>(1, (item->size() + kEvidenceChunkSize - 1) / kEvidenceChunkSize));
-  for (uint32_t i = 0; i < chunks; ++i) {
-    auto chunk = cases_->ReadEvidenceChunk(s->case_id(), item->item_id(), i);
-    if (!chunk.ok()) {
-      return absl::DataLossError(absl::StrCat("evidence ", item->item_id(),
-                                              " cannot be read intact (chunk ", i,
-                                              "): digest mismatch; nothing was sent"));
-    }
-    size += chunk->size();
-    hasher.Update(*chunk);
-    out.chunks.push_back(*std::move(chunk));
-  }
-  if (size != item->size() || DigestBytes(hasher.Finish()) != item->sha256()) {
-    return absl::DataLossError(absl::StrCat("evidence ", item->item_id(),
-                                            " does not match the SHA-256 recorded at upload: "
-                                            "digest mismatch; nothing was sent"));
-  }
+  if (auto st = ReadIntact(s->case_id(), *item, &out.chunks); !st.ok()) return st;
   (*f->record.mutable_fetches())[req.item_id()] = done + 1;
+  s->set_fetches(s->fetches() + 1);
   out.change = Change{std::make_unique<ledger::Mutation>(), *std::move(lock), {}};
   Put(out.change.batch.get(), *f);
   ev->set_reason(absl::StrCat("grant ", req.grant_id(), " request ", s->request_id(), ": fetch ",
@@ -743,6 +791,35 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
   r.set_requester_org(caller.org);
   r.set_time_unix(absl::ToUnixSeconds(Now()));
   return out;
+}
+
+absl::Status EvidenceRequests::ReadIntact(const std::string& case_id, const v1::GrantedItem& item,
+                                          std::vector<std::string>* chunks) const {
+  Sha256Hasher hasher;
+  uint64_t size = 0;
+  const uint64_t count =
+      std::max<uint64_t>(1, (item.size() + kEvidenceChunkSize - 1) / kEvidenceChunkSize);
+  for (uint32_t i = 0; i < count; ++i) {
+    auto chunk = cases_->ReadEvidenceChunk(case_id, item.item_id(), i);
+    if (!chunk.ok()) {
+      return absl::DataLossError(absl::StrCat("evidence ", item.item_id(),
+                                              " cannot be read intact (chunk ", i,
+                                              "): digest mismatch; nothing was sent"));
+    }
+    size += chunk->size();
+    hasher.Update(*chunk);
+    chunks->push_back(*std::move(chunk));
+  }
+  if (size != item.size() || DigestBytes(hasher.Finish()) != item.sha256()) {
+    return absl::DataLossError(absl::StrCat("evidence ", item.item_id(),
+                                            " does not match the SHA-256 recorded at upload: "
+                                            "digest mismatch; nothing was sent"));
+  }
+  return absl::OkStatus();
+}
+
+void EvidenceRequests::WaitForStreams() const {
+  while (live_streams_.load() > 0) absl::SleepFor(absl::Milliseconds(1));
 }
 
 v1::FetchReceipt EvidenceRequests::SignFetchReceipt(const v1::FetchReceiptBody& body) const {
@@ -845,58 +922,21 @@ absl::StatusOr<v1::FetchReceipt> EvidenceRequests::Download(const Found& f,
   req.set_grant_id(s.grant_id());
   req.set_item_id(item.item_id());
   auto reader = stub->FetchEvidence(&ctx, req);
+  Incoming in(cases_, case_id, evidence_id, item);
   v1::FetchEvidenceChunk msg;
-  Sha256Hasher hasher;
-  std::string pending;
-  uint64_t size = 0;
-  uint32_t chunk = 0;
-  std::optional<v1::FetchReceipt> receipt;
-  bool first = true;
   while (reader->Read(&msg)) {
-    if (first != msg.has_item() || receipt.has_value() || msg.data().size() > kEvidenceChunkSize) {
+    if (auto st = in.Take(msg); !st.ok()) {
       ctx.TryCancel();
       reader->Finish().ok();
-      return absl::DataLossError("the holder's stream is malformed");
-    }
-    first = false;
-    if (msg.has_item() &&
-        (msg.item().sha256() != item.sha256() || msg.item().size() != item.size())) {
-      ctx.TryCancel();
-      reader->Finish().ok();
-      return absl::DataLossError("the holder describes the item differently from its grant");
-    }
-    if (msg.has_receipt()) receipt = msg.receipt();
-    size += msg.data().size();
-    if (size > item.size()) {
-      ctx.TryCancel();
-      reader->Finish().ok();
-      return absl::DataLossError("the holder sent more than the granted item's size");
-    }
-    hasher.Update(msg.data());
-    pending += msg.data();
-    while (pending.size() >= kEvidenceChunkSize) {
-      if (auto st = cases_->StageEvidenceChunk(case_id, evidence_id, chunk++,
-                                               pending.substr(0, kEvidenceChunkSize));
-          !st.ok()) {
-        ctx.TryCancel();
-        reader->Finish().ok();
-        return st;
-      }
-      pending.erase(0, kEvidenceChunkSize);
+      return st;
     }
   }
   grpc::Status status = reader->Finish();
   if (!status.ok()) return FromGrpcStatus(status);
-  if (!pending.empty() || chunk == 0) {
-    if (auto st = cases_->StageEvidenceChunk(case_id, evidence_id, chunk++, pending); !st.ok()) {
-      return st;
-    }
+  if (auto st = in.Finish(); !st.ok()) {
+    return absl::Status(st.code(), absl::StrCat(st.message(), " (from ", s.peer_org(), ")"));
   }
-  if (size != item.size() || DigestBytes(hasher.Finish()) != item.sha256()) {
-    return absl::DataLossError(
-        absl::StrCat("digest mismatch: what ", s.peer_org(), " sent for evidence ", item.item_id(),
-                     " does not match the SHA-256 its grant records; nothing was kept"));
-  }
+  const std::optional<v1::FetchReceipt>& receipt = in.receipt();
   if (!receipt.has_value()) return absl::DataLossError("the holder sent no receipt");
   if (auto st = VerifyFetchReceipt(*receipt, item, f); !st.ok()) return st;
   return *receipt;

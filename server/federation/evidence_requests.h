@@ -23,6 +23,7 @@
 #ifndef CORRIDOR_SERVER_FEDERATION_EVIDENCE_REQUESTS_H_
 #define CORRIDOR_SERVER_FEDERATION_EVIDENCE_REQUESTS_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <set>
@@ -97,6 +98,12 @@ class EvidenceRequests {
   absl::StatusOr<Serving> PrepareServe(const Principal& caller, const v1::FetchEvidenceRequest& req,
                                        v1::AccessEvent* ev);
   v1::FetchReceipt SignFetchReceipt(const v1::FetchReceiptBody& body) const;
+  // FetchEvidence streams alive: gRPC may run a stream's last callback after
+  // the server's Shutdown returned, so the node waits for them
+  // (WaitForStreams) before what they use goes.
+  void StreamStarted() { live_streams_.fetch_add(1); }
+  void StreamDone() { live_streams_.fetch_sub(1); }
+  void WaitForStreams() const;
 
   // Requester: fetches every granted item of request `request_id` not yet
   // fetched, one at a time; records each fetch (or its failure). Blocks: runs
@@ -131,7 +138,14 @@ class EvidenceRequests {
   // id, size and digest only), its conditions and items whole, sealed.
   absl::Status RecordDecision(Found* f, const v1::EvidenceDecision& d) const;
   absl::StatusOr<v1::EvidenceDecision> OpenDecision(const Found& f) const;
-  // Steps of PrepareRequest, Apply and PrepareDecision.
+  // Steps of PrepareRequest, Apply and PrepareDecision. The request's body
+  // (its referral id a placeholder until the case is read); the record of
+  // the request `p` carries, about local case `case_id`, with its legal basis
+  // sealed.
+  absl::StatusOr<v1::EvidenceRequest> RequestBody(const Principal& caller,
+                                                  const v1::RequestEvidenceRequest& req) const;
+  absl::StatusOr<Found> RecordOf(const std::string& key, const v1::EnvelopePayload& p,
+                                 const std::string& case_id) const;
   absl::StatusOr<v1::ReferralLink> LinkWith(const v1::Case& c, const std::string& holder) const;
   absl::StatusOr<std::vector<v1::GrantedItem>> HeldItems(const v1::Case& c, bool all,
                                                          const std::vector<std::string>& ids) const;
@@ -141,6 +155,10 @@ class EvidenceRequests {
                                        const std::string& key);
   absl::Status Grant(const v1::DecideEvidenceRequest& req, const v1::Case& c, Found* f,
                      v1::EvidenceDecision* d) const;
+  // Holder: reads every chunk of `item` of case `case_id` into `chunks` and
+  // checks size and SHA-256 against the grant (DATA_LOSS otherwise).
+  absl::Status ReadIntact(const std::string& case_id, const v1::GrantedItem& item,
+                          std::vector<std::string>* chunks) const;
   // Requester: one item.
   absl::StatusOr<v1::FetchedItem> FetchItem(const Found& f, const v1::GrantedItem& item,
                                             v1::AccessEvent ev);
@@ -165,6 +183,7 @@ class EvidenceRequests {
   rocksdb::ColumnFamilyHandle* family_;
   const Clock* clock_;
   std::unique_ptr<Executor> fetches_;
+  std::atomic<int> live_streams_{0};
   // Keys of received requests being written (a second envelope reusing the id waits).
   mutable absl::Mutex mu_;
   std::set<std::string> receiving_ ABSL_GUARDED_BY(mu_);

@@ -161,6 +161,7 @@ class FetchServer : public grpc::ServerWriteReactor<v1::FetchEvidenceChunk> {
   FetchServer(absl::StatusOr<Principal> caller, const v1::FetchEvidenceRequest& req,
               EvidenceRequests* requests, AccessLog* log)
       : requests_(requests), log_(log) {
+    requests_->StreamStarted();
     if (!caller.ok()) {
       Finish(ToGrpcStatus(caller.status()));
       return;
@@ -185,7 +186,11 @@ class FetchServer : public grpc::ServerWriteReactor<v1::FetchEvidenceChunk> {
     if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the requester went away"));
     WriteNext();
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    EvidenceRequests* requests = requests_;
+    delete this;
+    requests->StreamDone();
+  }
 
  private:
   void Recorded(absl::StatusOr<uint64_t> index) {

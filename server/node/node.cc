@@ -948,6 +948,7 @@ void Node::Shutdown(absl::Duration grace) {
   // the streams use goes only once they are gone.
   if (case_service_) case_service_->WaitForStreams();
   if (audit_service_) audit_service_->WaitForStreams();
+  if (evidence_) evidence_->WaitForStreams();
   reflection_.reset();  // waits for its streams
   // Refusals counted but not yet recorded go into the ledger before it closes.
   if (access_log_) access_log_->FlushRefusals();
