@@ -435,12 +435,8 @@ absl::Status RunRosterShow(Context& c) {
     c.out << "agreement " << Printable(a.id()) << ": parties "
           << Printable(absl::StrJoin(a.parties(), ", ")) << "; purposes "
           << Printable(absl::StrJoin(a.purposes(), ", "));
-    std::vector<std::string> kinds;
-    for (int k : a.evidence_requesters()) {
-      kinds.push_back(absl::AsciiStrToLower(
-          absl::StripPrefix(v1::OrgKind_Name(static_cast<v1::OrgKind>(k)), "ORG_KIND_")));
-    }
-    if (!kinds.empty()) c.out << "; evidence may be requested by " << absl::StrJoin(kinds, ", ");
+    const std::string kinds = roster_edit::EvidenceRequesters(a);
+    if (!kinds.empty()) c.out << "; evidence may be requested by " << Printable(kinds);
     c.out << "\n";
   }
   return absl::OkStatus();

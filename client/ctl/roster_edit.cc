@@ -184,9 +184,11 @@ void DescribeMemberChanges(const v1::Member& a, const v1::Member& b,
 }
 
 std::string DescribeAgreement(const v1::Agreement& a) {
+  const std::string requesters = EvidenceRequesters(a);
   return absl::StrCat(a.id(), a.title().empty() ? "" : absl::StrCat(" (", a.title(), ")"),
                       ": parties ", absl::StrJoin(a.parties(), ", "), "; purposes ",
-                      absl::StrJoin(a.purposes(), ", "));
+                      absl::StrJoin(a.purposes(), ", "),
+                      requesters.empty() ? "" : "; evidence may be requested by " + requesters);
 }
 
 void DescribeAgreementChanges(const v1::Roster& before, const v1::Roster& after,
@@ -210,6 +212,12 @@ void DescribeAgreementChanges(const v1::Roster& before, const v1::Roster& after,
     if (list(old.purposes()) != list(ag->purposes()))
       out.push_back(absl::StrCat("agreement ", id, ": purposes ", list(old.purposes()), " → ",
                                  list(ag->purposes())));
+    if (EvidenceRequesters(old) != EvidenceRequesters(*ag)) {
+      auto none = [](const std::string& s) { return s.empty() ? std::string("none") : s; };
+      out.push_back(absl::StrCat("agreement ", id, ": evidence may be requested by ",
+                                 none(EvidenceRequesters(old)), " → ",
+                                 none(EvidenceRequesters(*ag))));
+    }
     if (old.title() != ag->title())
       out.push_back(absl::StrCat("agreement ", id, ": title ", Quoted(old.title()), " → ",
                                  Quoted(ag->title())));
@@ -363,6 +371,12 @@ absl::StatusOr<std::string> RevokeCert(v1::Roster& roster, absl::string_view org
   }
   (*m)->add_revoked_serials(*normal);
   return *normal;
+}
+
+std::string EvidenceRequesters(const v1::Agreement& a) {
+  std::vector<std::string> kinds;
+  for (int k : a.evidence_requesters()) kinds.push_back(KindWord(static_cast<v1::OrgKind>(k)));
+  return absl::StrJoin(kinds, ", ");
 }
 
 absl::Status AddAgreement(v1::Roster& roster, const v1::Agreement& agreement) {

@@ -75,6 +75,10 @@ absl::Status AddAgreement(v1::Roster& roster, const v1::Agreement& agreement);
 // Removes an agreement. NotFound (listing the ids there are) otherwise.
 absl::Status EndAgreement(v1::Roster& roster, absl::string_view id);
 
+// The kinds of member agreement `a` lets request evidence, as words
+// ("prosecutor, inspectorate"); empty if none.
+std::string EvidenceRequesters(const v1::Agreement& a);
+
 // What changes from `before` to `after`, one sentence per change, in the
 // order: version, federation, members added, removed, changed (name,
 // country, kind, endpoint, CA, keys, revoked certificates), agreements added,

@@ -182,6 +182,10 @@ absl::StatusOr<v1::FetchReceiptBody> CheckFetchReceipt(const v1::FetchReceipt& r
   if (m == nullptr) return absl::PermissionDeniedError(absl::StrCat(holder, " is not a member"));
   for (const auto& k : m->signing_keys()) {
     if (k.key_id() != receipt.key_id()) continue;
+    if (k.status() == v1::KEY_STATUS_REVOKED) {
+      return absl::PermissionDeniedError(absl::StrCat("the fetch receipt is signed with key ",
+                                                      k.key_id(), ", which the roster revokes"));
+    }
     auto raw = Base64Decode(k.public_key());
     auto pub =
         raw.ok() ? Ed25519PublicKey::FromRaw(*raw) : absl::StatusOr<Ed25519PublicKey>(raw.status());

@@ -106,9 +106,12 @@ class Incoming {
       return absl::DataLossError("the holder's stream is malformed");
     }
     first_ = false;
-    if (msg.has_item() &&
-        (msg.item().sha256() != item_.sha256() || msg.item().size() != item_.size())) {
-      return absl::DataLossError("the holder describes the item differently from its grant");
+    if (msg.has_item() && msg.item().sha256() != item_.sha256()) {
+      return absl::DataLossError(
+          "digest mismatch: the holder sends the item with another SHA-256 than its grant");
+    }
+    if (msg.has_item() && msg.item().size() != item_.size()) {
+      return absl::DataLossError("the holder sends the item with another size than its grant");
     }
     if (msg.has_receipt()) receipt_ = msg.receipt();
     size_ += msg.data().size();
@@ -195,12 +198,13 @@ void EvidenceRequests::Stop() {
 
 void EvidenceRequests::SweepLoop() {
   while (true) {
+    // At start (a deadline may have passed while the node was down), then every minute.
+    if (absl::Status st = SweepDeadlines(); !st.ok()) {
+      log::Warn("evidence.sweep_failed", {{"error", st.message()}});
+    }
     {
       absl::MutexLock l(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Minutes(1))) return;
-    }
-    if (absl::Status st = SweepDeadlines(); !st.ok()) {
-      log::Warn("evidence.sweep_failed", {{"error", st.message()}});
     }
   }
 }
@@ -326,7 +330,9 @@ absl::Status EvidenceRequests::RecordDecision(Found* f, const v1::EvidenceDecisi
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<v1::EvidenceRequestSummary>> EvidenceRequests::List() const {
+absl::StatusOr<std::vector<v1::EvidenceRequestSummary>> EvidenceRequests::List() {
+  // A request undecided past its deadline is recorded as such before it is shown.
+  if (absl::Status st = SweepDeadlines(); !st.ok()) return st;
   std::vector<v1::EvidenceRequestSummary> out;
   const absl::Time now = Now();
   for (const char* prefix : {"out/", "in/"}) {
@@ -509,7 +515,8 @@ absl::StatusOr<std::vector<v1::GrantedItem>> EvidenceRequests::HeldItems(
     auto it = std::find_if(c.evidence().begin(), c.evidence().end(),
                            [&](const v1::EvidenceItem& e) { return e.id() == id; });
     if (it == c.evidence().end() || !held(*it)) {
-      return absl::NotFoundError(
+      // Permanent for the sender's outbox: the request fails rather than waits.
+      return absl::FailedPreconditionError(
           absl::StrCat("the case holds no evidence ", IdInMessage(id), " to give"));
     }
     out.push_back(granted(*it));
@@ -738,8 +745,7 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
   std::string key;
   rocksdb::Status rs = db_->Get(rocksdb::ReadOptions(), family_, GrantKey(req.grant_id()), &key);
   if (rs.IsNotFound()) return not_yours;
-  if (!rs.ok()) return FromRocksStatus(rs, "reading grants");
-  auto f = Read(key);
+  auto f = rs.ok() ? Read(key) : FromRocksStatus(rs, "reading grants");
   if (!f.ok()) return f.status();
   v1::EvidenceRequestSummary* s = f->record.mutable_summary();
   if (s->peer_org() != caller.org) return not_yours;
@@ -781,16 +787,23 @@ absl::StatusOr<EvidenceRequests::Serving> EvidenceRequests::PrepareServe(
   Put(out.change.batch.get(), *f);
   ev->set_reason(absl::StrCat("grant ", req.grant_id(), " request ", s->request_id(), ": fetch ",
                               done + 1, " of ", s->max_fetches()));
-  v1::FetchReceiptBody& r = out.receipt;
-  r.set_grant_id(req.grant_id());
-  r.set_request_id(s->request_id());
-  r.set_item_id(item->item_id());
-  r.set_sha256(item->sha256());
-  r.set_fetch_number(done + 1);
-  r.set_holder_org(config_.org());
-  r.set_requester_org(caller.org);
-  r.set_time_unix(absl::ToUnixSeconds(Now()));
+  out.receipt = ReceiptBody(*s, *item, done + 1, caller.org);
   return out;
+}
+
+v1::FetchReceiptBody EvidenceRequests::ReceiptBody(const v1::EvidenceRequestSummary& s,
+                                                   const v1::GrantedItem& item, uint32_t number,
+                                                   const std::string& requester) const {
+  v1::FetchReceiptBody r;
+  r.set_grant_id(s.grant_id());
+  r.set_request_id(s.request_id());
+  r.set_item_id(item.item_id());
+  r.set_sha256(item.sha256());
+  r.set_fetch_number(number);
+  r.set_holder_org(config_.org());
+  r.set_requester_org(requester);
+  r.set_time_unix(absl::ToUnixSeconds(Now()));
+  return r;
 }
 
 absl::Status EvidenceRequests::ReadIntact(const std::string& case_id, const v1::GrantedItem& item,

@@ -76,7 +76,8 @@ class EvidenceRequests {
                                          const v1::DecideEvidenceRequest& req,
                                          v1::DecideEvidenceResponse* resp, v1::AccessEvent* ev);
   // Both ends: every request, urgent first, then by deadline.
-  absl::StatusOr<std::vector<v1::EvidenceRequestSummary>> List() const;
+  // Records what SweepDeadlines would first.
+  absl::StatusOr<std::vector<v1::EvidenceRequestSummary>> List();
   // One request with its legal basis and conditions (opened from their seals).
   absl::StatusOr<v1::EvidenceRequestDetail> Get(const std::string& request_id,
                                                 const std::string& peer_org,
@@ -105,9 +106,10 @@ class EvidenceRequests {
   void StreamDone() { live_streams_.fetch_sub(1); }
   void WaitForStreams() const;
 
-  // Requester: fetches every granted item of request `request_id` not yet
-  // fetched, one at a time; records each fetch (or its failure). Blocks: runs
-  // `done` on this object's fetch executor.
+  // Requester: fetches every granted item of request `request_id`, one at a
+  // time, each as a new item of the local case (each call counts against the
+  // grant's limit); records each fetch (or its failure) and stops at the
+  // first failure. Runs on this object's fetch executor, then calls `done`.
   void FetchGranted(const Principal& caller, const std::string& request_id, v1::AccessEvent ev,
                     std::function<void(absl::StatusOr<v1::FetchGrantedResponse>)> done);
 
@@ -159,6 +161,9 @@ class EvidenceRequests {
   // checks size and SHA-256 against the grant (DATA_LOSS otherwise).
   absl::Status ReadIntact(const std::string& case_id, const v1::GrantedItem& item,
                           std::vector<std::string>* chunks) const;
+  // What the holder signs for fetch `number` of `item` of grant `s` by `requester` (no index yet).
+  v1::FetchReceiptBody ReceiptBody(const v1::EvidenceRequestSummary& s, const v1::GrantedItem& item,
+                                   uint32_t number, const std::string& requester) const;
   // Requester: one item.
   absl::StatusOr<v1::FetchedItem> FetchItem(const Found& f, const v1::GrantedItem& item,
                                             v1::AccessEvent ev);

@@ -1410,7 +1410,7 @@ EnvelopeContext Exchange::ReceiverContext(const std::string& sender,
 Exchange::Applied Exchange::ApplyBody(const v1::Envelope& envelope, const v1::EnvelopePayload& p) {
   if (handles_body_ && handles_body_(p)) return apply_body_(p);
   if (p.has_evidence_request() || p.has_evidence_decision()) {
-    return Applied{}.Refused(absl::UnimplementedError("this node takes no evidence requests"));
+    return Applied{}.Refused(absl::FailedPreconditionError("this node takes no evidence requests"));
   }
   if (p.has_erasure_request()) return ApplyErasureRequest(p);
   if (p.has_erasure_outcome()) return ApplyErasureOutcome(p);
