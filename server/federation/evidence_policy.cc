@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "ledger/crypto/crypto.h"
 #include "server/common/edge.h"
 #include "server/federation/envelope.h"
@@ -48,11 +49,11 @@ absl::Status CheckEvidenceAgreement(const v1::Roster& roster, const std::string&
   for (int kind : a->evidence_requesters()) {
     if (kind == member->kind()) return absl::OkStatus();
   }
-  return absl::PermissionDeniedError(
-      absl::StrCat("agreement ", agreement, " does not let members of ", requester, "'s kind (",
-                   v1::OrgKind_Name(member->kind()),
-                   ") request evidence: the roster's agreement must list that kind under "
-                   "evidence_requesters"));
+  return absl::PermissionDeniedError(absl::StrCat(
+      "agreement ", agreement, " does not let members of ", requester, "'s kind (",
+      absl::AsciiStrToLower(absl::StripPrefix(v1::OrgKind_Name(member->kind()), "ORG_KIND_")),
+      ") request evidence: the stewards must list that kind under the agreement's "
+      "evidence_requesters (roster add-agreement --evidence-requesters)"));
 }
 
 absl::Status CheckFreeText(const std::string& what, const std::string& text, size_t limit) {
