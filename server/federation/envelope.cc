@@ -16,20 +16,6 @@ namespace {
 
 constexpr char kReceiptContext[] = "corridor-receipt/v1\n";
 
-const v1::Member* FindMember(const v1::Roster& roster, const std::string& org) {
-  for (const auto& m : roster.members()) {
-    if (m.org() == org) return &m;
-  }
-  return nullptr;
-}
-
-const v1::SigningKey* FindKey(const v1::Member& m, const std::string& key_id) {
-  for (const auto& k : m.signing_keys()) {
-    if (k.key_id() == key_id) return &k;
-  }
-  return nullptr;
-}
-
 absl::Time ParseOr(const std::string& s, absl::Time fallback) {
   absl::Time t;
   std::string err;
@@ -208,6 +194,20 @@ absl::StatusOr<v1::EnvelopePayload> VerifyEnvelope(const v1::Envelope& env,
   }
   if (auto st = VerifySpeaksForSender(payload, ctx); !st.ok()) return st;
   return payload;
+}
+
+const v1::Member* FindMember(const v1::Roster& roster, const std::string& org) {
+  for (const auto& m : roster.members()) {
+    if (m.org() == org) return &m;
+  }
+  return nullptr;
+}
+
+const v1::SigningKey* FindKey(const v1::Member& m, const std::string& key_id) {
+  for (const auto& k : m.signing_keys()) {
+    if (k.key_id() == key_id) return &k;
+  }
+  return nullptr;
 }
 
 bool IsPrincipalOf(absl::string_view name, absl::string_view org) {

@@ -62,6 +62,10 @@ absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& payload, const Env
 // "<org>/user/<name>" (name non-empty, printable ASCII without '/').
 bool IsPrincipalOf(absl::string_view name, absl::string_view org);
 
+// Member `org` of `roster`, or null; the signing key `key_id` of member `m`, or null.
+const v1::Member* FindMember(const v1::Roster& roster, const std::string& org);
+const v1::SigningKey* FindKey(const v1::Member& m, const std::string& key_id);
+
 // Checks an originator's onward-sharing permission (a serialized Envelope with
 // an OnwardPermission body) as cited by `holder_org` passing a case on to
 // `ctx.self_org` for `purpose` under `agreement`: signed by the originator's

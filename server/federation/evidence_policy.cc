@@ -13,13 +13,6 @@
 namespace corridor {
 namespace {
 
-const v1::Member* MemberOf(const v1::Roster& roster, const std::string& org) {
-  for (const auto& m : roster.members()) {
-    if (m.org() == org) return &m;
-  }
-  return nullptr;
-}
-
 const v1::Agreement* AgreementOf(const v1::Roster& roster, const std::string& id) {
   for (const auto& a : roster.agreements()) {
     if (a.id() == id) return &a;
@@ -41,7 +34,7 @@ absl::Status CheckEvidenceAgreement(const v1::Roster& roster, const std::string&
                                     const std::string& requester, const std::string& holder,
                                     const std::string& purpose) {
   if (auto st = CheckAgreement(roster, agreement, requester, holder, purpose); !st.ok()) return st;
-  const v1::Member* member = MemberOf(roster, requester);
+  const v1::Member* member = FindMember(roster, requester);
   const v1::Agreement* a = AgreementOf(roster, agreement);
   if (member == nullptr || a == nullptr) {
     return absl::PermissionDeniedError(absl::StrCat(requester, " is not a member"));
@@ -179,29 +172,29 @@ std::string SpecialityCondition(const std::string& purpose, const std::string& a
 absl::StatusOr<v1::FetchReceiptBody> CheckFetchReceipt(const v1::FetchReceipt& receipt,
                                                        const v1::Roster& roster,
                                                        const std::string& holder) {
-  const v1::Member* m = MemberOf(roster, holder);
+  const v1::Member* m = FindMember(roster, holder);
   if (m == nullptr) return absl::PermissionDeniedError(absl::StrCat(holder, " is not a member"));
-  for (const auto& k : m->signing_keys()) {
-    if (k.key_id() != receipt.key_id()) continue;
-    if (k.status() == v1::KEY_STATUS_REVOKED) {
-      return absl::PermissionDeniedError(absl::StrCat("the fetch receipt is signed with key ",
-                                                      k.key_id(), ", which the roster revokes"));
-    }
-    auto raw = Base64Decode(k.public_key());
-    auto pub =
-        raw.ok() ? Ed25519PublicKey::FromRaw(*raw) : absl::StatusOr<Ed25519PublicKey>(raw.status());
-    if (!pub.ok() ||
-        !pub->Verify(absl::StrCat(kFetchReceiptContext, receipt.body()), receipt.signature())) {
-      return absl::PermissionDeniedError("the fetch receipt's signature does not verify");
-    }
-    v1::FetchReceiptBody body;
-    if (!body.ParseFromString(receipt.body()) || body.holder_org() != holder) {
-      return absl::PermissionDeniedError("the fetch receipt names another holder");
-    }
-    return body;
+  const v1::SigningKey* k = FindKey(*m, receipt.key_id());
+  if (k == nullptr) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the fetch receipt is signed with a key ", holder, " does not list"));
   }
-  return absl::PermissionDeniedError(
-      absl::StrCat("the fetch receipt is signed with a key ", holder, " does not list"));
+  if (k->status() == v1::KEY_STATUS_REVOKED) {
+    return absl::PermissionDeniedError(absl::StrCat("the fetch receipt is signed with key ",
+                                                    k->key_id(), ", which the roster revokes"));
+  }
+  auto raw = Base64Decode(k->public_key());
+  auto pub =
+      raw.ok() ? Ed25519PublicKey::FromRaw(*raw) : absl::StatusOr<Ed25519PublicKey>(raw.status());
+  if (!pub.ok() ||
+      !pub->Verify(absl::StrCat(kFetchReceiptContext, receipt.body()), receipt.signature())) {
+    return absl::PermissionDeniedError("the fetch receipt's signature does not verify");
+  }
+  v1::FetchReceiptBody body;
+  if (!body.ParseFromString(receipt.body()) || body.holder_org() != holder) {
+    return absl::PermissionDeniedError("the fetch receipt names another holder");
+  }
+  return body;
 }
 
 }  // namespace corridor

@@ -73,11 +73,6 @@ std::string DecisionReason(const v1::EvidenceRequestSummary& s) {
              : absl::StrCat("denied: ", s.reason());
 }
 
-bool IsMember(const v1::Roster& roster, const std::string& org) {
-  return std::any_of(roster.members().begin(), roster.members().end(),
-                     [&](const v1::Member& m) { return m.org() == org; });
-}
-
 bool Undecided(const v1::EvidenceRequestSummary& s) {
   return s.state() == v1::EVIDENCE_REQUEST_STATE_PENDING ||
          s.state() == v1::EVIDENCE_REQUEST_STATE_NO_RESPONSE;
@@ -399,7 +394,7 @@ absl::StatusOr<v1::EvidenceRequest> EvidenceRequests::RequestBody(
   if (auto st = ValidateIdentifier("the case id", req.case_id()); !st.ok()) return st;
   if (auto st = ValidateIdentifier("the agreement", req.agreement()); !st.ok()) return st;
   auto roster = identity_->roster();
-  if (!IsMember(*roster, req.holder_org())) {
+  if (FindMember(*roster, req.holder_org()) == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("the holder \"", req.holder_org(), "\" is not a member of the federation"));
   }
@@ -457,7 +452,8 @@ absl::StatusOr<EvidenceRequests::Found> EvidenceRequests::RecordOf(
 absl::StatusOr<EvidenceRequests::Change> EvidenceRequests::PrepareRequest(
     const Principal& caller, const v1::RequestEvidenceRequest& req,
     v1::RequestEvidenceResponse* resp, v1::AccessEvent* ev) {
-  if (IsMember(*identity_->roster(), req.holder_org())) ev->set_peer_org(req.holder_org());
+  if (FindMember(*identity_->roster(), req.holder_org()) != nullptr)
+    ev->set_peer_org(req.holder_org());
   auto body = RequestBody(caller, req);
   if (!body.ok()) return body.status();
   auto lock = CaseLock::Acquire(cases_, req.case_id());
