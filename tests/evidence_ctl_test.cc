@@ -456,13 +456,17 @@ class FakeEvidenceService : public v1::EvidenceService::Service {
     out->set_envelope_id("env-2");
     return grpc::Status::OK;
   }
+  // Orders the handlers' reads of the answers before what the caller does next.
+  void Sync() { absl::MutexLock lock(&mu_); }
   grpc::Status List(grpc::ServerContext*, const v1::ListEvidenceRequestsRequest*,
                     v1::ListEvidenceRequestsResponse* out) override {
+    absl::MutexLock lock(&mu_);
     *out = list;
     return grpc::Status::OK;
   }
   grpc::Status Get(grpc::ServerContext*, const v1::GetEvidenceRequestRequest*,
                    v1::EvidenceRequestDetail* out) override {
+    absl::MutexLock lock(&mu_);
     *out = detail;
     return grpc::Status::OK;
   }
@@ -475,6 +479,7 @@ class FakeEvidenceService : public v1::EvidenceService::Service {
   }
   grpc::Status Custody(grpc::ServerContext*, const v1::CustodyRequest*,
                        v1::CustodyResponse* out) override {
+    absl::MutexLock lock(&mu_);
     *out = custody;
     return grpc::Status::OK;
   }
@@ -496,19 +501,23 @@ class FakeCaseService : public v1::CaseService::Service {
     absl::MutexLock lock(&mu_);
     return asked_;
   }
+  // Orders the handler's reads of `items` before what the caller does next.
+  void Sync() { absl::MutexLock lock(&mu_); }
   grpc::Status GetEvidence(grpc::ServerContext*, const v1::GetEvidenceRequest* req,
                            grpc::ServerWriter<v1::EvidenceChunk>* writer) override {
+    std::pair<v1::EvidenceItem, std::string> found;
     {
       absl::MutexLock lock(&mu_);
       asked_.push_back(absl::StrCat(req->case_id(), " ", req->evidence_id(), " ", req->purpose()));
+      auto it = items.find(req->evidence_id());
+      if (it == items.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such evidence");
+      found = it->second;
     }
-    auto it = items.find(req->evidence_id());
-    if (it == items.end()) return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such evidence");
     v1::EvidenceChunk head;
-    *head.mutable_item() = it->second.first;
+    *head.mutable_item() = found.first;
     writer->Write(head);
     v1::EvidenceChunk data;
-    data.set_data(it->second.second);
+    data.set_data(found.second);
     writer->Write(data);
     return grpc::Status::OK;
   }
@@ -569,7 +578,13 @@ class EvidenceCtlNodeTest : public ::testing::Test {
              user_ + ".key", "--ca", fed_.org(kRequester).dir + "/ca.crt"}) {
       argv.push_back(a);
     }
-    return Ctl(argv);
+    CtlRun r = Ctl(argv);
+    // The fakes' handlers read their answers under a lock; taking it here orders
+    // their reads before the test's next edit of them (ThreadSanitizer does not
+    // see the TCP connection between the two).
+    evidence_.Sync();
+    cases_.Sync();
+    return r;
   }
 
   // A receipt as the holder signs it (by `key`, named `key_id`) for `data`.
