@@ -36,15 +36,7 @@ namespace fs = std::filesystem;
 
 using testing::Ctl;
 using testing::CtlRun;
-
-// What a person must never be shown: status codes and C++ names instead of words.
-void ExpectWords(const std::string& message) {
-  EXPECT_FALSE(message.empty());
-  for (const char* jargon : {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "PERMISSION_DENIED",
-                             "StatusCode", "absl::", "grpc::", "std::"}) {
-    EXPECT_FALSE(absl::StrContains(message, jargon)) << jargon << " in: " << message;
-  }
-}
+using testing::ExpectWords;
 
 // The first word after `prefix` in `text`, e.g. the id in "created case C-1\n".
 std::string WordAfter(const std::string& text, const std::string& prefix) {

@@ -49,15 +49,7 @@ namespace {
 
 using testing::Ctl;
 using testing::CtlRun;
-
-// What a person must never be shown: status codes and C++ names instead of words.
-void ExpectWords(const std::string& message) {
-  EXPECT_FALSE(message.empty());
-  for (const char* jargon : {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "PERMISSION_DENIED",
-                             "StatusCode", "absl::", "grpc::", "std::"}) {
-    EXPECT_FALSE(absl::StrContains(message, jargon)) << jargon << " in: " << message;
-  }
-}
+using testing::ExpectWords;
 
 class EvidenceCtlArgsTest : public ::testing::Test {
  protected:

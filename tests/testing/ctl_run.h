@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "client/ctl/ctl.h"
+#include "gtest/gtest.h"
 
 namespace corridor::testing {
 
@@ -31,6 +33,16 @@ inline CtlRun Ctl(const std::vector<std::string>& argv) {
   r.out = out.str();
   r.err = err.str();
   return r;
+}
+
+// What a person must never be shown: status codes and C++ names instead of
+// words. Expects `message` to be non-empty and free of them.
+inline void ExpectWords(const std::string& message) {
+  EXPECT_FALSE(message.empty());
+  for (const char* jargon : {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "PERMISSION_DENIED",
+                             "StatusCode", "absl::", "grpc::", "std::"}) {
+    EXPECT_FALSE(absl::StrContains(message, jargon)) << jargon << " in: " << message;
+  }
 }
 
 }  // namespace corridor::testing
