@@ -244,6 +244,8 @@ class StressTest : public ::testing::Test {
   };
 
   void SetUp() override {
+    // Unbuffered, so that a run cut off by ctest's timeout still shows how far it got.
+    std::cout << std::unitbuf;
     fed_.AddOrg(kUnion, v1::ORG_KIND_UNION);
     fed_.AddOrg(kMinistry, v1::ORG_KIND_MINISTRY);
     fed_.AddOrg(kInspectorate, v1::ORG_KIND_INSPECTORATE);
@@ -287,6 +289,10 @@ class StressTest : public ::testing::Test {
   }
 
   TestNode& node(const std::string& org) { return *nodes_.at(org); }
+  // One line per phase with the seconds since the test began (see SetUp: unbuffered).
+  void Phase(const std::string& what) {
+    std::cout << "[" << absl::ToDoubleSeconds(absl::Now() - began_) << " s] " << what << "\n";
+  }
   std::shared_ptr<grpc::Channel> channel(const std::string& org, const std::string& user) {
     return node(org).channels.at(user);
   }
@@ -437,6 +443,7 @@ class StressTest : public ::testing::Test {
   }
 
   testing::TestFederation fed_;
+  const absl::Time began_ = absl::Now();
   std::map<std::string, std::string> configs_;
   std::map<std::string, std::unique_ptr<TestNode>> nodes_;
   std::atomic<uint64_t> next_request_{0};
@@ -496,6 +503,7 @@ TEST_F(StressTest,
     ASSERT_EQ(r.exit_code, 0) << org << ": " << r.out << r.err << node(org).process->Log();
   }
 
+  Phase("nodes serving");
   // Cases to work on, made before the window opens.
   std::vector<std::string> union_cases, ministry_cases, erasable;
   for (int i = 0; i < 16; ++i) union_cases.push_back(SeedCase(kUnion, absl::StrCat("Ani ", i)));
@@ -1111,6 +1119,7 @@ TEST_F(StressTest,
       {"ministry-id auditor", 2, ministry_auditor_mix()},
       {"inspectorate-sg cw1", 2, inspectorate_mix()},
   };
+  Phase("cases seeded; the load starts");
   std::vector<std::thread> threads;
   std::map<std::string, uint64_t> calls_per_load;
   absl::Mutex calls_mu;
@@ -1142,6 +1151,7 @@ TEST_F(StressTest,
   absl::SleepFor(duration / 2);
   EXPECT_EQ(kill(frozen.pid(), SIGCONT), 0);
   for (std::thread& t : threads) t.join();
+  Phase("every load's calls answered");
 
   std::cout << "calls per load:\n";
   for (const auto& [name, calls] : calls_per_load)
@@ -1212,6 +1222,7 @@ TEST_F(StressTest,
     n->account.Expect("envelope.receipt", v1::ACCESS_OUTCOME_ALLOWED, receipts_due[org]);
     n->account.Expect("envelope.receive", v1::ACCESS_OUTCOME_ALLOWED, receives_due[org]);
   }
+  Phase("a referral sent on every route; waiting for delivery");
   const absl::Time drain_deadline = absl::Now() + absl::Seconds(120);
   for (const auto& [org, n] : nodes_) {
     uint64_t receipts = 0, receives = 0;
@@ -1229,6 +1240,7 @@ TEST_F(StressTest,
   }
   ASSERT_FALSE(HasFailure());
 
+  Phase("every envelope delivered once; checking the ledgers");
   // Each ledger holds exactly what the calls made, and verifies.
   for (auto& [org, n] : nodes_) {
     const uint64_t end = LedgerSize(org);
@@ -1277,6 +1289,7 @@ TEST_F(StressTest,
     }
   }
 
+  Phase("ledgers checked and verified");
   for (auto& [org, n] : nodes_) {
     EXPECT_EQ(n->process->Stop(SIGTERM), 0) << org << ":\n" << n->process->Log();
   }
