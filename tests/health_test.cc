@@ -1,8 +1,9 @@
-// Faults that heal, seen from outside a real node (in-process, mutual TLS on
-// a loopback port): while its ledger cannot commit, grpc.health.v1 answers
-// NOT_SERVING and `corridorctl health` prints why; calls are refused, and
-// corridorctl says the node refused rather than that it cannot be reached;
-// once the fault clears the node recovers by itself, without a restart.
+// Faults that heal, and damage that does not, seen from outside a real node
+// (in-process, mutual TLS on a loopback port): while its ledger cannot commit, grpc.health.v1
+// answers NOT_SERVING and `corridorctl health` prints why; calls are refused, and corridorctl says
+// the node refused rather than that it cannot be reached; once the fault clears the node recovers
+// by itself, without a restart. A changed entry in the middle of the ledger is found by the node's
+// background check, which runs under load without blocking appends.
 // Also: corridorctl against a port where nothing listens says so.
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 
 #include <atomic>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -18,6 +20,8 @@
 #include "corridor/v1/case.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "ledger/rocksdb/rocksdb_ledger.h"
+#include "rocksdb/db.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
 #include "tests/testing/federation.h"
@@ -35,9 +39,11 @@ class HealthTest : public ::testing::Test {
  protected:
   void SetUp() override {
     fed_.AddOrg("union-sg");
-    const std::string path = fed_.WriteNodeConfig("union-sg", {{"cw", {"caseworker"}}});
+    const std::string path =
+        fed_.WriteNodeConfig("union-sg", {{"cw", {"caseworker"}}, {"aud", {"auditor"}}});
     ASSERT_OK_AND_ASSIGN(config_, LoadNodeConfig(path));
     cw_ = fed_.IssueUser("union-sg", "cw");
+    aud_ = fed_.IssueUser("union-sg", "aud");
     NodeTestHooks hooks;
     hooks.ledger_before_commit = [this]() -> absl::Status {
       if (disk_full_) return absl::ResourceExhaustedError("injected: no space left on device");
@@ -62,9 +68,11 @@ class HealthTest : public ::testing::Test {
     return {code, out.str(), err.str()};
   }
 
-  std::shared_ptr<grpc::Channel> Channel() {
+  // A new channel as the user whose files start with `prefix` (default: the caseworker).
+  std::shared_ptr<grpc::Channel> Channel(const std::string& prefix = "") {
+    const std::string& who = prefix.empty() ? cw_ : prefix;
     return MakeMutualTlsChannel(
-        {ReadFileToString(cw_ + ".crt").value(), ReadFileToString(cw_ + ".key").value(),
+        {ReadFileToString(who + ".crt").value(), ReadFileToString(who + ".key").value(),
          fed_.org("union-sg").ca.cert_pem},
         fed_.org("union-sg").endpoint(), "");
   }
@@ -85,7 +93,7 @@ class HealthTest : public ::testing::Test {
     }
     return resp.status();
   }
-  grpc::Status CreateCase(v1::Case* created) {
+  grpc::Status CreateCase(v1::Case* created, std::shared_ptr<grpc::Channel> channel = nullptr) {
     v1::CreateCaseRequest req;
     auto* c = req.mutable_case_();
     c->set_category(v1::CASE_CATEGORY_RECRUITMENT_FEES);
@@ -94,12 +102,13 @@ class HealthTest : public ::testing::Test {
     c->set_destination_country("SG");
     c->mutable_worker()->set_name("Siti Rahayu");
     c->set_narrative("charged eight months of wages");
-    return v1::CaseService::NewStub(Channel())->CreateCase(Ctx().get(), req, created);
+    return v1::CaseService::NewStub(channel ? channel : Channel())
+        ->CreateCase(Ctx().get(), req, created);
   }
 
   testing::TestFederation fed_;
   v1::NodeConfig config_;
-  std::string cw_;
+  std::string cw_, aud_;
   std::atomic<bool> disk_full_{false};
   std::unique_ptr<Node> node_;
 };
@@ -145,6 +154,130 @@ TEST_F(HealthTest, NotServingWithTheReasonWhileTheLedgerRefusesThenServingAfterR
   r = Ctl({"case", "show", kept.id(), "--purpose", "case-handling"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("Siti Rahayu"), std::string::npos) << r.out;
+}
+
+// Restarts the node with the background ledger check every second, and no
+// per-user call rate limit in the way of a load.
+void RestartWithLedgerCheckEverySecond(v1::NodeConfig* config, std::unique_ptr<Node>* node) {
+  (*node)->Shutdown(absl::Seconds(1));
+  node->reset();
+  config->mutable_limits()->set_ledger_scrub_interval_seconds(1);
+  config->mutable_limits()->set_user_calls_per_second(100000);
+  config->mutable_limits()->set_user_call_burst(100000);
+  auto started = Node::Start(*config);
+  ASSERT_OK(started);
+  *node = std::move(*started);
+}
+
+// Changes one byte of ledger entry `index` in the stopped node's database.
+void DamageLedgerEntry(const std::string& data_dir, uint64_t index) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), data_dir, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const std::string& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), data_dir, families, &handles, &db).ok());
+  rocksdb::ColumnFamilyHandle* entries = nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == ledger::kEntriesFamily) entries = handles[i];
+  }
+  ASSERT_NE(entries, nullptr);
+  std::string key(8, '\0');
+  for (int i = 0; i < 8; ++i) key[i] = static_cast<char>(index >> (56 - 8 * i));
+  std::string value;
+  ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), entries, key, &value).ok());
+  value[value.size() / 2] ^= 0x20;
+  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), entries, key, value).ok());
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+}
+
+// A changed entry in the middle of the ledger does not stop the node from
+// starting (opening checks only the last entry); the background check finds
+// it soon after, names it, and the node says so in health, in its log and in
+// its ledger (once, not once per run), while it goes on answering.
+TEST_F(HealthTest, LedgerDamageFoundInTheBackgroundIsInHealthAndTheLedger) {
+  for (int i = 0; i < 6; ++i) {
+    v1::Case c;
+    ASSERT_TRUE(CreateCase(&c).ok());
+  }
+  node_->Shutdown(absl::Seconds(1));
+  node_.reset();
+  DamageLedgerEntry(config_.data_dir(), 2);
+  config_.mutable_limits()->set_ledger_scrub_interval_seconds(1);
+  ASSERT_OK_AND_ASSIGN(node_, Node::Start(config_));
+
+  std::string reason;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (Health(&reason) == grpc::health::v1::HealthCheckResponse::SERVING &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_NE(reason.find("the ledger is damaged: entry 2 does not match its stored leaf hash"),
+            std::string::npos)
+      << reason;
+  CtlResult r = Ctl({"health"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("entry 2 does not match its stored leaf hash"), std::string::npos) << r.err;
+  // Three more runs find the same damage: it is recorded once.
+  const absl::Time first = node_->LastLedgerCheck()->finished;
+  while (node_->LastLedgerCheck()->finished < first + absl::Seconds(3) && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  v1::QueryEventsRequest q;
+  q.set_action("ledger.scrub");
+  v1::QueryEventsResponse found;
+  grpc::Status s = v1::AuditService::NewStub(Channel(aud_))->QueryEvents(Ctx().get(), q, &found);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(found.events_size(), 1);
+  EXPECT_EQ(found.events(0).event().outcome(), v1::ACCESS_OUTCOME_ERROR);
+  EXPECT_EQ(found.events(0).event().actor_subject(), "node");
+  EXPECT_NE(found.events(0).event().reason().find("entry 2 does not match"), std::string::npos);
+  // Still answering: the damage is reported, not hidden behind a dead node.
+  v1::Case after;
+  EXPECT_TRUE(CreateCase(&after).ok());
+}
+
+// The check runs every second while 40 callers (32 on one channel) create
+// cases: it never takes an append in flight for damage, never blocks one, and
+// records nothing.
+TEST_F(HealthTest, LedgerCheckUnderLoadFindsNothingAndBlocksNothing) {
+  RestartWithLedgerCheckEverySecond(&config_, &node_);
+  ASSERT_FALSE(HasFailure());
+  const auto shared = Channel();
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> callers;
+  const absl::Time until = absl::Now() + absl::Seconds(4);
+  for (int i = 0; i < 40; ++i) {
+    callers.emplace_back([&, i] {
+      const auto channel = i < 32 ? shared : Channel();
+      while (absl::Now() < until) {
+        v1::Case c;
+        (CreateCase(&c, channel).ok() ? ok : failed)++;
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_GT(ok.load(), 40);
+  EXPECT_EQ(failed.load(), 0);
+  // A run that began after the load ended has checked all of it.
+  const absl::Time load_end = absl::Now();
+  const absl::Time deadline = load_end + absl::Seconds(30);
+  while ((!node_->LastLedgerCheck() ||
+          node_->LastLedgerCheck()->finished - node_->LastLedgerCheck()->took < load_end) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(node_->LastLedgerCheck().has_value());
+  EXPECT_OK(node_->LastLedgerCheck()->status);
+  EXPECT_GE(node_->LastLedgerCheck()->size, static_cast<uint64_t>(ok.load()));
+  EXPECT_EQ(Health(nullptr), grpc::health::v1::HealthCheckResponse::SERVING);
+  v1::QueryEventsRequest q;
+  q.set_action("ledger.scrub");
+  v1::QueryEventsResponse found;
+  ASSERT_TRUE(v1::AuditService::NewStub(Channel(aud_))->QueryEvents(Ctx().get(), q, &found).ok());
+  EXPECT_EQ(found.events_size(), 0);
 }
 
 // A port with no node behind it: the message says the node cannot be

@@ -113,7 +113,8 @@ class RocksDbLedger final : public Ledger {
                                                size_t limit) const override;
   // Streams the entries on one extra thread while this one hashes and
   // compares; memory stays flat whatever the size.
-  absl::Status VerifyAll() const override;
+  absl::Status VerifyAll() const override { return Verify(/*quiescent=*/true); }
+  absl::Status VerifyCommitted() const override { return Verify(/*quiescent=*/false); }
 
   // Tries once, now, to leave the refusing state (see the file comment).
   // OK if appends are accepted (also when nothing was wrong); Unavailable
@@ -126,6 +127,9 @@ class RocksDbLedger final : public Ledger {
   struct Tile;  // decoded tile, see rocksdb_ledger.cc
 
  private:
+  // VerifyAll (`quiescent`: no append in flight, so an entry stored beyond the
+  // head is damage) or VerifyCommitted.
+  absl::Status Verify(bool quiescent) const;
   struct Request {
     std::vector<AppendEntry> entries;
     std::unique_ptr<Mutation> change;

@@ -212,6 +212,29 @@ TEST_F(RocksDbLedgerTest, ReadersSeeOnlyCommittedConsistentHeadsWhileAppending) 
   EXPECT_OK(ledger_->VerifyAll());
 }
 
+// The node's background scrub runs VerifyCommitted while callers append: it
+// must never take an append in flight (an entry written before the head moves)
+// for damage, and must check what was committed when it began.
+TEST_F(RocksDbLedgerTest, VerifyCommittedFindsNoDamageWhileAppendsRun) {
+  Reopen();
+  Fill(300);
+  std::atomic<bool> done{false};
+  std::atomic<int> runs{0};
+  std::thread scrub([&] {
+    while (!done.load()) {
+      const uint64_t size_before = ledger_->head().size;
+      ASSERT_OK(ledger_->VerifyCommitted());
+      EXPECT_GE(ledger_->head().size, size_before);
+      ++runs;
+    }
+  });
+  for (size_t n = 350; n <= 2300; n += 50) Fill(n);
+  done = true;
+  scrub.join();
+  EXPECT_GT(runs.load(), 1);
+  EXPECT_OK(ledger_->VerifyAll());
+}
+
 TEST_F(RocksDbLedgerTest, TheCallersChangeCommitsInTheSameBatchOrNotAtAll) {
   bool fail = false;
   RocksDbLedgerOptions o = Options();
@@ -783,6 +806,24 @@ TEST_F(TamperTest, AChangedEntryIsFoundAndNamed) {
   EXPECT_OK(OpenStatus());  // opening does not read the whole log...
   EXPECT_STATUS(VerifyStatus(), absl::StatusCode::kDataLoss,
                 "entry 100 does not match its stored leaf hash");  // ...verification does
+}
+
+TEST_F(TamperTest, VerifyCommittedFindsAndNamesWhatVerifyAllFinds) {
+  Put(kEntriesFamily, Be64(100), "event-100 (edited)");
+  auto l = Open(Options());
+  ASSERT_OK(l);
+  EXPECT_STATUS((*l)->VerifyCommitted(), absl::StatusCode::kDataLoss,
+                "entry 100 does not match its stored leaf hash");
+}
+
+TEST_F(TamperTest, VerifyCommittedFindsAChangedInnerHash) {
+  std::string tile = Get(kTilesFamily, TileKey(0, 0));
+  tile[2 + 32 * 256 + 32 * 3] ^= 1;  // row 1 (level 1), index 3
+  Put(kTilesFamily, TileKey(0, 0), tile);
+  auto l = Open(Options());
+  ASSERT_OK(l);
+  EXPECT_STATUS((*l)->VerifyCommitted(), absl::StatusCode::kDataLoss,
+                "the stored subtree hash at level 1, index 3 does not match the entries below it");
 }
 
 TEST_F(TamperTest, AChangedLastEntryStopsOpen) {

@@ -42,6 +42,7 @@ class MemoryLedger final : public Ledger {
   absl::StatusOr<std::vector<uint64_t>> Lookup(absl::string_view index_key, uint64_t before,
                                                size_t limit) const override;
   absl::Status VerifyAll() const override;
+  absl::Status VerifyCommitted() const override { return VerifyAll(); }
 
   // What committed changes wrote.
   const MemoryKeySpaces& key_spaces() const { return spaces_; }

@@ -223,6 +223,13 @@ absl::Status FillLimits(const Checker& check, v1::Limits* limits) {
       fill(limits->stream_idle_timeout_seconds(), kDefaultStreamIdleTimeoutSeconds));
   limits->set_max_connection_age_seconds(
       fill(limits->max_connection_age_seconds(), kDefaultMaxConnectionAgeSeconds));
+  limits->set_ledger_scrub_interval_seconds(
+      fill(limits->ledger_scrub_interval_seconds(), kDefaultLedgerScrubIntervalSeconds));
+  if (limits->ledger_scrub_interval_seconds() > kMaxLedgerScrubIntervalSeconds) {
+    return check.Error("limits.ledger_scrub_interval_seconds",
+                       "must be at most 2592000 (30 days): damage to the ledger would go "
+                       "unnoticed for longer");
+  }
   if (limits->max_connection_age_seconds() > 24 * 3600) {
     return check.Error("limits.max_connection_age_seconds",
                        "must be at most 86400 (a day): a removed member or revoked certificate "

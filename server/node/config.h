@@ -29,6 +29,8 @@ inline constexpr uint32_t kDefaultRefusalIntervalSeconds = 60;
 inline constexpr uint32_t kDefaultMaxEvidenceTransfers = 4;
 inline constexpr uint32_t kDefaultStreamIdleTimeoutSeconds = 60;
 inline constexpr uint32_t kDefaultMaxConnectionAgeSeconds = 300;
+inline constexpr uint32_t kDefaultLedgerScrubIntervalSeconds = 24 * 3600;
+inline constexpr uint32_t kMaxLedgerScrubIntervalSeconds = 30 * 24 * 3600;
 
 // Reads the YAML file at `path`, checks it against the schema (unknown keys and
 // wrong types are errors), resolves relative file paths against the config

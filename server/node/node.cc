@@ -22,6 +22,7 @@
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
 #include "server/audit/audit_service.h"
+#include "server/audit/ledger_scrub.h"
 #include "server/auth/access_table.h"
 #include "server/auth/auth.h"
 #include "server/auth/identity.h"
@@ -698,19 +699,58 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
   return creds;
 }
 
+// What health says about damage the background check found.
+absl::Status LedgerDamage(const LedgerCheck& run) {
+  return absl::DataLossError(absl::StrCat(
+      "the ledger is damaged: ", run.status.message(), " (found by the ledger check at ",
+      absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", run.finished, absl::UTCTimeZone()),
+      "). Proofs over the damaged part cannot be trusted: tell the federation's stewards, "
+      "keep the data directory as it is for investigation, and restore from a backup"));
+}
+
 }  // namespace
+
+void Node::MakeScrubber(const v1::NodeConfig& config) {
+  AccessLog* log = access_log_.get();
+  const std::string org = config.org();
+  scrubber_ = std::make_unique<LedgerScrubber>(
+      ledger_.get(), absl::Seconds(config.limits().ledger_scrub_interval_seconds()),
+      [log, org](const LedgerCheck& run) {
+        log::Error("ledger.damaged", {{"error", run.status.message()},
+                                      {"verified_up_to", run.size},
+                                      {"took_ms", absl::ToInt64Milliseconds(run.took)}});
+        v1::AccessEvent ev;
+        ev.set_actor_org(org);
+        ev.set_actor_subject("node");
+        ev.set_action("ledger.scrub");
+        ev.set_resource_kind("ledger");
+        ev.set_outcome(v1::ACCESS_OUTCOME_ERROR);
+        ev.set_reason(std::string(run.status.message().substr(0, 1024)));
+        log->Record({std::move(ev)}, nullptr, [](absl::StatusOr<uint64_t> recorded) {
+          if (!recorded.ok()) {
+            log::Error("access.unrecorded",
+                       {{"action", "ledger.scrub"}, {"error", recorded.status().message()}});
+          }
+        });
+      });
+}
 
 absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
                          const TlsIdentity& tls, const Clock* clock) {
   auto creds = ServerCredentials(config, tls, identity_, access_log_.get(), clock);
   // grpc.health.v1 answers from the ledger's and the database's state on
   // every call: NOT_SERVING, with the reason, while writes are refused.
+  // Damage the background check found keeps the node NOT_SERVING until it is
+  // restarted on a repaired or restored ledger.
   ledger::RocksDbLedger* ledger_ptr = ledger_.get();
   NodeStore* store_ptr = store_.get();
-  health_ = std::make_unique<HealthServiceImpl>([ledger_ptr, store_ptr]() -> absl::Status {
-    if (absl::Status st = ledger_ptr->health(); !st.ok()) return st;
-    return store_ptr->health();
-  });
+  const LedgerScrubber* scrub_ptr = scrubber_.get();
+  health_ =
+      std::make_unique<HealthServiceImpl>([ledger_ptr, store_ptr, scrub_ptr]() -> absl::Status {
+        if (absl::Status st = ledger_ptr->health(); !st.ok()) return st;
+        if (auto damage = scrub_ptr->first_damage()) return LedgerDamage(*damage);
+        return store_ptr->health();
+      });
   grpc::EnableDefaultHealthCheckService(false);
   grpc::ServerBuilder builder;
   // One node per port: without this gRPC sets SO_REUSEPORT and a second node
@@ -772,7 +812,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   if (auto st = node->StartServices(config, *roster, *tls, clock, hooks.jitter_seed); !st.ok()) {
     return st;
   }
+  node->MakeScrubber(config);
   if (auto st = node->Serve(config, roster->roster, *tls, clock); !st.ok()) return st;
+  node->scrubber_->Start();
   node->prober_->Start();
   node->exchange_->Start();
   node->evidence_->Start();
@@ -941,6 +983,7 @@ void Node::Shutdown(absl::Duration grace) {
   if (started_) log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   if (prober_) prober_->Stop();
+  if (scrubber_) scrubber_->Stop();  // waits for a check in progress
   if (evidence_) evidence_->Stop();  // waits for fetches in flight
   if (exchange_) exchange_->Stop();
   server_.reset();
@@ -960,6 +1003,10 @@ void Node::Shutdown(absl::Duration grace) {
   case_store_.reset();
   store_.reset();
   if (started_) log::Info("node.stopped");
+}
+
+std::optional<LedgerCheck> Node::LastLedgerCheck() const {
+  return scrubber_ ? scrubber_->last() : std::nullopt;
 }
 
 absl::Status Node::SweepEvidenceDeadlines() {

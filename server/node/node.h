@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -18,6 +19,7 @@
 #include "grpcpp/grpcpp.h"
 #include "ledger/base/clock.h"
 #include "ledger/crypto/crypto.h"
+#include "server/audit/ledger_scrub.h"
 
 namespace corridor {
 
@@ -108,6 +110,9 @@ class Node {
   // still undecided past its deadline by the node's clock (docs/evidence.md);
   // runs by itself every minute. For tests on a fake clock.
   absl::Status SweepEvidenceDeadlines();
+  // The latest finished background ledger check (nullopt before the first), for
+  // tests and status.
+  std::optional<LedgerCheck> LastLedgerCheck() const;
 
  private:
   Node() = default;
@@ -127,6 +132,8 @@ class Node {
                              const TlsIdentity& tls, const Clock* clock, uint64_t jitter_seed);
   // Evidence requests (evidence_, evidence_service_), wired to the exchange.
   void StartEvidence(const v1::NodeConfig& config, const Clock* clock);
+  // The background check of the whole ledger (started once the node serves).
+  void MakeScrubber(const v1::NodeConfig& config);
   // The signing key `config` names, if the roster in force lists it as active for this org.
   absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> ListedSigningKey(
       const v1::NodeConfig& config) const;
@@ -147,6 +154,7 @@ class Node {
   std::unique_ptr<ledger::RocksDbLedger> ledger_;
   std::unique_ptr<CaseStore> case_store_;
   std::unique_ptr<AccessLog> access_log_;
+  std::unique_ptr<LedgerScrubber> scrubber_;
   std::unique_ptr<CaseServiceImpl> case_service_;
   std::unique_ptr<AuditServiceImpl> audit_service_;
   std::unique_ptr<Exchange> exchange_;
