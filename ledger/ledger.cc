@@ -1,5 +1,7 @@
 #include "ledger/ledger.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 
@@ -24,6 +26,23 @@ absl::Status ValidateOptions(LedgerOptions& options) {
     }
   }
   if (!options.clock) options.clock = [] { return absl::Now(); };
+  return absl::OkStatus();
+}
+
+absl::Status ValidateEntries(const std::vector<AppendEntry>& entries) {
+  if (entries.empty()) return absl::InvalidArgumentError("nothing to append");
+  for (const AppendEntry& e : entries) {
+    for (const std::string& k : e.index_keys) {
+      if (k.empty() || k.find('\0') != std::string::npos) {
+        return absl::InvalidArgumentError("index keys must be non-empty and contain no NUL");
+      }
+    }
+    for (const std::string& k : e.chain_keys) {
+      if (std::find(e.index_keys.begin(), e.index_keys.end(), k) == e.index_keys.end()) {
+        return absl::InvalidArgumentError("every chain key must also be an index key");
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

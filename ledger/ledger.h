@@ -68,7 +68,18 @@ struct LedgerOptions {
 struct AppendEntry {
   std::string data;
   std::vector<std::string> index_keys;
+  // Trail links (optional). If `link` is set, the ledger calls it exactly once,
+  // in index order while it assigns indexes (on its sequencer: keep it short),
+  // with the index of the newest earlier entry filed under each of
+  // `chain_keys`, in their order (kNoPrevious if there is none), and stores
+  // and hashes the bytes it returns instead of `data`. Each chain key must also
+  // be one of `index_keys`, so that the next entry chained under it links to
+  // this one. Entries of one trail thus name their predecessor in bytes the
+  // tree covers: a trail missing a link shows (docs/ledger.md, "Trails").
+  std::vector<std::string> chain_keys = {};
+  std::function<std::string(const std::vector<uint64_t>& previous)> link = nullptr;
 };
+inline constexpr uint64_t kNoPrevious = ~uint64_t{0};
 
 // Called exactly once with the index of the request's first entry (its
 // entries get consecutive indexes) once they are durable, or with the error
@@ -173,6 +184,9 @@ class Ledger {
 
 // Checks options shared by every implementation and fills defaults.
 absl::Status ValidateOptions(LedgerOptions& options);
+// Checks what AppendAsync is given, as every implementation must: at least one
+// entry, index keys non-empty without NUL, chain keys among the index keys.
+absl::Status ValidateEntries(const std::vector<AppendEntry>& entries);
 // The checkpoint note for (size, root), signed by the primary key and every
 // additional signer.
 std::string SignHead(const LedgerOptions& options, uint64_t size, const merkle::Hash& root);

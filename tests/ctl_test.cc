@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -51,8 +52,8 @@ class CtlTest : public ::testing::Test {
   void SetUp() override {
     // The connection comes from the options in these tests, never from the
     // environment of whoever runs them.
-    for (const char* v :
-         {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA", "CORRIDOR_ROSTER"}) {
+    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
+                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
       unsetenv(v);
     }
     fed_.AddOrg("union-sg");
@@ -176,6 +177,9 @@ TEST_F(CtlTest, MissingOrValuelessOptionsAreNamed) {
        "--category must be one of recruitment-fees, wage-theft"},
       {{"decline", "REF-1"}, 1, "missing --reason"},
       {{"audit", "verify", "export.txt"}, 1, "give the roster (--roster FILE or CORRIDOR_ROSTER)"},
+      {{"audit", "verify", "export.txt", "--roster", "r.json"},
+       1,
+       "give the federation's steward keys (--stewards FILE or CORRIDOR_STEWARDS"},
       {{"whoami"}, 1, "to reach your node, set --node (or CORRIDOR_NODE), --cert"},
   };
   for (const Case& c : cases) {
@@ -393,11 +397,12 @@ TEST_F(CtlTest, AuditCommandsQueryProveExportAndVerifyWithTheRostersKey) {
   CtlRun cp = CtlAs("aud", {"audit", "checkpoint"});
   EXPECT_EQ(cp.code, 0) << cp;
   EXPECT_TRUE(absl::StrContains(cp.out, "union-sg")) << cp;
-  CtlRun key = Ctl({"audit", "key", "union-sg", "--roster", RosterFile()});
+  const std::string stewards = fed_.WriteStewardsFile();
+  CtlRun key = Ctl({"audit", "key", "union-sg", "--roster", RosterFile(), "--stewards", stewards});
   EXPECT_EQ(key.code, 0) << key;
   EXPECT_TRUE(absl::StartsWith(key.out, "corridor.test/union-sg+")) << key;
-  CtlRun prove =
-      CtlAs("aud", {"audit", "prove", "0", "--roster", RosterFile(), "--org", "union-sg"});
+  CtlRun prove = CtlAs("aud", {"audit", "prove", "0", "--roster", RosterFile(), "--org", "union-sg",
+                               "--stewards", stewards});
   EXPECT_EQ(prove.code, 0) << prove;
   EXPECT_TRUE(absl::StartsWith(prove.out, "entry 0 is in the ledger of ")) << prove;
   EXPECT_TRUE(absl::StrContains(prove.out, "verified against the checkpoint signed by")) << prove;
@@ -405,40 +410,81 @@ TEST_F(CtlTest, AuditCommandsQueryProveExportAndVerifyWithTheRostersKey) {
   CtlRun exp = CtlAs("aud", {"audit", "export", "--out", exported});
   EXPECT_EQ(exp.code, 0) << exp;
   EXPECT_TRUE(absl::StartsWith(exp.out, "exported to " + exported)) << exp;
-  CtlRun verify = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "union-sg"});
+  CtlRun verify = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "union-sg",
+                       "--stewards", stewards});
   EXPECT_EQ(verify.code, 0) << verify;
   EXPECT_TRUE(absl::StartsWith(verify.out, "verified: entries 0..")) << verify;
   // The wrong org's key does not verify it.
-  CtlRun wrong =
-      Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "ministry-id"});
+  CtlRun wrong = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "ministry-id",
+                      "--stewards", stewards});
   EXPECT_EQ(wrong.code, 1) << wrong;
   EXPECT_TRUE(absl::StrContains(wrong.err, "the export does NOT verify")) << wrong;
-  // With the stewards' keys (here the node config's roster: section) the roster's
-  // signatures are checked; a roster stripped of them supplies no key.
+  // A node config's roster: section holds the steward keys too.
   const std::string node_yaml = fed_.org("union-sg").dir + "/node.yaml";
-  CtlRun checked = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "union-sg",
-                        "--stewards", node_yaml});
-  EXPECT_EQ(checked.code, 0) << checked;
-  EXPECT_FALSE(absl::StrContains(checked.err, "were not checked")) << checked;
-  EXPECT_TRUE(absl::StrContains(verify.err, "were not checked")) << verify;
-  std::string stripped = ReadFileToString(RosterFile()).value();
-  stripped = stripped.substr(0, stripped.find("\"signatures\"")) + "\"signatures\": []}";
-  ASSERT_OK(WriteFileAtomically(Dir("stripped.json"), stripped));
-  for (const std::vector<std::string>& cmd :
-       {std::vector<std::string>{"audit", "key", "union-sg"},
-        std::vector<std::string>{"audit", "verify", exported, "--org", "union-sg"}}) {
-    std::vector<std::string> argv = cmd;
-    for (const char* a : {"--roster", "", "--stewards", ""}) argv.push_back(a);
-    argv[argv.size() - 3] = Dir("stripped.json");
-    argv[argv.size() - 1] = node_yaml;
-    CtlRun forged = Ctl(argv);
-    EXPECT_EQ(forged.code, 1) << forged;
-    EXPECT_TRUE(absl::StrContains(forged.err, "stripped.json is not valid")) << forged;
-  }
+  CtlRun by_config = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org",
+                          "union-sg", "--stewards", node_yaml});
+  EXPECT_EQ(by_config.code, 0) << by_config;
   // A caseworker does not read the ledger.
   CtlRun cw = CtlAs("cw", {"audit", "log"});
   EXPECT_EQ(cw.code, 1) << cw;
   EXPECT_TRUE(absl::StrContains(cw.err, "refused: ")) << cw;
+}
+
+// Every command that takes an org's key from a roster believes the roster only
+// with the stewards' signatures checked against keys the auditor holds: a copy
+// with union-sg's key swapped (its signatures now over another payload), one
+// signed by keys that are not the stewards', one stripped of its signatures, and
+// any roster with no stewards file given, supply no key to any of them.
+TEST_F(CtlTest, AForgedRosterIsRefusedByEveryAuditCommand) {
+  const std::string stewards = fed_.WriteStewardsFile();
+  const std::string genuine = ReadFileToString(RosterFile()).value();
+  const size_t sigs = genuine.find("\"signatures\"");
+  ASSERT_NE(sigs, std::string::npos);
+  v1::Roster swapped = fed_.MakeRoster();
+  for (v1::Member& m : *swapped.mutable_members()) {
+    if (m.org() != "union-sg") continue;
+    m.mutable_signing_keys(0)->set_public_key(
+        Base64Encode(Ed25519PrivateKey::Generate().public_key().raw()));
+  }
+  const std::string resigned = fed_.Sign(swapped, 1);
+  testing::TestFederation impostors("corridor.test");
+  const std::map<std::string, std::string> forgeries = {
+      {"swapped.json", resigned.substr(0, resigned.find("\"signatures\"")) + genuine.substr(sigs)},
+      {"impostors.json", impostors.Sign(swapped, 2)},
+      {"stripped.json", genuine.substr(0, sigs) + "\"signatures\": []}"},
+  };
+  auto as_auditor = [this](std::vector<std::string> argv) {
+    for (std::string& o : As("aud")) argv.push_back(std::move(o));
+    return argv;
+  };
+  const std::vector<std::vector<std::string>> commands = {
+      {"audit", "key", "union-sg"},
+      {"audit", "verify", Dir("export.txt"), "--org", "union-sg"},
+      as_auditor({"audit", "prove", "0", "--org", "union-sg"}),
+      as_auditor({"evidence", "custody", "E-3F9A0C12D4E7"}),
+  };
+  for (std::vector<std::string> argv : commands) {
+    for (const auto& [name, json] : forgeries) {
+      SCOPED_TRACE(absl::StrCat(absl::StrJoin(argv, " "), " with ", name));
+      ASSERT_OK(WriteFileAtomically(Dir(name), json));
+      std::vector<std::string> forged = argv;
+      for (const std::string& a :
+           {std::string("--roster"), Dir(name), std::string("--stewards"), stewards}) {
+        forged.push_back(a);
+      }
+      CtlRun r = Ctl(forged);
+      EXPECT_EQ(r.code, 1) << r;
+      EXPECT_TRUE(absl::StrContains(r.err, name + " is not valid")) << r;
+      EXPECT_TRUE(r.out.empty()) << r;
+    }
+    // No steward keys, no key, whatever the roster.
+    argv.push_back("--roster");
+    argv.push_back(RosterFile());
+    CtlRun unchecked = Ctl(argv);
+    EXPECT_EQ(unchecked.code, 1) << unchecked;
+    EXPECT_TRUE(absl::StrContains(unchecked.err, "give the federation's steward keys"))
+        << unchecked;
+  }
 }
 
 // ---- at once ----------------------------------------------------------------

@@ -55,8 +55,8 @@ class EvidenceCtlArgsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // No node: a command that passes its own checks stops at "to reach your node".
-    for (const char* v :
-         {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA", "CORRIDOR_ROSTER"}) {
+    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
+                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
       unsetenv(v);
     }
   }
@@ -541,14 +541,15 @@ constexpr char kLocalItem[] = "E-10CA1000000A";
 class EvidenceCtlNodeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* v :
-         {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA", "CORRIDOR_ROSTER"}) {
+    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
+                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
       unsetenv(v);
     }
     testing::TestOrg& org = fed_.AddOrg(kRequester);
     fed_.AddOrg(kHolder, v1::ORG_KIND_MINISTRY);
     user_ = fed_.IssueUser(kRequester, "pros");
     roster_file_ = fed_.root() + "/roster.json";
+    stewards_file_ = fed_.WriteStewardsFile();
     ASSERT_TRUE(
         WriteFileAtomically(roster_file_, fed_.Sign(fed_.MakeRoster(), fed_.threshold())).ok());
     grpc::SslServerCredentialsOptions tls(
@@ -644,11 +645,12 @@ class EvidenceCtlNodeTest : public ::testing::Test {
   }
 
   CtlRun Custody() {
-    return Run({"evidence", "custody", kLocalItem, "--roster", roster_file_, "--org", kRequester});
+    return Run({"evidence", "custody", kLocalItem, "--roster", roster_file_, "--stewards",
+                stewards_file_, "--org", kRequester});
   }
 
   testing::TestFederation fed_;
-  std::string user_, roster_file_;
+  std::string user_, roster_file_, stewards_file_;
   int port_ = 0;
   FakeEvidenceService evidence_;
   FakeCaseService cases_;
@@ -675,7 +677,8 @@ TEST_F(EvidenceCtlNodeTest, CustodyVerifiesEveryProofAndTheHoldersReceipt) {
       r.out, absl::StrCat("signature by key ", fed_.org(kHolder).key_id, " verified")))
       << r;
   // The org defaults to the one in the user's certificate.
-  CtlRun own = Run({"evidence", "custody", kLocalItem, "--roster", roster_file_});
+  CtlRun own = Run(
+      {"evidence", "custody", kLocalItem, "--roster", roster_file_, "--stewards", stewards_file_});
   EXPECT_EQ(own.code, 0) << own;
 }
 
@@ -769,7 +772,8 @@ TEST_F(EvidenceCtlNodeTest, CustodyRefusesAnEntryAboutAnotherItem) {
   ASSERT_EQ(ok.code, 0) << ok;
   resp.set_evidence_id("E-0THER0000000");
   evidence_.custody = resp;
-  CtlRun r = Run({"evidence", "custody", "E-0THER0000000", "--roster", roster_file_});
+  CtlRun r = Run({"evidence", "custody", "E-0THER0000000", "--roster", roster_file_, "--stewards",
+                  stewards_file_});
   EXPECT_EQ(r.code, 1) << r;
   EXPECT_TRUE(absl::StrContains(r.err, absl::StrCat("is about ", kLocalItem, ", not E-0THER")))
       << r;
@@ -1081,13 +1085,14 @@ class EvidenceCtlFlowTest : public ::testing::Test {
     return o;
   }
   void SetUp() override {
-    for (const char* v :
-         {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA", "CORRIDOR_ROSTER"}) {
+    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
+                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
       unsetenv(v);
     }
     ASSERT_TRUE(fed_.StartAll().ok());
     testing::TestFederation& files = fed_.files();
     roster_file_ = files.root() + "/roster-for-ctl.json";
+    stewards_file_ = files.WriteStewardsFile();
     ASSERT_TRUE(
         WriteFileAtomically(roster_file_, files.Sign(files.MakeRoster(), files.threshold())).ok());
   }
@@ -1119,7 +1124,7 @@ class EvidenceCtlFlowTest : public ::testing::Test {
   }
 
   testing::InProcessFederation fed_{Options()};
-  std::string roster_file_;
+  std::string roster_file_, stewards_file_;
   std::map<std::string, std::string> users_;
 };
 
@@ -1181,15 +1186,18 @@ TEST_F(EvidenceCtlFlowTest, RequestDecideFetchAndCustodyWithCorridorctl) {
 
   // Custody at both ends, every proof checked with the roster's keys; the
   // holder's receipt at the requester checked with the union's key.
-  CtlRun here =
-      As(kProsecutor, "pros", {"evidence", "custody", local_item, "--roster", roster_file_});
+  CtlRun here = As(
+      kProsecutor, "pros",
+      {"evidence", "custody", local_item, "--roster", roster_file_, "--stewards", stewards_file_});
   ASSERT_EQ(here.code, 0) << here;
   EXPECT_TRUE(absl::StrContains(here.out, "evidence.fetch")) << here;
   EXPECT_TRUE(absl::StrContains(here.out, "verified\n")) << here;
   EXPECT_TRUE(absl::StrContains(
       here.out, absl::StrCat("signature by key ", fed_.files().org(kUnion).key_id, " verified")))
       << here;
-  CtlRun there = As(kUnion, "appr", {"evidence", "custody", union_item, "--roster", roster_file_});
+  CtlRun there = As(
+      kUnion, "appr",
+      {"evidence", "custody", union_item, "--roster", roster_file_, "--stewards", stewards_file_});
   ASSERT_EQ(there.code, 0) << there;
   for (const char* action : {"evidence.add", "evidence.grant", "evidence.serve"}) {
     EXPECT_TRUE(absl::StrContains(there.out, action)) << action << "\n" << there;

@@ -441,9 +441,9 @@ TEST_F(FederationTest, SigningKeyRotationWithoutRestartKeepsEnvelopesFlowingAndL
     ASSERT_OK_AND_ASSIGN(std::string exp, ledger->Export(0, ledger->head().size));
     ASSERT_OK(WriteFileAtomically(fed_.root() + "/all.export", exp));
   }
-  CommandResult verified =
-      RunCommand({BinaryPath("corridorctl"), "audit", "verify", fed_.root() + "/all.export",
-                  "--roster", v2_file, "--org", "union-sg"});
+  CommandResult verified = RunCommand({BinaryPath("corridorctl"), "audit", "verify",
+                                       fed_.root() + "/all.export", "--roster", v2_file, "--org",
+                                       "union-sg", "--stewards", fed_.WriteStewardsFile()});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
 }
 

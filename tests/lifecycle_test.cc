@@ -528,7 +528,7 @@ TEST_F(LifecycleTest, SigningKeyRotatedAndOldKeyRevokedWhileReferralsFlow) {
   r = nodes_.CtlAs(kUnion, nodes_.auditor(kUnion), {"audit", "export", "--out", exported});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", v3_file,
-                  "--org", kUnion});
+                  "--org", kUnion, "--stewards", fed_.WriteStewardsFile()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "signed with key \"union-sg-1\"")) << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "lists as revoked")) << r.err;

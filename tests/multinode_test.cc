@@ -193,6 +193,7 @@ TEST_F(MultiNodeTest, CorridorctlCaseEvidenceAndAuditCommandsWorkAgainstARunning
 
   // The auditor sees the trail, proves an entry against the roster's key, exports and verifies.
   const std::string roster = fed_.org("union-sg").dir + "/roster.json";
+  const std::string stewards = fed_.WriteStewardsFile();
   CommandResult log = as("audrey", {"audit", "log", "--case", id});
   EXPECT_EQ(log.exit_code, 0) << log.err;
   for (const char* action :
@@ -207,19 +208,21 @@ TEST_F(MultiNodeTest, CorridorctlCaseEvidenceAndAuditCommandsWorkAgainstARunning
   EXPECT_NE(denials.out.find("may not call /corridor.v1.CaseService/GetCase"), std::string::npos)
       << denials.out;
   EXPECT_EQ(denials.out.find("curiosity"), std::string::npos) << denials.out;
-  CommandResult prove =
-      as("audrey", {"audit", "prove", "1", "--roster", roster, "--org", "union-sg", "--json"});
+  CommandResult prove = as("audrey", {"audit", "prove", "1", "--roster", roster, "--org",
+                                      "union-sg", "--json", "--stewards", stewards});
   EXPECT_EQ(prove.exit_code, 0) << prove.err;
   EXPECT_NE(prove.out.find("\"verified\": true"), std::string::npos) << prove.out;
   EXPECT_NE(prove.out.find("\"leaf_index\": 1"), std::string::npos) << prove.out;
   const std::string exported = fed_.root() + "/ledger.export";
   EXPECT_EQ(as("audrey", {"audit", "export", "--out", exported}).exit_code, 0);
-  CommandResult verified = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported,
-                                       "--roster", roster, "--org", "union-sg"});
+  CommandResult verified =
+      RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", roster,
+                  "--org", "union-sg", "--stewards", stewards});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
   // Another org's key does not verify this node's export.
-  CommandResult wrong = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported,
-                                    "--roster", roster, "--org", "ministry-id"});
+  CommandResult wrong =
+      RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", roster,
+                  "--org", "ministry-id", "--stewards", stewards});
   EXPECT_EQ(wrong.exit_code, 1);
   EXPECT_NE(wrong.err.find("does NOT verify"), std::string::npos) << wrong.err;
   // The approver erases; the content is gone, the trail stays.

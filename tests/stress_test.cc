@@ -1282,9 +1282,9 @@ TEST_F(StressTest,
       ASSERT_TRUE(s.ok()) << org << ": " << s.error_message();
       const std::string path = absl::StrCat(fed_.org(org).dir, "/ledger-", begin, ".export");
       ASSERT_OK(WriteFileAtomically(path, exported.export_()));
-      CommandResult verified =
-          RunCommand({BinaryPath("corridorctl"), "audit", "verify", path, "--roster",
-                      fed_.org(org).dir + "/roster.json", "--org", org});
+      CommandResult verified = RunCommand({BinaryPath("corridorctl"), "audit", "verify", path,
+                                           "--roster", fed_.org(org).dir + "/roster.json", "--org",
+                                           org, "--stewards", fed_.WriteStewardsFile()});
       EXPECT_EQ(verified.exit_code, 0) << org << ": " << verified.out << verified.err;
     }
   }

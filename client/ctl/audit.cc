@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/ctl/audit_trail.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
 #include "client/ctl/ledger_keys.h"
@@ -52,7 +53,7 @@ absl::Status RunAuditLog(Context& c) {
   if (!s.ok()) return Explain(s, *conn);
   if (c.json()) {
     c.out << ToJson(resp);
-    return absl::OkStatus();
+    return c.args.Has("verify") ? VerifyTrail(c.args, *conn, req, resp, c.err) : absl::OkStatus();
   }
   std::vector<std::vector<std::string>> rows = {
       {"INDEX", "TIME (UTC)", "ACTOR", "ACTION", "RESOURCE", "PURPOSE", "OUTCOME", "REASON"}};
@@ -66,12 +67,13 @@ absl::Status RunAuditLog(Context& c) {
   PrintTable(c.out, rows);
   if (!resp.next_page_token().empty())
     c.out << "more: --page-token " << Printable(resp.next_page_token()) << "\n";
+  if (c.args.Has("verify")) return VerifyTrail(c.args, *conn, req, resp, c.out);
   return absl::OkStatus();
 }
 
 absl::Status RunAuditKey(Context& c) {
   const std::string org = c.args.positional().empty() ? c.args.Get("org") : c.args.positional()[0];
-  auto vs = VerifiersFromOptions(c.args, org, c.err);
+  auto vs = VerifiersFromOptions(c.args, org);
   if (!vs.ok()) return vs.status();
   for (const auto& v : *vs) c.out << Printable(v.ToString()) << "\n";
   return absl::OkStatus();
@@ -102,7 +104,7 @@ absl::Status RunAuditProve(Context& c) {
   uint64_t index = 0;
   if (!absl::SimpleAtoi(c.args.positional()[0], &index))
     return absl::InvalidArgumentError("INDEX must be a number");
-  auto verifiers = VerifiersFromOptions(c.args, "", c.err);
+  auto verifiers = VerifiersFromOptions(c.args, "");
   if (!verifiers.ok()) return verifiers.status();
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
@@ -184,7 +186,7 @@ absl::Status RunAuditExport(Context& c) {
 absl::Status RunAuditVerify(Context& c) {
   if (c.args.positional().empty())
     return absl::InvalidArgumentError("name the export file: corridorctl audit verify FILE");
-  auto verifiers = VerifiersFromOptions(c.args, "", c.err);
+  auto verifiers = VerifiersFromOptions(c.args, "");
   if (!verifiers.ok()) return verifiers.status();
   auto text = ReadFileToString(c.args.positional()[0]);
   if (!text.ok()) return text.status();
@@ -231,7 +233,13 @@ std::vector<Command> AuditCommands() {
              {"after", "TIME", "at or after (RFC 3339)"},
              {"before", "TIME", "before (RFC 3339)"},
              {"limit", "N", "events per page (default 50)"},
-             {"page-token", "T", "continue"}}),
+             {"page-token", "T", "continue"},
+             {"verify", "", "prove each entry, and that the case's or actor's trail is complete"},
+             {"roster", "FILE", "with --verify: signed roster with the key (env CORRIDOR_ROSTER)"},
+             {"stewards", "FILE",
+              "with --verify: steward keys the roster is checked against (env CORRIDOR_STEWARDS)"},
+             {"threshold", "N", "steward signatures required (default: the stewards file's)"},
+             {"vkey", "VKEY", "with --verify: verifier key (name+id+key) instead of the roster"}}),
        RunAuditLog},
       {{"audit", "checkpoint"},
        "",
@@ -239,15 +247,12 @@ std::vector<Command> AuditCommands() {
        ConnectionOptions(),
        RunAuditCheckpoint},
       {{"audit", "key"},
-       "ORG --roster FILE",
+       "ORG --roster FILE --stewards FILE",
        "an org's checkpoint verifier key, from the roster",
-       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"},
-        {"org", "ORG", "the org"},
-        {"stewards", "FILE", "check the roster's signatures against these steward keys"},
-        {"threshold", "N", "steward signatures required (default: the stewards file's)"}},
+       LedgerKeyOptions(),
        RunAuditKey},
       {{"audit", "prove"},
-       "INDEX --roster FILE --org ORG",
+       "INDEX --roster FILE --stewards FILE --org ORG",
        "fetch and check an inclusion proof for a ledger entry",
        With(ConnectionOptions(), LedgerKeyOptions()),
        RunAuditProve},
@@ -259,13 +264,9 @@ std::vector<Command> AuditCommands() {
                                   {"end", "N", "end (default: all)"}}),
        RunAuditExport},
       {{"audit", "verify"},
-       "FILE --roster FILE --org ORG",
+       "FILE --roster FILE --stewards FILE --org ORG",
        "check an export offline",
-       {{"roster", "FILE", "signed roster (env CORRIDOR_ROSTER)"},
-        {"org", "ORG", "whose ledger"},
-        {"stewards", "FILE", "check the roster's signatures against these steward keys"},
-        {"threshold", "N", "steward signatures required (default: the stewards file's)"},
-        {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"}},
+       LedgerKeyOptions(),
        RunAuditVerify},
   };
 }

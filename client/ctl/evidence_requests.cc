@@ -719,7 +719,7 @@ absl::Status RunEvidenceCustody(Context& c) {
   const std::string id = c.args.positional()[0];
   const std::string my_org = OrgOfCertificate(c.args);
   v1::Roster roster;
-  auto verifiers = VerifiersFromOptions(c.args, my_org, c.err, &roster);
+  auto verifiers = VerifiersFromOptions(c.args, my_org, &roster);
   if (!verifiers.ok()) return verifiers.status();
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();

@@ -16,31 +16,41 @@ std::vector<OptionSpec> LedgerKeyOptions() {
   return {
       {"roster", "FILE", "signed roster to take the key from (env CORRIDOR_ROSTER)"},
       {"org", "ORG", "whose ledger"},
-      {"stewards", "FILE", "check the roster's signatures against these steward keys"},
+      {"stewards", "FILE",
+       "steward keys the roster's signatures are checked against (env CORRIDOR_STEWARDS)"},
       {"threshold", "N", "steward signatures required (default: the stewards file's)"},
       {"vkey", "VKEY", "verifier key (name+id+key) instead of the roster"},
   };
 }
 
-absl::StatusOr<v1::Roster> RosterFromOptions(const Args& args, const std::string& roster_file,
-                                             std::ostream& err) {
+absl::StatusOr<v1::Roster> RosterFromOptions(const Args& args, const std::string& roster_file) {
+  // The roster is the auditor's source of every org's key, so it is believed only
+  // with the stewards' signatures checked against keys the auditor holds: a copy
+  // with one key swapped must not make a rewritten ledger "verify".
+  const std::string stewards_file = OptionOrEnv(args, "stewards", "CORRIDOR_STEWARDS");
+  if (stewards_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "give the federation's steward keys (--stewards FILE or CORRIDOR_STEWARDS: the "
+        "stewards.yaml the stewards published, or your node's config) so the signatures on ",
+        roster_file,
+        " are checked before its keys are trusted; or give the org's key itself with --vkey"));
+  }
   auto text = ReadFileToString(roster_file);
   if (!text.ok()) return text.status();
-  if (args.Has("stewards")) {
-    auto checked = roster_edit::CheckSignatures(args, roster_file, *text);
-    if (!checked.ok()) return checked.status();
-    return checked->roster.roster;
-  }
-  err << "warning: the steward signatures on " << roster_file
-      << " were not checked; give --stewards FILE (the federation's stewards.yaml, with "
-         "--threshold N) so a forged roster cannot supply the key\n";
-  return PeekSignedRoster(*text);
+  auto checked = roster_edit::CheckSignatures(args, stewards_file, roster_file, *text);
+  if (!checked.ok()) return checked.status();
+  return checked->roster.roster;
 }
 
 absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& args,
                                                                  const std::string& default_org,
-                                                                 std::ostream& err,
                                                                  v1::Roster* roster_out) {
+  return LedgerVerifiers(args, args.Get("org", default_org), roster_out);
+}
+
+absl::StatusOr<std::vector<note::Verifier>> LedgerVerifiers(const Args& args,
+                                                            const std::string& org,
+                                                            v1::Roster* roster_out) {
   if (args.Has("vkey")) {
     auto v = note::ParseVerifier(args.Get("vkey"));
     if (!v.ok()) return v.status();
@@ -52,9 +62,8 @@ absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& arg
         "give the roster (--roster FILE or CORRIDOR_ROSTER) so the key comes from the federation, "
         "not from the node being audited; or --vkey NAME+ID+KEY");
   }
-  auto roster = RosterFromOptions(args, roster_file, err);
+  auto roster = RosterFromOptions(args, roster_file);
   if (!roster.ok()) return roster.status();
-  const std::string org = args.Get("org", default_org);
   if (org.empty())
     return absl::InvalidArgumentError("name the org whose ledger this is: --org ORG");
   if (roster_out != nullptr) *roster_out = *roster;
@@ -65,9 +74,7 @@ std::string SignedByRevokedKey(const Args& args, const std::string& default_org,
                                const std::function<bool(const note::Verifier&)>& verifies) {
   const std::string roster_file = OptionOrEnv(args, "roster", "CORRIDOR_ROSTER");
   if (roster_file.empty() || args.Has("vkey")) return "";
-  auto text = ReadFileToString(roster_file);
-  if (!text.ok()) return "";
-  auto roster = PeekSignedRoster(*text);
+  auto roster = RosterFromOptions(args, roster_file);
   if (!roster.ok()) return "";
   const std::string org = args.Get("org", default_org);
   for (const v1::Member& m : roster->members()) {

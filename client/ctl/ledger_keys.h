@@ -23,10 +23,11 @@ namespace corridor::ctl {
 // --roster, --org, --stewards, --threshold, --vkey: where the key comes from.
 std::vector<OptionSpec> LedgerKeyOptions();
 
-// The roster in `roster_file`: with --stewards, its steward signatures
-// checked; without, read unchecked with a warning on `err`.
-absl::StatusOr<v1::Roster> RosterFromOptions(const Args& args, const std::string& roster_file,
-                                             std::ostream& err);
+// The roster in `roster_file`, its steward signatures checked against the
+// stewards file in --stewards (else CORRIDOR_STEWARDS) and --threshold.
+// InvalidArgument if no stewards file is given: an unchecked roster supplies
+// no key.
+absl::StatusOr<v1::Roster> RosterFromOptions(const Args& args, const std::string& roster_file);
 
 // The keys that may have signed the checkpoints of --org (else `default_org`),
 // from the roster in --roster (or CORRIDOR_ROSTER), or the one given with
@@ -34,8 +35,13 @@ absl::StatusOr<v1::Roster> RosterFromOptions(const Args& args, const std::string
 // set to it. InvalidArgument if neither a roster nor --vkey is given, or no org.
 absl::StatusOr<std::vector<note::Verifier>> VerifiersFromOptions(const Args& args,
                                                                  const std::string& default_org,
-                                                                 std::ostream& err,
                                                                  v1::Roster* roster = nullptr);
+
+// The same for `org`, whatever --org says (for a command whose --org means
+// something else).
+absl::StatusOr<std::vector<note::Verifier>> LedgerVerifiers(const Args& args,
+                                                            const std::string& org,
+                                                            v1::Roster* roster = nullptr);
 
 // If the roster lists a revoked key of the org with which `verifies`
 // succeeds, why the export or checkpoint is refused, in words; "" otherwise.

@@ -107,7 +107,8 @@ absl::Status RunRosterNewVersion(Context& c) {
   std::string checked = "signatures not checked (give --stewards FILE to check them)";
   absl::StatusOr<v1::Roster> in_force = PeekSignedRoster(*text);
   if (c.args.Has("stewards")) {
-    auto verified = roster_edit::CheckSignatures(c.args, c.args.Get("from"), *text);
+    auto verified =
+        roster_edit::CheckSignatures(c.args, c.args.Get("stewards"), c.args.Get("from"), *text);
     if (!verified.ok()) return verified.status();
     checked = roster_edit::SignedBySentence(*verified);
     in_force = verified->roster.roster;
@@ -359,7 +360,8 @@ absl::Status RunRosterVerify(Context& c) {
   if (auto st = Require(c.args, {"in", "stewards"}); !st.ok()) return st;
   auto text = ReadFileToString(c.args.Get("in"));
   if (!text.ok()) return text.status();
-  auto checked = roster_edit::CheckSignatures(c.args, c.args.Get("in"), *text);
+  auto checked =
+      roster_edit::CheckSignatures(c.args, c.args.Get("stewards"), c.args.Get("in"), *text);
   if (!checked.ok()) return checked.status();
   const v1::Roster& r = checked->roster.roster;
   c.out << Printable(c.args.Get("in")) << ": federation " << Printable(r.federation())
@@ -398,7 +400,8 @@ absl::Status RunRosterShow(Context& c) {
   if (!roster.ok()) return roster.status();
   std::string checked = "signatures not checked here (give --stewards FILE to check them)";
   if (c.args.Has("stewards")) {
-    auto verified = roster_edit::CheckSignatures(c.args, c.args.Get("in"), *text);
+    auto verified =
+        roster_edit::CheckSignatures(c.args, c.args.Get("stewards"), c.args.Get("in"), *text);
     if (!verified.ok()) return verified.status();
     roster = verified->roster.roster;
     checked = roster_edit::SignedBySentence(*verified);

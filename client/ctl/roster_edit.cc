@@ -491,9 +491,9 @@ absl::StatusOr<Stewards> LoadStewards(const std::string& path) {
   return out;
 }
 
-absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& label,
-                                        const std::string& json) {
-  auto stewards = roster_edit::LoadStewards(args.Get("stewards"));
+absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& stewards_file,
+                                        const std::string& label, const std::string& json) {
+  auto stewards = roster_edit::LoadStewards(stewards_file);
   if (!stewards.ok()) return stewards.status();
   Checked out;
   out.stewards = stewards->keys.size();
@@ -504,7 +504,7 @@ absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& lab
   }
   if (out.threshold == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(args.Get("stewards"),
+        absl::StrCat(stewards_file,
                      " gives no threshold: pass --threshold N, the number of steward signatures "
                      "your nodes require (their roster.threshold)"));
   }

@@ -95,17 +95,18 @@ struct Stewards {
 };
 absl::StatusOr<Stewards> LoadStewards(const std::string& path);
 
-// A signed roster checked against the stewards file in --stewards and
-// --threshold (else the file's threshold), for --federation (else the
-// roster's own): `roster verify`, `roster show`, `roster new-version` and the
-// audit commands. Errors about the roster itself name `label`.
+// A signed roster checked against the stewards file `stewards_file` (a
+// stewards.yaml or a node config) and --threshold (else the file's threshold),
+// for --federation (else the roster's own): `roster verify`, `roster show`,
+// `roster new-version` and the audit commands. Errors about the roster itself
+// name `label`.
 struct Checked {
   VerifiedRoster roster;
   uint32_t threshold = 0;
   size_t stewards = 0;
 };
-absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& label,
-                                        const std::string& json);
+absl::StatusOr<Checked> CheckSignatures(const Args& args, const std::string& stewards_file,
+                                        const std::string& label, const std::string& json);
 // "signatures checked: signed by steward-1, steward-2 (2 of 3 stewards; 2 required)".
 std::string SignedBySentence(const Checked& c);
 

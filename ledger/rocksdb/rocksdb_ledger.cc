@@ -278,14 +278,7 @@ absl::Status RocksDbLedger::health() const {
 
 void RocksDbLedger::AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<Mutation> change,
                                 AppendCallback done) {
-  if (entries.empty()) return done(absl::InvalidArgumentError("nothing to append"));
-  for (const auto& e : entries) {
-    for (const auto& k : e.index_keys) {
-      if (k.empty() || k.find('\0') != std::string::npos) {
-        return done(absl::InvalidArgumentError("index keys must be non-empty and contain no NUL"));
-      }
-    }
-  }
+  if (absl::Status st = ValidateEntries(entries); !st.ok()) return done(st);
   if (change) {
     if (absl::Status st = spaces_.Check(*change); !st.ok()) return done(st);
   }
@@ -470,6 +463,23 @@ void RocksDbLedger::FailQueued(const absl::Status& st) {
   for (Request& r : rest) r.done(st);
 }
 
+absl::StatusOr<std::string> RocksDbLedger::Link(
+    const AppendEntry& e, const std::map<std::string, uint64_t>& filed_here) const {
+  std::vector<uint64_t> previous;
+  previous.reserve(e.chain_keys.size());
+  for (const std::string& k : e.chain_keys) {
+    if (auto it = filed_here.find(k); it != filed_here.end()) {
+      previous.push_back(it->second);
+      continue;
+    }
+    // The committed entries only: the group being committed is not in the head yet.
+    auto newest = Lookup(k, kFromNewest, 1);
+    if (!newest.ok()) return newest.status();
+    previous.push_back(newest->empty() ? kNoPrevious : newest->front());
+  }
+  return e.link(previous);
+}
+
 void RocksDbLedger::CommitGroup(std::vector<Request>& group) {
   uint64_t size;
   {
@@ -526,9 +536,20 @@ void RocksDbLedger::CommitGroup(std::vector<Request>& group) {
   std::vector<uint64_t> first_index;
   first_index.reserve(group.size());
   absl::Status copy_error;
+  // The newest entry of this group under each index key, for trail links.
+  std::map<std::string, uint64_t> filed_here;
   for (Request& r : group) {
     first_index.push_back(size);
-    for (const AppendEntry& e : r.entries) {
+    for (AppendEntry& e : r.entries) {
+      if (e.link) {
+        auto linked = Link(e, filed_here);
+        if (!linked.ok()) {
+          copy_error.Update(linked.status());
+        } else {
+          e.data = *std::move(linked);
+        }
+      }
+      for (const std::string& k : e.index_keys) filed_here[k] = size;
       const std::string key = Be64(size);
       batch.Put(entries_cf_, key, e.data);
       for (const std::string& k : e.index_keys) {

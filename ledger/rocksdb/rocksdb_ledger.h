@@ -144,6 +144,11 @@ class RocksDbLedger final : public Ledger {
   absl::Status Load() ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   void Run();
   void CommitGroup(std::vector<Request>& group) ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
+  // The bytes `e.link` makes of its trail links: the newest entry under each
+  // chain key among `filed_here` (this group's entries so far), else among the
+  // committed ones.
+  absl::StatusOr<std::string> Link(const AppendEntry& e,
+                                   const std::map<std::string, uint64_t>& filed_here) const;
   // Enters the refusing state with `st`, fails everything queued.
   void FailQueued(const absl::Status& st);
   // Resume, re-derive, prove a synced write (TryRecover's steps).

@@ -261,6 +261,50 @@ TEST_P(LedgerConformance, LookupIsNewestFirstPagedAndExactPerKey) {
   EXPECT_TRUE(zero.empty());
 }
 
+// An entry chained under a key names the newest earlier entry under it, in the
+// bytes stored and hashed: across groups, within one request, and between
+// concurrent appends, every trail is one unbroken line from its first entry.
+TEST_P(LedgerConformance, TrailLinksNameTheNewestEarlierEntryUnderEachChainKey) {
+  Ledger& l = Make();
+  auto chained = [](std::string name, std::vector<std::string> chain) {
+    AppendEntry e{name, chain, chain};
+    e.index_keys.push_back("all");
+    e.link = [name](const std::vector<uint64_t>& previous) {
+      std::string data = name;
+      for (uint64_t p : previous) {
+        absl::StrAppend(&data, " ", p == kNoPrevious ? std::string("-") : absl::StrCat(p));
+      }
+      return data;
+    };
+    return e;
+  };
+  ASSERT_OK(l.Append({{"plain", {"case/1"}}}));
+  ASSERT_OK(l.Append({chained("a", {"case/1", "actor/x"}), chained("b", {"case/1"})}));
+  ASSERT_OK(l.Append({chained("c", {"case/2", "actor/x"})}));
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> got, l.Entries(0, 4));
+  EXPECT_EQ(got, (std::vector<std::string>{"plain", "a 0 -", "b 1", "c - 1"}));
+  EXPECT_EQ(l.head().root, ReferenceRoot(got, 0, 4));
+  // Concurrent appends under one key: each links to exactly the one before it.
+  constexpr int kThreads = 6, kPerThread = 30;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ASSERT_OK(l.Append({chained(absl::StrCat("t", t, "/", i), {"case/3"})}));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_OK_AND_ASSIGN(std::vector<uint64_t> trail, l.Lookup("case/3", Ledger::kFromNewest, 1000));
+  ASSERT_EQ(trail.size(), size_t{kThreads * kPerThread});
+  for (size_t i = 0; i < trail.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(std::string e, l.Entry(trail[i]));
+    const std::string want = i + 1 < trail.size() ? absl::StrCat(trail[i + 1]) : "-";
+    EXPECT_TRUE(absl::EndsWith(e, " " + want)) << e << " should link to " << want;
+  }
+  EXPECT_OK(l.VerifyAll());
+}
+
 TEST_P(LedgerConformance, EntryTimesFollowTheClockAndFindTimeRanges) {
   Ledger& l = Make();
   const absl::Time t0 = clock_.Now();
@@ -288,6 +332,8 @@ TEST_P(LedgerConformance, BadAppendsAreRefusedAndChangeNothing) {
   EXPECT_STATUS(l.Append({{"x", {""}}}), absl::StatusCode::kInvalidArgument, "index keys");
   EXPECT_STATUS(l.Append({{"x", {std::string("a\0b", 3)}}}), absl::StatusCode::kInvalidArgument,
                 "index keys");
+  EXPECT_STATUS(l.Append({{"x", {"case/1"}, {"case/2"}, [](auto&) { return "y"; }}}),
+                absl::StatusCode::kInvalidArgument, "chain key");
   EXPECT_EQ(l.head().size, 0u);
   EXPECT_OK(l.health());
 }

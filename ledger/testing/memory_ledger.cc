@@ -14,14 +14,7 @@ absl::StatusOr<std::unique_ptr<MemoryLedger>> MemoryLedger::Create(
 
 void MemoryLedger::AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr<Mutation> change,
                                AppendCallback done) {
-  if (entries.empty()) return done(absl::InvalidArgumentError("nothing to append"));
-  for (const auto& e : entries) {
-    for (const auto& k : e.index_keys) {
-      if (k.empty() || k.find('\0') != std::string::npos) {
-        return done(absl::InvalidArgumentError("index keys must be non-empty and contain no NUL"));
-      }
-    }
-  }
+  if (absl::Status st = ValidateEntries(entries); !st.ok()) return done(st);
   if (change) {
     if (absl::Status st = spaces_.Check(*change); !st.ok()) return done(st);
   }
@@ -54,6 +47,14 @@ void MemoryLedger::AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr
                               nodes_[level].push_back(h);
                             });
       for (AppendEntry& e : entries) {
+        if (e.link) {
+          std::vector<uint64_t> previous;
+          for (const std::string& k : e.chain_keys) {
+            auto it = index_.find(k);
+            previous.push_back(it == index_.end() ? kNoPrevious : it->second.back());
+          }
+          e.data = e.link(previous);
+        }
         for (const std::string& k : e.index_keys) index_[k].push_back(entries_.size());
         edge_.Push(merkle::HashLeaf(e.data));
         entries_.push_back(std::move(e.data));

@@ -69,9 +69,19 @@ std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEven
     e.set_time_unix_micros(now);
     Bound(&e);
     ledger::AppendEntry entry;
-    entry.data = e.SerializeAsString();
     if (!e.case_id().empty()) entry.index_keys.push_back("case/" + e.case_id());
     entry.index_keys.push_back(absl::StrCat("actor/", e.actor_org(), "/", e.actor_subject()));
+    // The case's and the actor's trails: links filled in as the index is assigned.
+    entry.chain_keys = entry.index_keys;
+    entry.link = [e, has_case = !e.case_id().empty()](const std::vector<uint64_t>& previous) {
+      v1::AccessEvent linked = e;
+      size_t next = 0;
+      if (has_case && previous[next++] != ledger::kNoPrevious) {
+        linked.set_prev_case_entry(previous[0]);
+      }
+      if (previous[next] != ledger::kNoPrevious) linked.set_prev_actor_entry(previous[next]);
+      return linked.SerializeAsString();
+    };
     entry.index_keys.push_back("org/" + e.actor_org());
     entry.index_keys.push_back("action/" + e.action());
     entry.index_keys.push_back(OutcomeKey(e.outcome()));

@@ -139,6 +139,28 @@ std::string TestFederation::Sign(const v1::Roster& roster, int signers) const {
   return json;
 }
 
+namespace {
+// The steward_keys: list of a node config or stewards file, indented by `indent`.
+std::string StewardKeysYaml(const std::vector<Ed25519PrivateKey>& stewards,
+                            const std::string& indent) {
+  std::string yaml;
+  for (size_t i = 0; i < stewards.size(); ++i) {
+    absl::StrAppend(&yaml, indent, "- name: steward-", i + 1, "\n", indent,
+                    "  public_key: ", Base64Encode(stewards[i].public_key().raw()), "\n");
+  }
+  return yaml;
+}
+}  // namespace
+
+std::string TestFederation::WriteStewardsFile() const {
+  const std::string path = root_ + "/stewards.yaml";
+  WriteOrDie(path,
+             absl::StrCat("threshold: ", threshold_, "\nsteward_keys:\n",
+                          StewardKeysYaml(stewards_, "  ")),
+             0644);
+  return path;
+}
+
 std::string TestFederation::WriteNodeConfig(
     const std::string& org, const std::map<std::string, std::vector<std::string>>& users,
     uint64_t roster_version) {
@@ -152,11 +174,7 @@ std::string TestFederation::WriteNodeConfig(
                    o.key_id,
                    "\n  key_file: signing.key\n"
                    "roster:\n  file: roster.json\n  threshold: ",
-                   threshold_, "\n  steward_keys:\n");
-  for (size_t i = 0; i < stewards_.size(); ++i) {
-    absl::StrAppend(&yaml, "    - name: steward-", i + 1,
-                    "\n      public_key: ", Base64Encode(stewards_[i].public_key().raw()), "\n");
-  }
+                   threshold_, "\n  steward_keys:\n", StewardKeysYaml(stewards_, "    "));
   absl::StrAppend(&yaml, "limits:\n");
   for (const auto& [name, value] : limits) absl::StrAppend(&yaml, "  ", name, ": ", value, "\n");
   if (!users.empty()) {

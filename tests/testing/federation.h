@@ -67,6 +67,11 @@ class TestFederation {
                               const std::map<std::string, std::vector<std::string>>& users,
                               uint64_t roster_version = 1);
 
+  // Writes <root>/stewards.yaml (the steward keys and threshold, as `pki
+  // federation` writes them: what an auditor checks rosters against) and
+  // returns its path.
+  std::string WriteStewardsFile() const;
+
   // Issues a user certificate from `org`'s CA and writes <name>.crt/.key into
   // the org's directory; returns the paths' common prefix (<dir>/<name>).
   std::string IssueUser(const std::string& org, const std::string& name);
