@@ -15,6 +15,8 @@ BIN=${CORRIDOR_BIN:-build/bin}
 DEMO=${CORRIDOR_DEMO_DIR:-demo}
 FED=corridor.demo
 CTL="$BIN/corridorctl"
+# The auditor's saved checkpoints (docs/audit.md) stay with the demo, not in your home.
+export CORRIDOR_AUDIT_STATE="$DEMO/audit-state"
 KEEP=0
 case "${1:-}" in
   --keep) KEEP=1 ;;
@@ -200,7 +202,13 @@ echo "The checkpoint key comes from the roster, not from the node being audited:
   --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 ctl_as union-sg auditor1 audit prove "$INDEX" --roster "$DEMO/federation/roster.json" --org union-sg \
   --stewards "$DEMO/federation/stewards.yaml" --threshold 2
-ctl_as union-sg auditor1 audit export --out "$DEMO/union-sg-ledger.export"
+ctl_as union-sg auditor1 audit export --out "$DEMO/union-sg-ledger.export" \
+  --roster "$DEMO/federation/roster.json" --org union-sg \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+echo
+echo "Each check after the first proves the ledger only grew since the auditor's last look:"
+ctl_as union-sg auditor1 audit checkpoint --roster "$DEMO/federation/roster.json" --org union-sg \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 "$CTL" audit verify "$DEMO/union-sg-ledger.export" --roster "$DEMO/federation/roster.json" --org union-sg \
   --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 

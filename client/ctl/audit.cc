@@ -166,8 +166,8 @@ absl::Status RunAuditCheckpoint(Context& c) {
           << ",\n  \"verifier_key\": " << JsonQuoted(opened->verifier.ToString())
           << ",\n  \"verified\": true\n}\n";
   } else {
-    c.out << "signature verified with " << Printable(opened->verifier.name)
-          << "'s key from the roster\n";
+    c.out << "signature verified with " << Printable(opened->verifier.name) << "'s key "
+          << (c.args.Has("vkey") ? "given with --vkey" : "from the roster") << "\n";
     for (absl::string_view line : absl::StrSplit(text, '\n')) c.out << Printable(line) << "\n";
   }
   c.out << *tracked;
