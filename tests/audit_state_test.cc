@@ -7,8 +7,10 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -228,6 +230,43 @@ TEST(AuditStateOpenTest, ADirectoryThatCannotBeUsedIsAClearError) {
     EXPECT_TRUE(absl::StrContains(st.status().message(), says)) << st.status();
     testing::ExpectWords(std::string(st.status().message()));
   }
+}
+
+TEST(AuditStateDirTest, OptionThenEnvironmentThenXdgStateHomeThenHome) {
+  struct Case {
+    std::vector<std::string> argv;
+    const char *state_env, *xdg, *home;
+    std::string want;
+  };
+  const std::vector<Case> cases = {
+      {{"--state", "/s/opt"}, "/s/env", "/xdg", "/home/a", "/s/opt"},
+      {{}, "/s/env", "/xdg", "/home/a", "/s/env"},
+      {{}, nullptr, "/xdg", "/home/a", "/xdg/corridor/audit"},
+      {{}, nullptr, nullptr, "/home/a", "/home/a/.local/state/corridor/audit"},
+      {{}, nullptr, nullptr, nullptr, ""},
+  };
+  auto set = [](const char* name, const char* value) {
+    if (value == nullptr) {
+      unsetenv(name);
+    } else {
+      setenv(name, value, 1);
+    }
+  };
+  // The test's own environment, put back at the end.
+  std::map<const char*, std::optional<std::string>> saved;
+  for (const char* name : {"CORRIDOR_AUDIT_STATE", "XDG_STATE_HOME", "HOME"}) {
+    const char* v = std::getenv(name);
+    saved[name] = v == nullptr ? std::nullopt : std::optional<std::string>(v);
+  }
+  for (const Case& c : cases) {
+    set("CORRIDOR_AUDIT_STATE", c.state_env);
+    set("XDG_STATE_HOME", c.xdg);
+    set("HOME", c.home);
+    auto args = Args::Parse(c.argv, ctl::AuditStateOptions());
+    ASSERT_OK(args.status());
+    EXPECT_EQ(ctl::AuditStateDirFromOptions(*args), c.want);
+  }
+  for (const auto& [name, value] : saved) set(name, value ? value->c_str() : nullptr);
 }
 
 // corridorctl against a real node of union-sg, as its auditor.
