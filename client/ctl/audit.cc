@@ -91,11 +91,9 @@ ConsistencyProofSource NodeConsistencyProofs(const Connection& conn) {
         v1::AuditService::NewStub(conn.channel)->GetConsistencyProof(ctx.get(), req, &resp);
     if (!s.ok()) return Explain(s, conn);
     if (resp.old_size() != old_size || resp.new_size() != new_size) {
-      return absl::DataLossError(absl::StrCat("asked for a consistency proof from ", old_size,
-                                              " to ", new_size,
-                                              " entries, the node answered one "
-                                              "from ",
-                                              resp.old_size(), " to ", resp.new_size()));
+      return absl::DataLossError(absl::StrCat(
+          "asked for a consistency proof from ", old_size, " to ", new_size,
+          " entries, the node answered one from ", resp.old_size(), " to ", resp.new_size()));
     }
     return ProofHashes(resp.proof());
   };
