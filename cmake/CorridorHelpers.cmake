@@ -19,6 +19,11 @@ function(corridor_cc_test)
   if(T_RUN_SERIAL)
     list(APPEND props RUN_SERIAL TRUE)
   endif()
+  # corridorctl's audit commands keep the auditor's saved checkpoints
+  # (client/ctl/audit_state.h): never in the real home directory from a test.
+  # Tests that check checkpoints give --state DIR of their own.
+  list(APPEND props ENVIRONMENT
+       "CORRIDOR_AUDIT_STATE=${CMAKE_BINARY_DIR}/test-audit-state/${T_NAME}")
   gtest_discover_tests(${T_NAME}
     DISCOVERY_TIMEOUT 60
     PROPERTIES ${props})

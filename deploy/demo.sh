@@ -15,6 +15,8 @@ BIN=${CORRIDOR_BIN:-build/bin}
 DEMO=${CORRIDOR_DEMO_DIR:-demo}
 FED=corridor.demo
 CTL="$BIN/corridorctl"
+# The auditor's saved checkpoints (docs/audit.md) stay with the demo, not in your home.
+export CORRIDOR_AUDIT_STATE="$DEMO/audit-state"
 KEEP=0
 case "${1:-}" in
   --keep) KEEP=1 ;;
@@ -193,6 +195,10 @@ ctl_as union-sg auditor1 case show "$CASE" --purpose curiosity || true
 
 say "8. The union's auditor reads the audit trail of the case"
 ctl_as union-sg auditor1 audit log --case "$CASE"
+echo
+echo "... and checks that the node hid nothing: every entry proved, every link of the case's trail followed:"
+ctl_as union-sg auditor1 audit log --case "$CASE" --verify --roster "$DEMO/federation/roster.json" \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2 | tail -n 3
 INDEX=$(ctl_as union-sg auditor1 audit log --case "$CASE" --action case.create --json | sed -n 's/.*"index": "\{0,1\}\([0-9]*\)"\{0,1\},*$/\1/p' | head -1)
 echo
 echo "The checkpoint key comes from the roster, not from the node being audited:"
@@ -200,7 +206,13 @@ echo "The checkpoint key comes from the roster, not from the node being audited:
   --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 ctl_as union-sg auditor1 audit prove "$INDEX" --roster "$DEMO/federation/roster.json" --org union-sg \
   --stewards "$DEMO/federation/stewards.yaml" --threshold 2
-ctl_as union-sg auditor1 audit export --out "$DEMO/union-sg-ledger.export"
+ctl_as union-sg auditor1 audit export --out "$DEMO/union-sg-ledger.export" \
+  --roster "$DEMO/federation/roster.json" --org union-sg \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+echo
+echo "Each check after the first proves the ledger only grew since the auditor's last look:"
+ctl_as union-sg auditor1 audit checkpoint --roster "$DEMO/federation/roster.json" --org union-sg \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 "$CTL" audit verify "$DEMO/union-sg-ledger.export" --roster "$DEMO/federation/roster.json" --org union-sg \
   --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 

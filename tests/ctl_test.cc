@@ -394,20 +394,31 @@ TEST_F(CtlTest, AuditCommandsQueryProveExportAndVerifyWithTheRostersKey) {
   EXPECT_EQ(log.code, 0) << log;
   EXPECT_TRUE(absl::StartsWith(log.out, "INDEX")) << log;
   EXPECT_TRUE(absl::StrContains(log.out, "union-sg/user/cw")) << log;
-  CtlRun cp = CtlAs("aud", {"audit", "checkpoint"});
+  // The commands that read a checkpoint check it with the roster's key and
+  // against the one this auditor saved before (audit_state_test has the rest).
+  const std::string node_yaml = fed_.org("union-sg").dir + "/node.yaml";
+  const std::vector<std::string> keys = {"--roster",   RosterFile(), "--org",   "union-sg",
+                                         "--stewards", node_yaml,    "--state", Dir("state")};
+  auto with_keys = [&](std::vector<std::string> argv) {
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    return argv;
+  };
+  CtlRun cp = CtlAs("aud", with_keys({"audit", "checkpoint"}));
   EXPECT_EQ(cp.code, 0) << cp;
-  EXPECT_TRUE(absl::StrContains(cp.out, "union-sg")) << cp;
+  EXPECT_TRUE(absl::StrContains(cp.out, "signature verified with corridor.test/union-sg")) << cp;
+  EXPECT_TRUE(absl::StrContains(cp.out, "first checkpoint of this ledger")) << cp;
   const std::string stewards = fed_.WriteStewardsFile();
   CtlRun key = Ctl({"audit", "key", "union-sg", "--roster", RosterFile(), "--stewards", stewards});
   EXPECT_EQ(key.code, 0) << key;
   EXPECT_TRUE(absl::StartsWith(key.out, "corridor.test/union-sg+")) << key;
-  CtlRun prove = CtlAs("aud", {"audit", "prove", "0", "--roster", RosterFile(), "--org", "union-sg",
-                               "--stewards", stewards});
+  CtlRun prove = CtlAs("aud", with_keys({"audit", "prove", "0"}));
   EXPECT_EQ(prove.code, 0) << prove;
   EXPECT_TRUE(absl::StartsWith(prove.out, "entry 0 is in the ledger of ")) << prove;
   EXPECT_TRUE(absl::StrContains(prove.out, "verified against the checkpoint signed by")) << prove;
+  EXPECT_TRUE(absl::StrContains(prove.out, "consistent with the checkpoint this auditor saved"))
+      << prove;
   const std::string exported = Dir("export.txt");
-  CtlRun exp = CtlAs("aud", {"audit", "export", "--out", exported});
+  CtlRun exp = CtlAs("aud", with_keys({"audit", "export", "--out", exported}));
   EXPECT_EQ(exp.code, 0) << exp;
   EXPECT_TRUE(absl::StartsWith(exp.out, "exported to " + exported)) << exp;
   CtlRun verify = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org", "union-sg",
@@ -419,8 +430,7 @@ TEST_F(CtlTest, AuditCommandsQueryProveExportAndVerifyWithTheRostersKey) {
                       "--stewards", stewards});
   EXPECT_EQ(wrong.code, 1) << wrong;
   EXPECT_TRUE(absl::StrContains(wrong.err, "the export does NOT verify")) << wrong;
-  // A node config's roster: section holds the steward keys too.
-  const std::string node_yaml = fed_.org("union-sg").dir + "/node.yaml";
+  // A node config's roster: section holds the steward keys too (the checks above used it).
   CtlRun by_config = Ctl({"audit", "verify", exported, "--roster", RosterFile(), "--org",
                           "union-sg", "--stewards", node_yaml});
   EXPECT_EQ(by_config.code, 0) << by_config;
@@ -460,7 +470,12 @@ TEST_F(CtlTest, AForgedRosterIsRefusedByEveryAuditCommand) {
   const std::vector<std::vector<std::string>> commands = {
       {"audit", "key", "union-sg"},
       {"audit", "verify", Dir("export.txt"), "--org", "union-sg"},
-      as_auditor({"audit", "prove", "0", "--org", "union-sg"}),
+      as_auditor({"audit", "prove", "0", "--org", "union-sg", "--state", Dir("state")}),
+      as_auditor({"audit", "checkpoint", "--state", Dir("state")}),
+      as_auditor({"audit", "export", "--out", Dir("forged.export"), "--state", Dir("state")}),
+      as_auditor({"audit", "consistency", "--from", Dir("saved.checkpoint"), "--state",
+                  Dir("state")}),
+      as_auditor({"audit", "log", "--case", "C-3F9A0C12D4E7", "--verify"}),
       as_auditor({"evidence", "custody", "E-3F9A0C12D4E7"}),
   };
   for (std::vector<std::string> argv : commands) {

@@ -525,8 +525,14 @@ TEST_F(LifecycleTest, SigningKeyRotatedAndOldKeyRevokedWhileReferralsFlow) {
   const std::string v3_file = fed_.root() + "/roster-v3-audit.json";
   ASSERT_OK(WriteFileAtomically(v3_file, fed_.Sign(v3, fed_.threshold())));
   const std::string exported = fed_.root() + "/union-sg.export";
-  r = nodes_.CtlAs(kUnion, nodes_.auditor(kUnion), {"audit", "export", "--out", exported});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The export checks the checkpoint with the roster's keys as it arrives: refused, but
+  // written (it is evidence).
+  r = nodes_.CtlAs(
+      kUnion, nodes_.auditor(kUnion),
+      {"audit", "export", "--out", exported, "--roster", v3_file, "--org", kUnion, "--stewards",
+       fed_.org(kUnion).dir + "/node.yaml", "--state", fed_.root() + "/audit-state"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "lists as revoked")) << r.err;
   r = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", v3_file,
                   "--org", kUnion, "--stewards", fed_.WriteStewardsFile()});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;

@@ -208,16 +208,23 @@ TEST_F(MultiNodeTest, CorridorctlCaseEvidenceAndAuditCommandsWorkAgainstARunning
   EXPECT_NE(denials.out.find("may not call /corridor.v1.CaseService/GetCase"), std::string::npos)
       << denials.out;
   EXPECT_EQ(denials.out.find("curiosity"), std::string::npos) << denials.out;
-  CommandResult prove = as("audrey", {"audit", "prove", "1", "--roster", roster, "--org",
-                                      "union-sg", "--json", "--stewards", stewards});
+  // The roster's signatures checked with the stewards' keys; the auditor's saved
+  // checkpoint kept in the test's directory.
+  const std::string state = fed_.root() + "/audit-state";
+  CommandResult prove =
+      as("audrey", {"audit", "prove", "1", "--roster", roster, "--org", "union-sg", "--stewards",
+                    stewards, "--state", state, "--json"});
   EXPECT_EQ(prove.exit_code, 0) << prove.err;
   EXPECT_NE(prove.out.find("\"verified\": true"), std::string::npos) << prove.out;
   EXPECT_NE(prove.out.find("\"leaf_index\": 1"), std::string::npos) << prove.out;
   const std::string exported = fed_.root() + "/ledger.export";
-  EXPECT_EQ(as("audrey", {"audit", "export", "--out", exported}).exit_code, 0);
-  CommandResult verified =
-      RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", roster,
-                  "--org", "union-sg", "--stewards", stewards});
+  CommandResult exp = as("audrey", {"audit", "export", "--out", exported, "--roster", roster,
+                                    "--org", "union-sg", "--stewards", stewards, "--state", state});
+  EXPECT_EQ(exp.exit_code, 0) << exp.err;
+  EXPECT_NE(exp.out.find("consistent with the checkpoint this auditor saved"), std::string::npos)
+      << exp.out;
+  CommandResult verified = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported,
+                                       "--roster", roster, "--org", "union-sg", "--stewards", stewards});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
   // Another org's key does not verify this node's export.
   CommandResult wrong =

@@ -289,7 +289,13 @@ class CtlOutputTest : public ::testing::Test {
 
   // Every command that talks to a node, with what it needs to reach the node.
   std::map<std::string, std::vector<std::string>> Commands() {
-    const note::Verifier vkey{"hostile", 0x01, Ed25519PrivateKey::Generate().public_key()};
+    const Ed25519PrivateKey key = Ed25519PrivateKey::Generate();
+    const note::Verifier vkey{"hostile", 0x01, key.public_key()};
+    // An earlier checkpoint signed with that key, for `audit consistency --from`.
+    EXPECT_TRUE(WriteFileAtomically(
+                    dir_ + "/earlier.checkpoint",
+                    note::SignCheckpoint(note::Checkpoint{"hostile", 1, {}, {}}, "hostile", key))
+                    .ok());
     return {
         {"health", {}},
         {"whoami", {}},
@@ -322,9 +328,13 @@ class CtlOutputTest : public ::testing::Test {
          {"C-1", "--referral", "REF-1", "--to", "x", "--purpose", "p", "--agreement", "a"}},
         {"outbox", {}},
         {"audit log", {}},
-        {"audit checkpoint", {}},
-        {"audit prove", {"0", "--vkey", vkey.ToString()}},
-        {"audit export", {"--out", dir_ + "/export"}},
+        {"audit checkpoint", {"--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
+        {"audit consistency",
+         {"--from", dir_ + "/earlier.checkpoint", "--vkey", vkey.ToString(), "--state",
+          dir_ + "/state"}},
+        {"audit prove", {"0", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
+        {"audit export",
+         {"--out", dir_ + "/export", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
     };
   }
 

@@ -1,11 +1,13 @@
-// corridorctl audit: the ledger for auditors: query, checkpoint, proofs, export and offline
-// verification.
+// corridorctl audit: the ledger for auditors: query, checkpoint, consistency, proofs, export
+// and offline verification; each checkpoint a node sends is checked against the auditor's
+// saved one (audit_state.h).
 #include <functional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/ctl/audit_state.h"
 #include "client/ctl/audit_trail.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
@@ -26,6 +28,12 @@ std::string EventTime(const v1::AccessEvent& e) {
 }
 
 absl::Status RunAuditLog(Context& c) {
+  if (c.args.Has("verify")) {
+    // No key, no check: say so before asking the node anything.
+    if (auto keys = LedgerVerifiers(c.args, OrgOfCertificate(c.args)); !keys.ok()) {
+      return keys.status();
+    }
+  }
   v1::QueryEventsRequest req;
   req.set_case_id(c.args.Get("case"));
   req.set_actor(c.args.Get("actor"));
@@ -79,53 +87,148 @@ absl::Status RunAuditKey(Context& c) {
   return absl::OkStatus();
 }
 
+// The node's answers to consistency-proof requests, for AuditState::Track.
+ConsistencyProofSource NodeConsistencyProofs(const Connection& conn) {
+  return [conn](uint64_t old_size, uint64_t new_size) -> absl::StatusOr<std::vector<merkle::Hash>> {
+    v1::ConsistencyProofRequest req;
+    req.set_old_size(old_size);
+    req.set_new_size(new_size);
+    v1::ConsistencyProofResponse resp;
+    auto ctx = conn.NewContext();
+    grpc::Status s =
+        v1::AuditService::NewStub(conn.channel)->GetConsistencyProof(ctx.get(), req, &resp);
+    if (!s.ok()) return Explain(s, conn);
+    if (resp.old_size() != old_size || resp.new_size() != new_size) {
+      return absl::DataLossError(absl::StrCat(
+          "asked for a consistency proof from ", old_size, " to ", new_size,
+          " entries, the node answered one from ", resp.old_size(), " to ", resp.new_size()));
+    }
+    return ProofHashes(resp.proof());
+  };
+}
+
+// Checks a verified checkpoint against the one this auditor saved before for
+// its ledger and saves it in its place (audit_state.h). Returns what to tell
+// the auditor about it (nothing in JSON mode).
+absl::StatusOr<std::string> CheckAgainstSaved(Context& c, const AuditState& state,
+                                              const Connection& conn,
+                                              const std::vector<note::Verifier>& verifiers,
+                                              const OpenedCheckpoint& opened,
+                                              const std::string& text) {
+  auto tracked =
+      state.Track(verifiers, opened, text, NodeConsistencyProofs(conn), absl::Now(), c.err);
+  if (!tracked.ok()) return tracked.status();
+  if (c.json()) return "";
+  const uint64_t size = opened.checkpoint.size;
+  switch (tracked->relation) {
+    case CheckpointRelation::kFirst:
+      return absl::StrCat("first checkpoint of this ledger seen by this auditor (", size,
+                          " entries); saved in ", tracked->path, "\n");
+    case CheckpointRelation::kSame:
+      return absl::StrCat("unchanged since the checkpoint this auditor saved (", size,
+                          " entries)\n");
+    default:
+      return absl::StrCat(
+          "consistent with the checkpoint this auditor saved before: the ledger grew from ",
+          tracked->saved_size, " to ", size, " entries and kept every earlier entry; saved in ",
+          tracked->path, "\n");
+  }
+}
+
+// The node's latest checkpoint, verified with `verifiers` (the roster's keys).
+absl::StatusOr<OpenedCheckpoint> FetchCheckpoint(Context& c, const Connection& conn,
+                                                 const std::vector<note::Verifier>& verifiers,
+                                                 std::string* text) {
+  auto ctx = conn.NewContext();
+  v1::CheckpointResponse resp;
+  grpc::Status s = v1::AuditService::NewStub(conn.channel)
+                       ->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
+  if (!s.ok()) return Explain(s, conn);
+  *text = resp.checkpoint();
+  return OpenCheckpointWithAny(c.args, OrgOfCertificate(c.args), verifiers, *text);
+}
+
 absl::Status RunAuditCheckpoint(Context& c) {
+  auto verifiers = VerifiersFromOptions(c.args, OrgOfCertificate(c.args));
+  if (!verifiers.ok()) return verifiers.status();
+  auto state = AuditState::Open(AuditStateDirFromOptions(c.args));
+  if (!state.ok()) return state.status();
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
-  auto ctx = conn->NewContext();
-  v1::CheckpointResponse resp;
-  grpc::Status s = v1::AuditService::NewStub(conn->channel)
-                       ->GetCheckpoint(ctx.get(), v1::GetCheckpointRequest(), &resp);
-  if (!s.ok()) return Explain(s, *conn);
+  std::string text;
+  auto opened = FetchCheckpoint(c, *conn, *verifiers, &text);
+  if (!opened.ok()) return opened.status();
+  auto tracked = CheckAgainstSaved(c, *state, *conn, *verifiers, *opened, text);
+  if (!tracked.ok()) return tracked.status();
+  if (c.args.Has("save")) {
+    if (auto st = WriteFileAtomically(c.args.Get("save"), text, 0644); !st.ok()) return st;
+  }
   // A checkpoint is a signed note: lines of text, each shown through Printable().
   if (c.json()) {
-    c.out << ToJson(resp);
+    c.out << "{\n  \"origin\": " << JsonQuoted(opened->checkpoint.origin) << ",\n  \"size\": \""
+          << opened->checkpoint.size << "\",\n  \"root_hash\": \""
+          << Base64Encode(merkle::ToBytes(opened->checkpoint.root))
+          << "\",\n  \"checkpoint\": " << JsonQuoted(text)
+          << ",\n  \"verifier_key\": " << JsonQuoted(opened->verifier.ToString())
+          << ",\n  \"verified\": true\n}\n";
   } else {
-    for (absl::string_view line : absl::StrSplit(resp.checkpoint(), '\n')) {
-      c.out << Printable(line) << "\n";
-    }
+    c.out << "signature verified with " << Printable(opened->verifier.name) << "'s key "
+          << (c.args.Has("vkey") ? "given with --vkey" : "from the roster") << "\n";
+    for (absl::string_view line : absl::StrSplit(text, '\n')) c.out << Printable(line) << "\n";
   }
+  c.out << *tracked;
+  if (c.args.Has("save"))
+    c.err << "saved the verified checkpoint to " << c.args.Get("save") << "\n";
   return absl::OkStatus();
 }
 
-absl::Status RunAuditProve(Context& c) {
-  if (c.args.positional().empty())
-    return absl::InvalidArgumentError("name the ledger entry: corridorctl audit prove INDEX");
-  uint64_t index = 0;
-  if (!absl::SimpleAtoi(c.args.positional()[0], &index))
-    return absl::InvalidArgumentError("INDEX must be a number");
-  auto verifiers = VerifiersFromOptions(c.args, "");
+absl::Status RunAuditConsistency(Context& c) {
+  if (auto st = Require(c.args, {"from"}); !st.ok()) return st;
+  auto verifiers = VerifiersFromOptions(c.args, OrgOfCertificate(c.args));
   if (!verifiers.ok()) return verifiers.status();
+  auto state = AuditState::Open(AuditStateDirFromOptions(c.args));
+  if (!state.ok()) return state.status();
+  const std::string from = c.args.Get("from");
+  auto old_text = ReadFileToString(from);
+  if (!old_text.ok()) return old_text.status();
+  auto old = OpenCheckpointWithAny(c.args, OrgOfCertificate(c.args), *verifiers, *old_text);
+  if (!old.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("the checkpoint in ", from, " is not trusted: ", old.status().message()));
+  }
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
-  auto ctx = conn->NewContext();
-  v1::InclusionProofRequest req;
-  req.set_index(index);
-  v1::InclusionProofResponse resp;
-  grpc::Status s =
-      v1::AuditService::NewStub(conn->channel)->GetInclusionProof(ctx.get(), req, &resp);
-  if (!s.ok()) return Explain(s, *conn);
-  // Check everything here, with the roster's key: nothing is taken on the node's word.
-  auto opened = OpenCheckpointWithAny(c.args, "", *verifiers, resp.checkpoint());
-  if (!opened.ok()) return opened.status();
-  const note::Checkpoint* cp = &opened->checkpoint;
-  const note::Verifier* verifier = &opened->verifier;
-  if (cp->size != resp.tree_size())
-    return absl::DataLossError("the checkpoint is for another tree size");
-  auto proof = ProofHashes(resp.proof());
-  if (!proof.ok()) return proof.status();
-  const merkle::Hash leaf = merkle::HashLeaf(resp.entry());
-  absl::Status verified = merkle::VerifyInclusion(index, resp.tree_size(), leaf, *proof, cp->root);
+  std::string text;
+  auto now = FetchCheckpoint(c, *conn, *verifiers, &text);
+  if (!now.ok()) return now.status();
+  if (old->checkpoint.origin != now->checkpoint.origin) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(from, " is a checkpoint of ", Printable(old->checkpoint.origin),
+                     ", the node's is of ", Printable(now->checkpoint.origin)));
+  }
+  auto relation =
+      CompareCheckpoints(old->checkpoint, now->checkpoint, NodeConsistencyProofs(*conn));
+  if (!relation.ok()) return relation.status();
+  if (*relation == CheckpointRelation::kRollback || *relation == CheckpointRelation::kFork) {
+    return state->ReportConflict(*relation, old->checkpoint, *old_text, now->checkpoint, text,
+                                 absl::Now(), c.err);
+  }
+  auto tracked = CheckAgainstSaved(c, *state, *conn, *verifiers, *now, text);
+  if (!tracked.ok()) return tracked.status();
+  c.out << "old size " << old->checkpoint.size << ", new size " << now->checkpoint.size
+        << ": consistent (the ledger of " << Printable(now->checkpoint.origin)
+        << " still holds every entry of the checkpoint in " << from << ")\n"
+        << *tracked;
+  return absl::OkStatus();
+}
+
+// What `audit prove` found, as JSON or in words.
+void PrintInclusion(Context& c, uint64_t index, const v1::InclusionProofResponse& resp,
+                    const OpenedCheckpoint& opened, const std::vector<merkle::Hash>& proof_hashes,
+                    const merkle::Hash& leaf, bool verified) {
+  const note::Checkpoint* cp = &opened.checkpoint;
+  const note::Verifier* verifier = &opened.verifier;
+  const std::vector<merkle::Hash>* proof = &proof_hashes;
   if (c.json()) {
     c.out << "{\n  \"leaf_index\": " << index << ",\n  \"tree_size\": " << resp.tree_size()
           << ",\n  \"entry\": \"" << Base64Encode(resp.entry()) << "\",\n  \"leaf_hash\": \""
@@ -136,8 +239,8 @@ absl::Status RunAuditProve(Context& c) {
     c.out << "],\n  \"root_hash\": \"" << Base64Encode(merkle::ToBytes(cp->root))
           << "\",\n  \"checkpoint\": " << JsonQuoted(resp.checkpoint())
           << ",\n  \"verifier_key\": " << JsonQuoted(verifier->ToString())
-          << ",\n  \"verified\": " << (verified.ok() ? "true" : "false") << "\n}\n";
-  } else if (verified.ok()) {
+          << ",\n  \"verified\": " << (verified ? "true" : "false") << "\n}\n";
+  } else if (verified) {
     c.out << "entry " << index << " is in the ledger of " << Printable(cp->origin) << " at size "
           << cp->size << ": inclusion proof (" << proof->size()
           << " hashes) verified against the checkpoint signed by " << Printable(verifier->name)
@@ -149,10 +252,62 @@ absl::Status RunAuditProve(Context& c) {
             << EnumShort(v1::AccessOutcome_descriptor(), e.outcome()) << "\n";
     }
   }
+}
+
+absl::Status RunAuditProve(Context& c) {
+  if (c.args.positional().empty())
+    return absl::InvalidArgumentError("name the ledger entry: corridorctl audit prove INDEX");
+  uint64_t index = 0;
+  if (!absl::SimpleAtoi(c.args.positional()[0], &index))
+    return absl::InvalidArgumentError("INDEX must be a number");
+  auto verifiers = VerifiersFromOptions(c.args, OrgOfCertificate(c.args));
+  if (!verifiers.ok()) return verifiers.status();
+  auto state = AuditState::Open(AuditStateDirFromOptions(c.args));
+  if (!state.ok()) return state.status();
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  auto ctx = conn->NewContext();
+  v1::InclusionProofRequest req;
+  req.set_index(index);
+  v1::InclusionProofResponse resp;
+  grpc::Status s =
+      v1::AuditService::NewStub(conn->channel)->GetInclusionProof(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  // Check everything here, with the roster's key: nothing is taken on the node's word.
+  auto opened =
+      OpenCheckpointWithAny(c.args, OrgOfCertificate(c.args), *verifiers, resp.checkpoint());
+  if (!opened.ok()) return opened.status();
+  auto tracked = CheckAgainstSaved(c, *state, *conn, *verifiers, *opened, resp.checkpoint());
+  if (!tracked.ok()) return tracked.status();
+  const note::Checkpoint* cp = &opened->checkpoint;
+  if (cp->size != resp.tree_size())
+    return absl::DataLossError("the checkpoint is for another tree size");
+  auto proof = ProofHashes(resp.proof());
+  if (!proof.ok()) return proof.status();
+  const merkle::Hash leaf = merkle::HashLeaf(resp.entry());
+  absl::Status verified = merkle::VerifyInclusion(index, resp.tree_size(), leaf, *proof, cp->root);
+  PrintInclusion(c, index, resp, *opened, *proof, leaf, verified.ok());
   if (!verified.ok())
     return absl::DataLossError(
         absl::StrCat("the inclusion proof does NOT verify: ", verified.message()));
+  c.out << *tracked;
   return absl::OkStatus();
+}
+
+// The export verified with the first of `verifiers` that signed it, and that key.
+absl::StatusOr<std::pair<ledger::VerifiedExport, note::Verifier>> VerifyExportWithAny(
+    Context& c, const std::vector<note::Verifier>& verifiers, const std::string& text) {
+  absl::StatusOr<ledger::VerifiedExport> v = absl::NotFoundError("no key");
+  for (const auto& candidate : verifiers) {
+    v = ledger::VerifyExport(text, candidate);
+    if (v.ok()) return std::make_pair(*std::move(v), candidate);
+    // Only a wrong key is worth another try; a bad export stays bad.
+    if (!absl::IsPermissionDenied(v.status())) break;
+  }
+  const std::string revoked = SignedByRevokedKey(
+      c.args, "", [&](const note::Verifier& r) { return ledger::VerifyExport(text, r).ok(); });
+  return absl::DataLossError(absl::StrCat("the export does NOT verify: ",
+                                          revoked.empty() ? v.status().message() : revoked));
 }
 
 absl::Status RunAuditExport(Context& c) {
@@ -165,6 +320,10 @@ absl::Status RunAuditExport(Context& c) {
   }
   req.set_begin(begin);
   req.set_end(end);
+  auto verifiers = VerifiersFromOptions(c.args, OrgOfCertificate(c.args));
+  if (!verifiers.ok()) return verifiers.status();
+  auto state = AuditState::Open(AuditStateDirFromOptions(c.args));
+  if (!state.ok()) return state.status();
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
   auto ctx = conn->NewContext();
@@ -177,9 +336,17 @@ absl::Status RunAuditExport(Context& c) {
   grpc::Status s = reader->Finish();
   if (!s.ok()) return Explain(s, *conn);
   if (auto st = WriteFileAtomically(c.args.Get("out"), exported); !st.ok()) return st;
+  // The file is kept either way: an export that does not verify is evidence too.
+  auto verified = VerifyExportWithAny(c, *verifiers, exported);
+  if (!verified.ok()) return verified.status();
+  const OpenedCheckpoint opened{verified->first.checkpoint, verified->second};
+  auto tracked =
+      CheckAgainstSaved(c, *state, *conn, *verifiers, opened, verified->first.checkpoint_note);
+  if (!tracked.ok()) return tracked.status();
   c.out << "exported to " << c.args.Get("out") << " (" << exported.size()
         << " bytes); check it with `corridorctl audit verify " << c.args.Get("out")
-        << " --roster FILE --org ORG`\n";
+        << " --roster FILE --org ORG`\n"
+        << *tracked;
   return absl::OkStatus();
 }
 
@@ -190,20 +357,10 @@ absl::Status RunAuditVerify(Context& c) {
   if (!verifiers.ok()) return verifiers.status();
   auto text = ReadFileToString(c.args.positional()[0]);
   if (!text.ok()) return text.status();
-  absl::StatusOr<ledger::VerifiedExport> v = absl::NotFoundError("no key");
-  const note::Verifier* verifier = nullptr;
-  for (const auto& candidate : *verifiers) {
-    v = ledger::VerifyExport(*text, candidate);
-    verifier = &candidate;
-    // Only a wrong key is worth another try; a bad export stays bad.
-    if (v.ok() || !absl::IsPermissionDenied(v.status())) break;
-  }
-  if (!v.ok()) {
-    const std::string revoked = SignedByRevokedKey(
-        c.args, "", [&](const note::Verifier& r) { return ledger::VerifyExport(*text, r).ok(); });
-    return absl::DataLossError(absl::StrCat("the export does NOT verify: ",
-                                            revoked.empty() ? v.status().message() : revoked));
-  }
+  auto verified = VerifyExportWithAny(c, *verifiers, *text);
+  if (!verified.ok()) return verified.status();
+  const ledger::VerifiedExport* v = &verified->first;
+  const note::Verifier* verifier = &verified->second;
   size_t undecodable = 0;
   for (const std::string& e : v->entries) {
     v1::AccessEvent ev;
@@ -215,6 +372,12 @@ absl::Status RunAuditVerify(Context& c) {
         << ", signed by " << Printable(verifier->name) << "\n";
   if (undecodable) c.out << "  note: " << undecodable << " entries are not access events\n";
   return absl::OkStatus();
+}
+
+// The options of a command that gets a checkpoint from a node: the connection,
+// where the key comes from, the saved state, then `own`.
+std::vector<OptionSpec> CheckpointOptions(const std::vector<OptionSpec>& own) {
+  return With(With(ConnectionOptions(), LedgerKeyOptions()), With(AuditStateOptions(), own));
 }
 
 }  // namespace
@@ -242,10 +405,17 @@ std::vector<Command> AuditCommands() {
              {"vkey", "VKEY", "with --verify: verifier key (name+id+key) instead of the roster"}}),
        RunAuditLog},
       {{"audit", "checkpoint"},
-       "",
-       "the node's latest signed checkpoint",
-       ConnectionOptions(),
+       "--roster FILE [--org ORG] [--save FILE]",
+       "the node's latest checkpoint, verified with the roster's key and against the last "
+       "one this auditor saw",
+       CheckpointOptions({{"save", "FILE", "also write the verified checkpoint to FILE"}}),
        RunAuditCheckpoint},
+      {{"audit", "consistency"},
+       "--from FILE --roster FILE [--org ORG]",
+       "check that the node's ledger still holds everything of an earlier checkpoint",
+       CheckpointOptions(
+           {{"from", "FILE", "the earlier checkpoint (from audit checkpoint --save)"}}),
+       RunAuditConsistency},
       {{"audit", "key"},
        "ORG --roster FILE --stewards FILE",
        "an org's checkpoint verifier key, from the roster",
@@ -254,14 +424,14 @@ std::vector<Command> AuditCommands() {
       {{"audit", "prove"},
        "INDEX --roster FILE --stewards FILE --org ORG",
        "fetch and check an inclusion proof for a ledger entry",
-       With(ConnectionOptions(), LedgerKeyOptions()),
+       CheckpointOptions({}),
        RunAuditProve},
       {{"audit", "export"},
-       "--out FILE [--begin N] [--end N]",
-       "export ledger entries with their checkpoint",
-       With(ConnectionOptions(), {{"out", "FILE", "where to write"},
-                                  {"begin", "N", "first entry (default 0)"},
-                                  {"end", "N", "end (default: all)"}}),
+       "--out FILE --roster FILE [--org ORG] [--begin N] [--end N]",
+       "export ledger entries with their checkpoint, and check them",
+       CheckpointOptions({{"out", "FILE", "where to write"},
+                          {"begin", "N", "first entry (default 0)"},
+                          {"end", "N", "end (default: all)"}}),
        RunAuditExport},
       {{"audit", "verify"},
        "FILE --roster FILE --stewards FILE --org ORG",

@@ -1,7 +1,7 @@
 // Checking what a node says about its ledger (checkpoints, inclusion proofs)
 // and what a peer signed (fetch receipts) with keys from the federation's
-// roster, never with keys the node itself supplies. Used by `audit prove`,
-// `audit key`, `audit verify` and `evidence custody`.
+// roster, never with keys the node itself supplies. Used by the `audit`
+// commands and `evidence custody`.
 // Internal to client/ctl. Not thread-safe (one command at a time).
 #ifndef CORRIDOR_CLIENT_CTL_LEDGER_KEYS_H_
 #define CORRIDOR_CLIENT_CTL_LEDGER_KEYS_H_
