@@ -473,8 +473,8 @@ TEST_F(CtlTest, AForgedRosterIsRefusedByEveryAuditCommand) {
       as_auditor({"audit", "prove", "0", "--org", "union-sg", "--state", Dir("state")}),
       as_auditor({"audit", "checkpoint", "--state", Dir("state")}),
       as_auditor({"audit", "export", "--out", Dir("forged.export"), "--state", Dir("state")}),
-      as_auditor({"audit", "consistency", "--from", Dir("saved.checkpoint"), "--state",
-                  Dir("state")}),
+      as_auditor(
+          {"audit", "consistency", "--from", Dir("saved.checkpoint"), "--state", Dir("state")}),
       as_auditor({"audit", "log", "--case", "C-3F9A0C12D4E7", "--verify"}),
       as_auditor({"evidence", "custody", "E-3F9A0C12D4E7"}),
   };

@@ -223,8 +223,9 @@ TEST_F(MultiNodeTest, CorridorctlCaseEvidenceAndAuditCommandsWorkAgainstARunning
   EXPECT_EQ(exp.exit_code, 0) << exp.err;
   EXPECT_NE(exp.out.find("consistent with the checkpoint this auditor saved"), std::string::npos)
       << exp.out;
-  CommandResult verified = RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported,
-                                       "--roster", roster, "--org", "union-sg", "--stewards", stewards});
+  CommandResult verified =
+      RunCommand({BinaryPath("corridorctl"), "audit", "verify", exported, "--roster", roster,
+                  "--org", "union-sg", "--stewards", stewards});
   EXPECT_EQ(verified.exit_code, 0) << verified.err;
   // Another org's key does not verify this node's export.
   CommandResult wrong =

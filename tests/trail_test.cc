@@ -107,7 +107,8 @@ class TrailTest : public ::testing::Test {
     argv.insert(argv.begin(), {"audit", "log"});
     for (const std::string& a :
          {std::string("--verify"), std::string("--roster"),
-          fed_.org("union-sg").dir + "/roster.json", std::string("--stewards"), stewards_}) {
+          fed_.org("union-sg").dir + "/roster.json", std::string("--stewards"), stewards_,
+          std::string("--state"), fed_.root() + "/audit-state"}) {
       argv.push_back(a);
     }
     return As("aud", argv);
@@ -141,10 +142,14 @@ TEST_F(TrailTest, AnUntouchedTrailVerifiesBackToItsFirstEntry) {
   EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("complete: the case ", id, " trail"))) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "(4 links, each proved)")) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "(the trail's first)")) << r;
+  // The checkpoint is kept as this auditor's saved state, and checked against it next time.
+  EXPECT_TRUE(absl::StrContains(r.out, "first checkpoint of this ledger seen by this auditor"))
+      << r;
   // Filtered: entries on the trail that do not match are passed over, not missed.
   r = Verify({"--case", id, "--outcome", "denied"});
   ASSERT_EQ(r.code, 0) << r;
   EXPECT_TRUE(absl::StrContains(r.out, "verified: the 1 entries shown")) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "consistent with the checkpoint this auditor saved")) << r;
   // An actor's trail: the caseworker's create and reads.
   r = Verify({"--actor", "union-sg/user/cw"});
   ASSERT_EQ(r.code, 0) << r;

@@ -27,6 +27,16 @@ std::string EventTime(const v1::AccessEvent& e) {
                           absl::UTCTimeZone());
 }
 
+absl::Status CheckLatestAgainstSaved(Context& c, const Connection& conn, std::ostream& out);
+
+// `audit log --verify`: the answer checked (audit_trail.h), then the node's
+// latest checkpoint against the one this auditor saved.
+absl::Status VerifyLogAnswer(Context& c, const Connection& conn, const v1::QueryEventsRequest& req,
+                             const v1::QueryEventsResponse& resp, std::ostream& out) {
+  if (auto st = VerifyTrail(c.args, conn, req, resp, out); !st.ok()) return st;
+  return CheckLatestAgainstSaved(c, conn, out);
+}
+
 absl::Status RunAuditLog(Context& c) {
   if (c.args.Has("verify")) {
     // No key, no check: say so before asking the node anything.
@@ -61,7 +71,7 @@ absl::Status RunAuditLog(Context& c) {
   if (!s.ok()) return Explain(s, *conn);
   if (c.json()) {
     c.out << ToJson(resp);
-    return c.args.Has("verify") ? VerifyTrail(c.args, *conn, req, resp, c.err) : absl::OkStatus();
+    return c.args.Has("verify") ? VerifyLogAnswer(c, *conn, req, resp, c.err) : absl::OkStatus();
   }
   std::vector<std::vector<std::string>> rows = {
       {"INDEX", "TIME (UTC)", "ACTOR", "ACTION", "RESOURCE", "PURPOSE", "OUTCOME", "REASON"}};
@@ -75,7 +85,7 @@ absl::Status RunAuditLog(Context& c) {
   PrintTable(c.out, rows);
   if (!resp.next_page_token().empty())
     c.out << "more: --page-token " << Printable(resp.next_page_token()) << "\n";
-  if (c.args.Has("verify")) return VerifyTrail(c.args, *conn, req, resp, c.out);
+  if (c.args.Has("verify")) return VerifyLogAnswer(c, *conn, req, resp, c.out);
   return absl::OkStatus();
 }
 
@@ -146,6 +156,21 @@ absl::StatusOr<OpenedCheckpoint> FetchCheckpoint(Context& c, const Connection& c
   if (!s.ok()) return Explain(s, conn);
   *text = resp.checkpoint();
   return OpenCheckpointWithAny(c.args, OrgOfCertificate(c.args), verifiers, *text);
+}
+
+absl::Status CheckLatestAgainstSaved(Context& c, const Connection& conn, std::ostream& out) {
+  // --org filters `audit log`'s query: the ledger is the user's own node's.
+  auto verifiers = LedgerVerifiers(c.args, OrgOfCertificate(c.args));
+  if (!verifiers.ok()) return verifiers.status();
+  auto state = AuditState::Open(AuditStateDirFromOptions(c.args));
+  if (!state.ok()) return state.status();
+  std::string text;
+  auto opened = FetchCheckpoint(c, conn, *verifiers, &text);
+  if (!opened.ok()) return opened.status();
+  auto tracked = CheckAgainstSaved(c, *state, conn, *verifiers, *opened, text);
+  if (!tracked.ok()) return tracked.status();
+  out << *tracked;
+  return absl::OkStatus();
 }
 
 absl::Status RunAuditCheckpoint(Context& c) {
@@ -402,7 +427,10 @@ std::vector<Command> AuditCommands() {
              {"stewards", "FILE",
               "with --verify: steward keys the roster is checked against (env CORRIDOR_STEWARDS)"},
              {"threshold", "N", "steward signatures required (default: the stewards file's)"},
-             {"vkey", "VKEY", "with --verify: verifier key (name+id+key) instead of the roster"}}),
+             {"vkey", "VKEY", "with --verify: verifier key (name+id+key) instead of the roster"},
+             {"state", "DIR",
+              "with --verify: where the checkpoints this auditor saw are kept (env "
+              "CORRIDOR_AUDIT_STATE)"}}),
        RunAuditLog},
       {{"audit", "checkpoint"},
        "--roster FILE [--org ORG] [--save FILE]",

@@ -66,8 +66,8 @@ std::vector<Command> EvidenceCommands();  // evidence.cc: evidence add|list|get
 // evidence_requests.cc: evidence request|fetch|custody, requests [show], decide
 std::vector<Command> EvidenceRequestCommands();
 std::vector<Command> ReferralCommands();  // referrals.cc: refer, inbox, accept, ..., outbox
-std::vector<Command>
-AuditCommands();  // audit.cc: audit log|checkpoint|consistency|key|prove|export|verify
+// audit.cc: audit log|checkpoint|consistency|key|prove|export|verify
+std::vector<Command> AuditCommands();
 
 // Options shared by every command that talks to a node (--node, --cert, ...).
 std::vector<OptionSpec> ConnectionOptions();
