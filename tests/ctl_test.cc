@@ -52,10 +52,7 @@ class CtlTest : public ::testing::Test {
   void SetUp() override {
     // The connection comes from the options in these tests, never from the
     // environment of whoever runs them.
-    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
-                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
-      unsetenv(v);
-    }
+    testing::ClearCtlEnvironment();
     fed_.AddOrg("union-sg");
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
     ASSERT_OK_AND_ASSIGN(v1::NodeConfig config,

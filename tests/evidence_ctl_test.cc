@@ -55,10 +55,7 @@ class EvidenceCtlArgsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // No node: a command that passes its own checks stops at "to reach your node".
-    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
-                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
-      unsetenv(v);
-    }
+    testing::ClearCtlEnvironment();
   }
 };
 
@@ -541,10 +538,7 @@ constexpr char kLocalItem[] = "E-10CA1000000A";
 class EvidenceCtlNodeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
-                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
-      unsetenv(v);
-    }
+    testing::ClearCtlEnvironment();
     testing::TestOrg& org = fed_.AddOrg(kRequester);
     fed_.AddOrg(kHolder, v1::ORG_KIND_MINISTRY);
     user_ = fed_.IssueUser(kRequester, "pros");
@@ -1085,10 +1079,7 @@ class EvidenceCtlFlowTest : public ::testing::Test {
     return o;
   }
   void SetUp() override {
-    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
-                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
-      unsetenv(v);
-    }
+    testing::ClearCtlEnvironment();
     ASSERT_TRUE(fed_.StartAll().ok());
     testing::TestFederation& files = fed_.files();
     roster_file_ = files.root() + "/roster-for-ctl.json";

@@ -26,6 +26,7 @@
 #include "server/node/node.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/stopped_db.h"
 
 namespace corridor {
 namespace {
@@ -171,26 +172,15 @@ void RestartWithLedgerCheckEverySecond(v1::NodeConfig* config, std::unique_ptr<N
 
 // Changes one byte of ledger entry `index` in the stopped node's database.
 void DamageLedgerEntry(const std::string& data_dir, uint64_t index) {
-  std::vector<std::string> names;
-  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), data_dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  for (const std::string& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), data_dir, families, &handles, &db).ok());
-  rocksdb::ColumnFamilyHandle* entries = nullptr;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == ledger::kEntriesFamily) entries = handles[i];
-  }
+  testing::StoppedDb stopped(data_dir);
+  ASSERT_TRUE(stopped.ok());
+  rocksdb::ColumnFamilyHandle* entries = stopped.family(ledger::kEntriesFamily);
   ASSERT_NE(entries, nullptr);
-  std::string key(8, '\0');
-  for (int i = 0; i < 8; ++i) key[i] = static_cast<char>(index >> (56 - 8 * i));
+  const std::string key = testing::LedgerIndexKey(index);
   std::string value;
-  ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), entries, key, &value).ok());
+  ASSERT_TRUE(stopped.db()->Get(rocksdb::ReadOptions(), entries, key, &value).ok());
   value[value.size() / 2] ^= 0x20;
-  ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), entries, key, value).ok());
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
+  ASSERT_TRUE(stopped.db()->Put(rocksdb::WriteOptions(), entries, key, value).ok());
 }
 
 // A changed entry in the middle of the ledger does not stop the node from

@@ -23,6 +23,7 @@
 #include "tests/testing/ctl_run.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/stopped_db.h"
 
 namespace corridor {
 namespace {
@@ -33,33 +34,22 @@ using testing::CtlRun;
 // Deletes every index key of ledger entry `index` in the stopped node's
 // database: the entry stays (and still verifies), but no audit query finds it.
 void DeleteIndexKeysOf(const std::string& data_dir, uint64_t index) {
-  std::vector<std::string> names;
-  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), data_dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  for (const std::string& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), data_dir, families, &handles, &db).ok());
-  rocksdb::ColumnFamilyHandle* index_cf = nullptr;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i] == ledger::kIndexFamily) index_cf = handles[i];
-  }
+  testing::StoppedDb stopped(data_dir);
+  ASSERT_TRUE(stopped.ok());
+  rocksdb::ColumnFamilyHandle* index_cf = stopped.family(ledger::kIndexFamily);
   ASSERT_NE(index_cf, nullptr);
-  std::string suffix(8, '\0');
-  for (int i = 0; i < 8; ++i) suffix[i] = static_cast<char>(index >> (56 - 8 * i));
+  const std::string suffix = std::string(1, '\0') + testing::LedgerIndexKey(index);
   int deleted = 0;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), index_cf));
+  std::unique_ptr<rocksdb::Iterator> it(
+      stopped.db()->NewIterator(rocksdb::ReadOptions(), index_cf));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const std::string key = it->key().ToString();
-    if (absl::EndsWith(key, std::string(1, '\0') + suffix)) {
-      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), index_cf, key).ok());
+    if (absl::EndsWith(key, suffix)) {
+      ASSERT_TRUE(stopped.db()->Delete(rocksdb::WriteOptions(), index_cf, key).ok());
       ++deleted;
     }
   }
-  it.reset();
   EXPECT_GE(deleted, 4) << "case, actor, org, action and outcome keys";
-  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
-  delete db;
 }
 
 // The indexes an `audit log --json` answer lists, newest first.
@@ -76,10 +66,7 @@ std::vector<uint64_t> Indexes(const std::string& json) {
 class TrailTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
-                          "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
-      unsetenv(v);
-    }
+    testing::ClearCtlEnvironment();
     fed_.AddOrg("union-sg");
     fed_.AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
     ASSERT_OK_AND_ASSIGN(config_, LoadNodeConfig(fed_.WriteNodeConfig(

@@ -4,6 +4,7 @@
 #ifndef CORRIDOR_TESTS_TESTING_CTL_RUN_H_
 #define CORRIDOR_TESTS_TESTING_CTL_RUN_H_
 
+#include <cstdlib>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -33,6 +34,17 @@ inline CtlRun Ctl(const std::vector<std::string>& argv) {
   r.out = out.str();
   r.err = err.str();
   return r;
+}
+
+// Unsets every environment variable corridorctl would take an option from
+// (the node, the user's certificate, the roster, the stewards' keys), so a
+// test's commands use only what the test gives them, never the environment
+// of whoever runs it.
+inline void ClearCtlEnvironment() {
+  for (const char* v : {"CORRIDOR_NODE", "CORRIDOR_CERT", "CORRIDOR_KEY", "CORRIDOR_CA",
+                        "CORRIDOR_ROSTER", "CORRIDOR_STEWARDS"}) {
+    unsetenv(v);
+  }
 }
 
 // What a person must never be shown: status codes and C++ names instead of
