@@ -50,6 +50,33 @@ absl::Status Malformed(size_t line, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("export line ", line, ": ", what));
 }
 
+// "entry <base64 bytes>[ <base64 stored leaf hash>]" (line `line_no`, entry
+// `index`): appends the bytes to `entries` and returns their leaf hash. An
+// entry whose bytes do not hash to the leaf hash listed with it is named.
+absl::StatusOr<merkle::Hash> ParseEntryLine(absl::string_view line, size_t line_no, uint64_t index,
+                                            std::vector<std::string>* entries) {
+  if (!absl::ConsumePrefix(&line, "entry ")) return Malformed(line_no, "expected an entry line");
+  std::vector<absl::string_view> fields = absl::StrSplit(line, ' ');
+  if (fields.size() > 2) return Malformed(line_no, "an entry line has at most two fields");
+  auto e = Base64Decode(fields[0]);
+  if (!e.ok()) return Malformed(line_no, "entry is not base64");
+  const merkle::Hash leaf = merkle::HashLeaf(*e);
+  if (fields.size() == 2) {
+    auto listed = Base64Decode(fields[1]);
+    if (!listed.ok() || listed->size() != 32) {
+      return Malformed(line_no, "the entry's leaf hash is not base64 of 32 bytes");
+    }
+    if (*listed != merkle::ToBytes(leaf)) {
+      return absl::DataLossError(absl::StrCat(
+          "entry ", index, " (export line ", line_no,
+          ") does not match the leaf hash listed with it: its bytes were changed after the "
+          "ledger hashed them (at the node, or in this file)"));
+    }
+  }
+  entries->push_back(*std::move(e));
+  return leaf;
+}
+
 }  // namespace
 
 absl::StatusOr<ExportFrame> BuildExportFrame(uint64_t first, uint64_t count, uint64_t size,
@@ -71,19 +98,9 @@ absl::StatusOr<ExportFrame> BuildExportFrame(uint64_t first, uint64_t count, uin
   return out;
 }
 
-std::string ExportEntryLine(absl::string_view entry) {
-  return absl::StrCat("entry ", Base64Encode(entry), "\n");
-}
-
-absl::StatusOr<std::string> BuildExport(uint64_t first, const std::vector<std::string>& entries,
-                                        uint64_t size, absl::string_view checkpoint_note,
-                                        const merkle::NodeSource& nodes) {
-  auto frame = BuildExportFrame(first, entries.size(), size, checkpoint_note, nodes);
-  if (!frame.ok()) return frame.status();
-  std::string out = std::move(frame->head);
-  for (const std::string& e : entries) out += ExportEntryLine(e);
-  out += frame->tail;
-  return out;
+std::string ExportEntryLine(absl::string_view entry, const merkle::Hash& stored_leaf) {
+  return absl::StrCat("entry ", Base64Encode(entry), " ",
+                      Base64Encode(merkle::ToBytes(stored_leaf)), "\n");
 }
 
 absl::StatusOr<VerifiedExport> VerifyExport(absl::string_view text,
@@ -138,12 +155,9 @@ absl::StatusOr<VerifiedExport> VerifyExport(absl::string_view text,
   std::vector<merkle::Hash> leaves;
   leaves.reserve(count);
   for (uint64_t i = 0; i < count; ++i) {
-    absl::string_view line = lines[4 + i];
-    if (!absl::ConsumePrefix(&line, "entry ")) return Malformed(5 + i, "expected an entry line");
-    auto e = Base64Decode(line);
-    if (!e.ok()) return Malformed(5 + i, "entry is not base64");
-    leaves.push_back(merkle::HashLeaf(*e));
-    out.entries.push_back(*std::move(e));
+    auto leaf = ParseEntryLine(lines[4 + i], 5 + i, a + i, &out.entries);
+    if (!leaf.ok()) return leaf.status();
+    leaves.push_back(*leaf);
   }
   std::vector<merkle::Hash> hashes;
   for (uint64_t i = 0; i < hash_count; ++i) {

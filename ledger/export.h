@@ -19,28 +19,23 @@ namespace corridor::ledger {
 
 inline constexpr char kExportMagic[] = "corridor-ledger-export v1";
 
-// Builds an export of `entries` (the entries [first, first + entries.size())
-// of a tree whose signed checkpoint note is `checkpoint_note`, of `size`
-// leaves) taking connecting hashes from `nodes`. InvalidArgument if the range
-// is empty or beyond `size`.
-absl::StatusOr<std::string> BuildExport(uint64_t first, const std::vector<std::string>& entries,
-                                        uint64_t size, absl::string_view checkpoint_note,
-                                        const merkle::NodeSource& nodes);
-
 // An export in three parts, for sending one of any size with bounded memory:
-// `head`, then ExportEntryLine(e) for each entry of the range in order, then
-// `tail`. Concatenated, they are exactly BuildExport's bytes.
+// `head`, then ExportEntryLine(e, leaf) for each entry of the range in order,
+// then `tail` (Ledger::Export; the node's AuditService.Export).
 struct ExportFrame {
   std::string head;  // the magic line, first, count and hashes lines
   std::string tail;  // the connecting hash lines and the checkpoint
 };
 // The frame of an export of the `count` entries [first, first + count) of a
-// tree of `size` leaves, as BuildExport (same errors).
+// tree of `size` leaves whose signed checkpoint note is `checkpoint_note`,
+// connecting hashes taken from `nodes`. InvalidArgument if the range is empty
+// or beyond `size`.
 absl::StatusOr<ExportFrame> BuildExportFrame(uint64_t first, uint64_t count, uint64_t size,
                                              absl::string_view checkpoint_note,
                                              const merkle::NodeSource& nodes);
-// One entry's line in an export.
-std::string ExportEntryLine(absl::string_view entry);
+// One entry's line in an export, with the leaf hash the ledger stored for it
+// (so that a verifier can name an entry whose bytes no longer match it).
+std::string ExportEntryLine(absl::string_view entry, const merkle::Hash& stored_leaf);
 
 // What VerifyExport proved: the checkpoint (signature checked) and that
 // `entries` are exactly the entries [first_index, first_index + count) of
@@ -56,8 +51,10 @@ struct VerifiedExport {
 // Errors:
 //   InvalidArgument   not an export, or malformed (the message says where);
 //   PermissionDenied  the checkpoint is not signed by `verifier`;
-//   DataLoss          entries and connecting hashes do not lead to the
-//                     signed root (a changed, dropped or reordered entry).
+//   DataLoss          an entry does not match the leaf hash listed with it
+//                     (named: "entry N ..."), or entries and connecting
+//                     hashes do not lead to the signed root (a changed,
+//                     dropped or reordered entry).
 absl::StatusOr<VerifiedExport> VerifyExport(absl::string_view export_bytes,
                                             const note::Verifier& verifier);
 // Same, with the verifier key in signed-note "name+hexid+base64" form.

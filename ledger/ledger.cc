@@ -37,6 +37,9 @@ absl::Status ValidateEntries(const std::vector<AppendEntry>& entries) {
         return absl::InvalidArgumentError("index keys must be non-empty and contain no NUL");
       }
     }
+    if (!e.chain_keys.empty() && !e.link) {
+      return absl::InvalidArgumentError("chain keys need a link function");
+    }
     for (const std::string& k : e.chain_keys) {
       if (std::find(e.index_keys.begin(), e.index_keys.end(), k) == e.index_keys.end()) {
         return absl::InvalidArgumentError("every chain key must also be an index key");
@@ -118,11 +121,20 @@ absl::StatusOr<std::vector<merkle::Hash>> Ledger::ConsistencyProof(uint64_t old_
 absl::StatusOr<std::string> Ledger::Export(uint64_t begin, uint64_t end) const {
   auto frame = ExportFrameOf(begin, end);
   if (!frame.ok()) return frame.status();
+  auto lines = ExportEntryLines(begin, end);
+  if (!lines.ok()) return lines.status();
+  return absl::StrCat(frame->head, *lines, frame->tail);
+}
+
+absl::StatusOr<std::string> Ledger::ExportEntryLines(uint64_t begin, uint64_t end) const {
   auto entries = Entries(begin, end);
   if (!entries.ok()) return entries.status();
-  std::string out = std::move(frame->head);
-  for (const std::string& e : *entries) out += ExportEntryLine(e);
-  out += frame->tail;
+  std::string out;
+  for (uint64_t i = begin; i < end; ++i) {
+    auto leaf = SubtreeHash(0, i);
+    if (!leaf.ok()) return leaf.status();
+    out += ExportEntryLine((*entries)[i - begin], *leaf);
+  }
   return out;
 }
 

@@ -68,8 +68,10 @@ struct LedgerOptions {
 struct AppendEntry {
   std::string data;
   std::vector<std::string> index_keys;
-  // Trail links (optional). If `link` is set, the ledger calls it exactly once,
-  // in index order while it assigns indexes (on its sequencer: keep it short),
+  // Trail links (optional). If `link` is set, the ledger calls it as it
+  // assigns the entry's index, in index order (on RocksDbLedger's sequencer,
+  // under MemoryLedger's lock: keep it short; again if a failed group is
+  // retried after recovery, never for a request refused before that),
   // with the index of the newest earlier entry filed under each of
   // `chain_keys`, in their order (kNoPrevious if there is none), and stores
   // and hashes the bytes it returns instead of `data`. Each chain key must also
@@ -175,6 +177,9 @@ class Ledger {
   // `head` and `tail`: entries below the checkpoint's size never change.
   // OutOfRange as Export.
   absl::StatusOr<ExportFrame> ExportFrameOf(uint64_t begin, uint64_t end) const;
+  // The export lines of the entries [begin, end), each with its stored leaf
+  // hash (ExportEntryLine). OutOfRange unless begin <= end <= size.
+  absl::StatusOr<std::string> ExportEntryLines(uint64_t begin, uint64_t end) const;
 
  protected:
   merkle::NodeSource Nodes() const {

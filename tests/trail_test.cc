@@ -113,6 +113,21 @@ class TrailTest : public ::testing::Test {
     As(user, {"case", "show", id, "--purpose", "case-handling"});
   }
 
+  // Waits for the node's first ledger check since start and expects it to name
+  // `index` as missing from the index.
+  void ExpectIndexDamageFound(uint64_t index) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (!node_->LastLedgerCheck() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    ASSERT_TRUE(node_->LastLedgerCheck());
+    EXPECT_TRUE(absl::StrContains(node_->LastLedgerCheck()->status.message(),
+                                  absl::StrCat("entry ", index,
+                                               " is missing from the ledger's index under its "
+                                               "case key")))
+        << node_->LastLedgerCheck()->status;
+  }
+
   testing::TestFederation fed_;
   v1::NodeConfig config_;
   std::unique_ptr<Node> node_;
@@ -177,11 +192,36 @@ TEST_F(TrailTest, AnEntryHiddenByDeletingItsIndexKeysIsCaught) {
         << r;
     EXPECT_TRUE(absl::StrContains(r.err, "but the node did not return it")) << r;
   }
+  // The node's own check of its ledger finds the change too, soon after start.
+  ExpectIndexDamageFound(hidden[0]);
   // Asked only for denied reads, the node answers nothing, and nothing is an
   // answer no trail can check (docs/audit.md says so): the check says it proved nothing.
   CtlRun empty = Verify({"--case", id, "--outcome", "denied"});
   EXPECT_EQ(empty.code, 0) << empty;
-  EXPECT_TRUE(absl::StrContains(empty.out, "nothing returned, nothing to prove")) << empty;
+  EXPECT_TRUE(absl::StrContains(empty.out, "nothing returned, nothing to follow")) << empty;
+}
+
+// The newest entry of a trail, hidden before any later entry names it, is
+// linked around by the next one (the ledger finds the predecessor through the
+// index): the links cannot show it, and the auditor's check says so. The
+// node's own check of its index, soon after start, finds it.
+TEST_F(TrailTest, ANewestEntryHiddenBeforeTheNextIsFoundByTheNodesOwnCheck) {
+  const std::string id = CreateCase();
+  Read("cw", id);
+  Read("aud", id);
+  // Found without naming the case, so that no later entry is on the case's trail.
+  CtlRun denied = As("aud", {"audit", "log", "--outcome", "denied", "--json"});
+  const std::vector<uint64_t> hidden = Indexes(denied.out);
+  ASSERT_EQ(hidden.size(), 1u) << denied;
+  node_->Shutdown(absl::Seconds(1));
+  node_.reset();
+  DeleteIndexKeysOf(config_.data_dir(), hidden[0]);
+  ASSERT_OK_AND_ASSIGN(node_, Node::Start(config_));
+  ExpectIndexDamageFound(hidden[0]);
+  Read("cw", id);  // links around the hidden entry
+  CtlRun r = Verify({"--case", id});
+  EXPECT_EQ(r.code, 0) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "one hidden before any later entry on the trail")) << r;
 }
 
 TEST_F(TrailTest, PagesVerifyOneAfterAnotherAndTheKeyIsRequired) {

@@ -27,14 +27,21 @@ std::string EventTime(const v1::AccessEvent& e) {
                           absl::UTCTimeZone());
 }
 
-absl::Status CheckLatestAgainstSaved(Context& c, const Connection& conn, std::ostream& out);
+// The node's latest checkpoint, verified with the roster's keys and checked
+// against the auditor's saved one (and saved); `said` gets the words for it.
+absl::StatusOr<OpenedCheckpoint> LatestCheckedAgainstSaved(Context& c, const Connection& conn,
+                                                           std::string* said);
 
-// `audit log --verify`: the answer checked (audit_trail.h), then the node's
-// latest checkpoint against the one this auditor saved.
+// `audit log --verify`: the checkpoint first (so that every proof is against
+// one the auditor trusts), then the answer (audit_trail.h).
 absl::Status VerifyLogAnswer(Context& c, const Connection& conn, const v1::QueryEventsRequest& req,
                              const v1::QueryEventsResponse& resp, std::ostream& out) {
-  if (auto st = VerifyTrail(c.args, conn, req, resp, out); !st.ok()) return st;
-  return CheckLatestAgainstSaved(c, conn, out);
+  std::string said;
+  auto pinned = LatestCheckedAgainstSaved(c, conn, &said);
+  if (!pinned.ok()) return pinned.status();
+  out << "checkpoint of size " << pinned->checkpoint.size << " signed by "
+      << Printable(pinned->verifier.name) << (said.empty() ? "\n" : "; " + said);
+  return VerifyTrail(conn, pinned->checkpoint, req, resp, out);
 }
 
 absl::Status RunAuditLog(Context& c) {
@@ -158,7 +165,8 @@ absl::StatusOr<OpenedCheckpoint> FetchCheckpoint(Context& c, const Connection& c
   return OpenCheckpointWithAny(c.args, OrgOfCertificate(c.args), verifiers, *text);
 }
 
-absl::Status CheckLatestAgainstSaved(Context& c, const Connection& conn, std::ostream& out) {
+absl::StatusOr<OpenedCheckpoint> LatestCheckedAgainstSaved(Context& c, const Connection& conn,
+                                                           std::string* said) {
   // --org filters `audit log`'s query: the ledger is the user's own node's.
   auto verifiers = LedgerVerifiers(c.args, OrgOfCertificate(c.args));
   if (!verifiers.ok()) return verifiers.status();
@@ -169,8 +177,8 @@ absl::Status CheckLatestAgainstSaved(Context& c, const Connection& conn, std::os
   if (!opened.ok()) return opened.status();
   auto tracked = CheckAgainstSaved(c, *state, conn, *verifiers, *opened, text);
   if (!tracked.ok()) return tracked.status();
-  out << *tracked;
-  return absl::OkStatus();
+  *said = *tracked;
+  return opened;
 }
 
 absl::Status RunAuditCheckpoint(Context& c) {

@@ -3,8 +3,11 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/ctl/display.h"
 #include "client/ctl/ledger_keys.h"
@@ -48,6 +51,11 @@ class QueryFilter {
            (req_.outcome() == v1::ACCESS_OUTCOME_UNSPECIFIED || e.outcome() == req_.outcome()) &&
            e.time_unix_micros() >= after_us_ && e.time_unix_micros() < before_us_;
   }
+  // Older than anything the node would still look at for --after (it stops a
+  // second past the range, for clock jitter between callers).
+  bool BeforeRange(const v1::AccessEvent& e) const {
+    return after_us_ != INT64_MIN && e.time_unix_micros() < after_us_ - 1000000;
+  }
 
   // The trail the query follows: a case's, else an actor's, else none.
   bool HasTrail() const { return !req_.case_id().empty() || !req_.actor().empty(); }
@@ -76,61 +84,77 @@ class QueryFilter {
   int64_t before_us_ = INT64_MAX;
 };
 
-// Entries proved against the node's latest checkpoint, each fetched once.
+// Entries proved against the one pinned checkpoint, each fetched once.
 class Prover {
  public:
-  Prover(const Args& args, const Connection& conn, std::vector<note::Verifier> verifiers)
-      : args_(args),
-        conn_(conn),
-        stub_(v1::AuditService::NewStub(conn.channel)),
-        verifiers_(std::move(verifiers)) {}
+  Prover(const Connection& conn, const note::Checkpoint& pinned)
+      : conn_(conn), stub_(v1::AuditService::NewStub(conn.channel)), pinned_(pinned) {}
 
   absl::StatusOr<const v1::AccessEvent*> Prove(uint64_t index) {
     if (auto it = proven_.find(index); it != proven_.end()) return &it->second;
     v1::InclusionProofRequest req;
     req.set_index(index);
+    req.set_tree_size(pinned_.size);
     v1::InclusionProofResponse resp;
-    auto ctx = conn_.NewContext();
-    grpc::Status s = stub_->GetInclusionProof(ctx.get(), req, &resp);
-    if (!s.ok()) return Explain(s, conn_);
-    auto opened =
-        OpenCheckpointWithAny(args_, OrgOfCertificate(args_), verifiers_, resp.checkpoint());
-    if (!opened.ok()) return opened.status();
+    if (auto st = Call(req, &resp); !st.ok()) return st;
     auto proof = ProofHashes(resp.proof());
     if (!proof.ok()) return proof.status();
-    if (resp.index() != index || opened->checkpoint.size != resp.tree_size() ||
-        !merkle::VerifyInclusion(index, resp.tree_size(), merkle::HashLeaf(resp.entry()), *proof,
-                                 opened->checkpoint.root)
+    if (resp.index() != index || resp.tree_size() != pinned_.size ||
+        !merkle::VerifyInclusion(index, pinned_.size, merkle::HashLeaf(resp.entry()), *proof,
+                                 pinned_.root)
              .ok()) {
-      return NotVerified(absl::StrCat("the inclusion proof of entry ", index, " does not verify"));
+      return NotVerified(absl::StrCat("the inclusion proof of entry ", index,
+                                      " does not verify against the checkpoint of size ",
+                                      pinned_.size));
     }
     v1::AccessEvent e;
     if (!e.ParseFromString(resp.entry()))
       return NotVerified(absl::StrCat("entry ", index, " is not an access event"));
     entries_[index] = resp.entry();
-    signer_ = opened->verifier.name;
-    size_ = std::max(size_, resp.tree_size());
     return &(proven_[index] = std::move(e));
   }
   const std::string& Entry(uint64_t index) const { return entries_.at(index); }
-  const std::string& signer() const { return signer_; }
-  uint64_t size() const { return size_; }
 
  private:
-  const Args& args_;
+  // One proof; waits and asks again while the node says the auditor is
+  // calling too fast (a long trail is many proofs).
+  absl::Status Call(const v1::InclusionProofRequest& req, v1::InclusionProofResponse* resp) {
+    absl::Duration wait = absl::Milliseconds(250);
+    for (int attempt = 0;; ++attempt) {
+      auto ctx = conn_.NewContext();
+      grpc::Status s = stub_->GetInclusionProof(ctx.get(), req, resp);
+      if (s.ok()) return absl::OkStatus();
+      if (s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED || attempt >= 40) {
+        return Explain(s, conn_);
+      }
+      absl::SleepFor(wait);
+      wait = std::min(2 * wait, absl::Seconds(5));
+    }
+  }
+
   const Connection& conn_;
   std::unique_ptr<v1::AuditService::Stub> stub_;
-  std::vector<note::Verifier> verifiers_;
+  const note::Checkpoint pinned_;
   std::map<uint64_t, v1::AccessEvent> proven_;
   std::map<uint64_t, std::string> entries_;
-  std::string signer_;
-  uint64_t size_ = 0;
 };
 
-// Every entry the node returned is in the ledger and is what the node showed.
-absl::Status ProveReturned(const v1::QueryEventsResponse& resp, const QueryFilter& filter,
-                           Prover& prover) {
+// Every entry the node returned is in the ledger, is what the node showed,
+// matches the query, and is returned once, below the page it continues.
+absl::StatusOr<std::set<uint64_t>> ProveReturned(const v1::QueryEventsRequest& req,
+                                                 const v1::QueryEventsResponse& resp,
+                                                 const QueryFilter& filter, Prover& prover) {
+  uint64_t below = ~uint64_t{0};
+  if (!req.page_token().empty() && !absl::SimpleAtoi(req.page_token(), &below)) {
+    return absl::InvalidArgumentError("--page-token is not one the node gave");
+  }
+  std::set<uint64_t> returned;
   for (const v1::LoggedEvent& le : resp.events()) {
+    if (le.index() >= below || !returned.insert(le.index()).second) {
+      return NotVerified(
+          absl::StrCat("the node returned entry ", le.index(),
+                       le.index() >= below ? ", which is not below the page token" : " twice"));
+    }
     auto proven = prover.Prove(le.index());
     if (!proven.ok()) return proven.status();
     if (le.entry() != prover.Entry(le.index()) ||
@@ -142,26 +166,35 @@ absl::Status ProveReturned(const v1::QueryEventsResponse& resp, const QueryFilte
       return NotVerified(absl::StrCat("entry ", le.index(), " does not match the query"));
     }
   }
-  return absl::OkStatus();
+  // The node's next page starts below the oldest entry of this one (AnswerPage).
+  if (!resp.next_page_token().empty() &&
+      (returned.empty() || resp.next_page_token() != absl::StrCat(*returned.begin()))) {
+    return NotVerified("the node's page token does not continue from the entries it returned");
+  }
+  return returned;
 }
 
 struct Walk {
-  std::set<uint64_t> visited;  // the entries reached, the newest returned first
+  std::set<uint64_t> visited;  // the entries reached, from the start down
   uint64_t followed = 0;       // links followed
+  bool unlinked = false;       // stopped at an entry recorded before trail links existed
 };
 
-// Follows the trail from the newest entry returned down to `floor`: each entry
-// reached that matches the query must be among `returned`.
+// Follows the trail from `start` down to `floor`: each entry reached that
+// matches the query must be among `returned`.
 absl::StatusOr<Walk> FollowTrail(const QueryFilter& filter, const std::set<uint64_t>& returned,
-                                 uint64_t floor, Prover& prover) {
+                                 uint64_t start, uint64_t floor, Prover& prover) {
   Walk w;
-  uint64_t cur = *returned.rbegin();
+  uint64_t cur = start;
   for (;;) {
     auto e = prover.Prove(cur);
     if (!e.ok()) return e.status();
     w.visited.insert(cur);
     std::optional<uint64_t> prev = filter.Previous(**e);
-    if (!prev) return w;
+    if (!prev) {
+      w.unlinked = !(*e)->trail_linked();
+      return w;
+    }
     if (*prev >= cur) {
       return NotVerified(
           absl::StrCat("entry ", cur, " names a later entry (", *prev, ") as the one before it"));
@@ -176,67 +209,90 @@ absl::StatusOr<Walk> FollowTrail(const QueryFilter& filter, const std::set<uint6
                                       " trail, but entry ", *prev, " is not on it"));
     }
     if (filter.Matches(**p) && returned.count(*prev) == 0) {
-      return NotVerified(absl::StrCat(
-          "entry ", *prev, " (", (*p)->action(), ", ",
-          EnumShort(v1::AccessOutcome_descriptor(), (*p)->outcome()), ") is on the ",
-          filter.TrailName(), " trail and matches the query, but the node did not return it"));
+      return NotVerified(absl::StrCat("entry ", *prev, " (", (*p)->action(), ", ",
+                                      EnumShort(v1::AccessOutcome_descriptor(), (*p)->outcome()),
+                                      ") is on the ", filter.TrailName(),
+                                      " trail and matches the query, but the node did not return "
+                                      "it"));
+    }
+    if (filter.BeforeRange(**p)) {
+      w.visited.insert(*prev);
+      return w;
     }
     cur = *prev;
   }
 }
 
+// Where the walk starts: the page token's entry (the oldest of the page
+// before, itself on the trail), else the newest entry returned.
+absl::StatusOr<uint64_t> WalkStart(const v1::QueryEventsRequest& req,
+                                   const std::set<uint64_t>& returned, const QueryFilter& filter,
+                                   Prover& prover) {
+  uint64_t token = 0;
+  if (req.page_token().empty() || !absl::SimpleAtoi(req.page_token(), &token)) {
+    return *returned.rbegin();
+  }
+  auto e = prover.Prove(token);
+  if (!e.ok()) return e.status();
+  if (!filter.OnTrail(**e)) {
+    return NotVerified(absl::StrCat("the page token names entry ", token, ", which is not on the ",
+                                    filter.TrailName(), " trail"));
+  }
+  return token;
+}
+
+void SayComplete(const QueryFilter& filter, const Walk& w, uint64_t start, bool more,
+                 std::ostream& out) {
+  const uint64_t last = *w.visited.begin();
+  out << "complete: the " << Printable(filter.TrailName()) << " trail followed from entry " << start
+      << " back to entry " << last << " (" << w.followed
+      << " links, each proved); every entry on it that matches the query was returned";
+  if (more) {
+    out << "; it continues on the next page\n";
+  } else if (w.unlinked) {
+    out << "; entry " << last
+        << " was recorded before trail links existed: older entries are not checked\n";
+  } else {
+    out << "; entry " << last << " names no entry before it (the trail's first)\n";
+  }
+  out << "not provable from the links: an entry newer than entry " << start
+      << ", or one hidden before any later entry on the trail was recorded (docs/audit.md)\n";
+}
+
 }  // namespace
 
-absl::Status VerifyTrail(const Args& args, const Connection& conn,
+absl::Status VerifyTrail(const Connection& conn, const note::Checkpoint& pinned,
                          const v1::QueryEventsRequest& req, const v1::QueryEventsResponse& resp,
                          std::ostream& out) {
   auto filter = QueryFilter::Of(req);
   if (!filter.ok()) return filter.status();
-  // The ledger is the node's own, so its org is the user's (--org filters the query).
-  auto verifiers = LedgerVerifiers(args, OrgOfCertificate(args));
-  if (!verifiers.ok()) return verifiers.status();
-  Prover prover(args, conn, *std::move(verifiers));
-  if (auto st = ProveReturned(resp, *filter, prover); !st.ok()) return st;
-  if (resp.events_size() == 0) {
-    out << "nothing returned, nothing to prove (an empty answer cannot be checked against a "
-           "trail: ask about an entry you know of)\n";
-    return absl::OkStatus();
-  }
-  out << "verified: the " << resp.events_size()
+  Prover prover(conn, pinned);
+  auto returned = ProveReturned(req, resp, *filter, prover);
+  if (!returned.ok()) return returned.status();
+  out << "verified: the " << returned->size()
       << " entries shown are in the ledger (inclusion proofs against the checkpoint of size "
-      << prover.size() << " signed by " << Printable(prover.signer()) << ")\n";
+      << pinned.size << ")\n";
   if (!filter->HasTrail()) {
     out << "completeness not checked: only a --case or --actor query follows a trail\n";
     return absl::OkStatus();
   }
-  std::set<uint64_t> returned;
-  for (const v1::LoggedEvent& le : resp.events()) returned.insert(le.index());
+  if (returned->empty() && req.page_token().empty()) {
+    out << "nothing returned, nothing to follow (an empty first page cannot be checked against "
+           "a trail: ask about an entry you know of)\n";
+    return absl::OkStatus();
+  }
+  auto start = WalkStart(req, *returned, *filter, prover);
+  if (!start.ok()) return start.status();
   const bool more = !resp.next_page_token().empty();
-  auto walk = FollowTrail(*filter, returned, more ? *returned.begin() : 0, prover);
+  auto walk = FollowTrail(*filter, *returned, *start, more ? *returned->begin() : 0, prover);
   if (!walk.ok()) return walk.status();
-  const uint64_t last = *walk->visited.begin();
-  for (uint64_t r : returned) {
-    if (r > last && walk->visited.count(r) == 0) {
+  for (uint64_t r : *returned) {
+    if (walk->visited.count(r) == 0 && (r > *walk->visited.begin() || !walk->unlinked)) {
       return NotVerified(absl::StrCat("entry ", r, " was returned but the ", filter->TrailName(),
                                       " trail does not pass through it"));
     }
   }
-  out << "complete: the " << Printable(filter->TrailName()) << " trail followed from entry "
-      << *returned.rbegin() << " back to entry " << last << " (" << walk->followed
-      << " links, each proved); every entry on it that matches the query was returned";
-  if (more) {
-    out << "; it continues on the next page\n";
-  } else {
-    out << "; entry " << last << " names no entry before it (the trail's first";
-    if (*returned.begin() < last) {
-      out << "; the " << std::distance(returned.begin(), returned.lower_bound(last))
-          << " older entries returned were recorded before trail links existed and are not "
-             "checked";
-    }
-    out << ")\n";
-  }
-  out << "not provable here: an entry newer than entry " << *returned.rbegin()
-      << " (the next entry on the trail will name it)\n";
+  SayComplete(*filter, *walk, *start, more, out);
   return absl::OkStatus();
 }
 

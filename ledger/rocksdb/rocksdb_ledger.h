@@ -148,7 +148,8 @@ class RocksDbLedger final : public Ledger {
   // chain key among `filed_here` (this group's entries so far), else among the
   // committed ones.
   absl::StatusOr<std::string> Link(const AppendEntry& e,
-                                   const std::map<std::string, uint64_t>& filed_here) const;
+                                   const std::map<std::string, uint64_t>& filed_here) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(commit_mu_);
   // Enters the refusing state with `st`, fails everything queued.
   void FailQueued(const absl::Status& st);
   // Resume, re-derive, prove a synced write (TryRecover's steps).

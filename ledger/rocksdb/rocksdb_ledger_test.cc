@@ -808,6 +808,17 @@ TEST_F(TamperTest, AChangedEntryIsFoundAndNamed) {
                 "entry 100 does not match its stored leaf hash");  // ...verification does
 }
 
+// The node exports what it holds, each entry with the leaf hash it stored: an
+// export of a ledger changed at rest does not verify, and names the entry.
+TEST_F(TamperTest, AnExportOfAChangedEntryNamesIt) {
+  Put(kEntriesFamily, Be64(100), "event-100 (edited)");
+  auto l = Open(Options());
+  ASSERT_OK(l);
+  ASSERT_OK_AND_ASSIGN(std::string file, (*l)->Export(90, 110));
+  EXPECT_STATUS(VerifyExport(file, (*l)->verifier()), absl::StatusCode::kDataLoss,
+                "entry 100 (export line 15) does not match the leaf hash listed with it");
+}
+
 TEST_F(TamperTest, VerifyCommittedFindsAndNamesWhatVerifyAllFinds) {
   Put(kEntriesFamily, Be64(100), "event-100 (edited)");
   auto l = Open(Options());

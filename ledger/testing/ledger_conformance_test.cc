@@ -552,12 +552,36 @@ TEST_P(LedgerConformance, ExportVerifiesOfflineWithOnlyTheFileAndTheKey) {
   ASSERT_OK_AND_ASSIGN(std::string file, l.Export(10, 20));
   std::vector<std::string> lines = absl::StrSplit(file, '\n');
   // lines: magic, first, count, hashes, entry x10, hash..., "checkpoint", note
-  // A changed entry.
+  // A changed entry, its listed leaf hash kept: named.
   {
     std::vector<std::string> bad = lines;
+    bad[6] = "entry " + Base64Encode("forged") + bad[6].substr(bad[6].find(' ', 6));
+    EXPECT_STATUS(VerifyExport(absl::StrJoin(bad, "\n"), vkey), absl::StatusCode::kDataLoss,
+                  "entry 12 (export line 7) does not match the leaf hash listed with it");
+  }
+  // A changed entry with its leaf hash recomputed (or none listed): the root decides.
+  for (bool listed : {true, false}) {
+    std::vector<std::string> bad = lines;
     bad[6] = "entry " + Base64Encode("forged");
+    if (listed) bad[6] += " " + Base64Encode(merkle::ToBytes(merkle::HashLeaf("forged")));
     EXPECT_STATUS(VerifyExport(absl::StrJoin(bad, "\n"), vkey), absl::StatusCode::kDataLoss,
                   "do not lead to the root");
+  }
+  // A listed leaf hash that is not one, a third field: malformed.
+  {
+    std::vector<std::string> bad = lines;
+    bad[6] = bad[6].substr(0, bad[6].find(' ', 6)) + " AAAA";
+    EXPECT_STATUS(VerifyExport(absl::StrJoin(bad, "\n"), vkey), absl::StatusCode::kInvalidArgument,
+                  "export line 7: the entry's leaf hash");
+    bad[6] = lines[6] + " x";
+    EXPECT_STATUS(VerifyExport(absl::StrJoin(bad, "\n"), vkey), absl::StatusCode::kInvalidArgument,
+                  "at most two fields");
+  }
+  // An export written before entries carried their leaf hash still verifies.
+  {
+    std::vector<std::string> old = lines;
+    for (size_t i = 4; i < 14; ++i) old[i] = old[i].substr(0, old[i].find(' ', 6));
+    EXPECT_OK(VerifyExport(absl::StrJoin(old, "\n"), vkey));
   }
   // Two entries swapped.
   {

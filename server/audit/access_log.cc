@@ -69,12 +69,14 @@ std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEven
     e.set_time_unix_micros(now);
     Bound(&e);
     ledger::AppendEntry entry;
-    if (!e.case_id().empty()) entry.index_keys.push_back("case/" + e.case_id());
-    entry.index_keys.push_back(absl::StrCat("actor/", e.actor_org(), "/", e.actor_subject()));
-    // The case's and the actor's trails: links filled in as the index is assigned.
-    entry.chain_keys = entry.index_keys;
+    entry.index_keys = IndexKeys(e);
+    // The case's and the actor's trails (the first one or two keys): links
+    // filled in as the index is assigned.
+    entry.chain_keys.assign(entry.index_keys.begin(),
+                            entry.index_keys.begin() + (e.case_id().empty() ? 1 : 2));
     entry.link = [e, has_case = !e.case_id().empty()](const std::vector<uint64_t>& previous) {
       v1::AccessEvent linked = e;
+      linked.set_trail_linked(true);
       size_t next = 0;
       if (has_case && previous[next++] != ledger::kNoPrevious) {
         linked.set_prev_case_entry(previous[0]);
@@ -82,16 +84,49 @@ std::vector<ledger::AppendEntry> AccessLog::ToEntries(std::vector<v1::AccessEven
       if (previous[next] != ledger::kNoPrevious) linked.set_prev_actor_entry(previous[next]);
       return linked.SerializeAsString();
     };
-    entry.index_keys.push_back("org/" + e.actor_org());
-    entry.index_keys.push_back("action/" + e.action());
-    entry.index_keys.push_back(OutcomeKey(e.outcome()));
-    // A received envelope is found again by its id (redelivery returns its receipt).
-    if (e.action() == "envelope.receive" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED) {
-      entry.index_keys.push_back("envelope/" + e.resource_id());
-    }
     entries.push_back(std::move(entry));
   }
   return entries;
+}
+
+std::vector<std::string> AccessLog::IndexKeys(const v1::AccessEvent& e) {
+  std::vector<std::string> keys;
+  if (!e.case_id().empty()) keys.push_back("case/" + e.case_id());
+  keys.push_back(absl::StrCat("actor/", e.actor_org(), "/", e.actor_subject()));
+  keys.push_back("org/" + e.actor_org());
+  keys.push_back("action/" + e.action());
+  keys.push_back(OutcomeKey(e.outcome()));
+  // A received envelope is found again by its id (redelivery returns its receipt).
+  if (e.action() == "envelope.receive" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED) {
+    keys.push_back("envelope/" + e.resource_id());
+  }
+  return keys;
+}
+
+absl::Status AccessLog::CheckIndex(uint64_t size) const {
+  constexpr uint64_t kPage = 256;
+  for (uint64_t begin = 0; begin < size; begin += kPage) {
+    const uint64_t end = std::min(size, begin + kPage);
+    auto entries = ledger_->Entries(begin, end);
+    if (!entries.ok()) return entries.status();
+    for (uint64_t i = begin; i < end; ++i) {
+      auto e = Decode((*entries)[i - begin]);
+      if (!e.ok()) continue;  // not an access event
+      for (const std::string& key : IndexKeys(*e)) {
+        auto found = ledger_->Lookup(key, i + 1, 1);
+        if (!found.ok()) return found.status();
+        if (found->empty() || found->front() != i) {
+          // The key's kind only: its value may be an id the log keeps as a digest elsewhere.
+          return absl::DataLossError(absl::StrCat(
+              "entry ", i, " is missing from the ledger's index under its ",
+              key.substr(0, key.find('/')),
+              " key: the index was changed behind the node's back, and audit queries would not "
+              "find the entry"));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 void AccessLog::Record(std::vector<v1::AccessEvent> events,

@@ -89,6 +89,15 @@ class AccessLog : public RefusalSink {
   absl::StatusOr<std::vector<Hit>> Find(const Query& q) const;
   // Parses a ledger entry as an AccessEvent.
   static absl::StatusOr<v1::AccessEvent> Decode(absl::string_view entry);
+  // The index keys an event is filed under.
+  static std::vector<std::string> IndexKeys(const v1::AccessEvent& e);
+  // Checks that every access event among the entries [0, size) is filed under
+  // each of its index keys: the index is not covered by the tree, so keys
+  // deleted behind the node's back would hide entries from audit queries (and
+  // from the trail links of later entries). DataLoss naming the first entry
+  // missing from the index and the kind of key; read errors as they come.
+  // Only reads; safe while appends run. The background ledger check.
+  absl::Status CheckIndex(uint64_t size) const;
 
   ledger::Ledger* ledger() const { return ledger_; }
 

@@ -214,9 +214,9 @@ class ExportStream : public grpc::ServerWriteReactor<v1::ExportResponse> {
         break;
       }
       const uint64_t to = std::min(end_, next_ + AuditServiceImpl::kExportPageEntries);
-      auto entries = ledger_->Entries(next_, to);
-      if (!entries.ok()) return entries.status();
-      for (const std::string& e : *entries) pending_ += ledger::ExportEntryLine(e);
+      auto lines = ledger_->ExportEntryLines(next_, to);
+      if (!lines.ok()) return lines.status();
+      pending_ += *lines;
       next_ = to;
     }
     return absl::OkStatus();

@@ -7,8 +7,12 @@
 namespace corridor {
 
 LedgerScrubber::LedgerScrubber(const ledger::Ledger* ledger, absl::Duration interval,
-                               std::function<void(const LedgerCheck&)> on_damage)
-    : ledger_(ledger), interval_(interval), on_damage_(std::move(on_damage)) {}
+                               std::function<void(const LedgerCheck&)> on_damage,
+                               std::function<absl::Status(uint64_t size)> also)
+    : ledger_(ledger),
+      interval_(interval),
+      on_damage_(std::move(on_damage)),
+      also_(std::move(also)) {}
 
 LedgerScrubber::~LedgerScrubber() { Stop(); }
 
@@ -41,6 +45,7 @@ void LedgerScrubber::Loop() {
     const absl::Time began = absl::Now();
     run.size = ledger_->head().size;
     run.status = ledger_->VerifyCommitted();
+    if (run.status.ok() && also_) run.status = also_(run.size);
     run.finished = absl::Now();
     run.took = run.finished - began;
     bool report = false;

@@ -2,7 +2,8 @@
 //
 // Soon after the node starts, and then every `interval`, it re-reads every
 // committed entry and stored hash and recomputes the tree up to the signed
-// checkpoint (Ledger::VerifyCommitted). It only reads, on its own thread: it
+// checkpoint (Ledger::VerifyCommitted), then runs the caller's further check
+// (the node's: every access event is in the ledger's index). It only reads, on its own thread: it
 // never delays start-up and never blocks an append. A run that finds damage
 // hands the DataLoss status (which names the first bad entry or hash) to
 // `on_damage`, on the scrubber's thread, once per distinct finding (the same
@@ -38,8 +39,12 @@ struct LedgerCheck {
 class LedgerScrubber {
  public:
   // `interval` > 0 between the end of one run and the start of the next.
+  // `also` (may be null) runs after the tree verified, with the size checked,
+  // for what the tree does not cover (the node: AccessLog::CheckIndex); its
+  // error is reported as damage like the tree's.
   LedgerScrubber(const ledger::Ledger* ledger, absl::Duration interval,
-                 std::function<void(const LedgerCheck&)> on_damage);
+                 std::function<void(const LedgerCheck&)> on_damage,
+                 std::function<absl::Status(uint64_t size)> also = nullptr);
   ~LedgerScrubber();
   LedgerScrubber(const LedgerScrubber&) = delete;
   LedgerScrubber& operator=(const LedgerScrubber&) = delete;
@@ -60,6 +65,7 @@ class LedgerScrubber {
   const ledger::Ledger* const ledger_;
   const absl::Duration interval_;
   const std::function<void(const LedgerCheck&)> on_damage_;
+  const std::function<absl::Status(uint64_t)> also_;
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<LedgerCheck> last_ ABSL_GUARDED_BY(mu_);

@@ -732,7 +732,8 @@ void Node::MakeScrubber(const v1::NodeConfig& config) {
                        {{"action", "ledger.scrub"}, {"error", recorded.status().message()}});
           }
         });
-      });
+      },
+      [log](uint64_t size) { return log->CheckIndex(size); });
 }
 
 absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
