@@ -6,7 +6,6 @@
 // the hiding done the way an operator with the data directory could, by
 // deleting the entry's index keys from the stopped node's database.
 #include <map>
-#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +21,7 @@
 #include "server/node/node.h"
 #include "tests/testing/ctl_run.h"
 #include "tests/testing/federation.h"
+#include "tests/testing/nodes.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/stopped_db.h"
 
@@ -55,10 +55,9 @@ void DeleteIndexKeysOf(const std::string& data_dir, uint64_t index) {
 // The indexes an `audit log --json` answer lists, newest first.
 std::vector<uint64_t> Indexes(const std::string& json) {
   std::vector<uint64_t> out;
-  static const std::regex kIndex("\"index\": \"([0-9]+)\"");
-  for (std::sregex_iterator m(json.begin(), json.end(), kIndex), end; m != end; ++m) {
+  for (const std::string& v : testing::JsonValues(json, "index")) {
     uint64_t i = 0;
-    if (absl::SimpleAtoi((*m)[1].str(), &i)) out.push_back(i);
+    if (absl::SimpleAtoi(v, &i)) out.push_back(i);
   }
   return out;
 }
