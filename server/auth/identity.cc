@@ -121,7 +121,10 @@ std::string IdentityResolver::IssuingMember(absl::string_view cert_pem, absl::Ti
     generation = generation_;
   }
   std::string issuer;
-  for (const v1::Member& m : roster()->members()) {
+  // Held for the loop: a range over roster()->members() would outlive the
+  // temporary owner, and a roster change meanwhile would free what it reads.
+  const std::shared_ptr<const v1::Roster> in_force = roster();
+  for (const v1::Member& m : in_force->members()) {
     if (!m.ca_cert_pem().empty() && pki::VerifyIssuedBy(cert_pem, m.ca_cert_pem(), now).ok()) {
       issuer = m.org();
       break;

@@ -728,7 +728,9 @@ std::shared_ptr<v1::PeerService::Stub> Exchange::StubFor(const std::string& org)
   absl::MutexLock lock(&mu_);
   auto it = peers_.find(org);
   if (it != peers_.end()) return it->second.stub;
-  for (const auto& m : roster()->members()) {
+  // Held for the loop (a temporary's members would be freed by a roster change).
+  const std::shared_ptr<const v1::Roster> in_force = roster();
+  for (const auto& m : in_force->members()) {
     if (m.org() != org) continue;
     TlsIdentity id = tls_;
     id.roots_pem = m.ca_cert_pem();
