@@ -271,6 +271,8 @@ class CtlOutputTest : public ::testing::Test {
     dir_ = fed_->root();
     ASSERT_TRUE(WriteFileAtomically(dir_ + "/empty", "").ok());
     ASSERT_TRUE(WriteFileAtomically(dir_ + "/roster.json", "{}").ok());
+    ASSERT_TRUE(
+        WriteFileAtomically(dir_ + "/signed-roster.json", fed_->Sign(fed_->MakeRoster(), 2)).ok());
   }
   void TearDown() override { server_->Shutdown(); }
 
@@ -335,6 +337,10 @@ class CtlOutputTest : public ::testing::Test {
         {"audit prove", {"0", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
         {"audit export",
          {"--out", dir_ + "/export", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
+        // A bundle carries its roster: a real one, checked against the stewards.
+        {"audit bundle",
+         {"C-1", "--out", dir_ + "/bundle", "--roster", dir_ + "/signed-roster.json",
+          "--stewards", fed_->WriteStewardsFile(), "--state", dir_ + "/state"}},
     };
   }
 

@@ -2,6 +2,8 @@
 // and offline verification; each checkpoint a node sends is checked against the auditor's
 // saved one (audit_state.h).
 #include <functional>
+#include <sstream>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -9,9 +11,11 @@
 #include "absl/time/time.h"
 #include "client/ctl/audit_state.h"
 #include "client/ctl/audit_trail.h"
+#include "client/ctl/case_bundle.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
 #include "client/ctl/ledger_keys.h"
+#include "client/ctl/roster_edit.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "ledger/crypto/crypto.h"
@@ -30,7 +34,8 @@ std::string EventTime(const v1::AccessEvent& e) {
 // The node's latest checkpoint, verified with the roster's keys and checked
 // against the auditor's saved one (and saved); `said` gets the words for it.
 absl::StatusOr<OpenedCheckpoint> LatestCheckedAgainstSaved(Context& c, const Connection& conn,
-                                                           std::string* said);
+                                                           std::string* said,
+                                                           std::string* note_text = nullptr);
 
 // `audit log --verify`: the checkpoint first (so that every proof is against
 // one the auditor trusts), then the answer (audit_trail.h).
@@ -166,7 +171,8 @@ absl::StatusOr<OpenedCheckpoint> FetchCheckpoint(Context& c, const Connection& c
 }
 
 absl::StatusOr<OpenedCheckpoint> LatestCheckedAgainstSaved(Context& c, const Connection& conn,
-                                                           std::string* said) {
+                                                           std::string* said,
+                                                           std::string* note_text) {
   // --org filters `audit log`'s query: the ledger is the user's own node's.
   auto verifiers = LedgerVerifiers(c.args, OrgOfCertificate(c.args));
   if (!verifiers.ok()) return verifiers.status();
@@ -178,6 +184,7 @@ absl::StatusOr<OpenedCheckpoint> LatestCheckedAgainstSaved(Context& c, const Con
   auto tracked = CheckAgainstSaved(c, *state, conn, *verifiers, *opened, text);
   if (!tracked.ok()) return tracked.status();
   *said = *tracked;
+  if (note_text != nullptr) *note_text = text;
   return opened;
 }
 
@@ -383,12 +390,119 @@ absl::Status RunAuditExport(Context& c) {
   return absl::OkStatus();
 }
 
+// A court bundle (case_bundle.h), checked with nothing but the stewards' keys:
+// the roster it carries first, then everything else with that roster's keys.
+absl::Status VerifyBundleText(Context& c, const std::string& label, const std::string& text) {
+  auto bundle = ParseCaseBundle(text);
+  if (!bundle.ok()) return bundle.status();
+  const std::string stewards = OptionOrEnv(c.args, "stewards", "CORRIDOR_STEWARDS");
+  if (stewards.empty()) {
+    return absl::InvalidArgumentError(
+        "give the federation's steward keys (--stewards FILE or CORRIDOR_STEWARDS: the "
+        "stewards.yaml the stewards published) so the roster in the bundle is checked before "
+        "its keys are trusted");
+  }
+  auto roster = roster_edit::CheckSignatures(c.args, stewards, label + "'s roster", bundle->roster);
+  if (!roster.ok()) {
+    return absl::DataLossError(
+        absl::StrCat("the bundle does NOT verify: its roster: ", roster.status().message()));
+  }
+  c.out << "case bundle for case " << Printable(bundle->case_id) << " at " << Printable(bundle->org)
+        << "\n"
+        << "  roster: version " << roster->roster.roster.version() << " of "
+        << Printable(roster->roster.roster.federation()) << ", "
+        << roster_edit::SignedBySentence(*roster) << "\n";
+  std::ostringstream report;
+  if (auto st = VerifyCaseBundle(*bundle, roster->roster.roster, report); !st.ok()) return st;
+  c.out << report.str() << "verified: every part of " << label
+        << " checked with the roster's keys, the roster "
+        << "with the stewards' keys\n"
+        << "not proven by this bundle: that the node recorded no entry about the case after "
+           "its newest one here, or hid one before any later entry was recorded (docs/audit.md)\n";
+  return absl::OkStatus();
+}
+
+// The newest entry about `case_id` below the checkpoint's size, as the node finds it.
+absl::StatusOr<uint64_t> NewestCaseEntry(const Connection& conn, const std::string& case_id,
+                                         uint64_t size) {
+  v1::QueryEventsRequest req;
+  req.set_case_id(case_id);
+  req.set_page_size(1);
+  req.set_page_token(std::to_string(size));
+  v1::QueryEventsResponse resp;
+  auto ctx = conn.NewContext();
+  grpc::Status s = v1::AuditService::NewStub(conn.channel)->QueryEvents(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, conn);
+  if (resp.events().empty())
+    return absl::NotFoundError(
+        absl::StrCat("the node's ledger holds no entry about case ", Printable(case_id)));
+  return resp.events(0).index();
+}
+
+// The case's trail from `head` back to its first entry, each entry proved
+// against `pinned`.
+absl::StatusOr<std::vector<BundleEntry>> ProvedTrail(const Connection& conn,
+                                                     const note::Checkpoint& pinned,
+                                                     const std::string& case_id, uint64_t head) {
+  InclusionProver prover(conn, pinned);
+  std::vector<BundleEntry> trail;
+  for (uint64_t index = head;;) {
+    auto e = prover.Prove(index);
+    if (!e.ok()) return e.status();
+    if ((*e)->case_id() != case_id) {
+      return absl::DataLossError(absl::StrCat("the node's entry ", index, " is not about case ",
+                                              Printable(case_id), ", yet the trail leads to it"));
+    }
+    trail.push_back({index, prover.Entry(index), prover.Proof(index)});
+    if (!(*e)->has_prev_case_entry()) return trail;
+    if ((*e)->prev_case_entry() >= index)
+      return absl::DataLossError(absl::StrCat("entry ", index, " links forward"));
+    index = (*e)->prev_case_entry();
+  }
+}
+
+absl::Status RunAuditBundle(Context& c) {
+  if (c.args.positional().empty())
+    return absl::InvalidArgumentError("name the case: corridorctl audit bundle CASE --out FILE");
+  if (auto st = Require(c.args, {"out"}); !st.ok()) return st;
+  if (c.args.Has("vkey"))
+    return absl::InvalidArgumentError("a bundle carries the roster: give it with --roster");
+  CaseBundle bundle;
+  bundle.case_id = c.args.positional()[0];
+  bundle.org = OrgOfCertificate(c.args);
+  auto roster_text = ReadFileToString(OptionOrEnv(c.args, "roster", "CORRIDOR_ROSTER"));
+  if (!roster_text.ok()) return roster_text.status();
+  bundle.roster = *roster_text;
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  std::string said;
+  auto pinned = LatestCheckedAgainstSaved(c, *conn, &said, &bundle.checkpoint);
+  if (!pinned.ok()) return pinned.status();
+  auto head = NewestCaseEntry(*conn, bundle.case_id, pinned->checkpoint.size);
+  if (!head.ok()) return head.status();
+  auto trail = ProvedTrail(*conn, pinned->checkpoint, bundle.case_id, *head);
+  if (!trail.ok()) return trail.status();
+  bundle.entries = *std::move(trail);
+  const std::string text = FormatCaseBundle(bundle);
+  const std::string out = c.args.Get("out");
+  if (auto st = WriteFileAtomically(out, text, 0644); !st.ok()) return st;
+  c.out << "wrote " << out << " (" << text.size() << " bytes, " << bundle.entries.size()
+        << " entries); checked as a court would check it:\n";
+  if (auto st = VerifyBundleText(c, out, text); !st.ok()) return st;
+  c.out << said << "check it anywhere with `corridorctl audit verify " << out
+        << " --stewards stewards.yaml`\n";
+  return absl::OkStatus();
+}
+
 absl::Status RunAuditVerify(Context& c) {
   if (c.args.positional().empty())
-    return absl::InvalidArgumentError("name the export file: corridorctl audit verify FILE");
+    return absl::InvalidArgumentError(
+        "name the export or bundle file: corridorctl audit verify FILE");
+  auto text = ReadFileToString(c.args.positional()[0]);
+  if (text.ok() && IsCaseBundle(*text)) return VerifyBundleText(c, c.args.positional()[0], *text);
+  // An export: the key first, so that a bad roster is named whatever the file.
   auto verifiers = VerifiersFromOptions(c.args, "");
   if (!verifiers.ok()) return verifiers.status();
-  auto text = ReadFileToString(c.args.positional()[0]);
   if (!text.ok()) return text.status();
   auto verified = VerifyExportWithAny(c, *verifiers, *text);
   if (!verified.ok()) return verified.status();
@@ -470,10 +584,16 @@ std::vector<Command> AuditCommands() {
                           {"end", "N", "end (default: all)"}}),
        RunAuditExport},
       {{"audit", "verify"},
-       "FILE --roster FILE --stewards FILE --org ORG",
-       "check an export offline",
+       "FILE --stewards FILE [--roster FILE --org ORG]",
+       "check an export (with the roster) or a court bundle (stewards only) offline",
        LedgerKeyOptions(),
        RunAuditVerify},
+      {{"audit", "bundle"},
+       "CASE --out FILE --roster FILE --stewards FILE",
+       "a court bundle: the case's whole trail with proofs, checkpoint, receipts and roster, "
+       "checkable offline with `audit verify`",
+       CheckpointOptions({{"out", "FILE", "where to write the bundle"}}),
+       RunAuditBundle},
   };
 }
 

@@ -84,66 +84,12 @@ class QueryFilter {
   int64_t before_us_ = INT64_MAX;
 };
 
-// Entries proved against the one pinned checkpoint, each fetched once.
-class Prover {
- public:
-  Prover(const Connection& conn, const note::Checkpoint& pinned)
-      : conn_(conn), stub_(v1::AuditService::NewStub(conn.channel)), pinned_(pinned) {}
-
-  absl::StatusOr<const v1::AccessEvent*> Prove(uint64_t index) {
-    if (auto it = proven_.find(index); it != proven_.end()) return &it->second;
-    v1::InclusionProofRequest req;
-    req.set_index(index);
-    req.set_tree_size(pinned_.size);
-    v1::InclusionProofResponse resp;
-    if (auto st = Call(req, &resp); !st.ok()) return st;
-    auto proof = ProofHashes(resp.proof());
-    if (!proof.ok()) return proof.status();
-    if (resp.index() != index || resp.tree_size() != pinned_.size ||
-        !merkle::VerifyInclusion(index, pinned_.size, merkle::HashLeaf(resp.entry()), *proof,
-                                 pinned_.root)
-             .ok()) {
-      return NotVerified(absl::StrCat("the inclusion proof of entry ", index,
-                                      " does not verify against the checkpoint of size ",
-                                      pinned_.size));
-    }
-    v1::AccessEvent e;
-    if (!e.ParseFromString(resp.entry()))
-      return NotVerified(absl::StrCat("entry ", index, " is not an access event"));
-    entries_[index] = resp.entry();
-    return &(proven_[index] = std::move(e));
-  }
-  const std::string& Entry(uint64_t index) const { return entries_.at(index); }
-
- private:
-  // One proof; waits and asks again while the node says the auditor is
-  // calling too fast (a long trail is many proofs).
-  absl::Status Call(const v1::InclusionProofRequest& req, v1::InclusionProofResponse* resp) {
-    absl::Duration wait = absl::Milliseconds(250);
-    for (int attempt = 0;; ++attempt) {
-      auto ctx = conn_.NewContext();
-      grpc::Status s = stub_->GetInclusionProof(ctx.get(), req, resp);
-      if (s.ok()) return absl::OkStatus();
-      if (s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED || attempt >= 40) {
-        return Explain(s, conn_);
-      }
-      absl::SleepFor(wait);
-      wait = std::min(2 * wait, absl::Seconds(5));
-    }
-  }
-
-  const Connection& conn_;
-  std::unique_ptr<v1::AuditService::Stub> stub_;
-  const note::Checkpoint pinned_;
-  std::map<uint64_t, v1::AccessEvent> proven_;
-  std::map<uint64_t, std::string> entries_;
-};
-
 // Every entry the node returned is in the ledger, is what the node showed,
 // matches the query, and is returned once, below the page it continues.
 absl::StatusOr<std::set<uint64_t>> ProveReturned(const v1::QueryEventsRequest& req,
                                                  const v1::QueryEventsResponse& resp,
-                                                 const QueryFilter& filter, Prover& prover) {
+                                                 const QueryFilter& filter,
+                                                 InclusionProver& prover) {
   uint64_t below = ~uint64_t{0};
   if (!req.page_token().empty() && !absl::SimpleAtoi(req.page_token(), &below)) {
     return absl::InvalidArgumentError("--page-token is not one the node gave");
@@ -183,7 +129,7 @@ struct Walk {
 // Follows the trail from `start` down to `floor`: each entry reached that
 // matches the query must be among `returned`.
 absl::StatusOr<Walk> FollowTrail(const QueryFilter& filter, const std::set<uint64_t>& returned,
-                                 uint64_t start, uint64_t floor, Prover& prover) {
+                                 uint64_t start, uint64_t floor, InclusionProver& prover) {
   Walk w;
   uint64_t cur = start;
   for (;;) {
@@ -227,7 +173,7 @@ absl::StatusOr<Walk> FollowTrail(const QueryFilter& filter, const std::set<uint6
 // before, itself on the trail), else the newest entry returned.
 absl::StatusOr<uint64_t> WalkStart(const v1::QueryEventsRequest& req,
                                    const std::set<uint64_t>& returned, const QueryFilter& filter,
-                                   Prover& prover) {
+                                   InclusionProver& prover) {
   uint64_t token = 0;
   if (req.page_token().empty() || !absl::SimpleAtoi(req.page_token(), &token)) {
     return *returned.rbegin();
@@ -261,12 +207,57 @@ void SayComplete(const QueryFilter& filter, const Walk& w, uint64_t start, bool 
 
 }  // namespace
 
+InclusionProver::InclusionProver(const Connection& conn, const note::Checkpoint& pinned)
+    : conn_(conn), stub_(v1::AuditService::NewStub(conn.channel)), pinned_(pinned) {}
+
+InclusionProver::~InclusionProver() = default;
+
+absl::StatusOr<const v1::AccessEvent*> InclusionProver::Prove(uint64_t index) {
+  if (auto it = proven_.find(index); it != proven_.end()) return &it->second;
+  v1::InclusionProofRequest req;
+  req.set_index(index);
+  req.set_tree_size(pinned_.size);
+  v1::InclusionProofResponse resp;
+  if (auto st = Call(req, &resp); !st.ok()) return st;
+  auto proof = ProofHashes(resp.proof());
+  if (!proof.ok()) return proof.status();
+  if (resp.index() != index || resp.tree_size() != pinned_.size ||
+      !merkle::VerifyInclusion(index, pinned_.size, merkle::HashLeaf(resp.entry()), *proof,
+                               pinned_.root)
+           .ok()) {
+    return NotVerified(absl::StrCat("the inclusion proof of entry ", index,
+                                    " does not verify against the checkpoint of size ",
+                                    pinned_.size));
+  }
+  v1::AccessEvent e;
+  if (!e.ParseFromString(resp.entry()))
+    return NotVerified(absl::StrCat("entry ", index, " is not an access event"));
+  entries_[index] = resp.entry();
+  proofs_[index] = *std::move(proof);
+  return &(proven_[index] = std::move(e));
+}
+
+absl::Status InclusionProver::Call(const v1::InclusionProofRequest& req,
+                                   v1::InclusionProofResponse* resp) {
+  absl::Duration wait = absl::Milliseconds(250);
+  for (int attempt = 0;; ++attempt) {
+    auto ctx = conn_.NewContext();
+    grpc::Status s = stub_->GetInclusionProof(ctx.get(), req, resp);
+    if (s.ok()) return absl::OkStatus();
+    if (s.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED || attempt >= 40) {
+      return Explain(s, conn_);
+    }
+    absl::SleepFor(wait);
+    wait = std::min(2 * wait, absl::Seconds(5));
+  }
+}
+
 absl::Status VerifyTrail(const Connection& conn, const note::Checkpoint& pinned,
                          const v1::QueryEventsRequest& req, const v1::QueryEventsResponse& resp,
                          std::ostream& out) {
   auto filter = QueryFilter::Of(req);
   if (!filter.ok()) return filter.status();
-  Prover prover(conn, pinned);
+  InclusionProver prover(conn, pinned);
   auto returned = ProveReturned(req, resp, *filter, prover);
   if (!returned.ok()) return returned.status();
   out << "verified: the " << returned->size()

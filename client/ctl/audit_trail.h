@@ -16,14 +16,48 @@
 #ifndef CORRIDOR_CLIENT_CTL_AUDIT_TRAIL_H_
 #define CORRIDOR_CLIENT_CTL_AUDIT_TRAIL_H_
 
+#include <map>
+#include <memory>
 #include <ostream>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "client/ctl/command.h"
-#include "corridor/v1/case.pb.h"
+#include "corridor/v1/case.grpc.pb.h"
+#include "ledger/merkle.h"
 #include "ledger/note.h"
 
 namespace corridor::ctl {
+
+// Entries proved against one pinned checkpoint (already verified), each
+// fetched from the node once with its inclusion proof at the checkpoint's
+// size and checked against its root. A node asking the caller to slow down is
+// asked again after a pause.
+class InclusionProver {
+ public:
+  InclusionProver(const Connection& conn, const note::Checkpoint& pinned);
+  ~InclusionProver();
+  InclusionProver(const InclusionProver&) = delete;
+  InclusionProver& operator=(const InclusionProver&) = delete;
+
+  // Entry `index`, proved; DataLoss "the audit trail does NOT verify: ..." if
+  // its proof does not hold or it is not an access event.
+  absl::StatusOr<const v1::AccessEvent*> Prove(uint64_t index);
+  // The bytes and the proof of an entry Prove returned.
+  const std::string& Entry(uint64_t index) const { return entries_.at(index); }
+  const std::vector<merkle::Hash>& Proof(uint64_t index) const { return proofs_.at(index); }
+
+ private:
+  absl::Status Call(const v1::InclusionProofRequest& req, v1::InclusionProofResponse* resp);
+
+  const Connection& conn_;
+  std::unique_ptr<v1::AuditService::Stub> stub_;
+  const note::Checkpoint pinned_;
+  std::map<uint64_t, v1::AccessEvent> proven_;
+  std::map<uint64_t, std::string> entries_;
+  std::map<uint64_t, std::vector<merkle::Hash>> proofs_;
+};
 
 // Checks `resp`, the node's answer to `req`, as above, with inclusion proofs
 // `conn` gives at the size of `pinned` (a checkpoint already verified with

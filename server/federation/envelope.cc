@@ -330,6 +330,12 @@ absl::StatusOr<v1::ReceiptBody> VerifyReceipt(const v1::Receipt& receipt,
                                               const v1::Envelope& envelope,
                                               const std::string& receiver_org,
                                               const v1::Roster& roster) {
+  // The sender keeps the receipt in its ledger (AccessEvent.peer_receipt), so
+  // a receiver cannot make it carry anything but what a receipt holds.
+  if (receipt.ByteSizeLong() > kMaxReceiptBytes) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("receipt is larger than ", kMaxReceiptBytes, " bytes"));
+  }
   const v1::Member* m = FindMember(roster, receiver_org);
   if (m == nullptr)
     return absl::PermissionDeniedError(absl::StrCat(receiver_org, " is not a member"));
@@ -343,7 +349,9 @@ absl::StatusOr<v1::ReceiptBody> VerifyReceipt(const v1::Receipt& receipt,
   }
   v1::ReceiptBody body;
   if (auto st = ParseProtoStrict(receipt.body(), "receipt", &body); !st.ok()) return st;
-  if (body.envelope_sha256() != EnvelopeDigest(envelope) || body.receiver_org() != receiver_org) {
+  v1::EnvelopePayload payload;
+  if (body.envelope_sha256() != EnvelopeDigest(envelope) || body.receiver_org() != receiver_org ||
+      !payload.ParseFromString(envelope.payload()) || body.envelope_id() != payload.envelope_id()) {
     return absl::PermissionDeniedError("receipt is for another envelope or receiver");
   }
   return body;

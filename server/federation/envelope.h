@@ -5,6 +5,7 @@
 #ifndef CORRIDOR_SERVER_FEDERATION_ENVELOPE_H_
 #define CORRIDOR_SERVER_FEDERATION_ENVELOPE_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -81,10 +82,16 @@ absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,
 // SHA-256 of the payload bytes: what receipts and ledger entries name.
 std::string EnvelopeDigest(const v1::Envelope& envelope);
 
+// The largest receipt a sender accepts (a receipt holds an id, a digest, an
+// org, a time and an index; the sender keeps it in its ledger).
+inline constexpr size_t kMaxReceiptBytes = 1024;
+
 // Receipts: the receiver signs "corridor-receipt/v1\n" ‖ serialized ReceiptBody.
 v1::Receipt SignReceipt(const v1::ReceiptBody& body, const std::string& key_id,
                         const Ed25519PrivateKey& key);
-// Verifies a receipt from `receiver_org` for `envelope` against the roster.
+// Verifies a receipt from `receiver_org` for `envelope` against the roster:
+// at most kMaxReceiptBytes, signed by a key of the receiver, naming this
+// envelope's id and digest and the receiver.
 absl::StatusOr<v1::ReceiptBody> VerifyReceipt(const v1::Receipt& receipt,
                                               const v1::Envelope& envelope,
                                               const std::string& receiver_org,

@@ -1,0 +1,218 @@
+// Court bundles (issue 12): `corridorctl audit bundle CASE --out FILE` writes a
+// case's whole trail with inclusion proofs, the signed checkpoint, the
+// receivers' signed receipts and the roster into one file, and `corridorctl
+// audit verify FILE --stewards stewards.yaml` checks it with no node and no
+// network, naming the first part that fails. Two real nodes, a referral
+// between them (so the bundle holds a receipt), then the file attacked.
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "client/ctl/case_bundle.h"
+#include "google/protobuf/stubs/logging.h"
+#include "gtest/gtest.h"
+#include "ledger/base/file.h"
+#include "tests/testing/ctl_run.h"
+#include "tests/testing/federation.h"
+#include "tests/testing/nodes.h"
+
+namespace corridor {
+namespace {
+
+using testing::CtlRun;
+
+constexpr char kWorkerName[] = "Siti Rahayu Bundlecheck";
+
+void WriteRaw(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << bytes;
+}
+
+// The parts a failure may name: a line and its part, or a part by name.
+bool NamesAPart(const std::string& err) {
+  for (const char* part : {"line ", "entry ", "the checkpoint", "its roster", "the end"}) {
+    if (absl::StrContains(err, part)) return true;
+  }
+  return false;
+}
+
+class BundleTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    testing::ClearCtlEnvironment();
+    fed_ = new testing::TestFederation();
+    fed_->AddOrg("union-sg");
+    fed_->AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
+    nodes_ = new testing::NodeProcesses(*fed_);
+    for (const char* org : {"union-sg", "ministry-id"}) {
+      nodes_->Configure(org);
+      ASSERT_TRUE(nodes_->Start(org));
+    }
+    stewards_ = new std::string(fed_->WriteStewardsFile());
+    case_id_ = new std::string(MakeReferredCase());
+    bundle_file_ = new std::string(fed_->root() + "/case.bundle");
+    CtlRun made = Bundle(*case_id_, *bundle_file_);
+    ASSERT_EQ(made.code, 0) << made;
+    bundle_ = new std::string(ReadFileToString(*bundle_file_).value_or(""));
+  }
+  static void TearDownTestSuite() {
+    delete nodes_;
+    delete fed_;
+  }
+
+  // A case created, read, and referred to ministry-id, whose receipt is back.
+  static std::string MakeReferredCase() {
+    testing::CommandResult r =
+        nodes_->Ctl("union-sg", {"case", "create", "--category", "wage-theft", "--origin", "id",
+                                 "--destination", "sg", "--worker-name", kWorkerName, "--json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto ids = testing::JsonValues(r.out, "id");
+    if (ids.empty()) return "";
+    nodes_->Ctl("union-sg", {"case", "show", ids[0], "--purpose", "case-handling"});
+    r = nodes_->Ctl("union-sg", {"refer", ids[0], "--to", "ministry-id", "--agreement",
+                                 "test-agreement", "--purpose", "case-referral"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    v1::ListOutboxResponse outbox = nodes_->AwaitOutboxSettled("union-sg");
+    EXPECT_GT(outbox.entries_size(), 0);
+    nodes_->Ctl("union-sg", {"case", "show", ids[0], "--purpose", "case-handling"});
+    return ids[0];
+  }
+
+  static std::vector<std::string> Trust(const std::string& state) {
+    return {"--roster",   fed_->org("union-sg").dir + "/roster.json",
+            "--stewards", *stewards_,
+            "--state",    fed_->root() + "/" + state};
+  }
+  // `audit bundle CASE --out FILE` as union-sg's auditor, in this process.
+  static CtlRun Bundle(const std::string& id, const std::string& out,
+                       const std::string& state = "audit-state") {
+    const testing::TestOrg& o = fed_->org("union-sg");
+    std::vector<std::string> argv = {"audit", "bundle", id, "--out", out};
+    const std::string aud = nodes_->auditor("union-sg");
+    for (const std::string& a :
+         {std::string("--node"), o.endpoint(), std::string("--cert"), aud + ".crt",
+          std::string("--key"), aud + ".key", std::string("--ca"), o.dir + "/ca.crt"}) {
+      argv.push_back(a);
+    }
+    for (const std::string& a : Trust(state)) argv.push_back(a);
+    return testing::Ctl(argv);
+  }
+  // `audit verify FILE --stewards` with nothing else: no node, no roster.
+  static CtlRun Verify(const std::string& file) {
+    return testing::Ctl({"audit", "verify", file, "--stewards", *stewards_});
+  }
+
+  static testing::TestFederation* fed_;
+  static testing::NodeProcesses* nodes_;
+  static std::string* stewards_;
+  static std::string* case_id_;
+  static std::string* bundle_file_;
+  static std::string* bundle_;
+};
+
+testing::TestFederation* BundleTest::fed_ = nullptr;
+testing::NodeProcesses* BundleTest::nodes_ = nullptr;
+std::string* BundleTest::stewards_ = nullptr;
+std::string* BundleTest::case_id_ = nullptr;
+std::string* BundleTest::bundle_file_ = nullptr;
+std::string* BundleTest::bundle_ = nullptr;
+
+TEST_F(BundleTest, ABundleVerifiesOfflineWithOnlyTheStewardsKeys) {
+  CtlRun r = Verify(*bundle_file_);
+  ASSERT_EQ(r.code, 0) << r;
+
+  for (const std::string& said :
+       {std::string("roster: version 1"), std::string("signed by"), std::string("checkpoint: "),
+        absl::StrCat("entries about case ", *case_id_), std::string("it is the case's first"),
+        std::string("receipts:"), std::string("ministry-id signed that it recorded envelope"),
+        std::string("verified: "), std::string("not proven by this bundle")}) {
+    EXPECT_TRUE(absl::StrContains(r.out, said)) << said << "\n" << r;
+  }
+  for (const char* action : {"case.create", "case.get", "referral.send", "envelope.receipt"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, action)) << action << "\n" << r;
+  }
+  // The ledger holds no personal data, and neither does a bundle made of it.
+  EXPECT_FALSE(absl::StrContains(*bundle_, kWorkerName));
+  auto parsed = ctl::ParseCaseBundle(*bundle_);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  for (const auto& e : parsed->entries) EXPECT_FALSE(absl::StrContains(e.entry, kWorkerName));
+}
+
+TEST_F(BundleTest, FlippingAnyByteFailsAndNamesThePart) {
+  ASSERT_FALSE(bundle_->empty());
+  const std::string file = fed_->root() + "/flipped.bundle";
+  // A flipped roster byte makes protobuf log each malformed field: expected here.
+  google::protobuf::LogSilencer quiet;
+  size_t tried = 0;
+  for (size_t i = 0; i < bundle_->size(); ++i) {
+    std::string flipped = *bundle_;
+    flipped[i] = static_cast<char>(flipped[i] ^ 0x01);
+    WriteRaw(file, flipped);
+    CtlRun r = Verify(file);
+    ++tried;
+    ASSERT_NE(r.code, 0) << "byte " << i << " flipped still verifies\n" << r;
+    // The first line is what makes it a bundle: flipped, it is read as an export.
+    if (i < sizeof(ctl::kCaseBundleMagic)) continue;
+    ASSERT_TRUE(absl::StrContains(r.err, "does NOT verify")) << "byte " << i << "\n" << r;
+    ASSERT_TRUE(NamesAPart(r.err)) << "byte " << i << "\n" << r;
+  }
+  EXPECT_EQ(tried, bundle_->size());
+}
+
+TEST_F(BundleTest, AnEntryTakenOutOfTheTrailIsNamed) {
+  auto parsed = ctl::ParseCaseBundle(*bundle_);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_GE(parsed->entries.size(), 3u);
+  const uint64_t removed = parsed->entries[1].index;
+  parsed->entries.erase(parsed->entries.begin() + 1);
+  const std::string file = fed_->root() + "/short.bundle";
+  WriteRaw(file, ctl::FormatCaseBundle(*parsed));  // a fresh digest: only the trail shows it
+  CtlRun r = Verify(file);
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(absl::StrContains(
+      r.err, absl::StrCat("the entry before it about the case is entry ", removed)))
+      << r;
+}
+
+TEST_F(BundleTest, ARosterNotSignedByTheStewardsIsRefused) {
+  auto parsed = ctl::ParseCaseBundle(*bundle_);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  // The roster's payload with its signatures stripped: the keys in it may be anyone's.
+  parsed->roster = absl::StrReplaceAll(parsed->roster, {{"\"sig\"", "\"xig\""}});
+  const std::string file = fed_->root() + "/forged.bundle";
+  WriteRaw(file, ctl::FormatCaseBundle(*parsed));
+  CtlRun r = Verify(file);
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "its roster")) << r;
+  // And without the stewards' keys nothing is taken from the roster at all.
+  CtlRun none = testing::Ctl({"audit", "verify", *bundle_file_});
+  EXPECT_EQ(none.code, 1) << none;
+  EXPECT_TRUE(absl::StrContains(none.err, "steward keys")) << none;
+}
+
+TEST_F(BundleTest, ACaseTheLedgerDoesNotKnowGetsNoBundle) {
+  CtlRun r = Bundle("C-000000000000", fed_->root() + "/none.bundle");
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_TRUE(absl::StrContains(r.err, "holds no entry about case C-000000000000")) << r;
+}
+
+TEST_F(BundleTest, ManyBundlesAtOnceAllVerify) {
+  std::vector<std::thread> threads;
+  std::vector<CtlRun> runs(6);
+  for (size_t t = 0; t < runs.size(); ++t) {
+    threads.emplace_back([&, t] {
+      runs[t] = Bundle(*case_id_, absl::StrCat(fed_->root(), "/many-", t, ".bundle"),
+                       absl::StrCat("state-", t));
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const CtlRun& r : runs) EXPECT_EQ(r.code, 0) << r;
+}
+
+}  // namespace
+}  // namespace corridor
