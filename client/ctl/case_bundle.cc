@@ -51,9 +51,6 @@ std::string Body(const CaseBundle& b) {
     absl::StrAppend(&out, "entry ", e.index, " ", Base64Encode(e.entry), " ", ProofField(e.proof),
                     "\n");
   }
-  for (const std::string& a : b.attestations) {
-    absl::StrAppend(&out, "attestation ", Base64Encode(a), "\n");
-  }
   return out;
 }
 
@@ -107,16 +104,10 @@ absl::Status ParseLine(absl::string_view line, absl::string_view part, int& stag
     (name == "roster" ? b.roster : b.checkpoint) = *std::move(raw);
     return absl::OkStatus();
   }
-  if (name == "entry" && b.attestations.empty()) {
+  if (name == "entry") {
     auto e = ParseEntry(value, part);
     if (!e.ok()) return e.status();
     b.entries.push_back(*std::move(e));
-    return absl::OkStatus();
-  }
-  if (name == "attestation") {
-    auto raw = Decode(value, part);
-    if (!raw.ok()) return raw.status();
-    b.attestations.push_back(*std::move(raw));
     return absl::OkStatus();
   }
   return Fails(part, "not a part of a case bundle here");
@@ -310,9 +301,6 @@ absl::Status VerifyCaseBundle(const CaseBundle& b, const v1::Roster& roster, std
   auto cp = CheckCheckpoint(b, roster, out);
   if (!cp.ok()) return cp.status();
   if (auto st = CheckEntries(b, roster, *cp, out); !st.ok()) return st;
-  if (!b.attestations.empty()) {
-    return Fails("the attestations", "this corridorctl cannot check access attestations yet");
-  }
   if (b.end_digest != HexEncode(DigestBytes(Sha256(Body(b))))) {
     return Fails("the end line", "the digest of the bundle does not match: the file was changed");
   }

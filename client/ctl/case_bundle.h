@@ -4,7 +4,8 @@
 // checkpoint they are proved against (with the peers' cosignatures), the
 // receivers' signed receipts for the envelopes sent about the case (kept in
 // the entries themselves), the signed access attestations of the nodes the case
-// reached, and the signed roster whose keys check all of it. Written by
+// reached (kept in the entries too), and the signed roster whose keys check all
+// of it. Written by
 // `corridorctl audit bundle`, checked by `corridorctl audit verify FILE`.
 // Format and checks: docs/audit.md, "Court bundles".
 // Stateless; thread-safe. Internal to client/ctl.
@@ -61,8 +62,8 @@ absl::StatusOr<CaseBundle> ParseCaseBundle(absl::string_view text);
 // fails: the checkpoint's signature by the org's key; each entry's inclusion
 // proof, its case and its place on the trail; each receipt's signature by the
 // receiver's key and that it names the envelope the entry records; each
-// attestation's signature by the accessing org's key and the entry that
-// recorded it; the digest on the last line.
+// attestation's signature by the accessing org's key and that it says what the
+// entry that recorded it says; the digest on the last line.
 absl::Status VerifyCaseBundle(const CaseBundle& bundle, const v1::Roster& roster,
                               std::ostream& out);
 
