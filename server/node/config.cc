@@ -230,6 +230,13 @@ absl::Status FillLimits(const Checker& check, v1::Limits* limits) {
                        "must be at most 2592000 (30 days): damage to the ledger would go "
                        "unnoticed for longer");
   }
+  limits->set_witness_interval_seconds(
+      fill(limits->witness_interval_seconds(), kDefaultWitnessIntervalSeconds));
+  if (limits->witness_interval_seconds() > kMaxWitnessIntervalSeconds) {
+    return check.Error("limits.witness_interval_seconds",
+                       "must be at most 3600 (an hour): a forked peer would go unnoticed for "
+                       "longer");
+  }
   if (limits->max_connection_age_seconds() > 24 * 3600) {
     return check.Error("limits.max_connection_age_seconds",
                        "must be at most 86400 (a day): a removed member or revoked certificate "
