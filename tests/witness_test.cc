@@ -7,6 +7,8 @@
 // key), or whose data directory is rolled back, is flagged as forked by its
 // peers, and the evidence they kept verifies as two valid, inconsistent
 // checkpoints. Forged cosignatures are refused and change nothing.
+#include "server/federation/witness.h"
+
 #include <atomic>
 #include <filesystem>
 #include <string>
@@ -21,7 +23,6 @@
 #include "ledger/note.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "rocksdb/db.h"
-#include "server/federation/witness.h"
 #include "tests/testing/channels.h"
 #include "tests/testing/ctl_run.h"
 #include "tests/testing/federation.h"
@@ -55,16 +56,20 @@ class WitnessTest : public ::testing::Test {
   // corridorctl as `org`'s auditor, with the roster and the stewards' keys.
   testing::CommandResult Audit(const std::string& org, std::vector<std::string> args) {
     for (const std::string& a : {std::string("--roster"), fed_.org(org).dir + "/roster.json",
-                                 std::string("--stewards"), stewards_, std::string("--state"),
-                                 fed_.root() + "/audit-state-" + org}) {
+                                 std::string("--stewards"), stewards_}) {
       args.push_back(a);
+    }
+    if (args[1] != "forks") {  // forks keeps no auditor state
+      args.push_back("--state");
+      args.push_back(fed_.root() + "/audit-state-" + org);
     }
     return nodes_.CtlAs(org, nodes_.auditor(org), args);
   }
 
   // What `org`'s node shows of `peer`.
   v1::PeerStatus PeerAt(const std::string& org, const std::string& peer) {
-    for (const auto& p : nodes_.Health(org).peers()) {
+    const v1::StatusResponse health = nodes_.Health(org);
+    for (const auto& p : health.peers()) {
       if (p.org() == peer) return p;
     }
     return v1::PeerStatus();
@@ -116,8 +121,8 @@ class WitnessTest : public ::testing::Test {
   void ExpectForkedAtPeers(const std::string& org) {
     for (const char* peer : {kUnion, kMinistry, kInspectorate}) {
       if (peer == org) continue;
-      ASSERT_TRUE(testing::Eventually([&] { return PeerAt(peer, org).has_fork(); },
-                                      absl::Seconds(30)))
+      ASSERT_TRUE(
+          testing::Eventually([&] { return PeerAt(peer, org).has_fork(); }, absl::Seconds(30)))
           << peer << " did not flag " << org << " as forked; its log:\n"
           << nodes_.process(peer).Log();
       testing::CommandResult forks = Audit(peer, {"audit", "forks", "--save", fed_.root()});
@@ -152,7 +157,9 @@ TEST_F(WitnessTest, EachCheckpointIsCosignedByTheTwoOthersAndTheAuditorVerifiesT
   // Every node is witnessed by the two others.
   for (const char* org : {kMinistry, kInspectorate}) {
     ASSERT_TRUE(testing::Eventually(
-        [&] { return Audit(org, {"audit", "checkpoint", "--cosigned", "2"}).exit_code == 0; },
+        [&] {
+          return Audit(org, {"audit", "checkpoint", "--cosigned", "2"}).exit_code == 0;
+        },
         absl::Seconds(30)));
   }
   testing::CommandResult three = Audit(kUnion, {"audit", "checkpoint", "--cosigned", "3"});
@@ -177,19 +184,19 @@ void RewriteLedger(const std::string& data_dir, const std::string& scratch,
   {
     testing::StoppedDb stopped(data_dir);
     ASSERT_TRUE(stopped.ok());
-    std::unique_ptr<rocksdb::Iterator> it(stopped.db()->NewIterator(
-        rocksdb::ReadOptions(), stopped.family(ledger::kEntriesFamily)));
+    std::unique_ptr<rocksdb::Iterator> it(
+        stopped.db()->NewIterator(rocksdb::ReadOptions(), stopped.family(ledger::kEntriesFamily)));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       ledger::AppendEntry e;
-      e.bytes = it->value().ToString();
+      e.data = it->value().ToString();
       entries.push_back(std::move(e));
     }
   }
   ASSERT_GT(entries.size(), 2u);
   v1::AccessEvent changed;
-  ASSERT_TRUE(changed.ParseFromString(entries[1].bytes));
+  ASSERT_TRUE(changed.ParseFromString(entries[1].data));
   changed.set_time_unix_micros(changed.time_unix_micros() + 1);
-  entries[1].bytes = changed.SerializeAsString();
+  entries[1].data = changed.SerializeAsString();
   {
     ASSERT_OK_AND_ASSIGN(auto db, ledger::OpenLedgerDb(scratch));
     ledger::RocksDbLedgerOptions options;
@@ -242,16 +249,16 @@ TEST_F(WitnessTest, ARolledBackDataDirectoryIsCaughtByTheWitnesses) {
   {
     testing::StoppedDb stopped(backup);
     ASSERT_TRUE(stopped.ok());
-    std::unique_ptr<rocksdb::Iterator> it(stopped.db()->NewIterator(
-        rocksdb::ReadOptions(), stopped.family(ledger::kEntriesFamily)));
+    std::unique_ptr<rocksdb::Iterator> it(
+        stopped.db()->NewIterator(rocksdb::ReadOptions(), stopped.family(ledger::kEntriesFamily)));
     for (it->SeekToFirst(); it->Valid(); it->Next()) ++backup_size;
   }
   ASSERT_TRUE(nodes_.Start(kUnion));
   // The ledger grows past the copy and both peers witness it.
   for (const char* peer : {kMinistry, kInspectorate}) {
-    ASSERT_TRUE(testing::Eventually(
-        [&] { return PeerAt(peer, kUnion).witnessed_size() > backup_size + 2; },
-        absl::Seconds(30)));
+    ASSERT_TRUE(
+        testing::Eventually([&] { return PeerAt(peer, kUnion).witnessed_size() > backup_size + 2; },
+                            absl::Seconds(30)));
   }
   ASSERT_EQ(nodes_.Stop(kUnion, SIGTERM), 0);
   std::filesystem::remove_all(DataDir(kUnion));
@@ -342,7 +349,9 @@ TEST_F(WitnessTest, CallsInFlightWhileTheWitnessRunsAllGetAnAnswer) {
   EXPECT_EQ(failures.load(), 0);
   // The witnesses went on meanwhile and saw one history.
   ASSERT_TRUE(testing::Eventually(
-      [&] { return Audit(kUnion, {"audit", "checkpoint", "--cosigned", "2"}).exit_code == 0; },
+      [&] {
+        return Audit(kUnion, {"audit", "checkpoint", "--cosigned", "2"}).exit_code == 0;
+      },
       absl::Seconds(30)));
   for (const char* peer : {kMinistry, kInspectorate}) EXPECT_FALSE(PeerAt(peer, kUnion).has_fork());
 }

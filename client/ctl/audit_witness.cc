@@ -126,9 +126,8 @@ absl::StatusOr<std::string> CheckForkEvidence(const v1::ForkEvidence& fork,
     return absl::DataLossError(absl::StrCat("the second checkpoint: ", second.status().message()));
   }
   const uint64_t m = first->size, n = second->size;
-  const std::string both =
-      absl::StrCat("both checkpoints are validly signed by ", fork.org(), " (sizes ", m, " and ", n,
-                   "); ");
+  const std::string both = absl::StrCat("both checkpoints are validly signed by ", fork.org(),
+                                        " (sizes ", m, " and ", n, "); ");
   if (m == n && first->root != second->root) {
     return both + "they give one size two different roots: the two cannot both be true";
   }

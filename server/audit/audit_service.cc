@@ -306,8 +306,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerCo
   if (const uint32_t k = req->min_cosignatures(); k > 0) {
     // Witnesses are the other members: no more can cosign than the roster lists.
     if (cosigned_ == nullptr || k > kMaxCosignaturesAsked) {
-      return call.Refuse(absl::InvalidArgumentError(absl::StrCat(
-          "at most ", kMaxCosignaturesAsked, " cosignatures can be asked for")));
+      return call.Refuse(absl::InvalidArgumentError(
+          absl::StrCat("at most ", kMaxCosignaturesAsked, " cosignatures can be asked for")));
     }
     call.event().set_resource_id(absl::StrCat("cosigned/", k));
     return call.Allow(nullptr, [resp, ledger, k, cosigned = cosigned_](uint64_t) {

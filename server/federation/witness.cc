@@ -38,8 +38,8 @@ bool SameRoot(const note::Checkpoint& a, const note::Checkpoint& b) { return a.r
 // Parses a note within the bounds every peer input is held to.
 absl::StatusOr<note::Note> BoundedNote(const std::string& text) {
   if (text.size() > kMaxCheckpointNoteBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("the checkpoint is larger than ",
-                                                   kMaxCheckpointNoteBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the checkpoint is larger than ", kMaxCheckpointNoteBytes, " bytes"));
   }
   auto n = note::ParseNote(text);
   if (!n.ok()) return absl::InvalidArgumentError("the checkpoint is not a signed note");
@@ -224,8 +224,7 @@ void Witness::RecordRefusedAnswer(const std::string& org, const absl::Status& wh
 }
 
 void Witness::Check(const std::string& org, const v1::PeerCheckpoint& resp) {
-  if (resp.consistency_proof_size() > kMaxProofHashes ||
-      resp.witnessed_size() > kMaxGossipNotes) {
+  if (resp.consistency_proof_size() > kMaxProofHashes || resp.witnessed_size() > kMaxGossipNotes) {
     return RecordRefusedAnswer(org, absl::InvalidArgumentError("the answer is too large"));
   }
   if (auto n = BoundedNote(resp.checkpoint()); !n.ok()) return RecordRefusedAnswer(org, n.status());
@@ -261,9 +260,8 @@ void Witness::Check(const std::string& org, const v1::PeerCheckpoint& resp) {
       well_formed = well_formed && hash.ok();
       if (hash.ok()) proof.push_back(*hash);
     }
-    if (m > 0 && (!well_formed || !merkle::VerifyConsistency(m, n, seen->checkpoint.root,
-                                                             cp->root, proof)
-                                       .ok())) {
+    if (m > 0 && (!well_formed ||
+                  !merkle::VerifyConsistency(m, n, seen->checkpoint.root, cp->root, proof).ok())) {
       fork.set_kind("proof-fails");
       *fork.mutable_proof() = resp.consistency_proof();
       return RecordFork(std::move(fork));
@@ -287,8 +285,8 @@ void Witness::RecordSeen(const std::string& org, const std::string& text,
   change->Put(kWitnessFamily, "seen/" + org, text);
   // Recorded first: what is not in this node's ledger was not witnessed.
   if (auto idx = log_->RecordSync({ev}, std::move(change)); !idx.ok()) {
-    return SetError(org, absl::StrCat("could not record the observation: ",
-                                      idx.status().message()));
+    return SetError(org,
+                    absl::StrCat("could not record the observation: ", idx.status().message()));
   }
   absl::MutexLock lock(&mu_);
   Peer& p = peers_[org];
@@ -325,7 +323,8 @@ void Witness::RecordFork(v1::ForkEvidence fork) {
   auto change = std::make_unique<ledger::Mutation>();
   change->Put(kWitnessFamily, "fork/" + org, fork.SerializeAsString());
   if (auto idx = log_->RecordSync({ev}, std::move(change)); !idx.ok()) {
-    log::Error("access.unrecorded", {{"action", "witness.fork"}, {"error", idx.status().message()}});
+    log::Error("access.unrecorded",
+               {{"action", "witness.fork"}, {"error", idx.status().message()}});
   }
   // Shown and acted on even if the ledger could not record it.
   absl::MutexLock lock(&mu_);
@@ -396,8 +395,8 @@ void Witness::HandBack(const std::string& org) {
     in_flight_ = nullptr;
   }
   if (!s.ok()) {
-    return SetError(org, absl::StrCat("could not hand back the cosignature: ",
-                                      DescribePeerCallError(s)));
+    return SetError(
+        org, absl::StrCat("could not hand back the cosignature: ", DescribePeerCallError(s)));
   }
   absl::MutexLock lock(&mu_);
   Peer& p = peers_[org];
@@ -451,7 +450,8 @@ absl::StatusOr<uint32_t> Witness::AddCosignature(const std::string& caller_org,
   if (!cp.ok() || !note::VerifyNote(*n, own).ok()) {
     return absl::InvalidArgumentError("this is not a checkpoint this node signed");
   }
-  auto root = cp->size <= ledger_->head().size ? ledger_->RootAt(cp->size) : absl::OutOfRangeError("");
+  auto root =
+      cp->size <= ledger_->head().size ? ledger_->RootAt(cp->size) : absl::OutOfRangeError("");
   if (!root.ok() || *root != cp->root) {
     return absl::InvalidArgumentError("this is not a checkpoint of this node's ledger");
   }
@@ -524,10 +524,10 @@ absl::StatusOr<CosignedCheckpoint> Witness::LatestCosigned(uint32_t k) const {
     out.root = merkle::ToBytes(cp->root);
     return out;
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      "this node holds no checkpoint cosigned by at least ", k,
-      " peers: fewer peers witness it, or they have not yet (each witnesses every ",
-      absl::ToInt64Seconds(interval_), " s)"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("this node holds no checkpoint cosigned by at least ", k,
+                   " peers: fewer peers witness it, or they have not yet (each witnesses every ",
+                   absl::ToInt64Seconds(interval_), " s)"));
 }
 
 void Witness::Annotate(v1::PeerStatus* status) const {

@@ -63,7 +63,7 @@ inline constexpr int kMaxGossipNotes = 256;
 struct CosignedCheckpoint {
   std::string note;  // body, this node's signature, cosignature lines
   uint64_t size = 0;
-  std::string root;  // 32 bytes
+  std::string root;                    // 32 bytes
   std::vector<std::string> cosigners;  // orgs
 };
 

@@ -547,9 +547,8 @@ absl::Status Node::OpenStore(const v1::NodeConfig& config) {
   std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
   families.push_back(kCasesFamily);
   families.push_back(kEvidenceFamily);
-  for (const char* f :
-       {kOutboxFamily, kReceivedFamily, kReferralIndexFamily, kEvidenceRequestsFamily,
-        kWitnessFamily})
+  for (const char* f : {kOutboxFamily, kReceivedFamily, kReferralIndexFamily,
+                        kEvidenceRequestsFamily, kWitnessFamily})
     families.push_back(f);
   NodeStoreOptions store_options;
   if (config.limits().disk_reserve_mib() > 0) {
@@ -1058,7 +1057,7 @@ void Node::Shutdown(absl::Duration grace) {
   if (started_) log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   if (prober_) prober_->Stop();
-  if (witness_) witness_->Stop();  // waits for a round in progress
+  if (witness_) witness_->Stop();    // waits for a round in progress
   if (scrubber_) scrubber_->Stop();  // waits for a check in progress
   if (evidence_) evidence_->Stop();  // waits for fetches in flight
   if (exchange_) exchange_->Stop();
