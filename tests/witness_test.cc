@@ -19,7 +19,10 @@
 #include "absl/strings/str_cat.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/security/server_credentials.h"
 #include "gtest/gtest.h"
+#include "ledger/merkle.h"
 #include "ledger/note.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "rocksdb/db.h"
@@ -312,6 +315,61 @@ TEST_F(WitnessTest, ForgedCosignaturesAreRefusedAndChangeNothing) {
   testing::CommandResult one = Audit(kUnion, {"audit", "checkpoint", "--cosigned", "1"});
   EXPECT_EQ(one.exit_code, 0) << one.out << one.err;
   EXPECT_TRUE(absl::StrContains(one.out, kMinistry)) << one.out;
+}
+
+// A peer that answers GetCheckpoint with its own valid checkpoint and, as
+// the checkpoint it witnessed of another org, whatever the test gives it.
+class GossipingPeer final : public v1::PeerService::Service {
+ public:
+  GossipingPeer(std::string own, std::string gossip)
+      : own_(std::move(own)), gossip_(std::move(gossip)) {}
+  grpc::Status GetCheckpoint(grpc::ServerContext*, const v1::PeerCheckpointRequest*,
+                             v1::PeerCheckpoint* resp) override {
+    resp->set_checkpoint(own_);
+    resp->add_witnessed(gossip_);
+    return grpc::Status::OK;
+  }
+  grpc::Status AddCosignature(grpc::ServerContext*, const v1::AddCosignatureRequest*,
+                              v1::AddCosignatureResponse*) override {
+    return grpc::Status::OK;
+  }
+
+ private:
+  const std::string own_, gossip_;
+};
+
+// The union shows the inspectorate a checkpoint of the size the ministry
+// witnessed with a different root: the ministry learns of it from the
+// inspectorate's answer and flags the union as forked.
+TEST_F(WitnessTest, ANodeShowingTwoPeersDifferentHistoriesIsCaughtByTheirGossip) {
+  ASSERT_TRUE(nodes_.Start(kUnion));
+  ASSERT_TRUE(nodes_.Start(kMinistry));
+  ASSERT_TRUE(testing::Eventually([&] { return PeerAt(kMinistry, kUnion).witnessed_size() > 0; },
+                                  absl::Seconds(30)));
+  ASSERT_EQ(nodes_.Stop(kUnion, SIGTERM), 0);  // what the ministry saw of it stays put
+  const uint64_t size = PeerAt(kMinistry, kUnion).witnessed_size();
+  note::Checkpoint other{
+      absl::StrCat(fed_.federation(), "/", kUnion), size, merkle::HashLeaf("x"), {}};
+  note::Checkpoint own{
+      absl::StrCat(fed_.federation(), "/", kInspectorate), 1, merkle::HashLeaf("y"), {}};
+  GossipingPeer fake(note::SignCheckpoint(own, own.origin, fed_.org(kInspectorate).signing),
+                     note::SignCheckpoint(other, other.origin, fed_.org(kUnion).signing));
+  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  tls.pem_key_cert_pairs.push_back(
+      {fed_.org(kInspectorate).node.key_pem, fed_.org(kInspectorate).node.cert_pem});
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(fed_.org(kInspectorate).endpoint(), grpc::SslServerCredentials(tls));
+  builder.RegisterService(&fake);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(
+      testing::Eventually([&] { return PeerAt(kMinistry, kUnion).has_fork(); }, absl::Seconds(30)));
+  server->Shutdown();
+  const v1::ForkEvidence fork = PeerAt(kMinistry, kUnion).fork();
+  EXPECT_EQ(fork.kind(), "gossip-same-size");
+  testing::CommandResult forks = Audit(kMinistry, {"audit", "forks"});
+  EXPECT_EQ(forks.exit_code, 0) << forks.out << forks.err;
+  EXPECT_TRUE(absl::StrContains(forks.out, "one size two different roots")) << forks.out;
 }
 
 TEST_F(WitnessTest, CallsInFlightWhileTheWitnessRunsAllGetAnAnswer) {
