@@ -298,6 +298,7 @@ class CtlOutputTest : public ::testing::Test {
                     .ok());
     return {
         {"health", {}},
+        {"peers", {}},
         {"whoami", {}},
         {"roster push", {"--in", dir_ + "/roster.json"}},
         {"case create",
@@ -333,6 +334,7 @@ class CtlOutputTest : public ::testing::Test {
          {"--from", dir_ + "/earlier.checkpoint", "--vkey", vkey.ToString(), "--state",
           dir_ + "/state"}},
         {"audit prove", {"0", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
+        {"audit forks", {"--vkey", vkey.ToString()}},
         {"audit export",
          {"--out", dir_ + "/export", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
     };

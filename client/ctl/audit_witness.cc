@@ -174,7 +174,8 @@ absl::Status RunAuditForks(Context& c) {
           << "), detected at "
           << absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(fork.detected_unix()),
                               absl::UTCTimeZone())
-          << ": " << (verdict.ok() ? *verdict : std::string(verdict.status().message())) << "\n";
+          << ": " << Printable(verdict.ok() ? *verdict : std::string(verdict.status().message()))
+          << "\n";
     if (c.args.Has("save")) {
       const std::string base = absl::StrCat(c.args.Get("save"), "/", fork.org());
       for (const auto& [suffix, text] :
