@@ -35,6 +35,9 @@ std::string WitnessDetail(const v1::PeerStatus& p) {
   }
   if (!p.witness_error().empty()) return p.witness_error();
   if (p.witnessed_size() == 0) return "not yet";
+  if (p.witnessed_unix() == 0) {
+    return absl::StrCat("size ", p.witnessed_size(), " (before this node last started)");
+  }
   return absl::StrCat("size ", p.witnessed_size(), " at ",
                       absl::FormatTime("%H:%M:%S UTC", absl::FromUnixSeconds(p.witnessed_unix()),
                                        absl::UTCTimeZone()));
