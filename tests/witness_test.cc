@@ -238,7 +238,12 @@ TEST_F(WitnessTest, ALedgerRewrittenBehindTheNodesBackIsFlaggedAsForkedByItsPeer
                 absl::StrCat(fed_.federation(), "/", kUnion), &fed_.org(kUnion).signing);
   ASSERT_TRUE(nodes_.Start(kUnion));
   ExpectForkedAtPeers(kUnion);
-  // The forked node is no longer cosigned: nothing newer than the fork gets a cosignature.
+  // The fork and its evidence outlive a restart of the witness.
+  ASSERT_EQ(nodes_.Stop(kMinistry, SIGTERM), 0);
+  ASSERT_TRUE(nodes_.Start(kMinistry));
+  EXPECT_TRUE(PeerAt(kMinistry, kUnion).has_fork());
+  testing::CommandResult forks = Audit(kMinistry, {"audit", "forks"});
+  EXPECT_TRUE(absl::StrContains(forks.out, "both checkpoints are validly signed")) << forks.out;
 }
 
 TEST_F(WitnessTest, ARolledBackDataDirectoryIsCaughtByTheWitnesses) {
@@ -264,6 +269,10 @@ TEST_F(WitnessTest, ARolledBackDataDirectoryIsCaughtByTheWitnesses) {
                             absl::Seconds(30)));
   }
   ASSERT_EQ(nodes_.Stop(kUnion, SIGTERM), 0);
+  // What the ministry witnessed survives its restart.
+  ASSERT_EQ(nodes_.Stop(kMinistry, SIGTERM), 0);
+  ASSERT_TRUE(nodes_.Start(kMinistry));
+  EXPECT_GT(PeerAt(kMinistry, kUnion).witnessed_size(), backup_size);
   std::filesystem::remove_all(DataDir(kUnion));
   std::filesystem::rename(backup, DataDir(kUnion));
   ASSERT_TRUE(nodes_.Start(kUnion));
