@@ -300,6 +300,7 @@ class CtlOutputTest : public ::testing::Test {
                     .ok());
     return {
         {"health", {}},
+        {"peers", {}},
         {"whoami", {}},
         {"roster push", {"--in", dir_ + "/roster.json"}},
         {"case create",
@@ -335,6 +336,7 @@ class CtlOutputTest : public ::testing::Test {
          {"--from", dir_ + "/earlier.checkpoint", "--vkey", vkey.ToString(), "--state",
           dir_ + "/state"}},
         {"audit prove", {"0", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
+        {"audit forks", {"--vkey", vkey.ToString()}},
         {"audit export",
          {"--out", dir_ + "/export", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
         // A bundle carries its roster: a real one, checked against the stewards.

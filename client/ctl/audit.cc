@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "client/ctl/audit_state.h"
 #include "client/ctl/audit_trail.h"
+#include "client/ctl/audit_witness.h"
 #include "client/ctl/case_bundle.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
@@ -189,6 +190,7 @@ absl::StatusOr<OpenedCheckpoint> LatestCheckedAgainstSaved(Context& c, const Con
 }
 
 absl::Status RunAuditCheckpoint(Context& c) {
+  if (c.args.Has("cosigned")) return RunAuditCosignedCheckpoint(c);
   auto verifiers = VerifiersFromOptions(c.args, OrgOfCertificate(c.args));
   if (!verifiers.ok()) return verifiers.status();
   auto state = AuditState::Open(AuditStateDirFromOptions(c.args));
@@ -558,8 +560,18 @@ std::vector<Command> AuditCommands() {
        "--roster FILE [--org ORG] [--save FILE]",
        "the node's latest checkpoint, verified with the roster's key and against the last "
        "one this auditor saw",
-       CheckpointOptions({{"save", "FILE", "also write the verified checkpoint to FILE"}}),
+       CheckpointOptions({{"save", "FILE", "also write the verified checkpoint to FILE"},
+                          {"cosigned", "K",
+                           "the newest checkpoint cosigned by at least K peers, each cosignature "
+                           "verified with the witness's key from the roster"}}),
        RunAuditCheckpoint},
+      {{"audit", "forks"},
+       "--roster FILE [--save DIR]",
+       "forks the node's witness found in its peers' ledgers, the evidence verified",
+       With(With(ConnectionOptions(), LedgerKeyOptions()),
+            {{"save", "DIR",
+              "write each fork's two checkpoints to DIR/ORG-first|second.checkpoint"}}),
+       RunAuditForks},
       {{"audit", "consistency"},
        "--from FILE --roster FILE [--org ORG]",
        "check that the node's ledger still holds everything of an earlier checkpoint",

@@ -27,6 +27,35 @@ std::string PeerStateName(v1::PeerState s) {
 }
 
 // Prints rows as an aligned table.
+// What this node's witness says of a peer (docs/federation.md, "Witnessing").
+std::string WitnessDetail(const v1::PeerStatus& p) {
+  if (p.has_fork()) {
+    return absl::StrCat("FORKED (", p.fork().kind(),
+                        "): it showed two inconsistent checkpoints; `corridorctl audit forks`");
+  }
+  if (!p.witness_error().empty()) return p.witness_error();
+  if (p.witnessed_size() == 0) return "not yet";
+  if (p.witnessed_unix() == 0) {
+    return absl::StrCat("size ", p.witnessed_size(), " (before this node last started)");
+  }
+  return absl::StrCat("size ", p.witnessed_size(), " at ",
+                      absl::FormatTime("%H:%M:%S UTC", absl::FromUnixSeconds(p.witnessed_unix()),
+                                       absl::UTCTimeZone()));
+}
+
+void PrintPeers(std::ostream& out, const v1::StatusResponse& sresp) {
+  std::vector<std::vector<std::string>> rows = {
+      {"PEER", "ENDPOINT", "STATE", "DETAIL", "WITNESSED"}};
+  for (const auto& p : sresp.peers()) {
+    rows.push_back({p.org(), p.endpoint(), PeerStateName(p.state()),
+                    p.state() == v1::PEER_STATE_HEALTHY
+                        ? "mutual TLS ok, roster v" + std::to_string(p.peer_roster_version())
+                        : p.last_error(),
+                    WitnessDetail(p)});
+  }
+  PrintTable(out, rows);
+}
+
 absl::Status RunHealth(Context& c) {
   auto conn = Connect(c.args);
   if (!conn.ok()) return conn.status();
@@ -73,6 +102,8 @@ absl::Status RunHealth(Context& c) {
       for (const auto& p : sresp.peers()) {
         if (p.state() != v1::PEER_STATE_HEALTHY) {
           unhealthy.push_back(absl::StrCat(p.org(), " (", PeerStateName(p.state()), ")"));
+        } else if (p.has_fork()) {
+          unhealthy.push_back(absl::StrCat(p.org(), " (FORKED: ", p.fork().kind(), ")"));
         } else if (p.peer_roster_version() != sresp.roster_version()) {
           // Healthy, but the two nodes follow different rosters: not yet converged.
           unhealthy.push_back(absl::StrCat(p.org(), " (on roster version ", p.peer_roster_version(),
@@ -98,14 +129,7 @@ absl::Status RunHealth(Context& c) {
             << Printable(conn->target) << ": "
             << (not_serving.empty() ? "serving" : "NOT SERVING (" + Printable(not_serving) + ")")
             << ", roster version " << sresp.roster_version() << "\n";
-      std::vector<std::vector<std::string>> rows = {{"PEER", "ENDPOINT", "STATE", "DETAIL"}};
-      for (const auto& p : sresp.peers()) {
-        rows.push_back({p.org(), p.endpoint(), PeerStateName(p.state()),
-                        p.state() == v1::PEER_STATE_HEALTHY
-                            ? "mutual TLS ok, roster v" + std::to_string(p.peer_roster_version())
-                            : p.last_error()});
-      }
-      PrintTable(c.out, rows);
+      PrintPeers(c.out, sresp);
     }
     return problem;
   }
@@ -144,6 +168,15 @@ std::vector<Command> NodeStatusCommands() {
             {{"wait", "SECONDS", "keep trying for up to this long"},
              {"require-peers", "",
               "fail unless every roster peer is healthy and on this node's roster version"}}),
+       RunHealth},
+      {{"peers"},
+       "",
+       "the node's peers: reachable, authenticated, witnessed, forked (as health shows them)",
+       With(ConnectionOptions(),
+            {{"wait", "SECONDS", "keep trying for up to this long"},
+             {"require-peers", "",
+              "fail unless every roster peer is healthy, unforked and on this node's roster "
+              "version"}}),
        RunHealth},
       {{"whoami"},
        "",

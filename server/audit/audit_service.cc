@@ -20,6 +20,8 @@ namespace {
 // The most entry bytes one QueryEvents or GetEntries answer carries (well under
 // gRPC's 4 MiB message limit, whatever the entries hold).
 constexpr size_t kMaxAuditAnswerBytes = 1 << 20;
+// The most cosignatures GetCheckpoint can be asked for.
+constexpr uint32_t kMaxCosignaturesAsked = 1000;
 
 Rpc Audit(const char* handler = __builtin_FUNCTION()) {
   return Rpc::Served<v1::AuditService>(handler);
@@ -294,13 +296,25 @@ grpc::ServerUnaryReactor* AuditServiceImpl::QueryEvents(grpc::CallbackServerCont
 }
 
 grpc::ServerUnaryReactor* AuditServiceImpl::GetCheckpoint(grpc::CallbackServerContext* ctx,
-                                                          const v1::GetCheckpointRequest*,
+                                                          const v1::GetCheckpointRequest* req,
                                                           v1::CheckpointResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
   if (!call.Begin(*identity_, ctx, Audit(), {"audit.checkpoint", "ledger", "", "audit", ""})) {
     return call.reactor();
   }
   ledger::Ledger* ledger = log_->ledger();
+  if (const uint32_t k = req->min_cosignatures(); k > 0) {
+    // Witnesses are the other members: no more can cosign than the roster lists.
+    if (cosigned_ == nullptr || k > kMaxCosignaturesAsked) {
+      return call.Refuse(absl::InvalidArgumentError(
+          absl::StrCat("at most ", kMaxCosignaturesAsked, " cosignatures can be asked for")));
+    }
+    call.event().set_resource_id(absl::StrCat("cosigned/", k));
+    return call.Allow(nullptr, [resp, ledger, k, cosigned = cosigned_](uint64_t) {
+      resp->set_verifier_key(ledger->verifier().ToString());
+      return ToGrpcStatus(cosigned(k, resp));
+    });
+  }
   return call.Allow(nullptr, [resp, ledger](uint64_t) {
     const ledger::Head h = ledger->head();
     resp->set_size(h.size);

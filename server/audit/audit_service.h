@@ -9,6 +9,7 @@
 #define CORRIDOR_SERVER_AUDIT_AUDIT_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 
 #include "absl/time/time.h"
@@ -50,6 +51,13 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   // after the server has shut down, before the log and the bulk executor go.
   void WaitForStreams();
 
+  // Fills a GetCheckpoint answer with the newest checkpoint carrying at least
+  // k peer cosignatures (the witness, server/federation/witness.h);
+  // FailedPrecondition if there is none. Set before serving; without it such
+  // requests are refused.
+  using CosignedSource = std::function<absl::Status(uint32_t k, v1::CheckpointResponse* resp)>;
+  void set_cosigned(CosignedSource cosigned) { cosigned_ = std::move(cosigned); }
+
   grpc::ServerUnaryReactor* QueryEvents(grpc::CallbackServerContext* ctx,
                                         const v1::QueryEventsRequest* req,
                                         v1::QueryEventsResponse* resp) override;
@@ -75,6 +83,7 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   TransferSlots exports_;  // exports in progress
   std::unique_ptr<StreamWatchdog> watchdog_;
   std::atomic<int> live_streams_{0};  // export reactors not yet deleted
+  CosignedSource cosigned_;
 };
 
 }  // namespace corridor

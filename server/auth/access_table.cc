@@ -46,6 +46,8 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.PeerService/Hello", true, false, {}},
       {"/corridor.v1.PeerService/Deliver", true, false, {}},
       {"/corridor.v1.PeerService/FetchEvidence", true, false, {}},
+      {"/corridor.v1.PeerService/GetCheckpoint", true, false, {}},
+      {"/corridor.v1.PeerService/AddCosignature", true, false, {}},
       // Referrals: caseworkers.
       {"/corridor.v1.ReferralService/Refer", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.ReferralService/ListInbox", false, false, {v1::ROLE_CASEWORKER}},

@@ -186,6 +186,19 @@ absl::Status FillPurposes(const Checker& check, v1::NodeConfig* config) {
   return absl::OkStatus();
 }
 
+// The witness interval's default and bound (docs/configuration.md).
+absl::Status FillWitnessLimits(const Checker& check, v1::Limits* limits) {
+  if (limits->witness_interval_seconds() == 0) {
+    limits->set_witness_interval_seconds(kDefaultWitnessIntervalSeconds);
+  }
+  if (limits->witness_interval_seconds() > kMaxWitnessIntervalSeconds) {
+    return check.Error("limits.witness_interval_seconds",
+                       "must be at most 3600 (an hour): a forked peer would go unnoticed for "
+                       "longer");
+  }
+  return absl::OkStatus();
+}
+
 // Defaults for limits left at zero, and the bounds on those set.
 absl::Status FillLimits(const Checker& check, v1::Limits* limits) {
   if (limits->max_message_bytes() == 0) limits->set_max_message_bytes(kDefaultMaxMessageBytes);
@@ -255,6 +268,7 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
   if (auto st = CheckUsersAndLog(check, config); !st.ok()) return st;
   if (auto st = FillPurposes(check, &config); !st.ok()) return st;
   if (auto st = FillLimits(check, config.mutable_limits()); !st.ok()) return st;
+  if (auto st = FillWitnessLimits(check, config.mutable_limits()); !st.ok()) return st;
   return config;
 }
 

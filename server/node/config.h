@@ -31,6 +31,8 @@ inline constexpr uint32_t kDefaultStreamIdleTimeoutSeconds = 60;
 inline constexpr uint32_t kDefaultMaxConnectionAgeSeconds = 300;
 inline constexpr uint32_t kDefaultLedgerScrubIntervalSeconds = 24 * 3600;
 inline constexpr uint32_t kMaxLedgerScrubIntervalSeconds = 30 * 24 * 3600;
+inline constexpr uint32_t kDefaultWitnessIntervalSeconds = 60;
+inline constexpr uint32_t kMaxWitnessIntervalSeconds = 3600;
 
 // Reads the YAML file at `path`, checks it against the schema (unknown keys and
 // wrong types are errors), resolves relative file paths against the config

@@ -39,6 +39,7 @@ TEST_F(ConfigTest, GoodConfigLoadsWithDefaultsAndResolvedPaths) {
   EXPECT_EQ(c.data_dir(), fed_.org("union-sg").dir + "/data");
   EXPECT_EQ(c.limits().max_message_bytes(), kDefaultMaxMessageBytes);
   EXPECT_EQ(c.limits().peer_probe_interval_seconds(), 1u);
+  EXPECT_EQ(c.limits().witness_interval_seconds(), kDefaultWitnessIntervalSeconds);
   EXPECT_EQ(c.users().at("alice").roles(0), v1::ROLE_CASEWORKER);
 }
 
@@ -56,6 +57,10 @@ TEST_F(ConfigTest, EachKindOfBadConfigHasItsOwnError) {
        Replace("peer_probe_interval_seconds: 1", "peer_probe_interval_seconds: often"),
        "limits.peer_probe_interval_seconds: expected an unsigned integer, got \"often\""},
       {"missing org", Replace("org: union-sg\n", ""), "org: is required but missing"},
+      {"witness interval too long",
+       Replace("peer_probe_interval_seconds: 1",
+               "peer_probe_interval_seconds: 1\n  witness_interval_seconds: 3601"),
+       "limits.witness_interval_seconds: must be at most 3600"},
       {"missing listen",
        Replace(absl::StrCat("listen: 127.0.0.1:", fed_.org("union-sg").port, "\n"), ""),
        "listen: is required"},

@@ -22,6 +22,7 @@
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
 #include "server/audit/audit_service.h"
+#include "server/audit/audited_call.h"
 #include "server/audit/ledger_scrub.h"
 #include "server/auth/access_table.h"
 #include "server/auth/auth.h"
@@ -35,6 +36,7 @@
 #include "server/federation/exchange.h"
 #include "server/federation/peers.h"
 #include "server/federation/referral_service.h"
+#include "server/federation/witness.h"
 #include "server/node/config.h"
 #include "server/node/health.h"
 #include "server/node/reflection.h"
@@ -174,19 +176,20 @@ class NodeServices {
  public:
   NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
                AccessLog* log, PeerProber* prober, Exchange* exchange, RosterInForce* roster,
-               EvidenceRequests* evidence)
-      : node_(config, identity, log, prober, roster),
-        peer_(config, identity, log, exchange, roster, evidence) {}
+               EvidenceRequests* evidence, Witness* witness)
+      : node_(config, identity, log, prober, roster, witness),
+        peer_(config, identity, log, exchange, roster, evidence, witness) {}
 
   class NodeServiceImpl final : public v1::NodeService::CallbackService {
    public:
     NodeServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-                    AccessLog* log, PeerProber* prober, RosterInForce* roster)
+                    AccessLog* log, PeerProber* prober, RosterInForce* roster, Witness* witness)
         : config_(config),
           identity_(std::move(identity)),
           log_(log),
           prober_(prober),
           roster_(roster),
+          witness_(witness),
           started_unix_(absl::ToUnixSeconds(identity_->clock().Now())) {}
 
     grpc::ServerUnaryReactor* PushRoster(grpc::CallbackServerContext* ctx,
@@ -236,7 +239,10 @@ class NodeServices {
       resp->set_org(config_.org());
       resp->set_roster_version(roster_->version());
       resp->set_started_unix(started_unix_);
-      for (auto& p : prober_->Snapshot()) *resp->add_peers() = std::move(p);
+      for (auto& p : prober_->Snapshot()) {
+        witness_->Annotate(&p);
+        *resp->add_peers() = std::move(p);
+      }
       reactor->Finish(grpc::Status::OK);
       return reactor;
     }
@@ -247,6 +253,7 @@ class NodeServices {
     AccessLog* log_;
     PeerProber* prober_;
     RosterInForce* roster_;
+    Witness* witness_;
     int64_t started_unix_;
   };
 
@@ -254,13 +261,56 @@ class NodeServices {
    public:
     PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
                     AccessLog* log, Exchange* exchange, RosterInForce* roster,
-                    EvidenceRequests* evidence)
+                    EvidenceRequests* evidence, Witness* witness)
         : config_(config),
           identity_(std::move(identity)),
           log_(log),
           exchange_(exchange),
           roster_(roster),
-          evidence_(evidence) {}
+          evidence_(evidence),
+          witness_(witness) {}
+
+    grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* ctx,
+                                            const v1::PeerCheckpointRequest* req,
+                                            v1::PeerCheckpoint* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*identity_, *ctx, Rpc::Served<v1::PeerService>(), log_);
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      auto answer = witness_->Answer(caller->org, *req);
+      if (answer.ok()) *resp = *std::move(answer);
+      reactor->Finish(ToGrpcStatus(answer.status()));
+      return reactor;
+    }
+
+    grpc::ServerUnaryReactor* AddCosignature(grpc::CallbackServerContext* ctx,
+                                             const v1::AddCosignatureRequest* req,
+                                             v1::AddCosignatureResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      auto caller = Authorize(*identity_, *ctx, Rpc::Served<v1::PeerService>(), log_);
+      if (!caller.ok()) {
+        reactor->Finish(ToGrpcStatus(caller.status()));
+        return reactor;
+      }
+      auto count = witness_->AddCosignature(caller->org, req->cosigned_checkpoint());
+      if (count.ok()) {
+        resp->set_cosignatures(*count);
+        reactor->Finish(grpc::Status::OK);
+        return reactor;
+      }
+      // A refused cosignature is recorded (budgeted, as every refusal); the
+      // note itself is not: its digest identifies it.
+      v1::AccessEvent ev;
+      SetActor(*caller, &ev);
+      ev.set_action("witness.cosignature");
+      ev.set_resource_kind("ledger");
+      ev.set_peer_org(caller->org);
+      ev.set_payload_sha256(DigestBytes(Sha256(req->cosigned_checkpoint())));
+      RecordRefusal(log_, reactor, std::move(ev), count.status());
+      return reactor;
+    }
 
     grpc::ServerWriteReactor<v1::FetchEvidenceChunk>* FetchEvidence(
         grpc::CallbackServerContext* ctx, const v1::FetchEvidenceRequest* req) override {
@@ -320,6 +370,7 @@ class NodeServices {
     Exchange* exchange_;
     RosterInForce* roster_;
     EvidenceRequests* evidence_;
+    Witness* witness_;
   };
 
   NodeServiceImpl node_;
@@ -496,8 +547,8 @@ absl::Status Node::OpenStore(const v1::NodeConfig& config) {
   std::vector<std::string> families = ledger::LedgerColumnFamilyNames();
   families.push_back(kCasesFamily);
   families.push_back(kEvidenceFamily);
-  for (const char* f :
-       {kOutboxFamily, kReceivedFamily, kReferralIndexFamily, kEvidenceRequestsFamily})
+  for (const char* f : {kOutboxFamily, kReceivedFamily, kReferralIndexFamily,
+                        kEvidenceRequestsFamily, kWitnessFamily})
     families.push_back(f);
   NodeStoreOptions store_options;
   if (config.limits().disk_reserve_mib() > 0) {
@@ -657,9 +708,30 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
     exchange->RosterChanged();
   });
   StartEvidence(config, clock);
+  if (auto st = MakeWitness(config, clock); !st.ok()) return st;
   services_ = std::make_unique<NodeServices>(config, identity_, access_log_.get(), prober_.get(),
-                                             exchange_.get(), roster_.get(), evidence_.get());
+                                             exchange_.get(), roster_.get(), evidence_.get(),
+                                             witness_.get());
   return absl::OkStatus();
+}
+
+absl::Status Node::MakeWitness(const v1::NodeConfig& config, const Clock* clock) {
+  Exchange* exchange = exchange_.get();
+  witness_ = std::make_unique<Witness>(
+      config, identity_, ledger_.get(), access_log_.get(), store_->db(),
+      store_->family(kWitnessFamily), signing_key_.get(),
+      [exchange](const std::string& org) { return exchange->PeerStub(org); }, clock);
+  Witness* witness = witness_.get();
+  audit_service_->set_cosigned([witness](uint32_t k, v1::CheckpointResponse* resp) {
+    auto cosigned = witness->LatestCosigned(k);
+    if (!cosigned.ok()) return cosigned.status();
+    resp->set_size(cosigned->size);
+    resp->set_root_hash(cosigned->root);
+    resp->set_checkpoint(cosigned->note);
+    for (const std::string& org : cosigned->cosigners) resp->add_cosigners(org);
+    return absl::OkStatus();
+  });
+  return witness_->Load();
 }
 
 void Node::StartEvidence(const v1::NodeConfig& config, const Clock* clock) {
@@ -819,6 +891,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   node->prober_->Start();
   node->exchange_->Start();
   node->evidence_->Start();
+  node->witness_->Start();
   {
     absl::MutexLock lock(&node->reload_mu_);
     node->config_ = config;
@@ -984,6 +1057,7 @@ void Node::Shutdown(absl::Duration grace) {
   if (started_) log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   if (prober_) prober_->Stop();
+  if (witness_) witness_->Stop();    // waits for a round in progress
   if (scrubber_) scrubber_->Stop();  // waits for a check in progress
   if (evidence_) evidence_->Stop();  // waits for fetches in flight
   if (exchange_) exchange_->Stop();

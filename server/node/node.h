@@ -41,6 +41,7 @@ namespace ledger {
 class RocksDbLedger;
 }
 class PeerProber;
+class Witness;
 class IdentityResolver;
 
 // The origin line of this node's ledger checkpoints: "<federation>/<org>".
@@ -132,6 +133,8 @@ class Node {
                              const TlsIdentity& tls, const Clock* clock, uint64_t jitter_seed);
   // Evidence requests (evidence_, evidence_service_), wired to the exchange.
   void StartEvidence(const v1::NodeConfig& config, const Clock* clock);
+  // The witness (docs/federation.md, "Witnessing"); started once the node serves.
+  absl::Status MakeWitness(const v1::NodeConfig& config, const Clock* clock);
   // The background check of the whole ledger (started once the node serves).
   void MakeScrubber(const v1::NodeConfig& config);
   // The signing key `config` names, if the roster in force lists it as active for this org.
@@ -164,6 +167,8 @@ class Node {
   std::unique_ptr<RosterInForce> roster_;
   std::shared_ptr<IdentityResolver> identity_;
   std::unique_ptr<PeerProber> prober_;
+  // Witnessing of peers' checkpoints and the cosignatures peers hand back.
+  std::unique_ptr<Witness> witness_;
   std::unique_ptr<NodeServices> services_;
   std::unique_ptr<HealthServiceImpl> health_;
   std::unique_ptr<ReflectionService> reflection_;
