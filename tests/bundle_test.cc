@@ -48,6 +48,7 @@ class BundleTest : public ::testing::Test {
     fed_ = new testing::TestFederation();
     fed_->AddOrg("union-sg");
     fed_->AddOrg("ministry-id", v1::ORG_KIND_MINISTRY);
+    fed_->limits["witness_interval_seconds"] = "1";  // so that a checkpoint gets cosigned
     nodes_ = new testing::NodeProcesses(*fed_);
     for (const char* org : {"union-sg", "ministry-id"}) {
       nodes_->Configure(org);
@@ -90,9 +91,11 @@ class BundleTest : public ::testing::Test {
   }
   // `audit bundle CASE --out FILE` as union-sg's auditor, in this process.
   static CtlRun Bundle(const std::string& id, const std::string& out,
-                       const std::string& state = "audit-state") {
+                       const std::string& state = "audit-state",
+                       const std::vector<std::string>& extra = {}) {
     const testing::TestOrg& o = fed_->org("union-sg");
     std::vector<std::string> argv = {"audit", "bundle", id, "--out", out};
+    argv.insert(argv.end(), extra.begin(), extra.end());
     const std::string aud = nodes_->auditor("union-sg");
     for (const std::string& a :
          {std::string("--node"), o.endpoint(), std::string("--cert"), aud + ".crt",
@@ -199,6 +202,23 @@ TEST_F(BundleTest, ACaseTheLedgerDoesNotKnowGetsNoBundle) {
   CtlRun r = Bundle("C-000000000000", fed_->root() + "/none.bundle");
   EXPECT_EQ(r.code, 1) << r;
   EXPECT_TRUE(absl::StrContains(r.err, "holds no entry about case C-000000000000")) << r;
+}
+
+TEST_F(BundleTest, ABundleAgainstACosignedCheckpointNamesItsCosigner) {
+  CtlRun r;
+  // The peer cosigns within a few witness intervals of one second each.
+  ASSERT_TRUE(testing::Eventually([&] {
+    r = Bundle(*case_id_, fed_->root() + "/cosigned.bundle", "cosigned-state", {"--cosigned", "1"});
+    return r.code == 0;
+  })) << r;
+  EXPECT_TRUE(absl::StrContains(r.out, "cosigned by 1 peers (ministry-id)")) << r;
+  CtlRun v = Verify(fed_->root() + "/cosigned.bundle");
+  EXPECT_EQ(v.code, 0) << v;
+  EXPECT_TRUE(absl::StrContains(v.out, "cosigned by 1 peers (ministry-id)")) << v;
+  CtlRun two =
+      Bundle(*case_id_, fed_->root() + "/two.bundle", "cosigned-state", {"--cosigned", "2"});
+  EXPECT_EQ(two.code, 1) << two;
+  EXPECT_TRUE(absl::StrContains(two.err, "no checkpoint cosigned by at least 2 peers")) << two;
 }
 
 TEST_F(BundleTest, ManyBundlesAtOnceAllVerify) {

@@ -341,8 +341,8 @@ class CtlOutputTest : public ::testing::Test {
          {"--out", dir_ + "/export", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
         // A bundle carries its roster: a real one, checked against the stewards.
         {"audit bundle",
-         {"C-1", "--out", dir_ + "/bundle", "--roster", dir_ + "/signed-roster.json",
-          "--stewards", fed_->WriteStewardsFile(), "--state", dir_ + "/state"}},
+         {"C-1", "--out", dir_ + "/bundle", "--roster", dir_ + "/signed-roster.json", "--stewards",
+          fed_->WriteStewardsFile(), "--state", dir_ + "/state"}},
     };
   }
 

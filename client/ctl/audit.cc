@@ -463,6 +463,48 @@ absl::StatusOr<std::vector<BundleEntry>> ProvedTrail(const Connection& conn,
   }
 }
 
+// With --cosigned K: the node's newest checkpoint carrying K cosignatures that
+// verify with the witnesses' roster keys, and that `latest` (already checked
+// against the auditor's saved one) extends; it replaces `*pinned` and `*text`.
+absl::Status PinCosigned(Context& c, const Connection& conn, const std::string& org,
+                         OpenedCheckpoint* pinned, std::string* text) {
+  uint32_t k = 0;
+  if (!absl::SimpleAtoi(c.args.Get("cosigned"), &k) || k == 0)
+    return absl::InvalidArgumentError("--cosigned must be a number of peers, at least 1");
+  v1::Roster roster;
+  auto verifiers = LedgerVerifiers(c.args, org, &roster);
+  if (!verifiers.ok()) return verifiers.status();
+  v1::GetCheckpointRequest req;
+  req.set_min_cosignatures(k);
+  v1::CheckpointResponse resp;
+  auto ctx = conn.NewContext();
+  grpc::Status s = v1::AuditService::NewStub(conn.channel)->GetCheckpoint(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, conn);
+  auto opened = OpenCheckpointWithAny(c.args, org, *verifiers, resp.checkpoint());
+  if (!opened.ok()) return opened.status();
+  auto n = note::ParseNote(resp.checkpoint());
+  const size_t cosigners = n.ok() ? VerifiedCosigners(roster, org, *n).size() : 0;
+  if (cosigners < k) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("refused: the node's checkpoint carries ", cosigners,
+                     " cosignatures that verify with the witnesses' keys in the roster, fewer "
+                     "than the ",
+                     k, " asked for"));
+  }
+  auto relation =
+      CompareCheckpoints(opened->checkpoint, pinned->checkpoint, NodeConsistencyProofs(conn));
+  if (!relation.ok()) return relation.status();
+  if (*relation != CheckpointRelation::kSame && *relation != CheckpointRelation::kExtends) {
+    return absl::DataLossError(absl::StrCat(
+        "the node's cosigned checkpoint of size ", opened->checkpoint.size,
+        " is not part of the history of its latest checkpoint of size ", pinned->checkpoint.size,
+        ": the node shows two histories (docs/audit.md, \"Forks\")"));
+  }
+  *pinned = *std::move(opened);
+  *text = resp.checkpoint();
+  return absl::OkStatus();
+}
+
 absl::Status RunAuditBundle(Context& c) {
   if (c.args.positional().empty())
     return absl::InvalidArgumentError("name the case: corridorctl audit bundle CASE --out FILE");
@@ -480,6 +522,10 @@ absl::Status RunAuditBundle(Context& c) {
   std::string said;
   auto pinned = LatestCheckedAgainstSaved(c, *conn, &said, &bundle.checkpoint);
   if (!pinned.ok()) return pinned.status();
+  if (c.args.Has("cosigned")) {
+    if (auto st = PinCosigned(c, *conn, bundle.org, &*pinned, &bundle.checkpoint); !st.ok())
+      return st;
+  }
   auto head = NewestCaseEntry(*conn, bundle.case_id, pinned->checkpoint.size);
   if (!head.ok()) return head.status();
   auto trail = ProvedTrail(*conn, pinned->checkpoint, bundle.case_id, *head);
@@ -601,10 +647,13 @@ std::vector<Command> AuditCommands() {
        LedgerKeyOptions(),
        RunAuditVerify},
       {{"audit", "bundle"},
-       "CASE --out FILE --roster FILE --stewards FILE",
+       "CASE --out FILE --roster FILE --stewards FILE [--cosigned K]",
        "a court bundle: the case's whole trail with proofs, checkpoint, receipts and roster, "
        "checkable offline with `audit verify`",
-       CheckpointOptions({{"out", "FILE", "where to write the bundle"}}),
+       CheckpointOptions({{"out", "FILE", "where to write the bundle"},
+                          {"cosigned", "K",
+                           "prove against the newest checkpoint K peers cosigned (audit checkpoint "
+                           "--cosigned)"}}),
        RunAuditBundle},
   };
 }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/ctl/audit_witness.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
 #include "client/lib/roster.h"
@@ -154,6 +155,15 @@ absl::StatusOr<note::Checkpoint> CheckCheckpoint(const CaseBundle& b, const v1::
     }
     out << "  checkpoint: " << Printable(cp->origin) << " at size " << cp->size << ", signed by "
         << Printable(b.org) << "'s key " << Printable(v.ToString()) << "\n";
+    auto n = note::ParseNote(b.checkpoint);
+    const std::vector<std::string> cosigners =
+        n.ok() ? VerifiedCosigners(roster, b.org, *n) : std::vector<std::string>();
+    out << "  cosigned by " << cosigners.size() << " peers"
+        << (cosigners.empty()
+                ? ""
+                : absl::StrCat(" (", Printable(absl::StrJoin(cosigners, ", ")),
+                               "), each cosignature verified with its witness key from the roster"))
+        << "\n";
     return cp;
   }
   return Fails("the checkpoint", absl::StrCat("not signed by a key of ", b.org,
