@@ -9,6 +9,8 @@
 #define CORRIDOR_SERVER_AUDIT_AUDIT_SERVICE_H_
 
 #include <atomic>
+#include <functional>
+#include <string>
 #include <memory>
 
 #include "absl/time/time.h"
@@ -50,6 +52,19 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   // after the server has shut down, before the log and the bulk executor go.
   void WaitForStreams();
 
+  // What the audit layer asks of the federation layer for the downstream
+  // calls (server/federation/attestations.h): a peer's proof of an entry it
+  // attested to this node, and a reconciliation with a peer. Both may block on
+  // a peer call (they run on the bulk executor). Unset: those calls fail
+  // UNIMPLEMENTED. Set once at start, before serving.
+  struct DownstreamHooks {
+    std::function<absl::StatusOr<v1::InclusionProofResponse>(const std::string& org,
+                                                             uint64_t index)>
+        prove;
+    std::function<absl::StatusOr<v1::ReconcileResponse>(const std::string& peer)> reconcile;
+  };
+  void set_downstream(DownstreamHooks hooks) { downstream_ = std::move(hooks); }
+
   grpc::ServerUnaryReactor* QueryEvents(grpc::CallbackServerContext* ctx,
                                         const v1::QueryEventsRequest* req,
                                         v1::QueryEventsResponse* resp) override;
@@ -67,6 +82,15 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
                                        v1::GetEntriesResponse* resp) override;
   grpc::ServerWriteReactor<v1::ExportResponse>* Export(grpc::CallbackServerContext* ctx,
                                                        const v1::ExportRequest* req) override;
+  grpc::ServerUnaryReactor* ListAttestations(grpc::CallbackServerContext* ctx,
+                                             const v1::ListAttestationsRequest* req,
+                                             v1::ListAttestationsResponse* resp) override;
+  grpc::ServerUnaryReactor* ProveDownstream(grpc::CallbackServerContext* ctx,
+                                            const v1::ProveDownstreamRequest* req,
+                                            v1::InclusionProofResponse* resp) override;
+  grpc::ServerUnaryReactor* Reconcile(grpc::CallbackServerContext* ctx,
+                                      const v1::ReconcileRequest* req,
+                                      v1::ReconcileResponse* resp) override;
 
  private:
   const IdentityResolver* identity_;
@@ -75,6 +99,7 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   TransferSlots exports_;  // exports in progress
   std::unique_ptr<StreamWatchdog> watchdog_;
   std::atomic<int> live_streams_{0};  // export reactors not yet deleted
+  DownstreamHooks downstream_;
 };
 
 }  // namespace corridor

@@ -46,6 +46,8 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.PeerService/Hello", true, false, {}},
       {"/corridor.v1.PeerService/Deliver", true, false, {}},
       {"/corridor.v1.PeerService/FetchEvidence", true, false, {}},
+      {"/corridor.v1.PeerService/ProveAccess", true, false, {}},
+      {"/corridor.v1.PeerService/ListExchanged", true, false, {}},
       // Referrals: caseworkers.
       {"/corridor.v1.ReferralService/Refer", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.ReferralService/ListInbox", false, false, {v1::ROLE_CASEWORKER}},
@@ -83,6 +85,9 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.AuditService/GetConsistencyProof", false, false, {v1::ROLE_AUDITOR}},
       {"/corridor.v1.AuditService/GetEntries", false, false, {v1::ROLE_AUDITOR}},
       {"/corridor.v1.AuditService/Export", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/ListAttestations", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/ProveDownstream", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/Reconcile", false, false, {v1::ROLE_AUDITOR}},
       {"/grpc.health.v1.Health/Check", true, true, {}},
       {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", false, true, {}},
   };
