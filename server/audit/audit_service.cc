@@ -372,9 +372,9 @@ grpc::ServerWriteReactor<v1::ExportResponse>* AuditServiceImpl::Export(
                           &live_streams_);
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::ListAttestations(
-    grpc::CallbackServerContext* ctx, const v1::ListAttestationsRequest* req,
-    v1::ListAttestationsResponse* resp) {
+grpc::ServerUnaryReactor* AuditServiceImpl::ListAttestations(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListAttestationsRequest* req,
+                                                             v1::ListAttestationsResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
   if (!call.Begin(*identity_, ctx, Audit(),
                   {"audit.attestations", "case", req->case_id(), "audit", ""})) {
@@ -409,8 +409,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ProveDownstream(grpc::CallbackServer
                                                             const v1::ProveDownstreamRequest* req,
                                                             v1::InclusionProofResponse* resp) {
   AuditedCall call(log_, ctx->DefaultReactor());
-  if (!call.Begin(*identity_, ctx, Audit(),
-                  {"audit.prove_downstream", "ledger", std::to_string(req->index()), "audit", ""})) {
+  if (!call.Begin(
+          *identity_, ctx, Audit(),
+          {"audit.prove_downstream", "ledger", std::to_string(req->index()), "audit", ""})) {
     return call.reactor();
   }
   if (auto st = ValidateIdentifier("the org", req->org()); !st.ok()) return call.Refuse(st);

@@ -10,8 +10,8 @@
 
 #include <atomic>
 #include <functional>
-#include <string>
 #include <memory>
+#include <string>
 
 #include "absl/time/time.h"
 #include "corridor/v1/case.grpc.pb.h"

@@ -35,6 +35,19 @@ std::vector<MethodRule> EvidenceRules() {
   };
 }
 
+// Access attestations and reconciliation (docs/federation.md): peers ask for
+// proofs of what was attested to them and for the envelopes exchanged with
+// them; auditors read attestations and ask for both through their node.
+std::vector<MethodRule> DownstreamRules() {
+  return {
+      {"/corridor.v1.PeerService/ProveAccess", true, false, {}},
+      {"/corridor.v1.PeerService/ListExchanged", true, false, {}},
+      {"/corridor.v1.AuditService/ListAttestations", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/ProveDownstream", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/Reconcile", false, false, {v1::ROLE_AUDITOR}},
+  };
+}
+
 }  // namespace
 
 const std::vector<MethodRule>& MethodRules() {
@@ -46,8 +59,6 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.PeerService/Hello", true, false, {}},
       {"/corridor.v1.PeerService/Deliver", true, false, {}},
       {"/corridor.v1.PeerService/FetchEvidence", true, false, {}},
-      {"/corridor.v1.PeerService/ProveAccess", true, false, {}},
-      {"/corridor.v1.PeerService/ListExchanged", true, false, {}},
       // Referrals: caseworkers.
       {"/corridor.v1.ReferralService/Refer", false, false, {v1::ROLE_CASEWORKER}},
       {"/corridor.v1.ReferralService/ListInbox", false, false, {v1::ROLE_CASEWORKER}},
@@ -85,14 +96,12 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.AuditService/GetConsistencyProof", false, false, {v1::ROLE_AUDITOR}},
       {"/corridor.v1.AuditService/GetEntries", false, false, {v1::ROLE_AUDITOR}},
       {"/corridor.v1.AuditService/Export", false, false, {v1::ROLE_AUDITOR}},
-      {"/corridor.v1.AuditService/ListAttestations", false, false, {v1::ROLE_AUDITOR}},
-      {"/corridor.v1.AuditService/ProveDownstream", false, false, {v1::ROLE_AUDITOR}},
-      {"/corridor.v1.AuditService/Reconcile", false, false, {v1::ROLE_AUDITOR}},
       {"/grpc.health.v1.Health/Check", true, true, {}},
       {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", false, true, {}},
   };
   static const bool evidence_added = [] {
     for (auto& r : EvidenceRules()) rules->push_back(std::move(r));
+    for (auto& r : DownstreamRules()) rules->push_back(std::move(r));
     return true;
   }();
   (void)evidence_added;

@@ -244,7 +244,8 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
   }
   auto c = ReadableCase(*store_, req->id(), clock_->Now());
   if (!c.ok()) return call.Refuse(c.status());
-  if (attestations_ != nullptr && ReceivedFromPeer(*c)) return AttestedRead(call, *std::move(c), resp);
+  if (attestations_ != nullptr && ReceivedFromPeer(*c))
+    return AttestedRead(call, *std::move(c), resp);
   return call.Allow(nullptr, [resp, c = *std::move(c)](uint64_t) {
     *resp = c;
     return grpc::Status::OK;

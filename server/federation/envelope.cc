@@ -263,12 +263,9 @@ absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeC
       }
       return absl::OkStatus();
     }
-    case v1::EnvelopePayload::kErasureRequest:
-      // Names ids only; the receiver acts only on a referral it received from the sender.
-      return absl::OkStatus();
-    case v1::EnvelopePayload::kErasureOutcome:
-      // Names ids only; the sender of the request checks it against what it sent.
-      return absl::OkStatus();
+    case v1::EnvelopePayload::kErasureRequest:   // the receiver acts only on a referral
+    case v1::EnvelopePayload::kErasureOutcome:   // it received; the sender checks outcomes
+      return absl::OkStatus();                   // against what it sent: ids only either way
     case v1::EnvelopePayload::kEvidenceRequest:  // the asker and approver are the sender's
       return ValidateEvidenceRequestBody(p.evidence_request(), sender);
     case v1::EnvelopePayload::kEvidenceDecision:

@@ -223,8 +223,9 @@ class Exchange {
   // received and its verified payload `p`; it holds `p`'s case lock in what
   // it returns, if it needs one, and leaves the receive entry to the
   // exchange. Set once, before Start.
-  void SetBodyHandler(std::function<bool(const v1::EnvelopePayload&)> handles,
-                      std::function<Applied(const v1::Envelope&, const v1::EnvelopePayload&)> apply);
+  void SetBodyHandler(
+      std::function<bool(const v1::EnvelopePayload&)> handles,
+      std::function<Applied(const v1::Envelope&, const v1::EnvelopePayload&)> apply);
   // The PeerService stub for `org`'s node (one channel per peer, shared with
   // delivery); null if `org` is not in the roster in force.
   std::shared_ptr<v1::PeerService::Stub> PeerStub(const std::string& org) { return StubFor(org); }

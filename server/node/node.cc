@@ -22,6 +22,7 @@
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
 #include "server/audit/audit_service.h"
+#include "server/audit/audited_call.h"
 #include "server/audit/ledger_scrub.h"
 #include "server/auth/access_table.h"
 #include "server/auth/auth.h"
@@ -30,7 +31,6 @@
 #include "server/auth/tls_trust.h"
 #include "server/cases/case_service.h"
 #include "server/common/executor.h"
-#include "server/audit/audited_call.h"
 #include "server/federation/attestations.h"
 #include "server/federation/evidence_requests.h"
 #include "server/federation/evidence_service.h"
@@ -718,8 +718,8 @@ void Node::StartEvidence(const v1::NodeConfig& config, const Clock* clock) {
       config, identity_, exchange_.get(), case_store_.get(), access_log_.get(), store_->db(),
       store_->families().at(kEvidenceRequestsFamily), clock);
   EvidenceRequests* evidence = evidence_.get();
-  attestations_ = std::make_unique<Attestations>(config, exchange_.get(), case_store_.get(),
-                                                 access_log_.get());
+  attestations_ =
+      std::make_unique<Attestations>(config, exchange_.get(), case_store_.get(), access_log_.get());
   Attestations* attestations = attestations_.get();
   exchange_->SetBodyHandler(
       [](const v1::EnvelopePayload& p) {
