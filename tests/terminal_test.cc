@@ -335,6 +335,7 @@ class CtlOutputTest : public ::testing::Test {
         {"audit prove", {"0", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
         {"audit export",
          {"--out", dir_ + "/export", "--vkey", vkey.ToString(), "--state", dir_ + "/state"}},
+        {"audit reconcile", {"--peer", "ministry-id"}},
     };
   }
 

@@ -372,6 +372,17 @@ grpc::ServerWriteReactor<v1::ExportResponse>* AuditServiceImpl::Export(
                           &live_streams_);
 }
 
+// InvalidArgument unless `org` is a member of the roster in force: an org name
+// typed by mistake (it may be anyone's name) never reaches the ledger.
+static absl::Status CheckMember(const IdentityResolver& identity, const std::string& org) {
+  auto roster = identity.roster();
+  for (const auto& m : roster->members()) {
+    if (m.org() == org) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      "that org is not a member of the federation (corridorctl health lists the peers)");
+}
+
 grpc::ServerUnaryReactor* AuditServiceImpl::ListAttestations(grpc::CallbackServerContext* ctx,
                                                              const v1::ListAttestationsRequest* req,
                                                              v1::ListAttestationsResponse* resp) {
@@ -392,6 +403,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListAttestations(grpc::CallbackServe
   }
   auto hits = log_->Find(q);
   if (!hits.ok()) return call.Refuse(hits.status());
+  // The case asked about, as a refusal would record it: a typed name never.
+  call.event().set_resource_id(IdForLedger(req->case_id()));
+  call.event().set_case_id(IdForLedger(req->case_id()));
   return call.Allow(nullptr, [resp, hits = *std::move(hits), limit = q.limit](uint64_t) {
     for (const auto& h : hits) {
       v1::StoredAttestation* a = resp->add_attestations();
@@ -414,7 +428,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ProveDownstream(grpc::CallbackServer
           {"audit.prove_downstream", "ledger", std::to_string(req->index()), "audit", ""})) {
     return call.reactor();
   }
-  if (auto st = ValidateIdentifier("the org", req->org()); !st.ok()) return call.Refuse(st);
+  if (auto st = CheckMember(*identity_, req->org()); !st.ok()) return call.Refuse(st);
   call.event().set_peer_org(req->org());
   if (!downstream_.prove) {
     return call.Refuse(absl::UnimplementedError("this node does not fetch peers' proofs"));
@@ -440,7 +454,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::Reconcile(grpc::CallbackServerContex
   if (!call.Begin(*identity_, ctx, Audit(), {"audit.reconcile", "ledger", "", "audit", ""})) {
     return call.reactor();
   }
-  if (auto st = ValidateIdentifier("the peer org", req->peer()); !st.ok()) return call.Refuse(st);
+  if (auto st = CheckMember(*identity_, req->peer()); !st.ok()) return call.Refuse(st);
   call.event().set_peer_org(req->peer());
   if (!downstream_.reconcile) {
     return call.Refuse(absl::UnimplementedError("this node does not reconcile with peers"));
