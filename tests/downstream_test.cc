@@ -182,10 +182,31 @@ TEST_F(DownstreamTest, ReadAtReceiverShowsInOriginatorsDownstreamListWithItsProo
   EXPECT_TRUE(absl::StrContains(r.out, "user/cw")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "case.get")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "case-handling")) << r.out;
-  // The remote entry proved against ministry-id's signed checkpoint.
+  // An evidence item of the received case (one the ministry added) read there.
+  const std::string file = fed_.root() + "/payslip.pdf", back = fed_.root() + "/back.pdf";
+  {
+    std::ofstream out(file);
+    out << "payslip";
+  }
+  r = nodes_.Ctl("ministry-id", {"evidence", "add", mcase, file, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string ev = JsonValues(r.out, "id").at(0);
+  r = nodes_.Ctl("ministry-id",
+                 {"evidence", "get", mcase, ev, "--out", back, "--purpose", "case-handling"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(Eventually([&] { return Attested(id) == 2; })) << Downstream(id).out;
+  r = Downstream(id);
+  EXPECT_TRUE(absl::StrContains(r.out, "evidence.get")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "evidence " + ev)) << r.out;
+  // Both remote entries proved against ministry-id's signed checkpoint.
   r = Downstream(id, /*prove=*/true);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_TRUE(absl::StrContains(r.out, "in ministry-id's ledger at size")) << r.out;
+  size_t proved = 0;
+  for (size_t at = r.out.find("in ministry-id's ledger at size"); at != std::string::npos;
+       at = r.out.find("in ministry-id's ledger at size", at + 1)) {
+    ++proved;
+  }
+  EXPECT_EQ(proved, 2u) << r.out;
   // The attestation is on the case's own trail at the originator.
   r = nodes_.CtlAs("union-sg", nodes_.auditor("union-sg"),
                    {"audit", "log", "--case", id, "--action", "downstream.access"});
