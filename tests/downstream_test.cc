@@ -194,8 +194,12 @@ TEST_F(DownstreamTest, ReadAtReceiverShowsInOriginatorsDownstreamListWithItsProo
   r = nodes_.Ctl("ministry-id",
                  {"evidence", "get", mcase, ev, "--out", back, "--purpose", "case-handling"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_TRUE(Eventually([&] { return Attested(id) == 2; })) << Downstream(id).out;
+  ASSERT_EQ(nodes_.Ctl("ministry-id", {"evidence", "list", mcase, "--purpose", "case-handling"})
+                .exit_code,
+            0);
+  ASSERT_TRUE(Eventually([&] { return Attested(id) == 3; })) << Downstream(id).out;
   r = Downstream(id);
+  EXPECT_TRUE(absl::StrContains(r.out, "evidence.list")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "evidence.get")) << r.out;
   EXPECT_TRUE(absl::StrContains(r.out, "evidence " + ev)) << r.out;
   // Both remote entries proved against ministry-id's signed checkpoint.
@@ -206,7 +210,7 @@ TEST_F(DownstreamTest, ReadAtReceiverShowsInOriginatorsDownstreamListWithItsProo
        at = r.out.find("in ministry-id's ledger at size", at + 1)) {
     ++proved;
   }
-  EXPECT_EQ(proved, 2u) << r.out;
+  EXPECT_EQ(proved, 3u) << r.out;
   // The attestation is on the case's own trail at the originator.
   r = nodes_.CtlAs("union-sg", nodes_.auditor("union-sg"),
                    {"audit", "log", "--case", id, "--action", "downstream.access"});

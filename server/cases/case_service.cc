@@ -244,36 +244,38 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
   }
   auto c = ReadableCase(*store_, req->id(), clock_->Now());
   if (!c.ok()) return call.Refuse(c.status());
-  if (attestations_ != nullptr && ReceivedFromPeer(*c))
-    return AttestedRead(call, *std::move(c), resp);
+  if (attestations_ != nullptr && ReceivedFromPeer(*c)) {
+    return AttestedRead(call, *std::move(c), [resp](const v1::Case& read) { *resp = read; });
+  }
   return call.Allow(nullptr, [resp, c = *std::move(c)](uint64_t) {
     *resp = c;
     return grpc::Status::OK;
   });
 }
 
-grpc::ServerUnaryReactor* CaseServiceImpl::AttestedRead(AuditedCall<>& call, v1::Case c,
-                                                        v1::Case* resp) {
+grpc::ServerUnaryReactor* CaseServiceImpl::AttestedRead(
+    AuditedCall<>& call, v1::Case c, std::function<void(const v1::Case&)> answer) {
   // The read is recorded, then attested to the org(s) that referred the case
   // (docs/federation.md, "Access attestations"), then answered.
   call.event().set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   v1::AccessEvent ev = call.event();
   grpc::ServerUnaryReactor* reactor = call.reactor();
   Attestations* attestations = attestations_;
-  log_->Record({ev}, nullptr,
-               [reactor, resp, ev, attestations, c = std::move(c)](absl::StatusOr<uint64_t> index) {
-                 if (!index.ok()) {
-                   reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                "the node could not record this access in its "
-                                                "ledger, so it returned nothing; try again later"));
-                   return;
-                 }
-                 attestations->Attest(c, ev, *index, [reactor, resp, c](absl::Status st) {
-                   if (!st.ok()) return reactor->Finish(Unattested(st));
-                   *resp = c;
-                   reactor->Finish(grpc::Status::OK);
-                 });
-               });
+  log_->Record(
+      {ev}, nullptr,
+      [reactor, answer, ev, attestations, c = std::move(c)](absl::StatusOr<uint64_t> index) {
+        if (!index.ok()) {
+          reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                       "the node could not record this access in its "
+                                       "ledger, so it returned nothing; try again later"));
+          return;
+        }
+        attestations->Attest(c, ev, *index, [reactor, answer, c](absl::Status st) {
+          if (!st.ok()) return reactor->Finish(Unattested(st));
+          answer(c);
+          reactor->Finish(grpc::Status::OK);
+        });
+      });
   return reactor;
 }
 
@@ -905,6 +907,11 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
   }
   auto c = ReadableCase(*store_, req->case_id(), clock_->Now());
   if (!c.ok()) return call.Refuse(c.status());
+  if (attestations_ != nullptr && ReceivedFromPeer(*c)) {
+    return AttestedRead(call, *std::move(c), [resp](const v1::Case& read) {
+      for (const auto& i : read.evidence()) *resp->add_items() = i;
+    });
+  }
   return call.Allow(nullptr, [resp, items = c->evidence()](uint64_t) {
     for (const auto& i : items) *resp->add_items() = i;
     return grpc::Status::OK;

@@ -83,8 +83,10 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // after its key could not be destroyed). Call under the case lock.
   absl::StatusOr<std::unique_ptr<ledger::Mutation>> PrepareErasure(
       const std::string& id, std::vector<v1::AccessEvent>* events);
-  // GetCase of received case `c`: records the read, attests it, then answers.
-  grpc::ServerUnaryReactor* AttestedRead(AuditedCall<>& call, v1::Case c, v1::Case* resp);
+  // GetCase or ListEvidence of received case `c`: records the read, attests
+  // it, then fills the response with `answer` and answers.
+  grpc::ServerUnaryReactor* AttestedRead(AuditedCall<>& call, v1::Case c,
+                                         std::function<void(const v1::Case&)> answer);
 
   const v1::NodeConfig config_;
   const IdentityResolver* identity_;

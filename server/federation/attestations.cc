@@ -28,7 +28,9 @@ constexpr size_t kMaxAttestationBytes = 8 << 10;
 // evidence items, read by one of this node's people.
 bool IsAttestedRead(const v1::AccessEvent& e) {
   return e.outcome() == v1::ACCESS_OUTCOME_ALLOWED &&
-         (e.action() == "case.get" || e.action() == "evidence.get") && !e.case_id().empty();
+         (e.action() == "case.get" || e.action() == "evidence.list" ||
+          e.action() == "evidence.get") &&
+         !e.case_id().empty();
 }
 
 // The org that referred case `c` to this node through an incoming link, if `org` did.

@@ -301,10 +301,13 @@ absl::Status ValidateAccessAttestationBody(const v1::AccessAttestation& a,
   for (int r : a.roles()) {
     if (!v1::Role_IsValid(r) || r == v1::ROLE_UNSPECIFIED) return bad("roles", "known roles");
   }
-  const bool case_read = a.action() == "case.get" && a.resource_kind() == "case";
+  const bool case_read =
+      (a.action() == "case.get" || a.action() == "evidence.list") && a.resource_kind() == "case";
   const bool evidence_read = a.action() == "evidence.get" && a.resource_kind() == "evidence";
   if (!case_read && !evidence_read) {
-    return bad("action", "\"case.get\" (resource_kind case) or \"evidence.get\" (evidence)");
+    return bad("action",
+               "\"case.get\" or \"evidence.list\" (resource_kind case) or "
+               "\"evidence.get\" (evidence)");
   }
   if (!ValidatePurposeCode(a.purpose()).ok()) return bad("purpose", "a purpose code");
   if (a.time_unix_micros() <= 0) return bad("time_unix_micros", "a time after 1970");
