@@ -2,10 +2,10 @@
 // nodes agree on what they exchanged (docs/federation.md, "Access
 // attestations" and "Reconciliation"; docs/audit.md, "Downstream access").
 //
-// Receiver: once a read of a case it received (GetCase, GetEvidence) is
-// durable in its ledger, Attest() queues one signed AccessAttestation
-// envelope per org that referred the case to it, through the exchange's
-// outbox, naming the read's ledger index; the outbox write and one
+// Receiver: once a read of a case it received (GetCase, ListEvidence,
+// GetEvidence) is durable in its ledger, Attest() queues one signed
+// AccessAttestation envelope per org that referred the case to it, through
+// the exchange's outbox, naming the read's ledger index; the outbox write and one
 // `attestation.send` entry per envelope commit in one synced batch before the
 // read is answered. ProveAccess() serves a peer the inclusion proof of a read
 // it attested to that peer, and nothing else.
@@ -47,7 +47,7 @@ class Attestations {
   Attestations(const v1::NodeConfig& config, Exchange* exchange, CaseStore* cases, AccessLog* log)
       : config_(config), exchange_(exchange), cases_(cases), log_(log) {}
 
-  // Receiver: `read` (an allowed case.get or evidence.get, recorded at ledger
+  // Receiver: `read` (an allowed case.get, evidence.list or evidence.get, recorded at ledger
   // `index`) of case `c`. If `c` was received from other orgs, queues one
   // attestation for each and records it; `done` gets OK once that is durable
   // (at once if `c` was received from no one), or why it could not be queued.
