@@ -66,7 +66,8 @@ class BundleTest : public ::testing::Test {
     delete fed_;
   }
 
-  // A case created, read, and referred to ministry-id, whose receipt is back.
+  // A case created, read, and referred to ministry-id, whose receipt is back;
+  // accepted and read there, and that read attested back to union-sg.
   static std::string MakeReferredCase() {
     testing::CommandResult r =
         nodes_->Ctl("union-sg", {"case", "create", "--category", "wage-theft", "--origin", "id",
@@ -76,10 +77,23 @@ class BundleTest : public ::testing::Test {
     if (ids.empty()) return "";
     nodes_->Ctl("union-sg", {"case", "show", ids[0], "--purpose", "case-handling"});
     r = nodes_->Ctl("union-sg", {"refer", ids[0], "--to", "ministry-id", "--agreement",
-                                 "test-agreement", "--purpose", "case-referral"});
+                                 "test-agreement", "--purpose", "case-referral", "--json"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto referral = testing::JsonValues(r.out, "referral_id");
     v1::ListOutboxResponse outbox = nodes_->AwaitOutboxSettled("union-sg");
     EXPECT_GT(outbox.entries_size(), 0);
+    if (referral.empty()) return "";
+    r = nodes_->Ctl("ministry-id", {"accept", referral[0]});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto mine =
+        testing::JsonValues(nodes_->Ctl("ministry-id", {"case", "list", "--json"}).out, "id");
+    EXPECT_EQ(mine.size(), 1u);
+    if (!mine.empty()) {
+      r = nodes_->Ctl("ministry-id", {"case", "show", mine[0], "--purpose", "case-referral"});
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+    }
+    nodes_->AwaitOutboxSettled("ministry-id");
+    nodes_->AwaitOutboxSettled("union-sg");
     nodes_->Ctl("union-sg", {"case", "show", ids[0], "--purpose", "case-handling"});
     return ids[0];
   }
@@ -136,7 +150,8 @@ TEST_F(BundleTest, ABundleVerifiesOfflineWithOnlyTheStewardsKeys) {
         std::string("verified: "), std::string("not proven by this bundle")}) {
     EXPECT_TRUE(absl::StrContains(r.out, said)) << said << "\n" << r;
   }
-  for (const char* action : {"case.create", "case.get", "referral.send", "envelope.receipt"}) {
+  for (const char* action :
+       {"case.create", "case.get", "referral.send", "envelope.receipt", "downstream.access"}) {
     EXPECT_TRUE(absl::StrContains(r.out, action)) << action << "\n" << r;
   }
   // The ledger holds no personal data, and neither does a bundle made of it.

@@ -343,6 +343,7 @@ class CtlOutputTest : public ::testing::Test {
         {"audit bundle",
          {"C-1", "--out", dir_ + "/bundle", "--roster", dir_ + "/signed-roster.json", "--stewards",
           fed_->WriteStewardsFile(), "--state", dir_ + "/state"}},
+        {"audit reconcile", {"--peer", "ministry-id"}},
     };
   }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "client/ctl/audit_downstream.h"
 #include "client/ctl/audit_state.h"
 #include "client/ctl/audit_trail.h"
 #include "client/ctl/audit_witness.h"
@@ -51,6 +52,8 @@ absl::Status VerifyLogAnswer(Context& c, const Connection& conn, const v1::Query
 }
 
 absl::Status RunAuditLog(Context& c) {
+  if (c.args.Has("downstream")) return RunAuditDownstream(c);
+  if (c.args.Has("prove")) return absl::InvalidArgumentError("--prove goes with --downstream");
   if (c.args.Has("verify")) {
     // No key, no check: say so before asking the node anything.
     if (auto keys = LedgerVerifiers(c.args, OrgOfCertificate(c.args)); !keys.ok()) {
@@ -600,8 +603,20 @@ std::vector<Command> AuditCommands() {
              {"vkey", "VKEY", "with --verify: verifier key (name+id+key) instead of the roster"},
              {"state", "DIR",
               "with --verify: where the checkpoints this auditor saw are kept (env "
-              "CORRIDOR_AUDIT_STATE)"}}),
+              "CORRIDOR_AUDIT_STATE)"},
+             {"downstream", "",
+              "with --case: every access to the case at the nodes it was referred to, each "
+              "backed by the reading org's signed attestation (needs --roster, --stewards)"},
+             {"prove", "",
+              "with --downstream: also check each attested entry's inclusion proof against its "
+              "node's signed checkpoint"}}),
        RunAuditLog},
+      {{"audit", "reconcile"},
+       "--peer ORG",
+       "compare the envelopes this node and a peer recorded exchanging; exit 1 if one side "
+       "recorded one the other did not",
+       With(ConnectionOptions(), {{"peer", "ORG", "the peer org"}}),
+       RunAuditReconcile},
       {{"audit", "checkpoint"},
        "--roster FILE [--org ORG] [--save FILE]",
        "the node's latest checkpoint, verified with the roster's key and against the last "

@@ -16,6 +16,7 @@
 #include "corridor/v1/case.pb.h"
 #include "corridor/v1/federation.pb.h"
 #include "ledger/crypto/crypto.h"
+#include "ledger/crypto/dsse.h"
 #include "ledger/note.h"
 
 namespace corridor::ctl {
@@ -222,12 +223,46 @@ absl::Status CheckReceipt(const v1::AccessEvent& e, const v1::Roster& roster,
   return absl::OkStatus();
 }
 
+// The receiver's signed attestation a "downstream.access" entry keeps: a
+// DSSE envelope signed by a key of the entry's peer org, whose access
+// attestation is about this case and says what the entry says.
+absl::Status CheckAttestation(const v1::AccessEvent& e, const v1::Roster& roster,
+                              const std::string& case_id, absl::string_view part,
+                              std::ostream& out) {
+  v1::Envelope env;
+  v1::EnvelopePayload p;
+  if (!env.ParseFromString(e.attestation()) || env.signatures_size() != 1 ||
+      !p.ParseFromString(env.payload()) || !p.has_access_attestation()) {
+    return Fails(part, "its attestation is malformed");
+  }
+  auto key = MemberKey(roster, e.peer_org(), env.signatures(0).keyid());
+  if (!key.ok()) return Fails(part, absl::StrCat("its attestation: ", key.status().message()));
+  if (env.signatures(0).keyid() != p.key_id() ||
+      !key->Verify(DssePae(env.payload_type(), env.payload()), env.signatures(0).sig())) {
+    return Fails(part,
+                 absl::StrCat("the attestation's signature by ", e.peer_org(), " does NOT verify"));
+  }
+  const v1::AccessAttestation& a = p.access_attestation();
+  if (p.sender_org() != e.peer_org() || a.origin_case_id() != case_id ||
+      DigestBytes(Sha256(env.payload())) != e.payload_sha256() ||
+      a.ledger_index() != e.remote_ledger_index() || a.subject() != e.remote_subject() ||
+      a.action() != e.remote_action() || a.time_unix_micros() != e.remote_time_unix_micros()) {
+    return Fails(part, "the attestation is signed, but says something else than the entry");
+  }
+  out << "    " << part << ": " << Printable(e.peer_org()) << " signed that "
+      << Printable(a.subject()) << " did " << Printable(a.action()) << " on "
+      << Printable(a.resource_kind()) << " " << Printable(a.resource_id()) << " for "
+      << Printable(a.purpose()) << " at " << Time(a.time_unix_micros()) << " (index "
+      << a.ledger_index() << " of its ledger)\n";
+  return absl::OkStatus();
+}
+
 // Every entry: proved, about the case, in trail order; the trail's table.
 absl::Status CheckEntries(const CaseBundle& b, const v1::Roster& roster, const note::Checkpoint& cp,
                           std::ostream& out) {
   if (b.entries.empty()) return Fails("the entries", "the bundle holds no entry about the case");
   std::string ending;
-  std::ostringstream receipts;
+  std::ostringstream receipts, downstream;
   std::vector<std::vector<std::string>> rows = {
       {"INDEX", "TIME", "ACTOR", "ACTION", "OUTCOME", "PEER"}};
   for (size_t i = 0; i < b.entries.size(); ++i) {
@@ -248,6 +283,9 @@ absl::Status CheckEntries(const CaseBundle& b, const v1::Roster& roster, const n
     if (e.action() == "envelope.receipt") {
       if (auto st = CheckReceipt(e, roster, part, receipts); !st.ok()) return st;
     }
+    if (e.action() == "downstream.access" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED) {
+      if (auto st = CheckAttestation(e, roster, b.case_id, part, downstream); !st.ok()) return st;
+    }
     rows.push_back({std::to_string(be.index), Time(e.time_unix_micros()),
                     e.actor_org() + "/" + e.actor_subject(), e.action(),
                     EnumShort(v1::AccessOutcome_descriptor(), e.outcome()), e.peer_org()});
@@ -257,6 +295,10 @@ absl::Status CheckEntries(const CaseBundle& b, const v1::Roster& roster, const n
       << "  trail: complete from entry " << b.entries.front().index << " back: each entry names "
       << "the one before it about the case; " << ending << "\n";
   if (!receipts.str().empty()) out << "  receipts:\n" << receipts.str();
+  if (!downstream.str().empty()) {
+    out << "  read at the nodes the case was referred to (their signed attestations):\n"
+        << downstream.str();
+  }
   PrintTable(out, rows);
   return absl::OkStatus();
 }

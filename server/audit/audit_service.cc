@@ -386,6 +386,106 @@ grpc::ServerWriteReactor<v1::ExportResponse>* AuditServiceImpl::Export(
                           &live_streams_);
 }
 
+// InvalidArgument unless `org` is a member of the roster in force: an org name
+// typed by mistake (it may be anyone's name) never reaches the ledger.
+static absl::Status CheckMember(const IdentityResolver& identity, const std::string& org) {
+  auto roster = identity.roster();
+  for (const auto& m : roster->members()) {
+    if (m.org() == org) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      "that org is not a member of the federation (corridorctl health lists the peers)");
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::ListAttestations(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListAttestationsRequest* req,
+                                                             v1::ListAttestationsResponse* resp) {
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Audit(),
+                  {"audit.attestations", "case", req->case_id(), "audit", ""})) {
+    return call.reactor();
+  }
+  if (req->case_id().empty()) {
+    return call.Refuse(absl::InvalidArgumentError("name the case (--case)"));
+  }
+  AccessLog::Query q;
+  q.case_id = req->case_id();
+  q.action = "downstream.access";
+  q.limit = req->page_size() == 0 ? 100 : std::min<uint32_t>(req->page_size(), 1000);
+  if (!req->page_token().empty() && !absl::SimpleAtoi(req->page_token(), &q.before_index)) {
+    return call.Refuse(absl::InvalidArgumentError("bad page token"));
+  }
+  auto hits = log_->Find(q);
+  if (!hits.ok()) return call.Refuse(hits.status());
+  // The case asked about, as a refusal would record it: a typed name never.
+  call.event().set_resource_id(IdForLedger(req->case_id()));
+  call.event().set_case_id(IdForLedger(req->case_id()));
+  return call.Allow(nullptr, [resp, hits = *std::move(hits), limit = q.limit](uint64_t) {
+    for (const auto& h : hits) {
+      v1::StoredAttestation* a = resp->add_attestations();
+      a->set_envelope(h.event.attestation());
+      a->set_ledger_index(h.index);
+      *a->mutable_event() = h.event;
+      a->mutable_event()->clear_attestation();
+    }
+    if (hits.size() >= limit) resp->set_next_page_token(std::to_string(hits.back().index));
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::ProveDownstream(grpc::CallbackServerContext* ctx,
+                                                            const v1::ProveDownstreamRequest* req,
+                                                            v1::InclusionProofResponse* resp) {
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(
+          *identity_, ctx, Audit(),
+          {"audit.prove_downstream", "ledger", std::to_string(req->index()), "audit", ""})) {
+    return call.reactor();
+  }
+  if (auto st = CheckMember(*identity_, req->org()); !st.ok()) return call.Refuse(st);
+  call.event().set_peer_org(req->org());
+  if (!downstream_.prove) {
+    return call.Refuse(absl::UnimplementedError("this node does not fetch peers' proofs"));
+  }
+  auto prove = downstream_.prove;
+  const std::string org = req->org();
+  const uint64_t index = req->index();
+  return call.Allow(
+      nullptr,
+      [resp, prove, org, index](uint64_t) {
+        auto proof = prove(org, index);
+        if (!proof.ok()) return ToGrpcStatus(proof.status());
+        *resp = *std::move(proof);
+        return grpc::Status::OK;
+      },
+      bulk_);
+}
+
+grpc::ServerUnaryReactor* AuditServiceImpl::Reconcile(grpc::CallbackServerContext* ctx,
+                                                      const v1::ReconcileRequest* req,
+                                                      v1::ReconcileResponse* resp) {
+  AuditedCall call(log_, ctx->DefaultReactor());
+  if (!call.Begin(*identity_, ctx, Audit(), {"audit.reconcile", "ledger", "", "audit", ""})) {
+    return call.reactor();
+  }
+  if (auto st = CheckMember(*identity_, req->peer()); !st.ok()) return call.Refuse(st);
+  call.event().set_peer_org(req->peer());
+  if (!downstream_.reconcile) {
+    return call.Refuse(absl::UnimplementedError("this node does not reconcile with peers"));
+  }
+  auto reconcile = downstream_.reconcile;
+  const std::string peer = req->peer();
+  return call.Allow(
+      nullptr,
+      [resp, reconcile, peer](uint64_t) {
+        auto out = reconcile(peer);
+        if (!out.ok()) return ToGrpcStatus(out.status());
+        *resp = *std::move(out);
+        return grpc::Status::OK;
+      },
+      bulk_);
+}
+
 void AuditServiceImpl::WaitForStreams() {
   while (live_streams_.load() > 0) absl::SleepFor(absl::Milliseconds(1));
 }

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/time/time.h"
 #include "corridor/v1/case.grpc.pb.h"
@@ -57,6 +58,18 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   // requests are refused.
   using CosignedSource = std::function<absl::Status(uint32_t k, v1::CheckpointResponse* resp)>;
   void set_cosigned(CosignedSource cosigned) { cosigned_ = std::move(cosigned); }
+  // What the audit layer asks of the federation layer for the downstream
+  // calls (server/federation/attestations.h): a peer's proof of an entry it
+  // attested to this node, and a reconciliation with a peer. Both may block on
+  // a peer call (they run on the bulk executor). Unset: those calls fail
+  // UNIMPLEMENTED. Set once at start, before serving.
+  struct DownstreamHooks {
+    std::function<absl::StatusOr<v1::InclusionProofResponse>(const std::string& org,
+                                                             uint64_t index)>
+        prove;
+    std::function<absl::StatusOr<v1::ReconcileResponse>(const std::string& peer)> reconcile;
+  };
+  void set_downstream(DownstreamHooks hooks) { downstream_ = std::move(hooks); }
 
   grpc::ServerUnaryReactor* QueryEvents(grpc::CallbackServerContext* ctx,
                                         const v1::QueryEventsRequest* req,
@@ -75,6 +88,15 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
                                        v1::GetEntriesResponse* resp) override;
   grpc::ServerWriteReactor<v1::ExportResponse>* Export(grpc::CallbackServerContext* ctx,
                                                        const v1::ExportRequest* req) override;
+  grpc::ServerUnaryReactor* ListAttestations(grpc::CallbackServerContext* ctx,
+                                             const v1::ListAttestationsRequest* req,
+                                             v1::ListAttestationsResponse* resp) override;
+  grpc::ServerUnaryReactor* ProveDownstream(grpc::CallbackServerContext* ctx,
+                                            const v1::ProveDownstreamRequest* req,
+                                            v1::InclusionProofResponse* resp) override;
+  grpc::ServerUnaryReactor* Reconcile(grpc::CallbackServerContext* ctx,
+                                      const v1::ReconcileRequest* req,
+                                      v1::ReconcileResponse* resp) override;
 
  private:
   const IdentityResolver* identity_;
@@ -84,6 +106,7 @@ class AuditServiceImpl final : public v1::AuditService::CallbackService {
   std::unique_ptr<StreamWatchdog> watchdog_;
   std::atomic<int> live_streams_{0};  // export reactors not yet deleted
   CosignedSource cosigned_;
+  DownstreamHooks downstream_;
 };
 
 }  // namespace corridor

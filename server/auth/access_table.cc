@@ -35,6 +35,19 @@ std::vector<MethodRule> EvidenceRules() {
   };
 }
 
+// Access attestations and reconciliation (docs/federation.md): peers ask for
+// proofs of what was attested to them and for the envelopes exchanged with
+// them; auditors read attestations and ask for both through their node.
+std::vector<MethodRule> DownstreamRules() {
+  return {
+      {"/corridor.v1.PeerService/ProveAccess", true, false, {}},
+      {"/corridor.v1.PeerService/ListExchanged", true, false, {}},
+      {"/corridor.v1.AuditService/ListAttestations", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/ProveDownstream", false, false, {v1::ROLE_AUDITOR}},
+      {"/corridor.v1.AuditService/Reconcile", false, false, {v1::ROLE_AUDITOR}},
+  };
+}
+
 }  // namespace
 
 const std::vector<MethodRule>& MethodRules() {
@@ -90,6 +103,7 @@ const std::vector<MethodRule>& MethodRules() {
   };
   static const bool evidence_added = [] {
     for (auto& r : EvidenceRules()) rules->push_back(std::move(r));
+    for (auto& r : DownstreamRules()) rules->push_back(std::move(r));
     return true;
   }();
   (void)evidence_added;

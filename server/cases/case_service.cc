@@ -186,6 +186,23 @@ grpc::Status AnswerErasure(CaseStore* store, Exchange* exchange, const std::stri
   return grpc::Status::OK;
 }
 
+// What a read of a received case answers when its attestation to the org that
+// referred the case could not be queued.
+grpc::Status Unattested(const absl::Status& why) {
+  log::Error("attestation.unqueued", {{"error", why.message()}});
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "the read was recorded, but the node could not queue the notice it owes the "
+                      "org that referred this case, so it returned nothing; try again later");
+}
+
+// Whether case `c` was received from another org (its reads are attested).
+bool ReceivedFromPeer(const v1::Case& c) {
+  for (const auto& link : c.referrals()) {
+    if (!link.outgoing()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 grpc::ServerUnaryReactor* CaseServiceImpl::CreateCase(grpc::CallbackServerContext* ctx,
@@ -227,10 +244,39 @@ grpc::ServerUnaryReactor* CaseServiceImpl::GetCase(grpc::CallbackServerContext* 
   }
   auto c = ReadableCase(*store_, req->id(), clock_->Now());
   if (!c.ok()) return call.Refuse(c.status());
+  if (attestations_ != nullptr && ReceivedFromPeer(*c)) {
+    return AttestedRead(call, *std::move(c), [resp](const v1::Case& read) { *resp = read; });
+  }
   return call.Allow(nullptr, [resp, c = *std::move(c)](uint64_t) {
     *resp = c;
     return grpc::Status::OK;
   });
+}
+
+grpc::ServerUnaryReactor* CaseServiceImpl::AttestedRead(
+    AuditedCall<>& call, v1::Case c, std::function<void(const v1::Case&)> answer) {
+  // The read is recorded, then attested to the org(s) that referred the case
+  // (docs/federation.md, "Access attestations"), then answered.
+  call.event().set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  v1::AccessEvent ev = call.event();
+  grpc::ServerUnaryReactor* reactor = call.reactor();
+  Attestations* attestations = attestations_;
+  log_->Record(
+      {ev}, nullptr,
+      [reactor, answer, ev, attestations, c = std::move(c)](absl::StatusOr<uint64_t> index) {
+        if (!index.ok()) {
+          reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                       "the node could not record this access in its "
+                                       "ledger, so it returned nothing; try again later"));
+          return;
+        }
+        attestations->Attest(c, ev, *index, [reactor, answer, c](absl::Status st) {
+          if (!st.ok()) return reactor->Finish(Unattested(st));
+          answer(c);
+          reactor->Finish(grpc::Status::OK);
+        });
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* CaseServiceImpl::ListCases(grpc::CallbackServerContext* ctx,
@@ -643,11 +689,12 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
   EvidenceDownload(const IdentityResolver& identity, grpc::CallbackServerContext* ctx,
                    const Rpc& rpc, const v1::GetEvidenceRequest* req, CaseStore* store,
                    AccessLog* log, TransferSlots* slots, StreamWatchdog* watchdog, absl::Time now,
-                   std::atomic<int>* live)
+                   std::atomic<int>* live, Attestations* attestations)
       : LiveStream(live),
         ctx_(ctx),
         store_(store),
         log_(log),
+        attestations_(attestations),
         watchdog_(watchdog),
         case_id_(req->case_id()),
         evidence_id_(req->evidence_id()) {
@@ -693,10 +740,19 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
             "the node could not record this access in its ledger, so it returned nothing"));
         return;
       }
-      watch_->Touch();
-      streaming_ = true;
-      WriteNext();
+      if (attestations_ == nullptr || !ReceivedFromPeer(case_)) return StartStreaming();
+      // A received case's evidence: attested to the org that referred it first.
+      attestations_->Attest(case_, event_, *index, [this](absl::Status st) {
+        if (!st.ok()) return Finish(Unattested(st));
+        StartStreaming();
+      });
     });
+  }
+
+  void StartStreaming() {
+    watch_->Touch();
+    streaming_ = true;
+    WriteNext();
   }
 
   void Refuse(const absl::Status& why) { RecordRefusal(log_, this, event_, why); }
@@ -715,6 +771,7 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
           absl::StrCat("case ", case_id_, " has no evidence ", evidence_id_));
     }
     item_ = *found;
+    case_ = *c;
     if (absl::Status st = ContentHeldHere(*c); !st.ok()) return st;
     if (absl::Status st = Verify(); !st.ok()) {
       log::Error("evidence.corrupt", {{"case", case_id_}, {"evidence", evidence_id_}});
@@ -801,6 +858,7 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
   grpc::CallbackServerContext* ctx_;
   CaseStore* store_;
   AccessLog* log_;
+  Attestations* attestations_;  // null: reads are not attested
   StreamWatchdog* watchdog_;
   StreamWatchdog::Registration* watch_ = nullptr;
   const std::string case_id_, evidence_id_;
@@ -809,6 +867,7 @@ class EvidenceDownload : public grpc::ServerWriteReactor<v1::EvidenceChunk>, pri
   // Between the recorded access and the end of the stream: the watchdog may cut it off.
   std::atomic<bool> streaming_{false};
   v1::EvidenceItem item_;
+  v1::Case case_;  // the item's case, as read for the call
   std::atomic<uint32_t> next_{0};
   v1::EvidenceChunk chunk_;
 };
@@ -825,7 +884,7 @@ grpc::ServerReadReactor<v1::AddEvidenceRequest>* CaseServiceImpl::AddEvidence(
 grpc::ServerWriteReactor<v1::EvidenceChunk>* CaseServiceImpl::GetEvidence(
     grpc::CallbackServerContext* ctx, const v1::GetEvidenceRequest* req) {
   return new EvidenceDownload(*identity_, ctx, Cases(), req, store_, log_, &transfers_,
-                              watchdog_.get(), clock_->Now(), &live_streams_);
+                              watchdog_.get(), clock_->Now(), &live_streams_, attestations_);
 }
 
 void CaseServiceImpl::WaitForStreams() {
@@ -848,6 +907,11 @@ grpc::ServerUnaryReactor* CaseServiceImpl::ListEvidence(grpc::CallbackServerCont
   }
   auto c = ReadableCase(*store_, req->case_id(), clock_->Now());
   if (!c.ok()) return call.Refuse(c.status());
+  if (attestations_ != nullptr && ReceivedFromPeer(*c)) {
+    return AttestedRead(call, *std::move(c), [resp](const v1::Case& read) {
+      for (const auto& i : read.evidence()) *resp->add_items() = i;
+    });
+  }
   return call.Allow(nullptr, [resp, items = c->evidence()](uint64_t) {
     for (const auto& i : items) *resp->add_items() = i;
     return grpc::Status::OK;

@@ -14,9 +14,11 @@
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/config.pb.h"
 #include "server/audit/access_log.h"
+#include "server/audit/audited_call.h"
 #include "server/auth/identity.h"
 #include "server/common/executor.h"
 #include "server/common/rate_limit.h"
+#include "server/federation/attestations.h"
 #include "server/federation/exchange.h"
 #include "server/store/case_store.h"
 
@@ -40,6 +42,10 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // the receivers of its referrals to erase their copies. Set once at start,
   // before serving.
   void set_exchange(Exchange* exchange) { exchange_ = exchange; }
+  // Reads of a case received from another org are attested to that org
+  // (server/federation/attestations.h) before they are answered. Set once at
+  // start, before serving; null: not attested.
+  void set_attestations(Attestations* attestations) { attestations_ = attestations; }
 
   // Waits until every evidence upload and download has ended (its reactor is
   // deleted): gRPC may run a reactor's OnDone after the server's Shutdown has
@@ -77,12 +83,17 @@ class CaseServiceImpl final : public v1::CaseService::CallbackService {
   // after its key could not be destroyed). Call under the case lock.
   absl::StatusOr<std::unique_ptr<ledger::Mutation>> PrepareErasure(
       const std::string& id, std::vector<v1::AccessEvent>* events);
+  // GetCase or ListEvidence of received case `c`: records the read, attests
+  // it, then fills the response with `answer` and answers.
+  grpc::ServerUnaryReactor* AttestedRead(AuditedCall<>& call, v1::Case c,
+                                         std::function<void(const v1::Case&)> answer);
 
   const v1::NodeConfig config_;
   const IdentityResolver* identity_;
   CaseStore* store_;
   AccessLog* log_;
   Exchange* exchange_ = nullptr;
+  Attestations* attestations_ = nullptr;
   // Runs slow follow-up work (destroying an erased case's key) off the
   // completion threads.
   Executor* bulk_;

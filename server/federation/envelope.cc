@@ -8,6 +8,7 @@
 #include "absl/strings/strip.h"
 #include "client/lib/yaml_proto.h"
 #include "ledger/crypto/dsse.h"
+#include "server/common/edge.h"
 #include "server/federation/evidence_policy.h"
 #include "server/federation/referral_policy.h"
 
@@ -262,22 +263,55 @@ absl::Status VerifySpeaksForSender(const v1::EnvelopePayload& p, const EnvelopeC
       }
       return absl::OkStatus();
     }
-    case v1::EnvelopePayload::kErasureRequest:
-      // Names ids only; the receiver acts only on a referral it received from the sender.
-      return absl::OkStatus();
-    case v1::EnvelopePayload::kErasureOutcome:
-      // Names ids only; the sender of the request checks it against what it sent.
-      return absl::OkStatus();
+    case v1::EnvelopePayload::kErasureRequest:   // the receiver acts only on a referral
+    case v1::EnvelopePayload::kErasureOutcome:   // it received; the sender checks outcomes
+      return absl::OkStatus();                   // against what it sent: ids only either way
     case v1::EnvelopePayload::kEvidenceRequest:  // the asker and approver are the sender's
       return ValidateEvidenceRequestBody(p.evidence_request(), sender);
     case v1::EnvelopePayload::kEvidenceDecision:
       return ValidateEvidenceDecisionBody(p.evidence_decision(), sender);
+    case v1::EnvelopePayload::kAccessAttestation:
+      return ValidateAccessAttestationBody(p.access_attestation(), sender);
     case v1::EnvelopePayload::BODY_NOT_SET:
       break;
   }
   return absl::InvalidArgumentError(
       absl::StrCat("this node has no rules for the envelope's body (field ",
                    static_cast<int>(p.body_case()), ") and does not apply it"));
+}
+
+absl::Status ValidateAccessAttestationBody(const v1::AccessAttestation& a,
+                                           const std::string& sender) {
+  // Names the field, never its value (the refusal is recorded).
+  auto bad = [](absl::string_view field, absl::string_view rule) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("access attestation: ", field, " must be ", rule));
+  };
+  for (const auto& [field, id] :
+       {std::pair<absl::string_view, const std::string*>{"referral_id", &a.referral_id()},
+        {"origin_case_id", &a.origin_case_id()},
+        {"sender_case_id", &a.sender_case_id()},
+        {"resource_id", &a.resource_id()}}) {
+    if (!ValidateIdentifier(field, *id).ok()) return bad(field, "an identifier");
+  }
+  if (!IsPrincipalOf(absl::StrCat(sender, "/", a.subject()), sender) || a.subject() == "node") {
+    return bad("subject", "\"user/<name>\", a staff account of the sending org");
+  }
+  if (a.roles_size() > 8) return bad("roles", "at most 8 roles");
+  for (int r : a.roles()) {
+    if (!v1::Role_IsValid(r) || r == v1::ROLE_UNSPECIFIED) return bad("roles", "known roles");
+  }
+  const bool case_read =
+      (a.action() == "case.get" || a.action() == "evidence.list") && a.resource_kind() == "case";
+  const bool evidence_read = a.action() == "evidence.get" && a.resource_kind() == "evidence";
+  if (!case_read && !evidence_read) {
+    return bad("action",
+               "\"case.get\" or \"evidence.list\" (resource_kind case) or "
+               "\"evidence.get\" (evidence)");
+  }
+  if (!ValidatePurposeCode(a.purpose()).ok()) return bad("purpose", "a purpose code");
+  if (a.time_unix_micros() <= 0) return bad("time_unix_micros", "a time after 1970");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,

@@ -79,6 +79,13 @@ absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,
                                                    const std::string& agreement,
                                                    const EnvelopeContext& ctx);
 
+// InvalidArgument naming the first field of access attestation `a` from
+// `sender` that is not as docs/federation.md ("Access attestations") says:
+// ids are identifiers, the subject "user/<name>", roles known, the action one
+// of the two reads, the purpose a code, the time set. Never quotes a value.
+absl::Status ValidateAccessAttestationBody(const v1::AccessAttestation& a,
+                                           const std::string& sender);
+
 // SHA-256 of the payload bytes: what receipts and ledger entries name.
 std::string EnvelopeDigest(const v1::Envelope& envelope);
 

@@ -63,7 +63,8 @@ std::string OutboxAad(const std::string& envelope_id) { return "outbox/" + envel
 constexpr char kErasureRequestKind[] = "erasure-request";
 constexpr char kErasureOutcomeKind[] = "erasure-outcome";
 bool CarriesPersonalData(const std::string& kind) {
-  return kind != kErasureRequestKind && kind != kErasureOutcomeKind;
+  return kind != kErasureRequestKind && kind != kErasureOutcomeKind &&
+         kind != kAccessAttestationKind;
 }
 // The receiver's rule for erasure requests (docs/federation.md, "Erasure"): a
 // received case is held for proceedings, and kept, while the latest of its
@@ -1411,7 +1412,7 @@ EnvelopeContext Exchange::ReceiverContext(const std::string& sender,
 }
 
 Exchange::Applied Exchange::ApplyBody(const v1::Envelope& envelope, const v1::EnvelopePayload& p) {
-  if (handles_body_ && handles_body_(p)) return apply_body_(p);
+  if (handles_body_ && handles_body_(p)) return apply_body_(envelope, p);
   if (p.has_evidence_request() || p.has_evidence_decision()) {
     return Applied{}.Refused(absl::FailedPreconditionError("this node takes no evidence requests"));
   }
@@ -1421,8 +1422,9 @@ Exchange::Applied Exchange::ApplyBody(const v1::Envelope& envelope, const v1::En
   return ApplyLinkChange(envelope, p);
 }
 
-void Exchange::SetBodyHandler(std::function<bool(const v1::EnvelopePayload&)> handles,
-                              std::function<Applied(const v1::EnvelopePayload&)> apply) {
+void Exchange::SetBodyHandler(
+    std::function<bool(const v1::EnvelopePayload&)> handles,
+    std::function<Applied(const v1::Envelope&, const v1::EnvelopePayload&)> apply) {
   handles_body_ = std::move(handles);
   apply_body_ = std::move(apply);
 }

@@ -61,6 +61,9 @@ namespace corridor {
 
 inline constexpr char kOutboxFamily[] = "outbox";
 inline constexpr char kReceivedFamily[] = "envelopes_in";
+// The outbox kind of an access attestation (docs/federation.md, "Access
+// attestations"): ids and codes only, stored unsealed, never cancelled by an erasure.
+inline constexpr char kAccessAttestationKind[] = "access-attestation";
 // (referral id, peer org) → local case id; docs/federation.md, "Referral index".
 inline constexpr char kReferralIndexFamily[] = "referrals";
 
@@ -215,11 +218,14 @@ class Exchange {
   };
 
   // Applies received bodies of the kinds `handles` accepts (evidence requests
-  // and decisions: server/federation/evidence_requests.h) with `apply`, which
-  // holds `p`'s case lock in what it returns and leaves the receive entry to
-  // the exchange. Set once, before Start.
-  void SetBodyHandler(std::function<bool(const v1::EnvelopePayload&)> handles,
-                      std::function<Applied(const v1::EnvelopePayload&)> apply);
+  // and decisions: server/federation/evidence_requests.h; access
+  // attestations: attestations.h) with `apply`, given the envelope as
+  // received and its verified payload `p`; it holds `p`'s case lock in what
+  // it returns, if it needs one, and leaves the receive entry to the
+  // exchange. Set once, before Start.
+  void SetBodyHandler(
+      std::function<bool(const v1::EnvelopePayload&)> handles,
+      std::function<Applied(const v1::Envelope&, const v1::EnvelopePayload&)> apply);
   // The PeerService stub for `org`'s node (one channel per peer, shared with
   // delivery); null if `org` is not in the roster in force.
   std::shared_ptr<v1::PeerService::Stub> PeerStub(const std::string& org) { return StubFor(org); }
@@ -418,7 +424,7 @@ class Exchange {
   // given up for failed.
   std::map<std::string, absl::Time> erasing_ ABSL_GUARDED_BY(mu_);
   std::function<bool(const v1::EnvelopePayload&)> handles_body_;
-  std::function<Applied(const v1::EnvelopePayload&)> apply_body_;
+  std::function<Applied(const v1::Envelope&, const v1::EnvelopePayload&)> apply_body_;
   std::thread thread_;
 };
 

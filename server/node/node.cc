@@ -31,6 +31,7 @@
 #include "server/auth/tls_trust.h"
 #include "server/cases/case_service.h"
 #include "server/common/executor.h"
+#include "server/federation/attestations.h"
 #include "server/federation/evidence_requests.h"
 #include "server/federation/evidence_service.h"
 #include "server/federation/exchange.h"
@@ -176,9 +177,9 @@ class NodeServices {
  public:
   NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
                AccessLog* log, PeerProber* prober, Exchange* exchange, RosterInForce* roster,
-               EvidenceRequests* evidence, Witness* witness)
+               EvidenceRequests* evidence, Witness* witness, Attestations* attestations)
       : node_(config, identity, log, prober, roster, witness),
-        peer_(config, identity, log, exchange, roster, evidence, witness) {}
+        peer_(config, identity, log, exchange, roster, evidence, witness, attestations) {}
 
   class NodeServiceImpl final : public v1::NodeService::CallbackService {
    public:
@@ -261,14 +262,15 @@ class NodeServices {
    public:
     PeerServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
                     AccessLog* log, Exchange* exchange, RosterInForce* roster,
-                    EvidenceRequests* evidence, Witness* witness)
+                    EvidenceRequests* evidence, Witness* witness, Attestations* attestations)
         : config_(config),
           identity_(std::move(identity)),
           log_(log),
           exchange_(exchange),
           roster_(roster),
           evidence_(evidence),
-          witness_(witness) {}
+          witness_(witness),
+          attestations_(attestations) {}
 
     grpc::ServerUnaryReactor* GetCheckpoint(grpc::CallbackServerContext* ctx,
                                             const v1::PeerCheckpointRequest* req,
@@ -363,6 +365,52 @@ class NodeServices {
       return reactor;
     }
 
+    // Proofs of reads attested to the caller (server/federation/attestations.h).
+    grpc::ServerUnaryReactor* ProveAccess(grpc::CallbackServerContext* ctx,
+                                          const v1::ProveAccessRequest* req,
+                                          v1::InclusionProofResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      v1::AccessEvent ev;
+      auto caller = Begin(*identity_, ctx, reactor, log_, Rpc::Served<v1::PeerService>(),
+                          {"peer.prove", "ledger", std::to_string(req->index()), "audit", ""}, &ev);
+      if (!caller) return reactor;
+      ev.set_peer_org(caller->org);
+      auto proof = attestations_->ProveAccess(caller->org, req->index());
+      if (!proof.ok()) {
+        RecordRefusal(log_, reactor, ev, proof.status());
+        return reactor;
+      }
+      ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+      RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, p = *std::move(proof)](uint64_t) {
+        *resp = p;
+        return grpc::Status::OK;
+      });
+      return reactor;
+    }
+
+    // The envelopes this node recorded exchanging with the caller (reconciliation).
+    grpc::ServerUnaryReactor* ListExchanged(grpc::CallbackServerContext* ctx,
+                                            const v1::ListExchangedRequest* req,
+                                            v1::ListExchangedResponse* resp) override {
+      auto* reactor = ctx->DefaultReactor();
+      v1::AccessEvent ev;
+      auto caller = Begin(*identity_, ctx, reactor, log_, Rpc::Served<v1::PeerService>(),
+                          {"peer.exchanged", "ledger", "", "audit", ""}, &ev);
+      if (!caller) return reactor;
+      ev.set_peer_org(caller->org);
+      auto page = attestations_->ListExchanged(caller->org, *req);
+      if (!page.ok()) {
+        RecordRefusal(log_, reactor, ev, page.status());
+        return reactor;
+      }
+      ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+      RecordThenFinish(log_, reactor, {ev}, nullptr, [resp, p = *std::move(page)](uint64_t) {
+        *resp = p;
+        return grpc::Status::OK;
+      });
+      return reactor;
+    }
+
    private:
     const v1::NodeConfig config_;
     std::shared_ptr<IdentityResolver> identity_;
@@ -371,6 +419,7 @@ class NodeServices {
     RosterInForce* roster_;
     EvidenceRequests* evidence_;
     Witness* witness_;
+    Attestations* attestations_;
   };
 
   NodeServiceImpl node_;
@@ -711,7 +760,7 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
   if (auto st = MakeWitness(config, clock); !st.ok()) return st;
   services_ = std::make_unique<NodeServices>(config, identity_, access_log_.get(), prober_.get(),
                                              exchange_.get(), roster_.get(), evidence_.get(),
-                                             witness_.get());
+                                             witness_.get(), attestations_.get());
   return absl::OkStatus();
 }
 
@@ -739,9 +788,23 @@ void Node::StartEvidence(const v1::NodeConfig& config, const Clock* clock) {
       config, identity_, exchange_.get(), case_store_.get(), access_log_.get(), store_->db(),
       store_->families().at(kEvidenceRequestsFamily), clock);
   EvidenceRequests* evidence = evidence_.get();
-  exchange_->SetBodyHandler(&EvidenceRequests::Handles, [evidence](const v1::EnvelopePayload& p) {
-    return evidence->Apply(p);
-  });
+  attestations_ =
+      std::make_unique<Attestations>(config, exchange_.get(), case_store_.get(), access_log_.get());
+  Attestations* attestations = attestations_.get();
+  exchange_->SetBodyHandler(
+      [](const v1::EnvelopePayload& p) {
+        return EvidenceRequests::Handles(p) || Attestations::Handles(p);
+      },
+      [evidence, attestations](const v1::Envelope& envelope, const v1::EnvelopePayload& p) {
+        if (Attestations::Handles(p)) return attestations->Apply(envelope, p);
+        return evidence->Apply(p);
+      });
+  case_service_->set_attestations(attestations);
+  audit_service_->set_downstream(
+      {[attestations](const std::string& org, uint64_t index) {
+         return attestations->ProveDownstream(org, index);
+       },
+       [attestations](const std::string& peer) { return attestations->Reconcile(peer); }});
   evidence_service_ = std::make_unique<EvidenceServiceImpl>(
       identity_.get(), evidence, exchange_.get(), access_log_.get(), bulk_.get());
 }

@@ -33,6 +33,7 @@ class HealthServiceImpl;
 class ReflectionService;
 class ReferralServiceImpl;
 class EvidenceRequests;
+class Attestations;
 class EvidenceServiceImpl;
 class RosterInForce;
 class NodeServices;
@@ -164,6 +165,7 @@ class Node {
   std::unique_ptr<ReferralServiceImpl> referral_service_;
   std::unique_ptr<EvidenceRequests> evidence_;
   std::unique_ptr<EvidenceServiceImpl> evidence_service_;
+  std::unique_ptr<Attestations> attestations_;
   std::unique_ptr<RosterInForce> roster_;
   std::shared_ptr<IdentityResolver> identity_;
   std::unique_ptr<PeerProber> prober_;
