@@ -20,11 +20,14 @@ cd "$(dirname "$0")/../.."
 
 BUILD=${CORRIDOR_BUILD_DIR:-build}
 PREFIX=/usr/local
-# The libraries corridord and corridorctl load at run time (Debian bookworm package names;
-# tests/deploy_files_test.cc checks this list against the binaries the build makes).
+# The libraries corridord and corridorctl load at run time (Debian bookworm package names,
+# the same list as deploy/container/Dockerfile's; tests/deploy_files_test.cc checks both
+# against the shared libraries the built binaries load).
 RUNTIME_PACKAGES=(
   libgrpc++1.51 libgrpc29 libprotobuf32 librocksdb7.8 libssl3 libabsl20220623
-  libyaml-cpp0.7 libsystemd0 ca-certificates
+  libyaml-cpp0.7 libsystemd0 libc-ares2 libre2-9 libgflags2.2 libsnappy1v5 liblz4-1
+  libzstd1 libbz2-1.0 zlib1g liblzma5 libcap2 libgcrypt20 libgpg-error0 libstdc++6
+  libgcc-s1 libc6 ca-certificates
 )
 
 if [ "$(id -u)" -ne 0 ]; then
