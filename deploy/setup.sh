@@ -21,6 +21,8 @@ PACKAGES=(
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libssl-dev librocksdb-dev libabsl-dev libyaml-cpp-dev
+  # sd_notify: corridord tells systemd when it serves (deploy/systemd/)
+  libsystemd-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # libFuzzer and sanitizer runtimes for clang

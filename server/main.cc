@@ -1,11 +1,14 @@
 // corridord: the Corridor node. Usage: corridord --config node.yaml [--check-config]
 #include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include <cstring>
 #include <iostream>
 #include <optional>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ledger/base/log.h"
 #include "server/common/grpc_logs.h"
@@ -58,21 +61,46 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
   return args;
 }
 
+// Tells the service manager (systemd, Type=notify) about the node's state:
+// READY=1 once it serves, RELOADING=1 / READY=1 around a reload, STOPPING=1,
+// each with a STATUS= line for `systemctl status`. Does nothing when
+// NOTIFY_SOCKET is unset (not started by systemd) or cannot be reached: the
+// node serves the same either way.
+void NotifyServiceManager(const std::string& state) {
+  sd_notify(/*unset_environment=*/0, state.c_str());
+}
+
+// CLOCK_MONOTONIC in microseconds, as systemd reads MONOTONIC_USEC.
+int64_t MonotonicMicros() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return int64_t{now.tv_sec} * 1000000 + now.tv_nsec / 1000;
+}
+
 // Serves until SIGTERM or SIGINT; SIGHUP reloads what can change at run time
 // (Node::Reload) and refuses, changing nothing, a change that needs a restart.
 void ServeUntilStopped(corridor::Node& node, const std::string& config_path,
-                       const sigset_t& stop_signals) {
+                       const std::string& listen, const sigset_t& stop_signals) {
+  const std::string serving = absl::StrCat("STATUS=serving on ", listen);
+  NotifyServiceManager(absl::StrCat("READY=1\n", serving));
   int sig = 0;
   while (true) {
     sigwait(&stop_signals, &sig);
     if (sig != SIGHUP) break;
+    // MONOTONIC_USEC: systemd 253 and later want it with RELOADING=1; 252 ignores it.
+    NotifyServiceManager(absl::StrCat("RELOADING=1\nSTATUS=reloading ", config_path,
+                                      "\nMONOTONIC_USEC=", MonotonicMicros()));
     if (auto changed = node.Reload(config_path); changed.ok()) {
       corridor::log::Info("node.reloaded", {{"changed", *changed}});
+      NotifyServiceManager(absl::StrCat("READY=1\n", serving, "; last reload applied"));
     } else {
       corridor::log::Error("node.reload_refused", {{"error", changed.status().message()}});
+      NotifyServiceManager(absl::StrCat(
+          "READY=1\n", serving, "; last reload refused, see the log (node.reload_refused)"));
     }
   }
   corridor::log::Info("node.signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  NotifyServiceManager("STOPPING=1\nSTATUS=stopping: finishing calls in flight");
   node.Shutdown(absl::Seconds(10));
 }
 
@@ -120,6 +148,6 @@ int main(int argc, char** argv) {
     std::cerr << "corridord: cannot start: " << node.status().message() << "\n";
     return 1;
   }
-  ServeUntilStopped(**node, args->config_path, stop_signals);
+  ServeUntilStopped(**node, args->config_path, config->listen(), stop_signals);
   return 0;
 }
