@@ -132,7 +132,7 @@ for entry in "${ORGS[@]}"; do
     echo "  admin1: {roles: [admin]}"
     echo "  prosecutor1: {roles: [prosecutor]}"
     echo "  approver1: {roles: [approver]}"
-    echo "limits: {peer_probe_interval_seconds: 2}"
+    echo "limits: {peer_probe_interval_seconds: 2, witness_interval_seconds: 2}"
   } >"$dir/node.yaml"
   "$BIN/corridord" --config "$dir/node.yaml" --check-config
   "$BIN/corridord" --config "$dir/node.yaml" 2>"$dir/corridord.log" &
@@ -232,6 +232,8 @@ MCASE=$(ctl_as ministry-id caseworker1 accept "$REF" --json | sed -n 's/.*"case_
 echo "accepted $REF as the ministry's case $MCASE"
 
 say "10. The ministry acts against the recruiter, and the outcome flows back"
+echo "The ministry's caseworker reads the case; the ministry tells the union so, signed:"
+ctl_as ministry-id caseworker1 case show "$MCASE" --purpose fee-recovery
 ctl_as ministry-id caseworker1 update "$MCASE" --status in-progress --outcome licence-suspended \
   --note "Recruiter licence KEP-123/2019 suspended pending fee refund."
 ctl_as ministry-id caseworker1 update "$MCASE" --outcome fees-refunded --note "IDR 21,000,000 refunded to the worker."
@@ -339,6 +341,33 @@ echo "follow it at once, without a restart:"
 ctl_as union-sg admin1 roster push --in "$DEMO/federation/roster-v2.json"
 cp "$DEMO/federation/roster-v2.json" "$DEMO/federation/roster.json"
 ctl_as union-sg admin1 health --require-peers --wait 60
+
+say "18. An auditor's review: who saw the worker's file, at home and across the border"
+echo "Every node witnesses the others' ledgers and cosigns their checkpoints; the union's"
+echo "checkpoint, vouched for by both other nodes:"
+for _ in $(seq 1 150); do
+  ctl_as union-sg auditor1 audit checkpoint --cosigned 2 --roster "$DEMO/federation/roster.json" \
+    --stewards "$DEMO/federation/stewards.yaml" --threshold 2 >/dev/null 2>&1 && break
+  sleep 0.2
+done
+ctl_as union-sg auditor1 audit checkpoint --cosigned 2 --roster "$DEMO/federation/roster.json" \
+  --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+echo
+echo "Who read the case at the nodes it was referred to, each read attested by that node's key"
+echo "and proved in that node's own ledger:"
+ctl_as union-sg auditor1 audit log --case "$CASE" --downstream --prove \
+  --roster "$DEMO/federation/roster.json" --stewards "$DEMO/federation/stewards.yaml" --threshold 2
+echo
+echo "Both sides hold the same record of every envelope they exchanged:"
+ctl_as union-sg auditor1 audit reconcile --peer ministry-id
+echo
+echo "A court bundle of the case: its whole trail, proved against the cosigned checkpoint,"
+echo "with the receivers' receipts and the other nodes' signed access attestations:"
+ctl_as union-sg auditor1 audit bundle "$CASE" --cosigned 2 --out "$DEMO/$CASE.bundle" \
+  --roster "$DEMO/federation/roster.json" --stewards "$DEMO/federation/stewards.yaml" --threshold 2 >/dev/null
+echo "wrote $DEMO/$CASE.bundle; a court checks it with no node and no network, only the"
+echo "stewards' public keys:"
+"$CTL" audit verify "$DEMO/$CASE.bundle" --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 
 if [ "$KEEP" = 1 ]; then
   say "The federation keeps running"
