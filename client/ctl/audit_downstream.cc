@@ -24,26 +24,6 @@ std::string When(int64_t micros) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMicros(micros), absl::UTCTimeZone());
 }
 
-// Key `key_id` of `org` in the roster, unless revoked.
-absl::StatusOr<Ed25519PublicKey> SigningKeyOf(const v1::Roster& roster, const std::string& org,
-                                              const std::string& key_id) {
-  for (const v1::Member& m : roster.members()) {
-    if (m.org() != org) continue;
-    for (const v1::SigningKey& k : m.signing_keys()) {
-      if (k.key_id() != key_id) continue;
-      if (k.status() == v1::KEY_STATUS_REVOKED) {
-        return absl::PermissionDeniedError(
-            absl::StrCat("it is signed with key ", key_id, ", which the roster lists as revoked"));
-      }
-      auto raw = Base64Decode(k.public_key());
-      if (!raw.ok()) return raw.status();
-      return Ed25519PublicKey::FromRaw(*raw);
-    }
-    return absl::NotFoundError(absl::StrCat("the roster lists no key ", key_id, " of ", org));
-  }
-  return absl::NotFoundError(absl::StrCat(org, " is not in the roster"));
-}
-
 // The attestation in `stored`, its signature checked with its sender's roster
 // key (verify before parse), naming case `case_id` and the org of the entry
 // that recorded it. DataLoss saying why not.
@@ -60,7 +40,7 @@ absl::StatusOr<v1::EnvelopePayload> OpenAttestation(const v1::StoredAttestation&
     return fail("it is not a signed envelope");
   }
   const std::string& org = stored.event().peer_org();
-  auto key = SigningKeyOf(roster, org, env.signatures(0).keyid());
+  auto key = MemberSigningKey(roster, org, env.signatures(0).keyid());
   if (!key.ok()) return fail(key.status().message());
   if (!key->Verify(DssePae(env.payload_type(), env.payload()), env.signatures(0).sig())) {
     return fail(absl::StrCat("its signature is not ", org, "'s"));

@@ -12,6 +12,7 @@
 #include "client/ctl/audit_witness.h"
 #include "client/ctl/command.h"
 #include "client/ctl/display.h"
+#include "client/ctl/ledger_keys.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/case.pb.h"
 #include "corridor/v1/federation.pb.h"
@@ -122,25 +123,6 @@ std::string Time(int64_t unix_micros) {
                           absl::UTCTimeZone());
 }
 
-// `org`'s key `key_id` from the roster, unless revoked.
-absl::StatusOr<Ed25519PublicKey> MemberKey(const v1::Roster& roster, const std::string& org,
-                                           const std::string& key_id) {
-  for (const v1::Member& m : roster.members()) {
-    if (m.org() != org) continue;
-    for (const v1::SigningKey& k : m.signing_keys()) {
-      if (k.key_id() != key_id) continue;
-      if (k.status() != v1::KEY_STATUS_ACTIVE && k.status() != v1::KEY_STATUS_RETIRED)
-        return absl::PermissionDeniedError(
-            absl::StrCat("signed with ", org, "'s revoked key ", key_id));
-      auto raw = Base64Decode(k.public_key());
-      if (!raw.ok()) return raw.status();
-      return Ed25519PublicKey::FromRaw(*raw);
-    }
-    return absl::NotFoundError(absl::StrCat("the roster lists no key ", key_id, " of ", org));
-  }
-  return absl::NotFoundError(absl::StrCat(org, " is not in the roster"));
-}
-
 // The checkpoint, opened with the org's keys from the roster; says who signed
 // and cosigned it.
 absl::StatusOr<note::Checkpoint> CheckCheckpoint(const CaseBundle& b, const v1::Roster& roster,
@@ -208,7 +190,7 @@ absl::Status CheckReceipt(const v1::AccessEvent& e, const v1::Roster& roster,
   v1::ReceiptBody body;
   if (!r.ParseFromString(e.peer_receipt()) || !body.ParseFromString(r.body()))
     return Fails(part, "its receipt is malformed");
-  auto key = MemberKey(roster, e.peer_org(), r.key_id());
+  auto key = MemberSigningKey(roster, e.peer_org(), r.key_id());
   if (!key.ok()) return Fails(part, absl::StrCat("its receipt: ", key.status().message()));
   if (!key->Verify(absl::StrCat(kReceiptContext, r.body()), r.signature()))
     return Fails(part,
@@ -235,7 +217,7 @@ absl::Status CheckAttestation(const v1::AccessEvent& e, const v1::Roster& roster
       !p.ParseFromString(env.payload()) || !p.has_access_attestation()) {
     return Fails(part, "its attestation is malformed");
   }
-  auto key = MemberKey(roster, e.peer_org(), env.signatures(0).keyid());
+  auto key = MemberSigningKey(roster, e.peer_org(), env.signatures(0).keyid());
   if (!key.ok()) return Fails(part, absl::StrCat("its attestation: ", key.status().message()));
   if (env.signatures(0).keyid() != p.key_id() ||
       !key->Verify(DssePae(env.payload_type(), env.payload()), env.signatures(0).sig())) {

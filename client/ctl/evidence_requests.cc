@@ -626,32 +626,12 @@ absl::StatusOr<v1::AccessEvent> VerifiedEntry(const v1::CustodyEvent& ev,
   return e;
 }
 
-// The key `key_id` of `org` in the roster, unless revoked.
-absl::StatusOr<Ed25519PublicKey> HolderKey(const v1::Roster& roster, const std::string& org,
-                                           const std::string& key_id) {
-  for (const v1::Member& m : roster.members()) {
-    if (m.org() != org) continue;
-    for (const v1::SigningKey& k : m.signing_keys()) {
-      if (k.key_id() != key_id) continue;
-      if (k.status() == v1::KEY_STATUS_REVOKED) {
-        return absl::PermissionDeniedError(
-            absl::StrCat("it is signed with key ", key_id, ", which the roster lists as revoked"));
-      }
-      auto raw = Base64Decode(k.public_key());
-      if (!raw.ok()) return raw.status();
-      return Ed25519PublicKey::FromRaw(*raw);
-    }
-    return absl::NotFoundError(absl::StrCat("the roster lists no key ", key_id, " of ", org));
-  }
-  return absl::NotFoundError(absl::StrCat(org, " is not in the roster"));
-}
-
 // The holder's receipt on a fetch entry `e`, checked against the holder's key
 // in `roster` (the holder is the entry's peer org): signature first, then
 // that it names the holder and the bytes the entry recorded.
 absl::StatusOr<std::string> CheckReceipt(const v1::FetchReceipt& r, const v1::AccessEvent& e,
                                          const v1::Roster& roster) {
-  auto key = HolderKey(roster, e.peer_org(), r.key_id());
+  auto key = MemberSigningKey(roster, e.peer_org(), r.key_id());
   if (!key.ok()) return key.status();
   if (!key->Verify(absl::StrCat(kReceiptContext, r.body()), r.signature()))
     return absl::PermissionDeniedError("its signature does NOT verify");

@@ -138,4 +138,23 @@ std::string OrgOfCertificate(const Args& args) {
   return "";
 }
 
+absl::StatusOr<Ed25519PublicKey> MemberSigningKey(const v1::Roster& roster, const std::string& org,
+                                                  const std::string& key_id) {
+  for (const v1::Member& m : roster.members()) {
+    if (m.org() != org) continue;
+    for (const v1::SigningKey& k : m.signing_keys()) {
+      if (k.key_id() != key_id) continue;
+      if (k.status() == v1::KEY_STATUS_REVOKED) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("it is signed with key ", key_id, ", which the roster lists as revoked"));
+      }
+      auto raw = Base64Decode(k.public_key());
+      if (!raw.ok()) return raw.status();
+      return Ed25519PublicKey::FromRaw(*raw);
+    }
+    return absl::NotFoundError(absl::StrCat("the roster lists no key ", key_id, " of ", org));
+  }
+  return absl::NotFoundError(absl::StrCat(org, " is not in the roster"));
+}
+
 }  // namespace corridor::ctl

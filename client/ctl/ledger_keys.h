@@ -15,6 +15,7 @@
 #include "client/ctl/args.h"
 #include "corridor/v1/roster.pb.h"
 #include "google/protobuf/repeated_ptr_field.h"
+#include "ledger/crypto/crypto.h"
 #include "ledger/merkle.h"
 #include "ledger/note.h"
 
@@ -66,6 +67,12 @@ absl::StatusOr<OpenedCheckpoint> OpenCheckpointWithAny(const Args& args,
 // holds a malformed hash" if one is not 32 bytes.
 absl::StatusOr<std::vector<merkle::Hash>> ProofHashes(
     const google::protobuf::RepeatedPtrField<std::string>& proof);
+
+// The signing key `key_id` of member `org` in `roster`, to check something
+// that org signed (a receipt, an attestation); PermissionDenied if the roster
+// lists it as revoked, NotFound if it lists no such key or org.
+absl::StatusOr<Ed25519PublicKey> MemberSigningKey(const v1::Roster& roster, const std::string& org,
+                                                  const std::string& key_id);
 
 // The org a user certificate (--cert or CORRIDOR_CERT) names in its SPIFFE ID
 // (spiffe://FEDERATION/ORG/user/NAME); "" if there is none or it cannot be read.
