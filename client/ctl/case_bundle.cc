@@ -1,7 +1,9 @@
 #include "client/ctl/case_bundle.h"
 
 #include <algorithm>
+#include <set>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -24,6 +26,8 @@ namespace corridor::ctl {
 namespace {
 
 constexpr char kReceiptContext[] = "corridor-receipt/v1\n";
+// Every envelope's DSSE payload type (docs/federation.md).
+constexpr char kEnvelopePayloadType[] = "application/vnd.corridor.envelope.v1+protobuf";
 // Case ids and org ids as nodes write them: short, printable, no spaces.
 constexpr size_t kMaxIdBytes = 128;
 
@@ -123,6 +127,39 @@ std::string Time(int64_t unix_micros) {
                           absl::UTCTimeZone());
 }
 
+// Every signature line on the checkpoint note is either the org's (a key the
+// roster lists for it) or a cosignature by another member's witness key, and
+// verifies; no line appears twice. A line nobody can check is refused, so
+// what the file carries is exactly what was checked.
+absl::Status CheckEverySignatureLine(const CaseBundle& b, const v1::Roster& roster,
+                                     const note::Note& n) {
+  std::set<std::pair<std::string, uint32_t>> verified, seen;
+  for (const v1::Member& m : roster.members()) {
+    for (const v1::SigningKey& k : m.signing_keys()) {
+      auto key = MemberSigningKey(roster, m.org(), k.key_id());
+      if (!key.ok()) continue;
+      const bool own = m.org() == b.org;
+      const note::Verifier v{absl::StrCat(roster.federation(), "/", m.org()),
+                             static_cast<uint8_t>(own ? 0x01 : 0x04), *key};
+      if (own ? note::VerifyNote(n, v).ok() : note::VerifyCosignature(n, v).ok()) {
+        verified.insert({v.name, v.key_id()});
+      }
+    }
+  }
+  for (const note::Signature& sig : n.signatures) {
+    if (!seen.insert({sig.name, sig.key_id}).second) {
+      return Fails("the checkpoint",
+                   absl::StrCat("it carries two signature lines by ", Printable(sig.name)));
+    }
+    if (!verified.count({sig.name, sig.key_id})) {
+      return Fails("the checkpoint",
+                   absl::StrCat("its signature line by ", Printable(sig.name),
+                                " does not verify with any key the roster lists"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The checkpoint, opened with the org's keys from the roster; says who signed
 // and cosigned it.
 absl::StatusOr<note::Checkpoint> CheckCheckpoint(const CaseBundle& b, const v1::Roster& roster,
@@ -139,8 +176,9 @@ absl::StatusOr<note::Checkpoint> CheckCheckpoint(const CaseBundle& b, const v1::
     out << "  checkpoint: " << Printable(cp->origin) << " at size " << cp->size << ", signed by "
         << Printable(b.org) << "'s key " << Printable(v.ToString()) << "\n";
     auto n = note::ParseNote(b.checkpoint);
-    const std::vector<std::string> cosigners =
-        n.ok() ? VerifiedCosigners(roster, b.org, *n) : std::vector<std::string>();
+    if (!n.ok()) return Fails("the checkpoint", "not a signed note");
+    if (auto st = CheckEverySignatureLine(b, roster, *n); !st.ok()) return st;
+    const std::vector<std::string> cosigners = VerifiedCosigners(roster, b.org, *n);
     out << "  cosigned by " << cosigners.size() << " peers"
         << (cosigners.empty()
                 ? ""
@@ -209,8 +247,8 @@ absl::Status CheckReceipt(const v1::AccessEvent& e, const v1::Roster& roster,
 // DSSE envelope signed by a key of the entry's peer org, whose access
 // attestation is about this case and says what the entry says.
 absl::Status CheckAttestation(const v1::AccessEvent& e, const v1::Roster& roster,
-                              const std::string& case_id, absl::string_view part,
-                              std::ostream& out) {
+                              const std::string& case_id, const std::string& recipient,
+                              absl::string_view part, std::ostream& out) {
   v1::Envelope env;
   v1::EnvelopePayload p;
   if (!env.ParseFromString(e.attestation()) || env.signatures_size() != 1 ||
@@ -219,6 +257,9 @@ absl::Status CheckAttestation(const v1::AccessEvent& e, const v1::Roster& roster
   }
   auto key = MemberSigningKey(roster, e.peer_org(), env.signatures(0).keyid());
   if (!key.ok()) return Fails(part, absl::StrCat("its attestation: ", key.status().message()));
+  if (env.payload_type() != kEnvelopePayloadType || p.recipient_org() != recipient) {
+    return Fails(part, "its attestation is not an envelope addressed to this org");
+  }
   if (env.signatures(0).keyid() != p.key_id() ||
       !key->Verify(DssePae(env.payload_type(), env.payload()), env.signatures(0).sig())) {
     return Fails(part,
@@ -266,7 +307,8 @@ absl::Status CheckEntries(const CaseBundle& b, const v1::Roster& roster, const n
       if (auto st = CheckReceipt(e, roster, part, receipts); !st.ok()) return st;
     }
     if (e.action() == "downstream.access" && e.outcome() == v1::ACCESS_OUTCOME_ALLOWED) {
-      if (auto st = CheckAttestation(e, roster, b.case_id, part, downstream); !st.ok()) return st;
+      if (auto st = CheckAttestation(e, roster, b.case_id, b.org, part, downstream); !st.ok())
+        return st;
     }
     rows.push_back({std::to_string(be.index), Time(e.time_unix_micros()),
                     e.actor_org() + "/" + e.actor_subject(), e.action(),

@@ -38,9 +38,8 @@ struct CaseBundle {
   std::string org;         // whose ledger the entries are in
   std::string roster;      // the signed roster (DSSE JSON) in force when the bundle was made
   std::string checkpoint;  // the signed checkpoint note, with any cosignature lines
-  std::vector<BundleEntry> entries;       // the case's trail, newest first
-  std::vector<std::string> attestations;  // signed access attestations (DSSE envelopes)
-  std::string end_digest;                 // as read: hex SHA-256 of every line before the end line
+  std::vector<BundleEntry> entries;  // the case's trail, newest first
+  std::string end_digest;            // as read: hex SHA-256 of every line before the end line
 };
 
 // Whether `text` starts like a bundle (else it may be a ledger export).

@@ -66,7 +66,7 @@ v1::AccessEvent DownstreamEvent(const v1::Envelope& envelope, const v1::Envelope
   ev.set_remote_action(a.action());
   ev.set_remote_time_unix_micros(a.time_unix_micros());
   ev.set_remote_case_id(a.sender_case_id());
-  ev.set_attestation(envelope.SerializeAsString());
+  ev.set_attestation(CanonicalEnvelope(envelope).SerializeAsString());
   return ev;
 }
 

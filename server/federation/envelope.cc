@@ -91,6 +91,26 @@ v1::Envelope SignEnvelope(const v1::EnvelopePayload& payload, const Ed25519Priva
   return env;
 }
 
+v1::Envelope CanonicalEnvelope(const v1::Envelope& envelope) {
+  v1::Envelope kept;
+  kept.set_payload_type(envelope.payload_type());
+  kept.set_payload(envelope.payload());
+  for (const v1::EnvelopeSignature& sig : envelope.signatures()) {
+    v1::EnvelopeSignature* k = kept.add_signatures();
+    k->set_keyid(sig.keyid());
+    k->set_sig(sig.sig());
+  }
+  return kept;
+}
+
+v1::Receipt CanonicalReceipt(const v1::Receipt& receipt) {
+  v1::Receipt kept;
+  kept.set_body(receipt.body());
+  kept.set_key_id(receipt.key_id());
+  kept.set_signature(receipt.signature());
+  return kept;
+}
+
 std::string EnvelopeDigest(const v1::Envelope& envelope) {
   return DigestBytes(Sha256(envelope.payload()));
 }

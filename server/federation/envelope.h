@@ -86,6 +86,14 @@ absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,
 absl::Status ValidateAccessAttestationBody(const v1::AccessAttestation& a,
                                            const std::string& sender);
 
+// What a node keeps of a peer's signed envelope or receipt in its ledger,
+// which can never be erased: only the fields the signature covers or names
+// (payload type, payload, the one signature; body, key id, signature), never
+// unknown fields a peer appended to the outer message (proto3 keeps them), so
+// a peer cannot make another org's ledger hold bytes of its choosing.
+v1::Envelope CanonicalEnvelope(const v1::Envelope& envelope);
+v1::Receipt CanonicalReceipt(const v1::Receipt& receipt);
+
 // SHA-256 of the payload bytes: what receipts and ledger entries name.
 std::string EnvelopeDigest(const v1::Envelope& envelope);
 

@@ -1,6 +1,7 @@
 #include "server/federation/envelope.h"
 
 #include "absl/time/clock.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "gtest/gtest.h"
 #include "ledger/crypto/dsse.h"
 #include "tests/testing/federation.h"
@@ -48,6 +49,36 @@ class EnvelopeTest : public ::testing::Test {
 TEST_F(EnvelopeTest, GoodEnvelopeVerifies) {
   ASSERT_OK_AND_ASSIGN(v1::EnvelopePayload p, Check(Signed(Payload())));
   EXPECT_EQ(p.referral().referral_id(), "ref-1");
+}
+
+// Adds a field the schema does not know, holding `bytes`, as a peer could.
+void Plant(google::protobuf::Message& m, const std::string& bytes) {
+  m.GetReflection()->MutableUnknownFields(&m)->AddLengthDelimited(99, bytes);
+}
+
+// A peer may append fields the schema does not know to the outer envelope or
+// receipt (proto3 keeps them and no signature covers them): what a node keeps
+// in its ledger must not carry them, whatever they hold.
+TEST_F(EnvelopeTest, WhatTheLedgerKeepsOfAPeersEnvelopeOrReceiptHasNoUnknownFields) {
+  const std::string planted = "Siti Rahayu, passport A1234567";
+  v1::Envelope env = Signed(Payload());
+  Plant(env, planted);
+  Plant(*env.mutable_signatures(0), planted);
+  ASSERT_OK(Check(env).status());  // the signature covers only the payload
+  const v1::Envelope kept = CanonicalEnvelope(env);
+  EXPECT_EQ(kept.SerializeAsString().find(planted), std::string::npos);
+  EXPECT_EQ(EnvelopeDigest(kept), EnvelopeDigest(env));
+  ASSERT_OK(Check(kept).status());
+
+  v1::ReceiptBody body;
+  body.set_envelope_id("env-1");
+  v1::Receipt receipt = SignReceipt(body, "union-sg-1", fed_.org("union-sg").signing);
+  Plant(receipt, planted);
+  const v1::Receipt kept_receipt = CanonicalReceipt(receipt);
+  EXPECT_EQ(kept_receipt.SerializeAsString().find(planted), std::string::npos);
+  EXPECT_EQ(kept_receipt.body(), receipt.body());
+  EXPECT_EQ(kept_receipt.signature(), receipt.signature());
+  EXPECT_EQ(kept_receipt.key_id(), receipt.key_id());
 }
 
 TEST_F(EnvelopeTest, EachBadEnvelopeHasItsOwnError) {

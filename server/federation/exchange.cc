@@ -926,7 +926,7 @@ void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxIte
   ev.set_case_id(item.case_id());
   ev.set_peer_org(item.recipient_org());
   ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
-  ev.set_peer_receipt(receipt.SerializeAsString());
+  ev.set_peer_receipt(CanonicalReceipt(receipt).SerializeAsString());
   ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ev.set_reason(absl::StrCat("receipt: ", item.recipient_org(), " ledger index ", receiver_index));
   log_->Record(
