@@ -24,13 +24,19 @@ std::string SizeKey(uint64_t size) {
 }
 
 // The checkpoint note with only the signatures `keep` accepts.
-std::string NoteWith(const note::Note& n, const std::function<bool(const note::Signature&)>& keep) {
-  note::Note out;
-  out.body = n.body;
+// `n`'s body with the first of its signature lines that `verifies` alone, or
+// "" if none does: what is stored of a note a peer handed over, so that a line
+// it added (a second line under a key's name, or one that does not verify)
+// never reaches the checkpoint this node serves.
+std::string OneVerifiedLine(const note::Note& n,
+                            const std::function<bool(const note::Note&)>& verifies) {
   for (const auto& s : n.signatures) {
-    if (keep(s)) out.signatures.push_back(s);
+    note::Note one;
+    one.body = n.body;
+    one.signatures.push_back(s);
+    if (verifies(one)) return note::FormatNote(one);
   }
-  return note::FormatNote(out);
+  return "";
 }
 
 bool SameRoot(const note::Checkpoint& a, const note::Checkpoint& b) { return a.root == b.root; }
@@ -464,10 +470,10 @@ absl::StatusOr<uint32_t> Witness::AddCosignature(const std::string& caller_org,
     return absl::PermissionDeniedError(absl::StrCat(
         "no cosignature on it verifies with a witness key the roster lists for ", caller_org));
   }
-  const std::string ours = NoteWith(
-      *n, [&](const note::Signature& s) { return s.name == own.name && s.key_id == own.key_id(); });
-  const std::string theirs = NoteWith(
-      *n, [&](const note::Signature& s) { return s.name == by->name && s.key_id == by->key_id(); });
+  const std::string ours =
+      OneVerifiedLine(*n, [&](const note::Note& one) { return note::VerifyNote(one, own).ok(); });
+  const std::string theirs = OneVerifiedLine(
+      *n, [&](const note::Note& one) { return note::VerifyCosignature(one, *by).ok(); });
   absl::MutexLock store_lock(&store_mu_);
   rocksdb::WriteBatch batch;
   batch.Put(family_, "ckpt/" + SizeKey(cp->size), ours);
