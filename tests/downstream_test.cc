@@ -22,7 +22,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "client/lib/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "corridor/v1/node.grpc.pb.h"
@@ -30,6 +32,7 @@
 #include "server/federation/envelope.h"
 #include "server/node/config.h"
 #include "tests/testing/ctl_run.h"
+#include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
 #include "tests/testing/nodes.h"
 #include "tests/testing/status_matchers.h"
@@ -245,7 +248,11 @@ TEST_F(DownstreamTest, AttestationsWaitInTheOutboxWhileTheOriginatorIsDownAndArr
   ASSERT_TRUE(nodes_.Start("ministry-id"));
   ASSERT_TRUE(nodes_.Start("union-sg"));
   nodes_.AwaitOutboxSettled("ministry-id");
-  ASSERT_TRUE(Eventually([&] { return Attested(id) == 3; })) << Downstream(id).out;
+  ASSERT_TRUE(Eventually([&] { return Attested(id) == 3; }))
+      << Downstream(id).out << "\nministry-id's outbox:\n"
+      << nodes_.Ctl("ministry-id", {"outbox", "--json"}).out << "\nministry-id's log:\n"
+      << nodes_.process("ministry-id").Log() << "\nunion-sg's log:\n"
+      << nodes_.process("union-sg").Log();
   // Once more after both restart: nothing is delivered twice.
   nodes_.Stop("union-sg", SIGTERM);
   ASSERT_TRUE(nodes_.Start("union-sg"));
@@ -337,28 +344,48 @@ TEST_F(DownstreamTest, ConcurrentReadsAtTheReceiverAreEachAttestedExactlyOnce) {
   auto stub = v1::CaseService::NewStub(ch);
   constexpr int kThreads = 6, kReadsEach = 3, kCtlReads = 2;
   std::atomic<int> ok{0};
+  absl::Mutex mu;
+  std::vector<std::string> failures;  // why a read failed, for the failure message
+  auto failed = [&](std::string why) {
+    absl::MutexLock lock(&mu);
+    failures.push_back(std::move(why));
+  };
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < kReadsEach; ++i) {
         grpc::ClientContext ctx;
-        ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+        // Generous: on a loaded CI machine under a sanitizer twenty attested
+        // reads (two synced commits each) queue behind one another.
+        ctx.set_deadline(
+            absl::ToChronoTime(absl::Now() + testing::ScaledDeadline(absl::Seconds(120))));
         v1::GetCaseRequest req;
         req.set_id(mcase);
         req.set_purpose("case-handling");
         v1::Case c;
-        if (stub->GetCase(&ctx, req, &c).ok()) ++ok;
+        const grpc::Status st = stub->GetCase(&ctx, req, &c);
+        if (st.ok()) {
+          ++ok;
+        } else {
+          failed(absl::StrCat("GetCase: ", st.error_code(), " ", st.error_message()));
+        }
       }
     });
   }
   for (int t = 0; t < kCtlReads; ++t) {
     threads.emplace_back([&] {
-      if (ReadAtMinistry(mcase).exit_code == 0) ++ok;
+      const CommandResult r = ReadAtMinistry(mcase);
+      if (r.exit_code == 0) {
+        ++ok;
+      } else {
+        failed(absl::StrCat("case show: exit ", r.exit_code, " ", r.err));
+      }
     });
   }
   for (auto& t : threads) t.join();
   constexpr int kReads = kThreads * kReadsEach + kCtlReads;
-  ASSERT_EQ(ok.load(), kReads);
+  ASSERT_EQ(ok.load(), kReads) << absl::StrJoin(failures, "\n") << "\nministry-id's log:\n"
+                               << nodes_.process("ministry-id").Log();
   ASSERT_TRUE(Eventually([&] { return Attested(id) == kReads; })) << Downstream(id).out;
   // Every remote index is different: one attestation per read.
   CommandResult r = Downstream(id);

@@ -141,18 +141,11 @@ void Attestations::Attest(const v1::Case& c, const v1::AccessEvent& read, uint64
     auto item =
         exchange_->Enqueue(batch.get(), p, kAccessAttestationKind, c.id(), link.referral_id());
     if (!item.ok()) return done(item.status());
-    v1::AccessEvent ev;
-    ev.set_actor_org(config_.org());
-    ev.set_actor_subject("node");
-    ev.set_action("attestation.send");
-    ev.set_resource_kind("envelope");
-    ev.set_resource_id(p.envelope_id());
-    ev.set_case_id(c.id());
-    ev.set_peer_org(link.peer_org());
+    v1::AccessEvent ev = OutgoingEnvelopeEvent(config_.org(), "attestation.send", p.envelope_id(),
+                                               c.id(), link.peer_org());
     ev.set_agreement(link.agreement());
     ev.set_purpose(link.purpose());
     ev.set_payload_sha256(EnvelopeDigest(item->envelope()));
-    ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
     ev.set_reason(absl::StrCat("attests ledger index ", index, " to ", link.peer_org()));
     events.push_back(std::move(ev));
   }

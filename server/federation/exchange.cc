@@ -22,6 +22,21 @@
 #include "server/store/store.h"
 
 namespace corridor {
+
+v1::AccessEvent OutgoingEnvelopeEvent(const std::string& self_org, const std::string& action,
+                                      const std::string& envelope_id, const std::string& case_id,
+                                      const std::string& peer_org) {
+  v1::AccessEvent ev;
+  ev.set_actor_org(self_org);
+  ev.set_actor_subject("node");
+  ev.set_action(action);
+  ev.set_resource_kind("envelope");
+  ev.set_resource_id(envelope_id);
+  ev.set_case_id(case_id);
+  ev.set_peer_org(peer_org);
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  return ev;
+}
 namespace {
 
 constexpr absl::Duration kEnvelopeLifetime = absl::Hours(24 * 7);
@@ -917,17 +932,10 @@ void Exchange::RecordReceipt(const std::string& org, uint64_t seq, v1::OutboxIte
     batch->Put(kOutboxFamily, CaseUpdateKey(item.case_id(), item.referral_id()),
                absl::StrCat(static_cast<int>(v1::REFERRAL_STATE_DELIVERED)));
   }
-  v1::AccessEvent ev;
-  ev.set_actor_org(config_.org());
-  ev.set_actor_subject("node");
-  ev.set_action("envelope.receipt");
-  ev.set_resource_kind("envelope");
-  ev.set_resource_id(item.envelope_id());
-  ev.set_case_id(item.case_id());
-  ev.set_peer_org(item.recipient_org());
+  v1::AccessEvent ev = OutgoingEnvelopeEvent(config_.org(), "envelope.receipt", item.envelope_id(),
+                                             item.case_id(), item.recipient_org());
   ev.set_payload_sha256(EnvelopeDigest(item.envelope()));
   ev.set_peer_receipt(CanonicalReceipt(receipt).SerializeAsString());
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ev.set_reason(absl::StrCat("receipt: ", item.recipient_org(), " ledger index ", receiver_index));
   log_->Record(
       {ev}, std::move(batch),
@@ -1067,15 +1075,8 @@ v1::AccessEvent Exchange::Cancellation(ledger::Mutation* batch, v1::OutboxItem i
   item.set_finished_unix_ms(absl::ToUnixMillis(Now()));
   batch->Delete(kOutboxFamily, PendingKey(seq));
   batch->Put(kOutboxFamily, FailedKey(seq), item.SerializeAsString());
-  v1::AccessEvent ev;
-  ev.set_actor_org(config_.org());
-  ev.set_actor_subject("node");
-  ev.set_action("envelope.cancel");
-  ev.set_resource_kind("envelope");
-  ev.set_resource_id(item.envelope_id());
-  ev.set_case_id(item.case_id());
-  ev.set_peer_org(item.recipient_org());
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  v1::AccessEvent ev = OutgoingEnvelopeEvent(config_.org(), "envelope.cancel", item.envelope_id(),
+                                             item.case_id(), item.recipient_org());
   ev.set_reason(absl::StrCat(item.kind(), " not delivered: the case was erased"));
   return ev;
 }
@@ -1139,18 +1140,11 @@ absl::StatusOr<v1::AccessEvent> Exchange::RequestErasure(ledger::Mutation* batch
   sent.set_receiver_org(link.peer_org());
   sent.set_request_envelope_id(item->envelope_id());
   batch->Put(kOutboxFamily, ErasureKey(c.id(), link.referral_id()), sent.SerializeAsString());
-  v1::AccessEvent ev;
-  ev.set_actor_org(config_.org());
-  ev.set_actor_subject("node");
-  ev.set_action("erasure.request");
-  ev.set_resource_kind("envelope");
-  ev.set_resource_id(item->envelope_id());
-  ev.set_case_id(c.id());
-  ev.set_peer_org(link.peer_org());
+  v1::AccessEvent ev = OutgoingEnvelopeEvent(config_.org(), "erasure.request", item->envelope_id(),
+                                             c.id(), link.peer_org());
   ev.set_agreement(link.agreement());
   ev.set_purpose(link.purpose());
   ev.set_payload_sha256(EnvelopeDigest(item->envelope()));
-  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
   ev.set_reason(absl::StrCat("erase what was received through referral ", link.referral_id()));
   return ev;
 }

@@ -67,6 +67,13 @@ inline constexpr char kAccessAttestationKind[] = "access-attestation";
 // (referral id, peer org) → local case id; docs/federation.md, "Referral index".
 inline constexpr char kReferralIndexFamily[] = "referrals";
 
+// The ledger event of this node (`self_org`, subject "node") doing `action`
+// with envelope `envelope_id` of case `case_id` sent to `peer_org`: allowed,
+// resource kind "envelope". Callers add digest, agreement, purpose, reason.
+v1::AccessEvent OutgoingEnvelopeEvent(const std::string& self_org, const std::string& action,
+                                      const std::string& envelope_id, const std::string& case_id,
+                                      const std::string& peer_org);
+
 // How delivery behaves. Zero or negative values take the default.
 struct ExchangeOptions {
   // Envelopes in flight to one peer at a time. Default 16.

@@ -62,10 +62,11 @@ TestFederation::TestFederation(std::string federation, int stewards, uint32_t th
   for (int i = 0; i < stewards; ++i) stewards_.push_back(Ed25519PrivateKey::Generate());
 }
 
-TestOrg& TestFederation::AddOrg(const std::string& org, v1::OrgKind kind) {
+TestOrg& TestFederation::AddOrg(const std::string& org, v1::OrgKind kind, const std::string& host) {
   TestOrg o;
   o.org = org;
   o.kind = kind;
+  o.host = host;
   pki::CaOptions ca_opts;
   ca_opts.federation = federation_;
   ca_opts.org = org;
@@ -77,6 +78,7 @@ TestOrg& TestFederation::AddOrg(const std::string& org, v1::OrgKind kind) {
   leaf.common_name = org + " node";
   leaf.dns_names = {"localhost"};
   leaf.ip_addresses = {"127.0.0.1"};
+  if (host != "127.0.0.1") leaf.ip_addresses.push_back(host);
   leaf.server_auth = true;
   leaf.validity = kCertificateValidity;
   o.node = pki::IssueLeaf(o.ca, leaf).value();
@@ -167,7 +169,7 @@ std::string TestFederation::WriteNodeConfig(
   const TestOrg& o = orgs_.at(org);
   WriteOrDie(o.dir + "/roster.json", Sign(MakeRoster(roster_version), threshold_), 0644);
   std::string yaml =
-      absl::StrCat("federation: ", federation_, "\norg: ", org, "\nlisten: 127.0.0.1:", o.port,
+      absl::StrCat("federation: ", federation_, "\norg: ", org, "\nlisten: ", o.endpoint(),
                    "\ndata_dir: data\nmaster_key_file: master.key\n"
                    "tls:\n  cert_file: node.crt\n  key_file: node.key\n  ca_file: ca.crt\n"
                    "signing_key:\n  key_id: ",

@@ -35,8 +35,11 @@ struct TestOrg {
   Ed25519PrivateKey signing = Ed25519PrivateKey::Generate();
   std::string key_id;
   int port = 0;
+  // The address its node listens on and the roster names (loopback, unless a
+  // test put the node in a network namespace of its own: netns_test).
+  std::string host = "127.0.0.1";
   std::string dir;  // where its files live
-  std::string endpoint() const { return "127.0.0.1:" + std::to_string(port); }
+  std::string endpoint() const { return host + ":" + std::to_string(port); }
 };
 
 class TestFederation {
@@ -53,7 +56,10 @@ class TestFederation {
   TestFederation(const TestFederation&) = delete;
   TestFederation& operator=(const TestFederation&) = delete;
 
-  TestOrg& AddOrg(const std::string& org, v1::OrgKind kind = v1::ORG_KIND_UNION);
+  // `host`: the IPv4 address its node listens on, which its certificate and
+  // the roster carry.
+  TestOrg& AddOrg(const std::string& org, v1::OrgKind kind = v1::ORG_KIND_UNION,
+                  const std::string& host = "127.0.0.1");
   TestOrg& org(const std::string& org) { return orgs_.at(org); }
 
   // The roster of every org added so far, with one agreement between all of them.

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -51,6 +52,15 @@ NodeProcesses::~NodeProcesses() {
   }
 }
 
+std::vector<std::string> NodeProcesses::Launched(const std::string& org,
+                                                 std::vector<std::string> argv) const {
+  auto it = launchers_.find(org);
+  if (it == launchers_.end()) return argv;
+  std::vector<std::string> launched = it->second;
+  launched.insert(launched.end(), argv.begin(), argv.end());
+  return launched;
+}
+
 std::string NodeProcesses::Configure(const std::string& org, uint64_t roster_version) {
   configs_[org] = fed_.WriteNodeConfig(
       org, {{"cw", {"caseworker"}}, {"adm", {"admin"}}, {"aud", {"auditor"}}}, roster_version);
@@ -62,7 +72,7 @@ std::string NodeProcesses::Configure(const std::string& org, uint64_t roster_ver
 
 ::testing::AssertionResult NodeProcesses::Start(const std::string& org) {
   nodes_[org] = std::make_unique<Subprocess>(
-      std::vector<std::string>{BinaryPath("corridord"), "--config", configs_.at(org)},
+      Launched(org, {BinaryPath("corridord"), "--config", configs_.at(org)}),
       fed_.org(org).dir + "/corridord.log");
   CommandResult r = Ctl(org, {"health", "--wait", "60"});
   if (r.exit_code == 0) return ::testing::AssertionSuccess();
@@ -80,6 +90,10 @@ CommandResult NodeProcesses::CtlAs(const std::string& org, const std::string& pr
                                    const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {BinaryPath("corridorctl")};
   argv.insert(argv.end(), args.begin(), args.end());
+  if (std::find(args.begin(), args.end(), "--timeout") == args.end()) {
+    argv.push_back("--timeout");
+    argv.push_back(absl::StrCat(absl::ToInt64Seconds(ScaledDeadline(kCtlCallTimeout))));
+  }
   for (const std::string& a :
        {std::string("--node"), fed_.org(org).endpoint(), std::string("--cert"), prefix + ".crt",
         std::string("--key"), prefix + ".key", std::string("--ca"),
@@ -87,7 +101,7 @@ CommandResult NodeProcesses::CtlAs(const std::string& org, const std::string& pr
     argv.push_back(a);
   }
   // Longer than any --wait a test gives (60 s), so the command reports rather than is killed.
-  return RunCommand(argv, ScaledDeadline(absl::Seconds(150)));
+  return RunCommand(Launched(org, std::move(argv)), ScaledDeadline(absl::Seconds(150)));
 }
 
 CommandResult NodeProcesses::Ctl(const std::string& org,

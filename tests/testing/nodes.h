@@ -43,6 +43,12 @@ class NodeProcesses {
   // WriteNodeConfig: every org added so far) and users cw (caseworker) and adm
   // (admin), and issues their certificates. Returns the config's path.
   std::string Configure(const std::string& org, uint64_t roster_version = 1);
+  // Runs `org`'s corridord, and every corridorctl aimed at it, under
+  // `prefix` (e.g. {"ip", "netns", "exec", NS}: the node in a network
+  // namespace of the test's own, netns_test). Set before Start.
+  void SetLauncher(const std::string& org, std::vector<std::string> prefix) {
+    launchers_[org] = std::move(prefix);
+  }
   // Starts corridord for a configured org and waits until `health` answers.
   ::testing::AssertionResult Start(const std::string& org);
   // The running process of `org` (Start first).
@@ -56,7 +62,9 @@ class NodeProcesses {
   const std::string& admin(const std::string& org) const { return admins_.at(org); }
   const std::string& auditor(const std::string& org) const { return auditors_.at(org); }
 
-  // corridorctl ARGS --node <org's endpoint> as `org`'s caseworker or admin.
+  // corridorctl ARGS --node <org's endpoint> as `org`'s caseworker or admin,
+  // with a generous --timeout for each call (unless ARGS give one): a test
+  // machine under load may take longer than a person's default of 10 s.
   CommandResult Ctl(const std::string& org, const std::vector<std::string>& args) const;
   CommandResult CtlAsAdmin(const std::string& org, const std::vector<std::string>& args) const;
   // corridorctl ARGS as the user whose certificate files are <prefix>.crt/.key.
@@ -82,9 +90,15 @@ class NodeProcesses {
   std::string AwaitLogLine(const std::string& org, const std::vector<std::string>& parts);
 
  private:
+  // Each call's deadline of corridorctl run by Ctl/CtlAs (scaled).
+  static constexpr absl::Duration kCtlCallTimeout = absl::Seconds(60);
+  // `argv` under `org`'s launcher prefix, if it has one.
+  std::vector<std::string> Launched(const std::string& org, std::vector<std::string> argv) const;
+
   TestFederation& fed_;
   std::map<std::string, std::string> configs_, users_, admins_, auditors_;
   std::map<std::string, std::unique_ptr<Subprocess>> nodes_;
+  std::map<std::string, std::vector<std::string>> launchers_;
   int pushes_ = 0;
 };
 
