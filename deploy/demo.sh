@@ -35,7 +35,7 @@ stop_nodes() {
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+      if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$pidfile"
   done
@@ -69,10 +69,15 @@ fi
 chapter() { printf '\n%s== %s%s\n' "$BOLD" "$*" "$OFF"; }
 tell() { printf '%s\n' "$@"; }  # the real-world sentence(s) of a step, one argument a line
 
-# A word as a reader would type it: quoted only if the shell needs it.
+# A word as a reader would type it: quoted only if the shell needs it, in double quotes if it
+# holds an apostrophe and nothing double quotes would change.
 shell_word() {
   if [[ $1 =~ ^[A-Za-z0-9_./:,=@%+-]+$ ]]; then
     printf '%s' "$1"
+  elif [[ $1 != *\'* ]]; then
+    printf "'%s'" "$1"
+  elif [[ $1 != *[\"\$\`\\!]* ]]; then
+    printf '"%s"' "$1"
   else
     printf "'%s'" "${1//\'/\'\\\'\'}"
   fi
@@ -311,9 +316,10 @@ trap cleanup EXIT
 chapter "5. The nodes find each other through the roster and check each other's certificates"
 tell "Each node speaks only to members of the roster, over mutual TLS, and watches the others'" \
   "ledgers (WITNESSED) so that none can quietly rewrite its history."
-for org in "${ORG_IDS[@]}"; do
-  eventually 60 "$org seeing and witnessing every peer" witnesses_every_peer "$org"
+for org in inspectorate-sg prosecutor-sg ministry-id; do
+  eventually 60 "$org seeing every peer" as_quietly "$org" caseworker1 health --require-peers
 done
+eventually 60 "union-sg seeing and witnessing every peer" witnesses_every_peer union-sg
 as union-sg caseworker1 health --require-peers
 echo
 tell "Staff connect with a certificate from their own organisation; the node knows their role:"
@@ -403,8 +409,8 @@ as ministry-id caseworker1 update "$MCASE" --outcome fees-refunded \
   --note "IDR 21,000,000 refunded to the worker by the recruiter."
 
 chapter "11. The inspectorate inspects the employer"
-tell "The inspector reads the case and its documents' descriptions, visits the household, has" \
-  "the passport handed back to Siti, and orders the unpaid wages paid."
+tell "The inspector looks at what documents the union holds (the files stay at the union)," \
+  "visits the household, has the passport handed back to Siti, and orders her wages paid."
 as inspectorate-sg caseworker1 evidence list "$ICASE" --purpose labour-inspection
 as inspectorate-sg caseworker1 update "$ICASE" --status in-progress --outcome employer-inspected \
   --note "Household inspected 2026-06-02; employer interviewed."
