@@ -194,12 +194,13 @@ take_free_port() {  # sets FREE_PORT (no subshell, so ports handed out stay dist
   FREE_PORT=$next_port; next_port=$((next_port + 1))
 }
 
-# org id | name | country | kind | its users (each user's role is the name less its digit)
+# org id | name | country | kind | its users (each user's role is the name less its digit).
+# The union's node starts last, so that its first round of witnessing finds the others up.
 ORGS=(
-  "union-sg|Migrant Workers Union, legal-aid desk|SG|union|caseworker1 approver1 auditor1 admin1"
+  "ministry-id|Ministry of Manpower, migrant worker protection|ID|ministry|caseworker1 auditor1"
   "inspectorate-sg|Labour Inspectorate|SG|inspectorate|caseworker1 auditor1"
   "prosecutor-sg|Public Prosecutor's Office, labour trafficking unit|SG|prosecutor|caseworker1 prosecutor1 auditor1"
-  "ministry-id|Ministry of Manpower, migrant worker protection|ID|ministry|caseworker1 auditor1"
+  "union-sg|Migrant Workers Union, legal-aid desk|SG|union|caseworker1 approver1 auditor1 admin1"
 )
 ORG_IDS=()
 declare -A PORT
@@ -216,9 +217,9 @@ ${BOLD}Corridor demo: one worker's case across the Indonesia -> Singapore corrid
 Everything in this demo is FICTIONAL: the worker, her employer, the recruiter, the documents
 and the amounts are made up, and the organisations are stand-ins, not the real agencies.
 
-Siti, a domestic worker from Indonesia employed in a Singapore household, paid a recruiter
-eight months' wages in fees, has had her passport taken by her employer, and has not been
-paid for three months. Four organisations act on her case, each running its own Corridor
+Siti, a domestic worker from Indonesia employed in a Singapore household, was charged eight
+months' wages in fees by her recruiter, has had her passport taken by her employer, and has
+not been paid for three months. Four organisations act on her case, each running its own Corridor
 node on this machine (its keys and data under $DEMO/ORG):
 
   union-sg         the migrant workers' union legal-aid desk in Singapore, where she asks for help
@@ -336,7 +337,7 @@ out=$(as union-sg caseworker1 case create --category recruitment-fees --sector d
   --origin ID --destination SG --worker-name "Siti Rahayu" --worker-dob 1994-03-02 \
   --worker-document X1234567 --languages id,en --employer "Tan household, Bukit Timah" \
   --recruiter "PT Maju Jaya Recruitment" --recruiter-licence KEP-123/2019 --recruiter-country ID \
-  --narrative "FICTIONAL DEMO CASE. Paid 8 months' wages in recruitment fees to the recruiter before leaving Indonesia; the employer has kept her passport since she arrived; no wages paid for March to May 2026." \
+  --narrative "FICTIONAL DEMO CASE. Charged a placement fee of 8 months' wages by the recruiter, deducted from her salary; the employer has kept her passport since she arrived; no wages paid for March to May 2026." \
   --consent ministry-id:case-referral,fee-recovery --consent inspectorate-sg:labour-inspection \
   --consent prosecutor-sg:prosecution --consent-method "explained in Bahasa Indonesia; agreed orally")
 printf '%s\n' "$out"
@@ -353,7 +354,8 @@ Monthly wage SGD 650. Clause 9: placement fee of 8 months' wages, deducted from 
 EOT
 cat >"$DEMO/wage-record.txt" <<'EOT'
 FICTIONAL DEMO DOCUMENT - not a real wage record.
-2026-01 to 2026-02: SGD 50 paid (SGD 600 deducted as "placement fee").
+2026-01 and 2026-02: SGD 50 paid each month (SGD 600 deducted as "placement fee", passed on
+to the recruiter).
 2026-03 to 2026-05: nothing paid.
 EOT
 cat >"$DEMO/passport-photo-note.txt" <<'EOT'
@@ -406,7 +408,7 @@ as ministry-id caseworker1 case show "$MCASE" --purpose fee-recovery
 as ministry-id caseworker1 update "$MCASE" --status in-progress --outcome licence-suspended \
   --note "Recruiter licence KEP-123/2019 suspended pending refund of the fees."
 as ministry-id caseworker1 update "$MCASE" --outcome fees-refunded \
-  --note "IDR 21,000,000 refunded to the worker by the recruiter."
+  --note "IDR 14,400,000 (SGD 1,200) refunded to the worker by the recruiter; the rest of the fee cancelled."
 
 chapter "11. The inspectorate inspects the employer"
 tell "The inspector looks at what documents the union holds (the files stay at the union)," \
@@ -417,7 +419,7 @@ as inspectorate-sg caseworker1 update "$ICASE" --status in-progress --outcome em
 as inspectorate-sg caseworker1 update "$ICASE" --outcome passport-returned \
   --note "Passport handed back to the worker in the inspector's presence."
 as inspectorate-sg caseworker1 update "$ICASE" --outcome back-wages-ordered \
-  --note "Employer ordered to pay SGD 3,150 of unpaid and unlawfully deducted wages."
+  --note "Employer ordered to pay SGD 1,950, her wages for March to May 2026."
 
 chapter "12. Back at the union, the caseworker sees both outcomes on Siti's case"
 eventually 30 "the ministry's updates reaching the union" outbox_delivered ministry-id
