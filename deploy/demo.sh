@@ -551,7 +551,8 @@ tell "The bundle holds the case's whole trail with its proofs, the receivers' si
   "the other organisations' signed records of who read it, and the roster:"
 as union-sg auditor1 audit bundle "$CASE" --cosigned 2 --out "$DEMO/$CASE.bundle" "${ROSTER[@]}" >/dev/null
 echo "wrote $DEMO/$CASE.bundle"
-tell "A court checks it with no node and no network, only the stewards' public keys:"
+tell "A court checks it with no node and no network, only the stewards' public keys (its list" \
+  "of the case's entries is left out here):"
 out=$(ctl audit verify "$DEMO/$CASE.bundle" --stewards "$DEMO/federation/stewards.yaml" --threshold 2)
 printf '%s\n' "$out" | grep -v -E '^(INDEX|[0-9]+ )'
 
