@@ -280,6 +280,10 @@ ctl roster sign --in "$DEMO/federation/roster.json" --key "$DEMO/federation/stew
   --key-name steward-2 --out "$DEMO/federation/roster.json"
 ctl roster show --in "$DEMO/federation/roster.json" --stewards "$DEMO/federation/stewards.yaml" --threshold 2
 
+# From here on, the nodes started are stopped however the demo ends (unless --keep).
+cleanup() { [ "$KEEP" = 1 ] || stop_nodes; }
+trap cleanup EXIT
+
 chapter "4. Each organisation configures and starts its node"
 tell "Each node gets the signed roster and a config naming its staff and their roles" \
   "(caseworker, approver, prosecutor, auditor, admin): $DEMO/ORG/node.yaml."
@@ -311,8 +315,6 @@ for entry in "${ORGS[@]}"; do
   echo "started $org on 127.0.0.1:${PORT[$org]} (pid $!, log $dir/corridord.log)"
 done
 
-cleanup() { [ "$KEEP" = 1 ] || stop_nodes; }
-trap cleanup EXIT
 
 chapter "5. The nodes find each other through the roster and check each other's certificates"
 tell "Each node speaks only to members of the roster, over mutual TLS, and watches the others'" \
