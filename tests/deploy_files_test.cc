@@ -112,7 +112,11 @@ void ExpectLayout(const v1::NodeConfig& c, const std::string& etc, const std::st
     EXPECT_TRUE(absl::StartsWith(f, etc + "/")) << f;
   }
   EXPECT_TRUE(absl::EndsWith(c.listen(), absl::StrCat(":", kPort))) << c.listen();
-  EXPECT_TRUE(c.users().contains("monitor")) << "the health check's user is not in users";
+  ASSERT_TRUE(c.users().contains("monitor")) << "the health check's user is not in users";
+  // The health check's key reads nothing but health (docs/access-control.md).
+  const auto& roles = c.users().at("monitor").roles();
+  ASSERT_EQ(roles.size(), 1);
+  EXPECT_EQ(roles[0], v1::ROLE_MONITOR);
 }
 
 TEST(SystemdUnitTest, HasEveryHardeningDirectiveAndTheInstalledPaths) {

@@ -63,7 +63,7 @@ for org in "${ORGS[@]}"; do
     echo "  threshold: 2"
     sed 's/^/  /' "$OUT/stewards/stewards.yaml"
     echo "users:"
-    echo "  monitor: {roles: [auditor]}"
+    echo "  monitor: {roles: [monitor]}"
     echo "  admin1: {roles: [admin]}"
   } >"$etc/node.yaml"
   # The node runs as uid 10001 in the container: it must read its files, nobody else.
