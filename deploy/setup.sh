@@ -23,6 +23,8 @@ PACKAGES=(
   libssl-dev librocksdb-dev libabsl-dev libyaml-cpp-dev
   # sd_notify: corridord tells systemd when it serves (deploy/systemd/)
   libsystemd-dev
+  # the Prometheus metrics endpoint (server/node/metrics_endpoint.*): an embedded HTTP server
+  libmicrohttpd-dev
   # tests and benchmarks (iproute2: the multi-host test's network namespaces)
   libgtest-dev libgmock-dev libbenchmark-dev iproute2
   # libFuzzer and sanitizer runtimes for clang

@@ -28,6 +28,8 @@ RUNTIME_PACKAGES=(
   libyaml-cpp0.7 libsystemd0 libc-ares2 libre2-9 libgflags2.2 libsnappy1v5 liblz4-1
   libzstd1 libbz2-1.0 zlib1g liblzma5 libcap2 libgcrypt20 libgpg-error0 libstdc++6
   libgcc-s1 libc6 ca-certificates
+  libmicrohttpd12 libgnutls30 libp11-kit0 libidn2-0 libunistring2 libtasn1-6 libnettle8
+  libhogweed6 libgmp10 libffi8
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,6 +1,7 @@
 #include "server/audit/access_log.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -133,9 +134,15 @@ void AccessLog::Record(std::vector<v1::AccessEvent> events,
                        std::unique_ptr<ledger::Mutation> change,
                        std::function<void(absl::StatusOr<uint64_t>)> done) {
   // The sequencer only hands the result over; `done` runs on the executor.
+  const auto start = std::chrono::steady_clock::now();
   ledger_->AppendAsync(
       ToEntries(events), std::move(change),
-      [executor = completions_, done = std::move(done)](absl::StatusOr<uint64_t> index) mutable {
+      [executor = completions_, latency = append_latency_, start,
+       done = std::move(done)](absl::StatusOr<uint64_t> index) mutable {
+        if (latency != nullptr && index.ok()) {
+          latency->Observe(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
         executor->Post([done = std::move(done), index = std::move(index)]() mutable {
           done(std::move(index));
         });
@@ -241,7 +248,13 @@ absl::Status AccessLog::RecordRefusalSync(v1::AccessEvent event) {
 
 absl::StatusOr<uint64_t> AccessLog::RecordSync(std::vector<v1::AccessEvent> events,
                                                std::unique_ptr<ledger::Mutation> change) {
-  return ledger_->Append(ToEntries(events), std::move(change));
+  const auto start = std::chrono::steady_clock::now();
+  auto index = ledger_->Append(ToEntries(events), std::move(change));
+  if (append_latency_ != nullptr && index.ok()) {
+    append_latency_->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  return index;
 }
 
 absl::StatusOr<v1::AccessEvent> AccessLog::Decode(absl::string_view entry) {

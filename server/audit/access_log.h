@@ -28,6 +28,7 @@
 #include "server/auth/identity.h"
 #include "server/auth/refusal_sink.h"
 #include "server/common/executor.h"
+#include "server/common/metrics.h"
 #include "server/common/rate_limit.h"
 
 namespace corridor {
@@ -100,6 +101,10 @@ class AccessLog : public RefusalSink {
   absl::Status CheckIndex(uint64_t size) const;
 
   ledger::Ledger* ledger() const { return ledger_; }
+  // Observes, in seconds, how long each append took from Record/RecordSync to
+  // durable (the ledger's group commit and fsync included). Set once, before
+  // the node serves; not owned (it must outlive this log).
+  void set_append_latency(metrics::Histogram* histogram) { append_latency_ = histogram; }
 
  private:
   // Stamps the time on `events` and turns them into ledger entries with their index keys.
@@ -110,7 +115,8 @@ class AccessLog : public RefusalSink {
   ledger::Ledger* ledger_;
   const Clock* const clock_;
   Executor* completions_;
-  std::unique_ptr<RefusalBudget> budget_;  // set once before serving
+  metrics::Histogram* append_latency_ = nullptr;  // set once before serving
+  std::unique_ptr<RefusalBudget> budget_;         // set once before serving
   // Readers charge refusals; FlushRefusals writes, so no count comes after the last flush.
   absl::Mutex budget_mu_;
   bool flushed_ ABSL_GUARDED_BY(budget_mu_) = false;

@@ -73,11 +73,17 @@ void CorridorAuthProcessor::RecordRefusedIdentity(const std::string& pem, const 
 grpc::Status CorridorAuthProcessor::Process(const InputMetadata& metadata,
                                             grpc::AuthContext* context, OutputMetadata*,
                                             OutputMetadata*) {
-  // Read-only use of the connection's AuthContext: see auth.h.
-  const std::string pem = PeerCertificatePem(*context);
   auto path = metadata.find(":path");
   const std::string method =
       path == metadata.end() ? "" : std::string(path->second.data(), path->second.size());
+  grpc::Status status = Check(method, context);
+  if (!status.ok() && metrics_ != nullptr) metrics_->RecordRefused(method, status.error_code());
+  return status;
+}
+
+grpc::Status CorridorAuthProcessor::Check(const std::string& method, grpc::AuthContext* context) {
+  // Read-only use of the connection's AuthContext: see auth.h.
+  const std::string pem = PeerCertificatePem(*context);
   auto principal = resolver_->ResolveCached(pem, resolver_->clock().Now());
   if (!principal.ok()) {
     log::Warn("auth.refused", {{"code", absl::StatusCodeToString(principal.status().code())},

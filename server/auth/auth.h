@@ -24,6 +24,7 @@
 #include "server/auth/refusal_sink.h"
 #include "server/auth/rpc.h"
 #include "server/common/rate_limit.h"
+#include "server/common/request_metrics.h"
 
 namespace corridor {
 
@@ -37,14 +38,18 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
   // Calls of verified users take a token from `users`, of peer nodes from
   // `peers` (either may be null: no limit); without one the call is refused
   // with RESOURCE_EXHAUSTED and recorded as `auth.rate_limited`.
+  // Each call refused here is counted in `metrics` (may be null; not owned):
+  // no handler runs for it, so the servers' interceptor never sees it.
   CorridorAuthProcessor(std::shared_ptr<IdentityResolver> resolver, RefusalSink* log,
                         std::string federation, std::shared_ptr<CallLimiter> users = nullptr,
-                        std::shared_ptr<CallLimiter> peers = nullptr)
+                        std::shared_ptr<CallLimiter> peers = nullptr,
+                        RequestMetrics* metrics = nullptr)
       : resolver_(std::move(resolver)),
         log_(log),
         federation_(std::move(federation)),
         user_limiter_(std::move(users)),
-        peer_limiter_(std::move(peers)) {}
+        peer_limiter_(std::move(peers)),
+        metrics_(metrics) {}
 
   // A cache lookup, or one certificate check per connection: cheap enough to
   // run inline on gRPC's transport thread, without a hop to its blocking pool.
@@ -55,6 +60,8 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
                        OutputMetadata* response_metadata) override;
 
  private:
+  // Process() for the call of `method`, before it is counted.
+  grpc::Status Check(const std::string& method, grpc::AuthContext* context);
   // `method` is the call's gRPC path, recorded as the resource tried when it is a
   // method the node serves (anything else is typed text: only its digest).
   void RecordRefusedIdentity(const std::string& cert_pem, const std::string& method,
@@ -64,6 +71,7 @@ class CorridorAuthProcessor : public grpc::AuthMetadataProcessor {
   RefusalSink* log_;
   const std::string federation_;
   std::shared_ptr<CallLimiter> user_limiter_, peer_limiter_;
+  RequestMetrics* metrics_;
 };
 
 // Queues (does not wait for) a ledger entry recording that `who` was denied

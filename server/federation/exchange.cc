@@ -619,6 +619,7 @@ void Exchange::AddPendingLocked(const v1::OutboxItem& item, absl::Time due) {
   p.kind = item.kind();
   p.referral_id = item.referral_id();
   p.due = due;
+  p.created_unix = item.created_unix();
   lane.items[item.seq()] = p;
   std::deque<uint64_t>& queue = lane.by_order[p.order_key];
   queue.insert(std::upper_bound(queue.begin(), queue.end(), item.seq()), item.seq());
@@ -656,6 +657,22 @@ void Exchange::PromoteStaged() {
       staged_.erase(it);
     }
   }
+}
+
+std::vector<Exchange::LaneStats> Exchange::OutboxStats() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<LaneStats> out;
+  for (const auto& [org, lane] : lanes_) {
+    if (lane.items.empty()) continue;
+    LaneStats stats{org, lane.items.size(), 0};
+    for (const auto& [seq, item] : lane.items) {
+      if (stats.oldest_created_unix == 0 || item.created_unix < stats.oldest_created_unix) {
+        stats.oldest_created_unix = item.created_unix;
+      }
+    }
+    out.push_back(std::move(stats));
+  }
+  return out;
 }
 
 absl::Duration Exchange::Backoff(uint32_t failures) {

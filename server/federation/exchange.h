@@ -189,6 +189,15 @@ class Exchange {
   // delivered ones in delivery order. `page_size` 0 means kDefaultPageSize and
   // is capped at kMaxPageSize. InvalidArgument for a token this node did not issue.
   absl::StatusOr<OutboxPage> ListOutbox(size_t page_size, const std::string& page_token) const;
+  // Per peer with anything queued: the envelopes waiting for delivery (durable,
+  // not yet receipted, failed ones not counted) and the created_unix of the
+  // oldest. Memory only, cheap: for the metrics endpoint.
+  struct LaneStats {
+    std::string peer;
+    uint64_t pending = 0;
+    int64_t oldest_created_unix = 0;
+  };
+  std::vector<LaneStats> OutboxStats() const;
   // Deletes delivered items whose receipt was recorded more than
   // `delivered_retention` ago. Runs by itself every 10 minutes; for tests.
   absl::Status PruneDelivered();
@@ -249,6 +258,7 @@ class Exchange {
     std::string order_key;  // envelopes with the same one go out in order
     std::string case_id, kind, referral_id;
     absl::Time due;
+    int64_t created_unix = 0;      // the item's, for the oldest-pending metric
     uint32_t failures = 0;         // transient failures in a row: the backoff exponent
     bool in_flight = false;        // being sent, or its receipt being recorded
     bool reset_while_out = false;  // the lane was reset while it was in flight

@@ -13,6 +13,7 @@
 #include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
 #include "server/common/edge.h"
+#include "server/node/metrics_endpoint.h"
 
 namespace corridor {
 namespace {
@@ -255,6 +256,30 @@ absl::Status FillLimits(const Checker& check, v1::Limits* limits) {
   return absl::OkStatus();
 }
 
+// The metrics endpoint: off unless `metrics.listen` is set; loopback only unless
+// `metrics.allow_non_loopback` (it shows how busy the node is, to anyone who reaches it).
+absl::Status CheckMetrics(const Checker& check, const v1::MetricsConfig& metrics) {
+  if (metrics.listen().empty()) {
+    if (metrics.allow_non_loopback()) {
+      return check.Error("metrics.allow_non_loopback",
+                         "is set but metrics.listen is not: set the address to serve metrics on");
+    }
+    return absl::OkStatus();
+  }
+  auto address = ParseMetricsAddress(metrics.listen());
+  if (!address.ok()) return check.Error("metrics.listen", address.status().message());
+  if (!address->loopback && !metrics.allow_non_loopback()) {
+    return check.Error(
+        "metrics.listen",
+        absl::StrCat("\"", metrics.listen(),
+                     "\" is not a loopback address; the endpoint has no TLS and no "
+                     "authentication and shows how busy the node is: listen on 127.0.0.1 (and "
+                     "scrape from this host), or set metrics.allow_non_loopback: true and "
+                     "firewall the port to your Prometheus server"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
@@ -269,6 +294,7 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
   if (auto st = FillPurposes(check, &config); !st.ok()) return st;
   if (auto st = FillLimits(check, config.mutable_limits()); !st.ok()) return st;
   if (auto st = FillWitnessLimits(check, config.mutable_limits()); !st.ok()) return st;
+  if (auto st = CheckMetrics(check, config.metrics()); !st.ok()) return st;
   return config;
 }
 

@@ -83,6 +83,16 @@ TEST_F(ConfigTest, EachKindOfBadConfigHasItsOwnError) {
        "users.alice.roles: lists no roles"},
       {"bad log level", good_ + "log: {level: loud}\n", "log.level: must be one of"},
       {"not yaml", "federation: [unclosed\n", "not valid YAML"},
+      {"metrics on a host name", good_ + "metrics: {listen: \"localhost:9464\"}\n",
+       "metrics.listen: \"localhost:9464\" is not an IP address and port"},
+      {"metrics without a port", good_ + "metrics: {listen: \"127.0.0.1\"}\n",
+       "metrics.listen: \"127.0.0.1\" is not an IP address and port"},
+      {"metrics on every address", good_ + "metrics: {listen: \"0.0.0.0:9464\"}\n",
+       "metrics.listen: \"0.0.0.0:9464\" is not a loopback address"},
+      {"metrics on a public IPv6 address", good_ + "metrics: {listen: \"[2001:db8::1]:9464\"}\n",
+       "is not a loopback address"},
+      {"metrics allowed without an address", good_ + "metrics: {allow_non_loopback: true}\n",
+       "metrics.allow_non_loopback: is set but metrics.listen is not"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -91,6 +101,20 @@ TEST_F(ConfigTest, EachKindOfBadConfigHasItsOwnError) {
     // Every error names the file.
     EXPECT_NE(loaded.status().message().find(path_), std::string::npos) << loaded.status();
   }
+}
+
+// Metrics are off unless asked for; loopback needs no more, another address needs the flag.
+TEST_F(ConfigTest, MetricsEndpointIsOffByDefaultAndLoopbackUnlessAllowed) {
+  ASSERT_OK_AND_ASSIGN(v1::NodeConfig off, Load(good_));
+  EXPECT_EQ(off.metrics().listen(), "");
+  for (const std::string& listen : {"127.0.0.1:9464", "127.0.0.2:0", "[::1]:9464"}) {
+    ASSERT_OK_AND_ASSIGN(v1::NodeConfig c, Load(good_ + "metrics: {listen: \"" + listen + "\"}\n"));
+    EXPECT_EQ(c.metrics().listen(), listen);
+  }
+  ASSERT_OK_AND_ASSIGN(
+      v1::NodeConfig open,
+      Load(good_ + "metrics: {listen: \"0.0.0.0:9464\", allow_non_loopback: true}\n"));
+  EXPECT_TRUE(open.metrics().allow_non_loopback());
 }
 
 TEST_F(ConfigTest, MissingConfigFileIsNotFound) {

@@ -40,6 +40,7 @@
 #include "server/federation/witness.h"
 #include "server/node/config.h"
 #include "server/node/health.h"
+#include "server/node/node_metrics.h"
 #include "server/node/reflection.h"
 #include "server/store/case_store.h"
 #include "server/store/store.h"
@@ -666,6 +667,7 @@ absl::Status Node::OpenLedger(const v1::NodeConfig& config, const v1::Roster& ro
   }
   ledger_ = *std::move(ledger);
   access_log_ = std::make_unique<AccessLog>(ledger_.get(), clock, completions_.get());
+  access_log_->set_append_latency(&metrics_->ledger_append());
   access_log_->LimitRefusals(config.limits().refusal_budget(),
                              absl::Seconds(config.limits().refusal_interval_seconds()));
   return absl::OkStatus();
@@ -817,7 +819,8 @@ namespace {
 // CA for the claimed org.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
     const v1::NodeConfig& config, const TlsIdentity& tls,
-    std::shared_ptr<IdentityResolver> identity, AccessLog* log, const Clock* clock) {
+    std::shared_ptr<IdentityResolver> identity, AccessLog* log, const Clock* clock,
+    RequestMetrics* requests) {
   auto own = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
       std::vector<grpc::experimental::IdentityKeyCertPair>{{tls.key_pem, tls.cert_pem}});
   grpc::experimental::TlsServerCredentialsOptions options(own);
@@ -830,7 +833,8 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
       std::make_shared<CallLimiter>(config.limits().user_calls_per_second(),
                                     config.limits().user_call_burst(), clock),
       std::make_shared<CallLimiter>(config.limits().peer_calls_per_second(),
-                                    config.limits().peer_call_burst(), clock)));
+                                    config.limits().peer_call_burst(), clock),
+      requests));
   return creds;
 }
 
@@ -873,7 +877,8 @@ void Node::MakeScrubber(const v1::NodeConfig& config) {
 
 absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
                          const TlsIdentity& tls, const Clock* clock) {
-  auto creds = ServerCredentials(config, tls, identity_, access_log_.get(), clock);
+  auto creds =
+      ServerCredentials(config, tls, identity_, access_log_.get(), clock, &metrics_->requests());
   // grpc.health.v1 answers from the ledger's and the database's state on
   // every call: NOT_SERVING, with the reason, while writes are refused.
   // Damage the background check found keeps the node NOT_SERVING until it is
@@ -915,6 +920,10 @@ absl::Status Node::Serve(const v1::NodeConfig& config, const v1::Roster& roster,
       absl::Seconds(config.limits().stream_idle_timeout_seconds()), clock);
   builder.RegisterService(reflection_.get());
   builder.SetOption(RecordServedServices(served));
+  // Every call a handler answers is counted (and timed) for the metrics endpoint.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> counting;
+  counting.push_back(metrics_->requests().InterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(counting));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(absl::StrCat("listen: cannot serve on ", config.listen(),
@@ -928,6 +937,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
                                                   NodeTestHooks hooks) {
   std::unique_ptr<Node> node(new Node);
   const Clock* clock = hooks.clock != nullptr ? hooks.clock : &Clock::Real();
+  std::vector<std::string> methods;
+  for (const MethodRule& rule : MethodRules()) methods.push_back(rule.method);
+  node->metrics_ = std::make_unique<NodeMetrics>(config, methods);
   if (auto st = node->OpenStore(config); !st.ok()) return st;
   const uint64_t stored_roster_version = StoredRosterVersion(*node->store_);
   auto roster = LoadRoster(config, *node->store_);
@@ -955,6 +967,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
   node->exchange_->Start();
   node->evidence_->Start();
   node->witness_->Start();
+  if (auto st = node->ServeMetrics(config, *tls, clock); !st.ok()) return st;
   {
     absl::MutexLock lock(&node->reload_mu_);
     node->config_ = config;
@@ -1116,6 +1129,8 @@ absl::StatusOr<std::string> Node::Reload(const std::string& config_path) {
 void Node::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  // No scrape reads a part of the node once this returns.
+  if (metrics_) metrics_->Stop();
   // A start that failed says so itself (node.start_failed); it never served, so it does not stop.
   if (started_) log::Info("node.stopping", {{"grace_ms", absl::ToInt64Milliseconds(grace)}});
   if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
@@ -1142,6 +1157,27 @@ void Node::Shutdown(absl::Duration grace) {
   store_.reset();
   if (started_) log::Info("node.stopped");
 }
+
+absl::Status Node::ServeMetrics(const v1::NodeConfig& config, const TlsIdentity& tls,
+                                const Clock* clock) {
+  NodeMetricsSources sources;
+  sources.ledger = ledger_.get();
+  sources.exchange = exchange_.get();
+  sources.prober = prober_.get();
+  sources.witness = witness_.get();
+  std::shared_ptr<IdentityResolver> identity = identity_;
+  sources.roster = [identity] { return identity->roster(); };
+  sources.clock = clock;
+  sources.tls = tls;
+  metrics_->Collect(std::move(sources));
+  if (config.metrics().listen().empty()) return absl::OkStatus();
+  if (auto st = metrics_->Serve(config.metrics().listen()); !st.ok()) return st;
+  log::Info("metrics.listening",
+            {{"listen", config.metrics().listen()}, {"port", metrics_->port()}});
+  return absl::OkStatus();
+}
+
+int Node::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
 std::optional<LedgerCheck> Node::LastLedgerCheck() const {
   return scrubber_ ? scrubber_->last() : std::nullopt;

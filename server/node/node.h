@@ -38,6 +38,7 @@ class EvidenceServiceImpl;
 class RosterInForce;
 class NodeServices;
 class NodeStore;
+class NodeMetrics;
 namespace ledger {
 class RocksDbLedger;
 }
@@ -82,6 +83,8 @@ class Node {
 
   // The port actually bound (useful with listen port 0).
   int port() const { return port_; }
+  // The metrics endpoint's port (metrics.listen; port 0 binds a free one), 0 if it does not run.
+  int metrics_port() const;
 
   // SIGHUP: re-reads `config_path` and applies, without a restart, what can
   // change safely at run time — `users` (roles, suspension) and
@@ -141,6 +144,9 @@ class Node {
   // The signing key `config` names, if the roster in force lists it as active for this org.
   absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> ListedSigningKey(
       const v1::NodeConfig& config) const;
+  // Starts the metrics endpoint if metrics.listen is set (once the node serves).
+  absl::Status ServeMetrics(const v1::NodeConfig& config, const TlsIdentity& tls,
+                            const Clock* clock);
   // Listens with mutual TLS and the auth processor, and serves every service.
   absl::Status Serve(const v1::NodeConfig& config, const v1::Roster& roster, const TlsIdentity& tls,
                      const Clock* clock);
@@ -150,6 +156,8 @@ class Node {
   // The config in use (Reload replaces its reloadable parts).
   v1::NodeConfig config_ ABSL_GUARDED_BY(reload_mu_);
   bool started_ = false;  // Start succeeded
+  // First, so it goes last: gRPC's interceptor and auth processor count into it.
+  std::unique_ptr<NodeMetrics> metrics_;
   std::unique_ptr<Ed25519PrivateKey> signing_key_;
   std::unique_ptr<NodeStore> store_;
   // Declared before the ledger: they must outlive its last completion.
