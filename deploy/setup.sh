@@ -23,6 +23,9 @@ PACKAGES=(
   libssl-dev librocksdb-dev libabsl-dev libyaml-cpp-dev
   # sd_notify: corridord tells systemd when it serves (deploy/systemd/)
   libsystemd-dev
+  # keys in an HSM: the PKCS#11 header (p11-kit's pkcs11.h; the module is loaded with dlopen),
+  # and SoftHSM2, the software token hsm_test signs through (docs/operations.md)
+  libp11-kit-dev softhsm2
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # libFuzzer and sanitizer runtimes for clang

@@ -139,7 +139,7 @@ class Node {
   // The background check of the whole ledger (started once the node serves).
   void MakeScrubber(const v1::NodeConfig& config);
   // The signing key `config` names, if the roster in force lists it as active for this org.
-  absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> ListedSigningKey(
+  absl::StatusOr<std::shared_ptr<const Signer>> ListedSigningKey(
       const v1::NodeConfig& config) const;
   // Listens with mutual TLS and the auth processor, and serves every service.
   absl::Status Serve(const v1::NodeConfig& config, const v1::Roster& roster, const TlsIdentity& tls,
@@ -150,7 +150,8 @@ class Node {
   // The config in use (Reload replaces its reloadable parts).
   v1::NodeConfig config_ ABSL_GUARDED_BY(reload_mu_);
   bool started_ = false;  // Start succeeded
-  std::unique_ptr<Ed25519PrivateKey> signing_key_;
+  // The key in a file or in a PKCS#11 token (server/node/signing_key.h).
+  std::unique_ptr<Signer> signing_key_;
   std::unique_ptr<NodeStore> store_;
   // Declared before the ledger: they must outlive its last completion.
   std::unique_ptr<Executor> completions_;
