@@ -245,7 +245,7 @@ TEST(PinFileTest, APinFileOthersMayReadIsRefused) {
   const std::string dir = testing::MakeTempDir("pin");
   SoftHsm::WritePinFile(dir + "/open", "1234", 0644);
   EXPECT_STATUS(ReadPinFile(dir + "/open").status(), absl::StatusCode::kFailedPrecondition,
-                "every user of this machine");
+                "every user of this machine (mode 0644)");
   for (int mode : {0600, 0640, 0400}) {
     SoftHsm::WritePinFile(dir + "/ok", "1234", mode);
     ASSERT_OK_AND_ASSIGN(SecretBytes pin, ReadPinFile(dir + "/ok"));

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ledger/base/file.h"
 
@@ -364,9 +365,13 @@ absl::StatusOr<CK_SLOT_ID> Pkcs11Module::FindToken(absl::string_view label) cons
     if (l == label) return slot;
     seen.push_back(absl::StrCat("\"", l, "\""));
   }
-  return absl::NotFoundError(
-      absl::StrCat("the PKCS#11 module ", path_, " has no token labelled \"", label,
-                   "\" (tokens present: ", seen.empty() ? "none" : absl::StrJoin(seen, ", "), ")"));
+  return absl::NotFoundError(absl::StrCat(
+      "the PKCS#11 module ", path_, " has no token labelled \"", label, "\" (tokens present: ",
+      seen.empty() ? "none: check that this user may use the token (for SoftHSM2: "
+                     "is in the softhsm group, and SOFTHSM2_CONF or "
+                     "/etc/softhsm/softhsm2.conf names the token directory)"
+                   : absl::StrJoin(seen, ", "),
+      ")"));
 }
 
 absl::StatusOr<SecretBytes> ReadPinFile(const std::string& path) {
@@ -375,10 +380,11 @@ absl::StatusOr<SecretBytes> ReadPinFile(const std::string& path) {
     return absl::NotFoundError(absl::StrCat(path, ": no such file"));
   }
   if ((st.st_mode & S_IRWXO) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " may be read by every user of this machine (mode ", absl::Hex(st.st_mode & 07777),
-        "); the PIN must be readable only by the node's user "
-        "(chmod 0600, or 0640 with the node's group)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " may be read by every user of this machine (mode ",
+                     absl::StrFormat("%04o", st.st_mode & 07777),
+                     "); the PIN must be readable only by the node's user "
+                     "(chmod 0600, or 0640 with the node's group)"));
   }
   auto text = ReadFileToString(path);
   if (!text.ok()) return text.status();
