@@ -8,6 +8,7 @@
 // a referral, its decision, receipts, access attestations, checkpoints and
 // cosignatures that the other side and the auditor verify with the roster's
 // key. Skips, saying so, where libsofthsm2.so is not installed.
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/lib/grpc_util.h"
 #include "corridor/v1/case.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -412,6 +415,50 @@ TEST_F(HsmNodeTest, SigningPublicKeyWritesTheTokensKeyForTheStewards) {
   EXPECT_EQ(ReadAll(out + "/signing.pub"), Base64Encode(token_.public_key.raw()) + "\n");
   EXPECT_EQ(ReadAll(out + "/signing.keyid"), fed_.org(kMinistry).key_id + "\n");
   EXPECT_FALSE(absl::StrContains(r.out + r.err, kPin));
+}
+
+// Moving a file key into the token is a rotation: the stewards list the
+// token's key, the node's signing_key is pointed at the token, SIGHUP; the
+// peer then takes what the node signs in the token.
+TEST_F(HsmNodeTest, AKeyFileIsReplacedByATokenKeyOnReload) {
+  ASSERT_TRUE(nodes_.Start(kUnion));
+  ASSERT_TRUE(nodes_.Start(kMinistry));
+  ASSERT_OK_AND_ASSIGN(Ed25519PublicKey next,
+                       SoftHsm::ForProcess().GenerateKey(token_.label, kPin, "union-sg-2", "02"));
+  v1::Roster v2 = fed_.MakeRoster(2);
+  for (v1::Member& m : *v2.mutable_members()) {
+    if (m.org() != kUnion) continue;
+    m.mutable_signing_keys(0)->set_status(v1::KEY_STATUS_RETIRED);
+    m.mutable_signing_keys(0)->set_valid_until(absl::FormatTime(
+        absl::RFC3339_sec, absl::Now() + absl::Hours(24 * 7), absl::UTCTimeZone()));
+    v1::SigningKey* k = m.add_signing_keys();
+    k->set_key_id("union-sg-2");
+    k->set_public_key(Base64Encode(next.raw()));
+    k->set_status(v1::KEY_STATUS_ACTIVE);
+  }
+  CommandResult pushed = nodes_.PushRoster(kUnion, fed_.Sign(v2, fed_.threshold()));
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  ASSERT_TRUE(nodes_.AwaitRosterVersion(kMinistry, 2));
+
+  const std::string dir = fed_.org(kUnion).dir;
+  SoftHsm::WritePinFile(dir + "/token.pin", kPin);
+  std::string yaml = ReadAll(nodes_.config(kUnion));
+  const std::string from = "  key_id: union-sg-1\n  key_file: signing.key\n";
+  ASSERT_NE(yaml.find(from), std::string::npos) << yaml;
+  yaml.replace(yaml.find(from), from.size(),
+               absl::StrCat("  key_id: union-sg-2\n  pkcs11:\n    module: ", kSoftHsmModule,
+                            "\n    token_label: \"", token_.label,
+                            "\"\n    key_label: union-sg-2\n    pin_file: token.pin\n"));
+  ASSERT_OK(WriteFileAtomically(nodes_.config(kUnion), yaml));
+  ASSERT_EQ(kill(nodes_.process(kUnion).pid(), SIGHUP), 0);
+  EXPECT_FALSE(nodes_.AwaitLogLine(kUnion, {"\"event\":\"node.reloaded\"", "signing_key"}).empty())
+      << nodes_.process(kUnion).Log();
+
+  // A referral signed in the token now: ministry-id verifies it against the
+  // roster and answers with a receipt union-sg verifies.
+  const auto referred = ReferredCase();
+  EXPECT_FALSE(referred.second.empty());
+  EXPECT_FALSE(absl::StrContains(nodes_.process(kUnion).Log(), kPin));
 }
 
 // Each misconfiguration stops corridord before it serves, naming the setting

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -69,6 +71,17 @@ SoftHsm::SoftHsm() {
 
 SoftHsm& SoftHsm::ForProcess() {
   static SoftHsm* store = new SoftHsm();
+  // The store goes with the process (the module is never finalised; nothing
+  // writes to it after main returns), unless the test's files are to be kept.
+  static const bool cleanup_registered = [] {
+    return std::atexit([] {
+             if (getenv("CORRIDOR_KEEP_TEST_DIRS") == nullptr) {
+               std::error_code ignored;
+               std::filesystem::remove_all(store->dir_, ignored);
+             }
+           }) == 0;
+  }();
+  (void)cleanup_registered;
   return *store;
 }
 
