@@ -121,6 +121,24 @@ class RawSession {
     if (rv == CKR_OK) value->resize(a.ulValueLen);
     return rv;
   }
+  CK_OBJECT_HANDLE PublicKey(const std::string& label) {
+    CK_OBJECT_CLASS klass = CKO_PUBLIC_KEY;
+    std::string l = label;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &klass, sizeof klass}, {CKA_LABEL, l.data(), l.size()}};
+    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+    CK_ULONG n = 0;
+    EXPECT_EQ(f_->C_FindObjectsInit(s_, t, 2), CKR_OK);
+    EXPECT_EQ(f_->C_FindObjects(s_, &h, 1, &n), CKR_OK);
+    f_->C_FindObjectsFinal(s_);
+    EXPECT_EQ(n, 1u);
+    return h;
+  }
+  CK_RV Destroy(CK_OBJECT_HANDLE h) { return f_->C_DestroyObject(s_, h); }
+  CK_RV Relabel(CK_OBJECT_HANDLE h, const std::string& label) {
+    std::string l = label;
+    CK_ATTRIBUTE a{CKA_LABEL, l.data(), l.size()};
+    return f_->C_SetAttributeValue(s_, h, &a, 1);
+  }
   // An ECDSA P-256 key pair `label`: a key of the wrong type for Corridor.
   CK_RV GenerateEcdsaKey(const std::string& label) {
     CK_MECHANISM m{CKM_EC_KEY_PAIR_GEN, nullptr, 0};
@@ -242,6 +260,20 @@ TEST_F(Pkcs11SignerTest, AKeyOfAnotherTypeIsRefused) {
 TEST_F(Pkcs11SignerTest, AGeneratedKeyIsNeverReplaced) {
   auto again = SoftHsm::ForProcess().GenerateKey(token_.label, kPin, kKeyLabel);
   EXPECT_STATUS(again.status(), absl::StatusCode::kAlreadyExists, "already holds");
+}
+
+// Someone swaps the public key object beside the private key for another
+// key's: the node would announce a public key its signatures do not match.
+// The test signature at open catches it.
+TEST_F(Pkcs11SignerTest, APublicKeyThatIsNotThePrivateKeysOwnIsRefused) {
+  ASSERT_OK(SoftHsm::ForProcess().GenerateKey(token_.label, kPin, "other-key").status());
+  {
+    RawSession raw(token_.label);
+    ASSERT_EQ(raw.Destroy(raw.PublicKey(kKeyLabel)), CKR_OK);
+    ASSERT_EQ(raw.Relabel(raw.PublicKey("other-key"), kKeyLabel), CKR_OK);
+  }
+  auto st = Open(Pkcs11KeyRef{kSoftHsmModule, token_.label, kKeyLabel, ""}).status();
+  EXPECT_STATUS(st, absl::StatusCode::kInternal, "do not belong together");
 }
 
 TEST(PinFileTest, APinFileOthersMayReadIsRefused) {
