@@ -25,6 +25,9 @@ PACKAGES=(
   libsystemd-dev
   # the Prometheus metrics endpoint (server/node/metrics_endpoint.*): an embedded HTTP server
   libmicrohttpd-dev
+  # keys in an HSM: the PKCS#11 header (p11-kit's pkcs11.h; the module is loaded with dlopen),
+  # and SoftHSM2, the software token hsm_test signs through (docs/operations.md)
+  libp11-kit-dev softhsm2
   # tests and benchmarks (iproute2: the multi-host test's network namespaces)
   libgtest-dev libgmock-dev libbenchmark-dev iproute2
   # libFuzzer and sanitizer runtimes for clang

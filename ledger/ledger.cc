@@ -49,15 +49,16 @@ absl::Status ValidateEntries(const std::vector<AppendEntry>& entries) {
   return absl::OkStatus();
 }
 
-std::string SignHead(const LedgerOptions& options, uint64_t size, const merkle::Hash& root) {
+absl::StatusOr<std::string> SignHead(const LedgerOptions& options, uint64_t size,
+                                     const merkle::Hash& root) {
   const note::Checkpoint cp{options.origin, size, root, {}};
-  if (options.additional_signers.empty()) {
-    return note::SignCheckpoint(cp, options.key_name, *options.signing_key);
-  }
   note::Note n{cp.Body(), {}};
-  note::SignNote(n, options.key_name, *options.signing_key);
-  for (const CheckpointSigner& s : options.additional_signers)
-    note::SignNote(n, s.key_name, *s.key);
+  if (auto st = note::SignNoteWith(n, options.key_name, *options.signing_key); !st.ok()) {
+    return st;
+  }
+  for (const CheckpointSigner& s : options.additional_signers) {
+    if (auto st = note::SignNoteWith(n, s.key_name, *s.key); !st.ok()) return st;
+  }
   return note::FormatNote(n);
 }
 

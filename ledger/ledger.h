@@ -33,7 +33,7 @@ namespace corridor::ledger {
 // A key that signs checkpoints, under its signed-note key name.
 struct CheckpointSigner {
   std::string key_name;
-  const Ed25519PrivateKey* key = nullptr;  // must outlive the ledger
+  const Signer* key = nullptr;  // must outlive the ledger
 };
 
 // Settings every implementation takes. Validated once by Open/Create.
@@ -43,8 +43,10 @@ struct LedgerOptions {
   std::string origin;
   // Signed-note key name of the checkpoint signature. Default: `origin`.
   std::string key_name;
-  // Signs checkpoints. Required; must outlive the ledger.
-  const Ed25519PrivateKey* signing_key = nullptr;
+  // Signs checkpoints: a key in memory or in a PKCS#11 token. Required; must
+  // outlive the ledger. A group whose checkpoint the signer fails to sign fails
+  // like a failed commit (nothing of it is durable).
+  const Signer* signing_key = nullptr;
   // Further keys that also sign every checkpoint, for key rotation without a
   // flag day: add the next key here, publish its verifier key, then make it
   // the primary `signing_key`. Default: none.
@@ -193,8 +195,9 @@ absl::Status ValidateOptions(LedgerOptions& options);
 // entry, index keys non-empty without NUL, chain keys among the index keys.
 absl::Status ValidateEntries(const std::vector<AppendEntry>& entries);
 // The checkpoint note for (size, root), signed by the primary key and every
-// additional signer.
-std::string SignHead(const LedgerOptions& options, uint64_t size, const merkle::Hash& root);
+// additional signer; a signer's error (a token that failed) if one fails.
+absl::StatusOr<std::string> SignHead(const LedgerOptions& options, uint64_t size,
+                                     const merkle::Hash& root);
 // Opens a stored checkpoint with the primary key or any previous verifier.
 absl::StatusOr<note::Checkpoint> OpenStoredCheckpoint(const LedgerOptions& options,
                                                       absl::string_view note_text);

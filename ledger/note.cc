@@ -143,6 +143,13 @@ void SignNote(Note& note, absl::string_view name, const Ed25519PrivateKey& key) 
       {std::string(name), KeyId(name, 0x01, key.public_key()), key.Sign(note.body)});
 }
 
+absl::Status SignNoteWith(Note& note, absl::string_view name, const Signer& signer) {
+  auto sig = signer.Signature(note.body);
+  if (!sig.ok()) return sig.status();
+  note.signatures.push_back({std::string(name), KeyId(name, 0x01, signer.public_key()), *sig});
+  return absl::OkStatus();
+}
+
 absl::Status VerifyNote(const Note& note, const Verifier& verifier) {
   const uint32_t id = verifier.key_id();
   bool seen = false;
@@ -209,6 +216,14 @@ std::string SignCheckpoint(const Checkpoint& cp, absl::string_view key_name,
   return FormatNote(note);
 }
 
+absl::StatusOr<std::string> SignCheckpointWith(const Checkpoint& cp, absl::string_view key_name,
+                                               const Signer& signer) {
+  Note note;
+  note.body = cp.Body();
+  if (auto st = SignNoteWith(note, key_name, signer); !st.ok()) return st;
+  return FormatNote(note);
+}
+
 absl::StatusOr<Checkpoint> OpenCheckpoint(absl::string_view note_text, const Verifier& verifier) {
   auto note = ParseNote(note_text);
   if (!note.ok()) return note.status();
@@ -222,6 +237,17 @@ Signature Cosign(const Checkpoint& cp, absl::string_view witness_name,
   s.name = std::string(witness_name);
   s.key_id = KeyId(witness_name, 0x04, witness_key.public_key());
   s.signature = Be64(timestamp) + witness_key.Sign(CosignedMessage(cp, timestamp));
+  return s;
+}
+
+absl::StatusOr<Signature> CosignWith(const Checkpoint& cp, absl::string_view witness_name,
+                                     const Signer& witness, uint64_t timestamp) {
+  auto sig = witness.Signature(CosignedMessage(cp, timestamp));
+  if (!sig.ok()) return sig.status();
+  Signature s;
+  s.name = std::string(witness_name);
+  s.key_id = KeyId(witness_name, 0x04, witness.public_key());
+  s.signature = Be64(timestamp) + *sig;
   return s;
 }
 

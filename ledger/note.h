@@ -56,6 +56,9 @@ std::string FormatNote(const Note& note);
 
 // Appends an Ed25519 note signature (type 0x01) by `key` under `name`.
 void SignNote(Note& note, absl::string_view name, const Ed25519PrivateKey& key);
+// The same with any signer (a key in a token); its error (nothing appended) if
+// the signer fails.
+absl::Status SignNoteWith(Note& note, absl::string_view name, const Signer& signer);
 
 // OK iff a signature line by `verifier` (matching name and key id) verifies.
 // Lines by other keys are ignored. NotFound if no line names this key;
@@ -77,12 +80,16 @@ absl::StatusOr<Checkpoint> ParseCheckpointBody(absl::string_view body);
 // Signs a checkpoint as a note; returns the note text.
 std::string SignCheckpoint(const Checkpoint& cp, absl::string_view key_name,
                            const Ed25519PrivateKey& key);
+absl::StatusOr<std::string> SignCheckpointWith(const Checkpoint& cp, absl::string_view key_name,
+                                               const Signer& signer);
 // Parses a checkpoint note and verifies it with `verifier`.
 absl::StatusOr<Checkpoint> OpenCheckpoint(absl::string_view note_text, const Verifier& verifier);
 
 // tlog-cosignature v1: a witness signs "cosignature/v1\ntime <t>\n" + body.
 Signature Cosign(const Checkpoint& cp, absl::string_view witness_name,
                  const Ed25519PrivateKey& witness_key, uint64_t timestamp);
+absl::StatusOr<Signature> CosignWith(const Checkpoint& cp, absl::string_view witness_name,
+                                     const Signer& witness, uint64_t timestamp);
 // Verifies a cosignature line on `note` by `witness` (type 0x04); returns its timestamp.
 absl::StatusOr<uint64_t> VerifyCosignature(const Note& note, const Verifier& witness);
 

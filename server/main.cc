@@ -10,18 +10,26 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "ledger/base/file.h"
 #include "ledger/base/log.h"
+#include "ledger/crypto/crypto.h"
 #include "server/common/grpc_logs.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
+#include "server/node/signing_key.h"
 
 namespace {
 
 int Usage() {
   std::cerr
-      << "usage: corridord --config FILE [--check-config]\n"
+      << "usage: corridord --config FILE [--check-config | --signing-public-key DIR]\n"
          "  --config FILE    the node configuration (YAML; see docs/configuration.md)\n"
          "  --check-config   validate the configuration and exit\n"
+         "  --signing-public-key DIR\n"
+         "                   write the public half of the configured signing key (a key file or\n"
+         "                   a key in a PKCS#11 token) as DIR/signing.pub and its key id as\n"
+         "                   DIR/signing.keyid, for the stewards (`corridorctl roster add-key\n"
+         "                   --key-dir DIR`), and exit; needs only the signing_key settings\n"
          "signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads users, tls.revoked_serials,\n"
          "  signing_key and log from the config (other changes need a restart)\n";
   return 2;
@@ -30,6 +38,7 @@ int Usage() {
 struct Args {
   std::string config_path;
   bool check_only = false;
+  std::string public_key_dir;  // --signing-public-key
 };
 
 // The command line, or nullopt when corridord should exit at once with
@@ -44,6 +53,8 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
       args.config_path = arg.substr(strlen("--config="));
     } else if (arg == "--check-config") {
       args.check_only = true;
+    } else if (arg == "--signing-public-key" && i + 1 < argc) {
+      args.public_key_dir = argv[++i];
     } else if (arg == "--help" || arg == "-h") {
       Usage();
       *exit_code = 0;
@@ -104,6 +115,35 @@ void ServeUntilStopped(corridor::Node& node, const std::string& config_path,
   node.Shutdown(absl::Seconds(10));
 }
 
+// --signing-public-key: the files `corridorctl pki signing-key` writes beside
+// a new key file (signing.pub, signing.keyid), for a key of any kind.
+int WriteSigningPublicKey(const Args& args) {
+  auto key_config = corridor::LoadSigningKeyConfig(args.config_path);
+  if (!key_config.ok()) {
+    std::cerr << "corridord: configuration error: " << key_config.status().message() << "\n";
+    return 1;
+  }
+  auto signer = corridor::OpenSigningKey(*key_config);
+  if (!signer.ok()) {
+    std::cerr << "corridord: " << signer.status().message() << "\n";
+    return 1;
+  }
+  const std::string pub = corridor::Base64Encode((*signer)->public_key().raw());
+  const std::string dir = args.public_key_dir;
+  for (const auto& [name, content] : {std::pair<std::string, std::string>{"signing.pub", pub},
+                                      {"signing.keyid", key_config->key_id()}}) {
+    if (auto st = corridor::WriteFileAtomically(dir + "/" + name, content + "\n", 0644); !st.ok()) {
+      std::cerr << "corridord: cannot write " << dir << "/" << name << ": " << st.message() << "\n";
+      return 1;
+    }
+  }
+  std::cout << "signing key " << key_config->key_id() << " ("
+            << corridor::DescribeSigningKey(*key_config) << "): public key " << pub
+            << "\n  written to " << dir << "/signing.pub and " << dir
+            << "/signing.keyid; send both to the stewards\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -120,6 +160,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   corridor::log::RouteGrpcLogs();
+  if (!args->public_key_dir.empty()) return WriteSigningPublicKey(*args);
   auto config = corridor::LoadNodeConfig(args->config_path);
   if (!config.ok()) {
     // A check by hand gets the one sentence below; a failed start is logged as well.

@@ -81,13 +81,30 @@ class Ed25519PublicKey {
   std::string raw_;
 };
 
+// Something that makes Ed25519 signatures with one key: a key in memory
+// (Ed25519PrivateKey, read from a file) or a key that never leaves a PKCS#11
+// token (Pkcs11Signer, ledger/crypto/pkcs11.h). Every signature the node makes
+// (envelopes, receipts, checkpoints, cosignatures) goes through this interface.
+// Implementations are thread-safe: Signature may be called from many threads
+// at once.
+class Signer {
+ public:
+  virtual ~Signer() = default;
+  // The public key the signatures verify with.
+  virtual const Ed25519PublicKey& public_key() const = 0;
+  // The 64-byte Ed25519 signature of `message`. A key in memory never fails;
+  // a token may: Unavailable (the token or its module failed; the message
+  // says what the token answered), and then nothing was signed.
+  virtual absl::StatusOr<std::string> Signature(absl::string_view message) const = 0;
+};
+
 // An Ed25519 private key. Signing is thread-safe. The key is parsed once,
 // when it is made: signing never re-derives it. Move-only: a private key is
 // never copied; its seed is wiped when the key is destroyed (SecretBytes),
 // and OpenSSL wipes its own copy when the parsed key is freed. Share one key
 // by pointer (std::shared_ptr<const Ed25519PrivateKey> or a reference to an
 // owner that outlives the users).
-class Ed25519PrivateKey {
+class Ed25519PrivateKey : public Signer {
  public:
   static Ed25519PrivateKey Generate();
   // From the 32-byte RFC 8032 seed.
@@ -100,10 +117,14 @@ class Ed25519PrivateKey {
   Ed25519PrivateKey& operator=(Ed25519PrivateKey&&) noexcept;
   Ed25519PrivateKey(const Ed25519PrivateKey&) = delete;
   Ed25519PrivateKey& operator=(const Ed25519PrivateKey&) = delete;
-  ~Ed25519PrivateKey();
+  ~Ed25519PrivateKey() override;
 
+  // Cannot fail (a key in memory): the same bytes as Signature.
   std::string Sign(absl::string_view message) const;
-  const Ed25519PublicKey& public_key() const { return public_key_; }
+  absl::StatusOr<std::string> Signature(absl::string_view message) const override {
+    return Sign(message);
+  }
+  const Ed25519PublicKey& public_key() const override { return public_key_; }
   std::string ToPem() const;  // PKCS#8, unencrypted
   absl::string_view seed() const { return seed_.view(); }
 

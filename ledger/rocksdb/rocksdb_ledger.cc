@@ -578,11 +578,17 @@ void RocksDbLedger::CommitGroup(std::vector<Request>& group) {
     Head next;
     next.size = size;
     next.root = edge.Root();
-    next.checkpoint = SignHead(options_, next.size, next.root);
+    auto signed_head = SignHead(options_, next.size, next.root);
+    if (signed_head.ok()) {
+      next.checkpoint = *std::move(signed_head);
+    } else {
+      st = absl::UnavailableError(
+          absl::StrCat("signing the checkpoint: ", signed_head.status().message()));
+    }
     batch.Put(state_cf_, kHeadKey, Be64(next.size) + merkle::ToBytes(next.root));
     batch.Put(state_cf_, kCheckpointKey, next.checkpoint);
 
-    if (options_.before_commit) st = options_.before_commit();
+    if (st.ok() && options_.before_commit) st = options_.before_commit();
     if (st.ok()) {
       rocksdb::WriteOptions wo;
       wo.sync = true;

@@ -62,8 +62,19 @@ void MemoryLedger::AppendAsync(std::vector<AppendEntry> entries, std::unique_ptr
       }
       head_.size = entries_.size();
       head_.root = edge_.Root();
-      head_.checkpoint = SignHead(options_, head_.size, head_.root);
-      result = first;
+      auto signed_head = SignHead(options_, head_.size, head_.root);
+      if (signed_head.ok()) {
+        head_.checkpoint = *std::move(signed_head);
+        result = first;
+      } else {
+        // The entries are in; the head is not signed: refuse from here on,
+        // as after a failed commit.
+        broken_ = absl::UnavailableError(absl::StrCat(
+            "the ledger could not sign its checkpoint and refuses all writes until it is "
+            "reopened: ",
+            signed_head.status().message()));
+        result = broken_;
+      }
     }
   }
   done(std::move(result));

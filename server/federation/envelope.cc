@@ -82,12 +82,18 @@ std::string Quoted(absl::string_view s) {
 }  // namespace
 
 v1::Envelope SignEnvelope(const v1::EnvelopePayload& payload, const Ed25519PrivateKey& key) {
+  return SignEnvelope(payload, static_cast<const Signer&>(key)).value();
+}
+
+absl::StatusOr<v1::Envelope> SignEnvelope(const v1::EnvelopePayload& payload, const Signer& key) {
   v1::Envelope env;
   env.set_payload_type(kEnvelopePayloadType);
   env.set_payload(payload.SerializeAsString());
-  auto* sig = env.add_signatures();
-  sig->set_keyid(payload.key_id());
-  sig->set_sig(key.Sign(DssePae(env.payload_type(), env.payload())));
+  auto sig = key.Signature(DssePae(env.payload_type(), env.payload()));
+  if (!sig.ok()) return sig.status();
+  auto* s = env.add_signatures();
+  s->set_keyid(payload.key_id());
+  s->set_sig(*std::move(sig));
   return env;
 }
 
@@ -373,10 +379,17 @@ absl::StatusOr<std::string> VerifyOnwardPermission(absl::string_view serialized,
 
 v1::Receipt SignReceipt(const v1::ReceiptBody& body, const std::string& key_id,
                         const Ed25519PrivateKey& key) {
+  return SignReceipt(body, key_id, static_cast<const Signer&>(key)).value();
+}
+
+absl::StatusOr<v1::Receipt> SignReceipt(const v1::ReceiptBody& body, const std::string& key_id,
+                                        const Signer& key) {
   v1::Receipt r;
   r.set_body(body.SerializeAsString());
   r.set_key_id(key_id);
-  r.set_signature(key.Sign(kReceiptContext + r.body()));
+  auto sig = key.Signature(kReceiptContext + r.body());
+  if (!sig.ok()) return sig.status();
+  r.set_signature(*std::move(sig));
   return r;
 }
 

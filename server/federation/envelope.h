@@ -25,7 +25,10 @@ inline constexpr absl::Duration kMaxClockSkew = absl::Minutes(5);
 inline constexpr absl::Duration kDefaultMaxEnvelopeLifetime = absl::Hours(24 * 30);
 
 // Signs `payload` (whose key_id must be `key_id`) into a DSSE envelope.
+// With a key in memory this cannot fail; with any Signer (the node's key,
+// which may be in a PKCS#11 token) the signer's error, and no envelope.
 v1::Envelope SignEnvelope(const v1::EnvelopePayload& payload, const Ed25519PrivateKey& key);
+absl::StatusOr<v1::Envelope> SignEnvelope(const v1::EnvelopePayload& payload, const Signer& key);
 
 struct EnvelopeContext {
   std::string caller_org;  // from the TLS identity of the calling node
@@ -102,8 +105,11 @@ std::string EnvelopeDigest(const v1::Envelope& envelope);
 inline constexpr size_t kMaxReceiptBytes = 1024;
 
 // Receipts: the receiver signs "corridor-receipt/v1\n" ‖ serialized ReceiptBody.
+// As SignEnvelope: the Signer form fails only if the signer does.
 v1::Receipt SignReceipt(const v1::ReceiptBody& body, const std::string& key_id,
                         const Ed25519PrivateKey& key);
+absl::StatusOr<v1::Receipt> SignReceipt(const v1::ReceiptBody& body, const std::string& key_id,
+                                        const Signer& key);
 // Verifies a receipt from `receiver_org` for `envelope` against the roster:
 // at most kMaxReceiptBytes, signed by a key of the receiver, naming this
 // envelope's id and digest and the receiver.

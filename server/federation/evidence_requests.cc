@@ -831,12 +831,15 @@ void EvidenceRequests::WaitForStreams() const {
   while (live_streams_.load() > 0) absl::SleepFor(absl::Milliseconds(1));
 }
 
-v1::FetchReceipt EvidenceRequests::SignFetchReceipt(const v1::FetchReceiptBody& body) const {
+absl::StatusOr<v1::FetchReceipt> EvidenceRequests::SignFetchReceipt(
+    const v1::FetchReceiptBody& body) const {
   v1::FetchReceipt r;
   r.set_body(body.SerializeAsString());
   auto signer = exchange_->CurrentSigner();
   r.set_key_id(signer.second);
-  r.set_signature(signer.first->Sign(absl::StrCat(kFetchReceiptContext, r.body())));
+  auto sig = signer.first->Signature(absl::StrCat(kFetchReceiptContext, r.body()));
+  if (!sig.ok()) return sig.status();
+  r.set_signature(*std::move(sig));
   return r;
 }
 

@@ -98,7 +98,8 @@ class EvidenceRequests {
   };
   absl::StatusOr<Serving> PrepareServe(const Principal& caller, const v1::FetchEvidenceRequest& req,
                                        v1::AccessEvent* ev);
-  v1::FetchReceipt SignFetchReceipt(const v1::FetchReceiptBody& body) const;
+  // The signer's error if the node's key (in a token) fails.
+  absl::StatusOr<v1::FetchReceipt> SignFetchReceipt(const v1::FetchReceiptBody& body) const;
   // FetchEvidence streams alive: gRPC may run a stream's last callback after
   // the server's Shutdown returned, so the node waits for them
   // (WaitForStreams) before what they use goes.

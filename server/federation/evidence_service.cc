@@ -209,7 +209,12 @@ class FetchServer : public grpc::ServerWriteReactor<v1::FetchEvidenceChunk> {
     if (next_ < serving_.chunks.size()) {
       msg_.set_data(std::move(serving_.chunks[next_]));
     } else if (next_ == serving_.chunks.size()) {
-      *msg_.mutable_receipt() = requests_->SignFetchReceipt(serving_.receipt);
+      auto receipt = requests_->SignFetchReceipt(serving_.receipt);
+      if (!receipt.ok()) {
+        return Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                   "the holder could not sign the fetch receipt; fetch again"));
+      }
+      *msg_.mutable_receipt() = *std::move(receipt);
     } else {
       return Finish(grpc::Status::OK);
     }

@@ -236,15 +236,14 @@ struct Exchange::Call {
 };
 
 Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-                   const Ed25519PrivateKey* signing_key, rocksdb::DB* db,
+                   const Signer* signing_key, rocksdb::DB* db,
                    const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families,
                    CaseStore* cases, AccessLog* log, TlsIdentity tls, ExchangeOptions options)
     : config_(config),
       options_(std::move(options)),
       identity_(std::move(identity)),
-      signer_{
-          std::shared_ptr<const Ed25519PrivateKey>(signing_key, [](const Ed25519PrivateKey*) {}),
-          config.signing_key().key_id()},
+      signer_{std::shared_ptr<const Signer>(signing_key, [](const Signer*) {}),
+              config.signing_key().key_id()},
       db_(db),
       families_(families),
       outbox_(families.at(kOutboxFamily)),
@@ -266,14 +265,14 @@ Exchange::Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolve
 
 Exchange::~Exchange() { Stop(); }
 
-Exchange::Signer Exchange::signer() const {
+Exchange::ActiveKey Exchange::signer() const {
   absl::MutexLock lock(&signer_mu_);
   return signer_;
 }
 
-void Exchange::RotateSigningKey(std::shared_ptr<const Ed25519PrivateKey> key, std::string key_id) {
+void Exchange::RotateSigningKey(std::shared_ptr<const Signer> key, std::string key_id) {
   absl::MutexLock lock(&signer_mu_);
-  signer_ = Signer{std::move(key), std::move(key_id)};
+  signer_ = ActiveKey{std::move(key), std::move(key_id)};
 }
 
 void Exchange::Start() {
@@ -386,10 +385,15 @@ absl::StatusOr<v1::OutboxItem> Exchange::Enqueue(ledger::Mutation* batch,
                                                  const std::string& case_id,
                                                  const std::string& referral_id) {
   v1::OutboxItem item;
-  const Signer s = signer();
+  const ActiveKey s = signer();
   v1::EnvelopePayload signed_payload = payload;
   signed_payload.set_key_id(s.key_id);
-  *item.mutable_envelope() = SignEnvelope(signed_payload, *s.key);
+  auto envelope = SignEnvelope(signed_payload, *s.key);
+  if (!envelope.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("the node could not sign the envelope: ", envelope.status().message()));
+  }
+  *item.mutable_envelope() = *std::move(envelope);
   item.set_envelope_id(payload.envelope_id());
   item.set_recipient_org(payload.recipient_org());
   item.set_kind(kind);
@@ -1273,7 +1277,7 @@ absl::StatusOr<v1::Receipt> Exchange::ReceiptFor(const std::string& sender,
       body.set_receiver_org(config_.org());
       body.set_time_unix(ev->time_unix_micros() / 1000000);
       body.set_ledger_index(index);
-      const Signer s = signer();
+      const ActiveKey s = signer();
       return SignReceipt(body, s.key_id, *s.key);
     }
     if (hits->size() < kPage) break;
@@ -1668,8 +1672,8 @@ void Exchange::EndReceiving(const std::string& key) {
   receiving_.erase(key);
 }
 
-v1::Receipt Exchange::ReceiptAt(const std::string& envelope_id, const std::string& digest,
-                                uint64_t index) const {
+absl::StatusOr<v1::Receipt> Exchange::ReceiptAt(const std::string& envelope_id,
+                                                const std::string& digest, uint64_t index) const {
   v1::ReceiptBody body;
   body.set_envelope_id(envelope_id);
   body.set_envelope_sha256(digest);
@@ -1679,7 +1683,7 @@ v1::Receipt Exchange::ReceiptAt(const std::string& envelope_id, const std::strin
       entry.ok() ? AccessLog::Decode(*entry) : absl::StatusOr<v1::AccessEvent>(entry.status());
   body.set_time_unix(ev.ok() ? ev->time_unix_micros() / 1000000 : 0);
   body.set_ledger_index(index);
-  const Signer s = signer();
+  const ActiveKey s = signer();
   return SignReceipt(body, s.key_id, *s.key);
 }
 
@@ -1707,9 +1711,18 @@ void Exchange::CommitReceive(const std::string& sender, const std::string& diges
                {});
           return;
         }
-        v1::Receipt receipt = ReceiptAt(id, digest, *index);
+        auto receipt = ReceiptAt(id, digest, *index);
         release();
-        done(grpc::Status::OK, std::move(receipt));
+        if (!receipt.ok()) {
+          // Recorded, not signed: a redelivery finds the entry and signs its receipt.
+          log::Error("envelope.receipt_unsigned",
+                     {{"envelope", id}, {"error", receipt.status().message()}});
+          done(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "the node could not sign the receipt; retry"),
+               {});
+          return;
+        }
+        done(grpc::Status::OK, *std::move(receipt));
       });
 }
 

@@ -96,7 +96,7 @@ struct ExchangeOptions {
 class Exchange {
  public:
   Exchange(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-           const Ed25519PrivateKey* signing_key, rocksdb::DB* db,
+           const Signer* signing_key, rocksdb::DB* db,
            const std::map<std::string, rocksdb::ColumnFamilyHandle*>& families, CaseStore* cases,
            AccessLog* log, TlsIdentity tls, ExchangeOptions options = {});
   ~Exchange();
@@ -204,7 +204,7 @@ class Exchange {
 
   // Signs new envelopes and receipts with `key` (listed as `key_id` in the
   // roster in force, checked by the caller) from now on, without a restart.
-  void RotateSigningKey(std::shared_ptr<const Ed25519PrivateKey> key, std::string key_id);
+  void RotateSigningKey(std::shared_ptr<const Signer> key, std::string key_id);
   std::shared_ptr<const v1::Roster> roster() const { return identity_->roster(); }
   const v1::NodeConfig& config() const { return config_; }
 
@@ -246,8 +246,8 @@ class Exchange {
   // delivery); null if `org` is not in the roster in force.
   std::shared_ptr<v1::PeerService::Stub> PeerStub(const std::string& org) { return StubFor(org); }
   // The key this node signs with now, and its roster key id.
-  std::pair<std::shared_ptr<const Ed25519PrivateKey>, std::string> CurrentSigner() const {
-    Signer s = signer();
+  std::pair<std::shared_ptr<const Signer>, std::string> CurrentSigner() const {
+    ActiveKey s = signer();
     return {s.key, s.key_id};
   }
 
@@ -357,8 +357,8 @@ class Exchange {
   bool BeginReceiving(const std::string& key);
   void EndReceiving(const std::string& key);
   // The signed receipt of envelope `envelope_id` received at ledger `index`.
-  v1::Receipt ReceiptAt(const std::string& envelope_id, const std::string& digest,
-                        uint64_t index) const;
+  absl::StatusOr<v1::Receipt> ReceiptAt(const std::string& envelope_id, const std::string& digest,
+                                        uint64_t index) const;
   // Commits `applied` with the receive event `ev` and the received record,
   // then answers `done` with the receipt; `release` ends the receiving.
   void CommitReceive(const std::string& sender, const std::string& digest, v1::AccessEvent ev,
@@ -395,13 +395,13 @@ class Exchange {
   ExchangeOptions options_;
   std::shared_ptr<IdentityResolver> identity_;
   // The key envelopes and receipts are signed with; replaced by RotateSigningKey.
-  struct Signer {
-    std::shared_ptr<const Ed25519PrivateKey> key;
+  struct ActiveKey {
+    std::shared_ptr<const Signer> key;
     std::string key_id;
   };
-  Signer signer() const;
+  ActiveKey signer() const;
   mutable absl::Mutex signer_mu_;
-  Signer signer_ ABSL_GUARDED_BY(signer_mu_);
+  ActiveKey signer_ ABSL_GUARDED_BY(signer_mu_);
   rocksdb::DB* db_;
   const std::map<std::string, rocksdb::ColumnFamilyHandle*> families_;
   rocksdb::ColumnFamilyHandle* outbox_;

@@ -60,8 +60,8 @@ absl::StatusOr<note::Note> BoundedNote(const std::string& text) {
 
 Witness::Witness(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
                  ledger::Ledger* ledger, AccessLog* log, rocksdb::DB* db,
-                 rocksdb::ColumnFamilyHandle* family, const Ed25519PrivateKey* key,
-                 StubFor stub_for, const Clock* clock)
+                 rocksdb::ColumnFamilyHandle* family, const Signer* key, StubFor stub_for,
+                 const Clock* clock)
     : config_(config),
       identity_(std::move(identity)),
       ledger_(ledger),
@@ -381,8 +381,13 @@ void Witness::HandBack(const std::string& org) {
   auto n = note::ParseNote(text);
   auto cp = n.ok() ? note::ParseCheckpointBody(n->body) : n.status();
   if (!cp.ok()) return;
-  n->signatures.push_back(note::Cosign(*cp, WitnessName(config_.federation(), config_.org()), *key_,
-                                       static_cast<uint64_t>(NowUnix())));
+  auto cosignature = note::CosignWith(*cp, WitnessName(config_.federation(), config_.org()), *key_,
+                                      static_cast<uint64_t>(NowUnix()));
+  if (!cosignature.ok()) {
+    log::Error("witness.cosign_failed", {{"peer", org}, {"error", cosignature.status().message()}});
+    return;
+  }
+  n->signatures.push_back(*std::move(cosignature));
   v1::AddCosignatureRequest req;
   req.set_cosigned_checkpoint(note::FormatNote(*n));
   v1::AddCosignatureResponse resp;

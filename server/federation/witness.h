@@ -74,7 +74,7 @@ class Witness {
   // Nothing is owned; all must outlive the witness. `key` signs cosignatures.
   Witness(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
           ledger::Ledger* ledger, AccessLog* log, rocksdb::DB* db,
-          rocksdb::ColumnFamilyHandle* family, const Ed25519PrivateKey* key, StubFor stub_for,
+          rocksdb::ColumnFamilyHandle* family, const Signer* key, StubFor stub_for,
           const Clock* clock);
   ~Witness();  // stops the thread
 
@@ -141,7 +141,7 @@ class Witness {
   AccessLog* const log_;
   rocksdb::DB* const db_;
   rocksdb::ColumnFamilyHandle* const family_;
-  const Ed25519PrivateKey* const key_;
+  const Signer* const key_;
   const StubFor stub_for_;
   const Clock* const clock_;
   const absl::Duration interval_;

@@ -14,6 +14,7 @@
 #include "ledger/crypto/crypto.h"
 #include "server/common/edge.h"
 #include "server/node/metrics_endpoint.h"
+#include "server/node/signing_key.h"
 
 namespace corridor {
 namespace {
@@ -35,6 +36,11 @@ class Checker {
 
   absl::Status Error(absl::string_view key, absl::string_view what) const {
     return absl::InvalidArgumentError(absl::StrCat(source_, ": ", key, ": ", what));
+  }
+
+  // `what` names the key itself ("signing_key.pkcs11.pin_file: ...").
+  absl::Status Error(absl::string_view what) const {
+    return absl::InvalidArgumentError(absl::StrCat(source_, ": ", what));
   }
 
   absl::Status Required(absl::string_view key, const std::string& value) const {
@@ -69,7 +75,43 @@ void ResolvePaths(const std::string& base, v1::NodeConfig* config) {
   tls->set_ca_file(Resolve(base, tls->ca_file()));
   config->mutable_roster()->set_file(Resolve(base, config->roster().file()));
   config->mutable_signing_key()->set_key_file(Resolve(base, config->signing_key().key_file()));
+  if (config->signing_key().has_pkcs11()) {
+    auto* p = config->mutable_signing_key()->mutable_pkcs11();
+    p->set_pin_file(Resolve(base, p->pin_file()));
+  }
   config->set_master_key_file(Resolve(base, config->master_key_file()));
+}
+
+// The signing key: a file or a key in a PKCS#11 token, opened once to prove it
+// signs (OpenSigningKey says what is wrong, naming the setting).
+absl::Status CheckSigningKey(const Checker& check, const v1::SigningKeyConfig& key) {
+  if (key.has_pkcs11() == !key.key_file().empty()) {
+    return check.Error("signing_key", key.has_pkcs11()
+                                          ? "give key_file or pkcs11, not both"
+                                          : "give key_file (a key file) or pkcs11 (a key in an "
+                                            "HSM): neither is set");
+  }
+  if (key.has_pkcs11()) {
+    const v1::Pkcs11KeyConfig& p = key.pkcs11();
+    for (const auto& [name, value] :
+         {std::pair<const char*, const std::string&>{"module", p.module()},
+          {"token_label", p.token_label()},
+          {"pin_file", p.pin_file()}}) {
+      if (auto st = check.Required(absl::StrCat("signing_key.pkcs11.", name), value); !st.ok()) {
+        return st;
+      }
+    }
+    if (p.key_label().empty() && p.key_object_id().empty()) {
+      return check.Error("signing_key.pkcs11",
+                         "name the key with key_label, key_object_id (hex), or both");
+    }
+  } else if (auto st = check.ReadableFile("signing_key.key_file", key.key_file()); !st.ok()) {
+    return st;
+  }
+  if (auto signer = OpenSigningKey(key); !signer.ok()) {
+    return check.Error(signer.status().message());
+  }
+  return absl::OkStatus();
 }
 
 // Who the node is, where it listens, and the files it needs (readable, keys that parse).
@@ -94,10 +136,6 @@ absl::Status CheckIdentityAndFiles(const Checker& check, const v1::NodeConfig& c
   if (auto st = check.Required("signing_key.key_id", config.signing_key().key_id()); !st.ok()) {
     return st;
   }
-  if (auto st = check.ReadableFile("signing_key.key_file", config.signing_key().key_file());
-      !st.ok()) {
-    return st;
-  }
   if (auto st = check.ReadableFile("master_key_file", config.master_key_file()); !st.ok())
     return st;
   auto text = ReadFileToString(config.master_key_file());
@@ -107,11 +145,7 @@ absl::Status CheckIdentityAndFiles(const Checker& check, const v1::NodeConfig& c
     return check.Error("master_key_file", absl::StrCat(config.master_key_file(),
                                                        ": must hold 32 random bytes in base64"));
   }
-  if (auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file()); !key.ok()) {
-    return check.Error("signing_key.key_file", key.status().message());
-  }
-
-  return absl::OkStatus();
+  return CheckSigningKey(check, config.signing_key());
 }
 
 // The stewards who sign rosters and how many must.
@@ -296,6 +330,18 @@ absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path) {
   if (auto st = FillWitnessLimits(check, config.mutable_limits()); !st.ok()) return st;
   if (auto st = CheckMetrics(check, config.metrics()); !st.ok()) return st;
   return config;
+}
+
+absl::StatusOr<v1::SigningKeyConfig> LoadSigningKeyConfig(const std::string& path) {
+  v1::NodeConfig config;
+  if (auto st = LoadYamlFileToProto(path, &config); !st.ok()) return st;
+  const Checker check(path);
+  ResolvePaths(DirName(path), &config);
+  if (auto st = check.Required("signing_key.key_id", config.signing_key().key_id()); !st.ok()) {
+    return st;
+  }
+  if (auto st = CheckSigningKey(check, config.signing_key()); !st.ok()) return st;
+  return config.signing_key();
 }
 
 }  // namespace corridor

@@ -42,6 +42,11 @@ inline constexpr uint32_t kMaxWitnessIntervalSeconds = 3600;
 // itself) and names the file and the key.
 absl::StatusOr<v1::NodeConfig> LoadNodeConfig(const std::string& path);
 
+// Only the `signing_key` of the config at `path`, checked as LoadNodeConfig
+// checks it (the key opens and signs), without the rest: for printing the
+// key's public half before the node has a roster.
+absl::StatusOr<v1::SigningKeyConfig> LoadSigningKeyConfig(const std::string& path);
+
 }  // namespace corridor
 
 #endif  // CORRIDOR_SERVER_NODE_CONFIG_H_

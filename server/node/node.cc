@@ -19,6 +19,7 @@
 #include "grpcpp/security/tls_credentials_options.h"
 #include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
+#include "ledger/crypto/pkcs11.h"
 #include "ledger/rocksdb/rocksdb_ledger.h"
 #include "server/audit/access_log.h"
 #include "server/audit/audit_service.h"
@@ -42,6 +43,7 @@
 #include "server/node/health.h"
 #include "server/node/node_metrics.h"
 #include "server/node/reflection.h"
+#include "server/node/signing_key.h"
 #include "server/store/case_store.h"
 #include "server/store/store.h"
 
@@ -522,14 +524,18 @@ absl::Status CheckOwnMembership(const v1::NodeConfig& config, const v1::Roster& 
     return absl::FailedPreconditionError(absl::StrCat(
         config.tls().cert_file(), ": tls.cert_file does not carry the node identity ", want));
   }
-  auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
+  auto key = OpenSigningKey(config.signing_key());
   if (!key.ok()) return key.status();
   for (const auto& k : self->signing_keys()) {
     if (k.key_id() != config.signing_key().key_id()) continue;
-    if (k.public_key() != Base64Encode(key->public_key().raw())) {
+    const std::string own = Base64Encode((*key)->public_key().raw());
+    if (k.public_key() != own) {
       return absl::FailedPreconditionError(absl::StrCat(
           "signing_key: the roster lists key id \"", k.key_id(), "\" for org \"", config.org(),
-          "\" with a different public key than ", config.signing_key().key_file()));
+          "\" with public key ", k.public_key(), ", but the public key of ",
+          DescribeSigningKey(config.signing_key()), " is ", own,
+          ": point signing_key at the key the roster lists, or have the stewards list this one "
+          "(`corridord --config FILE --signing-public-key DIR` writes its signing.pub)"));
     }
     return absl::OkStatus();
   }
@@ -638,9 +644,17 @@ std::vector<note::Verifier> PreviousVerifiers(const v1::NodeConfig& config,
 absl::Status Node::OpenLedger(const v1::NodeConfig& config, const v1::Roster& roster,
                               std::function<absl::Status()> before_commit, const Clock* clock) {
   // The ledger: this node's checkpoints are signed with its roster signing key.
-  auto signing_key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
+  auto signing_key = OpenSigningKey(config.signing_key());
   if (!signing_key.ok()) return signing_key.status();
-  signing_key_ = std::make_unique<Ed25519PrivateKey>(*std::move(signing_key));
+  signing_key_ = *std::move(signing_key);
+  if (config.signing_key().has_pkcs11()) {
+    log::Info("node.signing_key_in_token",
+              {{"key_id", config.signing_key().key_id()},
+               {"key", DescribeSigningKey(config.signing_key())},
+               {"extractable", static_cast<const Pkcs11Signer*>(signing_key_.get())->extractable()
+                                   ? "yes (wrapped only)"
+                                   : "no"}});
+  }
   ledger::RocksDbLedgerOptions ledger_options;
   ledger_options.origin = LedgerOrigin(config);
   ledger_options.signing_key = signing_key_.get();
@@ -1045,9 +1059,9 @@ std::vector<std::string> ReloadableChanges(const v1::NodeConfig& before,
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> Node::ListedSigningKey(
+absl::StatusOr<std::shared_ptr<const Signer>> Node::ListedSigningKey(
     const v1::NodeConfig& config) const {
-  auto key = Ed25519PrivateKey::FromPemFile(config.signing_key().key_file());
+  auto key = OpenSigningKey(config.signing_key());
   if (!key.ok()) return key.status();
   const std::string& key_id = config.signing_key().key_id();
   auto roster = identity_->roster();
@@ -1059,12 +1073,12 @@ absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> Node::ListedSigningKey(
     }
   }
   if (listed == nullptr || listed->status() != v1::KEY_STATUS_ACTIVE ||
-      listed->public_key() != Base64Encode(key->public_key().raw())) {
+      listed->public_key() != Base64Encode((*key)->public_key().raw())) {
     return absl::FailedPreconditionError(absl::StrCat(
         "signing_key: the roster in force (version ", roster->version(), ") does not list key \"",
-        key_id, "\" as active with the public key of ", config.signing_key().key_file()));
+        key_id, "\" as active with the public key of ", DescribeSigningKey(config.signing_key())));
   }
-  return std::make_shared<const Ed25519PrivateKey>(*std::move(key));
+  return std::shared_ptr<const Signer>(*std::move(key));
 }
 
 absl::StatusOr<std::string> Node::Reload(const std::string& config_path) {
@@ -1084,7 +1098,7 @@ absl::StatusOr<std::string> Node::Reload(const std::string& config_path) {
   const std::vector<std::string> changed = ReloadableChanges(config_, *config);
   if (changed.empty()) return std::string("nothing changed");
   // Check everything before changing anything.
-  std::shared_ptr<const Ed25519PrivateKey> key;
+  std::shared_ptr<const Signer> key;
   const bool new_key = absl::c_linear_search(changed, "signing_key");
   if (new_key) {
     auto listed = ListedSigningKey(*config);

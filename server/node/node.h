@@ -142,7 +142,7 @@ class Node {
   // The background check of the whole ledger (started once the node serves).
   void MakeScrubber(const v1::NodeConfig& config);
   // The signing key `config` names, if the roster in force lists it as active for this org.
-  absl::StatusOr<std::shared_ptr<const Ed25519PrivateKey>> ListedSigningKey(
+  absl::StatusOr<std::shared_ptr<const Signer>> ListedSigningKey(
       const v1::NodeConfig& config) const;
   // Starts the metrics endpoint if metrics.listen is set (once the node serves).
   absl::Status ServeMetrics(const v1::NodeConfig& config, const TlsIdentity& tls,
@@ -158,7 +158,8 @@ class Node {
   bool started_ = false;  // Start succeeded
   // First, so it goes last: gRPC's interceptor and auth processor count into it.
   std::unique_ptr<NodeMetrics> metrics_;
-  std::unique_ptr<Ed25519PrivateKey> signing_key_;
+  // The key in a file or in a PKCS#11 token (server/node/signing_key.h).
+  std::unique_ptr<Signer> signing_key_;
   std::unique_ptr<NodeStore> store_;
   // Declared before the ledger: they must outlive its last completion.
   std::unique_ptr<Executor> completions_;

@@ -111,7 +111,8 @@ v1::Roster TestFederation::MakeRoster(uint64_t version) const {
     m->set_ca_cert_pem(o.ca.cert_pem);
     v1::SigningKey* k = m->add_signing_keys();
     k->set_key_id(o.key_id);
-    k->set_public_key(Base64Encode(o.signing.public_key().raw()));
+    k->set_public_key(Base64Encode(
+        (o.listed_signing_key ? *o.listed_signing_key : o.signing.public_key()).raw()));
     k->set_status(v1::KEY_STATUS_ACTIVE);
   }
   if (order_.size() >= 2) {
@@ -168,15 +169,14 @@ std::string TestFederation::WriteNodeConfig(
     uint64_t roster_version) {
   const TestOrg& o = orgs_.at(org);
   WriteOrDie(o.dir + "/roster.json", Sign(MakeRoster(roster_version), threshold_), 0644);
-  std::string yaml =
-      absl::StrCat("federation: ", federation_, "\norg: ", org, "\nlisten: ", o.endpoint(),
-                   "\ndata_dir: data\nmaster_key_file: master.key\n"
-                   "tls:\n  cert_file: node.crt\n  key_file: node.key\n  ca_file: ca.crt\n"
-                   "signing_key:\n  key_id: ",
-                   o.key_id,
-                   "\n  key_file: signing.key\n"
-                   "roster:\n  file: roster.json\n  threshold: ",
-                   threshold_, "\n  steward_keys:\n", StewardKeysYaml(stewards_, "    "));
+  std::string yaml = absl::StrCat(
+      "federation: ", federation_, "\norg: ", org, "\nlisten: ", o.endpoint(),
+      "\ndata_dir: data\nmaster_key_file: master.key\n"
+      "tls:\n  cert_file: node.crt\n  key_file: node.key\n  ca_file: ca.crt\n"
+      "signing_key:\n  key_id: ",
+      o.key_id, "\n", o.signing_key_yaml.empty() ? "  key_file: signing.key\n" : o.signing_key_yaml,
+      "roster:\n  file: roster.json\n  threshold: ", threshold_, "\n  steward_keys:\n",
+      StewardKeysYaml(stewards_, "    "));
   absl::StrAppend(&yaml, "limits:\n");
   for (const auto& [name, value] : limits) absl::StrAppend(&yaml, "  ", name, ": ", value, "\n");
   if (!users.empty()) {

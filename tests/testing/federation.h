@@ -5,6 +5,7 @@
 #define CORRIDOR_TESTS_TESTING_FEDERATION_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,11 @@ struct TestOrg {
   pki::IssuedCertificate node;
   Ed25519PrivateKey signing = Ed25519PrivateKey::Generate();
   std::string key_id;
+  // A key in a PKCS#11 token instead of `signing` (hsm_test): the public key
+  // the roster lists, and the YAML lines under `signing_key:` after key_id
+  // (e.g. "  pkcs11:\n    module: ...\n"). Unset: `signing` and its file.
+  std::optional<Ed25519PublicKey> listed_signing_key;
+  std::string signing_key_yaml;
   int port = 0;
   // The address its node listens on and the roster names (loopback, unless a
   // test put the node in a network namespace of its own: netns_test).
