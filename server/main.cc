@@ -1,4 +1,5 @@
 // corridord: the Corridor node. Usage: corridord --config node.yaml [--check-config]
+// or corridord --restore DIR --config node.yaml (restores a backup, then exits).
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -12,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "ledger/base/log.h"
 #include "server/common/grpc_logs.h"
+#include "server/node/backup.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
 
@@ -20,8 +22,12 @@ namespace {
 int Usage() {
   std::cerr
       << "usage: corridord --config FILE [--check-config]\n"
+         "       corridord --restore DIR --config FILE\n"
          "  --config FILE    the node configuration (YAML; see docs/configuration.md)\n"
          "  --check-config   validate the configuration and exit\n"
+         "  --restore DIR    check the backup in DIR (from `corridorctl admin backup`), copy it\n"
+         "                   into the config's empty data_dir and exit; the next start verifies\n"
+         "                   the ledger and records the restore (docs/operations.md)\n"
          "signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads users, tls.revoked_serials,\n"
          "  signing_key and log from the config (other changes need a restart)\n";
   return 2;
@@ -30,6 +36,7 @@ int Usage() {
 struct Args {
   std::string config_path;
   bool check_only = false;
+  std::string restore_dir;
 };
 
 // The command line, or nullopt when corridord should exit at once with
@@ -42,6 +49,8 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
       args.config_path = argv[++i];
     } else if (arg.rfind("--config=", 0) == 0) {
       args.config_path = arg.substr(strlen("--config="));
+    } else if (arg == "--restore" && i + 1 < argc) {
+      args.restore_dir = argv[++i];
     } else if (arg == "--check-config") {
       args.check_only = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -104,6 +113,19 @@ void ServeUntilStopped(corridor::Node& node, const std::string& config_path,
   node.Shutdown(absl::Seconds(10));
 }
 
+// corridord --restore: the backup copied into the empty data_dir, or why not.
+int Restore(const std::string& dir, const corridor::v1::NodeConfig& config) {
+  auto restored = corridor::RestoreBackup(dir, config);
+  if (!restored.ok()) {
+    corridor::log::Error("node.restore_refused", {{"error", restored.status().message()}});
+    std::cerr << "corridord: restore refused: " << restored.status().message() << "\n";
+    return 1;
+  }
+  corridor::log::Info("node.restore_copied", {{"data_dir", config.data_dir()}});
+  std::cout << *restored << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,6 +153,7 @@ int main(int argc, char** argv) {
   }
   corridor::log::Level level = corridor::log::Level::kInfo;
   if (corridor::log::ParseLevel(config->log().level(), &level)) corridor::log::SetLevel(level);
+  if (!args->restore_dir.empty()) return Restore(args->restore_dir, *config);
   if (args->check_only) {
     auto checked = corridor::Node::CheckStartable(*config, absl::Now());
     if (!checked.ok()) {
