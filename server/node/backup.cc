@@ -36,8 +36,7 @@ bool HasDotComponent(const std::string& path) {
 
 // `inner` is `outer` or below it (both canonical, absolute).
 bool Within(const fs::path& inner, const fs::path& outer) {
-  auto [end, _] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
-  return end == outer.end();
+  return std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end()).first == outer.end();
 }
 
 // The canonical form of `path`, whose last component may not exist yet.
