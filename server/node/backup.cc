@@ -302,6 +302,12 @@ void BackupGate::Leave() {
   busy_ = false;
 }
 
+void BackupGate::AwaitIdle() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](bool* busy) { return !*busy; }, &busy_));
+}
+
 absl::StatusOr<BackupManifest> WriteBackup(rocksdb::DB* db, rocksdb::DB* keystore,
                                            const std::string& out_dir, const v1::NodeConfig& config,
                                            absl::Time now, std::string* checkpoint_note) {

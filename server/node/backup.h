@@ -83,6 +83,9 @@ class BackupGate {
  public:
   absl::Status TryEnter();
   void Leave();
+  // Returns once no backup holds the gate (shutdown: a backup records its
+  // outcome in the ledger before it leaves, so the ledger must outlive it).
+  void AwaitIdle();
 
  private:
   absl::Mutex mu_;

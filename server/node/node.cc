@@ -208,6 +208,9 @@ class NodeServices {
     // An online backup (server/node/backup.h), made on the bulk executor; the
     // call is answered once its `node.backup` entry is durable. Refusals (bad
     // path, a backup already running, not an admin) are recorded too.
+    // Returns once no backup is being made (Shutdown, before the ledger closes).
+    void AwaitBackups() { gate_.AwaitIdle(); }
+
     grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* ctx, const v1::BackupRequest* req,
                                      v1::BackupResponse* resp) override {
       AuditedCall call(log_, ctx->DefaultReactor());
@@ -287,10 +290,11 @@ class NodeServices {
       std::string note;
       const absl::Time now = identity_->clock().Now();
       auto made = WriteBackup(backups_.db, backups_.keystore, req.out_dir(), config_, now, &note);
-      gate_.Leave();
+      // The gate is left once the outcome is queued to the ledger (AwaitBackups).
       if (!made.ok()) {
         log::Error("node.backup_failed", {{"error", made.status().message()}});
-        return RecordRefusal(log_, reactor, std::move(ev), made.status());
+        RecordRefusal(log_, reactor, std::move(ev), made.status());
+        return gate_.Leave();
       }
       const std::string manifest = FormatManifest(*made);
       uint64_t bytes = 0;
@@ -314,6 +318,7 @@ class NodeServices {
         resp->set_recorded_index(index);
         return grpc::Status::OK;
       });
+      gate_.Leave();
     }
 
     const v1::NodeConfig config_;
@@ -1310,6 +1315,8 @@ void Node::Shutdown(absl::Duration grace) {
   if (audit_service_) audit_service_->WaitForStreams();
   if (evidence_) evidence_->WaitForStreams();
   reflection_.reset();  // waits for its streams
+  // A backup in progress records its outcome before the ledger closes.
+  if (services_) services_->node_.AwaitBackups();
   // Refusals counted but not yet recorded go into the ledger before it closes.
   if (access_log_) access_log_->FlushRefusals();
   // The ledger commits what is queued before the database closes; the
