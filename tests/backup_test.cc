@@ -34,6 +34,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "ledger/base/file.h"
+#include "ledger/crypto/crypto.h"
 #include "server/store/store.h"
 #include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
@@ -246,6 +247,8 @@ TEST_F(BackupTest, RoundTripUnderLoadRestoresEveryCommittedCaseAndSaysSo) {
   EXPECT_EQ(recorded[0].event().outcome(), v1::ACCESS_OUTCOME_ALLOWED);
   EXPECT_GE(recorded[0].index(), m.ledger_size);
   EXPECT_EQ(recorded[0].index(), resp.recorded_index());
+  EXPECT_EQ(recorded[0].event().payload_sha256(), DigestBytes(Sha256(verified->manifest_text)));
+  EXPECT_EQ(HexEncode(DigestBytes(Sha256(verified->manifest_text))), resp.manifest_sha256());
   // The peer has witnessed more of this ledger than the backup holds.
   ASSERT_TRUE(testing::Eventually([&] {
     const v1::StatusResponse peer = nodes_.Health(kPeer);
@@ -276,6 +279,10 @@ TEST_F(BackupTest, RoundTripUnderLoadRestoresEveryCommittedCaseAndSaysSo) {
   auto restore_entries = Events(*audit2, "node.restored");
   ASSERT_EQ(restore_entries.size(), 1u);
   EXPECT_EQ(restore_entries[0].index(), m.ledger_size);
+  EXPECT_TRUE(absl::StrContains(restore_entries[0].event().reason(), m.ledger_root_hex))
+      << restore_entries[0].event().reason();
+  EXPECT_EQ(restore_entries[0].event().payload_sha256(),
+            DigestBytes(Sha256(verified->manifest_text)));
   CommandResult health = nodes_.Ctl(kOrg, {"health"});
   EXPECT_TRUE(absl::StrContains(health.out, "from a backup of")) << health.out;
 

@@ -821,7 +821,8 @@ absl::Status Node::RecordRestore(const v1::NodeConfig& config, const BackupManif
       absl::StrCat("restored from a backup of ",
                    absl::FormatTime(absl::RFC3339_sec, absl::FromUnixSeconds(manifest.created_unix),
                                     absl::UTCTimeZone()),
-                   " at ledger size ", manifest.ledger_size,
+                   " at its checkpoint of ledger size ", manifest.ledger_size, " and root ",
+                   manifest.ledger_root_hex,
                    "; anything this node recorded after that backup is not in this ledger"));
   auto change = std::make_unique<ledger::Mutation>();
   change->Put(NodeStore::kMetaFamily, kRestoreInfoKey, info.SerializeAsString());
