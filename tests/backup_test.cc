@@ -238,6 +238,8 @@ TEST_F(BackupTest, RoundTripUnderLoadRestoresEveryCommittedCaseAndSaysSo) {
   EXPECT_GT(m.ledger_size, 2 * before_backup.size());
   EXPECT_EQ(m.org, kOrg);
   EXPECT_EQ(m.data_format, kDataFormatVersion);
+  EXPECT_EQ(fs::status(out).permissions() & (fs::perms::group_all | fs::perms::others_all),
+            fs::perms::none);
   EXPECT_TRUE(fs::is_directory(out + "/keystore"));
   EXPECT_TRUE(fs::is_directory(out + "/db"));
   EXPECT_FALSE(testing::AnyFileContains(out, kWorkerName));

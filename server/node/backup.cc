@@ -167,6 +167,8 @@ absl::Status WriteBackupFiles(rocksdb::DB* db, rocksdb::DB* keystore, const fs::
                               BackupManifest* manifest, std::string* checkpoint_note) {
   std::error_code ec;
   fs::create_directory(out, ec);
+  // Only the node's user reads a backup (ciphertext and wrapped keys, still).
+  if (!ec) fs::permissions(out, fs::perms::owner_all, ec);
   if (ec)
     return absl::InternalError(absl::StrCat("cannot create the backup directory: ", ec.message()));
   if (auto st = TakeCheckpoint(db, out / "db", "database"); !st.ok()) return st;
