@@ -32,9 +32,12 @@
 #include "corridor/v1/node.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/security/server_credentials.h"
 #include "gtest/gtest.h"
 #include "ledger/base/file.h"
 #include "ledger/crypto/crypto.h"
+#include "ledger/merkle.h"
+#include "ledger/note.h"
 #include "server/store/store.h"
 #include "tests/testing/deadline.h"
 #include "tests/testing/federation.h"
@@ -330,6 +333,64 @@ TEST_F(BackupTest, RoundTripUnderLoadRestoresEveryCommittedCaseAndSaysSo) {
     return false;
   })) << nodes_.Ctl(kPeer, {"peers"}).out;
   EXPECT_TRUE(absl::StrContains(nodes_.Ctl(kPeer, {"peers"}).out, "by a restore"));
+}
+
+// Stands in for a node at its endpoint: answers GetCheckpoint with a given
+// checkpoint and restore notice.
+class RestoredPeer final : public v1::PeerService::Service {
+ public:
+  RestoredPeer(std::string checkpoint, v1::RestoreInfo notice)
+      : checkpoint_(std::move(checkpoint)), notice_(std::move(notice)) {}
+  grpc::Status GetCheckpoint(grpc::ServerContext*, const v1::PeerCheckpointRequest*,
+                             v1::PeerCheckpoint* resp) override {
+    resp->set_checkpoint(checkpoint_);
+    *resp->mutable_restored() = notice_;
+    return grpc::Status::OK;
+  }
+
+ private:
+  const std::string checkpoint_;
+  const v1::RestoreInfo notice_;
+};
+
+// A restore notice is believed only if its backup checkpoint is signed by the
+// org itself: one signed by another member's key is ignored (the rollback is
+// still a fork, without the notice); a genuine one is attached to the fork.
+TEST_F(BackupTest, APeerBelievesARestoreNoticeOnlyWithTheOrgsSignedCheckpoint) {
+  ASSERT_TRUE(nodes_.Start(kPeer));
+  auto peer_view = [&] {
+    const v1::StatusResponse s = nodes_.Health(kPeer);
+    for (const auto& p : s.peers()) {
+      if (p.org() == kOrg) return p;
+    }
+    return v1::PeerStatus();
+  };
+  ASSERT_TRUE(testing::Eventually([&] { return peer_view().witnessed_size() > 2; }));
+  ASSERT_EQ(nodes_.Stop(kOrg, SIGTERM), 0);
+  const std::string origin = absl::StrCat(fed_.federation(), "/", kOrg);
+  note::Checkpoint small{origin, 1, merkle::HashLeaf("restored"), {}};
+  v1::RestoreInfo notice;
+  notice.set_ledger_size(1);
+  notice.set_backup_unix(1);
+  notice.set_restored_unix(2);
+  notice.set_manifest_sha256(std::string(64, 'a'));
+  // Signed under the org's origin, but with the other member's key.
+  notice.set_backup_checkpoint(note::SignCheckpoint(small, origin, fed_.org(kPeer).signing));
+  RestoredPeer fake(note::SignCheckpoint(small, origin, fed_.org(kOrg).signing), notice);
+  grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
+  tls.pem_key_cert_pairs.push_back({fed_.org(kOrg).node.key_pem, fed_.org(kOrg).node.cert_pem});
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(fed_.org(kOrg).endpoint(), grpc::SslServerCredentials(tls));
+  builder.RegisterService(&fake);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ASSERT_TRUE(testing::Eventually([&] { return peer_view().has_fork(); }));
+  server->Shutdown();
+  const v1::PeerStatus seen = peer_view();
+  EXPECT_EQ(seen.fork().kind(), "smaller");
+  EXPECT_FALSE(seen.fork().has_restored());
+  EXPECT_FALSE(seen.has_restored());
+  EXPECT_FALSE(nodes_.AwaitLogLine(kPeer, {"witness.restore_notice_refused", kOrg}).empty());
 }
 
 TEST_F(BackupTest, RefusedBackupsAreRecordedAndChangeNothing) {
