@@ -4,7 +4,8 @@
 //    channel, restored into a fresh data directory: every case the backup's
 //    ledger committed is there and readable, the ledger verifies and is the
 //    manifest's, the backup holds no worker name in plaintext, the restored
-//    node says it was restored and so does its peer's witness;
+//    node says it was restored and so does its peer's witness (and a restore
+//    notice whose backup checkpoint another member signed is not believed);
 //  - refused backups (non-admin, relative path, inside the data directory,
 //    not empty, too long) are recorded and change nothing; two backups at once;
 //  - a data directory of a newer format is refused, byte for byte unchanged;
