@@ -1,4 +1,5 @@
 // corridord: the Corridor node. Usage: corridord --config node.yaml [--check-config]
+// or corridord --restore DIR --config node.yaml (restores a backup, then exits).
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 #include "ledger/base/log.h"
 #include "ledger/crypto/crypto.h"
 #include "server/common/grpc_logs.h"
+#include "server/node/backup.h"
 #include "server/node/config.h"
 #include "server/node/node.h"
 #include "server/node/signing_key.h"
@@ -23,6 +25,7 @@ namespace {
 int Usage() {
   std::cerr
       << "usage: corridord --config FILE [--check-config | --signing-public-key DIR]\n"
+         "       corridord --restore DIR --config FILE\n"
          "  --config FILE    the node configuration (YAML; see docs/configuration.md)\n"
          "  --check-config   validate the configuration and exit\n"
          "  --signing-public-key DIR\n"
@@ -30,6 +33,9 @@ int Usage() {
          "                   a key in a PKCS#11 token) as DIR/signing.pub and its key id as\n"
          "                   DIR/signing.keyid, for the stewards (`corridorctl roster add-key\n"
          "                   --key-dir DIR`), and exit; needs only the signing_key settings\n"
+         "  --restore DIR    check the backup in DIR (from `corridorctl admin backup`), copy it\n"
+         "                   into the config's empty data_dir and exit; the next start verifies\n"
+         "                   the ledger and records the restore (docs/operations.md)\n"
          "signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads users, tls.revoked_serials,\n"
          "  signing_key and log from the config (other changes need a restart)\n";
   return 2;
@@ -39,6 +45,7 @@ struct Args {
   std::string config_path;
   bool check_only = false;
   std::string public_key_dir;  // --signing-public-key
+  std::string restore_dir;
 };
 
 // The command line, or nullopt when corridord should exit at once with
@@ -51,6 +58,8 @@ std::optional<Args> ParseArgs(int argc, char** argv, int* exit_code) {
       args.config_path = argv[++i];
     } else if (arg.rfind("--config=", 0) == 0) {
       args.config_path = arg.substr(strlen("--config="));
+    } else if (arg == "--restore" && i + 1 < argc) {
+      args.restore_dir = argv[++i];
     } else if (arg == "--check-config") {
       args.check_only = true;
     } else if (arg == "--signing-public-key" && i + 1 < argc) {
@@ -144,6 +153,19 @@ int WriteSigningPublicKey(const Args& args) {
   return 0;
 }
 
+// corridord --restore: the backup copied into the empty data_dir, or why not.
+int Restore(const std::string& dir, const corridor::v1::NodeConfig& config) {
+  auto restored = corridor::RestoreBackup(dir, config);
+  if (!restored.ok()) {
+    corridor::log::Error("node.restore_refused", {{"error", restored.status().message()}});
+    std::cerr << "corridord: restore refused: " << restored.status().message() << "\n";
+    return 1;
+  }
+  corridor::log::Info("node.restore_copied", {{"data_dir", config.data_dir()}});
+  std::cout << *restored << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -172,6 +194,7 @@ int main(int argc, char** argv) {
   }
   corridor::log::Level level = corridor::log::Level::kInfo;
   if (corridor::log::ParseLevel(config->log().level(), &level)) corridor::log::SetLevel(level);
+  if (!args->restore_dir.empty()) return Restore(args->restore_dir, *config);
   if (args->check_only) {
     auto checked = corridor::Node::CheckStartable(*config, absl::Now());
     if (!checked.ok()) {

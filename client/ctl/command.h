@@ -56,7 +56,7 @@ struct Command {
 const std::vector<Command>& Commands();
 
 // Each group's rows, in the order `corridorctl help` lists them.
-std::vector<Command> NodeStatusCommands();  // node.cc: health, whoami
+std::vector<Command> NodeStatusCommands();  // node.cc: health, whoami, admin backup
 std::vector<Command> PkiCommands();         // pki.cc: pki federation|org|user|signing-key|revoke
 std::vector<Command>
 RosterCommands();  // roster.cc: roster

@@ -26,9 +26,24 @@ std::string PeerStateName(v1::PeerState s) {
   return absl::AsciiStrToLower(absl::StripPrefix(v1::PeerState_Name(s), "PEER_STATE_"));
 }
 
-// Prints rows as an aligned table.
+std::string UtcTime(int64_t unix) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(unix),
+                          absl::UTCTimeZone());
+}
+
+// "restored on T from a backup of T0 at ledger size N".
+std::string RestoreDetail(const v1::RestoreInfo& r) {
+  return absl::StrCat("restored on ", UtcTime(r.restored_unix()), " from a backup of ",
+                      UtcTime(r.backup_unix()), " at ledger size ", r.ledger_size());
+}
+
 // What this node's witness says of a peer (docs/federation.md, "Witnessing").
 std::string WitnessDetail(const v1::PeerStatus& p) {
+  if (p.has_fork() && p.fork().has_restored()) {
+    return absl::StrCat("FORKED (", p.fork().kind(), ") by a restore: the peer says it was ",
+                        RestoreDetail(p.fork().restored()),
+                        "; what it recorded after that is gone from its ledger");
+  }
   if (p.has_fork()) {
     return absl::StrCat("FORKED (", p.fork().kind(),
                         "): it showed two inconsistent checkpoints; `corridorctl audit forks`");
@@ -129,6 +144,11 @@ absl::Status RunHealth(Context& c) {
             << Printable(conn->target) << ": "
             << (not_serving.empty() ? "serving" : "NOT SERVING (" + Printable(not_serving) + ")")
             << ", roster version " << sresp.roster_version() << "\n";
+      if (sresp.has_restored()) {
+        c.out << "this node was " << RestoreDetail(sresp.restored())
+              << " (its node.restored entry is ledger index "
+              << sresp.restored().restored_entry_index() << ")\n";
+      }
       PrintPeers(c.out, sresp);
     }
     return problem;
@@ -154,6 +174,32 @@ absl::Status RunWhoami(Context& c) {
         << "roles:   " << (roles.empty() ? "(none)" : absl::StrJoin(roles, ", ")) << "\n"
         << "node:    " << Printable(resp.node_org()) << " in federation "
         << Printable(resp.federation()) << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunAdminBackup(Context& c) {
+  if (auto st = Require(c.args, {"out"}); !st.ok()) return st;
+  auto conn = Connect(c.args);
+  if (!conn.ok()) return conn.status();
+  v1::BackupRequest req;
+  req.set_out_dir(c.args.Get("out"));
+  v1::BackupResponse resp;
+  auto ctx = conn->NewContext();
+  // A backup copies the whole database: give it longer than an ordinary call.
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::hours(2));
+  grpc::Status s = v1::NodeService::NewStub(conn->channel)->Backup(ctx.get(), req, &resp);
+  if (!s.ok()) return Explain(s, *conn);
+  if (c.json()) {
+    c.out << ToJson(resp);
+    return absl::OkStatus();
+  }
+  c.out << "backup written by the node at " << Printable(conn->target) << " to "
+        << Printable(req.out_dir()) << " (on the node's machine): ledger size "
+        << resp.ledger_size() << ", " << resp.files() << " files, " << resp.bytes()
+        << " bytes, manifest SHA-256 " << resp.manifest_sha256() << "; recorded as ledger entry "
+        << resp.recorded_index()
+        << ".\n  keystore/ holds the case keys: store it apart from the rest (and from "
+           "master.key).\n";
   return absl::OkStatus();
 }
 
@@ -183,6 +229,14 @@ std::vector<Command> NodeStatusCommands() {
        "the org, subject and roles the node sees for you",
        ConnectionOptions(),
        RunWhoami},
+      {{"admin", "backup"},
+       "--out DIR",
+       "an online backup, written by the node to DIR on its own machine (admins)",
+       With(ConnectionOptions(),
+            {{"out", "DIR",
+              "absolute path on the node's machine; must not exist or be empty, and not be in "
+              "the data directory"}}),
+       RunAdminBackup},
   };
 }
 

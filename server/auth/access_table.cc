@@ -55,6 +55,7 @@ const std::vector<MethodRule>& MethodRules() {
       {"/corridor.v1.NodeService/Whoami", true, true, {}},
       {"/corridor.v1.NodeService/Status", false, true, {}},
       {"/corridor.v1.NodeService/PushRoster", false, false, {v1::ROLE_ADMIN}},
+      {"/corridor.v1.NodeService/Backup", false, false, {v1::ROLE_ADMIN}},
       {"/corridor.v1.PeerService/GetRoster", true, false, {}},
       {"/corridor.v1.PeerService/Hello", true, false, {}},
       {"/corridor.v1.PeerService/Deliver", true, false, {}},

@@ -208,6 +208,7 @@ void Witness::RoundFor(const std::string& org) {
     SetError(org, absl::StrCat("could not get its checkpoint: ", DescribePeerCallError(s)));
     return;
   }
+  NoteRestore(org, resp);
   Check(org, resp);
   CheckGossip(org, resp);
   HandBack(org);
@@ -301,9 +302,41 @@ void Witness::RecordSeen(const std::string& org, const std::string& text,
   p.cosigned = false;
 }
 
+void Witness::NoteRestore(const std::string& org, const v1::PeerCheckpoint& resp) {
+  if (!resp.has_restored()) return;
+  const v1::RestoreInfo& info = resp.restored();
+  if (BoundedNote(info.backup_checkpoint()).ok() && info.manifest_sha256().size() <= 64) {
+    auto cp = OpenWithRoster(org, info.backup_checkpoint());
+    if (cp.ok() && cp->size == info.ledger_size()) {
+      absl::MutexLock lock(&mu_);
+      Peer& p = peers_[org];
+      if (!p.restored.has_value() || p.restored->manifest_sha256() != info.manifest_sha256()) {
+        log::Warn("witness.peer_restored", {{"peer", org},
+                                            {"ledger_size", info.ledger_size()},
+                                            {"backup_unix", info.backup_unix()},
+                                            {"restored_unix", info.restored_unix()}});
+      }
+      p.restored = info;
+      return;
+    }
+  }
+  log::Warn("witness.restore_notice_refused",
+            {{"peer", org}, {"reason", "its backup checkpoint does not verify"}});
+}
+
+void Witness::SetRestored(v1::RestoreInfo info) {
+  absl::MutexLock lock(&mu_);
+  restored_ = std::move(info);
+}
+
 void Witness::RecordFork(v1::ForkEvidence fork) {
   fork.set_detected_unix(NowUnix());
   const std::string org = fork.org();
+  {
+    absl::MutexLock lock(&mu_);
+    const Peer& p = peers_[org];
+    if (p.restored.has_value() && fork.first_from() == org) *fork.mutable_restored() = *p.restored;
+  }
   auto first = note::ParseNote(fork.first_checkpoint());
   auto second = note::ParseNote(fork.second_checkpoint());
   auto size_of = [](const absl::StatusOr<note::Note>& n) -> uint64_t {
@@ -325,7 +358,12 @@ void Witness::RecordFork(v1::ForkEvidence fork) {
   ev.set_peer_org(org);
   ev.set_payload_sha256(DigestBytes(Sha256(fork.second_checkpoint())));
   ev.set_outcome(v1::ACCESS_OUTCOME_ERROR);
-  ev.set_reason(absl::StrCat("fork: ", fork.kind()));
+  ev.set_reason(absl::StrCat("fork: ", fork.kind(),
+                             fork.has_restored()
+                                 ? absl::StrCat(" (the peer says it was restored from a backup "
+                                                "at ledger size ",
+                                                fork.restored().ledger_size(), ")")
+                                 : ""));
   auto change = std::make_unique<ledger::Mutation>();
   change->Put(kWitnessFamily, "fork/" + org, fork.SerializeAsString());
   if (auto idx = log_->RecordSync({ev}, std::move(change)); !idx.ok()) {
@@ -449,6 +487,7 @@ absl::StatusOr<v1::PeerCheckpoint> Witness::Answer(const std::string& caller_org
       out.add_witnessed(p.seen->note);
     }
   }
+  if (restored_.has_value()) *out.mutable_restored() = *restored_;
   return out;
 }
 
@@ -552,6 +591,7 @@ void Witness::Annotate(v1::PeerStatus* status) const {
   }
   status->set_witness_error(p.error);
   if (p.fork.has_value()) *status->mutable_fork() = *p.fork;
+  if (p.restored.has_value()) *status->mutable_restored() = *p.restored;
 }
 
 }  // namespace corridor

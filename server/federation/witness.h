@@ -104,6 +104,11 @@ class Witness {
   // Adds the witness fields to a peer's status.
   void Annotate(v1::PeerStatus* status) const;
 
+  // This node was restored from a backup: every checkpoint it shows peers from
+  // now on carries `info` (PeerCheckpoint.restored), so a witness that sees the
+  // rollback knows it for a restore (docs/operations.md, "Restore").
+  void SetRestored(v1::RestoreInfo info);
+
  private:
   struct Seen {
     std::string note;
@@ -116,7 +121,12 @@ class Witness {
     std::optional<v1::ForkEvidence> fork;
     uint64_t cosigned_size = 0;  // of seen, handed back
     bool cosigned = false;
+    // The restore the peer announced, its backup checkpoint verified.
+    std::optional<v1::RestoreInfo> restored;
   };
+  // The peer's restore notice, if it has one whose backup checkpoint verifies
+  // with the peer's roster key at the size it claims; logged once.
+  void NoteRestore(const std::string& org, const v1::PeerCheckpoint& resp);
   void Loop();
   void RoundFor(const std::string& org);
   // The checks of a peer's answer; records the outcome.
@@ -152,6 +162,7 @@ class Witness {
   uint64_t published_size_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time published_at_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> published_cosigners_ ABSL_GUARDED_BY(mu_);
+  std::optional<v1::RestoreInfo> restored_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* in_flight_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Serializes AddCosignature's read-modify-write of the store.

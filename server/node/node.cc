@@ -39,6 +39,7 @@
 #include "server/federation/peers.h"
 #include "server/federation/referral_service.h"
 #include "server/federation/witness.h"
+#include "server/node/backup.h"
 #include "server/node/config.h"
 #include "server/node/health.h"
 #include "server/node/node_metrics.h"
@@ -175,26 +176,59 @@ class RosterInForce {
   std::function<void(std::shared_ptr<const v1::Roster>)> on_installed_;
 };
 
+// What NodeService.Backup and Status need of the node.
+struct BackupSource {
+  rocksdb::DB* db = nullptr;
+  rocksdb::DB* keystore = nullptr;  // the case store's key store
+  Executor* bulk = nullptr;         // backups run here, never on gRPC's threads
+  std::optional<v1::RestoreInfo> restored;
+};
+
 // The gRPC services of the foundation: NodeService for users, PeerService for nodes.
 class NodeServices {
  public:
   NodeServices(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
                AccessLog* log, PeerProber* prober, Exchange* exchange, RosterInForce* roster,
-               EvidenceRequests* evidence, Witness* witness, Attestations* attestations)
-      : node_(config, identity, log, prober, roster, witness),
+               EvidenceRequests* evidence, Witness* witness, Attestations* attestations,
+               BackupSource backups)
+      : node_(config, identity, log, prober, roster, witness, std::move(backups)),
         peer_(config, identity, log, exchange, roster, evidence, witness, attestations) {}
 
   class NodeServiceImpl final : public v1::NodeService::CallbackService {
    public:
     NodeServiceImpl(const v1::NodeConfig& config, std::shared_ptr<IdentityResolver> identity,
-                    AccessLog* log, PeerProber* prober, RosterInForce* roster, Witness* witness)
+                    AccessLog* log, PeerProber* prober, RosterInForce* roster, Witness* witness,
+                    BackupSource backups)
         : config_(config),
           identity_(std::move(identity)),
           log_(log),
           prober_(prober),
           roster_(roster),
           witness_(witness),
+          backups_(std::move(backups)),
           started_unix_(absl::ToUnixSeconds(identity_->clock().Now())) {}
+
+    // An online backup (server/node/backup.h), made on the bulk executor; the
+    // call is answered once its `node.backup` entry is durable. Refusals (bad
+    // path, a backup already running, not an admin) are recorded too.
+    // Returns once no backup is being made (Shutdown, before the ledger closes).
+    void AwaitBackups() { gate_.AwaitIdle(); }
+
+    grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* ctx, const v1::BackupRequest* req,
+                                     v1::BackupResponse* resp) override {
+      AuditedCall call(log_, ctx->DefaultReactor());
+      if (!call.Begin(*identity_, ctx, Rpc::Served<v1::NodeService>(),
+                      {"node.backup", "backup", "", "", ""})) {
+        return call.reactor();
+      }
+      absl::Status ok = CheckBackupTarget(req->out_dir(), config_.data_dir());
+      if (ok.ok()) ok = gate_.TryEnter();
+      if (!ok.ok()) return call.Refuse(ok);
+      backups_.bulk->Post([this, req, resp, ev = call.event(), reactor = call.reactor()]() mutable {
+        MakeBackup(*req, resp, std::move(ev), reactor);
+      });
+      return call.reactor();
+    }
 
     grpc::ServerUnaryReactor* PushRoster(grpc::CallbackServerContext* ctx,
                                          const v1::PushRosterRequest* req,
@@ -243,6 +277,8 @@ class NodeServices {
       resp->set_org(config_.org());
       resp->set_roster_version(roster_->version());
       resp->set_started_unix(started_unix_);
+      resp->set_data_format_version(static_cast<uint32_t>(kDataFormatVersion));
+      if (backups_.restored.has_value()) *resp->mutable_restored() = *backups_.restored;
       for (auto& p : prober_->Snapshot()) {
         witness_->Annotate(&p);
         *resp->add_peers() = std::move(p);
@@ -252,12 +288,50 @@ class NodeServices {
     }
 
    private:
+    void MakeBackup(const v1::BackupRequest& req, v1::BackupResponse* resp, v1::AccessEvent ev,
+                    grpc::ServerUnaryReactor* reactor) {
+      std::string note;
+      const absl::Time now = identity_->clock().Now();
+      auto made = WriteBackup(backups_.db, backups_.keystore, req.out_dir(), config_, now, &note);
+      // The gate is left once the outcome is queued to the ledger (AwaitBackups).
+      if (!made.ok()) {
+        log::Error("node.backup_failed", {{"error", made.status().message()}});
+        RecordRefusal(log_, reactor, std::move(ev), made.status());
+        return gate_.Leave();
+      }
+      const std::string manifest = FormatManifest(*made);
+      uint64_t bytes = 0;
+      for (const auto& f : made->files) bytes += f.size;
+      resp->set_ledger_size(made->ledger_size);
+      resp->set_root_hash(HexDecode(made->ledger_root_hex).value_or(""));
+      resp->set_checkpoint(note);
+      resp->set_created_unix(made->created_unix);
+      resp->set_files(static_cast<uint32_t>(made->files.size()));
+      resp->set_bytes(bytes);
+      resp->set_manifest_sha256(HexEncode(DigestBytes(Sha256(manifest))));
+      ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+      ev.set_resource_id(absl::StrCat(made->ledger_size));
+      ev.set_payload_sha256(DigestBytes(Sha256(manifest)));
+      ev.set_reason(absl::StrCat("backup at ledger size ", made->ledger_size, ", ",
+                                 made->files.size(), " files"));
+      log::Info("node.backup", {{"ledger_size", made->ledger_size},
+                                {"files", made->files.size()},
+                                {"manifest_sha256", resp->manifest_sha256()}});
+      RecordThenFinish(log_, reactor, {std::move(ev)}, nullptr, [resp](uint64_t index) {
+        resp->set_recorded_index(index);
+        return grpc::Status::OK;
+      });
+      gate_.Leave();
+    }
+
     const v1::NodeConfig config_;
     std::shared_ptr<IdentityResolver> identity_;
     AccessLog* log_;
     PeerProber* prober_;
     RosterInForce* roster_;
     Witness* witness_;
+    const BackupSource backups_;
+    BackupGate gate_;
     int64_t started_unix_;
   };
 
@@ -687,6 +761,113 @@ absl::Status Node::OpenLedger(const v1::NodeConfig& config, const v1::Roster& ro
   return absl::OkStatus();
 }
 
+namespace {
+
+// The event both the restore and the format upgrade record: by the node itself.
+v1::AccessEvent NodeEvent(const v1::NodeConfig& config, const std::string& action,
+                          const std::string& kind, const std::string& id) {
+  v1::AccessEvent ev;
+  ev.set_actor_org(config.org());
+  ev.set_actor_subject("node");
+  ev.set_action(action);
+  ev.set_resource_kind(kind);
+  ev.set_resource_id(id);
+  ev.set_outcome(v1::ACCESS_OUTCOME_ALLOWED);
+  return ev;
+}
+
+// The restore the data directory's meta family records, if any.
+absl::StatusOr<std::optional<v1::RestoreInfo>> StoredRestore(const NodeStore& store) {
+  auto stored = store.GetMeta(kRestoreInfoKey);
+  if (absl::IsNotFound(stored.status())) return std::optional<v1::RestoreInfo>();
+  if (!stored.ok()) return stored.status();
+  v1::RestoreInfo info;
+  if (!info.ParseFromString(*stored)) {
+    return absl::DataLossError("the node state \"restore/last\" is damaged");
+  }
+  return std::optional<v1::RestoreInfo>(info);
+}
+
+}  // namespace
+
+absl::Status Node::CompleteRestore(const v1::NodeConfig& config, absl::Time now) {
+  auto stored = StoredRestore(*store_);
+  if (!stored.ok()) return stored.status();
+  restored_ = *stored;
+  const std::string pending_path = config.data_dir() + "/" + kRestorePendingFile;
+  auto pending = ReadFileToString(pending_path);
+  if (!pending.ok()) return absl::OkStatus();  // not restored since the last start
+  auto manifest = ParseManifest(*pending);
+  if (!manifest.ok()) return manifest.status();
+  const std::string manifest_sha = HexEncode(DigestBytes(Sha256(*pending)));
+  if (!restored_.has_value() || restored_->manifest_sha256() != manifest_sha) {
+    if (auto st = RecordRestore(config, *manifest, manifest_sha, now); !st.ok()) return st;
+  }
+  if (std::remove(pending_path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot remove ", pending_path));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Node::RecordRestore(const v1::NodeConfig& config, const BackupManifest& manifest,
+                                 const std::string& manifest_sha, absl::Time now) {
+  // The whole ledger is checked before anything is recorded on top of it.
+  if (auto st = ledger_->VerifyCommitted(); !st.ok()) {
+    return absl::DataLossError(absl::StrCat("the restored ledger does not verify: ", st.message(),
+                                            "; restore another backup"));
+  }
+  const ledger::Head head = ledger_->head();
+  if (head.size != manifest.ledger_size ||
+      HexEncode(merkle::ToBytes(head.root)) != manifest.ledger_root_hex) {
+    return absl::DataLossError(
+        absl::StrCat("the restored ledger (size ", head.size,
+                     ") is not the one the backup's manifest names (size ", manifest.ledger_size,
+                     "); restore the backup again into an empty data directory"));
+  }
+  v1::RestoreInfo info;
+  info.set_backup_unix(manifest.created_unix);
+  info.set_ledger_size(manifest.ledger_size);
+  info.set_backup_checkpoint(head.checkpoint);
+  info.set_restored_unix(absl::ToUnixSeconds(now));
+  info.set_restored_entry_index(head.size);
+  info.set_manifest_sha256(manifest_sha);
+  v1::AccessEvent ev = NodeEvent(config, "node.restored", "ledger", absl::StrCat(head.size));
+  ev.set_payload_sha256(*HexDecode(manifest_sha));
+  ev.set_reason(
+      absl::StrCat("restored from a backup of ",
+                   absl::FormatTime(absl::RFC3339_sec, absl::FromUnixSeconds(manifest.created_unix),
+                                    absl::UTCTimeZone()),
+                   " at its checkpoint of ledger size ", manifest.ledger_size, " and root ",
+                   manifest.ledger_root_hex,
+                   "; anything this node recorded after that backup is not in this ledger"));
+  auto change = std::make_unique<ledger::Mutation>();
+  change->Put(NodeStore::kMetaFamily, kRestoreInfoKey, info.SerializeAsString());
+  auto index = access_log_->RecordSync({ev}, std::move(change));
+  if (!index.ok()) return index.status();
+  restored_ = info;
+  log::Warn("node.restored", {{"backup_unix", manifest.created_unix},
+                              {"ledger_size", manifest.ledger_size},
+                              {"entry", *index},
+                              {"manifest_sha256", manifest_sha}});
+  return absl::OkStatus();
+}
+
+absl::Status Node::RecordFormatUpgrade(const v1::NodeConfig& config) {
+  if (!store_->unversioned()) return absl::OkStatus();
+  // Format 1 is the format of directories written before versions existed:
+  // nothing changes but the version, stored with the entry that records it.
+  v1::AccessEvent ev = NodeEvent(config, "store.format", "store", absl::StrCat(kDataFormatVersion));
+  ev.set_reason(absl::StrCat("the data directory had no format version: recorded as version ",
+                             kDataFormatVersion, " (nothing else changed)"));
+  auto change = std::make_unique<ledger::Mutation>();
+  change->Put(NodeStore::kMetaFamily, kFormatVersionKey, absl::StrCat(kDataFormatVersion));
+  auto index = access_log_->RecordSync({ev}, std::move(change));
+  if (!index.ok()) return index.status();
+  log::Info("store.format_upgraded",
+            {{"from", "unversioned"}, {"to", kDataFormatVersion}, {"entry", *index}});
+  return absl::OkStatus();
+}
+
 absl::Status Node::OpenCases(const v1::NodeConfig& config) {
   auto master_key = LoadMasterKey(config.master_key_file());
   if (!master_key.ok()) return master_key.status();
@@ -774,9 +955,10 @@ absl::Status Node::StartServices(const v1::NodeConfig& config, const VerifiedRos
   });
   StartEvidence(config, clock);
   if (auto st = MakeWitness(config, clock); !st.ok()) return st;
-  services_ = std::make_unique<NodeServices>(config, identity_, access_log_.get(), prober_.get(),
-                                             exchange_.get(), roster_.get(), evidence_.get(),
-                                             witness_.get(), attestations_.get());
+  services_ = std::make_unique<NodeServices>(
+      config, identity_, access_log_.get(), prober_.get(), exchange_.get(), roster_.get(),
+      evidence_.get(), witness_.get(), attestations_.get(),
+      BackupSource{store_->db(), case_store_->keystore(), bulk_.get(), restored_});
   return absl::OkStatus();
 }
 
@@ -796,6 +978,7 @@ absl::Status Node::MakeWitness(const v1::NodeConfig& config, const Clock* clock)
     for (const std::string& org : cosigned->cosigners) resp->add_cosigners(org);
     return absl::OkStatus();
   });
+  if (restored_.has_value()) witness_->SetRestored(*restored_);
   return witness_->Load();
 }
 
@@ -967,6 +1150,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(const v1::NodeConfig& config,
       !st.ok()) {
     return st;
   }
+  if (auto st = node->CompleteRestore(config, clock->Now()); !st.ok()) return st;
+  if (auto st = node->RecordFormatUpgrade(config); !st.ok()) return st;
   if (auto st = node->OpenCases(config); !st.ok()) return st;
   if (auto st = node->RecordRosterInForce(config, *roster, stored_roster_version); !st.ok()) {
     return st;
@@ -1160,6 +1345,8 @@ void Node::Shutdown(absl::Duration grace) {
   if (audit_service_) audit_service_->WaitForStreams();
   if (evidence_) evidence_->WaitForStreams();
   reflection_.reset();  // waits for its streams
+  // A backup in progress records its outcome before the ledger closes.
+  if (services_) services_->node_.AwaitBackups();
   // Refusals counted but not yet recorded go into the ledger before it closes.
   if (access_log_) access_log_->FlushRefusals();
   // The ledger commits what is queued before the database closes; the

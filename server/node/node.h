@@ -15,6 +15,7 @@
 #include "client/lib/grpc_util.h"
 #include "client/lib/roster.h"
 #include "corridor/v1/config.pb.h"
+#include "corridor/v1/node.pb.h"
 #include "corridor/v1/roster.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "ledger/base/clock.h"
@@ -45,6 +46,7 @@ class RocksDbLedger;
 class PeerProber;
 class Witness;
 class IdentityResolver;
+struct BackupManifest;
 
 // The origin line of this node's ledger checkpoints: "<federation>/<org>".
 std::string LedgerOrigin(const v1::NodeConfig& config);
@@ -127,6 +129,15 @@ class Node {
   // The ledger signed with this node's key, its executors and the access log.
   absl::Status OpenLedger(const v1::NodeConfig& config, const v1::Roster& roster,
                           std::function<absl::Status()> before_commit, const Clock* clock);
+  // A data directory restored from a backup (kRestorePendingFile): verifies
+  // the whole ledger and that it is the backup's, then records `node.restored`
+  // with the restore (meta "restore/last") in one commit; loads restored_.
+  absl::Status CompleteRestore(const v1::NodeConfig& config, absl::Time now);
+  absl::Status RecordRestore(const v1::NodeConfig& config, const BackupManifest& manifest,
+                             const std::string& manifest_sha, absl::Time now);
+  // A data directory written before format versions: records `store.format`
+  // and stores the version in the same commit.
+  absl::Status RecordFormatUpgrade(const v1::NodeConfig& config);
   // The case store, under the master key; discards uploads a crash cut off.
   absl::Status OpenCases(const v1::NodeConfig& config);
   // Records a roster version new to this node as in force.
@@ -185,6 +196,8 @@ class Node {
   std::unique_ptr<ReflectionService> reflection_;
   std::unique_ptr<grpc::Server> server_;
   bool shut_down_ = false;
+  // The latest restore from a backup (Status, the witness), if any.
+  std::optional<v1::RestoreInfo> restored_;
 };
 
 }  // namespace corridor

@@ -64,6 +64,10 @@ class CaseStore {
       rocksdb::Env* keystore_env = nullptr);
   ~CaseStore();
 
+  // The key store's database (wrapped data keys only), for an online backup
+  // of it (a RocksDB checkpoint); owned by the case store.
+  rocksdb::DB* keystore() const { return keystore_.get(); }
+
   // A new case id, e.g. "C-3F9A0C12D4E7".
   static std::string NewCaseId();
 

@@ -1,5 +1,8 @@
 #include "server/store/store.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -50,6 +53,85 @@ class NodeStore::Listener : public rocksdb::EventListener {
   NodeStore* const store_;
 };
 
+namespace {
+
+// A RocksDB info log that writes nothing: a read-only look at a directory
+// must not leave a LOG file behind.
+class SilentLogger : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+
+bool HasDatabase(const std::string& dir) {
+  struct stat st;
+  return ::stat((dir + "/CURRENT").c_str(), &st) == 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, std::string>> PeekDatabase(
+    const std::string& dir, const std::string& family, const std::vector<std::string>& keys) {
+  if (!HasDatabase(dir)) return absl::NotFoundError(absl::StrCat("no database in ", dir));
+  rocksdb::Options options;
+  options.info_log = std::make_shared<SilentLogger>();
+  options.create_if_missing = false;
+  std::vector<std::string> names;
+  rocksdb::Status s = rocksdb::DB::ListColumnFamilies(options, dir, &names);
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("reading the database in ", dir));
+  std::map<std::string, std::string> out;
+  if (std::find(names.begin(), names.end(), family) == names.end()) return out;
+  std::vector<rocksdb::ColumnFamilyDescriptor> wanted = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(options)}};
+  if (family != rocksdb::kDefaultColumnFamilyName) {
+    wanted.push_back({family, rocksdb::ColumnFamilyOptions(options)});
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  s = rocksdb::DB::OpenForReadOnly(options, dir, wanted, &handles, &raw);
+  if (!s.ok()) return FromRocksStatus(s, absl::StrCat("reading the database in ", dir));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  absl::Status result;
+  for (const std::string& key : keys) {
+    std::string value;
+    s = db->Get(rocksdb::ReadOptions(), handles.back(), key, &value);
+    if (s.ok()) {
+      out[key] = std::move(value);
+    } else if (!s.IsNotFound()) {
+      result = FromRocksStatus(s, absl::StrCat("reading ", key, " in ", dir));
+      break;
+    }
+  }
+  for (auto* h : handles) (void)db->DestroyColumnFamilyHandle(h);
+  if (!result.ok()) return result;
+  return out;
+}
+
+absl::StatusOr<std::optional<uint64_t>> CheckDataFormat(const std::string& dir) {
+  auto meta = PeekDatabase(dir, NodeStore::kMetaFamily, {kFormatVersionKey});
+  if (absl::IsNotFound(meta.status())) return std::optional<uint64_t>();
+  if (!meta.ok()) return meta.status();
+  auto it = meta->find(kFormatVersionKey);
+  if (it == meta->end()) return std::optional<uint64_t>(1);
+  uint64_t version = 0;
+  if (it->second.empty() || it->second.size() > 20 ||
+      it->second.find_first_not_of("0123456789") != std::string::npos ||
+      !absl::SimpleAtoi(it->second, &version)) {
+    return absl::DataLossError(absl::StrCat(
+        "the data directory ", dir,
+        " has a damaged format version (it is not a number); restore it from a backup"));
+  }
+  if (version > kDataFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the data directory ", dir, " is in data format version ", version,
+        ", written by a newer corridord; this corridord reads data format versions up to ",
+        kDataFormatVersion,
+        ". Install the newer corridord again (or restore a backup this version made); nothing "
+        "in the data directory was changed"));
+  }
+  return std::optional<uint64_t>(version);
+}
+
 NodeStore::NodeStore(std::string dir, NodeStoreOptions options)
     : dir_(std::move(dir)), options_(std::move(options)) {}
 
@@ -57,6 +139,14 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
     const std::string& dir, const std::vector<std::string>& extra_families,
     NodeStoreOptions store_options) {
   if (store_options.env == nullptr) store_options.env = rocksdb::Env::Default();
+  // The format check reads through the real file system; tests that inject an
+  // environment (power loss) make their own directories.
+  std::optional<uint64_t> format;
+  if (store_options.env == rocksdb::Env::Default()) {
+    auto checked = CheckDataFormat(dir);
+    if (!checked.ok()) return checked.status();
+    format = *checked;
+  }
   std::unique_ptr<NodeStore> store(new NodeStore(dir, std::move(store_options)));
   store->fs_ = store->options_.env->GetFileSystem();
   // Give the reserve back before opening if the disk is short of room
@@ -93,6 +183,7 @@ absl::StatusOr<std::unique_ptr<NodeStore>> NodeStore::Open(
   auto db = ledger::OpenLedgerDb(dir, std::move(db_options));
   if (!db.ok()) return db.status();
   store->db_ = *std::move(db);
+  if (auto st = store->StampFormat(format.has_value()); !st.ok()) return st;
   // The reserve is written by the background thread, first thing, so that
   // writing it does not delay the start.
   if (store->options_.reserve_bytes > 0) {
@@ -115,6 +206,17 @@ NodeStore::~NodeStore() {
 rocksdb::ColumnFamilyHandle* NodeStore::family(const std::string& name) const {
   auto it = db_->families.find(name);
   return it == db_->families.end() ? nullptr : it->second;
+}
+
+absl::Status NodeStore::StampFormat(bool existed) {
+  auto stored = GetMeta(kFormatVersionKey);
+  if (stored.ok()) return absl::OkStatus();
+  if (!absl::IsNotFound(stored.status())) return stored.status();
+  if (existed) {
+    unversioned_ = true;  // the caller records the upgrade with the version
+    return absl::OkStatus();
+  }
+  return PutMeta({{kFormatVersionKey, absl::StrCat(kDataFormatVersion)}});
 }
 
 absl::StatusOr<std::string> NodeStore::GetMeta(const std::string& key) const {

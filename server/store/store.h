@@ -24,6 +24,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +58,26 @@ struct NodeStoreOptions {
   rocksdb::Env* env = nullptr;
 };
 
+// The on-disk format of a data directory (docs/architecture.md, "Data
+// format version"): the meta key kFormatVersionKey holds it as a decimal
+// number, written when the directory is created. A directory without it was
+// written before format versions existed and is format version 1.
+inline constexpr uint64_t kDataFormatVersion = 1;
+inline constexpr char kFormatVersionKey[] = "format/version";
+
+// Reads `keys` of column family `family` of the RocksDB database in `dir`
+// without changing any file there (opened read-only, no info log written).
+// Keys (or a family) that are absent are left out of the result. NotFound if
+// `dir` holds no database; DataLoss / Internal if it cannot be read.
+absl::StatusOr<std::map<std::string, std::string>> PeekDatabase(
+    const std::string& dir, const std::string& family, const std::vector<std::string>& keys);
+
+// The format version of the data directory `dir`, read without changing
+// anything: nullopt if `dir` holds no database yet, 1 if it has none stored.
+// FailedPrecondition, naming both versions and what to do, if it is newer
+// than kDataFormatVersion; DataLoss if what is stored is not a number.
+absl::StatusOr<std::optional<uint64_t>> CheckDataFormat(const std::string& dir);
+
 class NodeStore {
  public:
   static constexpr char kMetaFamily[] = "meta";
@@ -64,15 +85,21 @@ class NodeStore {
 
   // Opens (creating if needed) the database in `dir` with the default, meta
   // and ledger column families plus `extra_families` (ledger::OpenLedgerDb).
-  // FailedPrecondition if another process holds the database; Internal /
-  // DataLoss for RocksDB errors, naming the directory. The reserve is
-  // written in the background (see reserve_ok()).
+  // Checks the format version first (CheckDataFormat), so a newer directory is
+  // refused before any of its files changes; a new directory gets
+  // kDataFormatVersion stored. FailedPrecondition if another process holds
+  // the database; Internal / DataLoss for RocksDB errors, naming the
+  // directory. The reserve is written in the background (see reserve_ok()).
   static absl::StatusOr<std::unique_ptr<NodeStore>> Open(
       const std::string& dir, const std::vector<std::string>& extra_families,
       NodeStoreOptions options = {});
   ~NodeStore();
 
   rocksdb::DB* db() const { return db_->db.get(); }
+  // True if the directory was written before format versions (no
+  // kFormatVersionKey at open): the caller records the upgrade and stores the
+  // version in the same commit (Node does, with a `store.format` entry).
+  bool unversioned() const { return unversioned_; }
   // The handle for `name`; nullptr if it was not opened.
   rocksdb::ColumnFamilyHandle* family(const std::string& name) const;
   // Every open family by name (the default one included).
@@ -104,6 +131,9 @@ class NodeStore {
  private:
   class Listener;
   explicit NodeStore(std::string dir, NodeStoreOptions options);
+  // Stores kDataFormatVersion in a database just created; marks one that
+  // `existed` without a version as unversioned().
+  absl::Status StampFormat(bool existed);
   void ReleaseReserve(absl::string_view why);
   void KeepReserve();
 
@@ -111,6 +141,7 @@ class NodeStore {
   const NodeStoreOptions options_;
   std::shared_ptr<rocksdb::FileSystem> fs_;
   std::unique_ptr<ledger::LedgerDb> db_;
+  bool unversioned_ = false;
 
   mutable absl::Mutex mu_;
   absl::Status background_error_ ABSL_GUARDED_BY(mu_);
