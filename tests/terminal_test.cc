@@ -303,6 +303,7 @@ class CtlOutputTest : public ::testing::Test {
         {"peers", {}},
         {"whoami", {}},
         {"roster push", {"--in", dir_ + "/roster.json"}},
+        {"admin backup", {"--out", dir_ + "/backup"}},
         {"case create",
          {"--category", "wage-theft", "--origin", "ID", "--destination", "SG", "--worker-name",
           "W"}},

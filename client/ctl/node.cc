@@ -196,8 +196,8 @@ absl::Status RunAdminBackup(Context& c) {
   c.out << "backup written by the node at " << Printable(conn->target) << " to "
         << Printable(req.out_dir()) << " (on the node's machine): ledger size "
         << resp.ledger_size() << ", " << resp.files() << " files, " << resp.bytes()
-        << " bytes, manifest SHA-256 " << resp.manifest_sha256() << "; recorded as ledger entry "
-        << resp.recorded_index()
+        << " bytes, manifest SHA-256 " << Printable(resp.manifest_sha256())
+        << "; recorded as ledger entry " << resp.recorded_index()
         << ".\n  keystore/ holds the case keys: store it apart from the rest (and from "
            "master.key).\n";
   return absl::OkStatus();
