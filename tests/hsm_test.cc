@@ -102,8 +102,10 @@ class RawSession {
   }
   ~RawSession() { f_->C_CloseSession(s_); }
 
-  CK_OBJECT_HANDLE PrivateKey(const std::string& label) {
-    CK_OBJECT_CLASS klass = CKO_PRIVATE_KEY;
+  CK_OBJECT_HANDLE PrivateKey(const std::string& label) { return Find(CKO_PRIVATE_KEY, label); }
+  CK_OBJECT_HANDLE PublicKey(const std::string& label) { return Find(CKO_PUBLIC_KEY, label); }
+  // The one object of class `klass` labelled `label`.
+  CK_OBJECT_HANDLE Find(CK_OBJECT_CLASS klass, const std::string& label) {
     std::string l = label;
     CK_ATTRIBUTE t[] = {{CKA_CLASS, &klass, sizeof klass}, {CKA_LABEL, l.data(), l.size()}};
     CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
@@ -120,18 +122,6 @@ class RawSession {
     const CK_RV rv = f_->C_GetAttributeValue(s_, h, &a, 1);
     if (rv == CKR_OK) value->resize(a.ulValueLen);
     return rv;
-  }
-  CK_OBJECT_HANDLE PublicKey(const std::string& label) {
-    CK_OBJECT_CLASS klass = CKO_PUBLIC_KEY;
-    std::string l = label;
-    CK_ATTRIBUTE t[] = {{CKA_CLASS, &klass, sizeof klass}, {CKA_LABEL, l.data(), l.size()}};
-    CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-    CK_ULONG n = 0;
-    EXPECT_EQ(f_->C_FindObjectsInit(s_, t, 2), CKR_OK);
-    EXPECT_EQ(f_->C_FindObjects(s_, &h, 1, &n), CKR_OK);
-    f_->C_FindObjectsFinal(s_);
-    EXPECT_EQ(n, 1u);
-    return h;
   }
   CK_RV Destroy(CK_OBJECT_HANDLE h) { return f_->C_DestroyObject(s_, h); }
   CK_RV Relabel(CK_OBJECT_HANDLE h, const std::string& label) {
