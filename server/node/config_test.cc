@@ -107,7 +107,7 @@ TEST_F(ConfigTest, EachKindOfBadConfigHasItsOwnError) {
 TEST_F(ConfigTest, MetricsEndpointIsOffByDefaultAndLoopbackUnlessAllowed) {
   ASSERT_OK_AND_ASSIGN(v1::NodeConfig off, Load(good_));
   EXPECT_EQ(off.metrics().listen(), "");
-  for (const std::string& listen : {"127.0.0.1:9464", "127.0.0.2:0", "[::1]:9464"}) {
+  for (const std::string listen : {"127.0.0.1:9464", "127.0.0.2:0", "[::1]:9464"}) {
     ASSERT_OK_AND_ASSIGN(v1::NodeConfig c, Load(good_ + "metrics: {listen: \"" + listen + "\"}\n"));
     EXPECT_EQ(c.metrics().listen(), listen);
   }
