@@ -63,8 +63,8 @@ constexpr bool kUnderAsan = false;
 
 #define SKIP_WITHOUT_SOFTHSM()                                                                    \
   if (kUnderAsan)                                                                                 \
-    GTEST_SKIP() << "SoftHSM2 leaks OpenSSL objects per signature inside libsofthsm2, which "    \
-                    "LeakSanitizer cannot tell from ours: run in make test and under TSan";      \
+    GTEST_SKIP() << "SoftHSM2 leaks OpenSSL objects per signature inside libsofthsm2, which "     \
+                    "LeakSanitizer cannot tell from ours: run in make test and under TSan";       \
   if (!SoftHsm::Available())                                                                      \
   GTEST_SKIP() << kSoftHsmModule                                                                  \
                << " is not installed (Debian package softhsm2, which deploy/setup.sh installs): " \
